@@ -1,0 +1,235 @@
+//! Business events: parsing and validation.
+//!
+//! An event is `{id, tenant, type, ts, attrs}`; `ts` is RFC 3339 text or epoch milliseconds. Every
+//! problem is reported with the field it concerns, so a producer can fix the one bad line.
+
+use serde::{Deserialize, Serialize};
+
+use crate::value::{AttrValue, Attrs};
+
+/// Longest accepted event id, tenant or type, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// A validated business event.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Event {
+    /// Tenant that owns the event.
+    pub tenant: String,
+    /// Event type, e.g. `order`, `refund`, `ad_spend`.
+    pub event_type: String,
+    /// When the event happened, epoch milliseconds (event time).
+    pub ts_ms: i64,
+    /// Producer-chosen id; with the tenant it is the idempotency key.
+    pub id: String,
+    /// Attributes.
+    pub attrs: Attrs,
+}
+
+/// What was wrong with an event, naming the field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct EventError {
+    /// The offending field, e.g. `ts` or `attrs`.
+    pub field: String,
+    /// What was wrong with it.
+    pub problem: String,
+}
+
+impl EventError {
+    fn new(field: &str, problem: impl Into<String>) -> Self {
+        EventError {
+            field: field.to_string(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl Event {
+    /// Validates one JSON event. `tenant` is the authenticated tenant: a body naming another tenant
+    /// is refused, a body naming none gets this one.
+    pub fn from_json(value: &serde_json::Value, tenant: &str) -> Result<Event, EventError> {
+        let obj = value
+            .as_object()
+            .ok_or_else(|| EventError::new("event", "must be a JSON object"))?;
+        for key in obj.keys() {
+            if !matches!(key.as_str(), "id" | "tenant" | "type" | "ts" | "attrs") {
+                return Err(EventError::new(
+                    key,
+                    "unknown field; expected id, tenant, type, ts, attrs",
+                ));
+            }
+        }
+        let id = required_name(obj, "id")?;
+        let event_type = required_name(obj, "type")?;
+        match obj.get("tenant") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(t)) if t == tenant => {}
+            Some(serde_json::Value::String(t)) => {
+                return Err(EventError::new(
+                    "tenant",
+                    format!("'{t}' is not the tenant of this API key"),
+                ));
+            }
+            Some(_) => return Err(EventError::new("tenant", "must be a string")),
+        }
+        let ts_ms = match obj.get("ts") {
+            None | Some(serde_json::Value::Null) => {
+                return Err(EventError::new("ts", "is required"));
+            }
+            Some(v) => parse_ts(v)?,
+        };
+        let attrs = match obj.get("attrs") {
+            None | Some(serde_json::Value::Null) => Attrs::new(),
+            Some(serde_json::Value::Object(map)) => map
+                .iter()
+                .map(|(k, v)| (k.clone(), AttrValue::from_json(v)))
+                .collect(),
+            Some(_) => return Err(EventError::new("attrs", "must be a JSON object")),
+        };
+        Ok(Event {
+            tenant: tenant.to_string(),
+            event_type,
+            ts_ms,
+            id,
+            attrs,
+        })
+    }
+
+    /// The event as JSON, in the shape it was accepted in (`ts` as epoch milliseconds).
+    pub fn to_json(&self) -> serde_json::Value {
+        let attrs: serde_json::Map<String, serde_json::Value> = self
+            .attrs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect();
+        serde_json::json!({
+            "id": self.id,
+            "tenant": self.tenant,
+            "type": self.event_type,
+            "ts": self.ts_ms,
+            "attrs": attrs,
+        })
+    }
+}
+
+fn required_name(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    field: &str,
+) -> Result<String, EventError> {
+    match obj.get(field) {
+        None | Some(serde_json::Value::Null) => Err(EventError::new(field, "is required")),
+        Some(serde_json::Value::String(s)) if s.is_empty() => {
+            Err(EventError::new(field, "must not be empty"))
+        }
+        Some(serde_json::Value::String(s)) if s.len() > MAX_NAME_LEN => Err(EventError::new(
+            field,
+            format!("is {} bytes long; at most {MAX_NAME_LEN} allowed", s.len()),
+        )),
+        Some(serde_json::Value::String(s)) if s.chars().any(char::is_control) => Err(
+            EventError::new(field, "must not contain control characters"),
+        ),
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(EventError::new(
+            field,
+            format!("must be a string, got {}", json_kind(other)),
+        )),
+    }
+}
+
+/// Parses an event time: RFC 3339 text or integer epoch milliseconds.
+pub fn parse_ts(value: &serde_json::Value) -> Result<i64, EventError> {
+    match value {
+        serde_json::Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| {
+                EventError::new(
+                    "ts",
+                    format!("'{s}' is not an RFC 3339 timestamp ({e}); e.g. 2026-11-25T09:00:00+09:00 or epoch milliseconds"),
+                )
+            }),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(ms) if (0..=253_402_300_799_999).contains(&ms) => Ok(ms),
+            Some(ms) => Err(EventError::new(
+                "ts",
+                format!("{ms} is outside the supported range of epoch milliseconds (years 1970-9999)"),
+            )),
+            None => Err(EventError::new(
+                "ts",
+                format!("{n} is not an integer number of epoch milliseconds"),
+            )),
+        },
+        other => Err(EventError::new(
+            "ts",
+            format!("must be RFC 3339 text or epoch milliseconds, got {}", json_kind(other)),
+        )),
+    }
+}
+
+/// A short name of a JSON value's kind, for error messages.
+pub fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn accepts_rfc3339_and_epoch_ms() {
+        let a = Event::from_json(
+            &json!({"id": "o1", "type": "order", "ts": "2025-11-25T09:00:00+09:00", "attrs": {"amount": 5}}),
+            "shop",
+        )
+        .unwrap();
+        let b = Event::from_json(
+            &json!({"id": "o1", "type": "order", "ts": 1_764_028_800_000i64, "attrs": {"amount": 5}}),
+            "shop",
+        )
+        .unwrap();
+        assert_eq!(a.ts_ms, 1_764_028_800_000);
+        assert_eq!(a, b);
+        assert_eq!(a.tenant, "shop");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (json!({"type": "order", "ts": 1}), "id"),
+            (json!({"id": 7, "type": "order", "ts": 1}), "id"),
+            (json!({"id": "a", "ts": 1}), "type"),
+            (json!({"id": "a", "type": "order"}), "ts"),
+            (json!({"id": "a", "type": "order", "ts": "yesterday"}), "ts"),
+            (json!({"id": "a", "type": "order", "ts": 1.5}), "ts"),
+            (
+                json!({"id": "a", "type": "order", "ts": 1, "attrs": [1]}),
+                "attrs",
+            ),
+            (
+                json!({"id": "a", "type": "order", "ts": 1, "tenant": "other"}),
+                "tenant",
+            ),
+            (
+                json!({"id": "a", "type": "order", "ts": 1, "amount": 3}),
+                "amount",
+            ),
+        ];
+        for (input, field) in cases {
+            let err = Event::from_json(&input, "shop").unwrap_err();
+            assert_eq!(err.field, field, "{input} gave {err}");
+        }
+        assert_eq!(
+            Event::from_json(&json!([1]), "shop")
+                .unwrap_err()
+                .to_string(),
+            "event: must be a JSON object"
+        );
+    }
+}

@@ -1,0 +1,23 @@
+//! Tidemark's dataflow: which alert rules match, windowed aggregates and their FIRING/RESOLVED
+//! state, as timely/differential-dataflow computations.
+//!
+//! Pure: no I/O and no async runtime. The pipeline feeds [`engine::Engine`] batches of events,
+//! rule changes and clock readings, one epoch at a time, and gets back notification
+//! [`intent::Intent`]s with deterministic ids.
+
+pub mod dataflow;
+pub mod engine;
+pub mod event;
+pub mod intent;
+pub mod predicate;
+pub mod rule;
+pub mod state;
+pub mod time;
+pub mod value;
+
+pub use engine::{Engine, EngineConfig, EngineError, RuleChange, StepInput, StepOutput};
+pub use event::{Event, EventError};
+pub use intent::{Intent, IntentKind};
+pub use rule::{Rule, RuleError, RuleSpec};
+pub use state::OpenAlert;
+pub use value::{AttrValue, Attrs, Num};

@@ -1,0 +1,104 @@
+//! Attribute values carried by events and compared by predicates.
+//!
+//! Dataflow records must be totally ordered and hashable, so numbers are held as [`Num`], an `f64`
+//! ordered by [`f64::total_cmp`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// An `f64` with a total order (`-0.0 < 0.0`, NaN last), so values can be keys in the dataflow.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct Num(pub f64);
+
+impl PartialEq for Num {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.total_cmp(&other.0).is_eq()
+    }
+}
+impl Eq for Num {}
+impl PartialOrd for Num {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Num {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+impl std::hash::Hash for Num {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state)
+    }
+}
+
+/// One attribute value of an event.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AttrValue {
+    /// JSON `null`, and the value of a missing attribute in a group key.
+    Null,
+    /// JSON boolean.
+    Bool(bool),
+    /// Any JSON number.
+    Num(Num),
+    /// JSON string.
+    Str(String),
+    /// JSON array (nested objects are kept as their JSON text).
+    List(Vec<AttrValue>),
+}
+
+/// The attributes of an event, by name.
+pub type Attrs = BTreeMap<String, AttrValue>;
+
+impl AttrValue {
+    /// Converts a JSON value; objects nested inside attributes are kept as their JSON text.
+    pub fn from_json(value: &serde_json::Value) -> AttrValue {
+        use serde_json::Value;
+        match value {
+            Value::Null => AttrValue::Null,
+            Value::Bool(b) => AttrValue::Bool(*b),
+            Value::Number(n) => AttrValue::Num(Num(n.as_f64().unwrap_or(f64::NAN))),
+            Value::String(s) => AttrValue::Str(s.clone()),
+            Value::Array(items) => {
+                AttrValue::List(items.iter().map(AttrValue::from_json).collect())
+            }
+            Value::Object(_) => AttrValue::Str(value.to_string()),
+        }
+    }
+
+    /// Converts back to JSON, for templates and payloads.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            AttrValue::Null => Value::Null,
+            AttrValue::Bool(b) => Value::Bool(*b),
+            AttrValue::Num(n) => serde_json::Number::from_f64(n.0)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
+            AttrValue::Str(s) => Value::String(s.clone()),
+            AttrValue::List(items) => Value::Array(items.iter().map(AttrValue::to_json).collect()),
+        }
+    }
+
+    /// The numeric value, if this is a number.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            AttrValue::Num(n) => Some(n.0),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for AttrValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttrValue::Null => f.write_str("null"),
+            AttrValue::Bool(b) => write!(f, "{b}"),
+            AttrValue::Num(n) => write!(f, "{}", n.0),
+            AttrValue::Str(s) => f.write_str(s),
+            AttrValue::List(_) => write!(f, "{}", self.to_json()),
+        }
+    }
+}
