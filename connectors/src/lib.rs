@@ -1,0 +1,12 @@
+//! Tidemark's connections to the outside world.
+//!
+//! - [`store`]: durable state — the event log, rules, destinations, tenants, the notification
+//!   outbox and the delivery log (SQLite embedded; the [`store::Store`] trait leaves room for
+//!   PostgreSQL).
+//! - [`sinks`]: delivering notifications — signed webhooks, JSON-lines files — and the retry
+//!   policy that decides when to try again.
+//!
+//! This crate depends on no other workspace crate; everything here is I/O at the edge.
+
+pub mod sinks;
+pub mod store;

@@ -1,0 +1,550 @@
+//! Behaviour of the [`Store`] contract, exercised on [`SqliteStore`] in a temporary directory.
+
+use super::*;
+
+fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("nested/tidemark.db")).expect("open store");
+    (dir, store)
+}
+
+fn event(tenant: &str, id: &str) -> NewEvent {
+    NewEvent {
+        id: id.to_owned(),
+        tenant: tenant.to_owned(),
+        event_type: "order.created".to_owned(),
+        ts_ms: 1_000,
+        body: format!(r#"{{"id":"{id}","amount":1200000}}"#),
+    }
+}
+
+fn destination(tenant: &str, id: &str) -> StoredDestination {
+    StoredDestination {
+        tenant: tenant.to_owned(),
+        id: id.to_owned(),
+        kind: "webhook".to_owned(),
+        config: r#"{"url":"http://127.0.0.1:9/hook"}"#.to_owned(),
+        updated_at_ms: 10,
+    }
+}
+
+fn notification(tenant: &str, id: &str, kind: &str, destinations: &[&str]) -> NewNotification {
+    NewNotification {
+        id: id.to_owned(),
+        tenant: tenant.to_owned(),
+        rule_id: "big-order".to_owned(),
+        kind: kind.to_owned(),
+        group_key: "store-1".to_owned(),
+        payload: format!(r#"{{"notification":"{id}"}}"#),
+        created_at_ms: 100,
+        destination_ids: destinations.iter().map(|d| (*d).to_owned()).collect(),
+    }
+}
+
+fn attempt(n: &str, d: &str, attempt: u32, outcome: &str) -> DeliveryAttempt {
+    DeliveryAttempt {
+        notification_id: n.to_owned(),
+        destination_id: d.to_owned(),
+        attempt,
+        at_ms: 200,
+        outcome: outcome.to_owned(),
+        status_code: Some(503),
+        error: (outcome != "delivered").then(|| "HTTP 503".to_owned()),
+        duration_ms: 12,
+    }
+}
+
+#[test]
+fn appended_events_survive_reopen_in_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let outcomes = {
+        let store = SqliteStore::open(&path).expect("open");
+        store
+            .append_events(&[event("a", "e1"), event("a", "e2"), event("b", "e1")])
+            .expect("append")
+    };
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, AppendOutcome::Appended { .. }))
+    );
+    let seqs: Vec<u64> = outcomes.iter().map(AppendOutcome::seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+
+    let store = SqliteStore::open(&path).expect("reopen");
+    let events = store.events_after(0, 10).expect("read");
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[0].seq, seqs[0]);
+    assert_eq!(events[2].tenant, "b");
+    assert_eq!(events[1].body, event("a", "e2").body);
+    assert_eq!(store.events_after(seqs[1], 10).expect("read").len(), 1);
+    assert_eq!(store.events_after(0, 2).expect("read").len(), 2);
+    assert_eq!(store.event_count("a").expect("count"), 2);
+    assert_eq!(store.last_event_seq().expect("last"), seqs[2]);
+    // A new append after reopen continues the sequence.
+    let next = store.append_events(&[event("a", "e3")]).expect("append");
+    assert!(next[0].seq() > seqs[2]);
+}
+
+#[test]
+fn duplicates_are_detected_across_and_within_batches() {
+    let (_dir, store) = open();
+    let first = store
+        .append_events(&[event("a", "e1"), event("a", "e2")])
+        .expect("append");
+    let second = store
+        .append_events(&[
+            event("a", "e2"),
+            event("a", "e3"),
+            event("a", "e3"),
+            event("b", "e2"),
+        ])
+        .expect("append");
+    assert_eq!(
+        second[0],
+        AppendOutcome::Duplicate {
+            seq: first[1].seq()
+        }
+    );
+    assert!(matches!(second[1], AppendOutcome::Appended { .. }));
+    assert_eq!(
+        second[2],
+        AppendOutcome::Duplicate {
+            seq: second[1].seq()
+        }
+    );
+    // The same id under another tenant is a different event.
+    assert!(matches!(second[3], AppendOutcome::Appended { .. }));
+    assert_eq!(store.event_count("a").expect("count"), 3);
+    assert_eq!(store.events_after(0, 100).expect("read").len(), 4);
+}
+
+#[test]
+fn recent_event_replay_skips_old_event_times() {
+    let (_dir, store) = open();
+    let mut old = event("a", "old");
+    old.ts_ms = 10;
+    let mut new = event("a", "new");
+    new.ts_ms = 5_000;
+    store.append_events(&[old, new]).expect("append");
+    let recent = store.events_since_ts(1_000, 0, 10).expect("read");
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0].id, "new");
+}
+
+#[test]
+fn rules_and_destinations_are_tenant_scoped() {
+    let (_dir, store) = open();
+    let rule = StoredRule {
+        tenant: "a".to_owned(),
+        id: "r1".to_owned(),
+        version: 1,
+        enabled: true,
+        body: "{}".to_owned(),
+        updated_at_ms: 5,
+    };
+    store.put_rule(&rule).expect("put");
+    store
+        .put_rule(&StoredRule {
+            tenant: "b".to_owned(),
+            ..rule.clone()
+        })
+        .expect("put");
+    assert_eq!(store.get_rule("a", "r1").expect("get"), Some(rule.clone()));
+    assert_eq!(store.list_rules(Some("a")).expect("list").len(), 1);
+    assert_eq!(store.list_rules(None).expect("list").len(), 2);
+    assert!(store.get_rule("c", "r1").expect("get").is_none());
+    assert!(!store.delete_rule("c", "r1").expect("delete"));
+    assert!(store.delete_rule("b", "r1").expect("delete"));
+    assert_eq!(store.get_rule("a", "r1").expect("get"), Some(rule.clone()));
+
+    let updated = StoredRule {
+        version: 2,
+        enabled: false,
+        ..rule
+    };
+    store.put_rule(&updated).expect("upsert");
+    assert_eq!(store.get_rule("a", "r1").expect("get"), Some(updated));
+
+    store.put_destination(&destination("a", "d1")).expect("put");
+    assert!(store.get_destination("b", "d1").expect("get").is_none());
+    assert!(store.list_destinations("b").expect("list").is_empty());
+    assert!(!store.delete_destination("b", "d1").expect("delete"));
+    assert_eq!(store.list_destinations("a").expect("list").len(), 1);
+    assert!(store.delete_destination("a", "d1").expect("delete"));
+    assert!(store.get_destination("a", "d1").expect("get").is_none());
+}
+
+#[test]
+fn tenants_and_api_keys() {
+    let (_dir, store) = open();
+    let tenant = Tenant {
+        id: "a".to_owned(),
+        name: "Shop A".to_owned(),
+        time_zone: "Asia/Seoul".to_owned(),
+    };
+    store.put_tenant(&tenant).expect("put");
+    assert_eq!(store.get_tenant("a").expect("get"), Some(tenant.clone()));
+    assert_eq!(store.list_tenants().expect("list"), vec![tenant]);
+    let hash = "0".repeat(64);
+    store.put_api_key("a", &hash).expect("put key");
+    assert_eq!(
+        store.tenant_for_api_key(&hash).expect("lookup").as_deref(),
+        Some("a")
+    );
+    assert!(
+        store
+            .tenant_for_api_key(&"1".repeat(64))
+            .expect("lookup")
+            .is_none()
+    );
+    assert!(matches!(
+        store.put_api_key("a", "plaintext-key"),
+        Err(StoreError::InvalidInput(_))
+    ));
+}
+
+#[test]
+fn enqueue_is_idempotent_and_tenant_scoped() {
+    let (_dir, store) = open();
+    store.put_destination(&destination("a", "d1")).expect("put");
+    store.put_destination(&destination("a", "d2")).expect("put");
+    let n = notification("a", "n1", "match", &["d1", "d2", "d1"]);
+    assert_eq!(
+        store
+            .enqueue_notifications(std::slice::from_ref(&n), 100)
+            .expect("enqueue"),
+        1
+    );
+    assert_eq!(
+        store
+            .enqueue_notifications(std::slice::from_ref(&n), 150)
+            .expect("enqueue"),
+        0
+    );
+
+    let view = store
+        .get_notification("a", "n1")
+        .expect("get")
+        .expect("exists");
+    assert_eq!(view.payload, serde_json::json!({"notification": "n1"}));
+    assert_eq!(view.deliveries.len(), 2);
+    assert!(
+        view.deliveries
+            .iter()
+            .all(|d| d.status == DeliveryStatus::Pending && d.next_attempt_at_ms == Some(100))
+    );
+    assert!(store.get_notification("b", "n1").expect("get").is_none());
+    assert!(
+        store
+            .list_notifications("b", &NotificationFilter::default())
+            .expect("list")
+            .is_empty()
+    );
+    // Another tenant reusing the id is refused rather than silently dropped.
+    assert!(matches!(
+        store.enqueue_notifications(&[notification("b", "n1", "match", &[])], 100),
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        store.enqueue_notifications(
+            &[NewNotification {
+                payload: "not json".to_owned(),
+                ..notification("a", "n2", "match", &[])
+            }],
+            100
+        ),
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert_eq!(
+        store.delivery_counts().expect("counts"),
+        vec![
+            (DeliveryStatus::Pending, 2),
+            (DeliveryStatus::Delivered, 0),
+            (DeliveryStatus::Dead, 0)
+        ]
+    );
+}
+
+#[test]
+fn retry_then_deliver_and_retry_then_dead() {
+    let (_dir, store) = open();
+    store.put_destination(&destination("a", "d1")).expect("put");
+    store
+        .enqueue_notifications(
+            &[
+                notification("a", "n1", "match", &["d1"]),
+                notification("a", "n2", "match", &["d1"]),
+            ],
+            100,
+        )
+        .expect("enqueue");
+    let due = store.due_deliveries(100, 10).expect("due");
+    assert_eq!(due.len(), 2);
+    assert_eq!(due[0].attempt, 0);
+    assert_eq!(due[0].destination, destination("a", "d1"));
+    assert!(store.due_deliveries(99, 10).expect("due").is_empty());
+
+    store
+        .record_attempt(
+            &attempt("n1", "d1", 1, "retry"),
+            DeliveryNext::RetryAt(1_000),
+        )
+        .expect("record");
+    store
+        .record_attempt(&attempt("n2", "d1", 1, "dead"), DeliveryNext::Dead)
+        .expect("record");
+    let due = store.due_deliveries(999, 10).expect("due");
+    assert!(due.is_empty(), "{due:?}");
+    let due = store.due_deliveries(1_000, 10).expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].attempt, 1);
+
+    store
+        .record_attempt(
+            &attempt("n1", "d1", 2, "delivered"),
+            DeliveryNext::Delivered,
+        )
+        .expect("record");
+    let n1 = store
+        .get_notification("a", "n1")
+        .expect("get")
+        .expect("exists");
+    let d = &n1.deliveries[0];
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+    assert_eq!(d.attempts, 2);
+    assert_eq!(d.next_attempt_at_ms, None);
+    assert_eq!(d.last_error, None);
+    assert_eq!(d.attempt_log.len(), 2);
+    assert_eq!(d.attempt_log[0].outcome, "retry");
+
+    // A late report from a sender whose lease expired does not undo the delivery.
+    store
+        .record_attempt(
+            &attempt("n1", "d1", 2, "retry"),
+            DeliveryNext::RetryAt(5_000),
+        )
+        .expect("record");
+    let n1 = store
+        .get_notification("a", "n1")
+        .expect("get")
+        .expect("exists");
+    assert_eq!(n1.deliveries[0].status, DeliveryStatus::Delivered);
+
+    let n2 = store
+        .get_notification("a", "n2")
+        .expect("get")
+        .expect("exists");
+    assert_eq!(n2.deliveries[0].status, DeliveryStatus::Dead);
+    assert_eq!(n2.deliveries[0].last_error.as_deref(), Some("HTTP 503"));
+
+    let dead = store
+        .list_notifications(
+            "a",
+            &NotificationFilter {
+                status: Some(DeliveryStatus::Dead),
+                ..NotificationFilter::default()
+            },
+        )
+        .expect("list");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, "n2");
+    assert!(matches!(
+        store.record_attempt(&attempt("nope", "d1", 1, "retry"), DeliveryNext::Dead),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn claims_lease_deliveries_to_one_sender() {
+    let (_dir, store) = open();
+    store.put_destination(&destination("a", "d1")).expect("put");
+    store
+        .enqueue_notifications(&[notification("a", "n1", "match", &["d1"])], 100)
+        .expect("enqueue");
+    let first = store.claim_due_deliveries(100, 30_000, 10).expect("claim");
+    assert_eq!(first.len(), 1);
+    assert!(
+        store
+            .claim_due_deliveries(100, 30_000, 10)
+            .expect("claim")
+            .is_empty()
+    );
+    assert!(
+        store
+            .claim_due_deliveries(30_099, 30_000, 10)
+            .expect("claim")
+            .is_empty()
+    );
+    // The sender died: after the lease, the delivery is due again.
+    let again = store
+        .claim_due_deliveries(30_100, 30_000, 10)
+        .expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].notification_id, "n1");
+}
+
+#[test]
+fn deliveries_to_deleted_destinations_go_dead_on_claim() {
+    let (_dir, store) = open();
+    store.put_destination(&destination("a", "d1")).expect("put");
+    store
+        .enqueue_notifications(&[notification("a", "n1", "match", &["d1"])], 100)
+        .expect("enqueue");
+    store.delete_destination("a", "d1").expect("delete");
+    assert!(
+        store
+            .claim_due_deliveries(100, 1_000, 10)
+            .expect("claim")
+            .is_empty()
+    );
+    let view = store
+        .get_notification("a", "n1")
+        .expect("get")
+        .expect("exists");
+    assert_eq!(view.deliveries[0].status, DeliveryStatus::Dead);
+    assert_eq!(view.deliveries[0].attempt_log.len(), 1);
+}
+
+#[test]
+fn destination_of_another_tenant_is_never_used() {
+    let (_dir, store) = open();
+    store.put_destination(&destination("b", "d1")).expect("put");
+    store
+        .enqueue_notifications(&[notification("a", "n1", "match", &["d1"])], 100)
+        .expect("enqueue");
+    assert!(store.due_deliveries(100, 10).expect("due").is_empty());
+    assert!(
+        store
+            .claim_due_deliveries(100, 1_000, 10)
+            .expect("claim")
+            .is_empty()
+    );
+}
+
+#[test]
+fn open_alerts_follow_firing_and_resolved() {
+    let (_dir, store) = open();
+    store
+        .enqueue_notifications(&[notification("a", "f1", "firing", &[])], 100)
+        .expect("enqueue");
+    let mut refire = notification("a", "f2", "firing", &[]);
+    refire.created_at_ms = 500;
+    store
+        .enqueue_notifications(&[refire], 500)
+        .expect("enqueue");
+    let open = store.open_alerts(Some("a")).expect("open");
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].since_ms, 100);
+    assert_eq!(open[0].notification_id, "f2");
+    assert!(store.open_alerts(Some("b")).expect("open").is_empty());
+
+    store
+        .enqueue_notifications(&[notification("a", "r1", "resolved", &[])], 600)
+        .expect("enqueue");
+    assert!(store.open_alerts(None).expect("open").is_empty());
+    // Replaying the original firing after a restart adds nothing and does not reopen.
+    store
+        .enqueue_notifications(&[notification("a", "f1", "firing", &[])], 700)
+        .expect("enqueue");
+    assert!(store.open_alerts(None).expect("open").is_empty());
+}
+
+#[test]
+fn notification_listing_pages_newest_first() {
+    let (_dir, store) = open();
+    let batch: Vec<NewNotification> = (0..5)
+        .map(|i| NewNotification {
+            created_at_ms: 100 + i,
+            ..notification("a", &format!("n{i}"), "match", &[])
+        })
+        .collect();
+    store.enqueue_notifications(&batch, 100).expect("enqueue");
+    let page = store
+        .list_notifications(
+            "a",
+            &NotificationFilter {
+                limit: 2,
+                ..NotificationFilter::default()
+            },
+        )
+        .expect("list");
+    let ids: Vec<&str> = page.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["n4", "n3"]);
+    let next = store
+        .list_notifications(
+            "a",
+            &NotificationFilter {
+                limit: 2,
+                before: Some(NotificationCursor {
+                    created_at_ms: page[1].created_at_ms,
+                    id: page[1].id.clone(),
+                }),
+                ..NotificationFilter::default()
+            },
+        )
+        .expect("list");
+    let ids: Vec<&str> = next.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["n2", "n1"]);
+}
+
+#[test]
+fn meta_round_trips_and_guards_schema_version() {
+    let (_dir, store) = open();
+    assert_eq!(store.get_meta("checkpoint").expect("get"), None);
+    store.set_meta("checkpoint", "42").expect("set");
+    store.set_meta("checkpoint", "43").expect("set");
+    assert_eq!(
+        store.get_meta("checkpoint").expect("get").as_deref(),
+        Some("43")
+    );
+    assert_eq!(
+        store.get_meta("schema_version").expect("get").as_deref(),
+        Some("1")
+    );
+    assert!(store.set_meta("schema_version", "9").is_err());
+}
+
+#[test]
+fn refuses_a_database_from_a_newer_version() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    drop(SqliteStore::open(&path).expect("create"));
+    let conn = rusqlite::Connection::open(&path).expect("raw open");
+    conn.execute(
+        "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+        [],
+    )
+    .expect("bump version");
+    drop(conn);
+    assert!(matches!(
+        SqliteStore::open(&path),
+        Err(StoreError::SchemaTooNew {
+            found: 99,
+            supported: 1
+        })
+    ));
+}
+
+#[test]
+fn owner_of_tells_who_owns_an_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+    store
+        .put_rule(&StoredRule {
+            tenant: "a".into(),
+            id: "r1".into(),
+            version: 1,
+            enabled: true,
+            body: "{}".into(),
+            updated_at_ms: 0,
+        })
+        .unwrap();
+    assert_eq!(
+        store.owner_of(ObjectKind::Rule, "r1").unwrap().as_deref(),
+        Some("a")
+    );
+    assert_eq!(store.owner_of(ObjectKind::Rule, "r2").unwrap(), None);
+    assert_eq!(store.owner_of(ObjectKind::Destination, "r1").unwrap(), None);
+}
