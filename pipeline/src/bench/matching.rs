@@ -1,0 +1,603 @@
+//! `tidemark bench match`: how fast the dataflow matches pre-parsed events against a large,
+//! realistic rule set, and what rule changes during ingest cost.
+//!
+//! Everything is generated from a fixed seed, so two runs with the same arguments feed the engine
+//! the same events and rules. Events (orders, refunds, ad spend, sign-ups) are spread over the
+//! tenants with a few large shops and a long tail; each tenant sends about one event per second of
+//! event time, and the clock follows event time, so windows open, close and retire their events as
+//! they would in production, only faster. Rules are mostly `match` rules with comparisons, in-lists
+//! and and/or/not, plus a share of `threshold` rules over 1–5 minute windows with a `group_by`.
+//!
+//! Only [`Engine::step`] calls are timed: generating a batch happens between epochs, while the
+//! workers are idle, so `events_per_sec` is what the engine sustains on pre-parsed input.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use operators::rule::RuleSpec;
+use operators::{
+    AttrValue, Attrs, Engine, EngineConfig, Event, IntentKind, Num, Rule, RuleChange, StepInput,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatchBenchArgs {
+    /// Timely worker threads.
+    pub workers: usize,
+    /// Tenants the rules and events are spread over.
+    pub tenants: usize,
+    /// Active rules, spread evenly over the tenants.
+    pub rules: usize,
+    /// Events fed.
+    pub events: usize,
+    /// Events per epoch.
+    pub batch: usize,
+    /// Rule updates (an upsert of an existing rule with the next version) per second of feed
+    /// time; 0 for none.
+    pub rule_updates_per_sec: f64,
+}
+
+impl Default for MatchBenchArgs {
+    fn default() -> Self {
+        MatchBenchArgs {
+            workers: 2,
+            tenants: 1_000,
+            rules: 100_000,
+            events: 5_000_000,
+            batch: 50_000,
+            rule_updates_per_sec: 0.0,
+        }
+    }
+}
+
+/// Seed of every generator: the same arguments give the same input.
+const SEED: u64 = 0x7de_3a4c;
+/// 2026-11-25T00:00:00Z.
+const T0: i64 = 1_795_564_800_000;
+/// Each tenant sends about one event per second of event time.
+const TENANT_EVENT_INTERVAL_MS: i64 = 1_000;
+/// Events arrive up to this much out of order (well within the allowed lateness).
+const JITTER_MS: i64 = 5_000;
+const ALLOWED_LATENESS_MS: i64 = 60_000;
+/// Share of rules that are windowed `threshold` rules; the rest are `match` rules.
+const THRESHOLD_SHARE: f64 = 0.15;
+const TIME_ZONE: &str = "Asia/Seoul";
+
+const CHANNELS: &[(&str, u32)] = &[
+    ("naver", 30),
+    ("kakao", 20),
+    ("coupang", 15),
+    ("google", 10),
+    ("meta", 8),
+    ("instagram", 7),
+    ("direct", 7),
+    ("email", 3),
+];
+const AD_CHANNELS: &[(&str, u32)] = &[("naver", 35), ("kakao", 20), ("google", 25), ("meta", 20)];
+const COUNTRIES: &[(&str, u32)] = &[
+    ("KR", 70),
+    ("JP", 8),
+    ("US", 7),
+    ("CN", 5),
+    ("TW", 4),
+    ("SG", 2),
+    ("VN", 2),
+    ("TH", 2),
+];
+const DEVICES: &[(&str, u32)] = &[("mobile", 45), ("app", 25), ("desktop", 25), ("tablet", 5)];
+const REASONS: &[(&str, u32)] = &[
+    ("changed_mind", 40),
+    ("damaged", 20),
+    ("late", 15),
+    ("wrong_item", 15),
+    ("other", 10),
+];
+const EVENT_TYPES: &[(&str, u32)] = &[
+    ("order", 50),
+    ("ad_spend", 20),
+    ("signup", 18),
+    ("refund", 12),
+];
+const SKUS: u32 = 5_000;
+const CUSTOMERS: u32 = 200_000;
+const CAMPAIGNS: u32 = 40;
+
+fn pick<'a>(rng: &mut StdRng, table: &[(&'a str, u32)]) -> &'a str {
+    let total: u32 = table.iter().map(|(_, w)| w).sum();
+    let mut at = rng.random_range(0..total);
+    for (name, weight) in table {
+        if at < *weight {
+            return name;
+        }
+        at -= weight;
+    }
+    table[table.len() - 1].0
+}
+
+/// A standard normal sample (Box–Muller).
+fn normal(rng: &mut StdRng) -> f64 {
+    let u: f64 = rng.random_range(f64::EPSILON..1.0);
+    let v: f64 = rng.random();
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
+/// A log-normal amount around `median`, rounded to `step`.
+fn amount(rng: &mut StdRng, median: f64, sigma: f64, step: f64) -> f64 {
+    ((median.ln() + sigma * normal(rng)).exp() / step)
+        .round()
+        .max(1.0)
+        * step
+}
+
+/// A popularity-skewed index below `n`: low indices are much more common.
+fn skewed(rng: &mut StdRng, n: u32) -> u32 {
+    let u: f64 = rng.random();
+    ((u * u * f64::from(n)) as u32).min(n - 1)
+}
+
+fn sku(i: u32) -> String {
+    format!("SKU-{i:05}")
+}
+
+fn customer(i: u32) -> String {
+    format!("C{i:07}")
+}
+
+fn tenant_name(i: usize) -> String {
+    format!("shop{i:04}")
+}
+
+fn text(s: impl Into<String>) -> AttrValue {
+    AttrValue::Str(s.into())
+}
+
+fn num(x: f64) -> AttrValue {
+    AttrValue::Num(Num(x))
+}
+
+/// Generates the event stream: tenants skewed towards a few large shops, event time advancing by
+/// one event per tenant per [`TENANT_EVENT_INTERVAL_MS`], with a little disorder.
+struct EventSource {
+    rng: StdRng,
+    tenants: Vec<String>,
+    next: u64,
+}
+
+impl EventSource {
+    fn new(tenants: usize) -> Self {
+        EventSource {
+            rng: StdRng::seed_from_u64(SEED ^ 0xe7e7),
+            tenants: (0..tenants).map(tenant_name).collect(),
+            next: 0,
+        }
+    }
+
+    /// Event time of the `n`th event before jitter.
+    fn base_ts(&self, n: u64) -> i64 {
+        T0 + (n as i64 * TENANT_EVENT_INTERVAL_MS) / self.tenants.len() as i64
+    }
+
+    fn batch(&mut self, len: usize) -> Vec<Event> {
+        (0..len).map(|_| self.event()).collect()
+    }
+
+    fn event(&mut self) -> Event {
+        let n = self.next;
+        self.next += 1;
+        let base_ts = self.base_ts(n);
+        let rng = &mut self.rng;
+        let tenant = self.tenants[skewed(rng, self.tenants.len() as u32) as usize].clone();
+        let ts_ms = T0.max(base_ts - rng.random_range(0..=JITTER_MS));
+        let event_type = pick(rng, EVENT_TYPES);
+        let mut attrs = Attrs::new();
+        let mut put = |k: &str, v: AttrValue| {
+            attrs.insert(k.to_string(), v);
+        };
+        match event_type {
+            "order" => {
+                put("amount", num(amount(rng, 30_000.0, 1.2, 100.0)));
+                put("channel", text(pick(rng, CHANNELS)));
+                put("country", text(pick(rng, COUNTRIES)));
+                put("device", text(pick(rng, DEVICES)));
+                put("sku", text(sku(skewed(rng, SKUS))));
+                put("customer", text(customer(rng.random_range(0..CUSTOMERS))));
+                put("quantity", num(f64::from(1 + skewed(rng, 5))));
+                if rng.random_bool(0.2) {
+                    put("coupon", text(format!("CP{}", rng.random_range(0..50))));
+                }
+            }
+            "refund" => {
+                put("amount", num(amount(rng, 40_000.0, 1.1, 100.0)));
+                put("channel", text(pick(rng, CHANNELS)));
+                put("country", text(pick(rng, COUNTRIES)));
+                put("sku", text(sku(skewed(rng, SKUS))));
+                put("customer", text(customer(rng.random_range(0..CUSTOMERS))));
+                put("reason", text(pick(rng, REASONS)));
+            }
+            "ad_spend" => {
+                let clicks = f64::from(rng.random_range(0..400u32));
+                put("amount", num(amount(rng, 50_000.0, 0.9, 10.0)));
+                put("channel", text(pick(rng, AD_CHANNELS)));
+                put(
+                    "campaign",
+                    text(format!("cmp-{:02}", skewed(rng, CAMPAIGNS))),
+                );
+                put("clicks", num(clicks));
+                put(
+                    "impressions",
+                    num(clicks * f64::from(rng.random_range(20..200u32))),
+                );
+                put("country", text(pick(rng, COUNTRIES)));
+            }
+            _ => {
+                put("channel", text(pick(rng, CHANNELS)));
+                put("country", text(pick(rng, COUNTRIES)));
+                put("device", text(pick(rng, DEVICES)));
+                put("customer", text(customer(rng.random_range(0..CUSTOMERS))));
+            }
+        }
+        Event {
+            tenant,
+            event_type: event_type.to_string(),
+            ts_ms,
+            id: format!("ev{n:09}"),
+            attrs,
+        }
+    }
+}
+
+fn some_of(rng: &mut StdRng, table: &[(&str, u32)], count: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(count);
+    while out.len() < count.min(table.len()) {
+        let name = pick(rng, table).to_string();
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// A realistic `match` rule for `event_type`: mostly selective conditions, as shops set them.
+fn match_spec(rng: &mut StdRng, event_type: &str) -> serde_json::Value {
+    let threshold =
+        |rng: &mut StdRng, lo: u32, hi: u32, step: u32| f64::from(rng.random_range(lo..hi) * step);
+    let filter = match (event_type, rng.random_range(0..6)) {
+        ("order", 0) => {
+            json!({"attr": "amount", "op": ">=", "value": threshold(rng, 5, 30, 100_000)})
+        }
+        ("order", 1) => json!({"and": [
+            {"attr": "amount", "op": ">=", "value": threshold(rng, 2, 10, 100_000)},
+            {"attr": "channel", "op": "in", "value": some_of(rng, CHANNELS, 2)},
+        ]}),
+        ("order", 2) => json!({"and": [
+            {"not": {"attr": "country", "op": "=", "value": "KR"}},
+            {"attr": "amount", "op": ">", "value": threshold(rng, 3, 10, 100_000)},
+        ]}),
+        ("order", 3) => json!({"and": [
+            {"attr": "sku", "op": "in", "value": (0..4).map(|_| sku(skewed(rng, SKUS))).collect::<Vec<_>>()},
+            {"attr": "quantity", "op": ">=", "value": 3},
+        ]}),
+        ("order", 4) => json!({"or": [
+            {"attr": "customer", "op": "in", "value": (0..5).map(|_| customer(rng.random_range(0..CUSTOMERS))).collect::<Vec<_>>()},
+            {"attr": "amount", "op": ">=", "value": threshold(rng, 3, 6, 1_000_000)},
+        ]}),
+        ("order", _) => json!({"and": [
+            {"attr": "coupon", "op": "exists"},
+            {"attr": "channel", "op": "=", "value": pick(rng, CHANNELS)},
+            {"attr": "amount", "op": ">=", "value": threshold(rng, 3, 8, 100_000)},
+        ]}),
+        ("refund", 0 | 1) => {
+            json!({"attr": "amount", "op": ">=", "value": threshold(rng, 2, 10, 100_000)})
+        }
+        ("refund", 2 | 3) => json!({"and": [
+            {"attr": "reason", "op": "=", "value": "damaged"},
+            {"attr": "amount", "op": ">=", "value": threshold(rng, 1, 5, 100_000)},
+        ]}),
+        ("refund", _) => json!({"and": [
+            {"attr": "sku", "op": "in", "value": (0..3).map(|_| sku(skewed(rng, SKUS))).collect::<Vec<_>>()},
+            {"attr": "reason", "op": "in", "value": ["damaged", "wrong_item"]},
+        ]}),
+        ("ad_spend", 0 | 1 | 2) => json!({"and": [
+            {"attr": "channel", "op": "=", "value": pick(rng, AD_CHANNELS)},
+            {"attr": "amount", "op": ">", "value": threshold(rng, 4, 12, 100_000)},
+        ]}),
+        ("ad_spend", _) => json!({"or": [
+            {"attr": "amount", "op": ">=", "value": threshold(rng, 6, 16, 100_000)},
+            {"and": [
+                {"attr": "clicks", "op": "<", "value": 2},
+                {"attr": "impressions", "op": ">", "value": 0},
+                {"attr": "campaign", "op": "=", "value": format!("cmp-{:02}", skewed(rng, CAMPAIGNS))},
+            ]},
+        ]}),
+        (_, 0 | 1 | 2) => json!({"and": [
+            {"attr": "country", "op": "in", "value": ["SG", "VN", "TH"]},
+            {"attr": "channel", "op": "=", "value": pick(rng, CHANNELS)},
+        ]}),
+        (_, _) => json!({"and": [
+            {"attr": "device", "op": "=", "value": "tablet"},
+            {"attr": "country", "op": "=", "value": pick(rng, COUNTRIES)},
+            {"attr": "channel", "op": "in", "value": some_of(rng, CHANNELS, 2)},
+        ]}),
+    };
+    let mut spec = json!({"kind": "match", "event_type": event_type, "filter": filter});
+    if rng.random_bool(0.3) {
+        spec["group_by"] = json!(["channel"]);
+        spec["throttle"] = json!("10m");
+    }
+    if rng.random_bool(0.1) {
+        spec["quiet_hours"] = json!({"start": "23:00", "end": "07:00"});
+    }
+    spec
+}
+
+/// A realistic windowed `threshold` rule for `event_type`, over a 1–5 minute window.
+fn threshold_spec(rng: &mut StdRng, event_type: &str) -> serde_json::Value {
+    let minutes = rng.random_range(1..=5u32);
+    let window = if minutes == 5 && rng.random_bool(0.3) {
+        json!({"size": "5m", "slide": "1m"})
+    } else {
+        json!({"size": format!("{minutes}m")})
+    };
+    let m = f64::from(minutes);
+    let (aggregate, group_by, condition, filter) = match (event_type, rng.random_range(0..4)) {
+        ("order", 0) => (
+            json!({"fn": "sum", "attr": "amount"}),
+            json!(["channel"]),
+            json!({"op": ">", "value": m * f64::from(rng.random_range(5..40u32)) * 100_000.0}),
+            None,
+        ),
+        ("order", 1) => (
+            json!({"fn": "count"}),
+            json!(["country"]),
+            json!({"op": ">=", "value": m * f64::from(rng.random_range(10..60u32))}),
+            None,
+        ),
+        ("order", 2) => (
+            json!({"fn": "avg", "attr": "amount"}),
+            json!(["device"]),
+            json!({"op": ">", "value": f64::from(rng.random_range(10..30u32)) * 10_000.0}),
+            Some(json!({"attr": "quantity", "op": ">=", "value": 2})),
+        ),
+        ("order", _) => (
+            json!({"fn": "count_distinct", "attr": "customer"}),
+            json!(["sku"]),
+            json!({"op": ">=", "value": f64::from(rng.random_range(3..8u32))}),
+            None,
+        ),
+        ("refund", 0 | 1) => (
+            json!({"fn": "count"}),
+            json!(["sku"]),
+            json!({"op": ">=", "value": f64::from(rng.random_range(2..5u32))}),
+            None,
+        ),
+        ("refund", _) => (
+            json!({"fn": "sum", "attr": "amount"}),
+            json!(["reason"]),
+            json!({"op": ">", "value": m * f64::from(rng.random_range(2..20u32)) * 100_000.0}),
+            None,
+        ),
+        ("ad_spend", 0 | 1) => (
+            json!({"fn": "sum", "attr": "amount"}),
+            json!(["campaign"]),
+            json!({"op": ">", "value": m * f64::from(rng.random_range(1..10u32)) * 100_000.0}),
+            None,
+        ),
+        ("ad_spend", _) => (
+            json!({"fn": "max", "attr": "amount"}),
+            json!(["channel"]),
+            json!({"op": ">", "value": f64::from(rng.random_range(2..8u32)) * 100_000.0}),
+            Some(json!({"attr": "clicks", "op": "<", "value": 50})),
+        ),
+        (_, _) => (
+            json!({"fn": "count"}),
+            json!(["channel"]),
+            json!({"op": ">=", "value": m * f64::from(rng.random_range(5..30u32))}),
+            None,
+        ),
+    };
+    let mut spec = json!({"kind": "threshold", "event_type": event_type, "aggregate": aggregate,
+        "window": window, "group_by": group_by, "condition": condition});
+    if let Some(filter) = filter {
+        spec["filter"] = filter;
+    }
+    spec
+}
+
+struct RuleDef {
+    tenant: String,
+    id: String,
+    spec: RuleSpec,
+    version: u64,
+}
+
+impl RuleDef {
+    fn compile(&self) -> anyhow::Result<Rule> {
+        Rule::compile(&self.spec, &self.tenant, &self.id, self.version, TIME_ZONE)
+            .with_context(|| format!("rule {} of {}", self.id, self.tenant))
+    }
+}
+
+/// `rules` rules, spread evenly over the tenants.
+fn generate_rules(tenants: usize, rules: usize) -> anyhow::Result<(Vec<RuleDef>, usize)> {
+    let mut rng = StdRng::seed_from_u64(SEED ^ 0x5eed);
+    let mut thresholds = 0;
+    let defs = (0..rules)
+        .map(|j| {
+            let tenant = tenant_name(j % tenants.max(1));
+            let event_type = pick(&mut rng, EVENT_TYPES);
+            let spec = if rng.random_bool(THRESHOLD_SHARE) {
+                thresholds += 1;
+                threshold_spec(&mut rng, event_type)
+            } else {
+                match_spec(&mut rng, event_type)
+            };
+            let spec: RuleSpec = serde_json::from_value(spec).context("generated rule spec")?;
+            Ok(RuleDef {
+                tenant,
+                id: format!("r{:06}", j / tenants.max(1)),
+                spec,
+                version: 1,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((defs, thresholds))
+}
+
+/// Peak resident set size of this process, bytes (`VmHWM`), where the platform reports it.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1e3
+}
+
+/// Runs the benchmark and reports its parameters and results as one JSON object.
+pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
+    anyhow::ensure!(args.tenants > 0, "tenants must be at least 1");
+    anyhow::ensure!(args.batch > 0, "batch must be at least 1");
+    anyhow::ensure!(
+        args.rule_updates_per_sec >= 0.0 && args.rule_updates_per_sec.is_finite(),
+        "rule_updates_per_sec must be a finite number >= 0"
+    );
+    let (mut defs, thresholds) = generate_rules(args.tenants, args.rules)?;
+    let mut engine = Engine::start(EngineConfig {
+        workers: args.workers,
+        allowed_lateness_ms: ALLOWED_LATENESS_MS,
+    })?;
+
+    let load: Vec<RuleChange> = defs
+        .iter()
+        .map(|d| d.compile().map(RuleChange::Upsert))
+        .collect::<anyhow::Result<_>>()?;
+    let started = Instant::now();
+    engine.step(StepInput {
+        rules: load,
+        clock_ms: Some(T0),
+        ..Default::default()
+    })?;
+    let rule_load = started.elapsed();
+
+    let mut source = EventSource::new(args.tenants);
+    let mut update_rng = StdRng::seed_from_u64(SEED ^ 0x0bda);
+    let mut latencies = Vec::new();
+    let mut feed = Duration::ZERO;
+    let (mut matches, mut firing, mut resolved, mut late) = (0u64, 0u64, 0u64, 0u64);
+    let mut updates = 0u64;
+    let mut fed = 0usize;
+    let mut clock = T0;
+    while fed < args.events {
+        let len = args.batch.min(args.events - fed);
+        let events = source.batch(len);
+        fed += len;
+        clock = clock.max(source.base_ts(source.next));
+        let mut rules = Vec::new();
+        if args.rule_updates_per_sec > 0.0 && !defs.is_empty() {
+            let due = (args.rule_updates_per_sec * feed.as_secs_f64()) as u64;
+            while updates < due {
+                let pick = update_rng.random_range(0..defs.len());
+                let def = &mut defs[pick];
+                def.version += 1;
+                rules.push(RuleChange::Upsert(def.compile()?));
+                updates += 1;
+            }
+        }
+        let started = Instant::now();
+        let out = engine.step(StepInput {
+            events,
+            rules,
+            clock_ms: Some(clock),
+            ..Default::default()
+        })?;
+        let took = started.elapsed();
+        feed += took;
+        latencies.push(took);
+        late += out.late.len() as u64;
+        for intent in &out.intents {
+            match intent.kind {
+                IntentKind::Match => matches += 1,
+                IntentKind::Firing => firing += 1,
+                IntentKind::Resolved => resolved += 1,
+            }
+        }
+    }
+    let stats = engine.stats();
+    drop(engine);
+
+    let epochs = latencies.len();
+    latencies.sort();
+    let secs = feed.as_secs_f64();
+    let per_sec = |n: f64| if secs > 0.0 { n / secs } else { 0.0 };
+    Ok(json!({
+        "benchmark": "match",
+        "params": {
+            "workers": args.workers,
+            "tenants": args.tenants,
+            "rules": args.rules,
+            "events": args.events,
+            "batch": args.batch,
+            "rule_updates_per_sec": args.rule_updates_per_sec,
+            "seed": SEED,
+            "rules_match": args.rules - thresholds,
+            "rules_threshold": thresholds,
+            "allowed_lateness_ms": ALLOWED_LATENESS_MS,
+            "event_time_span_ms": clock - T0,
+        },
+        "results": {
+            "events_per_sec": per_sec(fed as f64),
+            "feed_seconds": secs,
+            "epochs": epochs,
+            "epoch_latency_ms": {
+                "p50": percentile_ms(&latencies, 50.0),
+                "p99": percentile_ms(&latencies, 99.0),
+                "max": percentile_ms(&latencies, 100.0),
+            },
+            "intents": matches + firing + resolved,
+            "intents_match": matches,
+            "intents_firing": firing,
+            "intents_resolved": resolved,
+            "late_events": late,
+            "rule_updates": updates,
+            "rule_updates_per_sec_achieved": per_sec(updates as f64),
+            "rule_load_seconds": rule_load.as_secs_f64(),
+            "retained_events_at_end": stats.retained,
+            "windows_closed": stats.state.windows_closed,
+            "peak_rss_bytes": peak_rss_bytes(),
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_run_produces_intents() {
+        let report = run(&MatchBenchArgs {
+            workers: 1,
+            tenants: 4,
+            rules: 200,
+            events: 4_000,
+            batch: 500,
+            rule_updates_per_sec: 1_000.0,
+        })
+        .expect("benchmark runs");
+        let results = &report["results"];
+        assert!(results["intents"].as_u64().unwrap_or(0) > 0, "{report}");
+        assert!(
+            results["events_per_sec"].as_f64().unwrap_or(0.0) > 0.0,
+            "{report}"
+        );
+        assert_eq!(report["params"]["events"], 4_000);
+    }
+}

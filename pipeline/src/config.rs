@@ -1,0 +1,274 @@
+//! Configuration: embedded defaults, overridden by one TOML file, overridden by `TIDEMARK_*`
+//! environment variables (`__` separates levels: `TIDEMARK_SERVER__LISTEN=127.0.0.1:9000`).
+//!
+//! An invalid configuration stops start-up with one message naming the key and the problem.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the SQLite store and other files live.
+    pub data_dir: PathBuf,
+    /// HTTP server.
+    pub server: ServerConfig,
+    /// Dataflow engine and ingest batching.
+    pub engine: EngineSettings,
+    /// Notification delivery.
+    pub sender: SenderConfig,
+    /// Tenants created (or updated) at start-up, with their API keys.
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// HTTP server settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listen address; loopback by default.
+    pub listen: String,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Engine settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    /// Timely worker threads.
+    pub workers: usize,
+    /// How late an event may arrive and still count in its windows, e.g. `"60s"`.
+    pub allowed_lateness: String,
+    /// How often the clock advances when no events arrive, e.g. `"200ms"`.
+    pub tick: String,
+    /// Most events in one group commit / one epoch.
+    pub max_batch: usize,
+}
+
+/// Sender settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SenderConfig {
+    /// Deliveries in flight at once, over all destinations.
+    pub concurrency: usize,
+    /// Deliveries in flight at once to any one destination, so a slow one cannot hold up others.
+    pub per_destination: usize,
+    /// First retry delay ceiling, e.g. `"1s"`.
+    pub retry_base: String,
+    /// Largest retry delay ceiling, e.g. `"5m"`.
+    pub retry_max: String,
+    /// Attempts before a delivery is dead.
+    pub max_attempts: u32,
+    /// How often the queue is polled when idle, e.g. `"200ms"`.
+    pub poll: String,
+}
+
+/// A tenant to create at start-up.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Tenant id.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// IANA time zone.
+    #[serde(default = "default_tz")]
+    pub time_zone: String,
+    /// API key (stored only as a SHA-256 hash).
+    pub api_key: String,
+}
+
+fn default_tz() -> String {
+    "UTC".to_string()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("tidemark-data"),
+            server: ServerConfig::default(),
+            engine: EngineSettings::default(),
+            sender: SenderConfig::default(),
+            tenants: Vec::new(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".to_string(),
+            max_body_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            workers: 2,
+            allowed_lateness: "60s".to_string(),
+            tick: "200ms".to_string(),
+            max_batch: 50_000,
+        }
+    }
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig {
+            concurrency: 64,
+            per_destination: 8,
+            retry_base: "1s".to_string(),
+            retry_max: "5m".to_string(),
+            max_attempts: 8,
+            poll: "200ms".to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then `TIDEMARK_*` variables, and validates.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed("TIDEMARK_").split("__"));
+        let config: Config = figment.extract().map_err(|e| {
+            let e = e
+                .into_iter()
+                .next()
+                .map(describe)
+                .unwrap_or_else(|| "invalid configuration".into());
+            anyhow::anyhow!("invalid configuration: {e}")
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values serde cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let key =
+            |k: &str, problem: String| anyhow::anyhow!("invalid configuration: {k}: {problem}");
+        self.listen_addr()
+            .map_err(|e| key("server.listen", e.to_string()))?;
+        if !(1..=64).contains(&self.engine.workers) {
+            return Err(key(
+                "engine.workers",
+                format!("{} is out of range 1..=64", self.engine.workers),
+            ));
+        }
+        if self.engine.max_batch == 0 {
+            return Err(key("engine.max_batch", "must be at least 1".into()));
+        }
+        for (k, v) in [
+            ("engine.allowed_lateness", &self.engine.allowed_lateness),
+            ("engine.tick", &self.engine.tick),
+            ("sender.retry_base", &self.sender.retry_base),
+            ("sender.retry_max", &self.sender.retry_max),
+            ("sender.poll", &self.sender.poll),
+        ] {
+            parse_duration(v).map_err(|e| key(k, e))?;
+        }
+        if self.sender.concurrency == 0 || self.sender.per_destination == 0 {
+            return Err(key(
+                "sender.concurrency",
+                "concurrency limits must be at least 1".into(),
+            ));
+        }
+        if self.sender.max_attempts == 0 {
+            return Err(key("sender.max_attempts", "must be at least 1".into()));
+        }
+        for (i, t) in self.tenants.iter().enumerate() {
+            if t.id.is_empty() {
+                return Err(key(&format!("tenants[{i}].id"), "must not be empty".into()));
+            }
+            if t.api_key.len() < 16 {
+                return Err(key(
+                    &format!("tenants[{i}].api_key"),
+                    "must be at least 16 characters".into(),
+                ));
+            }
+            if t.time_zone.parse::<chrono_tz::Tz>().is_err() {
+                return Err(key(
+                    &format!("tenants[{i}].time_zone"),
+                    format!("'{}' is not an IANA time zone", t.time_zone),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The parsed listen address.
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.server.listen.parse().with_context(|| {
+            format!(
+                "'{}' is not a socket address like 127.0.0.1:8080",
+                self.server.listen
+            )
+        })
+    }
+
+    /// A duration setting (validated at load).
+    pub fn duration(value: &str) -> Duration {
+        parse_duration(value).unwrap_or(Duration::from_secs(1))
+    }
+}
+
+fn describe(error: figment::Error) -> String {
+    let path = error.path.join(".");
+    let kind = error.kind.to_string();
+    if path.is_empty() {
+        kind
+    } else {
+        format!("{path}: {kind}")
+    }
+}
+
+/// Parses `"250ms"`, `"30s"`, `"5m"`, `"1h"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let value = serde_json::Value::String(text.to_string());
+    operators::rule::parse_duration(&value, "duration")
+        .map(|ms| Duration::from_millis(ms as u64))
+        .map_err(|e| e.problem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidemark.toml");
+        std::fs::write(&file, "[engine]\nworkers = \"many\"\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("engine.workers"), "{e}");
+        std::fs::write(&file, "[engine]\ntick = \"soon\"\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("engine.tick"), "{e}");
+        std::fs::write(&file, "[server]\nlisten = \"localhost\"\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("server.listen"), "{e}");
+        std::fs::write(&file, "[sever]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("sever"), "{e}");
+    }
+}

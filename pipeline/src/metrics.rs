@@ -1,0 +1,171 @@
+//! Prometheus metrics, served as text at `GET /metrics`.
+//!
+//! Units are in the names (`_seconds`, `_total`); counters get `_total` from the encoder.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+/// Every metric Tidemark exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Events durably accepted.
+    pub events_accepted: Counter,
+    /// Events refused, by reason (`invalid`, `too_large`…).
+    pub events_rejected: Family<Labels, Counter>,
+    /// Events already in the log (same tenant and id).
+    pub events_duplicate: Counter,
+    /// Events later than the allowed lateness (matched, not counted in windows).
+    pub events_late: Counter,
+    /// Notifications created, by kind (`match`, `firing`, `resolved`).
+    pub notifications: Family<Labels, Counter>,
+    /// Notifications withheld by a rule's throttle.
+    pub notifications_throttled: Gauge,
+    /// Delivery attempts, by outcome (`delivered`, `retry`, `dead`).
+    pub deliveries: Family<Labels, Counter>,
+    /// Time to make a batch of events durable.
+    pub ingest_commit_seconds: Histogram,
+    /// From an event's acceptance to its notifications being enqueued.
+    pub event_to_enqueue_seconds: Histogram,
+    /// One dataflow epoch.
+    pub engine_step_seconds: Histogram,
+    /// One delivery attempt.
+    pub delivery_seconds: Histogram,
+    /// Active rules in the dataflow.
+    pub rules_active: Gauge,
+    /// Events held in the dataflow for open windows.
+    pub events_retained: Gauge,
+    /// Deliveries waiting (including retries and quiet-hour holds).
+    pub deliveries_pending: Gauge,
+    /// Deliveries that gave up.
+    pub deliveries_dead: Gauge,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("tidemark");
+        let latency = || Histogram::new(exponential_buckets(0.000_25, 2.0, 18));
+        let m = Metrics {
+            events_accepted: Counter::default(),
+            events_rejected: Family::default(),
+            events_duplicate: Counter::default(),
+            events_late: Counter::default(),
+            notifications: Family::default(),
+            notifications_throttled: Gauge::default(),
+            deliveries: Family::default(),
+            ingest_commit_seconds: latency(),
+            event_to_enqueue_seconds: latency(),
+            engine_step_seconds: latency(),
+            delivery_seconds: latency(),
+            rules_active: Gauge::default(),
+            events_retained: Gauge::default(),
+            deliveries_pending: Gauge::default(),
+            deliveries_dead: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "events_accepted",
+            "Events durably accepted",
+            m.events_accepted.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Events refused, by reason",
+            m.events_rejected.clone(),
+        );
+        registry.register(
+            "events_duplicate",
+            "Events already in the log",
+            m.events_duplicate.clone(),
+        );
+        registry.register(
+            "events_late",
+            "Events later than the allowed lateness",
+            m.events_late.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Notifications created, by kind",
+            m.notifications.clone(),
+        );
+        registry.register(
+            "notifications_throttled",
+            "Notifications withheld by throttles since start",
+            m.notifications_throttled.clone(),
+        );
+        registry.register(
+            "deliveries",
+            "Delivery attempts, by outcome",
+            m.deliveries.clone(),
+        );
+        registry.register(
+            "ingest_commit_seconds",
+            "Time to make a batch of events durable",
+            m.ingest_commit_seconds.clone(),
+        );
+        registry.register(
+            "event_to_enqueue_seconds",
+            "From event acceptance to its notifications being enqueued",
+            m.event_to_enqueue_seconds.clone(),
+        );
+        registry.register(
+            "engine_step_seconds",
+            "One dataflow epoch",
+            m.engine_step_seconds.clone(),
+        );
+        registry.register(
+            "delivery_seconds",
+            "One delivery attempt",
+            m.delivery_seconds.clone(),
+        );
+        registry.register(
+            "rules_active",
+            "Active rules in the dataflow",
+            m.rules_active.clone(),
+        );
+        registry.register(
+            "events_retained",
+            "Events held for open windows",
+            m.events_retained.clone(),
+        );
+        registry.register(
+            "deliveries_pending",
+            "Deliveries waiting",
+            m.deliveries_pending.clone(),
+        );
+        registry.register(
+            "deliveries_dead",
+            "Deliveries that gave up",
+            m.deliveries_dead.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Counts one of a labelled family.
+    pub fn inc(family: &Family<Labels, Counter>, label: &str, value: &str, by: u64) {
+        family
+            .get_or_create(&vec![(label.to_string(), value.to_string())])
+            .inc_by(by);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

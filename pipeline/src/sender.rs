@@ -1,0 +1,162 @@
+//! The sender: claims due deliveries from the outbox and delivers them.
+//!
+//! Each claim leases the row for a while, so a crash mid-delivery only delays it. Deliveries run
+//! concurrently, bounded overall and per destination, so one slow or dead destination cannot hold
+//! up the others. Failures are retried with exponential backoff and full jitter (honouring
+//! `Retry-After`) until the policy gives up; then the delivery is dead and shows so in the API.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use connectors::sinks::retry::RetryPolicy;
+use connectors::sinks::{DeliveryOutcome, DestinationConfig, Sinks};
+use connectors::store::{DeliveryAttempt, DeliveryNext, DueDelivery, Store};
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::{Config, SenderConfig};
+use crate::metrics::Metrics;
+use crate::runtime::now_ms;
+
+/// How long a claimed delivery stays invisible to other claims.
+const LEASE_MS: i64 = 60_000;
+
+/// Runs until `stop` turns true; in-flight deliveries are finished first.
+pub async fn run(
+    config: SenderConfig,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let sinks = Arc::new(Sinks::new()?);
+    let policy = RetryPolicy {
+        base_ms: Config::duration(&config.retry_base).as_millis() as u64,
+        max_ms: Config::duration(&config.retry_max).as_millis() as u64,
+        max_attempts: config.max_attempts,
+    };
+    let poll = Config::duration(&config.poll);
+    let overall = Arc::new(Semaphore::new(config.concurrency));
+    let mut per_destination: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        while tasks.try_join_next().is_some() {}
+        let free = overall.available_permits();
+        let claimed = if free == 0 {
+            Vec::new()
+        } else {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || {
+                store.claim_due_deliveries(now_ms(), LEASE_MS, free)
+            })
+            .await?
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "could not claim deliveries");
+                Vec::new()
+            })
+        };
+        let idle = claimed.is_empty();
+        for due in claimed {
+            let key = (due.tenant.clone(), due.destination.id.clone());
+            let gate = per_destination
+                .entry(key)
+                .or_insert_with(|| Arc::new(Semaphore::new(config.per_destination)))
+                .clone();
+            let Ok(permit) = overall.clone().acquire_owned().await else {
+                break;
+            };
+            let (store, metrics, sinks, policy) =
+                (store.clone(), metrics.clone(), sinks.clone(), policy);
+            tasks.spawn(async move {
+                let _permit = permit;
+                let Ok(_gate) = gate.acquire_owned().await else {
+                    return;
+                };
+                deliver(due, &sinks, &policy, store, &metrics).await;
+            });
+        }
+        if idle {
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn deliver(
+    due: DueDelivery,
+    sinks: &Sinks,
+    policy: &RetryPolicy,
+    store: Arc<dyn Store>,
+    metrics: &Metrics,
+) {
+    let attempt = due.attempt + 1;
+    let started = now_ms();
+    let (next, status_code, error, duration) =
+        match DestinationConfig::parse(&due.destination.kind, &due.destination.config) {
+            Err(e) => (
+                DeliveryNext::Dead,
+                None,
+                Some(e.to_string()),
+                Duration::ZERO,
+            ),
+            Ok(destination) => {
+                let result = sinks
+                    .deliver(&destination, &due.notification_id, &due.payload)
+                    .await;
+                metrics
+                    .delivery_seconds
+                    .observe(result.duration.as_secs_f64());
+                let next = match &result.outcome {
+                    DeliveryOutcome::Delivered => DeliveryNext::Delivered,
+                    DeliveryOutcome::Permanent => DeliveryNext::Dead,
+                    DeliveryOutcome::Retryable { retry_after } => {
+                        match policy.next_delay(attempt, *retry_after, &mut rand::rng()) {
+                            Some(delay) => {
+                                DeliveryNext::RetryAt(now_ms() + delay.as_millis() as i64)
+                            }
+                            None => DeliveryNext::Dead,
+                        }
+                    }
+                };
+                (next, result.status_code, result.error, result.duration)
+            }
+        };
+    let outcome = match next {
+        DeliveryNext::Delivered => "delivered",
+        DeliveryNext::RetryAt(_) => "retry",
+        DeliveryNext::Dead => "dead",
+    };
+    Metrics::inc(&metrics.deliveries, "outcome", outcome, 1);
+    match outcome {
+        "dead" => {
+            tracing::warn!(notification = %due.notification_id, destination = %due.destination.id, attempt, error = ?error, "delivery dead")
+        }
+        "retry" => {
+            tracing::info!(notification = %due.notification_id, destination = %due.destination.id, attempt, error = ?error, "delivery will be retried")
+        }
+        _ => {
+            tracing::debug!(notification = %due.notification_id, destination = %due.destination.id, attempt, "delivered")
+        }
+    }
+    let record = DeliveryAttempt {
+        notification_id: due.notification_id.clone(),
+        destination_id: due.destination.id.clone(),
+        attempt,
+        at_ms: started,
+        outcome: outcome.to_string(),
+        status_code,
+        error,
+        duration_ms: duration.as_millis() as u64,
+    };
+    let saved = tokio::task::spawn_blocking(move || store.record_attempt(&record, next)).await;
+    if !matches!(saved, Ok(Ok(()))) {
+        tracing::error!(notification = %due.notification_id, "could not record a delivery attempt; it will be retried after its lease");
+    }
+}

@@ -1,0 +1,103 @@
+//! Wires a whole server: store, runtime, sender and HTTP API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use connectors::store::{SqliteStore, Store, Tenant};
+use tokio::sync::watch;
+
+use crate::api::{self, AppState, key_hash};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::runtime::Runtime;
+use crate::sender;
+
+/// A running server.
+pub struct Server {
+    /// Where the HTTP API listens.
+    pub addr: SocketAddr,
+    /// The ingest runtime.
+    pub runtime: Arc<Runtime>,
+    stop: watch::Sender<bool>,
+    http: tokio::task::JoinHandle<()>,
+    sender: tokio::task::JoinHandle<()>,
+}
+
+/// Opens the store and creates the configured tenants and their keys.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let path = config.data_dir.join("tidemark.db");
+    let store = SqliteStore::open(&path)
+        .with_context(|| format!("cannot open store {}", path.display()))?;
+    for tenant in &config.tenants {
+        store.put_tenant(&Tenant {
+            id: tenant.id.clone(),
+            name: tenant.name.clone().unwrap_or_else(|| tenant.id.clone()),
+            time_zone: tenant.time_zone.clone(),
+        })?;
+        store.put_api_key(&tenant.id, &key_hash(&tenant.api_key))?;
+    }
+    Ok(Arc::new(store))
+}
+
+impl Server {
+    /// Starts everything; the listener is bound when this returns.
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        let store = open_store(&config)?;
+        let metrics = Arc::new(Metrics::new());
+        let runtime = {
+            let (config, store, metrics) = (config.clone(), store.clone(), metrics.clone());
+            tokio::task::spawn_blocking(move || Runtime::start(&config, store, metrics)).await??
+        };
+        let listener = match tokio::net::TcpListener::bind(config.listen_addr()?).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                runtime.shutdown();
+                return Err(e)
+                    .with_context(|| format!("cannot listen on {}", config.server.listen));
+            }
+        };
+        let addr = listener.local_addr()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let app = api::router(AppState::new(runtime.clone()), config.server.max_body_bytes);
+        let mut http_stop = stop_rx.clone();
+        let http = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        let sender = {
+            let (store, metrics, config) = (store.clone(), metrics.clone(), config.sender.clone());
+            tokio::spawn(async move {
+                if let Err(e) = sender::run(config, store, metrics, stop_rx).await {
+                    tracing::error!(error = %e, "sender stopped");
+                }
+            })
+        };
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), workers = config.engine.workers, "tidemark listening");
+        Ok(Server {
+            addr,
+            runtime,
+            stop,
+            http,
+            sender,
+        })
+    }
+
+    /// Stops accepting requests, finishes in-flight work and waits for every thread.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.http.await;
+        let runtime = self.runtime.clone();
+        let _ = tokio::task::spawn_blocking(move || runtime.shutdown()).await;
+        let _ = self.sender.await;
+    }
+}
