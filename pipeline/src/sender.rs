@@ -38,6 +38,14 @@ pub async fn run(
     let overall = Arc::new(Semaphore::new(config.concurrency));
     let mut per_destination: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
+    // This process is the store's only sender: claims still held were left by a crash.
+    let released = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.release_claims(now_ms())).await??
+    };
+    if released > 0 {
+        tracing::info!(released, "re-queued deliveries claimed before a restart");
+    }
     loop {
         if *stop.borrow() {
             break;

@@ -22,12 +22,33 @@ pub struct Server {
     stop: watch::Sender<bool>,
     http: tokio::task::JoinHandle<()>,
     sender: tokio::task::JoinHandle<()>,
+    _lock: std::fs::File,
+}
+
+/// Takes the data directory's lock: one process per store, since the sender re-queues every
+/// unfinished claim it finds at start-up.
+fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let path = config.data_dir.join("tidemark.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "data directory {} is in use by another tidemark process",
+            config.data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
 }
 
 /// Opens the store and creates the configured tenants and their keys.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let path = config.data_dir.join("tidemark.db");
     let store = SqliteStore::open(&path)
         .with_context(|| format!("cannot open store {}", path.display()))?;
@@ -45,6 +66,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 impl Server {
     /// Starts everything; the listener is bound when this returns.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
+        let lock = lock_data_dir(&config)?;
         let store = open_store(&config)?;
         let metrics = Arc::new(Metrics::new());
         let runtime = {
@@ -89,6 +111,7 @@ impl Server {
             stop,
             http,
             sender,
+            _lock: lock,
         })
     }
 

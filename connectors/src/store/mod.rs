@@ -512,6 +512,11 @@ pub trait Store: Send + Sync {
     /// listed, zero or not.
     fn delivery_counts(&self) -> StoreResult<Vec<(DeliveryStatus, u64)>>;
 
+    /// Makes every claimed but unfinished delivery due again at `now_ms`. Called once at start-up
+    /// by the only process using this store: claims left by a crashed predecessor are then
+    /// retried at once instead of after their lease. Returns how many were released.
+    fn release_claims(&self, now_ms: i64) -> StoreResult<usize>;
+
     /// Which tenant owns the rule, destination or notification `id`, if any. Used only to tell
     /// "not yours" (403) from "no such thing" (404); it never returns the object itself.
     fn owner_of(&self, kind: ObjectKind, id: &str) -> StoreResult<Option<String>>;

@@ -101,6 +101,7 @@ CREATE TABLE deliveries (
     attempts           INTEGER NOT NULL DEFAULT 0,
     next_attempt_at_ms INTEGER,
     last_error         TEXT,
+    claimed            INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (notification_id, destination_id)
 );
 CREATE INDEX deliveries_by_status ON deliveries (status, next_attempt_at_ms);
@@ -954,7 +955,7 @@ impl Store for SqliteStore {
             let lease_until = now_ms.saturating_add(lease_ms.max(0));
             let mut lease = tx
                 .prepare_cached(
-                    "UPDATE deliveries SET next_attempt_at_ms = ?1
+                    "UPDATE deliveries SET next_attempt_at_ms = ?1, claimed = 1
                      WHERE notification_id = ?2 AND destination_id = ?3",
                 )
                 .map_err(db(OP))?;
@@ -1058,7 +1059,7 @@ impl Store for SqliteStore {
             };
             tx.prepare_cached(
                 "UPDATE deliveries SET status = ?1, attempts = attempts + 1,
-                    next_attempt_at_ms = ?2, last_error = ?3
+                    next_attempt_at_ms = ?2, last_error = ?3, claimed = 0
                  WHERE notification_id = ?4 AND destination_id = ?5",
             )
             .and_then(|mut stmt| {
@@ -1158,6 +1159,18 @@ impl Store for SqliteStore {
                 (status, count)
             })
             .collect())
+    }
+
+    fn release_claims(&self, now_ms: i64) -> StoreResult<usize> {
+        const OP: &str = "release claims";
+        self.write(OP, |tx| {
+            tx.execute(
+                "UPDATE deliveries SET next_attempt_at_ms = ?1, claimed = 0
+                 WHERE status = 'pending' AND claimed = 1",
+                [now_ms],
+            )
+            .map_err(db(OP))
+        })
     }
 
     fn owner_of(&self, kind: ObjectKind, id: &str) -> StoreResult<Option<String>> {

@@ -548,3 +548,37 @@ fn owner_of_tells_who_owns_an_id() {
     assert_eq!(store.owner_of(ObjectKind::Rule, "r2").unwrap(), None);
     assert_eq!(store.owner_of(ObjectKind::Destination, "r1").unwrap(), None);
 }
+
+#[test]
+fn release_claims_makes_leased_deliveries_due_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+    store
+        .put_destination(&StoredDestination {
+            tenant: "a".into(),
+            id: "d".into(),
+            kind: "file".into(),
+            config: r#"{"path":"-"}"#.into(),
+            updated_at_ms: 0,
+        })
+        .unwrap();
+    store
+        .enqueue_notifications(
+            &[NewNotification {
+                id: "n1".into(),
+                tenant: "a".into(),
+                rule_id: "r".into(),
+                kind: "match".into(),
+                group_key: "[]".into(),
+                payload: "{}".into(),
+                created_at_ms: 0,
+                destination_ids: vec!["d".into()],
+            }],
+            0,
+        )
+        .unwrap();
+    assert_eq!(store.claim_due_deliveries(10, 60_000, 10).unwrap().len(), 1);
+    assert!(store.claim_due_deliveries(20, 60_000, 10).unwrap().is_empty(), "leased");
+    assert_eq!(store.release_claims(30).unwrap(), 1);
+    assert_eq!(store.claim_due_deliveries(30, 60_000, 10).unwrap().len(), 1, "due again after release");
+}
