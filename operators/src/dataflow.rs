@@ -1,170 +1,131 @@
-//! The dataflow one timely worker runs.
+//! The dataflow one timely worker runs: one operator that owns the worker's tenants.
 //!
 //! ```text
-//! events ─arrange by (tenant, type)─┐
-//!                                   ├─ join_core ─┬─ matches (positive changes only) ─┐
-//! rules ──arrange by (tenant, type)─┘             └─ window contributions              │
-//!                                                     └─ reduce per window → holding ──┤
-//! control (rule state, restores, clock) ───────────────────────────────────────────────┤
-//!                                          exchange by tenant → alert state → intents ─┘
+//! epoch input (rule changes, restores, events, clock) ─► TenantState ─► intents ─► engine
+//!   rule changes    → rule index per (tenant, type) and alert state
+//!   each event      ⋈ the rules of its (tenant, type): index lookup, filter → match intents
+//!                   → window aggregates of the windowed rules it counts for
+//!   clock           → windows closed → FIRING / RESOLVED
 //! ```
 //!
-//! Events stay in the `events` collection only as long as some windowed rule can still use them
-//! (the [`crate::engine::Engine`] retracts them), so a rule change costs work proportional to the
+//! The engine routes every tenant's input to the worker that owns it, so the events ⋈ rules join
+//! is a lookup in the worker's own rule index, and window aggregates are kept incrementally
+//! beside the alert state that judges them. An epoch is processed once the input frontier has
+//! passed it, in a fixed order: rule changes, restores, retirements, events, matches (by event
+//! time), recomputed windows, clock.
+//!
+//! Events stay in the worker only as long as some windowed rule can still use them (retained for
+//! the longest window of their (tenant, type)), so a rule change costs work proportional to the
 //! retained events of its (tenant, type), never to history. A `match` rule only sees events that
-//! arrived at or after its `since_epoch`, so adding a rule does not replay old matches.
+//! arrive while it is active, so adding a rule does not replay old matches.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
-use differential_dataflow::input::{Input, InputSession};
-use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::{Concat, Inspect, Probe};
+use timely::dataflow::operators::{Capability, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 use timely::worker::Worker;
 
+use crate::engine::RuleChange;
 use crate::event::Event;
+use crate::index::{Compiled, TypeRules, WindowedRule};
 use crate::intent::Intent;
-use crate::rule::{AggFn, Evaluation, Rule, RuleKind};
-use crate::state::{AlertState, Holding, StateInput, StateStats, WindowKey};
+use crate::retained::{PackedEvent, RetireQueue};
+use crate::rule::RuleKind;
+use crate::state::{AlertState, OpenAlert, StateStats};
 use crate::time::window_starts;
-use crate::value::{AttrValue, Num};
+use crate::value::AttrValue;
+use crate::window::{Side, WindowTable};
 
-/// The (tenant, event type) join key.
-pub type TypeKey = (String, String);
-
-/// An event as fed to the dataflow.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct EventRecord {
-    /// Engine epoch the event arrived in.
-    pub epoch: u64,
-    /// Counted by windowed rules (false for events later than the allowed lateness).
-    pub for_windows: bool,
-    /// Seen by `match` rules (false for history replayed after a restart).
-    pub for_matches: bool,
-    /// The event.
-    pub event: Event,
+/// How an event reached the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Arrival {
+    /// A new event within the allowed lateness: matched and counted.
+    OnTime,
+    /// A new event later than the allowed lateness: matched, not counted in windows.
+    Late,
+    /// Replayed from the log after a restart: counted in the windows it can still reach, never
+    /// matched.
+    History,
 }
 
-/// One event's value as seen by one window.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Contribution {
-    /// Counts toward the window's own aggregate.
-    Current(AttrValue),
-    /// Counts toward the baseline (the window one period earlier) of a `change` rule.
-    Baseline(AttrValue),
+/// One worker's share of one epoch.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct EpochInput {
+    /// The epoch.
+    pub(crate) epoch: u64,
+    /// The engine's watermark for this epoch.
+    pub(crate) watermark_ms: i64,
+    /// Whether a clock reading came with the epoch (only then are windows judged).
+    pub(crate) clock: bool,
+    /// Rule changes, in order.
+    pub(crate) rules: Vec<RuleChange>,
+    /// Alerts that were firing before a restart.
+    pub(crate) restore: Vec<OpenAlert>,
+    /// Events and how they arrived.
+    pub(crate) events: Vec<(Event, Arrival)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-enum Hit {
-    Match {
-        rule_id: String,
-        version: u64,
-        group: Vec<AttrValue>,
-        event: Event,
-    },
-    Window(WindowKey, Contribution),
+/// Counters a worker shares with the engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct WorkerStats {
+    /// Alert-state counters.
+    pub(crate) state: StateStats,
+    /// Events retired from window state.
+    pub(crate) retired: u64,
+    /// Events currently held for windows (or to be retired next epoch).
+    pub(crate) retained: u64,
 }
 
 /// What a worker reports to the engine.
 #[derive(Debug)]
-pub enum WorkerOutput {
+pub(crate) enum WorkerOutput {
     /// Intents produced at an epoch.
     Intents(Vec<Intent>),
     /// The worker finished the epoch.
     Done {
-        /// Worker index.
-        worker: usize,
         /// Epoch.
         epoch: u64,
     },
 }
 
 /// Handles a worker uses to feed its dataflow.
-pub struct WorkerInputs {
-    /// Events by (tenant, type).
-    pub events: InputSession<u64, (TypeKey, EventRecord), isize>,
-    /// Rules by (tenant, type).
-    pub rules: InputSession<u64, (TypeKey, Rule), isize>,
-    /// Control messages for the alert state.
-    pub control: InputHandleVec<u64, StateInput>,
+pub(crate) struct WorkerInputs {
+    /// One [`EpochInput`] per epoch.
+    pub(crate) epochs: InputHandleVec<u64, EpochInput>,
     /// Passes an epoch once all its intents were reported.
-    pub probe: ProbeHandle<u64>,
+    pub(crate) probe: ProbeHandle<u64>,
 }
 
 /// Builds the dataflow on `worker`; intents go to `output`, counters into `stats`.
-pub fn build(
+pub(crate) fn build(
     worker: &mut Worker,
     output: Sender<WorkerOutput>,
-    stats: Arc<Mutex<StateStats>>,
+    stats: Arc<Mutex<WorkerStats>>,
 ) -> WorkerInputs {
-    let mut control = InputHandleVec::new();
+    let mut epochs = InputHandleVec::new();
     let probe = ProbeHandle::new();
-    let (events, rules) = worker.dataflow::<u64, _, _>(|scope| {
-        let (event_input, events) = scope.new_collection::<(TypeKey, EventRecord), isize>();
-        let (rule_input, rules) = scope.new_collection::<(TypeKey, Rule), isize>();
-        let rules = rules.arrange_by_key();
-        let hits = events
-            .arrange_by_key()
-            .join_core(rules, |_key, record, rule| hits(record, rule));
-
-        // Only the start of a match matters; its end (event retired, rule removed) says nothing.
-        let matches = hits.clone().inner.flat_map(|(hit, _time, diff)| match hit {
-            Hit::Match {
-                rule_id,
-                version,
-                group,
-                event,
-            } if diff > 0 => Some(StateInput::Match {
-                rule_id,
-                version,
-                group,
-                event,
-            }),
-            _ => None,
-        });
-
-        let holdings = hits
-            .flat_map(|hit| match hit {
-                Hit::Window(key, contribution) => Some((key, contribution)),
-                Hit::Match { .. } => None,
-            })
-            .reduce(|key, values, out| {
-                if let Some(holding) = judge(&key.eval, values) {
-                    out.push((holding, 1));
-                }
-            })
-            .inner
-            .map(|((key, holding), _time, diff)| StateInput::Holding {
-                key,
-                holding,
-                diff: diff as i64,
-            });
-
-        let state_stats = stats.clone();
-        control
+    worker.dataflow::<u64, _, _>(|scope| {
+        epochs
             .to_stream(scope)
-            .concat(matches)
-            .concat(holdings)
-            .unary_frontier::<CapacityContainerBuilder<Vec<Intent>>, _, _, _>(
-                Exchange::new(|input: &StateInput| input.route()),
-                "AlertState",
+            // Intents go straight to the engine from here; the (empty) output stream only carries
+            // progress, which the probe watches.
+            .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+                Pipeline,
+                "TenantState",
                 move |_capability, _info| {
-                    let mut state = AlertState::new(0);
-                    let mut pending: std::collections::BTreeMap<
-                        u64,
-                        (
-                            timely::dataflow::operators::Capability<u64>,
-                            Vec<StateInput>,
-                        ),
-                    > = Default::default();
-                    move |(input, frontier), output| {
+                    let mut tenants = TenantState::default();
+                    let mut pending: BTreeMap<u64, (Capability<u64>, Vec<EpochInput>)> =
+                        BTreeMap::new();
+                    move |(input, frontier), output_handle| {
                         input.for_each_stamp(|cap, data| {
-                            if let Some(cap) = cap.retain_least(output.output_index()) {
+                            // Hold the capability until the epoch is processed, so the probe
+                            // cannot pass it before its intents are out.
+                            if let Some(cap) = cap.retain_least(output_handle.output_index()) {
                                 let entry = pending
                                     .entry(*cap.time())
                                     .or_insert_with(|| (cap, Vec::new()));
@@ -177,143 +138,448 @@ pub fn build(
                             if frontier.less_equal(&time) {
                                 break;
                             }
-                            let Some((cap, inputs)) = pending.remove(&time) else {
+                            let Some((_cap, inputs)) = pending.remove(&time) else {
                                 break;
                             };
                             let mut intents = Vec::new();
-                            state.apply(inputs, &mut intents);
-                            if let Ok(mut shared) = state_stats.lock() {
-                                *shared = state.stats;
+                            for epoch in inputs {
+                                let t = std::time::Instant::now();
+                                let cpu0 = std::fs::read_to_string("/proc/thread-self/schedstat")
+                                    .ok()
+                                    .and_then(|s| {
+                                        s.split_whitespace()
+                                            .next()
+                                            .and_then(|x| x.parse::<u64>().ok())
+                                    })
+                                    .unwrap_or(0);
+                                let n = epoch.events.len();
+                                tenants.apply(epoch, &mut intents);
+                                if std::env::var_os("TM_DEBUG").is_some() {
+                                    let cpu1 =
+                                        std::fs::read_to_string("/proc/thread-self/schedstat")
+                                            .ok()
+                                            .and_then(|s| {
+                                                s.split_whitespace()
+                                                    .next()
+                                                    .and_then(|x| x.parse::<u64>().ok())
+                                            })
+                                            .unwrap_or(0);
+                                    eprintln!(
+                                        "apply {n} events cpu {}ms wall {:?}",
+                                        (cpu1 - cpu0) / 1_000_000,
+                                        t.elapsed()
+                                    );
+                                }
+                            }
+                            if let Ok(mut shared) = stats.lock() {
+                                *shared = tenants.stats();
                             }
                             if !intents.is_empty() {
-                                output.session(&cap).give_iterator(intents.into_iter());
+                                let _ = output.send(WorkerOutput::Intents(intents));
                             }
                         }
                     }
                 },
             )
-            .inspect_core(move |event| {
-                if let Ok((_stamp, intents)) = event {
-                    let intents: &Vec<Intent> = intents;
-                    let _ = output.send(WorkerOutput::Intents(intents.clone()));
-                }
-            })
             .probe_with(&probe);
-        (event_input, rule_input)
     });
-    WorkerInputs {
-        events,
-        rules,
-        control,
-        probe,
-    }
+    WorkerInputs { epochs, probe }
 }
 
-fn hits(record: &EventRecord, rule: &Rule) -> Vec<Hit> {
-    let event = &record.event;
-    if let Some(filter) = &rule.filter
-        && !filter.eval(&event.attrs)
-    {
-        return Vec::new();
+/// An event held for the windows it counts in.
+#[derive(Debug)]
+struct Retained {
+    event: PackedEvent,
+    /// How long it was to be retained when it arrived.
+    span_ms: i64,
+    /// Its (tenant, type).
+    types: u32,
+    /// Its place in that (tenant, type)'s `retained` list.
+    at: u32,
+}
+
+/// What a worker keeps per (tenant, event type).
+#[derive(Debug, Default)]
+struct TypeState {
+    /// How long events are retained for windows: the longest span of any rule ever seen here.
+    span_ms: i64,
+    rules: TypeRules,
+    /// Retained events (their places in the event store).
+    retained: Vec<u32>,
+}
+
+/// Counts (`add`) or takes back an event's value in a windowed rule's windows.
+fn contribute(
+    windows: &mut WindowTable,
+    compiled: &Compiled,
+    rule: &WindowedRule,
+    values: &[Option<&AttrValue>],
+    ts_ms: i64,
+    add: bool,
+) {
+    if !compiled.counts(rule, values) {
+        return;
     }
-    match &rule.kind {
-        RuleKind::Match => {
-            if record.for_matches && record.epoch >= rule.since_epoch {
-                vec![Hit::Match {
-                    rule_id: rule.id.clone(),
-                    version: rule.version,
-                    group: rule.group_of(&event.attrs),
-                    event: event.clone(),
-                }]
-            } else {
-                Vec::new()
-            }
-        }
-        RuleKind::Windowed {
-            window,
-            attr,
-            eval,
-            period_ms,
-        } => {
-            if !record.for_windows {
-                return Vec::new();
-            }
-            let value = attr
-                .as_ref()
-                .and_then(|a| event.attrs.get(a).cloned())
-                .unwrap_or(AttrValue::Null);
-            let group = rule.group_of(&event.attrs);
-            let key = |start: i64| WindowKey {
-                tenant: rule.tenant.clone(),
-                rule_id: rule.id.clone(),
-                version: rule.version,
-                eval: *eval,
-                group: group.clone(),
+    compiled.with_group(rule, values, |group, value| {
+        let hash = windows.group_hash(group);
+        for start in window_starts(ts_ms, &rule.window) {
+            windows.update(
+                rule.slot,
                 start,
-            };
-            let mut out: Vec<Hit> = window_starts(event.ts_ms, window)
-                .map(|start| Hit::Window(key(start), Contribution::Current(value.clone())))
-                .collect();
-            if eval.relative {
-                out.extend(
-                    window_starts(event.ts_ms + period_ms, window).map(|start| {
-                        Hit::Window(key(start), Contribution::Baseline(value.clone()))
-                    }),
+                hash,
+                group,
+                Side::Current,
+                rule.agg,
+                value,
+                add,
+            );
+        }
+        if rule.relative {
+            for start in window_starts(ts_ms + rule.period_ms, &rule.window) {
+                windows.update(
+                    rule.slot,
+                    start,
+                    hash,
+                    group,
+                    Side::Baseline,
+                    rule.agg,
+                    value,
+                    add,
                 );
             }
-            out
         }
-    }
-}
-
-/// The aggregate of one side of a window, `None` when undefined (avg/min/max of nothing).
-fn aggregate(agg: AggFn, values: &[(&Contribution, isize)], baseline: bool) -> Option<f64> {
-    let side = values.iter().filter_map(|(c, diff)| match (c, baseline) {
-        (Contribution::Current(v), false) | (Contribution::Baseline(v), true) => Some((v, *diff)),
-        _ => None,
     });
-    match agg {
-        AggFn::Count => Some(side.map(|(_, d)| d as f64).sum()),
-        AggFn::Sum => Some(
-            side.filter_map(|(v, d)| v.as_f64().map(|x| x * d as f64))
-                .sum(),
-        ),
-        AggFn::Avg => {
-            let (sum, count) = side
-                .filter_map(|(v, d)| v.as_f64().map(|x| (x * d as f64, d as f64)))
-                .fold((0.0, 0.0), |(s, c), (x, d)| (s + x, c + d));
-            (count > 0.0).then(|| sum / count)
+}
+
+/// Everything a worker keeps for the tenants it owns.
+#[derive(Debug, Default)]
+pub(crate) struct TenantState {
+    alerts: AlertState,
+    windows: WindowTable,
+    /// tenant → event type → index into `types`.
+    type_ids: HashMap<String, HashMap<String, u32>>,
+    types: Vec<TypeState>,
+    /// Per rule slot: its windows are to be recomputed from the retained events this epoch.
+    rebuilding: Vec<bool>,
+    rebuild: Vec<u32>,
+    /// Retained events; `None` marks a free place.
+    store: Vec<Option<Retained>>,
+    free: Vec<u32>,
+    /// When retained events (by store place) retire.
+    retire_at: RetireQueue,
+    /// Retained events to retire at the next epoch, so the closing of their last window is
+    /// judged first.
+    retire_next: Vec<u32>,
+    /// Events no window needs, retired (only counted) at the next epoch.
+    retire_next_unheld: u64,
+    retired: u64,
+    /// Scratch: (event, rule slot) matches found this epoch, and the events they refer to.
+    matches: Vec<(u32, u32)>,
+    matched: Vec<Event>,
+}
+
+impl TenantState {
+    fn stats(&self) -> WorkerStats {
+        WorkerStats {
+            state: self.alerts.stats,
+            retired: self.retired,
+            retained: (self.retire_at.len() + self.retire_next.len()) as u64
+                + self.retire_next_unheld,
         }
-        AggFn::Min => side.filter_map(|(v, _)| v.as_f64()).reduce(f64::min),
-        AggFn::Max => side.filter_map(|(v, _)| v.as_f64()).reduce(f64::max),
-        AggFn::CountDistinct => Some(side.filter(|(v, _)| **v != AttrValue::Null).count() as f64),
+    }
+
+    fn type_id(&self, tenant: &str, event_type: &str) -> Option<u32> {
+        self.type_ids
+            .get(tenant)
+            .and_then(|types| types.get(event_type))
+            .copied()
+    }
+
+    fn type_id_or_new(&mut self, tenant: &str, event_type: &str) -> u32 {
+        if let Some(id) = self.type_id(tenant, event_type) {
+            return id;
+        }
+        let id = self.types.len() as u32;
+        self.types.push(TypeState::default());
+        self.type_ids
+            .entry(tenant.to_string())
+            .or_default()
+            .insert(event_type.to_string(), id);
+        id
+    }
+
+    fn set_rebuilding(&mut self, slot: u32, on: bool) {
+        if self.rebuilding.len() <= slot as usize {
+            self.rebuilding.resize(slot as usize + 1, false);
+        }
+        self.rebuilding[slot as usize] = on;
+    }
+
+    fn change_rules(&mut self, changes: Vec<RuleChange>, watermark: i64) {
+        for change in changes {
+            match change {
+                RuleChange::Upsert(rule) => {
+                    let types = self.type_id_or_new(&rule.tenant, &rule.event_type);
+                    let span = &mut self.types[types as usize].span_ms;
+                    *span = (*span).max(rule.retention_ms());
+                    let windowed = matches!(rule.kind, RuleKind::Windowed { .. });
+                    let (slot, previous) = self.alerts.upsert(rule, watermark);
+                    if let Some(previous) = previous {
+                        let old = self.type_id_or_new(&previous.tenant, &previous.event_type);
+                        self.types[old as usize].rules.remove(slot);
+                    }
+                    self.windows.clear_rule(slot);
+                    if let Some(rule) = self.alerts.rule(slot) {
+                        self.types[types as usize].rules.add(slot, rule);
+                    }
+                    self.set_rebuilding(slot, windowed);
+                    if windowed {
+                        self.rebuild.push(slot);
+                    }
+                }
+                RuleChange::Remove { tenant, rule_id } => {
+                    if let Some((slot, previous)) = self.alerts.remove(&tenant, &rule_id) {
+                        let old = self.type_id_or_new(&previous.tenant, &previous.event_type);
+                        self.types[old as usize].rules.remove(slot);
+                        self.windows.clear_rule(slot);
+                        self.set_rebuilding(slot, false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keeps a packed event for the windows of its (tenant, type) for `span_ms`.
+    fn hold(&mut self, types: u32, span_ms: i64, event: PackedEvent) {
+        let retire_at = event.ts_ms.saturating_add(span_ms);
+        let list = &mut self.types[types as usize].retained;
+        let retained = Retained {
+            event,
+            span_ms,
+            types,
+            at: list.len() as u32,
+        };
+        let place = match self.free.pop() {
+            Some(place) => {
+                self.store[place as usize] = Some(retained);
+                place
+            }
+            None => {
+                self.store.push(Some(retained));
+                (self.store.len() - 1) as u32
+            }
+        };
+        list.push(place);
+        self.retire_at.push(retire_at, place);
+    }
+
+    /// Takes back the values of the events due for retirement.
+    fn retire(&mut self) {
+        self.retired += self.retire_next_unheld + self.retire_next.len() as u64;
+        self.retire_next_unheld = 0;
+        for place in std::mem::take(&mut self.retire_next) {
+            let Some(retained) = self.store[place as usize].take() else {
+                continue;
+            };
+            self.free.push(place);
+            let types = &mut self.types[retained.types as usize];
+            let at = retained.at as usize;
+            types.retained.swap_remove(at);
+            if let Some(moved) = types.retained.get(at)
+                && let Some(other) = self.store[*moved as usize].as_mut()
+            {
+                other.at = at as u32;
+            }
+            // The windows of rules that were known when the event arrived have all closed (the
+            // event was retained for the longest of them) and were dropped when judged; only a
+            // rule with longer windows, added since, can still have one open.
+            let alerts = &self.alerts;
+            let compiled = types.rules.compiled(|s| alerts.rule(s));
+            let rebuilding = &self.rebuilding;
+            let open = |rule: &&WindowedRule| {
+                rule.retention_ms > retained.span_ms
+                    && !rebuilding.get(rule.slot as usize).copied().unwrap_or(false)
+            };
+            if !compiled.windowed.iter().any(|r| open(&r)) {
+                continue;
+            }
+            let windows = &mut self.windows;
+            compiled.with_values(&retained.event.attrs(), |values| {
+                for rule in compiled.windowed.iter().filter(open) {
+                    contribute(windows, compiled, rule, values, retained.event.ts_ms, false);
+                }
+            });
+        }
+    }
+
+    /// Recomputes the windows of the rules that changed from the retained events.
+    fn rebuild_windows(&mut self) {
+        for slot in std::mem::take(&mut self.rebuild) {
+            if !self.rebuilding.get(slot as usize).copied().unwrap_or(false) {
+                continue;
+            }
+            self.rebuilding[slot as usize] = false;
+            let Some(rule) = self.alerts.rule(slot) else {
+                continue;
+            };
+            let Some(types) = self.type_id(&rule.tenant, &rule.event_type) else {
+                continue;
+            };
+            let alerts = &self.alerts;
+            let types = &mut self.types[types as usize];
+            let compiled = types.rules.compiled(|s| alerts.rule(s));
+            let Some(windowed) = compiled.windowed.iter().find(|w| w.slot == slot) else {
+                continue;
+            };
+            for place in &types.retained {
+                if let Some(retained) = &self.store[*place as usize] {
+                    compiled.with_values(&retained.event.attrs(), |values| {
+                        contribute(
+                            &mut self.windows,
+                            compiled,
+                            windowed,
+                            values,
+                            retained.event.ts_ms,
+                            true,
+                        );
+                    });
+                }
+            }
+        }
+    }
+
+    /// Processes one epoch, appending intents to `out`.
+    pub(crate) fn apply(&mut self, input: EpochInput, out: &mut Vec<Intent>) {
+        let mut prof = Prof::new();
+        let watermark = input.watermark_ms;
+        // New rules start judging at the first window still open under this epoch's watermark.
+        let epoch_watermark = if input.clock {
+            watermark.max(self.alerts.watermark_ms())
+        } else {
+            self.alerts.watermark_ms()
+        };
+        self.change_rules(input.rules, epoch_watermark);
+        for alert in input.restore {
+            self.alerts.restore(alert);
+        }
+        prof.lap("rules");
+        self.retire();
+        prof.lap("retire");
+
+        // Match and count the new events, keep what windows need (packed), and drop the rest
+        // while it is still in cache.
+        let mut matched = std::mem::take(&mut self.matched);
+        let mut matches = std::mem::take(&mut self.matches);
+        for (event, arrival) in input.events {
+            let types = self.type_id(&event.tenant, &event.event_type);
+            let span = types.map_or(0, |t| self.types[t as usize].span_ms);
+            let (for_matches, on_time) = match arrival {
+                Arrival::OnTime => (true, true),
+                Arrival::Late => (true, false),
+                // Replayed history was on time when it first arrived; it still counts in every
+                // window that has not closed yet, and is of no use to any other.
+                Arrival::History => (false, event.ts_ms.saturating_add(span) > watermark),
+            };
+            if !for_matches && !on_time {
+                continue;
+            }
+            let Some(t) = types else {
+                self.retire_next_unheld += 1;
+                continue;
+            };
+            let matched_before = matches.len();
+            let alerts = &self.alerts;
+            let compiled = self.types[t as usize].rules.compiled(|s| alerts.rule(s));
+            let (windows, rebuilding) = (&mut self.windows, &self.rebuilding);
+            let at = matched.len() as u32;
+            compiled.with_values(&event.attrs, |values| {
+                if for_matches {
+                    compiled.matches(values, |slot| matches.push((at, slot)));
+                }
+                if on_time {
+                    for rule in &compiled.windowed {
+                        if !rebuilding.get(rule.slot as usize).copied().unwrap_or(false) {
+                            contribute(windows, compiled, rule, values, event.ts_ms, true);
+                        }
+                    }
+                }
+            });
+            if on_time && span > 0 {
+                self.hold(t, span, PackedEvent::pack(event.ts_ms, &event.attrs));
+            } else {
+                self.retire_next_unheld += 1;
+            }
+            if matches.len() > matched_before {
+                matched.push(event);
+            }
+        }
+        prof.lap("events");
+
+        // Matches in event-time order, so throttles see them as they happened.
+        matches.sort_by(|(a, ra), (b, rb)| {
+            let (x, y) = (&matched[*a as usize], &matched[*b as usize]);
+            (x.ts_ms, &x.id, a, ra).cmp(&(y.ts_ms, &y.id, b, rb))
+        });
+        for (i, slot) in matches.drain(..) {
+            self.alerts.on_match(slot, &matched[i as usize], out);
+        }
+        matched.clear();
+        self.matches = matches;
+        self.matched = matched;
+        prof.lap("matches");
+
+        prof.lap("store");
+        self.rebuild_windows();
+        prof.lap("rebuild");
+        self.alerts.settle(&mut self.windows);
+        prof.lap("settle");
+        if input.clock {
+            self.alerts.advance(watermark, &mut self.windows, out);
+        }
+        prof.lap("advance");
+        // Retire one epoch later, so the closing of their last windows is judged first.
+        self.retire_at.take_due(watermark, &mut self.retire_next);
+        prof.lap("schedule");
+        prof.print();
     }
 }
 
-/// Whether a window's condition holds, and with what values.
-fn judge(eval: &Evaluation, values: &[(&Contribution, isize)]) -> Option<Holding> {
-    let current = aggregate(eval.agg, values, false)?;
-    if eval.relative {
-        let base = aggregate(eval.agg, values, true)?;
-        if base == 0.0
-            || !values
-                .iter()
-                .any(|(c, _)| matches!(c, Contribution::Baseline(_)))
-        {
-            return None; // no baseline: a change is undefined
+struct Prof {
+    last: u64,
+    laps: Vec<(&'static str, u64)>,
+}
+fn cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|x| x.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+}
+impl Prof {
+    fn new() -> Self {
+        Prof {
+            last: cpu_ns(),
+            laps: Vec::new(),
         }
-        let percent = (current - base) / base.abs() * 100.0;
-        eval.op.test_f64(percent, eval.value.0).then_some(Holding {
-            value: Num(current),
-            baseline: Some(Num(base)),
-        })
-    } else {
-        let has_current = values
-            .iter()
-            .any(|(c, _)| matches!(c, Contribution::Current(_)));
-        (has_current && eval.op.test_f64(current, eval.value.0)).then_some(Holding {
-            value: Num(current),
-            baseline: None,
-        })
+    }
+    fn lap(&mut self, name: &'static str) {
+        let now = cpu_ns();
+        self.laps.push((name, now - self.last));
+        self.last = now;
+    }
+    fn print(&self) {
+        if std::env::var_os("TM_DEBUG").is_some() {
+            eprintln!(
+                "{}",
+                self.laps
+                    .iter()
+                    .map(|(n, t)| format!("{n}={}ms", t / 1_000_000))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
     }
 }

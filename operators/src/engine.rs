@@ -3,18 +3,18 @@
 //! Each [`Engine::step`] is one epoch (a coarse timestamp): a batch of events, rule changes,
 //! restored alerts and a clock reading go in together; the call returns once every worker has
 //! finished the epoch, with the intents it produced. Tenants are partitioned across workers by a
-//! stable hash, and the alert state is exchanged by tenant.
+//! stable hash: each worker gets its tenants' share of the epoch and keeps their rules, windows
+//! and alert state.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashSet;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
-use crate::dataflow::{EventRecord, TypeKey, WorkerOutput, build};
+use crate::dataflow::{Arrival, EpochInput, WorkerOutput, WorkerStats, build};
 use crate::event::Event;
 use crate::intent::Intent;
 use crate::rule::Rule;
-use crate::state::{OpenAlert, StateInput, StateStats, tenant_hash};
+use crate::state::{OpenAlert, StateStats, tenant_hash};
 
 /// Engine settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,53 +125,17 @@ pub struct EngineStats {
     pub state: StateStats,
 }
 
-struct Retiring {
-    at: i64,
-    seq: u64,
-    worker: usize,
-    record: (TypeKey, EventRecord),
-}
-
-impl PartialEq for Retiring {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Retiring {}
-impl PartialOrd for Retiring {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Retiring {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
-#[derive(Default)]
-struct Command {
-    epoch: u64,
-    events: Vec<((TypeKey, EventRecord), isize)>,
-    rules: Vec<((TypeKey, Rule), isize)>,
-    control: Vec<StateInput>,
-}
-
 /// The running dataflow.
 pub struct Engine {
     config: EngineConfig,
-    senders: Vec<Sender<Command>>,
+    senders: Vec<Sender<EpochInput>>,
     outputs: Receiver<WorkerOutput>,
     guards: Option<timely::communication::WorkerGuards<()>>,
-    worker_stats: Vec<Arc<Mutex<StateStats>>>,
+    worker_stats: Vec<Arc<Mutex<WorkerStats>>>,
     epoch: u64,
     watermark_ms: i64,
-    rules: HashMap<(String, String), Rule>,
-    /// Longest window span of any rule per (tenant, type): how long its events are retained.
-    retention: HashMap<TypeKey, i64>,
-    retire_next_epoch: Vec<(usize, (TypeKey, EventRecord))>,
-    retire_at: BinaryHeap<Reverse<Retiring>>,
-    seq: u64,
+    /// Active rules, by (tenant, rule id).
+    rules: HashSet<(String, String)>,
     stats: EngineStats,
 }
 
@@ -194,13 +158,13 @@ impl Engine {
         let mut senders = Vec::with_capacity(workers);
         let mut receivers = Vec::with_capacity(workers);
         for _ in 0..workers {
-            let (tx, rx) = mpsc::channel::<Command>();
+            let (tx, rx) = mpsc::channel::<EpochInput>();
             senders.push(tx);
             receivers.push(Some(rx));
         }
         let receivers = Arc::new(Mutex::new(receivers));
         let worker_stats: Vec<_> = (0..workers)
-            .map(|_| Arc::new(Mutex::new(StateStats::default())))
+            .map(|_| Arc::new(Mutex::new(WorkerStats::default())))
             .collect();
         let shared_stats = worker_stats.clone();
         let out_tx = Mutex::new(out_tx);
@@ -211,37 +175,20 @@ impl Engine {
         };
         let guards = timely::execute(timely_config, move |worker| {
             let index = worker.index();
-            let Some(commands) = receivers.lock().ok().and_then(|mut r| r[index].take()) else {
+            let Some(epochs) = receivers.lock().ok().and_then(|mut r| r[index].take()) else {
                 return;
             };
             let Some(output) = out_tx.lock().ok().map(|tx| tx.clone()) else {
                 return;
             };
             let mut inputs = build(worker, output.clone(), shared_stats[index].clone());
-            while let Ok(command) = commands.recv() {
-                for (record, diff) in command.events {
-                    inputs.events.update(record, diff);
-                }
-                for (rule, diff) in command.rules {
-                    inputs.rules.update(rule, diff);
-                }
-                for control in command.control {
-                    inputs.control.send(control);
-                }
-                let next = command.epoch + 1;
-                inputs.events.advance_to(next);
-                inputs.events.flush();
-                inputs.rules.advance_to(next);
-                inputs.rules.flush();
-                inputs.control.advance_to(next);
+            while let Ok(input) = epochs.recv() {
+                let epoch = input.epoch;
+                let next = epoch + 1;
+                inputs.epochs.send(input);
+                inputs.epochs.advance_to(next);
                 worker.step_while(|| inputs.probe.less_than(&next));
-                if output
-                    .send(WorkerOutput::Done {
-                        worker: index,
-                        epoch: command.epoch,
-                    })
-                    .is_err()
-                {
+                if output.send(WorkerOutput::Done { epoch }).is_err() {
                     return;
                 }
             }
@@ -255,11 +202,7 @@ impl Engine {
             worker_stats,
             epoch: 0,
             watermark_ms: 0,
-            rules: HashMap::new(),
-            retention: HashMap::new(),
-            retire_next_epoch: Vec::new(),
-            retire_at: BinaryHeap::new(),
-            seq: 0,
+            rules: HashSet::new(),
             stats: EngineStats::default(),
         })
     }
@@ -273,9 +216,11 @@ impl Engine {
     pub fn stats(&self) -> EngineStats {
         let mut stats = self.stats;
         stats.rules = self.rules.len() as u64;
-        stats.retained = self.retire_at.len() as u64 + self.retire_next_epoch.len() as u64;
         for shared in &self.worker_stats {
-            if let Ok(s) = shared.lock() {
+            if let Ok(w) = shared.lock() {
+                stats.retired += w.retired;
+                stats.retained += w.retained;
+                let s = &w.state;
                 stats.state.matches += s.matches;
                 stats.state.firing += s.firing;
                 stats.state.resolved += s.resolved;
@@ -290,7 +235,7 @@ impl Engine {
     /// Whether a rule is active.
     pub fn has_rule(&self, tenant: &str, rule_id: &str) -> bool {
         self.rules
-            .contains_key(&(tenant.to_string(), rule_id.to_string()))
+            .contains(&(tenant.to_string(), rule_id.to_string()))
     }
 
     fn worker_of(&self, tenant: &str) -> usize {
@@ -301,78 +246,51 @@ impl Engine {
     pub fn step(&mut self, input: StepInput) -> Result<StepOutput, EngineError> {
         let epoch = self.epoch;
         let workers = self.senders.len();
-        let mut commands: Vec<Command> = (0..workers)
-            .map(|_| Command {
-                epoch,
-                ..Default::default()
-            })
-            .collect();
-
-        // Retire events whose windows have all been judged (or that only `match` rules needed).
-        for (worker, record) in std::mem::take(&mut self.retire_next_epoch) {
-            commands[worker].events.push((record, -1));
-            self.stats.retired += 1;
-        }
-
-        for change in input.rules {
-            match change {
-                RuleChange::Upsert(mut rule) => {
-                    rule.since_epoch = epoch;
-                    let worker = self.worker_of(&rule.tenant);
-                    let key = (rule.tenant.clone(), rule.id.clone());
-                    if let Some(old) = self.rules.remove(&key) {
-                        commands[worker]
-                            .rules
-                            .push((((old.tenant.clone(), old.event_type.clone()), old), -1));
-                    }
-                    let type_key = (rule.tenant.clone(), rule.event_type.clone());
-                    let span = rule.retention_ms();
-                    let entry = self.retention.entry(type_key.clone()).or_insert(0);
-                    *entry = (*entry).max(span);
-                    commands[worker].rules.push(((type_key, rule.clone()), 1));
-                    commands[worker]
-                        .control
-                        .push(StateInput::Upsert(rule.clone()));
-                    self.rules.insert(key, rule);
-                }
-                RuleChange::Remove { tenant, rule_id } => {
-                    let worker = self.worker_of(&tenant);
-                    if let Some(old) = self.rules.remove(&(tenant.clone(), rule_id.clone())) {
-                        commands[worker]
-                            .rules
-                            .push((((old.tenant.clone(), old.event_type.clone()), old), -1));
-                    }
-                    commands[worker]
-                        .control
-                        .push(StateInput::Remove { tenant, rule_id });
-                }
-            }
-        }
-        for alert in input.restore {
-            let worker = self.worker_of(&alert.tenant);
-            commands[worker].control.push(StateInput::Restore(alert));
-        }
-
         if let Some(clock) = input.clock_ms {
             self.watermark_ms = self
                 .watermark_ms
                 .max(clock - self.config.allowed_lateness_ms);
         }
         let watermark = self.watermark_ms;
+        let share = (input.events.len() + input.history.len()) / workers + 1;
+        let mut shares: Vec<EpochInput> = (0..workers)
+            .map(|_| EpochInput {
+                epoch,
+                watermark_ms: watermark,
+                clock: input.clock_ms.is_some(),
+                events: Vec::with_capacity(share + share / 4),
+                ..Default::default()
+            })
+            .collect();
+
+        for change in input.rules {
+            match change {
+                RuleChange::Upsert(mut rule) => {
+                    rule.since_epoch = epoch;
+                    let worker = self.worker_of(&rule.tenant);
+                    self.rules.insert((rule.tenant.clone(), rule.id.clone()));
+                    shares[worker].rules.push(RuleChange::Upsert(rule));
+                }
+                RuleChange::Remove { tenant, rule_id } => {
+                    let worker = self.worker_of(&tenant);
+                    self.rules.remove(&(tenant.clone(), rule_id.clone()));
+                    shares[worker]
+                        .rules
+                        .push(RuleChange::Remove { tenant, rule_id });
+                }
+            }
+        }
+        for alert in input.restore {
+            let worker = self.worker_of(&alert.tenant);
+            shares[worker].restore.push(alert);
+        }
+
         let mut late = Vec::new();
-        let history = input.history.into_iter().map(|e| (e, false));
-        for (event, for_matches) in input.events.into_iter().map(|e| (e, true)).chain(history) {
+        for event in input.events {
             let worker = self.worker_of(&event.tenant);
-            let type_key = (event.tenant.clone(), event.event_type.clone());
-            let span = self.retention.get(&type_key).copied().unwrap_or(0);
-            // Replayed history was on time when it first arrived; it still counts in every window
-            // that has not closed yet, and is of no use to any other.
-            let on_time = if for_matches {
-                event.ts_ms >= watermark
+            let arrival = if event.ts_ms >= watermark {
+                Arrival::OnTime
             } else {
-                event.ts_ms.saturating_add(span) > watermark
-            };
-            if !on_time && for_matches {
                 self.stats.late += 1;
                 late.push(LateEvent {
                     tenant: event.tenant.clone(),
@@ -380,64 +298,25 @@ impl Engine {
                     ts_ms: event.ts_ms,
                     watermark_ms: watermark,
                 });
-            }
-            if !on_time && !for_matches {
-                continue;
-            }
-            let span = if on_time { span } else { 0 };
-            let record = (
-                type_key,
-                EventRecord {
-                    epoch,
-                    for_windows: on_time,
-                    for_matches,
-                    event,
-                },
-            );
-            self.stats.events += u64::from(for_matches);
-            commands[worker].events.push((record.clone(), 1));
-            if span == 0 {
-                self.retire_next_epoch.push((worker, record));
-            } else {
-                self.seq += 1;
-                let at = record.1.event.ts_ms.saturating_add(span);
-                self.retire_at.push(Reverse(Retiring {
-                    at,
-                    seq: self.seq,
-                    worker,
-                    record,
-                }));
-            }
-        }
-        while let Some(Reverse(first)) = self.retire_at.peek() {
-            if first.at > watermark {
-                break;
-            }
-            let Some(Reverse(retiring)) = self.retire_at.pop() else {
-                break;
+                Arrival::Late
             };
-            // Retract one epoch later, so the closing of its last window is judged first.
-            self.retire_next_epoch
-                .push((retiring.worker, retiring.record));
+            self.stats.events += 1;
+            shares[worker].events.push((event, arrival));
         }
-        if input.clock_ms.is_some() {
-            for (worker, command) in commands.iter_mut().enumerate() {
-                command.control.push(StateInput::Clock {
-                    route: worker as u64,
-                    watermark_ms: watermark,
-                });
-            }
+        for event in input.history {
+            let worker = self.worker_of(&event.tenant);
+            shares[worker].events.push((event, Arrival::History));
         }
 
-        for (sender, command) in self.senders.iter().zip(commands) {
-            sender.send(command).map_err(|_| EngineError::WorkerGone)?;
+        for (sender, share) in self.senders.iter().zip(shares) {
+            sender.send(share).map_err(|_| EngineError::WorkerGone)?;
         }
         let mut intents = Vec::new();
         let mut done = 0;
         while done < workers {
             match self.outputs.recv() {
                 Ok(WorkerOutput::Intents(batch)) => intents.extend(batch),
-                Ok(WorkerOutput::Done { epoch: e, .. }) if e == epoch => done += 1,
+                Ok(WorkerOutput::Done { epoch: e }) if e == epoch => done += 1,
                 Ok(WorkerOutput::Done { .. }) => {}
                 Err(_) => return Err(EngineError::WorkerGone),
             }

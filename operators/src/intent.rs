@@ -70,10 +70,43 @@ pub fn intent_id(parts: &[&str]) -> String {
         hasher.update(part.as_bytes());
     }
     let digest = hasher.finalize();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = String::with_capacity(36);
     id.push_str("ntf_");
     for byte in &digest[..16] {
-        id.push_str(&format!("{byte:02x}"));
+        id.push(char::from(HEX[usize::from(byte >> 4)]));
+        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_ntf_and_32_lowercase_hex_digits() {
+        let id = intent_id(&["shop", "big", "match", "o1"]);
+        assert_eq!(id, intent_id(&["shop", "big", "match", "o1"]));
+        assert_ne!(id, intent_id(&["shop", "big", "match", "o2"]));
+        // Parts are length-prefixed, so moving a boundary changes the id.
+        assert_ne!(id, intent_id(&["shopb", "ig", "match", "o1"]));
+        let hex = id.strip_prefix("ntf_").expect("prefix");
+        assert_eq!(hex.len(), 32);
+        assert!(
+            hex.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
+        // The first 16 bytes of SHA-256 over the length-prefixed parts, as it always was.
+        let mut hasher = Sha256::new();
+        for part in ["shop", "big", "match", "o1"] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        let expected: String = hasher.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hex, expected);
+    }
 }

@@ -8,12 +8,15 @@
 pub mod dataflow;
 pub mod engine;
 pub mod event;
+mod index;
 pub mod intent;
 pub mod predicate;
+mod retained;
 pub mod rule;
 pub mod state;
 pub mod time;
 pub mod value;
+mod window;
 
 pub use engine::{Engine, EngineConfig, EngineError, RuleChange, StepInput, StepOutput};
 pub use event::{Event, EventError};

@@ -292,7 +292,8 @@ impl Predicate {
     }
 }
 
-fn compare(actual: &AttrValue, op: CmpOp, expected: &AttrValue) -> bool {
+/// `actual op expected`, with the semantics described in the module docs.
+pub(crate) fn compare(actual: &AttrValue, op: CmpOp, expected: &AttrValue) -> bool {
     match (actual, expected) {
         (AttrValue::Num(a), AttrValue::Num(b)) => op.test_f64(a.0, b.0),
         (AttrValue::Str(a), AttrValue::Str(b)) => match op {

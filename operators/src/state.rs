@@ -4,7 +4,8 @@
 //! and the previous window's did not, RESOLVED once when it stops holding. A window is judged when
 //! the watermark passes its end, so every event it will ever count (within the allowed lateness)
 //! is in. Throttle and quiet hours apply to every notification. This is plain sequential state,
-//! run inside a timely operator on the worker that owns the tenant.
+//! run inside a timely operator on the worker that owns the tenant; rules live in numbered slots so
+//! the per-event path never builds a string key.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -13,26 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::intent::{Intent, IntentKind, intent_id};
-use crate::rule::{Evaluation, Rule, RuleKind, WindowSpec, group_label};
+use crate::rule::{Rule, RuleKind, WindowSpec, group_label};
 use crate::time::{deliver_at, first_open_window};
 use crate::value::{AttrValue, Num};
-
-/// Identifies one window of one rule version for one group: the key of windowed aggregates.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct WindowKey {
-    /// Tenant.
-    pub tenant: String,
-    /// Rule id.
-    pub rule_id: String,
-    /// Rule version.
-    pub version: u64,
-    /// How the aggregate is judged (travels with the key so the reduce needs no lookup).
-    pub eval: Evaluation,
-    /// Group key values.
-    pub group: Vec<AttrValue>,
-    /// Window start, epoch ms.
-    pub start: i64,
-}
+use crate::window::WindowTable;
 
 /// A window whose condition holds, with its aggregate (and baseline for `change` rules).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -54,73 +39,6 @@ pub struct OpenAlert {
     pub group: Vec<AttrValue>,
     /// Start of the window where it began firing.
     pub since_window: i64,
-}
-
-/// Everything the alert-state operator consumes, in one stream.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum StateInput {
-    /// A rule is new or changed.
-    Upsert(Rule),
-    /// A rule was deleted or disabled.
-    Remove {
-        /// Tenant.
-        tenant: String,
-        /// Rule id.
-        rule_id: String,
-    },
-    /// An alert that was firing before a restart.
-    Restore(OpenAlert),
-    /// A window started (`diff > 0`) or stopped (`diff < 0`) holding.
-    Holding {
-        /// The window.
-        key: WindowKey,
-        /// Its aggregate.
-        holding: Holding,
-        /// +1 or -1.
-        diff: i64,
-    },
-    /// An event matched a `match` rule.
-    Match {
-        /// Rule id.
-        rule_id: String,
-        /// Rule version.
-        version: u64,
-        /// Group key values.
-        group: Vec<AttrValue>,
-        /// The event.
-        event: Event,
-    },
-    /// The watermark advanced; `route` addresses the worker that should see it.
-    Clock {
-        /// Worker index this message is for.
-        route: u64,
-        /// Event time below which all events are in, epoch ms.
-        watermark_ms: i64,
-    },
-}
-
-impl StateInput {
-    /// The exchange route: tenant hash, or the addressed worker for clock messages.
-    pub fn route(&self) -> u64 {
-        match self {
-            StateInput::Upsert(rule) => tenant_hash(&rule.tenant),
-            StateInput::Remove { tenant, .. } => tenant_hash(tenant),
-            StateInput::Restore(alert) => tenant_hash(&alert.tenant),
-            StateInput::Holding { key, .. } => tenant_hash(&key.tenant),
-            StateInput::Match { event, .. } => tenant_hash(&event.tenant),
-            StateInput::Clock { route, .. } => *route,
-        }
-    }
-
-    fn order(&self) -> u8 {
-        match self {
-            StateInput::Upsert(_) | StateInput::Remove { .. } => 0,
-            StateInput::Restore(_) => 1,
-            StateInput::Holding { .. } => 2,
-            StateInput::Match { .. } => 3,
-            StateInput::Clock { .. } => 4,
-        }
-    }
 }
 
 /// Stable FNV-1a hash of a tenant id: which worker owns the tenant.
@@ -157,168 +75,150 @@ struct Firing {
     notified: bool,
 }
 
+/// One active rule and everything the worker keeps for it.
 #[derive(Debug)]
-struct RuleState {
-    rule: Rule,
+pub(crate) struct RuleState {
+    pub(crate) rule: Rule,
+    /// The rule's time zone, parsed once.
+    tz: chrono_tz::Tz,
+    /// Tells this rule's entries in the closing schedule from those of an earlier rule in the slot.
+    generation: u64,
     /// Start of the next window to judge (windowed rules).
     next_window: i64,
     /// Holding windows of the current version: start → group → aggregate.
     holding: BTreeMap<i64, HashMap<Vec<AttrValue>, Holding>>,
     firing: HashMap<Vec<AttrValue>, Firing>,
+    /// When a notification was last sent per group key, for the throttle.
+    last_sent: HashMap<Vec<AttrValue>, i64>,
 }
 
 /// The alert state of the tenants one worker owns.
 #[derive(Debug, Default)]
-pub struct AlertState {
-    rules: HashMap<(String, String), RuleState>,
-    /// (window end, tenant, rule id): when each windowed rule's next window closes.
-    closing: BinaryHeap<Reverse<(i64, String, String)>>,
-    last_sent: HashMap<(String, String, Vec<AttrValue>), i64>,
+pub(crate) struct AlertState {
+    rules: Vec<Option<RuleState>>,
+    free: Vec<u32>,
+    by_id: HashMap<(String, String), u32>,
+    /// (window end, slot, generation): when each windowed rule's next window closes.
+    closing: BinaryHeap<Reverse<(i64, u32, u64)>>,
+    generations: u64,
     watermark_ms: i64,
     /// Totals since start.
-    pub stats: StateStats,
+    pub(crate) stats: StateStats,
+}
+
+fn window_of(rule: &Rule) -> Option<WindowSpec> {
+    match &rule.kind {
+        RuleKind::Windowed { window, .. } => Some(*window),
+        RuleKind::Match => None,
+    }
 }
 
 impl AlertState {
-    /// A state with nothing in it; the watermark starts at `watermark_ms`.
-    pub fn new(watermark_ms: i64) -> Self {
-        AlertState {
-            watermark_ms,
-            ..Default::default()
-        }
+    /// The latest watermark the state advanced to.
+    pub(crate) fn watermark_ms(&self) -> i64 {
+        self.watermark_ms
     }
 
-    /// Applies one epoch's inputs, in a fixed order (rules, restores, window changes, matches by
-    /// event time, clock), appending intents to `out`.
-    pub fn apply(&mut self, mut inputs: Vec<StateInput>, out: &mut Vec<Intent>) {
-        inputs.sort_by(|a, b| {
-            a.order().cmp(&b.order()).then_with(|| match (a, b) {
-                (StateInput::Match { event: x, .. }, StateInput::Match { event: y, .. }) => {
-                    (x.ts_ms, &x.id).cmp(&(y.ts_ms, &y.id))
-                }
-                _ => std::cmp::Ordering::Equal,
-            })
-        });
-        // New rules start judging at the first window still open under this epoch's watermark:
-        // no event of an earlier window can reach them any more.
-        let epoch_watermark = inputs
-            .iter()
-            .filter_map(|i| match i {
-                StateInput::Clock { watermark_ms, .. } => Some(*watermark_ms),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(self.watermark_ms)
-            .max(self.watermark_ms);
-        for input in inputs {
-            match input {
-                StateInput::Upsert(rule) => self.upsert(rule, epoch_watermark),
-                StateInput::Remove { tenant, rule_id } => {
-                    self.last_sent
-                        .retain(|(t, r, _), _| !(t == &tenant && r == &rule_id));
-                    self.rules.remove(&(tenant, rule_id));
-                }
-                StateInput::Restore(alert) => {
-                    if let Some(state) = self.rules.get_mut(&(alert.tenant, alert.rule_id)) {
-                        state.firing.insert(
-                            alert.group,
-                            Firing {
-                                since_window: alert.since_window,
-                                notified: true,
-                            },
-                        );
-                    }
-                }
-                StateInput::Holding { key, holding, diff } => {
-                    let Some(state) = self.rules.get_mut(&(key.tenant, key.rule_id)) else {
-                        continue;
-                    };
-                    if state.rule.version != key.version || key.start < state.next_window {
-                        continue;
-                    }
-                    let groups = state.holding.entry(key.start).or_default();
-                    if diff > 0 {
-                        groups.insert(key.group, holding);
-                    } else if groups.get(&key.group) == Some(&holding) {
-                        groups.remove(&key.group);
-                    }
-                }
-                StateInput::Match {
-                    rule_id,
-                    version,
-                    group,
-                    event,
-                } => self.on_match(rule_id, version, group, event, out),
-                StateInput::Clock { watermark_ms, .. } => self.advance(watermark_ms, out),
-            }
-        }
+    /// The rule in `slot`, if any.
+    pub(crate) fn get(&self, slot: u32) -> Option<&RuleState> {
+        self.rules.get(slot as usize).and_then(Option::as_ref)
     }
 
-    fn upsert(&mut self, rule: Rule, watermark: i64) {
-        let key = (rule.tenant.clone(), rule.id.clone());
-        let window = match &rule.kind {
-            RuleKind::Windowed { window, .. } => Some(*window),
-            RuleKind::Match => None,
-        };
-        match self.rules.get_mut(&key) {
-            Some(state) => {
-                let old_window = match &state.rule.kind {
-                    RuleKind::Windowed { window, .. } => Some(*window),
-                    RuleKind::Match => None,
-                };
-                // The new version's windows arrive as fresh holdings in this same epoch.
-                state.holding.clear();
-                if old_window != window {
-                    state.firing.clear();
-                    if let Some(w) = &window {
-                        state.next_window = first_open_window(watermark, w);
-                        self.closing
-                            .push(Reverse((state.next_window + w.size_ms, key.0, key.1)));
-                    }
-                }
-                state.rule = rule;
-            }
-            None => {
-                let next_window = window
-                    .map(|w| first_open_window(watermark, &w))
-                    .unwrap_or(0);
+    /// The rule in `slot`, if any.
+    pub(crate) fn rule(&self, slot: u32) -> Option<&Rule> {
+        self.get(slot).map(|state| &state.rule)
+    }
+
+    /// Adds or changes a rule; returns its slot and the version it replaced. New rules start
+    /// judging at the first window still open under `watermark`: no event of an earlier window
+    /// can reach them any more.
+    pub(crate) fn upsert(&mut self, rule: Rule, watermark: i64) -> (u32, Option<Rule>) {
+        let window = window_of(&rule);
+        let tz = rule.tz();
+        if let Some(&slot) = self.by_id.get(&(rule.tenant.clone(), rule.id.clone()))
+            && let Some(state) = self.rules[slot as usize].as_mut()
+        {
+            // The new version's windows are recomputed from the retained events this epoch.
+            state.holding.clear();
+            if window_of(&state.rule) != window {
+                state.firing.clear();
                 if let Some(w) = &window {
+                    state.next_window = first_open_window(watermark, w);
                     self.closing.push(Reverse((
-                        next_window + w.size_ms,
-                        key.0.clone(),
-                        key.1.clone(),
+                        state.next_window + w.size_ms,
+                        slot,
+                        state.generation,
                     )));
                 }
-                self.rules.insert(
-                    key,
-                    RuleState {
-                        rule,
-                        next_window,
-                        holding: BTreeMap::new(),
-                        firing: HashMap::new(),
-                    },
-                );
             }
+            state.tz = tz;
+            let previous = std::mem::replace(&mut state.rule, rule);
+            return (slot, Some(previous));
+        }
+        let next_window = window
+            .map(|w| first_open_window(watermark, &w))
+            .unwrap_or(0);
+        self.generations += 1;
+        let generation = self.generations;
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.rules.push(None);
+                (self.rules.len() - 1) as u32
+            }
+        };
+        if let Some(w) = &window {
+            self.closing
+                .push(Reverse((next_window + w.size_ms, slot, generation)));
+        }
+        self.by_id
+            .insert((rule.tenant.clone(), rule.id.clone()), slot);
+        self.rules[slot as usize] = Some(RuleState {
+            rule,
+            tz,
+            generation,
+            next_window,
+            holding: BTreeMap::new(),
+            firing: HashMap::new(),
+            last_sent: HashMap::new(),
+        });
+        (slot, None)
+    }
+
+    /// Removes a rule, its alerts and its throttle; returns its slot and the rule.
+    pub(crate) fn remove(&mut self, tenant: &str, rule_id: &str) -> Option<(u32, Rule)> {
+        let slot = self
+            .by_id
+            .remove(&(tenant.to_string(), rule_id.to_string()))?;
+        let state = self.rules.get_mut(slot as usize)?.take()?;
+        self.free.push(slot);
+        Some((slot, state.rule))
+    }
+
+    /// Marks an alert that was firing before a restart as firing again.
+    pub(crate) fn restore(&mut self, alert: OpenAlert) {
+        if let Some(&slot) = self.by_id.get(&(alert.tenant, alert.rule_id))
+            && let Some(state) = self.rules.get_mut(slot as usize).and_then(Option::as_mut)
+        {
+            state.firing.insert(
+                alert.group,
+                Firing {
+                    since_window: alert.since_window,
+                    notified: true,
+                },
+            );
         }
     }
 
-    fn on_match(
-        &mut self,
-        rule_id: String,
-        version: u64,
-        group: Vec<AttrValue>,
-        event: Event,
-        out: &mut Vec<Intent>,
-    ) {
-        let Some(state) = self.rules.get(&(event.tenant.clone(), rule_id)) else {
+    /// An event matched the `match` rule in `slot`.
+    pub(crate) fn on_match(&mut self, slot: u32, event: &Event, out: &mut Vec<Intent>) {
+        let Some(state) = self.rules.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
         let rule = &state.rule;
-        if rule.version != version {
-            return;
-        }
+        let group = rule.group_of(&event.attrs);
         if !throttle_allows(
-            &mut self.last_sent,
+            &mut state.last_sent,
             rule,
             &group,
             event.ts_ms,
@@ -326,7 +226,7 @@ impl AlertState {
         ) {
             return;
         }
-        let deliver = deliver_at(event.ts_ms, rule.quiet_hours.as_ref(), rule.tz());
+        let deliver = deliver_at(event.ts_ms, rule.quiet_hours.as_ref(), state.tz);
         self.stats.matches += 1;
         let intent = Intent {
             id: intent_id(&[&rule.tenant, &rule.id, "match", &event.id]),
@@ -342,13 +242,57 @@ impl AlertState {
             firing_since_ms: None,
             value: None,
             baseline: None,
-            event: Some(event),
+            event: Some(event.clone()),
         };
         push_counting_deferral(out, &mut self.stats, intent);
     }
 
-    /// Moves the watermark and judges every window that closed.
-    fn advance(&mut self, watermark_ms: i64, out: &mut Vec<Intent>) {
+    /// Brings the holding windows up to date with the aggregates that changed this epoch. A
+    /// window's entry in `holding` appears when one of its groups starts or stops holding.
+    pub(crate) fn settle(&mut self, windows: &mut WindowTable) {
+        let dirty = windows.take_dirty();
+        for at in &dirty {
+            let Some((slot, start, group, aggregate)) = windows.changed(*at) else {
+                continue;
+            };
+            let Some(state) = self.rules.get_mut(slot as usize).and_then(Option::as_mut) else {
+                continue;
+            };
+            let RuleKind::Windowed { eval, .. } = &state.rule.kind else {
+                continue;
+            };
+            // Windows before the next one to judge no longer matter.
+            if start < state.next_window {
+                continue;
+            }
+            let now = aggregate.judge(eval);
+            let before = state
+                .holding
+                .get(&start)
+                .and_then(|groups| groups.get(group));
+            if now.as_ref() != before {
+                let groups = state.holding.entry(start).or_default();
+                match now {
+                    Some(h) => {
+                        groups.insert(group.clone(), h);
+                    }
+                    None => {
+                        groups.remove(group);
+                    }
+                }
+            }
+        }
+        windows.return_dirty(dirty);
+    }
+
+    /// Moves the watermark and judges every window that closed; their aggregates are dropped
+    /// from `windows`.
+    pub(crate) fn advance(
+        &mut self,
+        watermark_ms: i64,
+        windows: &mut WindowTable,
+        out: &mut Vec<Intent>,
+    ) {
         if watermark_ms <= self.watermark_ms {
             return;
         }
@@ -357,29 +301,28 @@ impl AlertState {
             if *end > watermark_ms {
                 break;
             }
-            let Some(Reverse((end, tenant, rule_id))) = self.closing.pop() else {
+            let Some(Reverse((end, slot, generation))) = self.closing.pop() else {
                 break;
             };
-            let key = (tenant, rule_id);
-            let Some(state) = self.rules.get_mut(&key) else {
+            let Some(state) = self.rules.get_mut(slot as usize).and_then(Option::as_mut) else {
                 continue;
             };
-            let RuleKind::Windowed { window, .. } = state.rule.kind.clone() else {
+            if state.generation != generation {
+                continue; // an entry of a rule removed since
+            }
+            let Some(window) = window_of(&state.rule) else {
                 continue;
             };
             if state.next_window + window.size_ms != end {
                 continue; // a stale schedule entry from before a rule change
             }
-            judge_windows(
-                state,
-                &window,
-                watermark_ms,
-                &mut self.last_sent,
-                &mut self.stats,
-                out,
-            );
-            self.closing
-                .push(Reverse((state.next_window + window.size_ms, key.0, key.1)));
+            judge_windows(state, &window, watermark_ms, &mut self.stats, out);
+            windows.drop_before(slot, state.next_window);
+            self.closing.push(Reverse((
+                state.next_window + window.size_ms,
+                slot,
+                generation,
+            )));
         }
     }
 }
@@ -389,7 +332,6 @@ fn judge_windows(
     state: &mut RuleState,
     window: &WindowSpec,
     watermark_ms: i64,
-    last_sent: &mut HashMap<(String, String, Vec<AttrValue>), i64>,
     stats: &mut StateStats,
     out: &mut Vec<Intent>,
 ) {
@@ -425,11 +367,19 @@ fn judge_windows(
             if !firing.notified {
                 continue;
             }
-            if !throttle_allows(last_sent, rule, &group, end, stats) {
+            if !throttle_allows(&mut state.last_sent, rule, &group, end, stats) {
                 continue;
             }
             stats.resolved += 1;
-            let mut intent = window_intent(rule, IntentKind::Resolved, group, start, end, None);
+            let mut intent = window_intent(
+                rule,
+                state.tz,
+                IntentKind::Resolved,
+                group,
+                start,
+                end,
+                None,
+            );
             intent.firing_since_ms = Some(firing.since_window);
             push_counting_deferral(out, stats, intent);
         }
@@ -440,11 +390,12 @@ fn judge_windows(
         started.sort();
         let mut newly_firing = HashSet::new();
         for (group, value) in started {
-            let notified = throttle_allows(last_sent, rule, group, end, stats);
+            let notified = throttle_allows(&mut state.last_sent, rule, group, end, stats);
             if notified {
                 stats.firing += 1;
                 let intent = window_intent(
                     rule,
+                    state.tz,
                     IntentKind::Firing,
                     group.clone(),
                     start,
@@ -479,7 +430,7 @@ fn push_counting_deferral(out: &mut Vec<Intent>, stats: &mut StateStats, intent:
 }
 
 fn throttle_allows(
-    last_sent: &mut HashMap<(String, String, Vec<AttrValue>), i64>,
+    last_sent: &mut HashMap<Vec<AttrValue>, i64>,
     rule: &Rule,
     group: &[AttrValue],
     at_ms: i64,
@@ -488,14 +439,13 @@ fn throttle_allows(
     if rule.throttle_ms <= 0 {
         return true;
     }
-    let key = (rule.tenant.clone(), rule.id.clone(), group.to_vec());
-    match last_sent.get(&key) {
+    match last_sent.get(group) {
         Some(last) if at_ms - last < rule.throttle_ms => {
             stats.throttled += 1;
             false
         }
         _ => {
-            last_sent.insert(key, at_ms);
+            last_sent.insert(group.to_vec(), at_ms);
             true
         }
     }
@@ -503,6 +453,7 @@ fn throttle_allows(
 
 fn window_intent(
     rule: &Rule,
+    tz: chrono_tz::Tz,
     kind: IntentKind,
     group: Vec<AttrValue>,
     start: i64,
@@ -510,7 +461,7 @@ fn window_intent(
     holding: Option<&Holding>,
 ) -> Intent {
     let label = group_label(&rule.group_by, &group);
-    let deliver = deliver_at(end, rule.quiet_hours.as_ref(), rule.tz());
+    let deliver = deliver_at(end, rule.quiet_hours.as_ref(), tz);
     Intent {
         id: intent_id(&[
             &rule.tenant,

@@ -34,6 +34,9 @@ impl std::hash::Hash for Num {
     }
 }
 
+/// Largest integer an `f64` holds exactly (2^53).
+const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
+
 /// One attribute value of an event.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum AttrValue {
@@ -74,6 +77,10 @@ impl AttrValue {
         match self {
             AttrValue::Null => Value::Null,
             AttrValue::Bool(b) => Value::Bool(*b),
+            // Whole numbers go back out as integers: `250000` must not come back as `250000.0`.
+            AttrValue::Num(n) if n.0.fract() == 0.0 && n.0.abs() <= MAX_EXACT_INTEGER => {
+                Value::Number((n.0 as i64).into())
+            }
             AttrValue::Num(n) => serde_json::Number::from_f64(n.0)
                 .map(Value::Number)
                 .unwrap_or(Value::Null),
@@ -100,5 +107,28 @@ impl fmt::Display for AttrValue {
             AttrValue::Str(s) => f.write_str(s),
             AttrValue::List(_) => write!(f, "{}", self.to_json()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_round_trip_keeps_integers_integral() {
+        for text in [
+            "250000",
+            "2.5",
+            "-3",
+            "\"kakao\"",
+            "[1,2.5,null]",
+            "true",
+            "null",
+        ] {
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(AttrValue::from_json(&value).to_json().to_string(), text);
+        }
+        assert_eq!(AttrValue::from_json(&json!(1e300)).to_json(), json!(1e300));
     }
 }

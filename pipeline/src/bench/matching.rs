@@ -300,7 +300,7 @@ fn match_spec(rng: &mut StdRng, event_type: &str) -> serde_json::Value {
             {"attr": "sku", "op": "in", "value": (0..3).map(|_| sku(skewed(rng, SKUS))).collect::<Vec<_>>()},
             {"attr": "reason", "op": "in", "value": ["damaged", "wrong_item"]},
         ]}),
-        ("ad_spend", 0 | 1 | 2) => json!({"and": [
+        ("ad_spend", 0..=2) => json!({"and": [
             {"attr": "channel", "op": "=", "value": pick(rng, AD_CHANNELS)},
             {"attr": "amount", "op": ">", "value": threshold(rng, 4, 12, 100_000)},
         ]}),
@@ -312,7 +312,7 @@ fn match_spec(rng: &mut StdRng, event_type: &str) -> serde_json::Value {
                 {"attr": "campaign", "op": "=", "value": format!("cmp-{:02}", skewed(rng, CAMPAIGNS))},
             ]},
         ]}),
-        (_, 0 | 1 | 2) => json!({"and": [
+        (_, 0..=2) => json!({"and": [
             {"attr": "country", "op": "in", "value": ["SG", "VN", "TH"]},
             {"attr": "channel", "op": "=", "value": pick(rng, CHANNELS)},
         ]}),
@@ -520,6 +520,9 @@ pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
             ..Default::default()
         })?;
         let took = started.elapsed();
+        if std::env::var_os("TM_DEBUG").is_some() {
+            eprintln!("step {took:?}");
+        }
         feed += took;
         latencies.push(took);
         late += out.late.len() as u64;

@@ -1,0 +1,238 @@
+//! Events held for windows: their attributes packed into one allocation, and when each retires.
+//!
+//! A retained event is only read again if a windowed rule of its (tenant, type) changes (its
+//! windows are recounted) or a rule with longer windows than it was retained for must forget it.
+//! Packing it keeps the worker's memory small and lets the original be dropped while it is still
+//! in cache.
+
+use std::collections::BTreeMap;
+
+use crate::value::{AttrValue, Attrs, Num};
+
+/// An event's time and attributes, packed.
+#[derive(Debug)]
+pub(crate) struct PackedEvent {
+    pub(crate) ts_ms: i64,
+    bytes: Box<[u8]>,
+}
+
+const NULL: u8 = 0;
+const FALSE: u8 = 1;
+const TRUE: u8 = 2;
+const NUM: u8 = 3;
+const STR: u8 = 4;
+const LIST: u8 = 5;
+
+fn put_len(out: &mut Vec<u8>, len: usize) {
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+}
+
+fn put_value(out: &mut Vec<u8>, value: &AttrValue) {
+    match value {
+        AttrValue::Null => out.push(NULL),
+        AttrValue::Bool(false) => out.push(FALSE),
+        AttrValue::Bool(true) => out.push(TRUE),
+        AttrValue::Num(n) => {
+            out.push(NUM);
+            out.extend_from_slice(&n.0.to_bits().to_le_bytes());
+        }
+        AttrValue::Str(s) => {
+            out.push(STR);
+            put_len(out, s.len());
+            out.extend_from_slice(s.as_bytes());
+        }
+        AttrValue::List(items) => {
+            out.push(LIST);
+            put_len(out, items.len());
+            for item in items {
+                put_value(out, item);
+            }
+        }
+    }
+}
+
+/// Reads what [`PackedEvent::pack`] wrote; the bytes never left the process, so they are well
+/// formed, but a short read still ends the walk rather than panicking.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if self.bytes.len() < n {
+            return None;
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Some(head)
+    }
+
+    fn len(&mut self) -> Option<usize> {
+        let raw = self.take(4)?;
+        Some(u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize)
+    }
+
+    fn text(&mut self) -> Option<String> {
+        let len = self.len()?;
+        let raw = self.take(len)?;
+        Some(String::from_utf8_lossy(raw).into_owned())
+    }
+
+    fn value(&mut self) -> Option<AttrValue> {
+        let tag = *self.take(1)?.first()?;
+        Some(match tag {
+            FALSE => AttrValue::Bool(false),
+            TRUE => AttrValue::Bool(true),
+            NUM => {
+                let raw = self.take(8)?;
+                let mut bits = [0u8; 8];
+                bits.copy_from_slice(raw);
+                AttrValue::Num(Num(f64::from_bits(u64::from_le_bytes(bits))))
+            }
+            STR => AttrValue::Str(self.text()?),
+            LIST => {
+                let len = self.len()?;
+                let mut items = Vec::with_capacity(len.min(self.bytes.len()));
+                for _ in 0..len {
+                    items.push(self.value()?);
+                }
+                AttrValue::List(items)
+            }
+            _ => AttrValue::Null,
+        })
+    }
+}
+
+impl PackedEvent {
+    /// Packs an event's time and attributes.
+    pub(crate) fn pack(ts_ms: i64, attrs: &Attrs) -> PackedEvent {
+        let mut out = Vec::with_capacity(16 * attrs.len() + 16);
+        put_len(&mut out, attrs.len());
+        for (key, value) in attrs {
+            put_len(&mut out, key.len());
+            out.extend_from_slice(key.as_bytes());
+            put_value(&mut out, value);
+        }
+        PackedEvent {
+            ts_ms,
+            bytes: out.into_boxed_slice(),
+        }
+    }
+
+    /// The attributes, unpacked.
+    pub(crate) fn attrs(&self) -> Attrs {
+        let mut reader = Reader { bytes: &self.bytes };
+        let mut attrs = BTreeMap::new();
+        let Some(len) = reader.len() else {
+            return attrs;
+        };
+        for _ in 0..len {
+            let (Some(key), Some(value)) = (reader.text(), reader.value()) else {
+                break;
+            };
+            attrs.insert(key, value);
+        }
+        attrs
+    }
+}
+
+/// Width of a retirement bucket.
+const BUCKET_MS: i64 = 1_000;
+
+/// When retained events retire: a queue bucketed by the second, since they arrive roughly in
+/// order and the order within a retirement does not matter.
+#[derive(Debug, Default)]
+pub(crate) struct RetireQueue {
+    buckets: BTreeMap<i64, Vec<(i64, u32)>>,
+    len: usize,
+}
+
+impl RetireQueue {
+    /// Schedules `item` to retire once the watermark reaches `at`.
+    pub(crate) fn push(&mut self, at: i64, item: u32) {
+        self.buckets
+            .entry(at.div_euclid(BUCKET_MS))
+            .or_default()
+            .push((at, item));
+        self.len += 1;
+    }
+
+    /// Scheduled items.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Moves every item due by `watermark` into `out`.
+    pub(crate) fn take_due(&mut self, watermark: i64, out: &mut Vec<u32>) {
+        while let Some(mut first) = self.buckets.first_entry() {
+            if first.key().saturating_mul(BUCKET_MS) > watermark {
+                break;
+            }
+            let whole = first.key().saturating_add(1).saturating_mul(BUCKET_MS)
+                <= watermark.saturating_add(1);
+            if whole {
+                let items = first.remove();
+                self.len -= items.len();
+                out.extend(items.into_iter().map(|(_, item)| item));
+                continue;
+            }
+            // The bucket the watermark falls in: only part of it is due.
+            let items = first.get_mut();
+            let before = items.len();
+            items.retain(|(at, item)| {
+                if *at <= watermark {
+                    out.push(*item);
+                    false
+                } else {
+                    true
+                }
+            });
+            self.len -= before - items.len();
+            if items.is_empty() {
+                first.remove();
+            }
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn packing_keeps_every_attribute_exactly() {
+        let attrs: Attrs = json!({"amount": 19.99, "neg": -0.0, "channel": "naver", "none": null,
+            "yes": true, "no": false, "tags": ["vip", 3, [null, "x"]], "empty": "", "유니코드": "값"})
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), AttrValue::from_json(v)))
+        .collect();
+        let packed = PackedEvent::pack(42, &attrs);
+        assert_eq!(packed.ts_ms, 42);
+        assert_eq!(packed.attrs(), attrs);
+        assert_eq!(PackedEvent::pack(1, &Attrs::new()).attrs(), Attrs::new());
+    }
+
+    #[test]
+    fn retire_queue_releases_what_is_due() {
+        let mut queue = RetireQueue::default();
+        for (at, item) in [(5_500, 1), (1_000, 2), (999, 3), (2_000, 4), (-7, 5)] {
+            queue.push(at, item);
+        }
+        let mut out = Vec::new();
+        queue.take_due(1_000, &mut out);
+        out.sort();
+        assert_eq!(out, vec![2, 3, 5]);
+        assert_eq!(queue.len(), 2);
+        out.clear();
+        queue.take_due(5_499, &mut out);
+        assert_eq!(out, vec![4]);
+        out.clear();
+        queue.take_due(5_500, &mut out);
+        assert_eq!(out, vec![1]);
+        assert_eq!(queue.len(), 0);
+    }
+}

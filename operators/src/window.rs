@@ -1,0 +1,503 @@
+//! Windowed aggregates, kept incrementally: per rule, window start and group key, what the
+//! counted events contribute, so that an event costs O(1) per window and judging a window costs
+//! O(1) in the common case. All of a worker's aggregates live in one table, so an update is one
+//! hash probe.
+//!
+//! Judging gives exactly what aggregating the window's values from scratch gives (the values in
+//! ascending order, each distinct value times its multiplicity, as
+//! [`judge`] spells out): sums of whole numbers up to 2^53 are exact in any order, so they are
+//! kept as integers; anything else (fractions, -0.0, NaN, infinities) takes the ordered path.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+
+use crate::rule::{AggFn, Evaluation};
+use crate::state::Holding;
+use crate::value::{AttrValue, Num};
+
+/// Largest magnitude below which every whole `f64` is exact.
+const EXACT_LIMIT: f64 = 9_007_199_254_740_992.0;
+
+/// Which side of a window a value counts toward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The window's own aggregate.
+    Current,
+    /// The baseline (the window one period earlier) of a `change` rule.
+    Baseline,
+}
+
+/// The values one side of one window holds for one group.
+#[derive(Debug, Default)]
+struct Values {
+    /// Values of any kind, with multiplicity.
+    count: i64,
+    /// Numeric values with multiplicity, in no order (sum, avg, min, max).
+    nums: Vec<f64>,
+    /// Sum of `nums` while `odd == 0`.
+    int_sum: i128,
+    /// Sum of the magnitudes of `nums` while `odd == 0`; integer sums are exact while it stays
+    /// within 2^53.
+    abs_sum: u128,
+    /// Values in `nums` that are not whole numbers within 2^53 (or are -0.0).
+    odd: u32,
+    /// Least and greatest of `nums` (by total order) unless `extremes_stale`.
+    min: f64,
+    max: f64,
+    extremes_stale: bool,
+    /// NaN and zero values in `nums`: their min/max depend on order, so they take the slow path.
+    special: u32,
+    /// Distinct non-null values with multiplicity (count_distinct).
+    distinct: HashMap<AttrValue, i64>,
+}
+
+fn is_odd(x: f64) -> bool {
+    !(x.fract() == 0.0 && x.abs() <= EXACT_LIMIT && !(x == 0.0 && x.is_sign_negative()))
+}
+
+fn is_special(x: f64) -> bool {
+    x.is_nan() || x == 0.0
+}
+
+/// What `Iterator::sum` gives for no values (the aggregate of an empty side).
+fn empty_sum() -> f64 {
+    std::iter::empty::<f64>().sum()
+}
+
+/// Distinct values in ascending total order, with multiplicity.
+fn sorted_distinct(nums: &[f64]) -> Vec<(f64, i64)> {
+    let mut sorted = nums.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mut out: Vec<(f64, i64)> = Vec::new();
+    for x in sorted {
+        match out.last_mut() {
+            Some((last, d)) if last.to_bits() == x.to_bits() => *d += 1,
+            _ => out.push((x, 1)),
+        }
+    }
+    out
+}
+
+impl Values {
+    fn add(&mut self, agg: AggFn, value: &AttrValue) {
+        self.count += 1;
+        match agg {
+            AggFn::Count => {}
+            AggFn::Sum | AggFn::Avg | AggFn::Min | AggFn::Max => {
+                let AttrValue::Num(Num(x)) = *value else {
+                    return;
+                };
+                if is_odd(x) {
+                    self.odd += 1;
+                } else {
+                    self.int_sum += x as i128;
+                    self.abs_sum += x.abs() as u128;
+                }
+                if is_special(x) {
+                    self.special += 1;
+                }
+                if self.nums.is_empty() {
+                    (self.min, self.max) = (x, x);
+                } else if !self.extremes_stale {
+                    if x.total_cmp(&self.min).is_lt() {
+                        self.min = x;
+                    }
+                    if x.total_cmp(&self.max).is_gt() {
+                        self.max = x;
+                    }
+                }
+                self.nums.push(x);
+            }
+            AggFn::CountDistinct => {
+                if *value != AttrValue::Null {
+                    *self.distinct.entry(value.clone()).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, agg: AggFn, value: &AttrValue) {
+        self.count -= 1;
+        match agg {
+            AggFn::Count => {}
+            AggFn::Sum | AggFn::Avg | AggFn::Min | AggFn::Max => {
+                let AttrValue::Num(Num(x)) = *value else {
+                    return;
+                };
+                let Some(at) = self.nums.iter().position(|n| n.to_bits() == x.to_bits()) else {
+                    return;
+                };
+                self.nums.swap_remove(at);
+                if is_odd(x) {
+                    self.odd -= 1;
+                } else {
+                    self.int_sum -= x as i128;
+                    self.abs_sum -= x.abs() as u128;
+                }
+                if is_special(x) {
+                    self.special -= 1;
+                }
+                if x.to_bits() == self.min.to_bits() || x.to_bits() == self.max.to_bits() {
+                    self.extremes_stale = true;
+                }
+            }
+            AggFn::CountDistinct => {
+                if let Some(n) = self.distinct.get_mut(value) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.distinct.remove(value);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whole-number sums are exact, so any order gives the same result.
+    fn sum_is_exact(&self) -> bool {
+        self.odd == 0 && self.abs_sum <= EXACT_LIMIT as u128
+    }
+
+    fn extremes(&mut self) -> (f64, f64) {
+        if self.extremes_stale {
+            let mut it = self.nums.iter().copied();
+            if let Some(first) = it.next() {
+                let (mut min, mut max) = (first, first);
+                for x in it {
+                    if x.total_cmp(&min).is_lt() {
+                        min = x;
+                    }
+                    if x.total_cmp(&max).is_gt() {
+                        max = x;
+                    }
+                }
+                (self.min, self.max) = (min, max);
+            }
+            self.extremes_stale = false;
+        }
+        (self.min, self.max)
+    }
+
+    /// The aggregate of this side, `None` when undefined (avg/min/max of nothing).
+    fn aggregate(&mut self, agg: AggFn) -> Option<f64> {
+        match agg {
+            // Σ multiplicities, from an empty sum: exact for any realistic count.
+            AggFn::Count => Some(if self.count == 0 {
+                empty_sum()
+            } else {
+                self.count as f64
+            }),
+            AggFn::Sum => Some(if self.nums.is_empty() {
+                empty_sum()
+            } else if self.sum_is_exact() {
+                self.int_sum as f64
+            } else {
+                sorted_distinct(&self.nums)
+                    .into_iter()
+                    .map(|(x, d)| x * d as f64)
+                    .sum()
+            }),
+            AggFn::Avg => {
+                if self.nums.is_empty() {
+                    return None;
+                }
+                let count = self.nums.len() as f64;
+                let sum = if self.sum_is_exact() {
+                    self.int_sum as f64
+                } else {
+                    sorted_distinct(&self.nums)
+                        .into_iter()
+                        .fold(0.0, |s, (x, d)| s + x * d as f64)
+                };
+                Some(sum / count)
+            }
+            AggFn::Min | AggFn::Max => {
+                if self.nums.is_empty() {
+                    return None;
+                }
+                if self.special > 0 {
+                    let distinct = sorted_distinct(&self.nums).into_iter().map(|(x, _)| x);
+                    return if agg == AggFn::Min {
+                        distinct.reduce(f64::min)
+                    } else {
+                        distinct.reduce(f64::max)
+                    };
+                }
+                // Distinct, ordered, no NaN and no zero: folding min/max in ascending order keeps
+                // the first (min) or takes the last (max).
+                let (min, max) = self.extremes();
+                Some(if agg == AggFn::Min { min } else { max })
+            }
+            AggFn::CountDistinct => Some(self.distinct.len() as f64),
+        }
+    }
+}
+
+/// Both sides of one window for one group.
+#[derive(Debug, Default)]
+pub(crate) struct Aggregate {
+    current: Values,
+    baseline: Values,
+}
+
+impl Aggregate {
+    /// Whether the window's condition holds, and with what values: what aggregating the window's
+    /// values from scratch gives.
+    pub(crate) fn judge(&mut self, eval: &Evaluation) -> Option<Holding> {
+        let current = self.current.aggregate(eval.agg)?;
+        if eval.relative {
+            let base = self.baseline.aggregate(eval.agg)?;
+            if base == 0.0 || self.baseline.count == 0 {
+                return None; // no baseline: a change is undefined
+            }
+            let percent = (current - base) / base.abs() * 100.0;
+            eval.op.test_f64(percent, eval.value.0).then_some(Holding {
+                value: Num(current),
+                baseline: Some(Num(base)),
+            })
+        } else {
+            (self.current.count > 0 && eval.op.test_f64(current, eval.value.0)).then_some(Holding {
+                value: Num(current),
+                baseline: None,
+            })
+        }
+    }
+}
+
+/// A `Hasher` for keys that already are hashes.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Marks the end of a hash chain and a free entry.
+const NONE: u32 = u32::MAX;
+
+#[derive(Debug)]
+struct Entry {
+    /// Hash of (rule, start, group).
+    key: u64,
+    /// Next entry with the same `key` (a hash collision), or `NONE`.
+    next: u32,
+    /// The rule's slot; `NONE` for a free entry.
+    slot: u32,
+    start: i64,
+    group: Vec<AttrValue>,
+    aggregate: Aggregate,
+    /// Changed since its holding was last brought up to date.
+    dirty: bool,
+}
+
+/// Every window aggregate of one worker: (rule slot, window start, group key) → aggregate.
+#[derive(Debug, Default)]
+pub(crate) struct WindowTable {
+    hasher: RandomState,
+    index: HashMap<u64, u32, BuildHasherDefault<PreHashed>>,
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+    /// Per rule slot: window start → its entries.
+    by_rule: Vec<BTreeMap<i64, Vec<u32>>>,
+    /// Entries changed since the last [`WindowTable::take_dirty`].
+    dirty: Vec<u32>,
+}
+
+fn mix(mut x: u64) -> u64 {
+    // splitmix64's finalizer
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn same_group(key: &[AttrValue], group: &[&AttrValue]) -> bool {
+    key.len() == group.len() && key.iter().zip(group).all(|(a, b)| a == *b)
+}
+
+impl WindowTable {
+    /// The hash of a group key, to pass to [`WindowTable::update`] for each of its windows.
+    pub(crate) fn group_hash(&self, group: &[&AttrValue]) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        for value in group {
+            value.hash(&mut hasher);
+        }
+        hasher.finish()
+    }
+
+    fn key(slot: u32, start: i64, group_hash: u64) -> u64 {
+        mix(group_hash ^ mix(u64::from(slot) ^ (start as u64).rotate_left(32)))
+    }
+
+    fn find(&self, key: u64, slot: u32, start: i64, group: &[&AttrValue]) -> Option<u32> {
+        let mut at = *self.index.get(&key)?;
+        while at != NONE {
+            let e = &self.entries[at as usize];
+            if e.slot == slot && e.start == start && same_group(&e.group, group) {
+                return Some(at);
+            }
+            at = e.next;
+        }
+        None
+    }
+
+    /// Adds (`add`) or takes back one value of one group in the window of rule `slot` starting
+    /// at `start`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn update(
+        &mut self,
+        slot: u32,
+        start: i64,
+        group_hash: u64,
+        group: &[&AttrValue],
+        side: Side,
+        agg: AggFn,
+        value: &AttrValue,
+        add: bool,
+    ) {
+        let key = Self::key(slot, start, group_hash);
+        let at = match self.find(key, slot, start, group) {
+            Some(at) => at,
+            // Taking back a value from a window already judged and dropped: nothing to do.
+            None if !add => return,
+            None => self.insert(key, slot, start, group),
+        };
+        let entry = &mut self.entries[at as usize];
+        let values = match side {
+            Side::Current => &mut entry.aggregate.current,
+            Side::Baseline => &mut entry.aggregate.baseline,
+        };
+        if add {
+            values.add(agg, value);
+        } else {
+            values.remove(agg, value);
+        }
+        if !entry.dirty {
+            entry.dirty = true;
+            self.dirty.push(at);
+        }
+    }
+
+    fn insert(&mut self, key: u64, slot: u32, start: i64, group: &[&AttrValue]) -> u32 {
+        let next = self.index.get(&key).copied().unwrap_or(NONE);
+        let entry = Entry {
+            key,
+            next,
+            slot,
+            start,
+            group: group.iter().map(|v| (*v).clone()).collect(),
+            aggregate: Aggregate::default(),
+            dirty: false,
+        };
+        let at = match self.free.pop() {
+            Some(at) => {
+                self.entries[at as usize] = entry;
+                at
+            }
+            None => {
+                self.entries.push(entry);
+                (self.entries.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, at);
+        if self.by_rule.len() <= slot as usize {
+            self.by_rule.resize_with(slot as usize + 1, BTreeMap::new);
+        }
+        self.by_rule[slot as usize]
+            .entry(start)
+            .or_default()
+            .push(at);
+        at
+    }
+
+    fn release(&mut self, at: u32) {
+        let (key, next) = {
+            let e = &self.entries[at as usize];
+            (e.key, e.next)
+        };
+        // Unlink from its hash chain.
+        if self.index.get(&key) == Some(&at) {
+            if next == NONE {
+                self.index.remove(&key);
+            } else {
+                self.index.insert(key, next);
+            }
+        } else if let Some(mut prev) = self.index.get(&key).copied() {
+            while prev != NONE {
+                let p = &mut self.entries[prev as usize];
+                if p.next == at {
+                    p.next = next;
+                    break;
+                }
+                prev = p.next;
+            }
+        }
+        let e = &mut self.entries[at as usize];
+        e.slot = NONE;
+        e.next = NONE;
+        e.group = Vec::new();
+        e.aggregate = Aggregate::default();
+        e.dirty = false;
+        self.free.push(at);
+    }
+
+    /// Drops every window of rule `slot`.
+    pub(crate) fn clear_rule(&mut self, slot: u32) {
+        let Some(windows) = self.by_rule.get_mut(slot as usize) else {
+            return;
+        };
+        for at in std::mem::take(windows).into_values().flatten() {
+            self.release(at);
+        }
+    }
+
+    /// Drops the windows of rule `slot` that start before `start`.
+    pub(crate) fn drop_before(&mut self, slot: u32, start: i64) {
+        let Some(windows) = self.by_rule.get_mut(slot as usize) else {
+            return;
+        };
+        if windows.first_key_value().is_none_or(|(s, _)| *s >= start) {
+            return;
+        }
+        let kept = windows.split_off(&start);
+        let dropped = std::mem::replace(windows, kept);
+        for at in dropped.into_values().flatten() {
+            self.release(at);
+        }
+    }
+
+    /// The entries changed since the last call.
+    pub(crate) fn take_dirty(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Gives back the (emptied) list from [`WindowTable::take_dirty`], to reuse its memory.
+    pub(crate) fn return_dirty(&mut self, mut list: Vec<u32>) {
+        list.clear();
+        if self.dirty.is_empty() {
+            self.dirty = list;
+        }
+    }
+
+    /// A changed entry: its rule slot, window start, group key and aggregate; marks it clean.
+    /// `None` if it was dropped since.
+    pub(crate) fn changed(
+        &mut self,
+        at: u32,
+    ) -> Option<(u32, i64, &Vec<AttrValue>, &mut Aggregate)> {
+        let e = self.entries.get_mut(at as usize)?;
+        if e.slot == NONE || !e.dirty {
+            return None;
+        }
+        e.dirty = false;
+        Some((e.slot, e.start, &e.group, &mut e.aggregate))
+    }
+}
