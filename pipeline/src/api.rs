@@ -80,6 +80,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/notifications", get(list_notifications))
         .route("/v1/notifications/{id}", get(get_notification))
         .route("/v1/stats", get(stats))
+        .fallback(no_such_endpoint)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -94,7 +96,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code,
@@ -103,12 +109,12 @@ impl ApiError {
         }
     }
 
-    fn field(mut self, field: impl Into<String>) -> ApiError {
+    pub(crate) fn field(mut self, field: impl Into<String>) -> ApiError {
         self.field = Some(field.into());
         self
     }
 
-    fn internal(e: impl std::fmt::Display) -> ApiError {
+    pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %e, "request failed");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -204,6 +210,23 @@ fn api_key(headers: &HeaderMap) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_string())
         .filter(|k| !k.is_empty())
+}
+
+// Without these, axum answers unknown paths and methods with an empty body, not JSON errors.
+async fn no_such_endpoint(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no endpoint {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not supported on {}", uri.path()),
+    )
 }
 
 async fn healthz() -> Json<Value> {
@@ -421,7 +444,8 @@ async fn tenant_tz(state: &AppState, tenant: &str) -> ApiResult<String> {
         .unwrap_or_else(|| "UTC".into()))
 }
 
-/// Validates a spec fully (compiles it, checks the template and destinations) and stores it.
+/// Validates a spec fully (compiles it, checks the template and, when `check_destinations`,
+/// that its destinations exist) and stores it.
 async fn save_rule(
     state: &AppState,
     tenant: &str,
@@ -429,6 +453,7 @@ async fn save_rule(
     version: u64,
     mut spec: RuleSpec,
     enabled: bool,
+    check_destinations: bool,
 ) -> ApiResult<StoredRule> {
     spec.id = Some(id.to_string());
     let tz = tenant_tz(state, tenant).await?;
@@ -445,7 +470,12 @@ async fn save_rule(
             .field("template")
         })?;
     }
-    for (i, destination) in spec.destinations.iter().enumerate() {
+    let must_exist: &[String] = if check_destinations {
+        &spec.destinations
+    } else {
+        &[]
+    };
+    for (i, destination) in must_exist.iter().enumerate() {
         let (t, d) = (tenant.to_string(), destination.clone());
         if blocking(state.store(), move |s| s.get_destination(&t, &d))
             .await?
@@ -522,7 +552,7 @@ async fn create_rule(
         return Err(ApiError::new(StatusCode::CONFLICT, "conflict", message).field("id"));
     }
     let enabled = spec.enabled;
-    let stored = save_rule(&state, &tenant, &id, 1, spec, enabled).await?;
+    let stored = save_rule(&state, &tenant, &id, 1, spec, enabled, true).await?;
     Ok((StatusCode::CREATED, Json(rule_json(&stored))).into_response())
 }
 
@@ -545,7 +575,7 @@ async fn update_rule(
         .field("id"));
     }
     let enabled = spec.enabled;
-    let stored = save_rule(&state, &tenant, &id, old.version + 1, spec, enabled).await?;
+    let stored = save_rule(&state, &tenant, &id, old.version + 1, spec, enabled, true).await?;
     Ok(Json(rule_json(&stored)))
 }
 
@@ -558,7 +588,17 @@ async fn set_enabled(
     let old = load_rule(&state, &tenant, &id).await?;
     let mut spec: RuleSpec = serde_json::from_str(&old.body).map_err(ApiError::internal)?;
     spec.enabled = enabled;
-    let stored = save_rule(&state, &tenant, &id, old.version + 1, spec, enabled).await?;
+    // Turning a rule off must work even after one of its destinations was deleted.
+    let stored = save_rule(
+        &state,
+        &tenant,
+        &id,
+        old.version + 1,
+        spec,
+        enabled,
+        enabled,
+    )
+    .await?;
     Ok(Json(rule_json(&stored)))
 }
 
@@ -639,6 +679,29 @@ fn parse_destination(body: &Bytes) -> ApiResult<DestinationBody> {
         )
         .field("config")
     })?;
+    if parsed.kind == "file" {
+        let path = parsed
+            .config
+            .get("path")
+            .and_then(|p| p.as_str())
+            .unwrap_or("");
+        let relative = std::path::Path::new(path);
+        let contained = !path.is_empty()
+            && relative
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if path != "-" && !contained {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_destination",
+                format!(
+                    "config.path: '{path}' must be '-' (standard output) or a relative path without '..'; \
+                     files are written under the server's data directory, in files/<tenant>/"
+                ),
+            )
+            .field("config.path"));
+        }
+    }
     if parsed.kind == "webhook" {
         let url = parsed
             .config
@@ -741,6 +804,16 @@ async fn update_destination(
 ) -> ApiResult<Json<Value>> {
     load_destination(&state, &tenant, &id).await?;
     let parsed = parse_destination(&body)?;
+    if let Some(body_id) = &parsed.id
+        && body_id != &id
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_destination",
+            format!("id: '{body_id}' differs from the URL's '{id}'"),
+        )
+        .field("id"));
+    }
     let stored = StoredDestination {
         tenant,
         id,

@@ -26,8 +26,14 @@ const TENANT: &str = "demo-shop";
 const API_KEY: &str = "demo-shop-key-change-me";
 const WEBHOOK_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
-/// Runs the demo until Ctrl-C (or for `seconds`).
-pub async fn run(data_dir: PathBuf, listen: String, seconds: Option<u64>) -> anyhow::Result<()> {
+/// Runs the demo until Ctrl-C (or for `seconds`). The first run also writes a year of the shop's
+/// history (`warehouse_orders` orders) as Parquet for dashboards, SQL and psql.
+pub async fn run(
+    data_dir: PathBuf,
+    listen: String,
+    seconds: Option<u64>,
+    warehouse_orders: usize,
+) -> anyhow::Result<()> {
     let receiver = start_receiver().await?;
     let mut config = Config {
         data_dir: data_dir.clone(),
@@ -41,18 +47,33 @@ pub async fn run(data_dir: PathBuf, listen: String, seconds: Option<u64>) -> any
         time_zone: "Asia/Seoul".into(),
         api_key: API_KEY.into(),
     }];
+    config.dashboard.pgwire_listen = "127.0.0.1:5433".into();
+    let warehouse = config.warehouse_dir();
+    if !crate::warehouse::exists(&warehouse, TENANT) {
+        println!(
+            "Writing a year of {TENANT}'s history ({warehouse_orders} orders) to {} …",
+            warehouse.display()
+        );
+        let root = warehouse.clone();
+        let summary = tokio::task::spawn_blocking(move || {
+            crate::warehouse::generate(&root, TENANT, warehouse_orders, 42)
+        })
+        .await??;
+        println!("  done in {:.1} s", summary.elapsed_seconds);
+    }
     let server = match Server::start(config.clone()).await {
         Ok(server) => server,
         Err(e) if format!("{e:#}").contains("cannot listen") => {
-            eprintln!("{listen} is busy; using a free port instead");
+            eprintln!("{listen} or 127.0.0.1:5433 is busy; using free ports instead");
             config.server.listen = "127.0.0.1:0".into();
+            config.dashboard.pgwire_listen = "127.0.0.1:0".into();
             Server::start(config).await?
         }
         Err(e) => return Err(e),
     };
     let base = format!("http://{}", server.addr);
     let client = reqwest::Client::new();
-    setup(&client, &base, &receiver, &data_dir)
+    setup(&client, &base, &receiver)
         .await
         .context("setting up the demo tenant")?;
 
@@ -62,12 +83,29 @@ pub async fn run(data_dir: PathBuf, listen: String, seconds: Option<u64>) -> any
     println!("  data directory: {}", data_dir.display());
     println!(
         "  notifications:  {}",
-        data_dir.join("notifications.jsonl").display()
+        data_dir
+            .join("files")
+            .join(TENANT)
+            .join("notifications.jsonl")
+            .display()
     );
     println!(
         "  try:            curl -H 'Authorization: Bearer {API_KEY}' {base}/v1/notifications?limit=5"
     );
     println!("                  curl {base}/metrics");
+    println!(
+        "  dashboards:     curl -H 'Authorization: Bearer {API_KEY}' {base}/v1/query -d '{{\"measures\": [\"orders.revenue\"], \"dimensions\": [\"orders.channel\"], \"time\": {{\"dimension\": \"orders.date\", \"grain\": \"month\", \"range\": [\"2025-10-01\", \"2025-12-31\"]}}}}'"
+    );
+    println!(
+        "                  curl -H 'Authorization: Bearer {API_KEY}' '{base}/v1/sql?format=csv' -d 'SELECT channel, sum(revenue) FROM orders GROUP BY channel'"
+    );
+    if let Some(pg) = server.pgwire_addr {
+        println!(
+            "  psql:           psql 'postgres://{TENANT}:{API_KEY}@{}:{}/tidemark' -c 'SELECT status, count(*) FROM orders GROUP BY status'",
+            pg.ip(),
+            pg.port()
+        );
+    }
     println!(
         "Producing orders, refunds, ad spend and sign-ups; notifications appear below. Ctrl-C stops."
     );
@@ -168,23 +206,17 @@ async fn put(client: &reqwest::Client, url: String, body: Value) -> anyhow::Resu
     Ok(())
 }
 
-async fn setup(
-    client: &reqwest::Client,
-    base: &str,
-    receiver: &Receiver,
-    data_dir: &std::path::Path,
-) -> anyhow::Result<()> {
+async fn setup(client: &reqwest::Client, base: &str, receiver: &Receiver) -> anyhow::Result<()> {
     put(
         client,
         format!("{base}/v1/destinations/ops-webhook"),
         json!({"id": "ops-webhook", "kind": "webhook", "config": {"url": receiver.url, "secret": WEBHOOK_SECRET}}),
     )
     .await?;
-    let file = data_dir.join("notifications.jsonl");
     put(
         client,
         format!("{base}/v1/destinations/ops-file"),
-        json!({"id": "ops-file", "kind": "file", "config": {"path": file.to_string_lossy()}}),
+        json!({"id": "ops-file", "kind": "file", "config": {"path": "notifications.jsonl"}}),
     )
     .await?;
     let destinations = json!(["ops-webhook", "ops-file"]);

@@ -25,6 +25,29 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Largest integer an `f64` holds exactly (2^53).
+const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
+
+/// Writes whole numbers without a fraction. Event attributes travel through the dataflow as
+/// `f64`, so an `"amount": 250000` sent by a producer would otherwise come back as `250000.0`,
+/// in the payload and in every message rendered from it.
+fn integral_numbers(value: &mut Value) {
+    match value {
+        Value::Number(n) => {
+            if n.is_f64()
+                && let Some(f) = n
+                    .as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() <= MAX_EXACT_INTEGER)
+            {
+                *value = json!(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
+}
+
 /// The payload for one intent of a rule with the given name and template.
 pub fn payload(intent: &Intent, rule_name: &str, template: Option<&str>) -> Value {
     let group: serde_json::Map<String, Value> = intent
@@ -65,6 +88,7 @@ pub fn payload(intent: &Intent, rule_name: &str, template: Option<&str>) -> Valu
     if intent.deliver_at_ms > intent.at_ms {
         body["held_until"] = json!(rfc3339(intent.deliver_at_ms));
     }
+    integral_numbers(&mut body);
     let mut context = body.clone();
     context["baseline"] = body.get("baseline").cloned().unwrap_or(Value::Null);
     let env = minijinja::Environment::new();
@@ -80,4 +104,21 @@ pub fn payload(intent: &Intent, rule_name: &str, template: Option<&str>) -> Valu
         }
     }
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_lose_their_fraction() {
+        let mut value =
+            json!({"amount": 250000.0, "rate": 2.5, "list": [3.0, -0.0], "n": 7, "big": 1e300});
+        integral_numbers(&mut value);
+        assert_eq!(
+            value,
+            json!({"amount": 250000, "rate": 2.5, "list": [3, 0], "n": 7, "big": 1e300})
+        );
+        assert_eq!(value["amount"].to_string(), "250000");
+    }
 }

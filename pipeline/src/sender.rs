@@ -5,8 +5,9 @@
 //! up the others. Failures are retried with exponential backoff and full jitter (honouring
 //! `Retry-After`) until the policy gives up; then the delivery is dead and shows so in the API.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use connectors::sinks::retry::RetryPolicy;
@@ -24,6 +25,7 @@ const LEASE_MS: i64 = 60_000;
 /// Runs until `stop` turns true; in-flight deliveries are finished first.
 pub async fn run(
     config: SenderConfig,
+    files_root: PathBuf,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
@@ -37,6 +39,9 @@ pub async fn run(
     let poll = Config::duration(&config.poll);
     let overall = Arc::new(Semaphore::new(config.concurrency));
     let mut per_destination: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
+    // Deliveries handed to a task and not yet recorded. A lease can run out while a delivery
+    // waits for a busy destination; the claim that follows must not start it a second time.
+    let in_flight: Arc<Mutex<HashSet<(String, String)>>> = Default::default();
     let mut tasks = tokio::task::JoinSet::new();
     // This process is the store's only sender: claims still held were left by a crash.
     let released = {
@@ -65,27 +70,45 @@ pub async fn run(
                 Vec::new()
             })
         };
-        let idle = claimed.is_empty();
+        let mut started = 0;
         for due in claimed {
-            let key = (due.tenant.clone(), due.destination.id.clone());
+            let key = (due.notification_id.clone(), due.destination.id.clone());
+            if !in_flight
+                .lock()
+                .map(|mut f| f.insert(key.clone()))
+                .unwrap_or(false)
+            {
+                continue;
+            }
+            started += 1;
             let gate = per_destination
-                .entry(key)
+                .entry((due.tenant.clone(), due.destination.id.clone()))
                 .or_insert_with(|| Arc::new(Semaphore::new(config.per_destination)))
                 .clone();
-            let Ok(permit) = overall.clone().acquire_owned().await else {
-                break;
-            };
             let (store, metrics, sinks, policy) =
                 (store.clone(), metrics.clone(), sinks.clone(), policy);
+            let (overall, in_flight, mut stop) = (overall.clone(), in_flight.clone(), stop.clone());
+            let files_root = files_root.clone();
             tasks.spawn(async move {
-                let _permit = permit;
-                let Ok(_gate) = gate.acquire_owned().await else {
-                    return;
+                // The destination's own limit first: waiting for a busy destination must not
+                // hold one of the shared permits the other destinations need.
+                let permits = tokio::select! {
+                    gate = gate.acquire_owned() => match gate {
+                        Ok(gate) => overall.acquire_owned().await.ok().map(|p| (gate, p)),
+                        Err(_) => None,
+                    },
+                    _ = stopped(&mut stop) => None,
                 };
-                deliver(due, &sinks, &policy, store, &metrics).await;
+                if permits.is_some() {
+                    deliver(due, &sinks, &policy, &files_root, store, &metrics).await;
+                }
+                // Unstarted ones stay claimed; the next start releases them.
+                if let Ok(mut f) = in_flight.lock() {
+                    f.remove(&key);
+                }
             });
         }
-        if idle {
+        if started == 0 {
             tokio::select! {
                 _ = tokio::time::sleep(poll) => {}
                 _ = stop.changed() => {}
@@ -97,45 +120,69 @@ pub async fn run(
     Ok(())
 }
 
+/// Resolves once the sender is told to stop.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await.is_ok();
+}
+
+/// A destination's delivery configuration; file paths are confined to `files_root/<tenant>/`.
+fn resolve(due: &DueDelivery, files_root: &Path) -> Result<DestinationConfig, String> {
+    let mut destination = DestinationConfig::parse(&due.destination.kind, &due.destination.config)
+        .map_err(|e| e.to_string())?;
+    if let DestinationConfig::File(file) = &mut destination
+        && file.path != "-"
+    {
+        let relative = Path::new(&file.path);
+        if !relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(format!(
+                "file destination path '{}' leaves the tenant's directory",
+                file.path
+            ));
+        }
+        file.path = files_root
+            .join(&due.tenant)
+            .join(relative)
+            .to_string_lossy()
+            .into_owned();
+    }
+    Ok(destination)
+}
+
 async fn deliver(
     due: DueDelivery,
     sinks: &Sinks,
     policy: &RetryPolicy,
+    files_root: &Path,
     store: Arc<dyn Store>,
     metrics: &Metrics,
 ) {
     let attempt = due.attempt + 1;
     let started = now_ms();
-    let (next, status_code, error, duration) =
-        match DestinationConfig::parse(&due.destination.kind, &due.destination.config) {
-            Err(e) => (
-                DeliveryNext::Dead,
-                None,
-                Some(e.to_string()),
-                Duration::ZERO,
-            ),
-            Ok(destination) => {
-                let result = sinks
-                    .deliver(&destination, &due.notification_id, &due.payload)
-                    .await;
-                metrics
-                    .delivery_seconds
-                    .observe(result.duration.as_secs_f64());
-                let next = match &result.outcome {
-                    DeliveryOutcome::Delivered => DeliveryNext::Delivered,
-                    DeliveryOutcome::Permanent => DeliveryNext::Dead,
-                    DeliveryOutcome::Retryable { retry_after } => {
-                        match policy.next_delay(attempt, *retry_after, &mut rand::rng()) {
-                            Some(delay) => {
-                                DeliveryNext::RetryAt(now_ms() + delay.as_millis() as i64)
-                            }
-                            None => DeliveryNext::Dead,
-                        }
+    let (next, status_code, error, duration) = match resolve(&due, files_root) {
+        Err(e) => (DeliveryNext::Dead, None, Some(e), Duration::ZERO),
+        Ok(destination) => {
+            let result = sinks
+                .deliver(&destination, &due.notification_id, &due.payload)
+                .await;
+            metrics
+                .delivery_seconds
+                .observe(result.duration.as_secs_f64());
+            let next = match &result.outcome {
+                DeliveryOutcome::Delivered => DeliveryNext::Delivered,
+                DeliveryOutcome::Permanent => DeliveryNext::Dead,
+                DeliveryOutcome::Retryable { retry_after } => {
+                    match policy.next_delay(attempt, *retry_after, &mut rand::rng()) {
+                        Some(delay) => DeliveryNext::RetryAt(now_ms() + delay.as_millis() as i64),
+                        None => DeliveryNext::Dead,
                     }
-                };
-                (next, result.status_code, result.error, result.duration)
-            }
-        };
+                }
+            };
+            (next, result.status_code, result.error, result.duration)
+        }
+    };
     let outcome = match next {
         DeliveryNext::Delivered => "delivered",
         DeliveryNext::RetryAt(_) => "retry",

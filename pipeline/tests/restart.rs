@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 const KEY: &str = "restart-test-key-0001";
 
@@ -26,11 +26,19 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start(config: &Path, log: &Path) -> Server {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
         .args(["serve", "--config"])
         .arg(config)
@@ -89,7 +97,7 @@ fn batch_body(batch: usize, size: usize, now_ms: i64) -> String {
         .map(|i| {
             let n = batch * size + i;
             // every 7th order is big enough to match
-            let amount = if n % 7 == 0 { 2_000_000 } else { 10_000 + n as i64 };
+            let amount = if n.is_multiple_of(7) { 2_000_000 } else { 10_000 + n as i64 };
             json!({"id": format!("e{n:06}"), "type": "order", "ts": now_ms, "attrs": {"amount": amount}}).to_string()
         })
         .collect::<Vec<_>>()
@@ -124,7 +132,10 @@ api_key = "{KEY}"
     .unwrap();
     let log = dir.path().join("server.log");
     let (hook, received) = start_receiver().await;
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
 
     let mut server = start(&config, &log);
     wait_healthy(&client, &base).await;
@@ -180,7 +191,11 @@ api_key = "{KEY}"
         }
         match send.await {
             Ok(r) if r.status().is_success() => batch += 1,
-            Ok(r) => panic!("unexpected answer {}: {}", r.status(), r.text().await.unwrap()),
+            Ok(r) => panic!(
+                "unexpected answer {}: {}",
+                r.status(),
+                r.text().await.unwrap()
+            ),
             Err(e) => panic!("request failed without a kill: {e}"),
         }
     }
@@ -201,10 +216,25 @@ api_key = "{KEY}"
     assert_eq!(again["accepted"], 0);
     assert_eq!(again["duplicates"], SIZE);
 
-    let stats: Value = client.get(format!("{base}/v1/stats")).bearer_auth(KEY).send().await.unwrap().json().await.unwrap();
-    assert_eq!(stats["events"], (BATCHES * SIZE) as u64, "every event counted exactly once");
+    let stats: Value = client
+        .get(format!("{base}/v1/stats"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stats["events"],
+        (BATCHES * SIZE) as u64,
+        "every event counted exactly once"
+    );
 
-    let expected: HashSet<String> = (0..BATCHES * SIZE).filter(|n| n % 7 == 0).map(|n| format!("e{n:06}")).collect();
+    let expected: HashSet<String> = (0..BATCHES * SIZE)
+        .filter(|n| n.is_multiple_of(7))
+        .map(|n| format!("e{n:06}"))
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let done = received.lock().unwrap().count.len() >= expected.len();
@@ -216,22 +246,27 @@ api_key = "{KEY}"
     eprintln!("all delivered at {:?}", started.elapsed());
     // Give a stray duplicate the chance to show up before judging.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let r = received.lock().unwrap();
-    let matched: HashSet<String> = r
-        .payloads
-        .values()
-        .map(|p| p["event"]["id"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(r.count.len(), expected.len(), "one notification id per matching event");
-    assert_eq!(matched, expected, "every matching event notified, no other");
-    let redelivered: Vec<_> = r.count.iter().filter(|(_, n)| **n > 1).collect();
-    // A delivery acknowledged by the receiver just before the kill, but not yet recorded, is
-    // redelivered with the same webhook-id (the receiver's idempotency key); anything else is a bug.
-    assert!(
-        redelivered.len() <= 8,
-        "only deliveries in flight at the kill may repeat: {redelivered:?} (resent batches: {resent_after_kill})"
-    );
-    drop(r);
+    {
+        let r = received.lock().unwrap();
+        let matched: HashSet<String> = r
+            .payloads
+            .values()
+            .map(|p| p["event"]["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            r.count.len(),
+            expected.len(),
+            "one notification id per matching event"
+        );
+        assert_eq!(matched, expected, "every matching event notified, no other");
+        let redelivered: Vec<_> = r.count.iter().filter(|(_, n)| **n > 1).collect();
+        // A delivery acknowledged by the receiver just before the kill, but not yet recorded, is
+        // redelivered with the same webhook-id (the receiver's idempotency key); anything else is a bug.
+        assert!(
+            redelivered.len() <= 8,
+            "only deliveries in flight at the kill may repeat: {redelivered:?} (resent batches: {resent_after_kill})"
+        );
+    }
     let pending: Value = client
         .get(format!("{base}/v1/notifications?status=pending"))
         .bearer_auth(KEY)
@@ -241,5 +276,9 @@ api_key = "{KEY}"
         .json()
         .await
         .unwrap();
-    assert_eq!(pending["notifications"].as_array().unwrap().len(), 0, "nothing left undelivered");
+    assert_eq!(
+        pending["notifications"].as_array().unwrap().len(),
+        0,
+        "nothing left undelivered"
+    );
 }
