@@ -5,8 +5,11 @@
 //!   PostgreSQL).
 //! - [`sinks`]: delivering notifications — signed webhooks, JSON-lines files — and the retry
 //!   policy that decides when to try again.
+//! - [`secrets`]: tenants' third-party credentials, envelope-encrypted (AES-256-GCM) in the
+//!   store under a key-encryption key from a local file or AWS Secrets Manager.
 //!
 //! This crate depends on no other workspace crate; everything here is I/O at the edge.
 
+pub mod secrets;
 pub mod sinks;
 pub mod store;

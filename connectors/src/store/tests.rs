@@ -501,7 +501,7 @@ fn meta_round_trips_and_guards_schema_version() {
     );
     assert_eq!(
         store.get_meta("schema_version").expect("get").as_deref(),
-        Some("1")
+        Some("2")
     );
     assert!(store.set_meta("schema_version", "9").is_err());
 }
@@ -522,7 +522,7 @@ fn refuses_a_database_from_a_newer_version() {
         SqliteStore::open(&path),
         Err(StoreError::SchemaTooNew {
             found: 99,
-            supported: 1
+            supported: 2
         })
     ));
 }
@@ -578,7 +578,17 @@ fn release_claims_makes_leased_deliveries_due_again() {
         )
         .unwrap();
     assert_eq!(store.claim_due_deliveries(10, 60_000, 10).unwrap().len(), 1);
-    assert!(store.claim_due_deliveries(20, 60_000, 10).unwrap().is_empty(), "leased");
+    assert!(
+        store
+            .claim_due_deliveries(20, 60_000, 10)
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
     assert_eq!(store.release_claims(30).unwrap(), 1);
-    assert_eq!(store.claim_due_deliveries(30, 60_000, 10).unwrap().len(), 1, "due again after release");
+    assert_eq!(
+        store.claim_due_deliveries(30, 60_000, 10).unwrap().len(),
+        1,
+        "due again after release"
+    );
 }
