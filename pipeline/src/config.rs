@@ -26,6 +26,30 @@ pub struct Config {
     pub sender: SenderConfig,
     /// Tenants created (or updated) at start-up, with their API keys.
     pub tenants: Vec<TenantConfig>,
+    /// The secrets store: where its key-encryption key lives, and re-wrap batching.
+    pub secrets: SecretsConfig,
+    /// Dashboards: the engine's warehouse, models and cache, and the PostgreSQL-wire endpoint.
+    pub dashboard: DashboardSettings,
+}
+
+/// Dashboard-engine settings (`[dashboard]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardSettings {
+    /// Warehouse root (`<warehouse>/<table>/tenant=<tenant>/*.parquet`); `<data_dir>/warehouse`
+    /// when absent.
+    pub warehouse: Option<PathBuf>,
+    /// Semantic-model files (TOML); the built-in commerce model when empty.
+    pub models: Vec<PathBuf>,
+    /// How long a cached answer is served, e.g. `"5m"` (`"0s"` turns the cache off).
+    pub cache_ttl: String,
+    /// Answers the result cache holds (0 turns it off).
+    pub cache_entries: usize,
+    /// Longest a `/v1/query`, `/v1/sql` or pgwire query may run, e.g. `"60s"`.
+    pub query_timeout: String,
+    /// PostgreSQL wire-protocol listen address, e.g. `"127.0.0.1:5433"`; `"off"` (the default)
+    /// runs no listener.
+    pub pgwire_listen: String,
 }
 
 /// HTTP server settings.
@@ -70,6 +94,47 @@ pub struct SenderConfig {
     pub poll: String,
 }
 
+/// Secrets store settings (`[secrets]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// Where the key-encryption key lives: `"local"` (a key file) or `"aws"` (AWS Secrets
+    /// Manager).
+    pub kek: KekProvider,
+    /// The local key file; `<data_dir>/secrets.kek` when absent. Created with mode 0600.
+    pub key_file: Option<PathBuf>,
+    /// AWS Secrets Manager settings, used with `kek = "aws"`.
+    pub aws: AwsKekConfig,
+    /// Rows re-wrapped per transaction by `tidemark secrets rotate-kek`.
+    pub rewrap_batch: usize,
+}
+
+/// Which KEK provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KekProvider {
+    /// A key file under the data directory (the embedded default).
+    Local,
+    /// One secret in AWS Secrets Manager.
+    Aws,
+}
+
+/// `[secrets.aws]`: the KEK secret in AWS Secrets Manager. Credentials come from the standard
+/// AWS configuration (environment, profile, instance role).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsKekConfig {
+    /// Secret name or ARN.
+    pub secret_id: String,
+    /// Region; the standard AWS configuration's when absent.
+    pub region: Option<String>,
+    /// Endpoint override (e.g. an emulator); `AWS_ENDPOINT_URL_SECRETS_MANAGER` applies when
+    /// absent.
+    pub endpoint_url: Option<String>,
+    /// Create the secret with a fresh KEK when it does not exist.
+    pub create_if_missing: bool,
+}
+
 /// A tenant to create at start-up.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,6 +163,21 @@ impl Default for Config {
             engine: EngineSettings::default(),
             sender: SenderConfig::default(),
             tenants: Vec::new(),
+            secrets: SecretsConfig::default(),
+            dashboard: DashboardSettings::default(),
+        }
+    }
+}
+
+impl Default for DashboardSettings {
+    fn default() -> Self {
+        DashboardSettings {
+            warehouse: None,
+            models: Vec::new(),
+            cache_ttl: "5m".to_string(),
+            cache_entries: 1_000,
+            query_timeout: "60s".to_string(),
+            pgwire_listen: "off".to_string(),
         }
     }
 }
@@ -118,6 +198,17 @@ impl Default for EngineSettings {
             allowed_lateness: "60s".to_string(),
             tick: "200ms".to_string(),
             max_batch: 50_000,
+        }
+    }
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        SecretsConfig {
+            kek: KekProvider::Local,
+            key_file: None,
+            aws: AwsKekConfig::default(),
+            rewrap_batch: 1_000,
         }
     }
 }
@@ -145,7 +236,8 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment = figment.merge(Env::prefixed("TIDEMARK_").split("__"));
+        // TIDEMARK_LOG is the log filter (read by main), not a configuration key.
+        figment = figment.merge(Env::prefixed("TIDEMARK_").ignore(&["log"]).split("__"));
         let config: Config = figment.extract().map_err(|e| {
             let e = e
                 .into_iter()
@@ -164,6 +256,8 @@ impl Config {
             |k: &str, problem: String| anyhow::anyhow!("invalid configuration: {k}: {problem}");
         self.listen_addr()
             .map_err(|e| key("server.listen", e.to_string()))?;
+        self.pgwire_addr()
+            .map_err(|e| key("dashboard.pgwire_listen", e.to_string()))?;
         if !(1..=64).contains(&self.engine.workers) {
             return Err(key(
                 "engine.workers",
@@ -179,6 +273,8 @@ impl Config {
             ("sender.retry_base", &self.sender.retry_base),
             ("sender.retry_max", &self.sender.retry_max),
             ("sender.poll", &self.sender.poll),
+            ("dashboard.cache_ttl", &self.dashboard.cache_ttl),
+            ("dashboard.query_timeout", &self.dashboard.query_timeout),
         ] {
             parse_duration(v).map_err(|e| key(k, e))?;
         }
@@ -190,6 +286,18 @@ impl Config {
         }
         if self.sender.max_attempts == 0 {
             return Err(key("sender.max_attempts", "must be at least 1".into()));
+        }
+        if !(1..=100_000).contains(&self.secrets.rewrap_batch) {
+            return Err(key(
+                "secrets.rewrap_batch",
+                format!("{} is out of range 1..=100000", self.secrets.rewrap_batch),
+            ));
+        }
+        if self.secrets.kek == KekProvider::Aws && self.secrets.aws.secret_id.is_empty() {
+            return Err(key(
+                "secrets.aws.secret_id",
+                "must name the KEK secret when secrets.kek = \"aws\"".into(),
+            ));
         }
         for (i, t) in self.tenants.iter().enumerate() {
             if t.id.is_empty() {
@@ -211,6 +319,25 @@ impl Config {
         Ok(())
     }
 
+    /// The warehouse root the dashboard engine reads.
+    pub fn warehouse_dir(&self) -> PathBuf {
+        self.dashboard
+            .warehouse
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("warehouse"))
+    }
+
+    /// The PostgreSQL-wire listen address, or `None` when it is off.
+    pub fn pgwire_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        let listen = self.dashboard.pgwire_listen.trim();
+        if listen.is_empty() || listen.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        listen.parse().map(Some).with_context(|| {
+            format!("'{listen}' is not a socket address like 127.0.0.1:5433, nor \"off\"")
+        })
+    }
+
     /// The parsed listen address.
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
         self.server.listen.parse().with_context(|| {
@@ -219,6 +346,19 @@ impl Config {
                 self.server.listen
             )
         })
+    }
+
+    /// The SQLite store's file.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("tidemark.db")
+    }
+
+    /// The local KEK file.
+    pub fn key_file_path(&self) -> PathBuf {
+        self.secrets
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("secrets.kek"))
     }
 
     /// A duration setting (validated at load).
@@ -270,5 +410,47 @@ mod tests {
         std::fs::write(&file, "[sever]\nlisten = \"127.0.0.1:1\"\n").unwrap();
         let e = Config::load(Some(&file)).unwrap_err().to_string();
         assert!(e.contains("sever"), "{e}");
+    }
+
+    #[test]
+    fn dashboard_section_loads_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidemark.toml");
+        std::fs::write(&file, "data_dir = \"d\"\n[dashboard]\ncache_ttl = \"0s\"\n").unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        assert_eq!(config.warehouse_dir(), PathBuf::from("d/warehouse"));
+        assert_eq!(config.pgwire_addr().unwrap(), None);
+        std::fs::write(&file, "[dashboard]\npgwire_listen = \"127.0.0.1:5433\"\n").unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        assert_eq!(config.pgwire_addr().unwrap().map(|a| a.port()), Some(5433));
+        std::fs::write(&file, "[dashboard]\npgwire_listen = \"localhost\"\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("dashboard.pgwire_listen"), "{e}");
+        std::fs::write(&file, "[dashboard]\nquery_timeout = \"forever\"\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("dashboard.query_timeout"), "{e}");
+    }
+
+    #[test]
+    fn secrets_section_loads_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidemark.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"d\"\n[secrets]\nkek = \"aws\"\nrewrap_batch = 50\n\
+             [secrets.aws]\nsecret_id = \"tidemark/kek\"\nregion = \"ap-northeast-2\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        assert_eq!(config.secrets.kek, KekProvider::Aws);
+        assert_eq!(config.secrets.aws.region.as_deref(), Some("ap-northeast-2"));
+        assert_eq!(config.secrets.aws.endpoint_url, None);
+        assert_eq!(config.key_file_path(), PathBuf::from("d/secrets.kek"));
+        std::fs::write(&file, "[secrets]\nkek = \"aws\"\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("secrets.aws.secret_id"), "{e}");
+        std::fs::write(&file, "[secrets]\nkek = \"vault\"\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("secrets.kek"), "{e}");
     }
 }

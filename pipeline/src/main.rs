@@ -8,10 +8,14 @@ mod bench;
 mod config;
 mod demo;
 mod metrics;
+mod pgwire;
+mod query_api;
 mod render;
 mod runtime;
+mod secrets_cli;
 mod sender;
 mod server;
+mod warehouse;
 
 use std::path::PathBuf;
 
@@ -52,11 +56,41 @@ enum Command {
         /// Stop after this many seconds (runs until Ctrl-C when absent).
         #[arg(long)]
         seconds: Option<u64>,
+        /// Orders in the dashboard warehouse written on the first run.
+        #[arg(long, default_value_t = 1_000_000)]
+        warehouse_orders: usize,
     },
     /// Run a benchmark and print its results as JSON.
     Bench {
         #[command(subcommand)]
         which: bench::Which,
+    },
+    /// Manage tenants' stored credentials (envelope-encrypted) and rotate the KEK.
+    Secrets(secrets_cli::SecretsArgs),
+    /// The demo warehouse (Parquet) the dashboard engine reads.
+    #[command(hide = true)]
+    Warehouse {
+        #[command(subcommand)]
+        action: WarehouseAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum WarehouseAction {
+    /// Write a year of a shop's orders, items, products, customers, ad spend and web sessions.
+    Generate {
+        /// Warehouse root (`<root>/<table>/tenant=<tenant>/*.parquet`).
+        #[arg(long)]
+        root: PathBuf,
+        /// Tenant partition to write.
+        #[arg(long, default_value = "demo-shop")]
+        tenant: String,
+        /// Orders over the year.
+        #[arg(long, default_value_t = 1_000_000)]
+        orders: usize,
+        /// Random seed (the same seed writes the same rows).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
     },
 }
 
@@ -103,8 +137,23 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             listen,
             seconds,
-        } => runtime.block_on(demo::run(data_dir, listen, seconds)),
+            warehouse_orders,
+        } => runtime.block_on(demo::run(data_dir, listen, seconds, warehouse_orders)),
         Command::Bench { which } => runtime.block_on(bench::run(which)),
+        Command::Secrets(args) => runtime.block_on(secrets_cli::run(args)),
+        Command::Warehouse {
+            action:
+                WarehouseAction::Generate {
+                    root,
+                    tenant,
+                    orders,
+                    seed,
+                },
+        } => {
+            let summary = warehouse::generate(&root, &tenant, orders, seed)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
     }
 }
 

@@ -391,9 +391,10 @@ fn commit_loop(
                 Err(_) => break,
             }
         }
+        let sizes: Vec<usize> = waiting.iter().map(|r| r.events.len()).collect();
         let all: Vec<NewEvent> = waiting
-            .iter()
-            .flat_map(|r| r.events.iter().cloned())
+            .iter_mut()
+            .flat_map(|r| std::mem::take(&mut r.events))
             .collect();
         let started = Instant::now();
         let result = store.append_events(&all);
@@ -406,9 +407,13 @@ fn commit_loop(
                 let mut fresh = Vec::new();
                 let mut max_seq = 0;
                 let mut offset = 0;
-                for request in waiting {
-                    let n = request.events.len();
-                    let mine = outcomes[offset..offset + n].to_vec();
+                for (request, n) in waiting.into_iter().zip(sizes) {
+                    let Some(mine) = outcomes.get(offset..offset + n).map(<[_]>::to_vec) else {
+                        let _ = request
+                            .reply
+                            .send(Err("the store answered for fewer events than sent".into()));
+                        continue;
+                    };
                     offset += n;
                     for (outcome, event) in mine.iter().zip(request.parsed) {
                         max_seq = max_seq.max(outcome.seq());

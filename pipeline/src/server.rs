@@ -1,4 +1,4 @@
-//! Wires a whole server: store, runtime, sender and HTTP API.
+//! Wires a whole server: store, runtime, sender, HTTP API, dashboard engine and pgwire endpoint.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use crate::api::{self, AppState, key_hash};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::query_api::{self, DashboardState};
 use crate::runtime::Runtime;
 use crate::sender;
 
@@ -17,11 +18,14 @@ use crate::sender;
 pub struct Server {
     /// Where the HTTP API listens.
     pub addr: SocketAddr,
+    /// Where the PostgreSQL wire-protocol endpoint listens, when it is on.
+    pub pgwire_addr: Option<SocketAddr>,
     /// The ingest runtime.
     pub runtime: Arc<Runtime>,
     stop: watch::Sender<bool>,
     http: tokio::task::JoinHandle<()>,
     sender: tokio::task::JoinHandle<()>,
+    pgwire: Option<tokio::task::JoinHandle<()>>,
     _lock: std::fs::File,
 }
 
@@ -43,7 +47,9 @@ fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
             "data directory {} is in use by another tidemark process",
             config.data_dir.display()
         ),
-        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
     }
 }
 
@@ -68,6 +74,7 @@ impl Server {
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         let lock = lock_data_dir(&config)?;
         let store = open_store(&config)?;
+        let dashboards = query_api::open_engine(&config).await?;
         let metrics = Arc::new(Metrics::new());
         let runtime = {
             let (config, store, metrics) = (config.clone(), store.clone(), metrics.clone());
@@ -82,8 +89,43 @@ impl Server {
             }
         };
         let addr = listener.local_addr()?;
+        let pgwire_listener = match config.pgwire_addr()? {
+            Some(pg_addr) => match tokio::net::TcpListener::bind(pg_addr).await {
+                Ok(listener) => Some(listener),
+                Err(e) => {
+                    runtime.shutdown();
+                    return Err(e).with_context(|| {
+                        format!("cannot listen on {} (dashboard.pgwire_listen)", pg_addr)
+                    });
+                }
+            },
+            None => None,
+        };
+        let pgwire_addr = match &pgwire_listener {
+            Some(listener) => Some(listener.local_addr()?),
+            None => None,
+        };
         let (stop, stop_rx) = watch::channel(false);
-        let app = api::router(AppState::new(runtime.clone()), config.server.max_body_bytes);
+        let query_timeout = Config::duration(&config.dashboard.query_timeout);
+        let app_state = AppState::new(runtime.clone());
+        let app =
+            api::router(app_state.clone(), config.server.max_body_bytes).merge(query_api::router(
+                DashboardState {
+                    app: app_state,
+                    engine: dashboards.clone(),
+                    timeout: query_timeout,
+                },
+                config.server.max_body_bytes,
+            ));
+        let pgwire = pgwire_listener.map(|listener| {
+            tokio::spawn(crate::pgwire::serve(
+                listener,
+                dashboards,
+                store.clone(),
+                query_timeout,
+                stop_rx.clone(),
+            ))
+        });
         let mut http_stop = stop_rx.clone();
         let http = tokio::spawn(async move {
             let shutdown = async move {
@@ -97,20 +139,29 @@ impl Server {
             }
         });
         let sender = {
-            let (store, metrics, config) = (store.clone(), metrics.clone(), config.sender.clone());
+            let (store, metrics, sender_config) =
+                (store.clone(), metrics.clone(), config.sender.clone());
+            let files_root = config.data_dir.join("files");
             tokio::spawn(async move {
-                if let Err(e) = sender::run(config, store, metrics, stop_rx).await {
+                if let Err(e) =
+                    sender::run(sender_config, files_root, store, metrics, stop_rx).await
+                {
                     tracing::error!(error = %e, "sender stopped");
                 }
             })
         };
         tracing::info!(%addr, data_dir = %config.data_dir.display(), workers = config.engine.workers, "tidemark listening");
+        if let Some(pg_addr) = pgwire_addr {
+            tracing::info!(%pg_addr, "PostgreSQL wire protocol listening");
+        }
         Ok(Server {
             addr,
+            pgwire_addr,
             runtime,
             stop,
             http,
             sender,
+            pgwire,
             _lock: lock,
         })
     }
@@ -119,6 +170,9 @@ impl Server {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.http.await;
+        if let Some(pgwire) = self.pgwire {
+            let _ = pgwire.await;
+        }
         let runtime = self.runtime.clone();
         let _ = tokio::task::spawn_blocking(move || runtime.shutdown()).await;
         let _ = self.sender.await;

@@ -1,8 +1,10 @@
 //! `tidemark bench …`: benchmarks that print JSON. Targets live here and in BENCHMARKS.md,
 //! never in timed tests.
 
+pub mod dashboard;
 pub mod ingest;
 pub mod matching;
+pub mod secrets;
 
 use clap::Subcommand;
 
@@ -51,6 +53,50 @@ pub enum Which {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Secrets store: decrypt throughput with a cached KEK, end-to-end gets, bulk puts, and
+    /// the re-wrap rate of a KEK rotation over every stored secret.
+    Secrets {
+        /// Secrets stored, then re-wrapped.
+        #[arg(long, default_value_t = 1_000_000)]
+        secrets: usize,
+        /// Decrypting threads (the get phase runs 8× this many tasks).
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Bytes per value.
+        #[arg(long, default_value_t = 64)]
+        value_bytes: usize,
+        /// Gets in the end-to-end phase.
+        #[arg(long, default_value_t = 200_000)]
+        gets: usize,
+        /// Rows per re-wrap transaction.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+    },
+    /// Dashboard queries on the demo warehouse: p50/p95 with the result cache off and on, and
+    /// the same queries in DuckDB (Python package `duckdb`) over the same Parquet files.
+    Dashboard {
+        /// Warehouse root (generated there when missing; default: a directory under $TMPDIR).
+        #[arg(long)]
+        warehouse: Option<std::path::PathBuf>,
+        /// Orders to generate when the warehouse is missing.
+        #[arg(long, default_value_t = 1_000_000)]
+        orders: usize,
+        /// Timed runs per query and engine.
+        #[arg(long, default_value_t = 30)]
+        iterations: usize,
+        /// Untimed runs before them.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Python interpreter that has the `duckdb` package.
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// Skip the DuckDB comparison.
+        #[arg(long)]
+        no_duckdb: bool,
+        /// Print each query's plan with run-time metrics (EXPLAIN ANALYZE) to stderr.
+        #[arg(long)]
+        explain: bool,
+    },
 }
 
 /// Runs one benchmark and prints its JSON result.
@@ -89,6 +135,41 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
                 clients,
                 rate,
                 seconds,
+            })
+            .await?
+        }
+        Which::Secrets {
+            secrets,
+            threads,
+            value_bytes,
+            gets,
+            batch,
+        } => {
+            secrets::run(secrets::SecretsBenchArgs {
+                secrets,
+                threads,
+                value_bytes,
+                gets,
+                batch,
+            })
+            .await?
+        }
+        Which::Dashboard {
+            warehouse,
+            orders,
+            iterations,
+            warmup,
+            python,
+            no_duckdb,
+            explain,
+        } => {
+            dashboard::run(dashboard::DashboardBenchArgs {
+                warehouse,
+                orders,
+                iterations,
+                warmup,
+                python: (!no_duckdb).then_some(python),
+                explain,
             })
             .await?
         }

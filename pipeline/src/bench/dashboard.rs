@@ -1,0 +1,404 @@
+//! Dashboard queries on the demo warehouse: Tidemark's engine (result cache off, then on) against
+//! DuckDB over the same Parquet files, in the same run.
+//!
+//! The four queries are what a commerce dashboard asks most: revenue by day and channel for a
+//! month; top products with their ABC class; the channel quadrant of ROAS against spend; revenue
+//! by category this month against last month. Tidemark answers the dashboard spec (the path
+//! `/v1/query` takes, without HTTP); DuckDB answers hand-written SQL that computes the same
+//! thing, run by `pipeline/bench/dashboard_duckdb.py` (embedded here) with `python3`. Both sides'
+//! answers are checked against each other (row count and the sum of one measure column).
+//!
+//! Latency is per query: `warmup` untimed runs, then `iterations` timed runs; p50 and p95 in
+//! milliseconds. "cold" is the engine with the result cache off (the files are in the OS page
+//! cache for both engines); "cached" is the same spec answered from the result cache.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use sql::arrow::array::{Array, AsArray};
+use sql::arrow::compute::cast;
+use sql::arrow::datatypes::DataType;
+use sql::{DashboardEngine, EngineConfig, QueryResult};
+
+use crate::query_api::built_in_model;
+use crate::warehouse;
+
+/// The DuckDB runner, written next to the plan at run time so the binary works from any directory.
+const DUCKDB_SCRIPT: &str = include_str!("../../bench/dashboard_duckdb.py");
+const TENANT: &str = "demo-shop";
+
+/// Parameters.
+pub struct DashboardBenchArgs {
+    /// Warehouse root; generated there when the tenant's tables are missing.
+    pub warehouse: Option<PathBuf>,
+    /// Orders to generate when the warehouse is missing.
+    pub orders: usize,
+    /// Timed runs per query and engine.
+    pub iterations: usize,
+    /// Untimed runs before them.
+    pub warmup: usize,
+    /// Python interpreter with the `duckdb` package; `None` skips DuckDB.
+    pub python: Option<String>,
+    /// Print each spec's physical plan with run-time metrics (EXPLAIN ANALYZE) to stderr.
+    pub explain: bool,
+}
+
+/// One benchmark query: the dashboard spec, the equivalent DuckDB SQL, and the column whose sum
+/// both answers must agree on (Tidemark's name, DuckDB's position).
+struct BenchQuery {
+    name: &'static str,
+    spec: Value,
+    duckdb: &'static str,
+    check: (&'static str, usize),
+}
+
+fn queries() -> Vec<BenchQuery> {
+    vec![
+        BenchQuery {
+            name: "revenue_by_day_and_channel_month",
+            spec: json!({
+                "measures": ["orders.revenue", "orders.orders"],
+                "dimensions": ["orders.channel"],
+                "time": {"dimension": "orders.date", "grain": "day",
+                         "range": ["2025-12-01", "2025-12-31"], "timezone": "Asia/Seoul"}
+            }),
+            duckdb: "SELECT order_date, channel, \
+                       sum(revenue) FILTER (WHERE status = 'paid') AS revenue, \
+                       count(*) FILTER (WHERE status = 'paid') AS orders \
+                     FROM orders \
+                     WHERE order_date BETWEEN DATE '2025-12-01' AND DATE '2025-12-31' \
+                     GROUP BY order_date, channel ORDER BY order_date, channel",
+            check: ("orders.revenue", 2),
+        },
+        BenchQuery {
+            name: "top_products_abc_year",
+            spec: json!({
+                "measures": ["order_items.revenue"],
+                "dimensions": ["order_items.product"],
+                "segments": ["order_items.paid"],
+                "time": {"dimension": "order_items.date", "range": ["2025-01-01", "2025-12-31"]},
+                "analysis": {"type": "abc", "measure": "order_items.revenue"},
+                "order": [{"member": "order_items.revenue", "direction": "desc"}],
+                "limit": 50
+            }),
+            duckdb: "WITH p AS ( \
+                       SELECT pr.name AS product, sum(oi.revenue) AS revenue \
+                       FROM order_items oi JOIN orders o ON o.order_id = oi.order_id \
+                       LEFT JOIN products pr ON pr.product_id = oi.product_id \
+                       WHERE o.status = 'paid' \
+                         AND o.order_date BETWEEN DATE '2025-01-01' AND DATE '2025-12-31' \
+                       GROUP BY pr.name), \
+                     s AS ( \
+                       SELECT product, revenue, \
+                         sum(revenue) OVER (ORDER BY revenue DESC \
+                           RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) \
+                         / sum(revenue) OVER () AS abc_share \
+                       FROM p) \
+                     SELECT product, revenue, abc_share, \
+                       CASE WHEN abc_share <= 0.8 THEN 'A' WHEN abc_share <= 0.95 THEN 'B' \
+                         ELSE 'C' END AS abc_class \
+                     FROM s ORDER BY revenue DESC, product LIMIT 50",
+            check: ("order_items.revenue", 1),
+        },
+        BenchQuery {
+            name: "channel_quadrant_roas_vs_spend_quarter",
+            spec: json!({
+                "measures": ["ad_spend.spend", "ad_spend.roas"],
+                "dimensions": ["ad_spend.channel"],
+                "time": {"dimension": "ad_spend.date", "range": ["2025-10-01", "2025-12-31"]},
+                "analysis": {"type": "quadrant", "x": "ad_spend.spend", "y": "ad_spend.roas",
+                             "labels": true}
+            }),
+            duckdb: "WITH s AS ( \
+                       SELECT channel, sum(spend) AS spend FROM ad_spend \
+                       WHERE date BETWEEN DATE '2025-10-01' AND DATE '2025-12-31' \
+                       GROUP BY channel), \
+                     r AS ( \
+                       SELECT channel, sum(revenue) FILTER (WHERE status = 'paid') AS revenue \
+                       FROM orders \
+                       WHERE order_date BETWEEN DATE '2025-10-01' AND DATE '2025-12-31' \
+                       GROUP BY channel), \
+                     j AS ( \
+                       SELECT coalesce(s.channel, r.channel) AS channel, s.spend, \
+                         r.revenue / nullif(s.spend, 0) AS roas \
+                       FROM s FULL JOIN r ON s.channel = r.channel), \
+                     q AS (SELECT *, avg(spend) OVER () AS xs, avg(roas) OVER () AS ys FROM j) \
+                     SELECT channel, spend, roas, \
+                       CASE WHEN spend >= xs THEN 'H' ELSE 'L' END \
+                         || CASE WHEN roas >= ys THEN 'H' ELSE 'L' END AS quadrant \
+                     FROM q ORDER BY spend DESC NULLS LAST, channel",
+            check: ("ad_spend.spend", 1),
+        },
+        BenchQuery {
+            name: "category_month_over_month_compare",
+            spec: json!({
+                "measures": ["order_items.revenue"],
+                "dimensions": ["order_items.category"],
+                "segments": ["order_items.paid"],
+                "time": {"dimension": "order_items.date", "grain": "month",
+                         "range": ["2025-11-01", "2025-11-30"]},
+                "compare": "previousPeriod"
+            }),
+            duckdb: "SELECT category, cur AS revenue, prev AS compare, cur - prev AS change, \
+                       (cur - prev) / abs(prev) AS change_pct \
+                     FROM ( \
+                       SELECT pr.category, \
+                         sum(oi.revenue) FILTER (WHERE o.order_date >= DATE '2025-11-01') AS cur, \
+                         sum(oi.revenue) FILTER (WHERE o.order_date < DATE '2025-11-01') AS prev \
+                       FROM order_items oi JOIN orders o ON o.order_id = oi.order_id \
+                       LEFT JOIN products pr ON pr.product_id = oi.product_id \
+                       WHERE o.status = 'paid' \
+                         AND o.order_date BETWEEN DATE '2025-10-01' AND DATE '2025-11-30' \
+                       GROUP BY pr.category) \
+                     ORDER BY revenue DESC",
+            check: ("order_items.revenue", 1),
+        },
+    ]
+}
+
+/// p50 and p95 of samples in milliseconds (nearest rank).
+fn percentiles(samples: &[f64]) -> Value {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = |p: f64| {
+        let index = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+        (sorted[index] * 1000.0).round() / 1000.0
+    };
+    if sorted.is_empty() {
+        return json!(null);
+    }
+    json!({"p50_ms": rank(0.50), "p95_ms": rank(0.95), "runs": sorted.len()})
+}
+
+/// The sum of a numeric column over all rows (NULLs skipped).
+fn column_sum(result: &QueryResult, column: &str) -> anyhow::Result<f64> {
+    let index = result
+        .schema
+        .index_of(column)
+        .with_context(|| format!("the answer has no column {column}"))?;
+    let mut total = 0.0;
+    for batch in &result.batches {
+        let values = cast(batch.column(index), &DataType::Float64)?;
+        let values = values.as_primitive::<sql::arrow::datatypes::Float64Type>();
+        for i in 0..values.len() {
+            if values.is_valid(i) {
+                total += values.value(i);
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Prints the plan a spec compiles to, with the metrics of one run.
+async fn explain(engine: &DashboardEngine, name: &str, spec: &Value) -> anyhow::Result<()> {
+    let ctx = engine.session(TENANT).await?;
+    let parsed = sql::spec::parse(engine.model(), spec, chrono::Utc::now())?;
+    let compiled = sql::spec::compile::compile(engine.model(), &ctx, &parsed).await?;
+    let explained = ctx
+        .execute_logical_plan(compiled.plan)
+        .await?
+        .explain(false, true)?
+        .collect()
+        .await?;
+    eprintln!(
+        "---- {name}\n{}",
+        sql::arrow::util::pretty::pretty_format_batches(&explained)?
+    );
+    Ok(())
+}
+
+async fn time_engine(
+    engine: &DashboardEngine,
+    spec: &Value,
+    warmup: usize,
+    iterations: usize,
+    expect_cached: bool,
+) -> anyhow::Result<(Vec<f64>, QueryResult)> {
+    let mut last = None;
+    for _ in 0..warmup.max(1) {
+        last = Some(engine.query_spec(TENANT, spec).await?);
+    }
+    let mut samples = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let started = Instant::now();
+        let result = engine.query_spec(TENANT, spec).await?;
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(
+            result.cached == expect_cached,
+            "expected a {} answer",
+            if expect_cached { "cached" } else { "fresh" }
+        );
+        last = Some(result);
+    }
+    let last = last.context("no run")?;
+    Ok((samples, last))
+}
+
+fn run_duckdb(
+    python: &str,
+    root: &Path,
+    queries: &[BenchQuery],
+    warmup: usize,
+    iterations: usize,
+) -> anyhow::Result<Value> {
+    let dir = std::env::temp_dir().join(format!("tidemark-bench-duckdb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let script = dir.join("dashboard_duckdb.py");
+    std::fs::write(&script, DUCKDB_SCRIPT)?;
+    let plan = json!({
+        "root": root.canonicalize()?.to_string_lossy(),
+        "tenant": TENANT,
+        "tables": ["orders", "order_items", "products", "customers", "ad_spend", "web_sessions"],
+        "warmup": warmup.max(1),
+        "iterations": iterations,
+        "queries": queries.iter().map(|q| (q.name.to_string(), json!(q.duckdb))).collect::<serde_json::Map<_, _>>(),
+    });
+    let plan_path = dir.join("plan.json");
+    std::fs::write(&plan_path, serde_json::to_vec(&plan)?)?;
+    let output = std::process::Command::new(python)
+        .arg(&script)
+        .arg(&plan_path)
+        .output()
+        .with_context(|| format!("cannot run {python}"))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    anyhow::ensure!(
+        output.status.success(),
+        "the DuckDB runner failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+fn duckdb_sum(result: &Value, column: usize) -> Option<f64> {
+    let rows = result["result"].as_array()?;
+    Some(
+        rows.iter()
+            .filter_map(|row| row.get(column)?.as_str()?.parse::<f64>().ok())
+            .sum(),
+    )
+}
+
+/// Runs the benchmark.
+pub async fn run(args: DashboardBenchArgs) -> anyhow::Result<Value> {
+    let root = args.warehouse.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("tidemark-bench-warehouse-{}", args.orders))
+    });
+    let mut generated = Value::Null;
+    if !warehouse::exists(&root, TENANT) {
+        eprintln!(
+            "generating a {}-order warehouse in {} …",
+            args.orders,
+            root.display()
+        );
+        let (root, orders) = (root.clone(), args.orders);
+        let summary =
+            tokio::task::spawn_blocking(move || warehouse::generate(&root, TENANT, orders, 42))
+                .await??;
+        generated = json!({"seconds": summary.elapsed_seconds, "tables": summary.tables});
+    }
+    let models_dir =
+        std::env::temp_dir().join(format!("tidemark-bench-models-{}", std::process::id()));
+    let model = built_in_model(&models_dir)?;
+    let engine = |entries: usize| {
+        DashboardEngine::new(EngineConfig {
+            warehouse: root.clone(),
+            models: vec![model.clone()],
+            cache_ttl: std::time::Duration::from_secs(3600),
+            cache_entries: entries,
+        })
+    };
+    let cold = engine(0).await?;
+    let cached = engine(1_000).await?;
+    let queries = queries();
+
+    let mut tidemark = Vec::new();
+    for query in &queries {
+        eprintln!("tidemark: {}", query.name);
+        if args.explain {
+            explain(&cold, query.name, &query.spec).await?;
+        }
+        let (cold_samples, answer) =
+            time_engine(&cold, &query.spec, args.warmup, args.iterations, false).await?;
+        let (cached_samples, cached_answer) =
+            time_engine(&cached, &query.spec, args.warmup, args.iterations, true).await?;
+        anyhow::ensure!(
+            cached_answer.num_rows() == answer.num_rows(),
+            "{}: the cached answer has {} rows, the fresh one {}",
+            query.name,
+            cached_answer.num_rows(),
+            answer.num_rows()
+        );
+        tidemark.push((cold_samples, cached_samples, answer));
+    }
+    let _ = std::fs::remove_dir_all(&models_dir);
+
+    let duckdb = match &args.python {
+        Some(python) => {
+            eprintln!("duckdb: {} queries", queries.len());
+            match run_duckdb(python, &root, &queries, args.warmup, args.iterations) {
+                Ok(out) => Some(out),
+                Err(e) => {
+                    eprintln!("DuckDB side skipped: {e:#}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+
+    let mut results = serde_json::Map::new();
+    let mut cold_ok = true;
+    let mut cached_ok = true;
+    for (query, (cold_samples, cached_samples, answer)) in queries.iter().zip(&tidemark) {
+        let cold_p = percentiles(cold_samples);
+        let cached_p = percentiles(cached_samples);
+        cached_ok &= cached_p["p50_ms"].as_f64().is_some_and(|p| p <= 2.0);
+        let mut entry = json!({
+            "rows": answer.num_rows(),
+            "tidemark_cold": cold_p,
+            "tidemark_cached": cached_p,
+        });
+        if let Some(duck) = duckdb.as_ref().map(|d| &d["queries"][query.name]) {
+            let samples: Vec<f64> = duck["samples_ms"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default();
+            let duck_p = percentiles(&samples);
+            let ratio = match (cold_p["p50_ms"].as_f64(), duck_p["p50_ms"].as_f64()) {
+                (Some(t), Some(d)) if d > 0.0 => Some((t / d * 100.0).round() / 100.0),
+                _ => None,
+            };
+            cold_ok &= ratio.is_some_and(|r| r <= 1.5);
+            let ours = column_sum(answer, query.check.0)?;
+            let theirs = duckdb_sum(duck, query.check.1);
+            let agree = theirs.is_some_and(|t| (t - ours).abs() <= 1e-6 * ours.abs().max(1.0))
+                && duck["rows"].as_u64() == Some(answer.num_rows() as u64);
+            entry["duckdb"] = duck_p;
+            entry["cold_p50_ratio_to_duckdb"] = json!(ratio);
+            entry["answers_agree"] = json!(agree);
+            if !agree {
+                entry["check"] = json!({"column": query.check.0, "tidemark_sum": ours,
+                    "duckdb_sum": theirs, "duckdb_rows": duck["rows"]});
+            }
+        }
+        results.insert(query.name.to_string(), entry);
+    }
+    Ok(json!({
+        "benchmark": "dashboard",
+        "warehouse": root,
+        "generated": generated,
+        "tenant": TENANT,
+        "iterations": args.iterations,
+        "warmup": args.warmup,
+        "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "duckdb": duckdb.as_ref().map(|d| json!({"version": d["duckdb_version"], "threads": d["threads"]})),
+        "queries": results,
+        "targets": {
+            "cold_p50_within_1_5x_duckdb": if duckdb.is_some() { json!(cold_ok) } else { Value::Null },
+            "cached_p50_at_most_2ms": cached_ok,
+        },
+    }))
+}

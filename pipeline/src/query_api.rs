@@ -1,0 +1,391 @@
+//! Dashboards over HTTP: `POST /v1/query` (a dashboard spec) and `POST /v1/sql` (read-only SQL).
+//!
+//! Both authenticate like the rest of `/v1` (the tenant comes only from the API key) and answer
+//! in the format asked for: JSON by default, CSV (`Accept: text/csv` or `?format=csv`) or an Arrow
+//! IPC stream (`Accept: application/vnd.apache.arrow.stream` or `?format=arrow`). The
+//! `X-Tidemark-Cache` header says whether the answer came from the result cache (`hit`/`miss`).
+//!
+//! JSON answers look like
+//! `{"columns": [{"name": "orders.channel", "type": "string"}, …], "rows": [{…}, …],
+//!   "row_count": 6, "cached": false, "warnings": []}`. Non-finite numbers (a ratio over zero)
+//! are `null`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use sql::arrow::array::RecordBatch;
+use sql::arrow::datatypes::{DataType, SchemaRef};
+use sql::{DashboardEngine, EngineConfig, QueryResult, SqlError};
+
+use crate::api::{ApiError, AppState, Tenant};
+use crate::config::Config;
+
+/// The semantic model used when `dashboard.models` is empty (the demo warehouse's tables).
+const BUILT_IN_MODEL: &str = include_str!("../../sql/models/commerce.toml");
+
+/// Opens the dashboard engine on the configured warehouse (created empty when missing) and
+/// models (the built-in commerce model, written to `<data_dir>/models/`, when none are given).
+pub async fn open_engine(config: &Config) -> anyhow::Result<DashboardEngine> {
+    let warehouse = config.warehouse_dir();
+    std::fs::create_dir_all(&warehouse)
+        .with_context(|| format!("cannot create warehouse {}", warehouse.display()))?;
+    let models = if config.dashboard.models.is_empty() {
+        vec![built_in_model(&config.data_dir)?]
+    } else {
+        config.dashboard.models.clone()
+    };
+    let cache_ttl = Config::duration(&config.dashboard.cache_ttl);
+    DashboardEngine::new(EngineConfig {
+        warehouse,
+        models,
+        cache_ttl,
+        cache_entries: config.dashboard.cache_entries,
+    })
+    .await
+    .context("cannot start the dashboard engine")
+}
+
+/// Writes the built-in model where the engine can load it (a file, so errors can name it).
+pub fn built_in_model(data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let dir = data_dir.join("models");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("commerce.toml");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(BUILT_IN_MODEL) {
+        std::fs::write(&path, BUILT_IN_MODEL)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(path)
+}
+
+/// What the dashboard handlers share.
+#[derive(Clone)]
+pub struct DashboardState {
+    /// The API's state (for API-key authentication).
+    pub app: AppState,
+    /// The engine.
+    pub engine: DashboardEngine,
+    /// Longest a query may run.
+    pub timeout: Duration,
+}
+
+/// The dashboard routes, to merge into the API's router.
+pub fn router(state: DashboardState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/query", post(post_query))
+        .route("/v1/sql", post(post_sql))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// The authenticated tenant, through the API's own key check.
+struct Caller(String);
+
+impl FromRequestParts<DashboardState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &DashboardState,
+    ) -> Result<Self, Self::Rejection> {
+        Tenant::from_request_parts(parts, &state.app)
+            .await
+            .map(|Tenant(tenant)| Caller(tenant))
+    }
+}
+
+#[derive(Deserialize)]
+struct FormatParam {
+    format: Option<String>,
+}
+
+/// An answer's wire format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Json,
+    Csv,
+    Arrow,
+}
+
+const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+fn negotiate(param: Option<&str>, headers: &HeaderMap) -> Result<Format, ApiError> {
+    if let Some(format) = param {
+        return match format.to_ascii_lowercase().as_str() {
+            "json" => Ok(Format::Json),
+            "csv" => Ok(Format::Csv),
+            "arrow" => Ok(Format::Arrow),
+            other => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("unknown format '{other}': use json, csv or arrow"),
+            )
+            .field("format")),
+        };
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    Ok(if accept.contains(ARROW_STREAM) {
+        Format::Arrow
+    } else if accept.contains("text/csv") {
+        Format::Csv
+    } else {
+        Format::Json
+    })
+}
+
+async fn post_query(
+    State(state): State<DashboardState>,
+    Caller(tenant): Caller,
+    Query(params): Query<FormatParam>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let format = negotiate(params.format.as_deref(), &headers)?;
+    let spec: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not a JSON dashboard spec: {e}"),
+        )
+    })?;
+    let result = run(&state, state.engine.query_spec(&tenant, &spec)).await?;
+    respond(result, format)
+}
+
+/// `{"sql": "..."}` with a JSON content type (or a body that starts with `{`), else the text.
+fn sql_text(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("the body is not UTF-8: {e}"),
+        )
+    })?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("json"))
+        || text.trim_start().starts_with('{');
+    let sql = if json {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct SqlBody {
+            sql: String,
+        }
+        serde_json::from_str::<SqlBody>(text)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    format!("expected {{\"sql\": \"...\"}}: {e}"),
+                )
+            })?
+            .sql
+    } else {
+        text.to_string()
+    };
+    if sql.trim().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the SQL text is empty",
+        )
+        .field("sql"));
+    }
+    Ok(sql)
+}
+
+async fn post_sql(
+    State(state): State<DashboardState>,
+    Caller(tenant): Caller,
+    Query(params): Query<FormatParam>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let format = negotiate(params.format.as_deref(), &headers)?;
+    let sql = sql_text(&headers, &body)?;
+    let result = run(&state, state.engine.sql(&tenant, &sql)).await?;
+    respond(result, format)
+}
+
+/// Runs an engine call under the configured timeout (dropping the future stops the query).
+async fn run(
+    state: &DashboardState,
+    query: impl Future<Output = Result<QueryResult, SqlError>>,
+) -> Result<QueryResult, ApiError> {
+    match tokio::time::timeout(state.timeout, query).await {
+        Ok(result) => result.map_err(sql_error),
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "query_timeout",
+            format!(
+                "the query ran longer than {:?} (dashboard.query_timeout); narrow its range or filters",
+                state.timeout
+            ),
+        )),
+    }
+}
+
+/// The HTTP form of an engine error: the request's fault is a 4xx naming the field.
+pub fn sql_error(error: SqlError) -> ApiError {
+    match error {
+        SqlError::BadRequest { field, message } => {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message).field(field)
+        }
+        SqlError::NotAllowed(message) => {
+            ApiError::new(StatusCode::FORBIDDEN, "not_allowed", message).field("sql")
+        }
+        SqlError::NoData(message) => ApiError::new(StatusCode::NOT_FOUND, "no_data", message),
+        e @ SqlError::Model { .. } => {
+            tracing::error!(error = %e, "semantic model does not fit the data");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "model_invalid",
+                e.to_string(),
+            )
+        }
+        e => ApiError::internal(e),
+    }
+}
+
+fn respond(result: QueryResult, format: Format) -> Result<Response, ApiError> {
+    let cache = HeaderValue::from_static(if result.cached { "hit" } else { "miss" });
+    let (content_type, body) = match format {
+        Format::Json => ("application/json", json_body(&result)),
+        Format::Csv => ("text/csv; charset=utf-8", csv_body(&result)),
+        Format::Arrow => (ARROW_STREAM, arrow_body(&result)),
+    };
+    let body = body.map_err(ApiError::internal)?;
+    let mut response = (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response();
+    response.headers_mut().insert("x-tidemark-cache", cache);
+    Ok(response)
+}
+
+/// A column type as a JSON client thinks of it.
+fn json_type(data_type: &DataType) -> &'static str {
+    match data_type {
+        DataType::Boolean => "boolean",
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => "integer",
+        DataType::Float16
+        | DataType::Float32
+        | DataType::Float64
+        | DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => "number",
+        DataType::Date32 | DataType::Date64 => "date",
+        DataType::Timestamp(..) => "timestamp",
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string",
+        _ => "other",
+    }
+}
+
+fn json_body(result: &QueryResult) -> anyhow::Result<Vec<u8>> {
+    use sql::arrow::json::writer::{JsonArray, WriterBuilder};
+    let columns: Vec<serde_json::Value> = result
+        .schema
+        .fields()
+        .iter()
+        .map(|f| serde_json::json!({"name": f.name(), "type": json_type(f.data_type())}))
+        .collect();
+    let mut out = Vec::with_capacity(256 + result.num_rows() * 64);
+    out.extend_from_slice(b"{\"columns\":");
+    serde_json::to_writer(&mut out, &columns)?;
+    out.extend_from_slice(b",\"rows\":");
+    let mut writer = WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, JsonArray>(&mut out);
+    let batches: Vec<&RecordBatch> = result.batches.iter().collect();
+    writer.write_batches(&batches)?;
+    writer.finish()?;
+    drop(writer);
+    out.extend_from_slice(b",\"row_count\":");
+    out.extend_from_slice(result.num_rows().to_string().as_bytes());
+    out.extend_from_slice(b",\"cached\":");
+    out.extend_from_slice(if result.cached { b"true" } else { b"false" });
+    out.extend_from_slice(b",\"warnings\":");
+    serde_json::to_writer(&mut out, &result.warnings)?;
+    out.push(b'}');
+    Ok(out)
+}
+
+fn csv_body(result: &QueryResult) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    {
+        let mut writer = sql::arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .build(&mut out);
+        if result.batches.is_empty() {
+            writer.write(&RecordBatch::new_empty(SchemaRef::clone(&result.schema)))?;
+        }
+        for batch in &result.batches {
+            writer.write(batch)?;
+        }
+    }
+    Ok(out)
+}
+
+fn arrow_body(result: &QueryResult) -> anyhow::Result<Vec<u8>> {
+    let mut writer = sql::arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &result.schema)?;
+    for batch in &result.batches {
+        writer.write(batch)?;
+    }
+    writer.finish()?;
+    Ok(writer.into_inner()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_from_param_then_accept() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(negotiate(None, &headers).unwrap(), Format::Json);
+        headers.insert(header::ACCEPT, HeaderValue::from_static("text/csv"));
+        assert_eq!(negotiate(None, &headers).unwrap(), Format::Csv);
+        headers.insert(header::ACCEPT, HeaderValue::from_static(ARROW_STREAM));
+        assert_eq!(negotiate(None, &headers).unwrap(), Format::Arrow);
+        assert_eq!(negotiate(Some("csv"), &headers).unwrap(), Format::Csv);
+        assert!(negotiate(Some("xml"), &headers).is_err());
+    }
+
+    #[test]
+    fn sql_body_is_json_or_text() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(sql_text(&headers, b"SELECT 1").unwrap(), "SELECT 1");
+        assert_eq!(
+            sql_text(&headers, br#"{"sql": "SELECT 2"}"#).unwrap(),
+            "SELECT 2"
+        );
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        assert!(sql_text(&headers, b"SELECT 1").is_err());
+        assert!(sql_text(&HeaderMap::new(), b"  ").is_err());
+    }
+}

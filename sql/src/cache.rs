@@ -1,0 +1,195 @@
+//! The result cache: answers keyed by tenant + the plan's text + the freshness of the files it
+//! reads. A changed file changes the key, so a stale answer is never served for new data; the TTL
+//! bounds how long anything else (e.g. `now()`) can be stale. Bounded by entry count (least
+//! recently used goes first) and by the size of a single answer.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+
+/// Answers bigger than this are not cached: they would crowd out many small dashboard answers.
+const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+/// Counters of the result cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups answered from the cache.
+    pub hits: u64,
+    /// Lookups that had to run the query.
+    pub misses: u64,
+    /// Answers held now.
+    pub entries: usize,
+}
+
+/// What identifies an answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// The tenant: part of every key, so no answer is ever shared between tenants.
+    pub tenant: String,
+    /// The logical plan, printed with its schema (every table, column, literal and type).
+    pub plan: String,
+    /// Fingerprint of the names, sizes and mtimes of the files behind the plan's tables.
+    pub freshness: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    inserted: Instant,
+    last_used: Instant,
+}
+
+/// A bounded, expiring map from [`CacheKey`] to query answers.
+#[derive(Debug)]
+pub struct ResultCache {
+    ttl: Duration,
+    capacity: usize,
+    entries: Mutex<HashMap<CacheKey, Entry>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl ResultCache {
+    /// A cache of at most `capacity` answers, each kept at most `ttl`. A zero capacity or TTL
+    /// disables caching (every lookup is a miss).
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            ttl,
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The cached answer for `key`, if there is a fresh one.
+    pub fn get(&self, key: &CacheKey) -> Option<(SchemaRef, Vec<RecordBatch>)> {
+        let now = Instant::now();
+        let found = self.entries.lock().ok().and_then(|mut entries| {
+            let expired = entries
+                .get(key)
+                .is_some_and(|e| now.duration_since(e.inserted) >= self.ttl);
+            if expired {
+                entries.remove(key);
+                return None;
+            }
+            entries.get_mut(key).map(|e| {
+                e.last_used = now;
+                (e.schema.clone(), e.batches.clone())
+            })
+        });
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Stores an answer, evicting expired and then least recently used entries to make room.
+    pub fn insert(&self, key: CacheKey, schema: SchemaRef, batches: Vec<RecordBatch>) {
+        if self.capacity == 0 || self.ttl.is_zero() {
+            return;
+        }
+        let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+        if bytes > MAX_ANSWER_BYTES {
+            return;
+        }
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if entries.len() >= self.capacity {
+            entries.retain(|_, e| now.duration_since(e.inserted) < self.ttl);
+        }
+        while entries.len() >= self.capacity {
+            let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            entries.remove(&oldest);
+        }
+        entries.insert(
+            key,
+            Entry {
+                schema,
+                batches,
+                inserted: now,
+                last_used: now,
+            },
+        );
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: self.entries.lock().map(|e| e.len()).unwrap_or(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::Schema;
+
+    use super::*;
+
+    fn key(plan: &str) -> CacheKey {
+        CacheKey {
+            tenant: "t".into(),
+            plan: plan.into(),
+            freshness: 1,
+        }
+    }
+
+    #[test]
+    fn bounded_by_entries_least_recently_used_first() {
+        let cache = ResultCache::new(Duration::from_secs(60), 2);
+        let schema = Arc::new(Schema::empty());
+        cache.insert(key("a"), schema.clone(), vec![]);
+        cache.insert(key("b"), schema.clone(), vec![]);
+        assert!(cache.get(&key("a")).is_some());
+        cache.insert(key("c"), schema, vec![]);
+        assert!(cache.get(&key("b")).is_none(), "b was least recently used");
+        assert!(cache.get(&key("a")).is_some());
+        assert!(cache.get(&key("c")).is_some());
+        assert_eq!(
+            cache.stats(),
+            CacheStats {
+                hits: 3,
+                misses: 1,
+                entries: 2
+            }
+        );
+    }
+
+    #[test]
+    fn entries_expire() {
+        let cache = ResultCache::new(Duration::from_millis(20), 10);
+        cache.insert(key("a"), Arc::new(Schema::empty()), vec![]);
+        assert!(cache.get(&key("a")).is_some());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(cache.get(&key("a")).is_none());
+        assert_eq!(cache.stats().entries, 0);
+    }
+
+    #[test]
+    fn zero_capacity_disables() {
+        let cache = ResultCache::new(Duration::from_secs(60), 0);
+        cache.insert(key("a"), Arc::new(Schema::empty()), vec![]);
+        assert!(cache.get(&key("a")).is_none());
+    }
+}

@@ -1,0 +1,325 @@
+//! [`DashboardEngine`]: tenant sessions, spec and SQL entry points, and the result cache.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::collect;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::SqlError;
+use crate::cache::{CacheKey, CacheStats, ResultCache};
+use crate::catalog::{
+    CATALOG, SCHEMA, TenantCatalogList, TenantSchema, Warehouse, validate_tenant,
+};
+use crate::functions;
+use crate::model::SemanticModel;
+use crate::read_only::check_read_only;
+use crate::spec::{self, compile};
+
+/// How to build a [`DashboardEngine`].
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The warehouse root: `<warehouse>/<table>/tenant=<tenant>/*.parquet` (or `*.csv`).
+    pub warehouse: PathBuf,
+    /// Semantic-model files (TOML); their sources form one model.
+    pub models: Vec<PathBuf>,
+    /// How long a cached answer may be served (zero disables the cache).
+    pub cache_ttl: Duration,
+    /// How many answers the cache holds (zero disables the cache).
+    pub cache_entries: usize,
+}
+
+/// An answer.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    /// The columns.
+    pub schema: SchemaRef,
+    /// The rows.
+    pub batches: Vec<RecordBatch>,
+    /// Whether the answer came from the result cache.
+    pub cached: bool,
+    /// Things the caller should pass on (e.g. a range rounded to days, a default limit reached).
+    pub warnings: Vec<String>,
+}
+
+impl QueryResult {
+    /// The number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// The dashboard engine: cheap to clone, safe to share between tasks.
+#[derive(Clone)]
+pub struct DashboardEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    warehouse: Arc<Warehouse>,
+    model: SemanticModel,
+    cache: ResultCache,
+    tenants: RwLock<HashMap<String, Tenant>>,
+}
+
+/// A tenant's tables and the session the engine itself plans and runs its queries in (never
+/// handed out, so nothing a caller does to a session can leak into it).
+#[derive(Clone)]
+struct Tenant {
+    schema: Arc<TenantSchema>,
+    ctx: SessionContext,
+}
+
+impl std::fmt::Debug for DashboardEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DashboardEngine")
+            .field("warehouse", &self.inner.warehouse)
+            .field("cache", &self.inner.cache.stats())
+            .finish()
+    }
+}
+
+/// The session settings every tenant session runs with: DataFusion's defaults (one partition per
+/// core, statistics collected, Parquet row-group and page pruning on), overridable through
+/// `DATAFUSION_*` environment variables (e.g. `DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS=true`),
+/// except for what the tenant wall needs: the catalog layout and `information_schema`.
+fn session_config() -> Result<SessionConfig, SqlError> {
+    let config = SessionConfig::from_env()
+        .map_err(|e| SqlError::Internal(format!("DATAFUSION_* environment: {e}")))?;
+    Ok(config
+        .with_information_schema(true)
+        .with_create_default_catalog_and_schema(false)
+        .with_default_catalog_and_schema(CATALOG, SCHEMA))
+}
+
+impl DashboardEngine {
+    /// Opens the warehouse, loads the semantic models and checks every member expression against
+    /// the first tenant that has its source's tables.
+    pub async fn new(config: EngineConfig) -> Result<Self, SqlError> {
+        if !config.warehouse.is_dir() {
+            return Err(SqlError::Internal(format!(
+                "warehouse {} is not a directory",
+                config.warehouse.display()
+            )));
+        }
+        let warehouse = Arc::new(Warehouse::open(&config.warehouse, session_config()?)?);
+        let model = SemanticModel::load(&config.models)?;
+        let engine = Self {
+            inner: Arc::new(Inner {
+                warehouse,
+                model,
+                cache: ResultCache::new(config.cache_ttl, config.cache_entries),
+                tenants: RwLock::new(HashMap::new()),
+            }),
+        };
+        engine.check_model_against_data().await?;
+        Ok(engine)
+    }
+
+    /// The loaded semantic model (for catalogs of members, docs, UIs).
+    pub fn model(&self) -> &SemanticModel {
+        &self.inner.model
+    }
+
+    /// Answers a dashboard spec for `tenant` (see [`crate::spec`] for the format).
+    pub async fn query_spec(
+        &self,
+        tenant: &str,
+        spec: &serde_json::Value,
+    ) -> Result<QueryResult, SqlError> {
+        let spec = spec::parse(&self.inner.model, spec, Utc::now())?;
+        let tenant_state = self.tenant(tenant)?;
+        let compiled = compile::compile(&self.inner.model, &tenant_state.ctx, &spec).await?;
+        let mut result = self
+            .run(tenant, &tenant_state.ctx, compiled.plan, false)
+            .await?;
+        result.warnings.extend(compiled.warnings);
+        if let Some(limit) = compiled.default_limit {
+            let rows = result.num_rows().saturating_sub(usize::from(spec.total));
+            if rows >= limit {
+                result.warnings.push(format!(
+                    "the result was cut at the default limit of {limit} rows; set `limit` to get more"
+                ));
+            }
+        }
+        Ok(result)
+    }
+
+    /// Answers read-only SQL for `tenant`: SELECT, EXPLAIN, DESCRIBE, SHOW and
+    /// `information_schema` queries; anything else is [`SqlError::NotAllowed`].
+    pub async fn sql(&self, tenant: &str, sql: &str) -> Result<QueryResult, SqlError> {
+        let tenant_state = self.tenant(tenant)?;
+        let plan = tenant_state
+            .ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map_err(SqlError::from_user_query)?;
+        check_read_only(&plan)?;
+        self.run(tenant, &tenant_state.ctx, plan, true).await
+    }
+
+    /// A new session for `tenant` (e.g. for a pgwire connection) over the same tenant catalog,
+    /// runtime and functions as the engine's own. The caller must plan with
+    /// `ctx.state().create_logical_plan(sql)` and pass the plan through [`check_read_only`] before
+    /// `ctx.execute_logical_plan(plan)`; never `ctx.sql(..)`, which runs DDL and SET as it plans.
+    /// The session's catalog refuses new tables, schemas and catalogs in any case.
+    pub async fn session(&self, tenant: &str) -> Result<SessionContext, SqlError> {
+        let tenant_state = self.tenant(tenant)?;
+        Ok(self.context(Arc::clone(&tenant_state.schema)))
+    }
+
+    /// Result-cache counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    fn context(&self, schema: Arc<TenantSchema>) -> SessionContext {
+        let warehouse = &self.inner.warehouse;
+        let state = SessionStateBuilder::new()
+            .with_config(warehouse.config().clone())
+            .with_runtime_env(warehouse.runtime())
+            .with_default_features()
+            // No `CREATE EXTERNAL TABLE ... STORED AS ...` factories: nothing but the warehouse.
+            .with_table_factories(HashMap::new())
+            .with_catalog_list(Arc::new(TenantCatalogList::new(schema)))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        functions::register(&ctx);
+        ctx
+    }
+
+    fn tenant(&self, tenant: &str) -> Result<Tenant, SqlError> {
+        validate_tenant(tenant)?;
+        let poisoned = || SqlError::Internal("tenant sessions lock poisoned".into());
+        if let Some(t) = self
+            .inner
+            .tenants
+            .read()
+            .map_err(|_| poisoned())?
+            .get(tenant)
+        {
+            return Ok(t.clone());
+        }
+        let mut tenants = self.inner.tenants.write().map_err(|_| poisoned())?;
+        let t = tenants
+            .entry(tenant.to_string())
+            .or_insert_with(|| {
+                let schema = Arc::new(TenantSchema::new(Arc::clone(&self.inner.warehouse), tenant));
+                Tenant {
+                    ctx: self.context(Arc::clone(&schema)),
+                    schema,
+                }
+            })
+            .clone();
+        Ok(t)
+    }
+
+    /// Runs a checked plan, through the cache when the plan allows it.
+    async fn run(
+        &self,
+        tenant: &str,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+        user_sql: bool,
+    ) -> Result<QueryResult, SqlError> {
+        let key = cache_tables(&plan).map(|tables| CacheKey {
+            tenant: tenant.to_string(),
+            plan: plan.display_indent_schema().to_string(),
+            freshness: self
+                .inner
+                .warehouse
+                .freshness(tenant, tables.iter().map(String::as_str)),
+        });
+        if let Some(key) = &key
+            && let Some((schema, batches)) = self.inner.cache.get(key)
+        {
+            return Ok(QueryResult {
+                schema,
+                batches,
+                cached: true,
+                warnings: Vec::new(),
+            });
+        }
+        let classify = |e| {
+            if user_sql {
+                SqlError::from_user_query(e)
+            } else {
+                SqlError::from(e)
+            }
+        };
+        let df = ctx.execute_logical_plan(plan).await.map_err(classify)?;
+        let physical = df.create_physical_plan().await.map_err(classify)?;
+        let schema = physical.schema();
+        let batches = collect(physical, ctx.task_ctx()).await.map_err(classify)?;
+        if let Some(key) = key {
+            self.inner
+                .cache
+                .insert(key, Arc::clone(&schema), batches.clone());
+        }
+        Ok(QueryResult {
+            schema,
+            batches,
+            cached: false,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// Resolves every member of every source against the first tenant that has the source's
+    /// table, so a column typo fails at start-up rather than on a dashboard.
+    async fn check_model_against_data(&self) -> Result<(), SqlError> {
+        for source in self.inner.model.sources() {
+            let Some(tenant) = self
+                .inner
+                .warehouse
+                .tenants_with(&source.table)
+                .into_iter()
+                .next()
+            else {
+                tracing::warn!(source = %source.name, table = %source.table, "no tenant has data for this source yet; its members are checked on first use");
+                continue;
+            };
+            let tenant_state = self.tenant(&tenant)?;
+            compile::check_source(&self.inner.model, &tenant_state.ctx, source).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The tables a plan reads, if its answer may be cached: not for catalog introspection (it
+/// changes with the set of tables), EXPLAIN / DESCRIBE, or volatile functions (`random()`).
+fn cache_tables(plan: &LogicalPlan) -> Option<BTreeSet<String>> {
+    let mut tables = BTreeSet::new();
+    let mut cacheable = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        match node {
+            LogicalPlan::TableScan(scan) => {
+                if scan.table_name.schema() == Some("information_schema") {
+                    cacheable = false;
+                }
+                tables.insert(scan.table_name.table().to_string());
+            }
+            LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) | LogicalPlan::DescribeTable(_) => {
+                cacheable = false;
+            }
+            _ => {}
+        }
+        if node.expressions().iter().any(|e| e.is_volatile()) {
+            cacheable = false;
+        }
+        Ok(if cacheable {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    cacheable.then_some(tables)
+}

@@ -1,0 +1,126 @@
+//! The engine's one error type: what went wrong, with which input, and whether the caller's
+//! request or the server is at fault (so the HTTP layer picks 4xx or 5xx from `is_client_error`).
+
+use std::path::PathBuf;
+
+use datafusion::error::DataFusionError;
+
+/// Everything the dashboard engine can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// The request (dashboard spec, SQL text, tenant id) is malformed or names something that does
+    /// not exist. `field` is a JSON-path-like pointer into the spec (`filters[0].operator`), `sql`
+    /// for SQL text, or `tenant`.
+    #[error("{field}: {message}")]
+    BadRequest {
+        /// Where in the request the problem is.
+        field: String,
+        /// What is wrong and, where possible, what would be accepted.
+        message: String,
+    },
+    /// The SQL is valid but not read-only (DDL, DML, COPY, SET, PREPARE, …).
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
+    /// A semantic-model file is invalid. Raised at load time by [`crate::DashboardEngine::new`], or
+    /// at query time when a model expression does not fit the tenant's table.
+    #[error("semantic model {}: {member}: {message}", file.display())]
+    Model {
+        /// The model file.
+        file: PathBuf,
+        /// The offending member (`orders.revenue`), source (`orders`) or key.
+        member: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The tenant has no data files for a table the request needs.
+    #[error("no data: {0}")]
+    NoData(String),
+    /// A fault of the engine or of the files underneath it, not of the request.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl SqlError {
+    /// A stable, machine-readable code for the error kind.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SqlError::BadRequest { .. } => "bad_request",
+            SqlError::NotAllowed(_) => "not_allowed",
+            SqlError::Model { .. } => "model_invalid",
+            SqlError::NoData(_) => "no_data",
+            SqlError::Internal(_) => "internal",
+        }
+    }
+
+    /// True when the request was at fault (HTTP 4xx), false for server-side problems (5xx).
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            SqlError::BadRequest { .. } | SqlError::NotAllowed(_) | SqlError::NoData(_)
+        )
+    }
+
+    pub(crate) fn bad(field: impl Into<String>, message: impl Into<String>) -> Self {
+        SqlError::BadRequest {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Classifies an error from planning or running user-written SQL: problems with the query
+    /// itself are the client's; I/O, Parquet and internal failures are the server's.
+    pub(crate) fn from_user_query(err: DataFusionError) -> Self {
+        let message = err.message().to_string();
+        match err.find_root() {
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_)
+            | DataFusionError::Configuration(_)
+            | DataFusionError::ArrowError(..)
+            | DataFusionError::Execution(_) => SqlError::bad("sql", message),
+            _ => SqlError::Internal(message),
+        }
+    }
+}
+
+/// Errors raised while the engine builds or runs a plan it compiled itself (from a spec): those
+/// are the server's fault, since the spec was validated before.
+impl From<DataFusionError> for SqlError {
+    fn from(err: DataFusionError) -> Self {
+        SqlError::Internal(err.message().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_client_classification() {
+        let bad = SqlError::bad("filters[0].operator", "unknown operator `like`");
+        assert_eq!(bad.code(), "bad_request");
+        assert!(bad.is_client_error());
+        assert_eq!(
+            bad.to_string(),
+            "filters[0].operator: unknown operator `like`"
+        );
+        let model = SqlError::Model {
+            file: PathBuf::from("m.toml"),
+            member: "orders.aov".into(),
+            message: "unknown measure `revnue`".into(),
+        };
+        assert_eq!(model.code(), "model_invalid");
+        assert!(!model.is_client_error());
+        assert!(model.to_string().contains("m.toml"));
+        assert!(!SqlError::Internal("x".into()).is_client_error());
+        assert!(SqlError::NotAllowed("DROP".into()).is_client_error());
+    }
+
+    #[test]
+    fn user_query_errors_are_client_errors() {
+        let err = SqlError::from_user_query(DataFusionError::Plan("table 'x' not found".into()));
+        assert!(err.is_client_error());
+        assert!(err.to_string().contains("table 'x' not found"));
+    }
+}
