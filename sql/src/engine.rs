@@ -88,12 +88,32 @@ impl std::fmt::Debug for DashboardEngine {
 }
 
 /// The session settings every tenant session runs with: DataFusion's defaults (one partition per
-/// core, statistics collected, Parquet row-group and page pruning on), overridable through
+/// core, statistics collected, Parquet row-group and page pruning on) but larger single-partition
+/// hash joins, all overridable through
 /// `DATAFUSION_*` environment variables (e.g. `DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS=true`),
 /// except for what the tenant wall needs: the catalog layout and `information_schema`.
 fn session_config() -> Result<SessionConfig, SqlError> {
-    let config = SessionConfig::from_env()
+    let mut config = SessionConfig::from_env()
         .map_err(|e| SqlError::Internal(format!("DATAFUSION_* environment: {e}")))?;
+    // Build hash joins once for all partitions (CollectLeft) up to a few hundred thousand rows:
+    // a dashboard's filtered dimension side (a month of orders) is that size, and a single build
+    // side gives the probe scan a min/max dynamic filter that skips whole row groups of the fact
+    // table, where a partitioned join reads all of it.
+    for (key, value) in [
+        (
+            "datafusion.optimizer.hash_join_single_partition_threshold",
+            "33554432",
+        ),
+        (
+            "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+            "1048576",
+        ),
+    ] {
+        let env = key.to_uppercase().replace('.', "_");
+        if std::env::var_os(env).is_none() {
+            config.options_mut().set(key, value)?;
+        }
+    }
     Ok(config
         .with_information_schema(true)
         .with_create_default_catalog_and_schema(false)

@@ -52,6 +52,10 @@
 //!   [`spec::compile`]). Without a `limit`, a spec is cut at 10,000 rows with a warning.
 //! - Cached answers carry no warnings (`warnings` is empty when `cached` is true); a spec's
 //!   relative range (`last 7 days`) is resolved at request time, so it keys the cache by day.
+//! - Session settings: DataFusion defaults plus single-partition hash joins up to 32 MiB / 1M rows
+//!   (lets the fact-table scan skip row groups by dynamic filter); every setting can be overridden
+//!   with `DATAFUSION_*` environment variables. `sql/examples/dashboard_timings.rs` times specs
+//!   uncached/cached on any warehouse (`--explain` prints plans with metrics).
 //! - `session()` hands out a fresh `SessionContext` per call; plan with
 //!   `ctx.state().create_logical_plan(sql)`, then [`check_read_only`], then
 //!   `ctx.execute_logical_plan(plan)`: never `ctx.sql(..)`.

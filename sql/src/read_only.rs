@@ -1,5 +1,5 @@
 //! The read-only gate for user SQL: SELECT (with joins, subqueries, CTEs, set operations, window
-//! functions, VALUES), EXPLAIN [ANALYZE], DESCRIBE and catalog introspection
+//! functions, VALUES), EXPLAIN (and EXPLAIN ANALYZE), DESCRIBE and catalog introspection
 //! (`information_schema`, `SHOW TABLES`, `SHOW COLUMNS`) pass; everything else is refused.
 //!
 //! Plan the SQL first and check the plan before running it:

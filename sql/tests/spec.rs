@@ -505,3 +505,33 @@ async fn relative_ranges_and_same_period_last_year() {
         result.warnings
     );
 }
+
+#[tokio::test]
+async fn monthly_buckets_of_a_date_roll_up_counts_minima_and_maxima() {
+    let f = fixture().await;
+    let spec = json!({
+        "measures": ["orders.orders", "orders.min_order", "orders.max_order"],
+        "time": {"dimension": "orders.date", "grain": "month", "range": ["2024-06-01", "2024-06-30"]},
+        "compare": "previousPeriod"
+    });
+    let result = f.engine.query_spec("acme", &spec).await.unwrap();
+    // June: paid orders 100, 200, 300; May: one of 80 (its bucket moved onto June).
+    assert_eq!(
+        rows(&result),
+        vec![r(&[
+            "2024-06-01",
+            "3",
+            "100.0",
+            "300.0",
+            "1",
+            "2",
+            "2.0",
+            "80.0",
+            "20.0",
+            "0.25",
+            "80.0",
+            "220.0",
+            "2.75"
+        ])]
+    );
+}

@@ -94,6 +94,7 @@ pub async fn compile(
 /// The marker column of the grand-total row.
 pub const TOTAL_COLUMN: &str = "is_total";
 const CURRENT_COLUMN: &str = "__current";
+const DAY_COLUMN: &str = "__day";
 
 struct Compiler<'a> {
     model: &'a SemanticModel,
@@ -466,21 +467,43 @@ impl<'a> Compiler<'a> {
         let r = self.resolve(name).await?;
         let mut group = Vec::new();
         let mut predicates = Vec::new();
+        let mut day_rollup: Option<(Grain, String)> = None;
         if let Some(t) = &spec.time {
             let (expr, data_type) = self.dimension(&r, &t.dimension.member)?;
             if with_keys && let (Some(grain), Some(column)) = (t.grain, t.bucket_column()) {
-                let mut bucket = bucket(
-                    expr.clone(),
-                    &data_type,
-                    grain,
-                    t.timezone,
-                    &t.dimension,
-                    r.source,
-                )?;
-                if let Some(shift) = shift {
-                    bucket = bucket + lit(interval(shift));
+                let rollable = base.iter().all(|m| {
+                    self.model.measure(m).is_some_and(|(_, m)| {
+                        matches!(
+                            m.aggregation,
+                            Aggregation::Sum
+                                | Aggregation::Count
+                                | Aggregation::Min
+                                | Aggregation::Max
+                        )
+                    })
+                });
+                if rollable
+                    && matches!(data_type, DataType::Date32 | DataType::Date64)
+                    && grain > Grain::Day
+                {
+                    // Group by the plain date first (a cheap integer key) and bucket the few
+                    // resulting days afterwards: `date_trunc` per row is the costly part.
+                    day_rollup = Some((grain, column));
+                    group.push(cast(expr.clone(), DataType::Date32).alias(DAY_COLUMN));
+                } else {
+                    let mut bucket = bucket(
+                        expr.clone(),
+                        &data_type,
+                        grain,
+                        t.timezone,
+                        &t.dimension,
+                        r.source,
+                    )?;
+                    if let Some(shift) = shift {
+                        bucket = bucket + lit(interval(shift));
+                    }
+                    group.push(bucket.alias(column));
                 }
-                group.push(bucket.alias(column));
             }
             if let Some(range) = range {
                 predicates.push(self.range_predicate(
@@ -565,7 +588,41 @@ impl<'a> Compiler<'a> {
         if let Some(predicate) = conjunction(predicates) {
             builder = builder.filter(predicate)?;
         }
-        Ok(builder.aggregate(group, aggregates)?.build()?)
+        let daily = builder.aggregate(group, aggregates)?;
+        let Some((grain, column)) = day_rollup else {
+            return Ok(daily.build()?);
+        };
+        // Roll the daily rows up into the grain's buckets: sums and counts add up, minima and
+        // maxima of minima and maxima stay what they were.
+        let t = spec
+            .time
+            .as_ref()
+            .ok_or_else(|| SqlError::Internal("day roll-up without a time dimension".into()))?;
+        let mut bucket = bucket(
+            ident(DAY_COLUMN),
+            &DataType::Date32,
+            grain,
+            t.timezone,
+            &t.dimension,
+            source,
+        )?;
+        if let Some(shift) = shift {
+            bucket = bucket + lit(interval(shift));
+        }
+        let keys = std::iter::once(bucket.alias(column))
+            .chain(spec.dimensions.iter().map(|d| ident(d.to_string())));
+        let mut rolled = Vec::new();
+        for m in base {
+            let name = m.to_string();
+            let value = ident(name.as_str());
+            let expr = match self.model.measure(m).map(|(_, m)| &m.aggregation) {
+                Some(Aggregation::Min) => min(value),
+                Some(Aggregation::Max) => max(value),
+                _ => sum(value),
+            };
+            rolled.push(expr.alias(name));
+        }
+        Ok(daily.aggregate(keys, rolled)?.build()?)
     }
 
     /// A dimension of the resolved source, by member name, and its type.
