@@ -49,6 +49,7 @@ pub async fn open_engine(config: &Config) -> anyhow::Result<DashboardEngine> {
         models,
         cache_ttl,
         cache_entries: config.dashboard.cache_entries,
+        sources: Vec::new(),
     })
     .await
     .context("cannot start the dashboard engine")

@@ -38,6 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             models: vec![model.clone()],
             cache_ttl: Duration::from_secs(ttl),
             cache_entries: if ttl == 0 { 0 } else { 1000 },
+            sources: Vec::new(),
         })
     };
     let uncached = engine(0).await?;

@@ -37,6 +37,7 @@ use datafusion::object_store::local::LocalFileSystem;
 use datafusion::prelude::SessionConfig;
 
 use crate::SqlError;
+use crate::source::ExternalSource;
 
 /// The only catalog a tenant session has.
 pub const CATALOG: &str = "tidemark";
@@ -270,10 +271,20 @@ pub struct TenantCatalogList {
 }
 
 impl TenantCatalogList {
-    /// The catalog list for the tenant whose tables `schema` serves.
-    pub fn new(schema: Arc<TenantSchema>) -> Self {
+    /// The catalog list for the tenant whose warehouse tables `schema` serves, with one more
+    /// schema per external source (its tables for the same tenant).
+    pub fn new(schema: Arc<TenantSchema>, sources: &[Arc<dyn ExternalSource>]) -> Self {
+        let sources = sources
+            .iter()
+            .map(|source| {
+                Arc::new(SourceSchema {
+                    source: Arc::clone(source),
+                    tenant: schema.tenant().to_string(),
+                })
+            })
+            .collect();
         Self {
-            catalog: Arc::new(TenantCatalog { schema }),
+            catalog: Arc::new(TenantCatalog { schema, sources }),
         }
     }
 }
@@ -301,15 +312,53 @@ impl CatalogProviderList for TenantCatalogList {
 #[derive(Debug)]
 struct TenantCatalog {
     schema: Arc<TenantSchema>,
+    sources: Vec<Arc<SourceSchema>>,
 }
 
 impl CatalogProvider for TenantCatalog {
     fn schema_names(&self) -> Vec<String> {
-        vec![SCHEMA.to_string()]
+        std::iter::once(SCHEMA.to_string())
+            .chain(
+                self.sources
+                    .iter()
+                    .map(|s| s.source.schema_name().to_string()),
+            )
+            .collect()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        (name == SCHEMA).then(|| Arc::clone(&self.schema) as Arc<dyn SchemaProvider>)
+        if name == SCHEMA {
+            return Some(Arc::clone(&self.schema) as Arc<dyn SchemaProvider>);
+        }
+        self.sources
+            .iter()
+            .find(|s| s.source.schema_name() == name)
+            .map(|s| Arc::clone(s) as Arc<dyn SchemaProvider>)
+    }
+}
+
+/// One external source's tables for one tenant.
+#[derive(Debug)]
+struct SourceSchema {
+    source: Arc<dyn ExternalSource>,
+    tenant: String,
+}
+
+#[async_trait]
+impl SchemaProvider for SourceSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.source.table_names(&self.tenant)
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        self.source.table(&self.tenant, name).await
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.source
+            .table_names(&self.tenant)
+            .iter()
+            .any(|t| t == name)
     }
 }
 

@@ -22,6 +22,7 @@ use crate::catalog::{
 use crate::functions;
 use crate::model::SemanticModel;
 use crate::read_only::check_read_only;
+use crate::source::{ExternalSource, check_schema_name};
 use crate::spec::{self, compile};
 
 /// How to build a [`DashboardEngine`].
@@ -35,6 +36,8 @@ pub struct EngineConfig {
     pub cache_ttl: Duration,
     /// How many answers the cache holds (zero disables the cache).
     pub cache_entries: usize,
+    /// Sources outside the warehouse (Trino, GA4), each a schema of every tenant catalog.
+    pub sources: Vec<Arc<dyn ExternalSource>>,
 }
 
 /// An answer.
@@ -65,6 +68,7 @@ pub struct DashboardEngine {
 
 struct Inner {
     warehouse: Arc<Warehouse>,
+    sources: Vec<Arc<dyn ExternalSource>>,
     model: SemanticModel,
     cache: ResultCache,
     tenants: RwLock<HashMap<String, Tenant>>,
@@ -131,10 +135,21 @@ impl DashboardEngine {
             )));
         }
         let warehouse = Arc::new(Warehouse::open(&config.warehouse, session_config()?)?);
+        let mut names = BTreeSet::new();
+        for source in &config.sources {
+            let name = source.schema_name();
+            check_schema_name(name).map_err(SqlError::Internal)?;
+            if !names.insert(name) {
+                return Err(SqlError::Internal(format!(
+                    "two sources are named {name:?}"
+                )));
+            }
+        }
         let model = SemanticModel::load(&config.models)?;
         let engine = Self {
             inner: Arc::new(Inner {
                 warehouse,
+                sources: config.sources.clone(),
                 model,
                 cache: ResultCache::new(config.cache_ttl, config.cache_entries),
                 tenants: RwLock::new(HashMap::new()),
@@ -204,14 +219,18 @@ impl DashboardEngine {
 
     fn context(&self, schema: Arc<TenantSchema>) -> SessionContext {
         let warehouse = &self.inner.warehouse;
-        let state = SessionStateBuilder::new()
+        let sources = &self.inner.sources;
+        let mut builder = SessionStateBuilder::new()
             .with_config(warehouse.config().clone())
             .with_runtime_env(warehouse.runtime())
             .with_default_features()
             // No `CREATE EXTERNAL TABLE ... STORED AS ...` factories: nothing but the warehouse.
             .with_table_factories(HashMap::new())
-            .with_catalog_list(Arc::new(TenantCatalogList::new(schema)))
-            .build();
+            .with_catalog_list(Arc::new(TenantCatalogList::new(schema, sources)));
+        for source in sources {
+            builder = source.configure(builder);
+        }
+        let state = builder.build();
         let ctx = SessionContext::new_with_state(state);
         functions::register(&ctx);
         ctx

@@ -13,6 +13,7 @@
 //!     models: vec!["sql/models/commerce.toml".into()],
 //!     cache_ttl: Duration::from_secs(60),
 //!     cache_entries: 1_000,
+//!     sources: Vec::new(),
 //! })
 //! .await?;
 //! let spec = serde_json::json!({
@@ -67,6 +68,7 @@ pub mod error;
 pub mod functions;
 pub mod model;
 pub mod read_only;
+pub mod source;
 pub mod spec;
 
 pub use datafusion;
@@ -76,3 +78,4 @@ pub use cache::CacheStats;
 pub use engine::{DashboardEngine, EngineConfig, QueryResult};
 pub use error::SqlError;
 pub use read_only::check_read_only;
+pub use source::ExternalSource;

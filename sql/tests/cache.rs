@@ -108,6 +108,7 @@ async fn ttl_and_entry_bounds() {
         models: vec![model_path()],
         cache_ttl: Duration::from_millis(200),
         cache_entries: 2,
+        sources: Vec::new(),
     })
     .await
     .unwrap();
@@ -145,6 +146,7 @@ async fn ttl_and_entry_bounds() {
         models: vec![model_path()],
         cache_ttl: Duration::ZERO,
         cache_entries: 100,
+        sources: Vec::new(),
     })
     .await
     .unwrap();

@@ -15,6 +15,7 @@ async fn start(f: &common::Fixture, model: &str) -> Result<DashboardEngine, SqlE
         models: vec![path],
         cache_ttl: Duration::from_secs(1),
         cache_entries: 1,
+        sources: Vec::new(),
     })
     .await
 }
@@ -85,6 +86,7 @@ async fn the_demo_model_fits_the_demo_tables() {
         models: vec![model_path(), model_path()],
         cache_ttl: Duration::from_secs(1),
         cache_entries: 1,
+        sources: Vec::new(),
     })
     .await;
     // The same file twice defines every source twice.

@@ -308,6 +308,7 @@ pub async fn run(args: DashboardBenchArgs) -> anyhow::Result<Value> {
             models: vec![model.clone()],
             cache_ttl: std::time::Duration::from_secs(3600),
             cache_entries: entries,
+            sources: Vec::new(),
         })
     };
     let cold = engine(0).await?;

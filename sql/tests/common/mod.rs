@@ -58,6 +58,7 @@ pub async fn fixture() -> Fixture {
         models: vec![model_path()],
         cache_ttl: Duration::from_secs(300),
         cache_entries: 100,
+        sources: Vec::new(),
     })
     .await
     .unwrap();
