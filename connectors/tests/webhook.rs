@@ -73,7 +73,7 @@ async fn server() -> (String, Received) {
 
 fn config(url: String) -> WebhookConfig {
     let mut config = WebhookConfig::new(url);
-    config.secret = Some(SECRET.to_owned());
+    config.secret = Some(SECRET.into());
     config.timeout_ms = 2_000;
     config
 }
@@ -230,7 +230,7 @@ async fn refused_connection_is_retryable() {
 async fn bad_configuration_is_permanent_without_sending() {
     let sink = WebhookSink::new().expect("sink");
     let mut bad_secret = config("http://127.0.0.1:9/ok".to_owned());
-    bad_secret.secret = Some("whsec_???".to_owned());
+    bad_secret.secret = Some("whsec_???".into());
     let result = sink.deliver(&bad_secret, "ntf_8", PAYLOAD).await;
     assert_eq!(result.outcome, DeliveryOutcome::Permanent);
 

@@ -14,7 +14,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use connectors::secrets::SecretsError;
 use connectors::sinks::DestinationConfig;
+use connectors::sinks::webhook::Credential;
 use connectors::store::{
     AppendOutcome, DeliveryStatus, NotificationCursor, NotificationFilter, ObjectKind, Store,
     StoredDestination, StoredRule,
@@ -27,20 +29,24 @@ use sha2::{Digest, Sha256};
 use crate::metrics::Metrics;
 use crate::render;
 use crate::runtime::{RuleUpdate, Runtime, now_ms, rule_update};
+use crate::sender::SecretsHandle;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
     /// The ingest runtime.
     pub runtime: Arc<Runtime>,
+    /// The tenants' credentials.
+    secrets: SecretsHandle,
     keys: Arc<RwLock<HashMap<String, String>>>,
 }
 
 impl AppState {
-    /// State over a runtime.
-    pub fn new(runtime: Arc<Runtime>) -> AppState {
+    /// State over a runtime and the secrets store.
+    pub fn new(runtime: Arc<Runtime>, secrets: SecretsHandle) -> AppState {
         AppState {
             runtime,
+            secrets,
             keys: Default::default(),
         }
     }
@@ -80,6 +86,12 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/notifications", get(list_notifications))
         .route("/v1/notifications/{id}", get(get_notification))
         .route("/v1/stats", get(stats))
+        .route("/v1/secrets", get(list_secrets))
+        .route(
+            "/v1/secrets/{name}",
+            get(get_secret).put(put_secret).delete(delete_secret),
+        )
+        .route("/v1/secrets/{name}/rollback", post(rollback_secret))
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
@@ -651,12 +663,16 @@ struct DestinationBody {
 /// A destination as shown: secrets are never returned.
 fn destination_json(d: &StoredDestination) -> Value {
     let mut config: Value = serde_json::from_str(&d.config).unwrap_or_else(|_| json!({}));
-    if config.get("secret").is_some_and(|s| !s.is_null()) {
+    // Inline credentials are shown as "(set)"; references to the secrets store (a name only)
+    // as written.
+    if config.get("secret").is_some_and(Value::is_string) {
         config["secret"] = json!("(set)");
     }
     if let Some(headers) = config.get_mut("headers").and_then(|h| h.as_object_mut()) {
         for value in headers.values_mut() {
-            *value = json!("(set)");
+            if value.is_string() {
+                *value = json!("(set)");
+            }
         }
     }
     json!({"id": d.id, "kind": d.kind, "config": config, "updated_at_ms": d.updated_at_ms})
@@ -730,6 +746,47 @@ fn parse_destination(body: &Bytes) -> ApiResult<DestinationBody> {
     Ok(parsed)
 }
 
+/// Checks that every credential a destination names from the secrets store exists for the
+/// tenant, so a typo is a 400 now rather than a dead delivery later.
+async fn check_stored_credentials(
+    state: &AppState,
+    tenant: &str,
+    parsed: &DestinationBody,
+) -> ApiResult<()> {
+    let Ok(DestinationConfig::Webhook(webhook)) =
+        DestinationConfig::parse(&parsed.kind, &parsed.config.to_string())
+    else {
+        return Ok(());
+    };
+    let mut named = Vec::new();
+    if let Some(Credential::Stored(r)) = &webhook.secret {
+        named.push(("config.secret".to_string(), r.secret.clone()));
+    }
+    for (header, credential) in &webhook.headers {
+        if let Credential::Stored(r) = credential {
+            named.push((format!("config.headers.{header}"), r.secret.clone()));
+        }
+    }
+    if named.is_empty() {
+        return Ok(());
+    }
+    let known = state.secrets.list(tenant).await.map_err(secrets_error)?;
+    for (field, name) in named {
+        if !known.iter().any(|s| s.name == name) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_destination",
+                format!(
+                    "{field}: there is no secret named '{name}'; create it first \
+                     (PUT /v1/secrets/{name} or `tidemark secrets put`)"
+                ),
+            )
+            .field(field));
+        }
+    }
+    Ok(())
+}
+
 async fn list_destinations(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -768,6 +825,7 @@ async fn create_destination(
     body: Bytes,
 ) -> ApiResult<Response> {
     let parsed = parse_destination(&body)?;
+    check_stored_credentials(&state, &tenant, &parsed).await?;
     let id = parsed.id.clone().unwrap_or_else(|| new_id("dst"));
     valid_id(&id)?;
     let lookup = id.clone();
@@ -804,6 +862,7 @@ async fn update_destination(
 ) -> ApiResult<Json<Value>> {
     load_destination(&state, &tenant, &id).await?;
     let parsed = parse_destination(&body)?;
+    check_stored_credentials(&state, &tenant, &parsed).await?;
     if let Some(body_id) = &parsed.id
         && body_id != &id
     {
@@ -836,6 +895,124 @@ async fn delete_destination(
         return Err(not_yours(&state, ObjectKind::Destination, &tenant, &id).await);
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- secrets ----
+//
+// Write-only: values go in and are used by destinations and connectors; they never come out.
+
+fn secrets_error(e: SecretsError) -> ApiError {
+    match e {
+        SecretsError::NotFound { name, .. } => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("there is no secret named '{name}'"),
+        ),
+        SecretsError::InvalidInput(message) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_secret", message)
+        }
+        e if e.is_transient() => {
+            tracing::warn!(error = %e, "secrets store unavailable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the secrets store is unavailable for now; retry later",
+            )
+        }
+        e => ApiError::internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretBody {
+    value: String,
+}
+
+async fn list_secrets(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+) -> ApiResult<Json<Value>> {
+    let all = state.secrets.list(&tenant).await.map_err(secrets_error)?;
+    Ok(Json(json!({ "secrets": all })))
+}
+
+async fn get_secret(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let all = state.secrets.list(&tenant).await.map_err(secrets_error)?;
+    match all.into_iter().find(|s| s.name == name) {
+        Some(info) => Ok(Json(json!(info))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("there is no secret named '{name}'"),
+        )),
+    }
+}
+
+async fn put_secret(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let body: SecretBody = serde_json::from_slice(&body).map_err(|e| {
+        // serde's message can quote the input; never echo a secret back.
+        let message = if e.is_syntax() || e.is_eof() {
+            "the body must be a JSON object {\"value\": \"...\"}".to_string()
+        } else {
+            format!(
+                "the body must be {{\"value\": \"...\"}} (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_secret", message).field("value")
+    })?;
+    let value = zeroize::Zeroizing::new(body.value);
+    let version = state
+        .secrets
+        .put(&tenant, &name, value.as_bytes())
+        .await
+        .map_err(secrets_error)?;
+    Ok(Json(json!({"name": name, "version": version})))
+}
+
+async fn delete_secret(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    if state
+        .secrets
+        .delete(&tenant, &name)
+        .await
+        .map_err(secrets_error)?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("there is no secret named '{name}'"),
+        ))
+    }
+}
+
+async fn rollback_secret(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let version = state
+        .secrets
+        .rollback(&tenant, &name)
+        .await
+        .map_err(secrets_error)?;
+    Ok(Json(json!({"name": name, "version": version})))
 }
 
 // ---- notifications ----

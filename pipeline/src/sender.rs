@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use connectors::secrets::{Secrets, SecretsError};
 use connectors::sinks::retry::RetryPolicy;
+use connectors::sinks::webhook::Credential;
 use connectors::sinks::{DeliveryOutcome, DestinationConfig, Sinks};
-use connectors::store::{DeliveryAttempt, DeliveryNext, DueDelivery, Store};
+use connectors::store::{DeliveryAttempt, DeliveryNext, DueDelivery, SqliteStore, Store};
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::{Config, SenderConfig};
@@ -22,11 +24,15 @@ use crate::runtime::now_ms;
 /// How long a claimed delivery stays invisible to other claims.
 const LEASE_MS: i64 = 60_000;
 
+/// The secrets store destinations name their credentials in.
+pub type SecretsHandle = Arc<Secrets<SqliteStore>>;
+
 /// Runs until `stop` turns true; in-flight deliveries are finished first.
 pub async fn run(
     config: SenderConfig,
     files_root: PathBuf,
     store: Arc<dyn Store>,
+    secrets: SecretsHandle,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -88,7 +94,7 @@ pub async fn run(
             let (store, metrics, sinks, policy) =
                 (store.clone(), metrics.clone(), sinks.clone(), policy);
             let (overall, in_flight, mut stop) = (overall.clone(), in_flight.clone(), stop.clone());
-            let files_root = files_root.clone();
+            let (files_root, secrets) = (files_root.clone(), secrets.clone());
             tasks.spawn(async move {
                 // The destination's own limit first: waiting for a busy destination must not
                 // hold one of the shared permits the other destinations need.
@@ -100,7 +106,14 @@ pub async fn run(
                     _ = stopped(&mut stop) => None,
                 };
                 if permits.is_some() {
-                    deliver(due, &sinks, &policy, &files_root, store, &metrics).await;
+                    let context = Context {
+                        sinks: &sinks,
+                        policy: &policy,
+                        files_root: &files_root,
+                        secrets: &secrets,
+                        metrics: &metrics,
+                    };
+                    deliver(due, context, store).await;
                 }
                 // Unstarted ones stay claimed; the next start releases them.
                 if let Ok(mut f) = in_flight.lock() {
@@ -125,10 +138,60 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.is_ok();
 }
 
-/// A destination's delivery configuration; file paths are confined to `files_root/<tenant>/`.
-fn resolve(due: &DueDelivery, files_root: &Path) -> Result<DestinationConfig, String> {
+/// What a delivery needs besides the delivery itself.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    sinks: &'a Sinks,
+    policy: &'a RetryPolicy,
+    files_root: &'a Path,
+    secrets: &'a SecretsHandle,
+    metrics: &'a Metrics,
+}
+
+/// Why a destination could not be made ready for delivery.
+enum Unready {
+    /// Nothing will change by itself (bad config, unknown secret): dead at once.
+    Permanent(String),
+    /// The secrets store or its KEK is unavailable for now: retried like a failed delivery.
+    Transient(String),
+}
+
+/// A destination's delivery configuration, ready to deliver: file paths confined to
+/// `files_root/<tenant>/`, credentials named from the secrets store resolved within the
+/// destination's tenant.
+async fn resolve(
+    due: &DueDelivery,
+    files_root: &Path,
+    secrets: &SecretsHandle,
+) -> Result<DestinationConfig, Unready> {
     let mut destination = DestinationConfig::parse(&due.destination.kind, &due.destination.config)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Unready::Permanent(e.to_string()))?;
+    if let DestinationConfig::Webhook(webhook) = &mut destination {
+        for credential in webhook.credentials_mut() {
+            if let Credential::Stored(reference) = credential {
+                let value = secrets
+                    .resolve(&due.tenant, reference)
+                    .await
+                    .and_then(|v| v.expose_str().map(str::to_owned))
+                    .map_err(|e: SecretsError| {
+                        if e.is_transient() {
+                            Unready::Transient(e.to_string())
+                        } else {
+                            Unready::Permanent(e.to_string())
+                        }
+                    })?;
+                *credential = Credential::Inline(value);
+            }
+        }
+    }
+    resolve_file(due, files_root, destination).map_err(Unready::Permanent)
+}
+
+fn resolve_file(
+    due: &DueDelivery,
+    files_root: &Path,
+    mut destination: DestinationConfig,
+) -> Result<DestinationConfig, String> {
     if let DestinationConfig::File(file) = &mut destination
         && file.path != "-"
     {
@@ -151,18 +214,24 @@ fn resolve(due: &DueDelivery, files_root: &Path) -> Result<DestinationConfig, St
     Ok(destination)
 }
 
-async fn deliver(
-    due: DueDelivery,
-    sinks: &Sinks,
-    policy: &RetryPolicy,
-    files_root: &Path,
-    store: Arc<dyn Store>,
-    metrics: &Metrics,
-) {
+async fn deliver(due: DueDelivery, context: Context<'_>, store: Arc<dyn Store>) {
+    let Context {
+        sinks,
+        policy,
+        files_root,
+        secrets,
+        metrics,
+    } = context;
     let attempt = due.attempt + 1;
     let started = now_ms();
-    let (next, status_code, error, duration) = match resolve(&due, files_root) {
-        Err(e) => (DeliveryNext::Dead, None, Some(e), Duration::ZERO),
+    let retry_or_dead =
+        |retry_after| match policy.next_delay(attempt, retry_after, &mut rand::rng()) {
+            Some(delay) => DeliveryNext::RetryAt(now_ms() + delay.as_millis() as i64),
+            None => DeliveryNext::Dead,
+        };
+    let (next, status_code, error, duration) = match resolve(&due, files_root, secrets).await {
+        Err(Unready::Permanent(e)) => (DeliveryNext::Dead, None, Some(e), Duration::ZERO),
+        Err(Unready::Transient(e)) => (retry_or_dead(None), None, Some(e), Duration::ZERO),
         Ok(destination) => {
             let result = sinks
                 .deliver(&destination, &due.notification_id, &due.payload)
@@ -173,12 +242,7 @@ async fn deliver(
             let next = match &result.outcome {
                 DeliveryOutcome::Delivered => DeliveryNext::Delivered,
                 DeliveryOutcome::Permanent => DeliveryNext::Dead,
-                DeliveryOutcome::Retryable { retry_after } => {
-                    match policy.next_delay(attempt, *retry_after, &mut rand::rng()) {
-                        Some(delay) => DeliveryNext::RetryAt(now_ms() + delay.as_millis() as i64),
-                        None => DeliveryNext::Dead,
-                    }
-                }
+                DeliveryOutcome::Retryable { retry_after } => retry_or_dead(*retry_after),
             };
             (next, result.status_code, result.error, result.duration)
         }

@@ -74,6 +74,7 @@ impl Server {
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         let lock = lock_data_dir(&config)?;
         let store = open_store(&config)?;
+        let secrets = Arc::new(crate::secrets_cli::open_secrets(&config).await?);
         let dashboards = query_api::open_engine(&config).await?;
         let metrics = Arc::new(Metrics::new());
         let runtime = {
@@ -107,7 +108,7 @@ impl Server {
         };
         let (stop, stop_rx) = watch::channel(false);
         let query_timeout = Config::duration(&config.dashboard.query_timeout);
-        let app_state = AppState::new(runtime.clone());
+        let app_state = AppState::new(runtime.clone(), secrets.clone());
         let app =
             api::router(app_state.clone(), config.server.max_body_bytes).merge(query_api::router(
                 DashboardState {
@@ -144,7 +145,7 @@ impl Server {
             let files_root = config.data_dir.join("files");
             tokio::spawn(async move {
                 if let Err(e) =
-                    sender::run(sender_config, files_root, store, metrics, stop_rx).await
+                    sender::run(sender_config, files_root, store, secrets, metrics, stop_rx).await
                 {
                     tracing::error!(error = %e, "sender stopped");
                 }

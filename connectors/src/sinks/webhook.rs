@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::{DeliveryResult, SinkError};
+use crate::secrets::SecretRef;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -57,19 +58,57 @@ fn default_timeout_ms() -> u64 {
     10_000
 }
 
+/// A credential in a destination's configuration: written inline (`"whsec_…"`), or named from
+/// the tenant's secrets store (`{"secret": "shop-webhook"}`) and resolved by the sender just
+/// before each delivery, so a rotated secret takes effect without touching the destination.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Credential {
+    /// The value itself.
+    Inline(String),
+    /// A secret of the destination's tenant, by name.
+    Stored(SecretRef),
+}
+
+impl Credential {
+    /// The value, if it is inline (a stored one must be resolved first).
+    pub fn inline(&self) -> Option<&str> {
+        match self {
+            Self::Inline(value) => Some(value),
+            Self::Stored(_) => None,
+        }
+    }
+}
+
+impl From<&str> for Credential {
+    fn from(value: &str) -> Self {
+        Self::Inline(value.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Inline(_) => f.write_str("<redacted>"),
+            Self::Stored(r) => write!(f, "secret {:?}", r.secret),
+        }
+    }
+}
+
 /// Configuration of a webhook destination (the stored destination's JSON).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// `http` or `https` URL receiving the POST.
     pub url: String,
-    /// Signing secret, `whsec_<base64>` or raw base64; unsigned when absent.
+    /// Signing secret, `whsec_<base64>` or raw base64, inline or from the secrets store;
+    /// unsigned when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-    /// Extra request headers (e.g. an `authorization` token). `content-type` and the
-    /// `webhook-*` headers are always set by the sink and win over these.
+    pub secret: Option<Credential>,
+    /// Extra request headers (e.g. an `authorization` token, inline or from the secrets store).
+    /// `content-type` and the `webhook-*` headers are always set by the sink and win over these.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Credential>,
     /// Whole-request timeout in milliseconds (default 10 000).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
@@ -84,6 +123,12 @@ impl WebhookConfig {
             headers: BTreeMap::new(),
             timeout_ms: default_timeout_ms(),
         }
+    }
+
+    /// Every credential of the config (the signing secret, then header values), for the
+    /// sender to resolve stored ones in place.
+    pub fn credentials_mut(&mut self) -> impl Iterator<Item = &mut Credential> {
+        self.secret.iter_mut().chain(self.headers.values_mut())
     }
 }
 
@@ -338,6 +383,9 @@ fn request_headers(
                 "header {name} in webhook config is set by the HTTP client and cannot be overridden"
             ));
         }
+        let value = value
+            .inline()
+            .ok_or_else(|| format!("header {name}: its stored secret was not resolved"))?;
         let value = HeaderValue::from_str(value)
             .map_err(|_| format!("invalid value for header {name} in webhook config"))?;
         headers.insert(name, value);
@@ -348,6 +396,9 @@ fn request_headers(
     headers.insert(HEADER_ID, id);
     headers.insert(HEADER_TIMESTAMP, HeaderValue::from(timestamp_secs));
     if let Some(secret) = &config.secret {
+        let secret = secret
+            .inline()
+            .ok_or_else(|| "the stored signing secret was not resolved".to_owned())?;
         let signer = WebhookSigner::new(secret).map_err(|e| e.to_string())?;
         let signature = signer.sign(msg_id, timestamp_secs, payload);
         let value = HeaderValue::from_str(&signature)
@@ -507,7 +558,7 @@ mod tests {
     #[test]
     fn config_debug_hides_secrets() {
         let mut config = WebhookConfig::new("https://example.com/hook");
-        config.secret = Some(SECRET.to_owned());
+        config.secret = Some(SECRET.into());
         config
             .headers
             .insert("authorization".to_owned(), "Bearer t0ken".to_owned());
