@@ -36,6 +36,9 @@ use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
 use connectors::store::Store;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use futures::sink::{Sink, SinkExt};
 use futures::stream;
 use sql::datafusion::arrow::array::RecordBatch;
@@ -273,8 +276,17 @@ fn tenant_of<C: ClientInfo>(client: &C) -> PgWireResult<String> {
         .ok_or_else(|| user_error("28000", "no user in the startup message"))
 }
 
-/// Splits `sql` into statements (PostgreSQL dialect).
+/// Splits `sql` into statements. PostgreSQL clients' catalog queries (psql's `\d`, BI tools'
+/// introspection) are first rewritten into forms DataFusion plans (`OPERATOR(pg_catalog.~)`,
+/// `::regclass` casts…); what that parser cannot read goes to DataFusion's own parser, whose
+/// error is the one reported.
 fn parse(sql: &str) -> PgWireResult<Vec<DfStatement>> {
+    if let Ok(statements) = PostgresCompatibilityParser::new().parse(sql) {
+        return Ok(statements
+            .into_iter()
+            .map(|s| DfStatement::Statement(Box::new(s)))
+            .collect());
+    }
     let dialect = PostgreSqlDialect {};
     DFParserBuilder::new(sql)
         .with_dialect(&dialect)
@@ -321,6 +333,8 @@ impl Core {
             return Ok(ctx);
         }
         let ctx = self.engine.session(tenant).await.map_err(pg_error)?;
+        setup_pg_catalog(&ctx, sql::catalog::CATALOG, EmptyContextProvider)
+            .map_err(|e| PgWireError::ApiError(Box::new(*e)))?;
         if let Ok(mut sessions) = self.sessions.write() {
             sessions.insert(tenant.to_string(), ctx.clone());
         }

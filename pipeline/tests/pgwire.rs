@@ -179,44 +179,60 @@ async fn pgwire_refuses_bad_logins() {
     }
 }
 
-#[tokio::test]
-async fn psql_runs_a_query() {
+/// Runs `psql` against the shop's pgwire port as `user`; `None` when psql is not installed.
+async fn psql(shop: &Shop, user: &str, key: &str, commands: &[&str]) -> Option<String> {
     if Command::new("psql").arg("--version").output().is_err() {
         eprintln!("psql is not installed; skipping");
-        return;
+        return None;
     }
-    let shop = Shop::start().await;
     let port = shop.pg_port.to_string();
+    let (user, key) = (user.to_string(), key.to_string());
+    let commands: Vec<String> = commands.iter().map(|c| c.to_string()).collect();
     let output = tokio::task::spawn_blocking(move || {
-        Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "shop-a",
-                "-d",
-                "tidemark",
-            ])
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-            .args([
-                "-c",
-                "SELECT status, count(*) FROM orders GROUP BY status ORDER BY status",
-            ])
-            .env("PGPASSWORD", KEY_A)
+        let mut psql = Command::new("psql");
+        psql.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            &user,
+            "-d",
+            "tidemark",
+        ])
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"]);
+        for command in &commands {
+            psql.args(["-c", command]);
+        }
+        psql.env("PGPASSWORD", key)
             .env("PGCONNECT_TIMEOUT", "10")
             .output()
             .expect("run psql")
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
         "psql failed: {}{stdout}",
         String::from_utf8_lossy(&output.stderr)
     );
+    Some(stdout)
+}
+
+#[tokio::test]
+async fn psql_runs_a_query() {
+    let shop = Shop::start().await;
+    let Some(stdout) = psql(
+        &shop,
+        "shop-a",
+        KEY_A,
+        &["SELECT status, count(*) FROM orders GROUP BY status ORDER BY status"],
+    )
+    .await
+    else {
+        return;
+    };
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     assert!(lines[0].starts_with("cancelled|"), "{stdout}");
@@ -225,4 +241,34 @@ async fn psql_runs_a_query() {
         .map(|l| l.split('|').nth(1).unwrap().parse::<usize>().unwrap())
         .sum();
     assert_eq!(total, ORDERS_A);
+}
+
+#[tokio::test]
+async fn psql_lists_and_describes_only_the_tenants_tables() {
+    let shop = Shop::start().await;
+    let Some(a_tables) = psql(&shop, "shop-a", KEY_A, &["\\dt"]).await else {
+        return;
+    };
+    for table in ["orders", "products", "vip_orders"] {
+        assert!(
+            a_tables.lines().any(|l| l.split('|').nth(1) == Some(table)),
+            "\\dt lacks {table}: {a_tables}"
+        );
+    }
+    let b_tables = psql(&shop, "shop-b", KEY_B, &["\\dt"]).await.unwrap();
+    assert!(b_tables.contains("|orders|"), "{b_tables}");
+    assert!(
+        !b_tables.contains("vip_orders"),
+        "shop-a's table leaked: {b_tables}"
+    );
+
+    let described = psql(&shop, "shop-a", KEY_A, &["\\d orders"]).await.unwrap();
+    for column in ["order_id", "channel", "revenue"] {
+        assert!(
+            described
+                .lines()
+                .any(|l| l.starts_with(&format!("{column}|"))),
+            "\\d orders lacks {column}: {described}"
+        );
+    }
 }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::UNIX_EPOCH;
 
 use async_trait::async_trait;
@@ -284,7 +284,11 @@ impl TenantCatalogList {
             })
             .collect();
         Self {
-            catalog: Arc::new(TenantCatalog { schema, sources }),
+            catalog: Arc::new(TenantCatalog {
+                schema,
+                sources,
+                pg_catalog: OnceLock::new(),
+            }),
         }
     }
 }
@@ -313,7 +317,12 @@ impl CatalogProviderList for TenantCatalogList {
 struct TenantCatalog {
     schema: Arc<TenantSchema>,
     sources: Vec<Arc<SourceSchema>>,
+    /// PostgreSQL's system catalog over this catalog's own tables, for pgwire clients.
+    pg_catalog: OnceLock<Arc<dyn SchemaProvider>>,
 }
+
+/// The one schema a session may add to its tenant catalog.
+pub const PG_CATALOG: &str = "pg_catalog";
 
 impl CatalogProvider for TenantCatalog {
     fn schema_names(&self) -> Vec<String> {
@@ -323,12 +332,31 @@ impl CatalogProvider for TenantCatalog {
                     .iter()
                     .map(|s| s.source.schema_name().to_string()),
             )
+            .chain(self.pg_catalog.get().map(|_| PG_CATALOG.to_string()))
             .collect()
+    }
+
+    /// Only `pg_catalog`, once (the pgwire endpoint installs it over the catalog's own tables);
+    /// anything else is refused: a tenant session cannot add schemas.
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
+        if name != PG_CATALOG || self.pg_catalog.set(schema).is_err() {
+            return Err(DataFusionError::Plan(format!(
+                "schema {name:?} cannot be created here"
+            )));
+        }
+        Ok(None)
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == SCHEMA {
             return Some(Arc::clone(&self.schema) as Arc<dyn SchemaProvider>);
+        }
+        if name == PG_CATALOG {
+            return self.pg_catalog.get().cloned();
         }
         self.sources
             .iter()
