@@ -50,6 +50,11 @@ pub struct DashboardSettings {
     /// PostgreSQL wire-protocol listen address, e.g. `"127.0.0.1:5433"`; `"off"` (the default)
     /// runs no listener.
     pub pgwire_listen: String,
+    /// PEM certificate chain for TLS on the pgwire endpoint; with it (and the key) set, only
+    /// TLS connections are accepted.
+    pub pgwire_tls_cert: Option<PathBuf>,
+    /// PEM private key of `pgwire_tls_cert`.
+    pub pgwire_tls_key: Option<PathBuf>,
 }
 
 /// HTTP server settings.
@@ -178,6 +183,8 @@ impl Default for DashboardSettings {
             cache_entries: 1_000,
             query_timeout: "60s".to_string(),
             pgwire_listen: "off".to_string(),
+            pgwire_tls_cert: None,
+            pgwire_tls_key: None,
         }
     }
 }
@@ -258,6 +265,24 @@ impl Config {
             .map_err(|e| key("server.listen", e.to_string()))?;
         self.pgwire_addr()
             .map_err(|e| key("dashboard.pgwire_listen", e.to_string()))?;
+        match (
+            &self.dashboard.pgwire_tls_cert,
+            &self.dashboard.pgwire_tls_key,
+        ) {
+            (Some(_), None) => {
+                return Err(key(
+                    "dashboard.pgwire_tls_key",
+                    "is required with dashboard.pgwire_tls_cert".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(key(
+                    "dashboard.pgwire_tls_cert",
+                    "is required with dashboard.pgwire_tls_key".into(),
+                ));
+            }
+            _ => {}
+        }
         if !(1..=64).contains(&self.engine.workers) {
             return Err(key(
                 "engine.workers",

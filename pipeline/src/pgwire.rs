@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use futures::sink::{Sink, SinkExt};
 use futures::stream;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sql::datafusion::arrow::array::RecordBatch;
 use sql::datafusion::arrow::datatypes::DataType;
 use sql::datafusion::logical_expr::LogicalPlan;
@@ -51,6 +54,8 @@ use sql::datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use sql::{DashboardEngine, SqlError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
 
 use crate::api::key_hash;
 
@@ -68,12 +73,38 @@ const HARMLESS_SETTINGS: [&str; 10] = [
     "bytea_output",
 ];
 
-/// Accepts connections until `stop` turns true; each connection runs on its own task.
+/// The TLS acceptor for a PEM certificate chain and private key (PKCS#8, PKCS#1 or SEC1).
+pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("dashboard.pgwire_tls_cert: {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "dashboard.pgwire_tls_cert: {} holds no certificate",
+            cert.display()
+        );
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| anyhow::anyhow!("dashboard.pgwire_tls_key: {}: {e}", key.display()))?;
+    let config = ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key_der))
+    .map_err(|e| {
+        anyhow::anyhow!("dashboard.pgwire_tls_cert / pgwire_tls_key: not a usable pair: {e}")
+    })?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts connections until `stop` turns true; each connection runs on its own task. With a
+/// TLS acceptor, connections that do not negotiate TLS are refused before any password.
 pub async fn serve(
     listener: TcpListener,
     engine: DashboardEngine,
     store: Arc<dyn Store>,
     timeout: Duration,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     let core = Arc::new(Core {
@@ -88,6 +119,7 @@ pub async fn serve(
         }),
         login: Arc::new(TenantLogin {
             store,
+            tls_only: tls.is_some(),
             parameters: DefaultServerParameterProvider::default(),
             pids: RandomPidSecretKeyGenerator::default(),
         }),
@@ -99,9 +131,9 @@ pub async fn serve(
         };
         match accepted {
             Ok((socket, peer)) => {
-                let handlers = handlers.clone();
+                let (handlers, tls) = (handlers.clone(), tls.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = ::pgwire::tokio::process_socket(socket, None, handlers).await {
+                    if let Err(e) = ::pgwire::tokio::process_socket(socket, tls, handlers).await {
                         tracing::debug!(%peer, error = %e, "pgwire connection ended with an error");
                     }
                 });
@@ -119,6 +151,8 @@ pub async fn serve(
 /// than by comparing with a stored password.
 struct TenantLogin {
     store: Arc<dyn Store>,
+    /// Refuse connections that did not negotiate TLS (set when a certificate is configured).
+    tls_only: bool,
     parameters: DefaultServerParameterProvider,
     pids: RandomPidSecretKeyGenerator,
 }
@@ -149,6 +183,13 @@ impl StartupHandler for TenantLogin {
     {
         match message {
             PgWireFrontendMessage::Startup(ref startup) => {
+                if self.tls_only && !client.is_secure() {
+                    // Passwords are API keys: never accept one in the clear once TLS is set up.
+                    return Err(user_error(
+                        "28000",
+                        "this server accepts TLS connections only (use sslmode=require)",
+                    ));
+                }
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
                 client.set_state(PgWireConnectionState::AuthenticationInProgress);

@@ -73,6 +73,15 @@ impl Server {
     /// Starts everything; the listener is bound when this returns.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         let lock = lock_data_dir(&config)?;
+        let pgwire_tls = match (
+            &config.dashboard.pgwire_tls_cert,
+            &config.dashboard.pgwire_tls_key,
+        ) {
+            (Some(cert), Some(key)) if config.pgwire_addr()?.is_some() => {
+                Some(crate::pgwire::tls_acceptor(cert, key)?)
+            }
+            _ => None,
+        };
         let store = open_store(&config)?;
         let secrets = Arc::new(crate::secrets_cli::open_secrets(&config).await?);
         let dashboards = query_api::open_engine(&config).await?;
@@ -118,12 +127,19 @@ impl Server {
                 },
                 config.server.max_body_bytes,
             ));
+        if let Some(pg_addr) = pgwire_addr
+            && pgwire_tls.is_none()
+            && !pg_addr.ip().is_loopback()
+        {
+            tracing::warn!(%pg_addr, "pgwire listens beyond loopback without TLS: API keys cross the network in the clear; set dashboard.pgwire_tls_cert and pgwire_tls_key");
+        }
         let pgwire = pgwire_listener.map(|listener| {
             tokio::spawn(crate::pgwire::serve(
                 listener,
                 dashboards,
                 store.clone(),
                 query_timeout,
+                pgwire_tls,
                 stop_rx.clone(),
             ))
         });

@@ -181,12 +181,30 @@ async fn pgwire_refuses_bad_logins() {
 
 /// Runs `psql` against the shop's pgwire port as `user`; `None` when psql is not installed.
 async fn psql(shop: &Shop, user: &str, key: &str, commands: &[&str]) -> Option<String> {
+    let output = psql_with(shop, user, key, "prefer", commands).await?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "psql failed: {}{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(stdout)
+}
+
+/// Runs `psql` with an `sslmode`, returning its output whatever its exit status.
+async fn psql_with(
+    shop: &Shop,
+    user: &str,
+    key: &str,
+    sslmode: &str,
+    commands: &[&str],
+) -> Option<std::process::Output> {
     if Command::new("psql").arg("--version").output().is_err() {
         eprintln!("psql is not installed; skipping");
         return None;
     }
     let port = shop.pg_port.to_string();
-    let (user, key) = (user.to_string(), key.to_string());
+    let (user, key, sslmode) = (user.to_string(), key.to_string(), sslmode.to_string());
     let commands: Vec<String> = commands.iter().map(|c| c.to_string()).collect();
     let output = tokio::task::spawn_blocking(move || {
         let mut psql = Command::new("psql");
@@ -205,19 +223,14 @@ async fn psql(shop: &Shop, user: &str, key: &str, commands: &[&str]) -> Option<S
             psql.args(["-c", command]);
         }
         psql.env("PGPASSWORD", key)
+            .env("PGSSLMODE", sslmode)
             .env("PGCONNECT_TIMEOUT", "10")
             .output()
             .expect("run psql")
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "psql failed: {}{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Some(stdout)
+    Some(output)
 }
 
 #[tokio::test]
@@ -271,4 +284,39 @@ async fn psql_lists_and_describes_only_the_tenants_tables() {
             "\\d orders lacks {column}: {described}"
         );
     }
+}
+
+#[tokio::test]
+async fn with_a_certificate_only_tls_connections_are_served() {
+    let shop = Shop::start_with(|dir| {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
+            .expect("self-signed certificate");
+        std::fs::write(dir.join("pg.crt"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.join("pg.key"), cert.signing_key.serialize_pem()).unwrap();
+        format!(
+            "pgwire_tls_cert = \"{}\"\npgwire_tls_key = \"{}\"\n",
+            dir.join("pg.crt").display(),
+            dir.join("pg.key").display()
+        )
+    })
+    .await;
+    let sql = "SELECT ssl FROM (SELECT 1 AS x) t CROSS JOIN (SELECT 'on' AS ssl) s";
+    let Some(secure) = psql_with(&shop, "shop-a", KEY_A, "require", &[sql, "\\conninfo"]).await
+    else {
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&secure.stdout);
+    assert!(
+        secure.status.success(),
+        "TLS psql failed: {}{stdout}",
+        String::from_utf8_lossy(&secure.stderr)
+    );
+    assert!(stdout.contains("SSL connection"), "{stdout}");
+
+    let clear = psql_with(&shop, "shop-a", KEY_A, "disable", &["SELECT 1"])
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&clear.stderr);
+    assert!(!clear.status.success(), "a cleartext login was served");
+    assert!(stderr.contains("TLS connections only"), "{stderr}");
 }

@@ -86,7 +86,13 @@ fn copy_dir(from: &Path, to: &Path) {
 
 impl Shop {
     pub async fn start() -> Shop {
+        Shop::start_with(|_| String::new()).await
+    }
+
+    /// A shop whose `[dashboard]` section gets the lines `extra` returns (given the temp dir).
+    pub async fn start_with(extra: impl FnOnce(&Path) -> String) -> Shop {
         let dir = tempfile::tempdir().expect("temp dir");
+        let extra = extra(dir.path());
         let warehouse = dir.path().join("warehouse");
         generate(&warehouse, "shop-a", ORDERS_A, 7);
         generate(&warehouse, "shop-b", ORDERS_B, 8);
@@ -108,6 +114,7 @@ listen = "127.0.0.1:{port}"
 warehouse = "{warehouse}"
 cache_ttl = "10m"
 pgwire_listen = "127.0.0.1:{pg_port}"
+{extra}
 
 [[tenants]]
 id = "shop-a"
