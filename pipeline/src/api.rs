@@ -55,7 +55,7 @@ impl AppState {
         self.runtime.store().clone()
     }
 
-    fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         self.runtime.metrics()
     }
 }

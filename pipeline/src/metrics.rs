@@ -44,6 +44,11 @@ pub struct Metrics {
     pub deliveries_pending: Gauge,
     /// Deliveries that gave up.
     pub deliveries_dead: Gauge,
+    /// Dashboard queries answered, by `endpoint` (`query`, `sql`) and `cache` (`hit`, `miss`,
+    /// `error`).
+    pub dashboard_queries: Family<Labels, Counter>,
+    /// One dashboard query (spec or SQL over HTTP), cached or not.
+    pub dashboard_query_seconds: Histogram,
 }
 
 impl Metrics {
@@ -67,6 +72,8 @@ impl Metrics {
             events_retained: Gauge::default(),
             deliveries_pending: Gauge::default(),
             deliveries_dead: Gauge::default(),
+            dashboard_queries: Family::default(),
+            dashboard_query_seconds: latency(),
             registry: Registry::default(),
         };
         registry.register(
@@ -143,6 +150,16 @@ impl Metrics {
             "deliveries_dead",
             "Deliveries that gave up",
             m.deliveries_dead.clone(),
+        );
+        registry.register(
+            "dashboard_queries",
+            "Dashboard queries, by endpoint and result-cache outcome",
+            m.dashboard_queries.clone(),
+        );
+        registry.register(
+            "dashboard_query_seconds",
+            "One dashboard query over HTTP",
+            m.dashboard_query_seconds.clone(),
         );
         Metrics { registry, ..m }
     }

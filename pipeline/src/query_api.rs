@@ -161,7 +161,7 @@ async fn post_query(
             format!("the body is not a JSON dashboard spec: {e}"),
         )
     })?;
-    let result = run(&state, state.engine.query_spec(&tenant, &spec)).await?;
+    let result = run(&state, "query", state.engine.query_spec(&tenant, &spec)).await?;
     respond(result, format)
 }
 
@@ -217,16 +217,36 @@ async fn post_sql(
 ) -> Result<Response, ApiError> {
     let format = negotiate(params.format.as_deref(), &headers)?;
     let sql = sql_text(&headers, &body)?;
-    let result = run(&state, state.engine.sql(&tenant, &sql)).await?;
+    let result = run(&state, "sql", state.engine.sql(&tenant, &sql)).await?;
     respond(result, format)
 }
 
-/// Runs an engine call under the configured timeout (dropping the future stops the query).
+/// Runs an engine call under the configured timeout (dropping the future stops the query),
+/// counting it by endpoint and cache outcome.
 async fn run(
     state: &DashboardState,
+    endpoint: &str,
     query: impl Future<Output = Result<QueryResult, SqlError>>,
 ) -> Result<QueryResult, ApiError> {
-    match tokio::time::timeout(state.timeout, query).await {
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(state.timeout, query).await;
+    let metrics = state.app.metrics();
+    metrics
+        .dashboard_query_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let cache = match &outcome {
+        Ok(Ok(result)) if result.cached => "hit",
+        Ok(Ok(_)) => "miss",
+        _ => "error",
+    };
+    metrics
+        .dashboard_queries
+        .get_or_create(&vec![
+            ("endpoint".to_string(), endpoint.to_string()),
+            ("cache".to_string(), cache.to_string()),
+        ])
+        .inc();
+    match outcome {
         Ok(result) => result.map_err(sql_error),
         Err(_) => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,

@@ -307,6 +307,27 @@ async fn cached_answers_equal_fresh_ones() {
     let other = post(&shop, "/v1/query", Some(KEY_B), spec.to_string(), None).await;
     assert_eq!(other.cache, "miss");
     assert_ne!(other.json()["rows"], a["rows"]);
+
+    // The cache's hits and misses are visible to Prometheus.
+    let metrics = reqwest::get(format!("{}/metrics", shop.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |cache: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("tidemark_dashboard_queries_total{")
+                    && l.contains("endpoint=\"query\"")
+                    && l.contains(&format!("cache=\"{cache}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!((count("hit"), count("miss")), (1.0, 2.0), "{metrics}");
 }
 
 #[tokio::test]
