@@ -85,10 +85,10 @@ async fn delivers_signed_request_with_idempotency_key() {
     let mut config = config(format!("{base}/ok"));
     config
         .headers
-        .insert("x-tenant-token".to_owned(), "abc".to_owned());
+        .insert("x-tenant-token".to_owned(), "abc".into());
     config
         .headers
-        .insert(HEADER_ID.to_owned(), "spoofed".to_owned());
+        .insert(HEADER_ID.to_owned(), "spoofed".into());
 
     let result = sink.deliver(&config, "ntf_1", PAYLOAD).await;
     assert_eq!(result.outcome, DeliveryOutcome::Delivered, "{result:?}");
@@ -242,7 +242,7 @@ async fn bad_configuration_is_permanent_without_sending() {
     let mut reserved = config("http://127.0.0.1:9/ok".to_owned());
     reserved
         .headers
-        .insert("Content-Length".to_owned(), "1".to_owned());
+        .insert("Content-Length".to_owned(), "1".into());
     let result = sink.deliver(&reserved, "ntf_8", PAYLOAD).await;
     assert_eq!(result.outcome, DeliveryOutcome::Permanent);
     assert!(result.error.expect("error").contains("content-length"));

@@ -450,7 +450,6 @@ impl TenantState {
 
     /// Processes one epoch, appending intents to `out`.
     pub(crate) fn apply(&mut self, input: EpochInput, out: &mut Vec<Intent>) {
-        let mut prof = Prof::new();
         let watermark = input.watermark_ms;
         // New rules start judging at the first window still open under this epoch's watermark.
         let epoch_watermark = if input.clock {
@@ -462,9 +461,7 @@ impl TenantState {
         for alert in input.restore {
             self.alerts.restore(alert);
         }
-        prof.lap("rules");
         self.retire();
-        prof.lap("retire");
 
         // Match and count the new events, keep what windows need (packed), and drop the rest
         // while it is still in cache.
@@ -513,7 +510,6 @@ impl TenantState {
                 matched.push(event);
             }
         }
-        prof.lap("events");
 
         // Matches in event-time order, so throttles see them as they happened.
         matches.sort_by(|(a, ra), (b, rb)| {
@@ -526,60 +522,12 @@ impl TenantState {
         matched.clear();
         self.matches = matches;
         self.matched = matched;
-        prof.lap("matches");
-
-        prof.lap("store");
         self.rebuild_windows();
-        prof.lap("rebuild");
         self.alerts.settle(&mut self.windows);
-        prof.lap("settle");
         if input.clock {
             self.alerts.advance(watermark, &mut self.windows, out);
         }
-        prof.lap("advance");
         // Retire one epoch later, so the closing of their last windows is judged first.
         self.retire_at.take_due(watermark, &mut self.retire_next);
-        prof.lap("schedule");
-        prof.print();
-    }
-}
-
-struct Prof {
-    last: u64,
-    laps: Vec<(&'static str, u64)>,
-}
-fn cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|x| x.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-}
-impl Prof {
-    fn new() -> Self {
-        Prof {
-            last: cpu_ns(),
-            laps: Vec::new(),
-        }
-    }
-    fn lap(&mut self, name: &'static str) {
-        let now = cpu_ns();
-        self.laps.push((name, now - self.last));
-        self.last = now;
-    }
-    fn print(&self) {
-        if std::env::var_os("TM_DEBUG").is_some() {
-            eprintln!(
-                "{}",
-                self.laps
-                    .iter()
-                    .map(|(n, t)| format!("{n}={}ms", t / 1_000_000))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
-        }
     }
 }

@@ -1,5 +1,6 @@
 //! Tidemark's dataflow: which alert rules match, windowed aggregates and their FIRING/RESOLVED
-//! state, as timely/differential-dataflow computations.
+//! state, maintained incrementally by one timely operator per worker (see [`dataflow`]; tenants
+//! are exchanged to the worker that owns them).
 //!
 //! Pure: no I/O and no async runtime. The pipeline feeds [`engine::Engine`] batches of events,
 //! rule changes and clock readings, one epoch at a time, and gets back notification

@@ -561,7 +561,7 @@ mod tests {
         config.secret = Some(SECRET.into());
         config
             .headers
-            .insert("authorization".to_owned(), "Bearer t0ken".to_owned());
+            .insert("authorization".to_owned(), "Bearer t0ken".into());
         let shown = format!("{config:?}");
         assert!(
             !shown.contains("C2FV") && !shown.contains("t0ken"),
