@@ -7,9 +7,13 @@
 //!   policy that decides when to try again.
 //! - [`secrets`]: tenants' third-party credentials, envelope-encrypted (AES-256-GCM) in the
 //!   store under a key-encryption key from a local file or AWS Secrets Manager.
+//! - [`ga4`]: the Google Analytics 4 Data API client (service-account auth, paging, quotas).
+//! - [`trino`]: the Trino REST client (statement protocol, results as Arrow record batches).
 //!
 //! This crate depends on no other workspace crate; everything here is I/O at the edge.
 
+pub mod ga4;
 pub mod secrets;
 pub mod sinks;
 pub mod store;
+pub mod trino;

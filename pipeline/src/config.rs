@@ -55,6 +55,73 @@ pub struct DashboardSettings {
     pub pgwire_tls_cert: Option<PathBuf>,
     /// PEM private key of `pgwire_tls_cert`.
     pub pgwire_tls_key: Option<PathBuf>,
+    /// Order and ad tables in Trino, as `trino.<table>` in every tenant's catalog.
+    pub trino: Option<TrinoSettings>,
+    /// GA4 properties, as `ga4.<table>` in their tenants' catalogs.
+    pub ga4: Option<Ga4Settings>,
+}
+
+/// A Trino source (`[dashboard.trino]`): every table of `catalog.schema`, each with a tenant
+/// column that is always part of the query sent to Trino.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrinoSettings {
+    /// Coordinator URL; `https://…` when a password is used.
+    pub endpoint: String,
+    /// The Trino user queries run as.
+    pub user: String,
+    /// Trino catalog of the tables.
+    pub catalog: String,
+    /// Trino schema of the tables.
+    pub schema: String,
+    /// The column naming each row's tenant (default `tenant`).
+    #[serde(default = "default_tenant_column")]
+    pub tenant_column: String,
+    /// Push whole sub-plans (aggregates, joins, sorts) to Trino (default true).
+    #[serde(default = "default_true")]
+    pub pushdown: bool,
+    /// Name of the secret holding the password (basic auth over HTTPS), if any.
+    #[serde(default)]
+    pub password_secret: Option<String>,
+    /// The secrets-store tenant that owns `password_secret` (default `system`).
+    #[serde(default = "default_system_tenant")]
+    pub secrets_tenant: String,
+}
+
+/// GA4 sources (`[dashboard.ga4]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ga4Settings {
+    /// The Data API root (default Google's; tests point it at a stand-in).
+    #[serde(default)]
+    pub api_base: Option<String>,
+    /// Which tenants read which properties, with whose key.
+    #[serde(default)]
+    pub tenants: Vec<Ga4TenantSettings>,
+}
+
+/// One tenant's GA4 properties (`[[dashboard.ga4.tenants]]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ga4TenantSettings {
+    /// The tenant.
+    pub tenant: String,
+    /// Name of the tenant's secret holding the service-account key JSON.
+    pub key_secret: String,
+    /// Table name → GA4 property id, e.g. `{ web = "123456789" }`.
+    pub tables: std::collections::BTreeMap<String, String>,
+}
+
+fn default_tenant_column() -> String {
+    "tenant".to_string()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_system_tenant() -> String {
+    "system".to_string()
 }
 
 /// HTTP server settings.
@@ -185,6 +252,8 @@ impl Default for DashboardSettings {
             pgwire_listen: "off".to_string(),
             pgwire_tls_cert: None,
             pgwire_tls_key: None,
+            trino: None,
+            ga4: None,
         }
     }
 }

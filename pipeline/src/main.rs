@@ -15,6 +15,7 @@ mod runtime;
 mod secrets_cli;
 mod sender;
 mod server;
+mod sources;
 mod warehouse;
 
 use std::path::PathBuf;

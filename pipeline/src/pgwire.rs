@@ -302,6 +302,8 @@ fn pg_error(error: SqlError) -> PgWireError {
             user_error(code, message.clone())
         }
         SqlError::NoData(message) => user_error("42P01", message.clone()),
+        // connection_failure: the external source (Trino, GA4) could not answer.
+        SqlError::Source(message) => user_error("08006", message.clone()),
         _ => {
             tracing::error!(error = %error, "pgwire query failed");
             user_error("XX000", error.to_string())

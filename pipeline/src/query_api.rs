@@ -32,9 +32,13 @@ use crate::config::Config;
 /// The semantic model used when `dashboard.models` is empty (the demo warehouse's tables).
 const BUILT_IN_MODEL: &str = include_str!("../../sql/models/commerce.toml");
 
-/// Opens the dashboard engine on the configured warehouse (created empty when missing) and
-/// models (the built-in commerce model, written to `<data_dir>/models/`, when none are given).
-pub async fn open_engine(config: &Config) -> anyhow::Result<DashboardEngine> {
+/// Opens the dashboard engine on the configured warehouse (created empty when missing), models
+/// (the built-in commerce model, written to `<data_dir>/models/`, when none are given) and
+/// sources (Trino, GA4).
+pub async fn open_engine(
+    config: &Config,
+    secrets: &crate::sender::SecretsHandle,
+) -> anyhow::Result<DashboardEngine> {
     let warehouse = config.warehouse_dir();
     std::fs::create_dir_all(&warehouse)
         .with_context(|| format!("cannot create warehouse {}", warehouse.display()))?;
@@ -49,7 +53,7 @@ pub async fn open_engine(config: &Config) -> anyhow::Result<DashboardEngine> {
         models,
         cache_ttl,
         cache_entries: config.dashboard.cache_entries,
-        sources: Vec::new(),
+        sources: crate::sources::open_sources(config, secrets).await?,
     })
     .await
     .context("cannot start the dashboard engine")
@@ -269,6 +273,14 @@ pub fn sql_error(error: SqlError) -> ApiError {
             ApiError::new(StatusCode::FORBIDDEN, "not_allowed", message).field("sql")
         }
         SqlError::NoData(message) => ApiError::new(StatusCode::NOT_FOUND, "no_data", message),
+        SqlError::Source(message) => {
+            tracing::warn!(error = %message, "an external source could not answer");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "source_unavailable",
+                message,
+            )
+        }
         e @ SqlError::Model { .. } => {
             tracing::error!(error = %e, "semantic model does not fit the data");
             ApiError::new(

@@ -84,7 +84,7 @@ impl Server {
         };
         let store = open_store(&config)?;
         let secrets = Arc::new(crate::secrets_cli::open_secrets(&config).await?);
-        let dashboards = query_api::open_engine(&config).await?;
+        let dashboards = query_api::open_engine(&config, &secrets).await?;
         let metrics = Arc::new(Metrics::new());
         let runtime = {
             let (config, store, metrics) = (config.clone(), store.clone(), metrics.clone());

@@ -293,11 +293,12 @@ async fn with_a_certificate_only_tls_connections_are_served() {
             .expect("self-signed certificate");
         std::fs::write(dir.join("pg.crt"), cert.cert.pem()).unwrap();
         std::fs::write(dir.join("pg.key"), cert.signing_key.serialize_pem()).unwrap();
-        format!(
+        let lines = format!(
             "pgwire_tls_cert = \"{}\"\npgwire_tls_key = \"{}\"\n",
             dir.join("pg.crt").display(),
             dir.join("pg.key").display()
-        )
+        );
+        (lines, String::new())
     })
     .await;
     let sql = "SELECT ssl FROM (SELECT 1 AS x) t CROSS JOIN (SELECT 'on' AS ssl) s";

@@ -298,7 +298,11 @@ impl DashboardEngine {
         let df = ctx.execute_logical_plan(plan).await.map_err(classify)?;
         let physical = df.create_physical_plan().await.map_err(classify)?;
         let schema = physical.schema();
-        let batches = collect(physical, ctx.task_ctx()).await.map_err(classify)?;
+        let batches = collect(Arc::clone(&physical), ctx.task_ctx())
+            .await
+            .map_err(classify)?;
+        // What a source reported while answering (GA4 sampling, thresholding, low quota).
+        let warnings = crate::ga4::warnings(&physical);
         if let Some(key) = key {
             self.inner
                 .cache
@@ -308,7 +312,7 @@ impl DashboardEngine {
             schema,
             batches,
             cached: false,
-            warnings: Vec::new(),
+            warnings,
         })
     }
 

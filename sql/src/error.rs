@@ -35,6 +35,10 @@ pub enum SqlError {
     /// The tenant has no data files for a table the request needs.
     #[error("no data: {0}")]
     NoData(String),
+    /// An external source (Trino, GA4) could not answer: unreachable, rate limited, out of
+    /// quota, or failing on its side. Neither the request's fault nor Tidemark's (HTTP 503).
+    #[error("source unavailable: {0}")]
+    Source(String),
     /// A fault of the engine or of the files underneath it, not of the request.
     #[error("internal error: {0}")]
     Internal(String),
@@ -48,6 +52,7 @@ impl SqlError {
             SqlError::NotAllowed(_) => "not_allowed",
             SqlError::Model { .. } => "model_invalid",
             SqlError::NoData(_) => "no_data",
+            SqlError::Source(_) => "source_unavailable",
             SqlError::Internal(_) => "internal",
         }
     }
@@ -71,6 +76,9 @@ impl SqlError {
     /// itself are the client's; I/O, Parquet and internal failures are the server's.
     pub(crate) fn from_user_query(err: DataFusionError) -> Self {
         let message = err.message().to_string();
+        if let Some(source) = Self::from_source(&err, &message) {
+            return source;
+        }
         match err.find_root() {
             DataFusionError::SQL(..)
             | DataFusionError::Plan(_)
@@ -84,11 +92,34 @@ impl SqlError {
     }
 }
 
+impl SqlError {
+    /// An error of an external source, classified: a query Trino rejects as the user's
+    /// (`USER_ERROR`: a bad cast, a division by zero) is the request's fault; everything else a
+    /// source reports is [`SqlError::Source`].
+    fn from_source(err: &DataFusionError, message: &str) -> Option<Self> {
+        let DataFusionError::External(external) = err.find_root() else {
+            return None;
+        };
+        if let Some(trino) = external.downcast_ref::<connectors::trino::TrinoError>() {
+            if let connectors::trino::TrinoError::Query(failure) = trino
+                && failure.error_type == "USER_ERROR"
+            {
+                return Some(SqlError::bad("sql", message));
+            }
+            return Some(SqlError::Source(message.to_string()));
+        }
+        external
+            .downcast_ref::<connectors::ga4::Ga4Error>()
+            .map(|_| SqlError::Source(message.to_string()))
+    }
+}
+
 /// Errors raised while the engine builds or runs a plan it compiled itself (from a spec): those
-/// are the server's fault, since the spec was validated before.
+/// are the server's fault, since the spec was validated before — unless a source failed.
 impl From<DataFusionError> for SqlError {
     fn from(err: DataFusionError) -> Self {
-        SqlError::Internal(err.message().to_string())
+        let message = err.message().to_string();
+        Self::from_source(&err, &message).unwrap_or(SqlError::Internal(message))
     }
 }
 
@@ -114,6 +145,11 @@ mod tests {
         assert!(!model.is_client_error());
         assert!(model.to_string().contains("m.toml"));
         assert!(!SqlError::Internal("x".into()).is_client_error());
+        let quota = SqlError::from_user_query(DataFusionError::External(Box::new(
+            connectors::ga4::Ga4Error::InvalidRequest("quota".into()),
+        )));
+        assert_eq!(quota.code(), "source_unavailable");
+        assert!(!quota.is_client_error());
         assert!(SqlError::NotAllowed("DROP".into()).is_client_error());
     }
 

@@ -66,10 +66,12 @@ pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod functions;
+pub mod ga4;
 pub mod model;
 pub mod read_only;
 pub mod source;
 pub mod spec;
+pub mod trino;
 
 pub use datafusion;
 pub use datafusion::arrow;

@@ -5,6 +5,7 @@ pub mod dashboard;
 pub mod ingest;
 pub mod matching;
 pub mod secrets;
+pub mod trino;
 
 use clap::Subcommand;
 
@@ -97,6 +98,29 @@ pub enum Which {
         #[arg(long)]
         explain: bool,
     },
+    /// Dashboard queries over Trino: through Tidemark with pushdown, in Trino directly, and
+    /// with pushdown off; latency ratio and rows/bytes transferred (needs a seeded Trino:
+    /// `bash .ci/trino.sh start`).
+    Trino {
+        /// Trino coordinator URL.
+        #[arg(long, env = "TRINO_URL")]
+        url: String,
+        /// Catalog of the demo tables.
+        #[arg(long, default_value = "memory")]
+        catalog: String,
+        /// Schema of the demo tables.
+        #[arg(long, default_value = "demo")]
+        schema: String,
+        /// Tenant whose dashboards run.
+        #[arg(long, default_value = "acme")]
+        tenant: String,
+        /// Timed runs per query and way.
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+        /// Untimed runs before them.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+    },
 }
 
 /// Runs one benchmark and prints its JSON result.
@@ -170,6 +194,24 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
                 warmup,
                 python: (!no_duckdb).then_some(python),
                 explain,
+            })
+            .await?
+        }
+        Which::Trino {
+            url,
+            catalog,
+            schema,
+            tenant,
+            iterations,
+            warmup,
+        } => {
+            trino::run(trino::TrinoBenchArgs {
+                url,
+                catalog,
+                schema,
+                tenant,
+                iterations,
+                warmup,
             })
             .await?
         }

@@ -86,13 +86,14 @@ fn copy_dir(from: &Path, to: &Path) {
 
 impl Shop {
     pub async fn start() -> Shop {
-        Shop::start_with(|_| String::new()).await
+        Shop::start_with(|_| (String::new(), String::new())).await
     }
 
-    /// A shop whose `[dashboard]` section gets the lines `extra` returns (given the temp dir).
-    pub async fn start_with(extra: impl FnOnce(&Path) -> String) -> Shop {
+    /// A shop whose configuration gets what `extra` returns (given the temp dir): lines for the
+    /// `[dashboard]` section, and text for the end of the file (more tables, more tenants).
+    pub async fn start_with(extra: impl FnOnce(&Path) -> (String, String)) -> Shop {
         let dir = tempfile::tempdir().expect("temp dir");
-        let extra = extra(dir.path());
+        let (extra, tail) = extra(dir.path());
         let warehouse = dir.path().join("warehouse");
         generate(&warehouse, "shop-a", ORDERS_A, 7);
         generate(&warehouse, "shop-b", ORDERS_B, 8);
@@ -128,6 +129,7 @@ api_key = "{KEY_B}"
 [[tenants]]
 id = "shop-c"
 api_key = "{KEY_C}"
+{tail}
 "#,
                 data = dir.path().join("data").display(),
                 warehouse = warehouse.display(),
