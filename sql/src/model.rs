@@ -2,7 +2,9 @@
 //!
 //! ```toml
 //! [sources.orders]                       # a source: one table, optionally joined to others
-//! table = "orders"
+//! table = "orders"                       # a warehouse table, or `trino.orders` / `ga4.web`
+//!                                        # (an external source's; columns of its joined
+//!                                        # tables are then written `trino.customers.segment`)
 //! description = "One row per order"
 //!
 //! [[sources.orders.joins]]               # star joins from the source table
@@ -456,6 +458,15 @@ pub fn is_identifier(s: &str) -> bool {
     is_table_name(s)
 }
 
+/// A table a source reads: a warehouse table (`orders`) or one of an external source's
+/// (`trino.orders`, `ga4.web`): one or two lowercase identifiers.
+pub fn is_table_ref(s: &str) -> bool {
+    match s.split_once('.') {
+        Some((schema, table)) => is_table_name(schema) && is_table_name(table),
+        None => is_table_name(s),
+    }
+}
+
 /// Checks that `sql` is exactly one SQL expression.
 fn check_sql(source: &str, file: &Path, member: &str, sql: &str) -> Result<(), SqlError> {
     let error = |message: String| SqlError::Model {
@@ -559,18 +570,19 @@ mod raw {
             if !is_identifier(name) {
                 return Err(source.error("", "source names must be lowercase identifiers"));
             }
-            if !is_table_name(&source.table) {
+            if !is_table_ref(&source.table) {
                 return Err(source.error(
                     "table",
                     format!(
-                        "`{}` is not a table name (lowercase identifier)",
+                        "`{}` is not a table name (a lowercase identifier, or `schema.table` \
+                         for an external source's table such as `trino.orders`)",
                         source.table
                     ),
                 ));
             }
             for join in self.joins {
                 let member = format!("joins.{}", join.table);
-                if !is_table_name(&join.table) || join.table == source.table {
+                if !is_table_ref(&join.table) || join.table == source.table {
                     return Err(source.error(&member, "join table must be another table's name"));
                 }
                 if join.on.is_empty() || !join.on.iter().all(|c| is_identifier(c)) {
@@ -733,7 +745,8 @@ mod raw {
         match (column, sql) {
             (Some(_), Some(_)) => Err(source.error(member, "set `column` or `sql`, not both")),
             (Some(column), None) => {
-                let (table, column) = match column.split_once('.') {
+                // `table.column`, or `schema.table.column` for an external source's table.
+                let (table, column) = match column.rsplit_once('.') {
                     Some((t, c)) => (t.to_string(), c.to_string()),
                     None => (source.table.clone(), column),
                 };

@@ -540,7 +540,7 @@ impl<'a> Compiler<'a> {
         for e in group.iter().chain(&predicates).chain(&aggregates) {
             for c in e.column_refs() {
                 if let Some(t) = &c.relation {
-                    tables.insert(t.table().to_string());
+                    tables.insert(t.to_string());
                 }
             }
         }
@@ -553,7 +553,7 @@ impl<'a> Compiler<'a> {
                 ))
             })?;
             Ok(LogicalPlanBuilder::scan(
-                TableReference::bare(table),
+                TableReference::from(table),
                 provider_as_source(Arc::clone(provider)),
                 None,
             )?)
@@ -570,11 +570,11 @@ impl<'a> Compiler<'a> {
             let right = scan(&join.table)?.build()?;
             let on = join.on.iter().map(|c| {
                 col(Column::new(
-                    Some(TableReference::bare(source.table.as_str())),
+                    Some(TableReference::from(source.table.as_str())),
                     c,
                 ))
                 .eq(col(Column::new(
-                    Some(TableReference::bare(join.table.as_str())),
+                    Some(TableReference::from(join.table.as_str())),
                     c,
                 )))
             });
@@ -658,7 +658,7 @@ impl<'a> Compiler<'a> {
                         r.source.name
                     )));
                 }
-                let c = Column::new(Some(TableReference::bare(table.as_str())), column);
+                let c = Column::new(Some(TableReference::from(table.as_str())), column);
                 if !r.schema.has_column(&c) {
                     return Err(r
                         .source
