@@ -678,7 +678,8 @@ fn destination_json(d: &StoredDestination) -> Value {
     json!({"id": d.id, "kind": d.kind, "config": config, "updated_at_ms": d.updated_at_ms})
 }
 
-fn parse_destination(body: &Bytes) -> ApiResult<DestinationBody> {
+/// The body and its typed configuration (parsed once, for every check that follows).
+fn parse_destination(body: &Bytes) -> ApiResult<(DestinationBody, DestinationConfig)> {
     let parsed: DestinationBody = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -687,7 +688,7 @@ fn parse_destination(body: &Bytes) -> ApiResult<DestinationBody> {
         )
     })?;
     let config = parsed.config.to_string();
-    DestinationConfig::parse(&parsed.kind, &config).map_err(|e| {
+    let typed = DestinationConfig::parse(&parsed.kind, &config).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_destination",
@@ -743,7 +744,7 @@ fn parse_destination(body: &Bytes) -> ApiResult<DestinationBody> {
             })?;
         }
     }
-    Ok(parsed)
+    Ok((parsed, typed))
 }
 
 /// Checks that every credential a destination names from the secrets store exists for the
@@ -751,11 +752,9 @@ fn parse_destination(body: &Bytes) -> ApiResult<DestinationBody> {
 async fn check_stored_credentials(
     state: &AppState,
     tenant: &str,
-    parsed: &DestinationBody,
+    config: &DestinationConfig,
 ) -> ApiResult<()> {
-    let Ok(DestinationConfig::Webhook(webhook)) =
-        DestinationConfig::parse(&parsed.kind, &parsed.config.to_string())
-    else {
+    let DestinationConfig::Webhook(webhook) = config else {
         return Ok(());
     };
     let mut named = Vec::new();
@@ -824,8 +823,8 @@ async fn create_destination(
     Tenant(tenant): Tenant,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let parsed = parse_destination(&body)?;
-    check_stored_credentials(&state, &tenant, &parsed).await?;
+    let (parsed, config) = parse_destination(&body)?;
+    check_stored_credentials(&state, &tenant, &config).await?;
     let id = parsed.id.clone().unwrap_or_else(|| new_id("dst"));
     valid_id(&id)?;
     let lookup = id.clone();
@@ -861,8 +860,8 @@ async fn update_destination(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     load_destination(&state, &tenant, &id).await?;
-    let parsed = parse_destination(&body)?;
-    check_stored_credentials(&state, &tenant, &parsed).await?;
+    let (parsed, config) = parse_destination(&body)?;
+    check_stored_credentials(&state, &tenant, &config).await?;
     if let Some(body_id) = &parsed.id
         && body_id != &id
     {
@@ -903,11 +902,7 @@ async fn delete_destination(
 
 fn secrets_error(e: SecretsError) -> ApiError {
     match e {
-        SecretsError::NotFound { name, .. } => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("there is no secret named '{name}'"),
-        ),
+        SecretsError::NotFound { name, .. } => no_such_secret(&name),
         SecretsError::InvalidInput(message) => {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_secret", message)
         }
@@ -921,6 +916,14 @@ fn secrets_error(e: SecretsError) -> ApiError {
         }
         e => ApiError::internal(e),
     }
+}
+
+fn no_such_secret(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("there is no secret named '{name}'"),
+    )
 }
 
 #[derive(Deserialize)]
@@ -945,11 +948,7 @@ async fn get_secret(
     let all = state.secrets.list(&tenant).await.map_err(secrets_error)?;
     match all.into_iter().find(|s| s.name == name) {
         Some(info) => Ok(Json(json!(info))),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("there is no secret named '{name}'"),
-        )),
+        None => Err(no_such_secret(&name)),
     }
 }
 
@@ -994,11 +993,7 @@ async fn delete_secret(
     {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("there is no secret named '{name}'"),
-        ))
+        Err(no_such_secret(&name))
     }
 }
 
