@@ -2,14 +2,20 @@
 //! reads. A changed file changes the key, so a stale answer is never served for new data; the TTL
 //! bounds how long anything else (e.g. `now()`) can be stale. Bounded by entry count (least
 //! recently used goes first) and by the size of a single answer.
+//!
+//! Beside it, the plan cache: optimized logical plans under the same key, so a dashboard that is
+//! asked again once its answer has expired (or with the result cache off) skips DataFusion's
+//! logical optimizer. The key holds the freshness of the files, so a plan is never reused across
+//! a change of the data or its schema.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::logical_expr::LogicalPlan;
 
 /// Answers bigger than this are not cached: they would crowd out many small dashboard answers.
 const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
@@ -139,6 +145,88 @@ impl ResultCache {
     }
 }
 
+/// A bounded map from [`CacheKey`] to optimized logical plans (least recently used goes first).
+#[derive(Debug)]
+pub struct PlanCache {
+    capacity: usize,
+    enabled: AtomicBool,
+    entries: Mutex<HashMap<CacheKey, (LogicalPlan, Instant)>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl PlanCache {
+    /// A cache of at most `capacity` plans; zero disables it.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            enabled: AtomicBool::new(capacity > 0),
+            entries: Mutex::new(HashMap::new()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// Turns the cache on or off (off: nothing is looked up or stored, and what is held goes).
+    pub fn set_enabled(&self, enabled: bool) {
+        self.enabled
+            .store(enabled && self.capacity > 0, Ordering::Relaxed);
+        if !enabled && let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+
+    /// The optimized plan stored for `key`.
+    pub fn get(&self, key: &CacheKey) -> Option<LogicalPlan> {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return None;
+        }
+        let found = self.entries.lock().ok().and_then(|mut entries| {
+            entries.get_mut(key).map(|(plan, last_used)| {
+                *last_used = Instant::now();
+                plan.clone()
+            })
+        });
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Stores an optimized plan, evicting the least recently used one to make room.
+    pub fn insert(&self, key: CacheKey, plan: LogicalPlan) {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        while entries.len() >= self.capacity {
+            let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, (_, last_used))| *last_used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            entries.remove(&oldest);
+        }
+        entries.insert(key, (plan, Instant::now()));
+    }
+
+    /// Current counters (`entries` is the number of plans held).
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: self.entries.lock().map(|e| e.len()).unwrap_or(0),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -184,6 +272,31 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         assert!(cache.get(&key("a")).is_none());
         assert_eq!(cache.stats().entries, 0);
+    }
+
+    #[test]
+    fn plan_cache_is_bounded_least_recently_used_first() {
+        let cache = PlanCache::new(2);
+        let plan = |n: i64| {
+            datafusion::logical_expr::LogicalPlanBuilder::empty(false)
+                .project(vec![datafusion::prelude::lit(n)])
+                .and_then(|b| b.build())
+                .expect("plan")
+        };
+        cache.insert(key("a"), plan(1));
+        cache.insert(key("b"), plan(2));
+        assert_eq!(cache.get(&key("a")), Some(plan(1)));
+        cache.insert(key("c"), plan(3));
+        assert_eq!(cache.get(&key("b")), None, "b was least recently used");
+        assert_eq!(cache.get(&key("c")), Some(plan(3)));
+        assert_eq!(
+            cache.stats(),
+            CacheStats {
+                hits: 2,
+                misses: 1,
+                entries: 2
+            }
+        );
     }
 
     #[test]

@@ -260,7 +260,12 @@ impl Warehouse {
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
             .with_schema(schema);
-        Ok(Arc::new(ListingTable::try_new(config)?))
+        // File statistics (row counts, min/max for pruning and join planning) are cached per file
+        // path, size and modification time, so a query plans without re-reading every footer and a
+        // rewritten file is read again.
+        let table = ListingTable::try_new(config)?
+            .with_cache(self.runtime.cache_manager.get_file_statistic_cache());
+        Ok(Arc::new(table))
     }
 }
 

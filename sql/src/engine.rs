@@ -15,7 +15,7 @@ use datafusion::physical_plan::collect;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::SqlError;
-use crate::cache::{CacheKey, CacheStats, ResultCache};
+use crate::cache::{CacheKey, CacheStats, PlanCache, ResultCache};
 use crate::catalog::{
     CATALOG, SCHEMA, TenantCatalogList, TenantSchema, Warehouse, validate_tenant,
 };
@@ -24,6 +24,10 @@ use crate::model::SemanticModel;
 use crate::read_only::check_read_only;
 use crate::source::{ExternalSource, check_schema_name};
 use crate::spec::{self, compile};
+
+/// Optimized dashboard plans kept for re-use (a few hundred dashboards' worth; a plan is a few
+/// kilobytes).
+const PLAN_CACHE_ENTRIES: usize = 512;
 
 /// How to build a [`DashboardEngine`].
 #[derive(Debug, Clone)]
@@ -71,6 +75,7 @@ struct Inner {
     sources: Vec<Arc<dyn ExternalSource>>,
     model: SemanticModel,
     cache: ResultCache,
+    plans: PlanCache,
     tenants: RwLock<HashMap<String, Tenant>>,
 }
 
@@ -152,6 +157,7 @@ impl DashboardEngine {
                 sources: config.sources.clone(),
                 model,
                 cache: ResultCache::new(config.cache_ttl, config.cache_entries),
+                plans: PlanCache::new(PLAN_CACHE_ENTRIES),
                 tenants: RwLock::new(HashMap::new()),
             }),
         };
@@ -215,6 +221,16 @@ impl DashboardEngine {
     /// Result-cache counters.
     pub fn cache_stats(&self) -> CacheStats {
         self.inner.cache.stats()
+    }
+
+    /// Plan-cache counters (optimized dashboard plans re-used instead of re-optimized).
+    pub fn plan_cache_stats(&self) -> CacheStats {
+        self.inner.plans.stats()
+    }
+
+    /// Turns the plan cache on (the default) or off, e.g. to measure what planning costs.
+    pub fn set_plan_cache(&self, enabled: bool) {
+        self.inner.plans.set_enabled(enabled);
     }
 
     fn context(&self, schema: Arc<TenantSchema>) -> SessionContext {
@@ -295,8 +311,32 @@ impl DashboardEngine {
                 SqlError::from(e)
             }
         };
-        let df = ctx.execute_logical_plan(plan).await.map_err(classify)?;
-        let physical = df.create_physical_plan().await.map_err(classify)?;
+        // A dashboard spec over warehouse tables re-uses its optimized plan: the key holds the
+        // files' freshness, and the spec compiler resolves relative time ranges to literals, so
+        // the optimized plan of the same key is the same. User SQL (which may call `now()`, folded
+        // to a constant by the optimizer) and external sources are optimized every time.
+        let plan_key = key
+            .as_ref()
+            .filter(|_| !user_sql && reads_only_warehouse(&plan));
+        let physical = if let Some(plan_key) = plan_key {
+            let state = ctx.state();
+            let optimized = match self.inner.plans.get(plan_key) {
+                Some(optimized) => optimized,
+                None => {
+                    let optimized = state.optimize(&plan).map_err(classify)?;
+                    self.inner.plans.insert(plan_key.clone(), optimized.clone());
+                    optimized
+                }
+            };
+            state
+                .query_planner()
+                .create_physical_plan(&optimized, &state)
+                .await
+                .map_err(classify)?
+        } else {
+            let df = ctx.execute_logical_plan(plan).await.map_err(classify)?;
+            df.create_physical_plan().await.map_err(classify)?
+        };
         let schema = physical.schema();
         let batches = collect(Arc::clone(&physical), ctx.task_ctx())
             .await
@@ -335,6 +375,24 @@ impl DashboardEngine {
         }
         Ok(())
     }
+}
+
+/// Whether every table `plan` reads is a warehouse table (in the tenant's default schema).
+fn reads_only_warehouse(plan: &LogicalPlan) -> bool {
+    let mut only = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && scan
+                .table_name
+                .schema()
+                .is_some_and(|schema| schema != SCHEMA)
+        {
+            only = false;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    only
 }
 
 /// The tables a plan reads, if its answer may be cached: not for catalog introspection (it

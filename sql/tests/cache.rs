@@ -153,3 +153,62 @@ async fn ttl_and_entry_bounds() {
     off.sql("acme", "SELECT 1").await.unwrap();
     assert!(!off.sql("acme", "SELECT 1").await.unwrap().cached);
 }
+
+#[tokio::test]
+async fn a_repeated_spec_reuses_its_plan_and_still_sees_new_files() {
+    let f = fixture().await;
+    let engine = DashboardEngine::new(EngineConfig {
+        warehouse: f.warehouse(),
+        models: vec![model_path()],
+        cache_ttl: Duration::ZERO,
+        cache_entries: 0,
+        sources: Vec::new(),
+    })
+    .await
+    .unwrap();
+    let spec = json!({
+        "measures": ["orders.revenue", "orders.orders"],
+        "dimensions": ["orders.channel"],
+        "analysis": [{"type": "share", "measure": "orders.revenue"}],
+        "total": true
+    });
+    let planned = engine.query_spec("acme", &spec).await.unwrap();
+    let reused = engine.query_spec("acme", &spec).await.unwrap();
+    assert!(!planned.cached && !reused.cached, "the result cache is off");
+    assert_eq!(planned.schema, reused.schema);
+    assert_eq!(planned.batches, reused.batches);
+    let stats = engine.plan_cache_stats();
+    assert_eq!((stats.hits, stats.entries), (1, 1), "{stats:?}");
+    // Another tenant asking the same spec plans its own query over its own files.
+    let globex = engine.query_spec("globex", &spec).await.unwrap();
+    assert_ne!(rows(&globex), rows(&planned));
+    assert_eq!(engine.plan_cache_stats().entries, 2);
+
+    // A new file changes the key: the spec is planned again and the answer has the new order.
+    let total = |r: &sql::QueryResult| rows(r).last().cloned().unwrap();
+    assert_eq!(total(&planned)[1..3], ["680.0", "4"]);
+    orders(
+        &f.warehouse(),
+        "acme",
+        "part-2.parquet",
+        &[(
+            7,
+            10,
+            "2024-06-04T01:00:00Z",
+            "2024-06-04",
+            "email",
+            "mobile",
+            "paid",
+            30.0,
+        )],
+    );
+    let after = engine.query_spec("acme", &spec).await.unwrap();
+    assert_eq!(total(&after)[1..3], ["710.0", "5"]);
+    assert_eq!(engine.plan_cache_stats().hits, 1);
+
+    // SQL is never served a stored plan (it may call now()).
+    let q = "SELECT count(*) FROM orders";
+    engine.sql("acme", q).await.unwrap();
+    engine.sql("acme", q).await.unwrap();
+    assert_eq!(engine.plan_cache_stats().hits, 1);
+}
