@@ -110,7 +110,13 @@ impl Values {
             }
             AggFn::CountDistinct => {
                 if *value != AttrValue::Null {
-                    *self.distinct.entry(value.clone()).or_insert(0) += 1;
+                    // Clone the value only the first time it is seen in this window.
+                    match self.distinct.get_mut(value) {
+                        Some(n) => *n += 1,
+                        None => {
+                            self.distinct.insert(value.clone(), 1);
+                        }
+                    }
                 }
             }
         }
@@ -236,7 +242,8 @@ impl Values {
 #[derive(Debug, Default)]
 pub(crate) struct Aggregate {
     current: Values,
-    baseline: Values,
+    /// Only `change` rules have one: boxed, so the common entry stays small and cache-friendly.
+    baseline: Option<Box<Values>>,
 }
 
 impl Aggregate {
@@ -245,8 +252,9 @@ impl Aggregate {
     pub(crate) fn judge(&mut self, eval: &Evaluation) -> Option<Holding> {
         let current = self.current.aggregate(eval.agg)?;
         if eval.relative {
-            let base = self.baseline.aggregate(eval.agg)?;
-            if base == 0.0 || self.baseline.count == 0 {
+            let baseline = self.baseline.as_deref_mut()?;
+            let base = baseline.aggregate(eval.agg)?;
+            if base == 0.0 || baseline.count == 0 {
                 return None; // no baseline: a change is undefined
             }
             let percent = (current - base) / base.abs() * 100.0;
@@ -373,7 +381,7 @@ impl WindowTable {
         let entry = &mut self.entries[at as usize];
         let values = match side {
             Side::Current => &mut entry.aggregate.current,
-            Side::Baseline => &mut entry.aggregate.baseline,
+            Side::Baseline => entry.aggregate.baseline.get_or_insert_default(),
         };
         if add {
             values.add(agg, value);
