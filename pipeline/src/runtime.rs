@@ -241,7 +241,7 @@ impl Runtime {
             restore,
             clock_ms: Some(clock),
         })?;
-        let mut engine_thread = EngineThread {
+        let engine_thread = EngineThread {
             engine,
             store: store.clone(),
             metrics: metrics.clone(),
@@ -249,10 +249,12 @@ impl Runtime {
             stats: Arc::new(Mutex::new(EngineStats::default())),
             latencies: Arc::new(Mutex::new(Vec::new())),
         };
-        engine_thread.enqueue(first.intents, first.late.len())?;
-        if after > processed {
-            store.set_meta(PROCESSED_SEQ, &after.to_string())?;
-        }
+        metrics.events_late.inc_by(first.late.len() as u64);
+        let checkpoint = (after > processed).then(|| after.to_string());
+        store.commit_step(
+            &engine_thread.notifications(&first.intents),
+            checkpoint.as_deref().map(|seq| (PROCESSED_SEQ, seq)),
+        )?;
 
         let (ingest_tx, ingest_rx) = mpsc::channel::<IngestRequest>(1024);
         let (batch_tx, batch_rx) = std_mpsc::sync_channel::<Committed>(4);
@@ -518,10 +520,16 @@ impl EngineThread {
             self.metrics
                 .engine_step_seconds
                 .observe(started.elapsed().as_secs_f64());
+            // The step's notifications and the position they were produced up to are committed
+            // together, in one transaction (one fsync on the path from event to outbox).
+            let checkpoint = (max_seq > 0).then(|| max_seq.to_string());
+            let notifications = self.notifications(&output.intents);
+            self.metrics.events_late.inc_by(output.late.len() as u64);
             let mut retries = 0;
             loop {
-                match self.enqueue(output.intents.clone(), output.late.len()) {
-                    Ok(()) => break,
+                let checkpoint = checkpoint.as_deref().map(|seq| (PROCESSED_SEQ, seq));
+                match self.store.commit_step(&notifications, checkpoint) {
+                    Ok(_) => break,
                     Err(e) => {
                         // The events are durable; keep trying rather than lose their notifications.
                         retries += 1;
@@ -529,11 +537,6 @@ impl EngineThread {
                         std::thread::sleep(Duration::from_millis(200 * retries.min(25)));
                     }
                 }
-            }
-            if max_seq > 0
-                && let Err(e) = self.store.set_meta(PROCESSED_SEQ, &max_seq.to_string())
-            {
-                tracing::warn!(error = %e, "could not record the processed checkpoint");
             }
             if let Ok(mut samples) = self.latencies.lock() {
                 for batch in &committed {
@@ -556,14 +559,11 @@ impl EngineThread {
         }
     }
 
-    fn enqueue(&mut self, intents: Vec<operators::Intent>, late: usize) -> anyhow::Result<()> {
-        self.metrics.events_late.inc_by(late as u64);
-        if intents.is_empty() {
-            return Ok(());
-        }
+    /// The notifications of a step's intents, grouped by when they are due.
+    fn notifications(&self, intents: &[operators::Intent]) -> Vec<(i64, Vec<NewNotification>)> {
         let now = now_ms();
         let mut by_time: std::collections::BTreeMap<i64, Vec<NewNotification>> = Default::default();
-        for intent in &intents {
+        for intent in intents {
             let meta = self
                 .metas
                 .get(&(intent.tenant.clone(), intent.rule_id.clone()))
@@ -587,9 +587,6 @@ impl EngineThread {
                     destination_ids: meta.destinations.clone(),
                 });
         }
-        for (deliver_at, batch) in by_time {
-            self.store.enqueue_notifications(&batch, deliver_at)?;
-        }
-        Ok(())
+        by_time.into_iter().collect()
     }
 }

@@ -476,6 +476,16 @@ pub trait Store: Send + Sync {
         now_ms: i64,
     ) -> StoreResult<usize>;
 
+    /// Records one engine step in one transaction (one fsync): each group of notifications is
+    /// enqueued as [`Store::enqueue_notifications`] with its deliveries due at the group's time,
+    /// and the `checkpoint` meta key is set with them, so the notifications and the position
+    /// they were produced up to are durable together. Returns how many notifications were new.
+    fn commit_step(
+        &self,
+        notifications: &[(i64, Vec<NewNotification>)],
+        checkpoint: Option<(&str, &str)>,
+    ) -> StoreResult<usize>;
+
     /// Open alerts of `tenant`, or of all tenants with `None`.
     fn open_alerts(&self, tenant: Option<&str>) -> StoreResult<Vec<OpenAlert>>;
 

@@ -592,3 +592,112 @@ fn release_claims_makes_leased_deliveries_due_again() {
         "due again after release"
     );
 }
+
+#[test]
+fn the_wal_is_checkpointed_in_the_background() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let before = std::fs::metadata(&path).expect("db file").len();
+    // About 8 MB of events: far below the size at which a commit checkpoints by itself.
+    let padding = "x".repeat(800);
+    for batch in 0..10 {
+        let events: Vec<NewEvent> = (0..1_000)
+            .map(|i| NewEvent {
+                body: format!(r#"{{"pad":"{padding}"}}"#),
+                ..event("t1", &format!("e{batch}-{i}"))
+            })
+            .collect();
+        store.append_events(&events).expect("append");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let after = loop {
+        let after = std::fs::metadata(&path).expect("db file").len();
+        if after > before + 7_000_000 || std::time::Instant::now() > deadline {
+            break after;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        after > before + 7_000_000,
+        "the database file grew from {before} to {after} bytes: the WAL was not copied into it"
+    );
+    drop(store);
+    let reopened = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(
+        reopened.events_after(0, 20_000).expect("read").len(),
+        10_000
+    );
+}
+
+#[test]
+fn a_step_commits_its_notifications_and_checkpoint_together() {
+    let (_dir, store) = open();
+    store
+        .put_destination(&destination("a", "d1"))
+        .expect("dest");
+    let step = vec![
+        (100, vec![notification("a", "now", "match", &["d1"])]),
+        (
+            5_000,
+            vec![notification("a", "after-quiet-hours", "match", &["d1"])],
+        ),
+    ];
+    let new = store
+        .commit_step(&step, Some(("engine.processed_seq", "42")))
+        .expect("commit");
+    assert_eq!(new, 2);
+    assert_eq!(
+        store
+            .get_meta("engine.processed_seq")
+            .expect("meta")
+            .as_deref(),
+        Some("42")
+    );
+    // Each group is due at its own time.
+    let due: Vec<String> = store
+        .due_deliveries(100, 10)
+        .expect("due")
+        .into_iter()
+        .map(|d| d.notification_id)
+        .collect();
+    assert_eq!(due, ["now"]);
+    assert_eq!(store.due_deliveries(5_000, 10).expect("due").len(), 2);
+    // A replayed step (after a restart) adds nothing and moves the checkpoint.
+    assert_eq!(
+        store
+            .commit_step(&step, Some(("engine.processed_seq", "43")))
+            .expect("replay"),
+        0
+    );
+    assert_eq!(
+        store
+            .get_meta("engine.processed_seq")
+            .expect("meta")
+            .as_deref(),
+        Some("43")
+    );
+    // A bad payload or the reserved key refuses the whole step: nothing of it is written.
+    let mut bad = notification("a", "bad", "match", &["d1"]);
+    bad.payload = "{not json".into();
+    let refused = vec![(100, vec![notification("a", "ok", "match", &["d1"]), bad])];
+    assert!(matches!(
+        store.commit_step(&refused, Some(("engine.processed_seq", "44"))),
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        store.commit_step(
+            &[(100, vec![notification("a", "ok", "match", &[])])],
+            Some(("schema_version", "9"))
+        ),
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert_eq!(
+        store
+            .get_meta("engine.processed_seq")
+            .expect("meta")
+            .as_deref(),
+        Some("43")
+    );
+    assert_eq!(store.due_deliveries(5_000, 10).expect("due").len(), 2);
+}
