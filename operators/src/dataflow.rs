@@ -281,7 +281,10 @@ pub(crate) struct TenantState {
 impl TenantState {
     fn stats(&self) -> WorkerStats {
         WorkerStats {
-            state: self.alerts.stats,
+            state: StateStats {
+                throttle_keys: self.alerts.throttle_keys(),
+                ..self.alerts.stats
+            },
             retired: self.retired,
             retained: (self.retire_at.len() + self.retire_next.len()) as u64
                 + self.retire_next_unheld,

@@ -227,6 +227,7 @@ impl Engine {
                 stats.state.throttled += s.throttled;
                 stats.state.deferred += s.deferred;
                 stats.state.windows_closed += s.windows_closed;
+                stats.state.throttle_keys += s.throttle_keys;
             }
         }
         stats

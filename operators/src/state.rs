@@ -66,6 +66,8 @@ pub struct StateStats {
     pub deferred: u64,
     /// Windows judged.
     pub windows_closed: u64,
+    /// Group keys the rules' throttles remember now (a gauge, not a total).
+    pub throttle_keys: u64,
 }
 
 #[derive(Debug)]
@@ -89,7 +91,57 @@ pub(crate) struct RuleState {
     holding: BTreeMap<i64, HashMap<Vec<AttrValue>, Holding>>,
     firing: HashMap<Vec<AttrValue>, Firing>,
     /// When a notification was last sent per group key, for the throttle.
-    last_sent: HashMap<Vec<AttrValue>, i64>,
+    last_sent: Throttle,
+}
+
+/// How long past the watermark a throttle remembers a group's last notification. Events that
+/// arrive later than this after the watermark passed their time (beyond any allowed lateness)
+/// are no longer throttled against what was sent before; without a horizon, a rule grouped by a
+/// high-cardinality key (customer, SKU) would keep one entry per key forever.
+const THROTTLE_MEMORY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Entries a rule's throttle holds before it first looks for forgotten ones.
+const THROTTLE_PRUNE_MIN: usize = 1024;
+
+/// When a notification was last sent per group key of one rule.
+#[derive(Debug, Default)]
+struct Throttle {
+    sent: HashMap<Vec<AttrValue>, i64>,
+    /// Size at which the next pruning pass runs (doubles with what survives, so pruning costs
+    /// O(1) amortized per notification).
+    prune_at: usize,
+}
+
+impl Throttle {
+    /// Whether a notification for `group` at `at_ms` may go out under `rule`'s throttle; records
+    /// it if so. `watermark_ms` bounds what may be forgotten.
+    fn allows(
+        &mut self,
+        rule: &Rule,
+        group: &[AttrValue],
+        at_ms: i64,
+        watermark_ms: i64,
+        stats: &mut StateStats,
+    ) -> bool {
+        if rule.throttle_ms <= 0 {
+            return true;
+        }
+        if let Some(last) = self.sent.get(group)
+            && at_ms - last < rule.throttle_ms
+        {
+            stats.throttled += 1;
+            return false;
+        }
+        self.sent.insert(group.to_vec(), at_ms);
+        if self.sent.len() >= self.prune_at.max(THROTTLE_PRUNE_MIN) {
+            let horizon = watermark_ms
+                .saturating_sub(rule.throttle_ms)
+                .saturating_sub(THROTTLE_MEMORY_MS);
+            self.sent.retain(|_, last| *last > horizon);
+            self.prune_at = (2 * self.sent.len()).max(THROTTLE_PRUNE_MIN);
+        }
+        true
+    }
 }
 
 /// The alert state of the tenants one worker owns.
@@ -180,9 +232,18 @@ impl AlertState {
             next_window,
             holding: BTreeMap::new(),
             firing: HashMap::new(),
-            last_sent: HashMap::new(),
+            last_sent: Throttle::default(),
         });
         (slot, None)
+    }
+
+    /// Group keys all throttles remember now.
+    pub(crate) fn throttle_keys(&self) -> u64 {
+        self.rules
+            .iter()
+            .flatten()
+            .map(|state| state.last_sent.sent.len() as u64)
+            .sum()
     }
 
     /// Removes a rule, its alerts and its throttle; returns its slot and the rule.
@@ -217,11 +278,11 @@ impl AlertState {
         };
         let rule = &state.rule;
         let group = rule.group_of(&event.attrs);
-        if !throttle_allows(
-            &mut state.last_sent,
+        if !state.last_sent.allows(
             rule,
             &group,
             event.ts_ms,
+            self.watermark_ms,
             &mut self.stats,
         ) {
             return;
@@ -367,7 +428,10 @@ fn judge_windows(
             if !firing.notified {
                 continue;
             }
-            if !throttle_allows(&mut state.last_sent, rule, &group, end, stats) {
+            if !state
+                .last_sent
+                .allows(rule, &group, end, watermark_ms, stats)
+            {
                 continue;
             }
             stats.resolved += 1;
@@ -390,7 +454,9 @@ fn judge_windows(
         started.sort();
         let mut newly_firing = HashSet::new();
         for (group, value) in started {
-            let notified = throttle_allows(&mut state.last_sent, rule, group, end, stats);
+            let notified = state
+                .last_sent
+                .allows(rule, group, end, watermark_ms, stats);
             if notified {
                 stats.firing += 1;
                 let intent = window_intent(
@@ -427,28 +493,6 @@ fn push_counting_deferral(out: &mut Vec<Intent>, stats: &mut StateStats, intent:
         stats.deferred += 1;
     }
     out.push(intent);
-}
-
-fn throttle_allows(
-    last_sent: &mut HashMap<Vec<AttrValue>, i64>,
-    rule: &Rule,
-    group: &[AttrValue],
-    at_ms: i64,
-    stats: &mut StateStats,
-) -> bool {
-    if rule.throttle_ms <= 0 {
-        return true;
-    }
-    match last_sent.get(group) {
-        Some(last) if at_ms - last < rule.throttle_ms => {
-            stats.throttled += 1;
-            false
-        }
-        _ => {
-            last_sent.insert(group.to_vec(), at_ms);
-            true
-        }
-    }
 }
 
 fn window_intent(

@@ -577,3 +577,61 @@ fn several_workers_give_the_same_intents_as_one() {
     assert!(one.iter().any(|i| i.kind == IntentKind::Resolved));
     assert_eq!(one, three);
 }
+
+#[test]
+fn a_throttle_forgets_group_keys_a_day_past_the_watermark() {
+    let mut e = engine(1);
+    let per_channel = json!({"kind": "match", "event_type": "order", "group_by": ["channel"],
+        "throttle": "10m", "filter": {"attr": "amount", "op": ">=", "value": 1}});
+    step(
+        &mut e,
+        vec![RuleChange::Upsert(rule("each", per_channel))],
+        vec![],
+        T0,
+    );
+    // 3,000 distinct group keys (say, one per customer) on the first day.
+    let day_one: Vec<Event> = (0..3_000)
+        .map(|i| order(&format!("a{i}"), T0 + i, 10.0, &format!("c{i}")))
+        .collect();
+    let out = step(&mut e, vec![], day_one, T0 + 3_000);
+    assert_eq!(out.len(), 3_000, "every new key notifies once");
+    // Within the throttle, a key already seen is held back.
+    let out = step(
+        &mut e,
+        vec![],
+        vec![order("again", T0 + 5 * MIN, 10.0, "c7")],
+        T0 + 5 * MIN,
+    );
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(e.stats().state.throttle_keys, 3_000);
+
+    // Two days later, new keys arrive; the first day's keys are forgotten as the map grows.
+    let later = T0 + 48 * HOUR;
+    step(&mut e, vec![], vec![], later);
+    let day_three: Vec<Event> = (0..1_100)
+        .map(|i| order(&format!("b{i}"), later + i, 10.0, &format!("d{i}")))
+        .collect();
+    let out = step(&mut e, vec![], day_three, later + 1_100);
+    assert_eq!(out.len(), 1_100);
+    let keys = e.stats().state.throttle_keys;
+    assert!(
+        keys < 2_000,
+        "{keys} keys remembered: the first day's should be gone"
+    );
+    // The throttle still holds for a recent key.
+    let out = step(
+        &mut e,
+        vec![],
+        vec![order("again2", later + 2 * MIN, 10.0, "d5")],
+        later + 2 * MIN,
+    );
+    assert!(out.is_empty(), "{out:?}");
+    // And a forgotten key notifies again (its last notification was two days ago anyway).
+    let out = step(
+        &mut e,
+        vec![],
+        vec![order("back", later + 3 * MIN, 10.0, "c7")],
+        later + 3 * MIN,
+    );
+    assert_eq!(out.len(), 1);
+}

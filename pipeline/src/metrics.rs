@@ -40,6 +40,8 @@ pub struct Metrics {
     pub rules_active: Gauge,
     /// Events held in the dataflow for open windows.
     pub events_retained: Gauge,
+    /// Group keys the rules' throttles remember.
+    pub throttle_keys: Gauge,
     /// Deliveries waiting (including retries and quiet-hour holds).
     pub deliveries_pending: Gauge,
     /// Deliveries that gave up.
@@ -70,6 +72,7 @@ impl Metrics {
             delivery_seconds: latency(),
             rules_active: Gauge::default(),
             events_retained: Gauge::default(),
+            throttle_keys: Gauge::default(),
             deliveries_pending: Gauge::default(),
             deliveries_dead: Gauge::default(),
             dashboard_queries: Family::default(),
@@ -140,6 +143,11 @@ impl Metrics {
             "events_retained",
             "Events held for open windows",
             m.events_retained.clone(),
+        );
+        registry.register(
+            "throttle_keys",
+            "Group keys the rules' throttles remember (forgotten a day past the watermark)",
+            m.throttle_keys.clone(),
         );
         registry.register(
             "deliveries_pending",

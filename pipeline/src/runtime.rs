@@ -551,6 +551,9 @@ impl EngineThread {
             self.metrics.rules_active.set(stats.rules as i64);
             self.metrics.events_retained.set(stats.retained as i64);
             self.metrics
+                .throttle_keys
+                .set(stats.state.throttle_keys as i64);
+            self.metrics
                 .notifications_throttled
                 .set(stats.state.throttled as i64);
             if let Ok(mut shared) = self.stats.lock() {
