@@ -42,30 +42,26 @@ pub struct CacheKey {
     pub freshness: u64,
 }
 
+/// Values under [`CacheKey`]s, bounded by count (least recently used goes first), with hit and
+/// miss counters: what the result cache and the plan cache have in common.
 #[derive(Debug)]
-struct Entry {
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-    inserted: Instant,
-    last_used: Instant,
-}
-
-/// A bounded, expiring map from [`CacheKey`] to query answers.
-#[derive(Debug)]
-pub struct ResultCache {
-    ttl: Duration,
+struct Bounded<V> {
     capacity: usize,
-    entries: Mutex<HashMap<CacheKey, Entry>>,
+    entries: Mutex<HashMap<CacheKey, Slot<V>>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
-impl ResultCache {
-    /// A cache of at most `capacity` answers, each kept at most `ttl`. A zero capacity or TTL
-    /// disables caching (every lookup is a miss).
-    pub fn new(ttl: Duration, capacity: usize) -> Self {
+#[derive(Debug)]
+struct Slot<V> {
+    value: V,
+    inserted: Instant,
+    last_used: Instant,
+}
+
+impl<V: Clone> Bounded<V> {
+    fn new(capacity: usize) -> Self {
         Self {
-            ttl,
             capacity,
             entries: Mutex::new(HashMap::new()),
             hits: AtomicU64::new(0),
@@ -73,20 +69,21 @@ impl ResultCache {
         }
     }
 
-    /// The cached answer for `key`, if there is a fresh one.
-    pub fn get(&self, key: &CacheKey) -> Option<(SchemaRef, Vec<RecordBatch>)> {
+    /// The value under `key` unless it is `max_age` old (then it is dropped); counts a hit or a
+    /// miss.
+    fn get(&self, key: &CacheKey, max_age: Duration) -> Option<V> {
         let now = Instant::now();
         let found = self.entries.lock().ok().and_then(|mut entries| {
             let expired = entries
                 .get(key)
-                .is_some_and(|e| now.duration_since(e.inserted) >= self.ttl);
+                .is_some_and(|e| now.duration_since(e.inserted) >= max_age);
             if expired {
                 entries.remove(key);
                 return None;
             }
             entries.get_mut(key).map(|e| {
                 e.last_used = now;
-                (e.schema.clone(), e.batches.clone())
+                e.value.clone()
             })
         });
         let counter = if found.is_some() {
@@ -98,21 +95,15 @@ impl ResultCache {
         found
     }
 
-    /// Stores an answer, evicting expired and then least recently used entries to make room.
-    pub fn insert(&self, key: CacheKey, schema: SchemaRef, batches: Vec<RecordBatch>) {
-        if self.capacity == 0 || self.ttl.is_zero() {
-            return;
-        }
-        let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
-        if bytes > MAX_ANSWER_BYTES {
-            return;
-        }
+    /// Stores `value`, dropping entries `max_age` old and then the least recently used ones to
+    /// make room.
+    fn insert(&self, key: CacheKey, value: V, max_age: Duration) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
         let now = Instant::now();
         if entries.len() >= self.capacity {
-            entries.retain(|_, e| now.duration_since(e.inserted) < self.ttl);
+            entries.retain(|_, e| now.duration_since(e.inserted) < max_age);
         }
         while entries.len() >= self.capacity {
             let Some(oldest) = entries
@@ -126,17 +117,21 @@ impl ResultCache {
         }
         entries.insert(
             key,
-            Entry {
-                schema,
-                batches,
+            Slot {
+                value,
                 inserted: now,
                 last_used: now,
             },
         );
     }
 
-    /// Current counters.
-    pub fn stats(&self) -> CacheStats {
+    fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+
+    fn stats(&self) -> CacheStats {
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
@@ -145,34 +140,69 @@ impl ResultCache {
     }
 }
 
-/// A bounded map from [`CacheKey`] to optimized logical plans (least recently used goes first).
+/// A bounded, expiring map from [`CacheKey`] to query answers.
+#[derive(Debug)]
+pub struct ResultCache {
+    ttl: Duration,
+    answers: Bounded<(SchemaRef, Vec<RecordBatch>)>,
+}
+
+impl ResultCache {
+    /// A cache of at most `capacity` answers, each kept at most `ttl`. A zero capacity or TTL
+    /// disables caching (every lookup is a miss).
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            ttl,
+            answers: Bounded::new(capacity),
+        }
+    }
+
+    /// The cached answer for `key`, if there is a fresh one.
+    pub fn get(&self, key: &CacheKey) -> Option<(SchemaRef, Vec<RecordBatch>)> {
+        self.answers.get(key, self.ttl)
+    }
+
+    /// Stores an answer, evicting expired and then least recently used entries to make room.
+    pub fn insert(&self, key: CacheKey, schema: SchemaRef, batches: Vec<RecordBatch>) {
+        if self.answers.capacity == 0 || self.ttl.is_zero() {
+            return;
+        }
+        let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+        if bytes > MAX_ANSWER_BYTES {
+            return;
+        }
+        self.answers.insert(key, (schema, batches), self.ttl);
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> CacheStats {
+        self.answers.stats()
+    }
+}
+
+/// A bounded map from [`CacheKey`] to optimized logical plans (least recently used goes first;
+/// plans do not expire: the key already changes with the data).
 #[derive(Debug)]
 pub struct PlanCache {
-    capacity: usize,
     enabled: AtomicBool,
-    entries: Mutex<HashMap<CacheKey, (LogicalPlan, Instant)>>,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    plans: Bounded<LogicalPlan>,
 }
 
 impl PlanCache {
     /// A cache of at most `capacity` plans; zero disables it.
     pub fn new(capacity: usize) -> Self {
         Self {
-            capacity,
             enabled: AtomicBool::new(capacity > 0),
-            entries: Mutex::new(HashMap::new()),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            plans: Bounded::new(capacity),
         }
     }
 
     /// Turns the cache on or off (off: nothing is looked up or stored, and what is held goes).
     pub fn set_enabled(&self, enabled: bool) {
         self.enabled
-            .store(enabled && self.capacity > 0, Ordering::Relaxed);
-        if !enabled && let Ok(mut entries) = self.entries.lock() {
-            entries.clear();
+            .store(enabled && self.plans.capacity > 0, Ordering::Relaxed);
+        if !enabled {
+            self.plans.clear();
         }
     }
 
@@ -181,49 +211,19 @@ impl PlanCache {
         if !self.enabled.load(Ordering::Relaxed) {
             return None;
         }
-        let found = self.entries.lock().ok().and_then(|mut entries| {
-            entries.get_mut(key).map(|(plan, last_used)| {
-                *last_used = Instant::now();
-                plan.clone()
-            })
-        });
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
+        self.plans.get(key, Duration::MAX)
     }
 
     /// Stores an optimized plan, evicting the least recently used one to make room.
     pub fn insert(&self, key: CacheKey, plan: LogicalPlan) {
-        if !self.enabled.load(Ordering::Relaxed) {
-            return;
+        if self.enabled.load(Ordering::Relaxed) {
+            self.plans.insert(key, plan, Duration::MAX);
         }
-        let Ok(mut entries) = self.entries.lock() else {
-            return;
-        };
-        while entries.len() >= self.capacity {
-            let Some(oldest) = entries
-                .iter()
-                .min_by_key(|(_, (_, last_used))| *last_used)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            entries.remove(&oldest);
-        }
-        entries.insert(key, (plan, Instant::now()));
     }
 
     /// Current counters (`entries` is the number of plans held).
     pub fn stats(&self) -> CacheStats {
-        CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-            entries: self.entries.lock().map(|e| e.len()).unwrap_or(0),
-        }
+        self.plans.stats()
     }
 }
 

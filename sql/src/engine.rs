@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::TableReference;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
@@ -286,13 +287,20 @@ impl DashboardEngine {
         plan: LogicalPlan,
         user_sql: bool,
     ) -> Result<QueryResult, SqlError> {
-        let key = cache_tables(&plan).map(|tables| CacheKey {
+        let tables = cache_tables(&plan);
+        let key = tables.as_ref().map(|tables| CacheKey {
             tenant: tenant.to_string(),
             plan: plan.display_indent_schema().to_string(),
             freshness: self
                 .inner
                 .warehouse
-                .freshness(tenant, tables.iter().map(String::as_str)),
+                .freshness(tenant, tables.iter().map(TableReference::table)),
+        });
+        // Whether every table read is a warehouse table (in the tenant's default schema).
+        let warehouse_only = tables.is_some_and(|tables| {
+            tables
+                .iter()
+                .all(|table| table.schema().is_none_or(|schema| schema == SCHEMA))
         });
         if let Some(key) = &key
             && let Some((schema, batches)) = self.inner.cache.get(key)
@@ -315,9 +323,7 @@ impl DashboardEngine {
         // files' freshness, and the spec compiler resolves relative time ranges to literals, so
         // the optimized plan of the same key is the same. User SQL (which may call `now()`, folded
         // to a constant by the optimizer) and external sources are optimized every time.
-        let plan_key = key
-            .as_ref()
-            .filter(|_| !user_sql && reads_only_warehouse(&plan));
+        let plan_key = key.as_ref().filter(|_| !user_sql && warehouse_only);
         let physical = if let Some(plan_key) = plan_key {
             let state = ctx.state();
             let optimized = match self.inner.plans.get(plan_key) {
@@ -377,27 +383,9 @@ impl DashboardEngine {
     }
 }
 
-/// Whether every table `plan` reads is a warehouse table (in the tenant's default schema).
-fn reads_only_warehouse(plan: &LogicalPlan) -> bool {
-    let mut only = true;
-    let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node
-            && scan
-                .table_name
-                .schema()
-                .is_some_and(|schema| schema != SCHEMA)
-        {
-            only = false;
-            return Ok(TreeNodeRecursion::Stop);
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    only
-}
-
 /// The tables a plan reads, if its answer may be cached: not for catalog introspection (it
 /// changes with the set of tables), EXPLAIN / DESCRIBE, or volatile functions (`random()`).
-fn cache_tables(plan: &LogicalPlan) -> Option<BTreeSet<String>> {
+fn cache_tables(plan: &LogicalPlan) -> Option<BTreeSet<TableReference>> {
     let mut tables = BTreeSet::new();
     let mut cacheable = true;
     let _ = plan.apply_with_subqueries(|node| {
@@ -406,7 +394,7 @@ fn cache_tables(plan: &LogicalPlan) -> Option<BTreeSet<String>> {
                 if scan.table_name.schema() == Some("information_schema") {
                     cacheable = false;
                 }
-                tables.insert(scan.table_name.table().to_string());
+                tables.insert(scan.table_name.clone());
             }
             LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) | LogicalPlan::DescribeTable(_) => {
                 cacheable = false;

@@ -5,9 +5,28 @@ mod common;
 
 use std::time::Duration;
 
-use common::{fixture, model_path, orders, rows};
+use common::{Fixture, fixture, model_path, orders, rows};
 use serde_json::json;
 use sql::{CacheStats, DashboardEngine, EngineConfig};
+
+/// Writes (or rewrites) acme's `part-2.parquet`: one more paid order, by email, of `revenue`.
+fn write_second_file(f: &Fixture, revenue: f64) {
+    orders(
+        &f.warehouse(),
+        "acme",
+        "part-2.parquet",
+        &[(
+            7,
+            10,
+            "2024-06-04T01:00:00Z",
+            "2024-06-04",
+            "email",
+            "mobile",
+            "paid",
+            revenue,
+        )],
+    );
+}
 
 #[tokio::test]
 async fn a_hit_is_identical_to_a_fresh_answer() {
@@ -58,21 +77,7 @@ async fn new_files_change_the_answer_at_once() {
         vec![vec!["6", "770.0"]]
     );
     assert!(f.engine.sql("acme", q).await.unwrap().cached);
-    orders(
-        &f.warehouse(),
-        "acme",
-        "part-2.parquet",
-        &[(
-            7,
-            10,
-            "2024-06-04T01:00:00Z",
-            "2024-06-04",
-            "email",
-            "mobile",
-            "paid",
-            30.0,
-        )],
-    );
+    write_second_file(&f, 30.0);
     let after = f.engine.sql("acme", q).await.unwrap();
     assert!(
         !after.cached,
@@ -80,21 +85,7 @@ async fn new_files_change_the_answer_at_once() {
     );
     assert_eq!(rows(&after), vec![vec!["7", "800.0"]]);
     // A rewritten file (same name, new content) too.
-    orders(
-        &f.warehouse(),
-        "acme",
-        "part-2.parquet",
-        &[(
-            7,
-            10,
-            "2024-06-04T01:00:00Z",
-            "2024-06-04",
-            "email",
-            "mobile",
-            "paid",
-            35.5,
-        )],
-    );
+    write_second_file(&f, 35.5);
     let rewritten = f.engine.sql("acme", q).await.unwrap();
     assert!(!rewritten.cached);
     assert_eq!(rows(&rewritten), vec![vec!["7", "805.5"]]);
@@ -187,21 +178,7 @@ async fn a_repeated_spec_reuses_its_plan_and_still_sees_new_files() {
     // A new file changes the key: the spec is planned again and the answer has the new order.
     let total = |r: &sql::QueryResult| rows(r).last().cloned().unwrap();
     assert_eq!(total(&planned)[1..3], ["680.0", "4"]);
-    orders(
-        &f.warehouse(),
-        "acme",
-        "part-2.parquet",
-        &[(
-            7,
-            10,
-            "2024-06-04T01:00:00Z",
-            "2024-06-04",
-            "email",
-            "mobile",
-            "paid",
-            30.0,
-        )],
-    );
+    write_second_file(&f, 30.0);
     let after = engine.query_spec("acme", &spec).await.unwrap();
     assert_eq!(total(&after)[1..3], ["710.0", "5"]);
     assert_eq!(engine.plan_cache_stats().hits, 1);
