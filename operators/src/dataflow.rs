@@ -281,10 +281,7 @@ pub(crate) struct TenantState {
 impl TenantState {
     fn stats(&self) -> WorkerStats {
         WorkerStats {
-            state: StateStats {
-                throttle_keys: self.alerts.throttle_keys(),
-                ..self.alerts.stats
-            },
+            state: self.alerts.stats,
             retired: self.retired,
             retained: (self.retire_at.len() + self.retire_next.len()) as u64
                 + self.retire_next_unheld,

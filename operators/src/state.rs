@@ -66,7 +66,8 @@ pub struct StateStats {
     pub deferred: u64,
     /// Windows judged.
     pub windows_closed: u64,
-    /// Group keys the rules' throttles remember now (a gauge, not a total).
+    /// Group keys the rules' throttles remember now (a gauge, kept up to date as keys are
+    /// remembered and forgotten, not a total).
     pub throttle_keys: u64,
 }
 
@@ -132,12 +133,16 @@ impl Throttle {
             stats.throttled += 1;
             return false;
         }
-        self.sent.insert(group.to_vec(), at_ms);
+        if self.sent.insert(group.to_vec(), at_ms).is_none() {
+            stats.throttle_keys += 1;
+        }
         if self.sent.len() >= self.prune_at.max(THROTTLE_PRUNE_MIN) {
             let horizon = watermark_ms
                 .saturating_sub(rule.throttle_ms)
                 .saturating_sub(THROTTLE_MEMORY_MS);
+            let before = self.sent.len();
             self.sent.retain(|_, last| *last > horizon);
+            stats.throttle_keys -= (before - self.sent.len()) as u64;
             self.prune_at = (2 * self.sent.len()).max(THROTTLE_PRUNE_MIN);
         }
         true
@@ -237,21 +242,13 @@ impl AlertState {
         (slot, None)
     }
 
-    /// Group keys all throttles remember now.
-    pub(crate) fn throttle_keys(&self) -> u64 {
-        self.rules
-            .iter()
-            .flatten()
-            .map(|state| state.last_sent.sent.len() as u64)
-            .sum()
-    }
-
     /// Removes a rule, its alerts and its throttle; returns its slot and the rule.
     pub(crate) fn remove(&mut self, tenant: &str, rule_id: &str) -> Option<(u32, Rule)> {
         let slot = self
             .by_id
             .remove(&(tenant.to_string(), rule_id.to_string()))?;
         let state = self.rules.get_mut(slot as usize)?.take()?;
+        self.stats.throttle_keys -= state.last_sent.sent.len() as u64;
         self.free.push(slot);
         Some((slot, state.rule))
     }

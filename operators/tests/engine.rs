@@ -634,4 +634,15 @@ fn a_throttle_forgets_group_keys_a_day_past_the_watermark() {
         later + 3 * MIN,
     );
     assert_eq!(out.len(), 1);
+    // Removing the rule forgets its throttle.
+    step(
+        &mut e,
+        vec![RuleChange::Remove {
+            tenant: "shop".into(),
+            rule_id: "each".into(),
+        }],
+        vec![],
+        later + 4 * MIN,
+    );
+    assert_eq!(e.stats().state.throttle_keys, 0);
 }
