@@ -115,20 +115,19 @@ async fn a_broken_key_is_refused_before_any_request() {
 #[tokio::test]
 async fn pages_until_row_count_and_decodes_by_type() {
     let standin = StandIn::start().await;
+    // Integer, float, seconds and currency metrics by date and channel.
+    let by_day_and_channel = request(
+        &["date", "sessionDefaultChannelGroup"],
+        &[
+            "sessions",
+            "totalUsers",
+            "bounceRate",
+            "averageSessionDuration",
+            "purchaseRevenue",
+        ],
+    );
     let whole = client(&standin, config(&standin))
-        .run_report(
-            PROPERTY,
-            &request(
-                &["date", "sessionDefaultChannelGroup"],
-                &[
-                    "sessions",
-                    "totalUsers",
-                    "bounceRate",
-                    "averageSessionDuration",
-                    "purchaseRevenue",
-                ],
-            ),
-        )
+        .run_report(PROPERTY, &by_day_and_channel)
         .await
         .unwrap();
     assert_eq!(whole.pages, 1);
@@ -144,19 +143,7 @@ async fn pages_until_row_count_and_decodes_by_type() {
         },
     );
     let paged = paged_client
-        .run_report(
-            PROPERTY,
-            &request(
-                &["date", "sessionDefaultChannelGroup"],
-                &[
-                    "sessions",
-                    "totalUsers",
-                    "bounceRate",
-                    "averageSessionDuration",
-                    "purchaseRevenue",
-                ],
-            ),
-        )
+        .run_report(PROPERTY, &by_day_and_channel)
         .await
         .unwrap();
     assert_eq!(paged.columns, whole.columns, "paging returns the same rows");

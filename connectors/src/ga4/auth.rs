@@ -206,6 +206,11 @@ impl TokenSource {
         let body = format!(
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
         );
+        let transport = |source| Ga4Error::Transport {
+            method: "token",
+            url: uri.clone(),
+            source,
+        };
         let response = self
             .http
             .post(uri)
@@ -216,20 +221,9 @@ impl TokenSource {
             .body(body)
             .send()
             .await
-            .map_err(|source| Ga4Error::Transport {
-                method: "token",
-                url: uri.clone(),
-                source,
-            })?;
+            .map_err(transport)?;
         let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|source| Ga4Error::Transport {
-                method: "token",
-                url: uri.clone(),
-                source,
-            })?;
+        let text = response.text().await.map_err(transport)?;
         let auth_error = |message: String| Ga4Error::Auth {
             token_uri: uri.clone(),
             message,

@@ -267,7 +267,7 @@ mod tests {
     use super::*;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::functions::expr_fn::{btrim, character_length, date_part, date_trunc, strpos};
-    use datafusion::logical_expr::{LogicalPlanBuilder, cast, col, lit, table_scan};
+    use datafusion::logical_expr::{cast, col, lit, table_scan};
     use datafusion::scalar::ScalarValue as SV;
     use datafusion::sql::unparser::Unparser;
 
@@ -422,6 +422,5 @@ mod tests {
             sql(date_trunc(lit("day"), col("ts"))),
             r#"date_trunc('day', "ts")"#
         );
-        let _ = LogicalPlanBuilder::empty(false);
     }
 }
