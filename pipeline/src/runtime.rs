@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use connectors::store::{AppendOutcome, NewEvent, NewNotification, Store, StoredRule};
+use connectors::store::{AppendOutcome, NewEvent, NewNotification, Store, StoreResult, StoredRule};
 use operators::engine::EngineStats;
 use operators::{
     AttrValue, Engine, EngineConfig, Event, OpenAlert, Rule, RuleChange, RuleSpec, StepInput,
@@ -250,10 +250,9 @@ impl Runtime {
             latencies: Arc::new(Mutex::new(Vec::new())),
         };
         metrics.events_late.inc_by(first.late.len() as u64);
-        let checkpoint = (after > processed).then(|| after.to_string());
-        store.commit_step(
+        engine_thread.commit(
             &engine_thread.notifications(&first.intents),
-            checkpoint.as_deref().map(|seq| (PROCESSED_SEQ, seq)),
+            (after > processed).then_some(after),
         )?;
 
         let (ingest_tx, ingest_rx) = mpsc::channel::<IngestRequest>(1024);
@@ -520,15 +519,11 @@ impl EngineThread {
             self.metrics
                 .engine_step_seconds
                 .observe(started.elapsed().as_secs_f64());
-            // The step's notifications and the position they were produced up to are committed
-            // together, in one transaction (one fsync on the path from event to outbox).
-            let checkpoint = (max_seq > 0).then(|| max_seq.to_string());
             let notifications = self.notifications(&output.intents);
             self.metrics.events_late.inc_by(output.late.len() as u64);
             let mut retries = 0;
             loop {
-                let checkpoint = checkpoint.as_deref().map(|seq| (PROCESSED_SEQ, seq));
-                match self.store.commit_step(&notifications, checkpoint) {
+                match self.commit(&notifications, (max_seq > 0).then_some(max_seq)) {
                     Ok(_) => break,
                     Err(e) => {
                         // The events are durable; keep trying rather than lose their notifications.
@@ -560,6 +555,20 @@ impl EngineThread {
                 *shared = stats;
             }
         }
+    }
+
+    /// Commits a step's notifications and, with them, the event position it processed up to:
+    /// one transaction, so one fsync on the path from event to outbox.
+    fn commit(
+        &self,
+        notifications: &[(i64, Vec<NewNotification>)],
+        processed: Option<u64>,
+    ) -> StoreResult<usize> {
+        let processed = processed.map(|seq| seq.to_string());
+        self.store.commit_step(
+            notifications,
+            processed.as_deref().map(|seq| (PROCESSED_SEQ, seq)),
+        )
     }
 
     /// The notifications of a step's intents, grouped by when they are due.

@@ -474,7 +474,9 @@ pub trait Store: Send + Sync {
         &self,
         notifications: &[NewNotification],
         now_ms: i64,
-    ) -> StoreResult<usize>;
+    ) -> StoreResult<usize> {
+        self.commit_step(&[(now_ms, notifications.to_vec())], None)
+    }
 
     /// Records one engine step in one transaction (one fsync): each group of notifications is
     /// enqueued as [`Store::enqueue_notifications`] with its deliveries due at the group's time,

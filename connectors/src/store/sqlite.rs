@@ -880,18 +880,6 @@ impl Store for SqliteStore {
             .map_err(db(OP))
     }
 
-    fn enqueue_notifications(
-        &self,
-        notifications: &[NewNotification],
-        now_ms: i64,
-    ) -> StoreResult<usize> {
-        check_payloads(notifications)?;
-        if notifications.is_empty() {
-            return Ok(0);
-        }
-        self.write(ENQUEUE_OP, |tx| enqueue_in(tx, notifications, now_ms))
-    }
-
     fn commit_step(
         &self,
         notifications: &[(i64, Vec<NewNotification>)],
@@ -1212,7 +1200,7 @@ impl Store for SqliteStore {
     }
 }
 
-/// What [`Store::enqueue_notifications`] and [`Store::commit_step`] report failing as.
+/// What [`Store::commit_step`] reports failing as.
 const ENQUEUE_OP: &str = "enqueue notifications";
 
 /// Refuses notifications whose payload is not JSON, before anything is written.
@@ -1229,7 +1217,7 @@ fn check_payloads(notifications: &[NewNotification]) -> StoreResult<()> {
 }
 
 /// Inserts notifications (and their deliveries, due at `now_ms`, and open-alert effects) inside
-/// `tx`; returns how many were new. See [`Store::enqueue_notifications`].
+/// `tx`; returns how many were new. See [`Store::enqueue_notifications`] for what each does.
 fn enqueue_in(
     tx: &Transaction<'_>,
     notifications: &[NewNotification],

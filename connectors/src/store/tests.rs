@@ -647,13 +647,8 @@ fn a_step_commits_its_notifications_and_checkpoint_together() {
         .commit_step(&step, Some(("engine.processed_seq", "42")))
         .expect("commit");
     assert_eq!(new, 2);
-    assert_eq!(
-        store
-            .get_meta("engine.processed_seq")
-            .expect("meta")
-            .as_deref(),
-        Some("42")
-    );
+    let processed = || store.get_meta("engine.processed_seq").expect("meta");
+    assert_eq!(processed().as_deref(), Some("42"));
     // Each group is due at its own time.
     let due: Vec<String> = store
         .due_deliveries(100, 10)
@@ -670,13 +665,7 @@ fn a_step_commits_its_notifications_and_checkpoint_together() {
             .expect("replay"),
         0
     );
-    assert_eq!(
-        store
-            .get_meta("engine.processed_seq")
-            .expect("meta")
-            .as_deref(),
-        Some("43")
-    );
+    assert_eq!(processed().as_deref(), Some("43"));
     // A bad payload or the reserved key refuses the whole step: nothing of it is written.
     let mut bad = notification("a", "bad", "match", &["d1"]);
     bad.payload = "{not json".into();
@@ -692,12 +681,6 @@ fn a_step_commits_its_notifications_and_checkpoint_together() {
         ),
         Err(StoreError::InvalidInput(_))
     ));
-    assert_eq!(
-        store
-            .get_meta("engine.processed_seq")
-            .expect("meta")
-            .as_deref(),
-        Some("43")
-    );
+    assert_eq!(processed().as_deref(), Some("43"));
     assert_eq!(store.due_deliveries(5_000, 10).expect("due").len(), 2);
 }
