@@ -143,33 +143,7 @@ pub(crate) fn build(
                             };
                             let mut intents = Vec::new();
                             for epoch in inputs {
-                                let t = std::time::Instant::now();
-                                let cpu0 = std::fs::read_to_string("/proc/thread-self/schedstat")
-                                    .ok()
-                                    .and_then(|s| {
-                                        s.split_whitespace()
-                                            .next()
-                                            .and_then(|x| x.parse::<u64>().ok())
-                                    })
-                                    .unwrap_or(0);
-                                let n = epoch.events.len();
                                 tenants.apply(epoch, &mut intents);
-                                if std::env::var_os("TM_DEBUG").is_some() {
-                                    let cpu1 =
-                                        std::fs::read_to_string("/proc/thread-self/schedstat")
-                                            .ok()
-                                            .and_then(|s| {
-                                                s.split_whitespace()
-                                                    .next()
-                                                    .and_then(|x| x.parse::<u64>().ok())
-                                            })
-                                            .unwrap_or(0);
-                                    eprintln!(
-                                        "apply {n} events cpu {}ms wall {:?}",
-                                        (cpu1 - cpu0) / 1_000_000,
-                                        t.elapsed()
-                                    );
-                                }
                             }
                             if let Ok(mut shared) = stats.lock() {
                                 *shared = tenants.stats();
@@ -464,11 +438,28 @@ impl TenantState {
         self.retire();
 
         // Match and count the new events, keep what windows need (packed), and drop the rest
-        // while it is still in cache.
+        // while it is still in cache. The events of one (tenant, type) are taken together, so its
+        // rules, windows and alert state are fetched from memory once per epoch rather than once
+        // per event; matches are put back in event-time order below.
+        let mut order: Vec<(u32, u32)> = input
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, (event, _))| {
+                let types = self.type_id(&event.tenant, &event.event_type);
+                (types.unwrap_or(u32::MAX), i as u32)
+            })
+            .collect();
+        order.sort_unstable();
+        let mut events: Vec<Option<(Event, Arrival)>> =
+            input.events.into_iter().map(Some).collect();
         let mut matched = std::mem::take(&mut self.matched);
         let mut matches = std::mem::take(&mut self.matches);
-        for (event, arrival) in input.events {
-            let types = self.type_id(&event.tenant, &event.event_type);
+        for (types, i) in order {
+            let Some((event, arrival)) = events[i as usize].take() else {
+                continue;
+            };
+            let types = (types != u32::MAX).then_some(types);
             let span = types.map_or(0, |t| self.types[t as usize].span_ms);
             let (for_matches, on_time) = match arrival {
                 Arrival::OnTime => (true, true),

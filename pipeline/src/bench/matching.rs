@@ -520,9 +520,6 @@ pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
             ..Default::default()
         })?;
         let took = started.elapsed();
-        if std::env::var_os("TM_DEBUG").is_some() {
-            eprintln!("step {took:?}");
-        }
         feed += took;
         latencies.push(took);
         late += out.late.len() as u64;
