@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::value::{AttrValue, Attrs};
+use crate::value::{AttrValue, Attrs, SmolStr};
 
 /// Longest accepted event id, tenant or type, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
@@ -82,7 +82,7 @@ impl Event {
             None | Some(serde_json::Value::Null) => Attrs::new(),
             Some(serde_json::Value::Object(map)) => map
                 .iter()
-                .map(|(k, v)| (k.clone(), AttrValue::from_json(v)))
+                .map(|(k, v)| (SmolStr::new(k), AttrValue::from_json(v)))
                 .collect(),
             Some(_) => return Err(EventError::new("attrs", "must be a JSON object")),
         };
@@ -100,7 +100,7 @@ impl Event {
         let attrs: serde_json::Map<String, serde_json::Value> = self
             .attrs
             .iter()
-            .map(|(k, v)| (k.clone(), v.to_json()))
+            .map(|(k, v)| (k.to_string(), v.to_json()))
             .collect();
         serde_json::json!({
             "id": self.id,

@@ -502,7 +502,7 @@ mod tests {
             .as_object()
             .unwrap()
             .iter()
-            .map(|(k, v)| (k.clone(), AttrValue::from_json(v)))
+            .map(|(k, v)| (k.into(), AttrValue::from_json(v)))
             .collect()
     }
 

@@ -24,4 +24,4 @@ pub use event::{Event, EventError};
 pub use intent::{Intent, IntentKind};
 pub use rule::{Rule, RuleError, RuleSpec};
 pub use state::OpenAlert;
-pub use value::{AttrValue, Attrs, Num};
+pub use value::{AttrValue, Attrs, Num, SmolStr};

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::value::{AttrValue, Attrs, Num};
+use crate::value::{AttrValue, Attrs, Num, SmolStr};
 
 /// An event's time and attributes, packed.
 #[derive(Debug)]
@@ -72,10 +72,10 @@ impl Reader<'_> {
         Some(u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize)
     }
 
-    fn text(&mut self) -> Option<String> {
+    fn text(&mut self) -> Option<SmolStr> {
         let len = self.len()?;
         let raw = self.take(len)?;
-        Some(String::from_utf8_lossy(raw).into_owned())
+        Some(SmolStr::new(String::from_utf8_lossy(raw)))
     }
 
     fn value(&mut self) -> Option<AttrValue> {
@@ -208,7 +208,7 @@ mod tests {
         .as_object()
         .unwrap()
         .iter()
-        .map(|(k, v)| (k.clone(), AttrValue::from_json(v)))
+        .map(|(k, v)| (k.into(), AttrValue::from_json(v)))
         .collect();
         let packed = PackedEvent::pack(42, &attrs);
         assert_eq!(packed.ts_ms, 42);

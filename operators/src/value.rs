@@ -1,12 +1,16 @@
 //! Attribute values carried by events and compared by predicates.
 //!
 //! Dataflow records must be totally ordered and hashable, so numbers are held as [`Num`], an `f64`
-//! ordered by [`f64::total_cmp`].
+//! ordered by [`f64::total_cmp`]. Attribute names and string values are [`SmolStr`]s: the short
+//! names and codes events carry (`channel`, `KR`, `SKU-00012`) are held inline, so an event costs a
+//! few allocations rather than one per name and value, and matching reads them without chasing
+//! pointers.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+pub use smol_str::SmolStr;
 
 /// An `f64` with a total order (`-0.0 < 0.0`, NaN last), so values can be keys in the dataflow.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
@@ -47,13 +51,13 @@ pub enum AttrValue {
     /// Any JSON number.
     Num(Num),
     /// JSON string.
-    Str(String),
+    Str(SmolStr),
     /// JSON array (nested objects are kept as their JSON text).
     List(Vec<AttrValue>),
 }
 
 /// The attributes of an event, by name.
-pub type Attrs = BTreeMap<String, AttrValue>;
+pub type Attrs = BTreeMap<SmolStr, AttrValue>;
 
 impl AttrValue {
     /// Converts a JSON value; objects nested inside attributes are kept as their JSON text.
@@ -63,11 +67,11 @@ impl AttrValue {
             Value::Null => AttrValue::Null,
             Value::Bool(b) => AttrValue::Bool(*b),
             Value::Number(n) => AttrValue::Num(Num(n.as_f64().unwrap_or(f64::NAN))),
-            Value::String(s) => AttrValue::Str(s.clone()),
+            Value::String(s) => AttrValue::Str(SmolStr::new(s)),
             Value::Array(items) => {
                 AttrValue::List(items.iter().map(AttrValue::from_json).collect())
             }
-            Value::Object(_) => AttrValue::Str(value.to_string()),
+            Value::Object(_) => AttrValue::Str(value.to_string().into()),
         }
     }
 
@@ -84,7 +88,7 @@ impl AttrValue {
             AttrValue::Num(n) => serde_json::Number::from_f64(n.0)
                 .map(Value::Number)
                 .unwrap_or(Value::Null),
-            AttrValue::Str(s) => Value::String(s.clone()),
+            AttrValue::Str(s) => Value::String(s.to_string()),
             AttrValue::List(items) => Value::Array(items.iter().map(AttrValue::to_json).collect()),
         }
     }

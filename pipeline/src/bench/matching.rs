@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use operators::rule::RuleSpec;
 use operators::{
-    AttrValue, Attrs, Engine, EngineConfig, Event, IntentKind, Num, Rule, RuleChange, StepInput,
+    AttrValue, Attrs, Engine, EngineConfig, Event, IntentKind, Num, Rule, RuleChange, SmolStr,
+    StepInput,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -150,7 +151,7 @@ fn tenant_name(i: usize) -> String {
     format!("shop{i:04}")
 }
 
-fn text(s: impl Into<String>) -> AttrValue {
+fn text(s: impl Into<SmolStr>) -> AttrValue {
     AttrValue::Str(s.into())
 }
 
@@ -194,7 +195,7 @@ impl EventSource {
         let event_type = pick(rng, EVENT_TYPES);
         let mut attrs = Attrs::new();
         let mut put = |k: &str, v: AttrValue| {
-            attrs.insert(k.to_string(), v);
+            attrs.insert(k.into(), v);
         };
         match event_type {
             "order" => {
