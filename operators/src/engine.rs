@@ -294,8 +294,8 @@ impl Engine {
             } else {
                 self.stats.late += 1;
                 late.push(LateEvent {
-                    tenant: event.tenant.clone(),
-                    id: event.id.clone(),
+                    tenant: event.tenant.to_string(),
+                    id: event.id.to_string(),
                     ts_ms: event.ts_ms,
                     watermark_ms: watermark,
                 });

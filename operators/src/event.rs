@@ -14,13 +14,13 @@ pub const MAX_NAME_LEN: usize = 256;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Event {
     /// Tenant that owns the event.
-    pub tenant: String,
+    pub tenant: SmolStr,
     /// Event type, e.g. `order`, `refund`, `ad_spend`.
-    pub event_type: String,
+    pub event_type: SmolStr,
     /// When the event happened, epoch milliseconds (event time).
     pub ts_ms: i64,
     /// Producer-chosen id; with the tenant it is the idempotency key.
-    pub id: String,
+    pub id: SmolStr,
     /// Attributes.
     pub attrs: Attrs,
 }
@@ -87,7 +87,7 @@ impl Event {
             Some(_) => return Err(EventError::new("attrs", "must be a JSON object")),
         };
         Ok(Event {
-            tenant: tenant.to_string(),
+            tenant: SmolStr::new(tenant),
             event_type,
             ts_ms,
             id,
@@ -115,7 +115,7 @@ impl Event {
 fn required_name(
     obj: &serde_json::Map<String, serde_json::Value>,
     field: &str,
-) -> Result<String, EventError> {
+) -> Result<SmolStr, EventError> {
     match obj.get(field) {
         None | Some(serde_json::Value::Null) => Err(EventError::new(field, "is required")),
         Some(serde_json::Value::String(s)) if s.is_empty() => {
@@ -128,7 +128,7 @@ fn required_name(
         Some(serde_json::Value::String(s)) if s.chars().any(char::is_control) => Err(
             EventError::new(field, "must not contain control characters"),
         ),
-        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(serde_json::Value::String(s)) => Ok(SmolStr::new(s)),
         Some(other) => Err(EventError::new(
             field,
             format!("must be a string, got {}", json_kind(other)),

@@ -469,7 +469,7 @@ fn quiet_hours_across_midnight_in_seoul_defer_delivery() {
     );
     let deliver: Vec<(String, i64)> = out
         .iter()
-        .map(|i| (i.event.as_ref().unwrap().id.clone(), i.deliver_at_ms))
+        .map(|i| (i.event.as_ref().unwrap().id.to_string(), i.deliver_at_ms))
         .collect();
     let seven = seoul("2026-11-26T07:00:00+09:00");
     assert_eq!(

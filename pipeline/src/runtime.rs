@@ -299,9 +299,9 @@ impl Runtime {
         let events = parsed
             .iter()
             .map(|e| NewEvent {
-                id: e.id.clone(),
+                id: e.id.to_string(),
                 tenant: tenant.to_string(),
-                event_type: e.event_type.clone(),
+                event_type: e.event_type.to_string(),
                 ts_ms: e.ts_ms,
                 body: e.to_json().to_string(),
             })

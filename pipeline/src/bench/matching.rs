@@ -163,7 +163,7 @@ fn num(x: f64) -> AttrValue {
 /// one event per tenant per [`TENANT_EVENT_INTERVAL_MS`], with a little disorder.
 struct EventSource {
     rng: StdRng,
-    tenants: Vec<String>,
+    tenants: Vec<SmolStr>,
     next: u64,
 }
 
@@ -171,7 +171,7 @@ impl EventSource {
     fn new(tenants: usize) -> Self {
         EventSource {
             rng: StdRng::seed_from_u64(SEED ^ 0xe7e7),
-            tenants: (0..tenants).map(tenant_name).collect(),
+            tenants: (0..tenants).map(|i| tenant_name(i).into()).collect(),
             next: 0,
         }
     }
@@ -242,9 +242,9 @@ impl EventSource {
         }
         Event {
             tenant,
-            event_type: event_type.to_string(),
+            event_type: event_type.into(),
             ts_ms,
-            id: format!("ev{n:09}"),
+            id: format!("ev{n:09}").into(),
             attrs,
         }
     }
