@@ -543,6 +543,13 @@ pub trait Store: Send + Sync {
 
     /// Sets a process-wide metadata value.
     fn set_meta(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    /// Copies everything committed so far from the store's write-ahead log into its main file
+    /// and empties the log, returning once done: so that a measurement does not start with the
+    /// previous phase's writes still to be copied. A store without such a log has nothing to do.
+    fn checkpoint_log(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 // ---- secrets ----

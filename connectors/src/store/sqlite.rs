@@ -1198,6 +1198,29 @@ impl Store for SqliteStore {
         check_meta_key(key)?;
         self.write("set meta", |tx| put_meta(tx, key, value))
     }
+
+    fn checkpoint_log(&self) -> StoreResult<()> {
+        const OP: &str = "checkpoint the WAL";
+        // On the writer, so no commit can add to the log while it is emptied.
+        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let (busy, log, done): (i64, i64, i64) = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .map_err(db(OP))?;
+        if busy != 0 {
+            return Err(StoreError::Database {
+                op: OP,
+                source: rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some(format!(
+                        "{done} of {log} WAL frames copied; a reader held the rest past the busy timeout"
+                    )),
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// What [`Store::commit_step`] reports failing as.

@@ -631,6 +631,26 @@ fn the_wal_is_checkpointed_in_the_background() {
 }
 
 #[test]
+fn checkpoint_log_empties_the_wal_into_the_database_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let wal = dir.path().join("t.db-wal");
+    let store = SqliteStore::open(&path).expect("open");
+    let events: Vec<NewEvent> = (0..2_000)
+        .map(|i| NewEvent {
+            body: format!(r#"{{"pad":"{}"}}"#, "y".repeat(500)),
+            ..event("t1", &format!("e{i}"))
+        })
+        .collect();
+    store.append_events(&events).expect("append");
+    assert!(std::fs::metadata(&wal).expect("wal file").len() > 1_000_000);
+    store.checkpoint_log().expect("checkpoint");
+    assert_eq!(std::fs::metadata(&wal).expect("wal file").len(), 0);
+    assert!(std::fs::metadata(&path).expect("db file").len() > 1_000_000);
+    assert_eq!(store.events_after(0, 5_000).expect("read").len(), 2_000);
+}
+
+#[test]
 fn a_step_commits_its_notifications_and_checkpoint_together() {
     let (_dir, store) = open();
     store
