@@ -19,7 +19,7 @@
 //! retained events of its (tenant, type), never to history. A `match` rule only sees events that
 //! arrive while it is active, so adding a rule does not replay old matches.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
@@ -30,6 +30,7 @@ use timely::dataflow::operators::{Capability, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 use timely::worker::Worker;
 
+use crate::HashMap;
 use crate::engine::RuleChange;
 use crate::event::Event;
 use crate::index::{Compiled, TypeRules, WindowedRule};

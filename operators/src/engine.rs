@@ -6,10 +6,10 @@
 //! stable hash: each worker gets its tenants' share of the epoch and keeps their rules, windows
 //! and alert state.
 
-use std::collections::HashSet;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
+use crate::HashSet;
 use crate::dataflow::{Arrival, EpochInput, WorkerOutput, WorkerStats, build};
 use crate::event::Event;
 use crate::intent::Intent;
@@ -202,7 +202,7 @@ impl Engine {
             worker_stats,
             epoch: 0,
             watermark_ms: 0,
-            rules: HashSet::new(),
+            rules: HashSet::default(),
             stats: EngineStats::default(),
         })
     }

@@ -8,8 +8,7 @@
 //! The filing only narrows the candidates: each candidate's whole filter is still evaluated, with
 //! the same semantics as [`Predicate::eval`].
 
-use std::collections::HashMap;
-
+use crate::HashMap;
 use crate::predicate::{CmpOp, Predicate, compare};
 use crate::rule::{AggFn, Rule, RuleKind, WindowSpec};
 use crate::value::{AttrValue, Attrs};
@@ -223,7 +222,7 @@ static NULL: AttrValue = AttrValue::Null;
 impl Compiled {
     fn compile(match_rules: &[(u32, &Rule)], windowed_rules: &[(u32, &Rule)]) -> Compiled {
         let mut c = Compiled::default();
-        let mut numbers: HashMap<String, u32> = HashMap::new();
+        let mut numbers: HashMap<String, u32> = HashMap::default();
         let mut keyed: Vec<(String, HashMap<String, Vec<Matcher>>)> = Vec::new();
         for (slot, rule) in match_rules {
             let matcher = Matcher {
@@ -236,7 +235,7 @@ impl Compiled {
                     let at = match keyed.iter().position(|(a, _)| a == attr) {
                         Some(at) => at,
                         None => {
-                            keyed.push((attr.to_string(), HashMap::new()));
+                            keyed.push((attr.to_string(), HashMap::default()));
                             keyed.len() - 1
                         }
                     };

@@ -8,7 +8,7 @@
 //! the per-event path never builds a string key.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap};
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,7 @@ use crate::rule::{Rule, RuleKind, WindowSpec, group_label};
 use crate::time::{deliver_at, first_open_window};
 use crate::value::{AttrValue, Num};
 use crate::window::WindowTable;
+use crate::{HashMap, HashSet};
 
 /// A window whose condition holds, with its aggregate (and baseline for `change` rules).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -236,7 +237,7 @@ impl AlertState {
             generation,
             next_window,
             holding: BTreeMap::new(),
-            firing: HashMap::new(),
+            firing: HashMap::default(),
             last_sent: Throttle::default(),
         });
         (slot, None)
@@ -332,7 +333,7 @@ impl AlertState {
                 let groups = state.holding.entry(start).or_default();
                 match now {
                     Some(h) => {
-                        groups.insert(group.clone(), h);
+                        groups.insert(group.to_vec(), h);
                     }
                     None => {
                         groups.remove(group);
@@ -449,7 +450,7 @@ fn judge_windows(
             .filter(|(g, _)| !state.firing.contains_key(*g))
             .collect();
         started.sort();
-        let mut newly_firing = HashSet::new();
+        let mut newly_firing = HashSet::default();
         for (group, value) in started {
             let notified = state
                 .last_sent

@@ -9,10 +9,12 @@
 //! kept as integers; anything else (fractions, -0.0, NaN, infinities) takes the ordered path.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
 use crate::rule::{AggFn, Evaluation};
 use crate::state::Holding;
+use smallvec::SmallVec;
+
 use crate::value::{AttrValue, Num};
 
 /// Largest magnitude below which every whole `f64` is exact.
@@ -27,13 +29,23 @@ pub(crate) enum Side {
     Baseline,
 }
 
-/// The values one side of one window holds for one group.
+/// The values one side of one window holds for one group. Only a count is kept inline; what
+/// other aggregates need is boxed, so the window table's entries stay small.
 #[derive(Debug, Default)]
 struct Values {
     /// Values of any kind, with multiplicity.
     count: i64,
-    /// Numeric values with multiplicity, in no order (sum, avg, min, max).
-    nums: Vec<f64>,
+    /// Numeric values (sum, avg, min, max); `None` until the first one.
+    numbers: Option<Box<Numbers>>,
+    /// Distinct non-null values with multiplicity (count_distinct); `None` until the first one.
+    distinct: Option<Box<crate::HashMap<AttrValue, i64>>>,
+}
+
+/// The numeric values of one side of one window.
+#[derive(Debug, Default)]
+struct Numbers {
+    /// With multiplicity, in no order.
+    nums: SmallVec<[f64; 4]>,
     /// Sum of `nums` while `odd == 0`.
     int_sum: i128,
     /// Sum of the magnitudes of `nums` while `odd == 0`; integer sums are exact while it stays
@@ -41,14 +53,12 @@ struct Values {
     abs_sum: u128,
     /// Values in `nums` that are not whole numbers within 2^53 (or are -0.0).
     odd: u32,
+    /// NaN and zero values in `nums`: their min/max depend on order, so they take the slow path.
+    special: u32,
     /// Least and greatest of `nums` (by total order) unless `extremes_stale`.
     min: f64,
     max: f64,
     extremes_stale: bool,
-    /// NaN and zero values in `nums`: their min/max depend on order, so they take the slow path.
-    special: u32,
-    /// Distinct non-null values with multiplicity (count_distinct).
-    distinct: HashMap<AttrValue, i64>,
 }
 
 fn is_odd(x: f64) -> bool {
@@ -78,83 +88,46 @@ fn sorted_distinct(nums: &[f64]) -> Vec<(f64, i64)> {
     out
 }
 
-impl Values {
-    fn add(&mut self, agg: AggFn, value: &AttrValue) {
-        self.count += 1;
-        match agg {
-            AggFn::Count => {}
-            AggFn::Sum | AggFn::Avg | AggFn::Min | AggFn::Max => {
-                let AttrValue::Num(Num(x)) = *value else {
-                    return;
-                };
-                if is_odd(x) {
-                    self.odd += 1;
-                } else {
-                    self.int_sum += x as i128;
-                    self.abs_sum += x.abs() as u128;
-                }
-                if is_special(x) {
-                    self.special += 1;
-                }
-                if self.nums.is_empty() {
-                    (self.min, self.max) = (x, x);
-                } else if !self.extremes_stale {
-                    if x.total_cmp(&self.min).is_lt() {
-                        self.min = x;
-                    }
-                    if x.total_cmp(&self.max).is_gt() {
-                        self.max = x;
-                    }
-                }
-                self.nums.push(x);
+impl Numbers {
+    fn add(&mut self, x: f64) {
+        if is_odd(x) {
+            self.odd += 1;
+        } else {
+            self.int_sum += x as i128;
+            self.abs_sum += x.abs() as u128;
+        }
+        if is_special(x) {
+            self.special += 1;
+        }
+        if self.nums.is_empty() {
+            (self.min, self.max) = (x, x);
+        } else if !self.extremes_stale {
+            if x.total_cmp(&self.min).is_lt() {
+                self.min = x;
             }
-            AggFn::CountDistinct => {
-                if *value != AttrValue::Null {
-                    // Clone the value only the first time it is seen in this window.
-                    match self.distinct.get_mut(value) {
-                        Some(n) => *n += 1,
-                        None => {
-                            self.distinct.insert(value.clone(), 1);
-                        }
-                    }
-                }
+            if x.total_cmp(&self.max).is_gt() {
+                self.max = x;
             }
         }
+        self.nums.push(x);
     }
 
-    fn remove(&mut self, agg: AggFn, value: &AttrValue) {
-        self.count -= 1;
-        match agg {
-            AggFn::Count => {}
-            AggFn::Sum | AggFn::Avg | AggFn::Min | AggFn::Max => {
-                let AttrValue::Num(Num(x)) = *value else {
-                    return;
-                };
-                let Some(at) = self.nums.iter().position(|n| n.to_bits() == x.to_bits()) else {
-                    return;
-                };
-                self.nums.swap_remove(at);
-                if is_odd(x) {
-                    self.odd -= 1;
-                } else {
-                    self.int_sum -= x as i128;
-                    self.abs_sum -= x.abs() as u128;
-                }
-                if is_special(x) {
-                    self.special -= 1;
-                }
-                if x.to_bits() == self.min.to_bits() || x.to_bits() == self.max.to_bits() {
-                    self.extremes_stale = true;
-                }
-            }
-            AggFn::CountDistinct => {
-                if let Some(n) = self.distinct.get_mut(value) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.distinct.remove(value);
-                    }
-                }
-            }
+    fn remove(&mut self, x: f64) {
+        let Some(at) = self.nums.iter().position(|n| n.to_bits() == x.to_bits()) else {
+            return;
+        };
+        self.nums.swap_remove(at);
+        if is_odd(x) {
+            self.odd -= 1;
+        } else {
+            self.int_sum -= x as i128;
+            self.abs_sum -= x.abs() as u128;
+        }
+        if is_special(x) {
+            self.special -= 1;
+        }
+        if x.to_bits() == self.min.to_bits() || x.to_bits() == self.max.to_bits() {
+            self.extremes_stale = true;
         }
     }
 
@@ -183,8 +156,85 @@ impl Values {
         (self.min, self.max)
     }
 
+    /// The sum, folded from `from` in the order [`judge`](Aggregate::judge) promises.
+    fn sum(&self, from: f64) -> f64 {
+        if self.sum_is_exact() {
+            self.int_sum as f64
+        } else {
+            sorted_distinct(&self.nums)
+                .into_iter()
+                .fold(from, |s, (x, d)| s + x * d as f64)
+        }
+    }
+
+    /// Min or max (`min` says which) of at least one value.
+    fn extreme(&mut self, min: bool) -> f64 {
+        if self.special > 0 {
+            let distinct = sorted_distinct(&self.nums).into_iter().map(|(x, _)| x);
+            let folded = if min {
+                distinct.reduce(f64::min)
+            } else {
+                distinct.reduce(f64::max)
+            };
+            return folded.unwrap_or(f64::NAN);
+        }
+        // Distinct, ordered, no NaN and no zero: folding min/max in ascending order keeps the
+        // first (min) or takes the last (max).
+        let (lo, hi) = self.extremes();
+        if min { lo } else { hi }
+    }
+}
+
+impl Values {
+    fn add(&mut self, agg: AggFn, value: &AttrValue) {
+        self.count += 1;
+        match agg {
+            AggFn::Count => {}
+            AggFn::Sum | AggFn::Avg | AggFn::Min | AggFn::Max => {
+                if let AttrValue::Num(Num(x)) = *value {
+                    self.numbers.get_or_insert_default().add(x);
+                }
+            }
+            AggFn::CountDistinct => {
+                if *value != AttrValue::Null {
+                    let distinct = self.distinct.get_or_insert_default();
+                    // Clone the value only the first time it is seen in this window.
+                    match distinct.get_mut(value) {
+                        Some(n) => *n += 1,
+                        None => {
+                            distinct.insert(value.clone(), 1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, agg: AggFn, value: &AttrValue) {
+        self.count -= 1;
+        match agg {
+            AggFn::Count => {}
+            AggFn::Sum | AggFn::Avg | AggFn::Min | AggFn::Max => {
+                if let (AttrValue::Num(Num(x)), Some(numbers)) = (value, self.numbers.as_mut()) {
+                    numbers.remove(*x);
+                }
+            }
+            AggFn::CountDistinct => {
+                if let Some(distinct) = self.distinct.as_mut()
+                    && let Some(n) = distinct.get_mut(value)
+                {
+                    *n -= 1;
+                    if *n == 0 {
+                        distinct.remove(value);
+                    }
+                }
+            }
+        }
+    }
+
     /// The aggregate of this side, `None` when undefined (avg/min/max of nothing).
     fn aggregate(&mut self, agg: AggFn) -> Option<f64> {
+        let numbers = self.numbers.as_deref_mut().filter(|n| !n.nums.is_empty());
         match agg {
             // Σ multiplicities, from an empty sum: exact for any realistic count.
             AggFn::Count => Some(if self.count == 0 {
@@ -192,48 +242,11 @@ impl Values {
             } else {
                 self.count as f64
             }),
-            AggFn::Sum => Some(if self.nums.is_empty() {
-                empty_sum()
-            } else if self.sum_is_exact() {
-                self.int_sum as f64
-            } else {
-                sorted_distinct(&self.nums)
-                    .into_iter()
-                    .map(|(x, d)| x * d as f64)
-                    .sum()
-            }),
-            AggFn::Avg => {
-                if self.nums.is_empty() {
-                    return None;
-                }
-                let count = self.nums.len() as f64;
-                let sum = if self.sum_is_exact() {
-                    self.int_sum as f64
-                } else {
-                    sorted_distinct(&self.nums)
-                        .into_iter()
-                        .fold(0.0, |s, (x, d)| s + x * d as f64)
-                };
-                Some(sum / count)
-            }
-            AggFn::Min | AggFn::Max => {
-                if self.nums.is_empty() {
-                    return None;
-                }
-                if self.special > 0 {
-                    let distinct = sorted_distinct(&self.nums).into_iter().map(|(x, _)| x);
-                    return if agg == AggFn::Min {
-                        distinct.reduce(f64::min)
-                    } else {
-                        distinct.reduce(f64::max)
-                    };
-                }
-                // Distinct, ordered, no NaN and no zero: folding min/max in ascending order keeps
-                // the first (min) or takes the last (max).
-                let (min, max) = self.extremes();
-                Some(if agg == AggFn::Min { min } else { max })
-            }
-            AggFn::CountDistinct => Some(self.distinct.len() as f64),
+            // `Iterator::sum` starts from `empty_sum()`; the average's sum from 0.0.
+            AggFn::Sum => Some(numbers.map_or_else(empty_sum, |n| n.sum(empty_sum()))),
+            AggFn::Avg => numbers.map(|n| n.sum(0.0) / n.nums.len() as f64),
+            AggFn::Min | AggFn::Max => numbers.map(|n| n.extreme(agg == AggFn::Min)),
+            AggFn::CountDistinct => Some(self.distinct.as_ref().map_or(0, |d| d.len()) as f64),
         }
     }
 }
@@ -301,7 +314,8 @@ struct Entry {
     /// The rule's slot; `NONE` for a free entry.
     slot: u32,
     start: i64,
-    group: Vec<AttrValue>,
+    /// Inline for the usual one-attribute group key, so comparing it reads no other memory.
+    group: SmallVec<[AttrValue; 1]>,
     aggregate: Aggregate,
     /// Changed since its holding was last brought up to date.
     dirty: bool,
@@ -310,7 +324,7 @@ struct Entry {
 /// Every window aggregate of one worker: (rule slot, window start, group key) → aggregate.
 #[derive(Debug, Default)]
 pub(crate) struct WindowTable {
-    hasher: RandomState,
+    hasher: foldhash::fast::RandomState,
     index: HashMap<u64, u32, BuildHasherDefault<PreHashed>>,
     entries: Vec<Entry>,
     free: Vec<u32>,
@@ -451,7 +465,7 @@ impl WindowTable {
         let e = &mut self.entries[at as usize];
         e.slot = NONE;
         e.next = NONE;
-        e.group = Vec::new();
+        e.group = SmallVec::new();
         e.aggregate = Aggregate::default();
         e.dirty = false;
         self.free.push(at);
@@ -497,15 +511,111 @@ impl WindowTable {
 
     /// A changed entry: its rule slot, window start, group key and aggregate; marks it clean.
     /// `None` if it was dropped since.
-    pub(crate) fn changed(
-        &mut self,
-        at: u32,
-    ) -> Option<(u32, i64, &Vec<AttrValue>, &mut Aggregate)> {
+    pub(crate) fn changed(&mut self, at: u32) -> Option<(u32, i64, &[AttrValue], &mut Aggregate)> {
         let e = self.entries.get_mut(at as usize)?;
         if e.slot == NONE || !e.dirty {
             return None;
         }
         e.dirty = false;
         Some((e.slot, e.start, &e.group, &mut e.aggregate))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// The aggregate of `values` from scratch, as the module promises: numeric values in
+    /// ascending total order, each distinct value times its multiplicity.
+    fn from_scratch(agg: AggFn, values: &[AttrValue]) -> Option<f64> {
+        let mut nums: Vec<f64> = values.iter().filter_map(AttrValue::as_f64).collect();
+        nums.sort_by(f64::total_cmp);
+        let mut distinct: Vec<(f64, f64)> = Vec::new();
+        for x in &nums {
+            match distinct.last_mut() {
+                Some((last, d)) if last.to_bits() == x.to_bits() => *d += 1.0,
+                _ => distinct.push((*x, 1.0)),
+            }
+        }
+        match agg {
+            AggFn::Count => Some(if values.is_empty() {
+                empty_sum()
+            } else {
+                values.len() as f64
+            }),
+            AggFn::Sum => Some(distinct.iter().map(|(x, d)| x * d).sum()),
+            AggFn::Avg => (!nums.is_empty())
+                .then(|| distinct.iter().fold(0.0, |s, (x, d)| s + x * d) / nums.len() as f64),
+            AggFn::Min => distinct.iter().map(|(x, _)| *x).reduce(f64::min),
+            AggFn::Max => distinct.iter().map(|(x, _)| *x).reduce(f64::max),
+            AggFn::CountDistinct => {
+                let mut seen: Vec<&AttrValue> = Vec::new();
+                for v in values {
+                    if *v != AttrValue::Null && !seen.contains(&v) {
+                        seen.push(v);
+                    }
+                }
+                Some(seen.len() as f64)
+            }
+        }
+    }
+
+    fn same(a: Option<f64>, b: Option<f64>) -> bool {
+        match (a, b) {
+            (Some(x), Some(y)) => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn incremental_aggregates_equal_aggregating_from_scratch() {
+        let pool = [
+            AttrValue::Num(Num(3.0)),
+            AttrValue::Num(Num(250_000.0)),
+            AttrValue::Num(Num(-7.0)),
+            AttrValue::Num(Num(0.1)),
+            AttrValue::Num(Num(0.2)),
+            AttrValue::Num(Num(1e16)),
+            AttrValue::Num(Num(-0.0)),
+            AttrValue::Num(Num(0.0)),
+            AttrValue::Num(Num(f64::NAN)),
+            AttrValue::Num(Num(f64::INFINITY)),
+            AttrValue::Str("naver".into()),
+            AttrValue::Null,
+        ];
+        let mut rng = StdRng::seed_from_u64(7);
+        for agg in [
+            AggFn::Count,
+            AggFn::Sum,
+            AggFn::Avg,
+            AggFn::Min,
+            AggFn::Max,
+            AggFn::CountDistinct,
+        ] {
+            for round in 0..200 {
+                // Some rounds use only whole numbers (the exact integer path), the rest anything.
+                let choices = if round % 2 == 0 { 3 } else { pool.len() };
+                let mut values = Values::default();
+                let mut held: Vec<AttrValue> = Vec::new();
+                for _ in 0..40 {
+                    if !held.is_empty() && rng.random_bool(0.3) {
+                        let value = held.swap_remove(rng.random_range(0..held.len()));
+                        values.remove(agg, &value);
+                    } else {
+                        let value = pool[rng.random_range(0..choices)].clone();
+                        values.add(agg, &value);
+                        held.push(value);
+                    }
+                    let (got, want) = (values.aggregate(agg), from_scratch(agg, &held));
+                    assert!(
+                        same(got, want),
+                        "{agg:?} of {held:?}: {got:?}, want {want:?}"
+                    );
+                }
+            }
+        }
     }
 }
