@@ -41,6 +41,9 @@ const SCHEMA_VERSION_KEY: &str = "schema_version";
 /// How long a statement waits for another process's lock before failing with `busy`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long [`Store::checkpoint_log`] keeps trying while the log is in use.
+const CHECKPOINT_LOG_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Page cache per connection, in KiB (negative `cache_size` means KiB in SQLite).
 const WRITER_CACHE_KIB: i64 = 64 * 1024;
 const READER_CACHE_KIB: i64 = 32 * 1024;
@@ -1203,23 +1206,36 @@ impl Store for SqliteStore {
         const OP: &str = "checkpoint the WAL";
         // On the writer, so no commit can add to the log while it is emptied.
         let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let (busy, log, done): (i64, i64, i64) = conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            })
-            .map_err(db(OP))?;
-        if busy != 0 {
-            return Err(StoreError::Database {
-                op: OP,
-                source: rusqlite::Error::SqliteFailure(
+        // The background checkpointer, or a reader still on an older snapshot, can hold part of
+        // the log for a moment: try again until they let go.
+        let deadline = std::time::Instant::now() + CHECKPOINT_LOG_PATIENCE;
+        loop {
+            let outcome = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            });
+            let source = match outcome {
+                Ok((0, _, _)) => return Ok(()),
+                Ok((_, log, done)) => rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
                     Some(format!(
-                        "{done} of {log} WAL frames copied; a reader held the rest past the busy timeout"
+                        "{done} of {log} WAL frames copied; the rest are in use"
                     )),
                 ),
-            });
+                Err(e) => e,
+            };
+            let in_use = matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            );
+            if !in_use || std::time::Instant::now() >= deadline {
+                return Err(db(OP)(source));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(())
     }
 }
 
