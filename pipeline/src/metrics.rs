@@ -34,6 +34,8 @@ pub struct Metrics {
     pub event_to_enqueue_seconds: Histogram,
     /// One dataflow epoch.
     pub engine_step_seconds: Histogram,
+    /// Time to make an epoch's notifications and processed position durable (one transaction).
+    pub outbox_commit_seconds: Histogram,
     /// One delivery attempt.
     pub delivery_seconds: Histogram,
     /// Active rules in the dataflow.
@@ -69,6 +71,7 @@ impl Metrics {
             ingest_commit_seconds: latency(),
             event_to_enqueue_seconds: latency(),
             engine_step_seconds: latency(),
+            outbox_commit_seconds: latency(),
             delivery_seconds: latency(),
             rules_active: Gauge::default(),
             events_retained: Gauge::default(),
@@ -128,6 +131,11 @@ impl Metrics {
             "engine_step_seconds",
             "One dataflow epoch",
             m.engine_step_seconds.clone(),
+        );
+        registry.register(
+            "outbox_commit_seconds",
+            "Time to make an epoch's notifications and processed position durable",
+            m.outbox_commit_seconds.clone(),
         );
         registry.register(
             "delivery_seconds",

@@ -523,8 +523,14 @@ impl EngineThread {
             self.metrics.events_late.inc_by(output.late.len() as u64);
             let mut retries = 0;
             loop {
+                let committing = Instant::now();
                 match self.commit(&notifications, (max_seq > 0).then_some(max_seq)) {
-                    Ok(_) => break,
+                    Ok(_) => {
+                        self.metrics
+                            .outbox_commit_seconds
+                            .observe(committing.elapsed().as_secs_f64());
+                        break;
+                    }
                     Err(e) => {
                         // The events are durable; keep trying rather than lose their notifications.
                         retries += 1;

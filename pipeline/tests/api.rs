@@ -1570,6 +1570,7 @@ async fn metrics_count_events_and_deliveries_and_time_them() {
         "ingest_commit_seconds",
         "event_to_enqueue_seconds",
         "engine_step_seconds",
+        "outbox_commit_seconds",
     ] {
         let count = sample(&text, &format!("tidemark_{histogram}_count"));
         assert!(count.is_some_and(|c| c >= 1.0), "{histogram}: {text}");
