@@ -16,46 +16,6 @@ use crate::value::{AttrValue, Attrs};
 /// Marks "no filter" / "no attribute".
 const NONE: u32 = u32::MAX;
 
-/// A name's first 16 bytes as a big-endian integer, and its length: comparing two keys orders
-/// the names as `str::cmp` does, looking at the bytes after the 16th only when both names are
-/// longer and agree on those.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct NameKey {
-    prefix: u128,
-    len: usize,
-}
-
-impl NameKey {
-    fn of(name: &str) -> NameKey {
-        let bytes = name.as_bytes();
-        let prefix = match bytes.first_chunk::<16>() {
-            Some(head) => u128::from_be_bytes(*head),
-            None => {
-                let mut head = [0u8; 16];
-                head[..bytes.len()].copy_from_slice(bytes);
-                u128::from_be_bytes(head)
-            }
-        };
-        NameKey {
-            prefix,
-            len: bytes.len(),
-        }
-    }
-
-    /// Orders `name` (whose key this is) against `other` (whose key is `other_key`). Zero padding
-    /// makes a name and its extension by NUL bytes agree on the prefix; the shorter one is then a
-    /// prefix of the other, and sorts first, as by length.
-    fn cmp_with(&self, name: &str, other_key: &NameKey, other: &str) -> std::cmp::Ordering {
-        self.prefix.cmp(&other_key.prefix).then_with(|| {
-            if self.len > 16 && other_key.len > 16 {
-                name.as_bytes()[16..].cmp(&other.as_bytes()[16..])
-            } else {
-                self.len.cmp(&other_key.len)
-            }
-        })
-    }
-}
-
 /// One node of a compiled filter, in prefix order; combinators know where their children end.
 #[derive(Debug)]
 enum Step {
@@ -203,11 +163,10 @@ struct Keyed {
 /// The rules of one (tenant, type), compiled.
 #[derive(Debug, Default)]
 pub(crate) struct Compiled {
-    /// Attribute names by number (ranges of `text`), and the numbers in name order with each
-    /// name's sort key.
+    /// Attribute names by number (ranges of `text`), and the numbers in name order.
     names: Vec<(u32, u32)>,
     text: String,
-    order: Vec<(NameKey, u32)>,
+    order: Vec<u32>,
     steps: Vec<Step>,
     scan: Vec<Matcher>,
     keyed: Vec<Keyed>,
@@ -282,10 +241,8 @@ impl Compiled {
             let attr = c.number(&attr, &mut numbers);
             c.keyed.push(Keyed { attr, by_value });
         }
-        let mut order: Vec<(NameKey, u32)> = (0..c.names.len() as u32)
-            .map(|n| (NameKey::of(c.name(n)), n))
-            .collect();
-        order.sort_by(|(_, a), (_, b)| c.name(*a).cmp(c.name(*b)));
+        let mut order: Vec<u32> = (0..c.names.len() as u32).collect();
+        order.sort_by(|a, b| c.name(*a).cmp(c.name(*b)));
         c.order = order;
         c
     }
@@ -330,19 +287,17 @@ impl Compiled {
             spilled = vec![None; self.names.len()];
             &mut spilled
         };
-        // Both sides are in name order: one walk finds them all, comparing sort keys (integers)
-        // rather than strings.
+        // Both sides are in name order: one walk finds them all.
         let mut event = attrs.iter();
-        let mut current = event.next().map(|(k, v)| (NameKey::of(k), k, v));
-        for (name_key, n) in &self.order {
-            while let Some((key, text, value)) = current {
-                match key.cmp_with(text, name_key, self.name(*n)) {
-                    std::cmp::Ordering::Less => {
-                        current = event.next().map(|(k, v)| (NameKey::of(k), k, v));
-                    }
+        let mut current = event.next();
+        for &n in &self.order {
+            let name = self.name(n);
+            while let Some((key, value)) = current {
+                match key.as_str().cmp(name) {
+                    std::cmp::Ordering::Less => current = event.next(),
                     std::cmp::Ordering::Equal => {
-                        values[*n as usize] = Some(value);
-                        current = event.next().map(|(k, v)| (NameKey::of(k), k, v));
+                        values[n as usize] = Some(value);
+                        current = event.next();
                         break;
                     }
                     std::cmp::Ordering::Greater => break,
@@ -503,35 +458,6 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.into(), AttrValue::from_json(v)))
             .collect()
-    }
-
-    #[test]
-    fn name_keys_order_names_as_strings_do() {
-        let names = [
-            "",
-            "a",
-            "a\0",
-            "a\0\0",
-            "ab",
-            "amount",
-            "amount_total",
-            "aaaaaaaaaaaaaaaa",
-            "aaaaaaaaaaaaaaaa\0",
-            "aaaaaaaaaaaaaaaab",
-            "aaaaaaaaaaaaaaaaba",
-            "aaaaaaaaaaaaaaaac",
-            "aaaaaaaaaaaaaaab",
-            "z",
-            "é",
-            "customer_lifetime_value",
-            "customer_lifetime_valuf",
-        ];
-        for a in names {
-            for b in names {
-                let got = NameKey::of(a).cmp_with(a, &NameKey::of(b), b);
-                assert_eq!(got, a.cmp(b), "{a:?} vs {b:?}");
-            }
-        }
     }
 
     #[test]
