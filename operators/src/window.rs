@@ -1,7 +1,8 @@
 //! Windowed aggregates, kept incrementally: per rule, window start and group key, what the
 //! counted events contribute, so that an event costs O(1) per window and judging a window costs
-//! O(1) in the common case. All of a worker's aggregates live in one table, so an update is one
-//! hash probe.
+//! O(1) in the common case. A worker's aggregates live in one arena of entries, found through a
+//! small hash index per rule, so an update is one probe into a table that is in cache while the
+//! rule's events are matched.
 //!
 //! Judging gives exactly what aggregating the window's values from scratch gives (the values in
 //! ascending order, each distinct value times its multiplicity, as
@@ -321,15 +322,25 @@ struct Entry {
     dirty: bool,
 }
 
+/// The windows of one rule.
+#[derive(Debug, Default)]
+struct RuleWindows {
+    /// Entry by key (the first of its hash chain). One small table per rule rather than one
+    /// for the worker: the events of a (tenant, type) are matched together, so its rules'
+    /// tables stay in cache while they are, where probes into one large table missed it.
+    index: HashMap<u64, u32, BuildHasherDefault<PreHashed>>,
+    /// Window start → its entries.
+    starts: BTreeMap<i64, Vec<u32>>,
+}
+
 /// Every window aggregate of one worker: (rule slot, window start, group key) → aggregate.
 #[derive(Debug, Default)]
 pub(crate) struct WindowTable {
     hasher: foldhash::fast::RandomState,
-    index: HashMap<u64, u32, BuildHasherDefault<PreHashed>>,
     entries: Vec<Entry>,
     free: Vec<u32>,
-    /// Per rule slot: window start → its entries.
-    by_rule: Vec<BTreeMap<i64, Vec<u32>>>,
+    /// By rule slot.
+    by_rule: Vec<RuleWindows>,
     /// Entries changed since the last [`WindowTable::take_dirty`].
     dirty: Vec<u32>,
 }
@@ -360,7 +371,7 @@ impl WindowTable {
     }
 
     fn find(&self, key: u64, slot: u32, start: i64, group: &[&AttrValue]) -> Option<u32> {
-        let mut at = *self.index.get(&key)?;
+        let mut at = *self.by_rule.get(slot as usize)?.index.get(&key)?;
         while at != NONE {
             let e = &self.entries[at as usize];
             if e.slot == slot && e.start == start && same_group(&e.group, group) {
@@ -409,7 +420,15 @@ impl WindowTable {
     }
 
     fn insert(&mut self, key: u64, slot: u32, start: i64, group: &[&AttrValue]) -> u32 {
-        let next = self.index.get(&key).copied().unwrap_or(NONE);
+        if self.by_rule.len() <= slot as usize {
+            self.by_rule
+                .resize_with(slot as usize + 1, RuleWindows::default);
+        }
+        let next = self.by_rule[slot as usize]
+            .index
+            .get(&key)
+            .copied()
+            .unwrap_or(NONE);
         let entry = Entry {
             key,
             next,
@@ -429,30 +448,29 @@ impl WindowTable {
                 (self.entries.len() - 1) as u32
             }
         };
-        self.index.insert(key, at);
-        if self.by_rule.len() <= slot as usize {
-            self.by_rule.resize_with(slot as usize + 1, BTreeMap::new);
-        }
-        self.by_rule[slot as usize]
-            .entry(start)
-            .or_default()
-            .push(at);
+        let rule = &mut self.by_rule[slot as usize];
+        rule.index.insert(key, at);
+        rule.starts.entry(start).or_default().push(at);
         at
     }
 
+    /// Unlinks entry `at` from its rule's index and frees it.
     fn release(&mut self, at: u32) {
-        let (key, next) = {
+        let (key, next, slot) = {
             let e = &self.entries[at as usize];
-            (e.key, e.next)
+            (e.key, e.next, e.slot)
         };
-        // Unlink from its hash chain.
-        if self.index.get(&key) == Some(&at) {
+        let Some(rule) = self.by_rule.get_mut(slot as usize) else {
+            return;
+        };
+        let index = &mut rule.index;
+        if index.get(&key) == Some(&at) {
             if next == NONE {
-                self.index.remove(&key);
+                index.remove(&key);
             } else {
-                self.index.insert(key, next);
+                index.insert(key, next);
             }
-        } else if let Some(mut prev) = self.index.get(&key).copied() {
+        } else if let Some(mut prev) = index.get(&key).copied() {
             while prev != NONE {
                 let p = &mut self.entries[prev as usize];
                 if p.next == at {
@@ -462,6 +480,11 @@ impl WindowTable {
                 prev = p.next;
             }
         }
+        self.free_entry(at);
+    }
+
+    /// Frees entry `at`, already out of its rule's index.
+    fn free_entry(&mut self, at: u32) {
         let e = &mut self.entries[at as usize];
         e.slot = NONE;
         e.next = NONE;
@@ -473,19 +496,22 @@ impl WindowTable {
 
     /// Drops every window of rule `slot`.
     pub(crate) fn clear_rule(&mut self, slot: u32) {
-        let Some(windows) = self.by_rule.get_mut(slot as usize) else {
+        let Some(rule) = self.by_rule.get_mut(slot as usize) else {
             return;
         };
-        for at in std::mem::take(windows).into_values().flatten() {
-            self.release(at);
+        // The rule's whole index goes with them: no entry needs unlinking.
+        let windows = std::mem::take(rule);
+        for at in windows.starts.into_values().flatten() {
+            self.free_entry(at);
         }
     }
 
     /// Drops the windows of rule `slot` that start before `start`.
     pub(crate) fn drop_before(&mut self, slot: u32, start: i64) {
-        let Some(windows) = self.by_rule.get_mut(slot as usize) else {
+        let Some(rule) = self.by_rule.get_mut(slot as usize) else {
             return;
         };
+        let windows = &mut rule.starts;
         if windows.first_key_value().is_none_or(|(s, _)| *s >= start) {
             return;
         }
