@@ -12,10 +12,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
-use crate::rule::{AggFn, Evaluation};
-use crate::state::Holding;
 use smallvec::SmallVec;
 
+use crate::rule::{AggFn, Evaluation};
+use crate::state::Holding;
 use crate::value::{AttrValue, Num};
 
 /// Largest magnitude below which every whole `f64` is exact.
