@@ -128,14 +128,20 @@ impl Throttle {
         if rule.throttle_ms <= 0 {
             return true;
         }
-        if let Some(last) = self.sent.get(group)
-            && at_ms - last < rule.throttle_ms
-        {
-            stats.throttled += 1;
-            return false;
-        }
-        if self.sent.insert(group.to_vec(), at_ms).is_none() {
-            stats.throttle_keys += 1;
+        // One lookup; the group key is copied only for a key not seen before.
+        match self.sent.get_mut(group) {
+            Some(last) if at_ms - *last < rule.throttle_ms => {
+                stats.throttled += 1;
+                return false;
+            }
+            Some(last) => {
+                *last = at_ms;
+                return true;
+            }
+            None => {
+                self.sent.insert(group.to_vec(), at_ms);
+                stats.throttle_keys += 1;
+            }
         }
         if self.sent.len() >= self.prune_at.max(THROTTLE_PRUNE_MIN) {
             let horizon = watermark_ms
