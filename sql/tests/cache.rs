@@ -9,6 +9,23 @@ use common::{Fixture, fixture, model_path, orders, rows};
 use serde_json::json;
 use sql::{CacheStats, DashboardEngine, EngineConfig};
 
+/// An engine over the fixture's warehouse with the given result-cache bounds.
+async fn engine_with_cache(
+    f: &Fixture,
+    cache_ttl: Duration,
+    cache_entries: usize,
+) -> DashboardEngine {
+    DashboardEngine::new(EngineConfig {
+        warehouse: f.warehouse(),
+        models: vec![model_path()],
+        cache_ttl,
+        cache_entries,
+        sources: Vec::new(),
+    })
+    .await
+    .unwrap()
+}
+
 /// Writes (or rewrites) acme's `part-2.parquet`: one more paid order, by email, of `revenue`.
 fn write_second_file(f: &Fixture, revenue: f64) {
     orders(
@@ -94,15 +111,7 @@ async fn new_files_change_the_answer_at_once() {
 #[tokio::test]
 async fn ttl_and_entry_bounds() {
     let f = fixture().await;
-    let engine = DashboardEngine::new(EngineConfig {
-        warehouse: f.warehouse(),
-        models: vec![model_path()],
-        cache_ttl: Duration::from_millis(200),
-        cache_entries: 2,
-        sources: Vec::new(),
-    })
-    .await
-    .unwrap();
+    let engine = engine_with_cache(&f, Duration::from_millis(200), 2).await;
     for i in 0..3 {
         engine
             .sql("acme", &format!("SELECT {i} + count(*) FROM orders"))
@@ -132,15 +141,7 @@ async fn ttl_and_entry_bounds() {
             .unwrap()
             .cached
     );
-    let off = DashboardEngine::new(EngineConfig {
-        warehouse: f.warehouse(),
-        models: vec![model_path()],
-        cache_ttl: Duration::ZERO,
-        cache_entries: 100,
-        sources: Vec::new(),
-    })
-    .await
-    .unwrap();
+    let off = engine_with_cache(&f, Duration::ZERO, 100).await;
     off.sql("acme", "SELECT 1").await.unwrap();
     assert!(!off.sql("acme", "SELECT 1").await.unwrap().cached);
 }
@@ -148,15 +149,7 @@ async fn ttl_and_entry_bounds() {
 #[tokio::test]
 async fn a_repeated_spec_reuses_its_plan_and_still_sees_new_files() {
     let f = fixture().await;
-    let engine = DashboardEngine::new(EngineConfig {
-        warehouse: f.warehouse(),
-        models: vec![model_path()],
-        cache_ttl: Duration::ZERO,
-        cache_entries: 0,
-        sources: Vec::new(),
-    })
-    .await
-    .unwrap();
+    let engine = engine_with_cache(&f, Duration::ZERO, 0).await;
     let spec = json!({
         "measures": ["orders.revenue", "orders.orders"],
         "dimensions": ["orders.channel"],
