@@ -54,6 +54,11 @@ fn step(
         .intents
 }
 
+/// Adds a rule at `T0`, before any event.
+fn add_rule(engine: &mut Engine, id: &str, spec: serde_json::Value) {
+    step(engine, vec![RuleChange::Upsert(rule(id, spec))], vec![], T0);
+}
+
 fn kinds(intents: &[Intent]) -> Vec<(IntentKind, String)> {
     intents
         .iter()
@@ -148,12 +153,7 @@ fn hourly_revenue_rule() -> serde_json::Value {
 #[test]
 fn firing_resolved_firing_once_per_transition() {
     let mut e = engine(1);
-    step(
-        &mut e,
-        vec![RuleChange::Upsert(rule("rev", hourly_revenue_rule()))],
-        vec![],
-        T0,
-    );
+    add_rule(&mut e, "rev", hourly_revenue_rule());
     // Hour 0: naver sums to 1500 over three events (holds); kakao 200 (does not).
     let out = step(
         &mut e,
@@ -209,12 +209,7 @@ fn window_boundaries_are_half_open() {
     let mut e = engine(1);
     let count_rule = json!({"kind": "threshold", "event_type": "order", "aggregate": {"fn": "count"},
         "window": {"size": "1h"}, "condition": {"op": ">=", "value": 2}});
-    step(
-        &mut e,
-        vec![RuleChange::Upsert(rule("n", count_rule))],
-        vec![],
-        T0,
-    );
+    add_rule(&mut e, "n", count_rule);
     // One event at the last millisecond of hour 0, one at the first of hour 1: no window has two.
     let out = step(
         &mut e,
@@ -253,12 +248,7 @@ fn sliding_windows_fire_once_while_the_condition_holds() {
     let mut e = engine(1);
     let spec = json!({"kind": "threshold", "event_type": "order", "aggregate": {"fn": "count"},
         "window": {"size": "10m", "slide": "5m"}, "condition": {"op": ">=", "value": 3}});
-    step(
-        &mut e,
-        vec![RuleChange::Upsert(rule("burst", spec))],
-        vec![],
-        T0,
-    );
+    add_rule(&mut e, "burst", spec);
     let burst: Vec<Event> = (0..3)
         .map(|i| order(&format!("b{i}"), T0 + 6 * MIN + i, 1.0, "x"))
         .collect();
@@ -327,12 +317,7 @@ fn late_events_match_but_are_reported_and_not_counted() {
 #[test]
 fn threshold_change_mid_window_recomputes_from_retained_events() {
     let mut e = engine(1);
-    step(
-        &mut e,
-        vec![RuleChange::Upsert(rule("rev", hourly_revenue_rule()))],
-        vec![],
-        T0,
-    );
+    add_rule(&mut e, "rev", hourly_revenue_rule());
     step(
         &mut e,
         vec![],
@@ -378,12 +363,7 @@ fn relative_change_against_the_same_hour_yesterday() {
     let mut e = engine(1);
     let spec = json!({"kind": "change", "event_type": "order", "aggregate": {"fn": "sum", "attr": "amount"},
         "window": {"size": "1h"}, "period": "1d", "condition": {"op": "<=", "value": -30}});
-    step(
-        &mut e,
-        vec![RuleChange::Upsert(rule("dip", spec))],
-        vec![],
-        T0,
-    );
+    add_rule(&mut e, "dip", spec);
     // Yesterday 10:00-11:00 revenue 1000; today's hour 0 of day 2 only 600 (-40 %).
     step(
         &mut e,
@@ -414,12 +394,7 @@ fn throttle_limits_notifications_per_group() {
     let mut e = engine(1);
     let spec = json!({"kind": "match", "event_type": "order", "group_by": ["channel"], "throttle": "10m",
         "filter": {"attr": "amount", "op": ">=", "value": 1_000_000}});
-    step(
-        &mut e,
-        vec![RuleChange::Upsert(rule("big", spec))],
-        vec![],
-        T0,
-    );
+    add_rule(&mut e, "big", spec);
     let out = step(
         &mut e,
         vec![],
@@ -583,12 +558,7 @@ fn a_throttle_forgets_group_keys_a_day_past_the_watermark() {
     let mut e = engine(1);
     let per_channel = json!({"kind": "match", "event_type": "order", "group_by": ["channel"],
         "throttle": "10m", "filter": {"attr": "amount", "op": ">=", "value": 1}});
-    step(
-        &mut e,
-        vec![RuleChange::Upsert(rule("each", per_channel))],
-        vec![],
-        T0,
-    );
+    add_rule(&mut e, "each", per_channel);
     // 3,000 distinct group keys (say, one per customer) on the first day.
     let day_one: Vec<Event> = (0..3_000)
         .map(|i| order(&format!("a{i}"), T0 + i, 10.0, &format!("c{i}")))
