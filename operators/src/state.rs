@@ -402,13 +402,14 @@ fn judge_windows(
 ) {
     while state.next_window + window.size_ms <= watermark_ms {
         if state.firing.is_empty() {
-            // Nothing can resolve: jump straight to the next window that holds, if it closed.
-            let next_holding = state.holding.keys().next().copied();
-            let skip_to = match next_holding {
-                Some(start) if start > state.next_window => start,
-                Some(_) => state.next_window,
-                None => first_open_window(watermark_ms, window),
-            };
+            // Nothing can resolve: jump straight to the next window that holds, but never past
+            // the first one still open: an on-time event can still make it hold.
+            let open = first_open_window(watermark_ms, window);
+            let skip_to = state
+                .holding
+                .keys()
+                .next()
+                .map_or(open, |start| (*start).min(open));
             if skip_to > state.next_window {
                 state.next_window = skip_to;
                 continue;

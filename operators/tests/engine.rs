@@ -270,6 +270,38 @@ fn sliding_windows_fire_once_while_the_condition_holds() {
 }
 
 #[test]
+fn an_open_window_is_judged_even_when_a_later_one_already_holds() {
+    let mut e = engine(1);
+    let spec = json!({"kind": "threshold", "event_type": "order", "aggregate": {"fn": "count"},
+        "window": {"size": "1m"}, "group_by": ["channel"], "condition": {"op": ">=", "value": 2}});
+    add_rule(&mut e, "pair", spec);
+    // Watermark T0+30s: the window [T0+1m, T0+2m) already holds for naver while [T0, T0+1m) is
+    // still open and empty.
+    let naver = vec![
+        order("n1", T0 + MIN + 10_000, 1.0, "naver"),
+        order("n2", T0 + MIN + 20_000, 1.0, "naver"),
+    ];
+    assert!(step(&mut e, vec![], naver, T0 + MIN + 30_000).is_empty());
+    // Two on-time events for the earlier window arrive next.
+    let kakao = vec![
+        order("k1", T0 + 45_000, 1.0, "kakao"),
+        order("k2", T0 + 50_000, 1.0, "kakao"),
+    ];
+    assert!(step(&mut e, vec![], kakao, T0 + MIN + 40_000).is_empty());
+    let out = step(&mut e, vec![], vec![], T0 + 3 * MIN);
+    assert_eq!(
+        kinds(&out),
+        vec![
+            (IntentKind::Firing, "channel=kakao".into()),
+            (IntentKind::Resolved, "channel=kakao".into()),
+            (IntentKind::Firing, "channel=naver".into()),
+        ]
+    );
+    assert_eq!(out[0].window, Some((T0, T0 + MIN)));
+    assert_eq!(out[2].window, Some((T0 + MIN, T0 + 2 * MIN)));
+}
+
+#[test]
 fn late_events_match_but_are_reported_and_not_counted() {
     let mut e = engine(1);
     let count_rule = json!({"kind": "threshold", "event_type": "order", "aggregate": {"fn": "count"},
