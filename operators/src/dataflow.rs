@@ -515,7 +515,6 @@ impl TenantState {
         self.matches = matches;
         self.matched = matched;
         self.rebuild_windows();
-        self.alerts.settle(&mut self.windows);
         if input.clock {
             self.alerts.advance(watermark, &mut self.windows, out);
         }

@@ -8,7 +8,7 @@
 //! the per-event path never builds a string key.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BinaryHeap;
 
 use serde::{Deserialize, Serialize};
 
@@ -89,8 +89,6 @@ pub(crate) struct RuleState {
     generation: u64,
     /// Start of the next window to judge (windowed rules).
     next_window: i64,
-    /// Holding windows of the current version: start → group → aggregate.
-    holding: BTreeMap<i64, HashMap<Vec<AttrValue>, Holding>>,
     firing: HashMap<Vec<AttrValue>, Firing>,
     /// When a notification was last sent per group key, for the throttle.
     last_sent: Throttle,
@@ -202,8 +200,6 @@ impl AlertState {
         if let Some(&slot) = self.by_id.get(&(rule.tenant.clone(), rule.id.clone()))
             && let Some(state) = self.rules[slot as usize].as_mut()
         {
-            // The new version's windows are recomputed from the retained events this epoch.
-            state.holding.clear();
             if window_of(&state.rule) != window {
                 state.firing.clear();
                 if let Some(w) = &window {
@@ -242,7 +238,6 @@ impl AlertState {
             tz,
             generation,
             next_window,
-            holding: BTreeMap::new(),
             firing: HashMap::default(),
             last_sent: Throttle::default(),
         });
@@ -312,44 +307,6 @@ impl AlertState {
         push_counting_deferral(out, &mut self.stats, intent);
     }
 
-    /// Brings the holding windows up to date with the aggregates that changed this epoch. A
-    /// window's entry in `holding` appears when one of its groups starts or stops holding.
-    pub(crate) fn settle(&mut self, windows: &mut WindowTable) {
-        let dirty = windows.take_dirty();
-        for at in &dirty {
-            let Some((slot, start, group, aggregate)) = windows.changed(*at) else {
-                continue;
-            };
-            let Some(state) = self.rules.get_mut(slot as usize).and_then(Option::as_mut) else {
-                continue;
-            };
-            let RuleKind::Windowed { eval, .. } = &state.rule.kind else {
-                continue;
-            };
-            // Windows before the next one to judge no longer matter.
-            if start < state.next_window {
-                continue;
-            }
-            let now = aggregate.judge(eval);
-            let before = state
-                .holding
-                .get(&start)
-                .and_then(|groups| groups.get(group));
-            if now.as_ref() != before {
-                let groups = state.holding.entry(start).or_default();
-                match now {
-                    Some(h) => {
-                        groups.insert(group.to_vec(), h);
-                    }
-                    None => {
-                        groups.remove(group);
-                    }
-                }
-            }
-        }
-        windows.return_dirty(dirty);
-    }
-
     /// Moves the watermark and judges every window that closed; their aggregates are dropped
     /// from `windows`.
     pub(crate) fn advance(
@@ -381,7 +338,15 @@ impl AlertState {
             if state.next_window + window.size_ms != end {
                 continue; // a stale schedule entry from before a rule change
             }
-            judge_windows(state, &window, watermark_ms, &mut self.stats, out);
+            judge_windows(
+                state,
+                slot,
+                windows,
+                &window,
+                watermark_ms,
+                &mut self.stats,
+                out,
+            );
             windows.drop_before(slot, state.next_window);
             self.closing.push(Reverse((
                 state.next_window + window.size_ms,
@@ -392,9 +357,12 @@ impl AlertState {
     }
 }
 
-/// Judges the rule's windows that closed by `watermark_ms`, in order.
+/// Judges the windows of the rule in `slot` that closed by `watermark_ms`, in order, and drops
+/// them from `windows`.
 fn judge_windows(
     state: &mut RuleState,
+    slot: u32,
+    windows: &mut WindowTable,
     window: &WindowSpec,
     watermark_ms: i64,
     stats: &mut StateStats,
@@ -402,14 +370,12 @@ fn judge_windows(
 ) {
     while state.next_window + window.size_ms <= watermark_ms {
         if state.firing.is_empty() {
-            // Nothing can resolve: jump straight to the next window that holds, but never past
-            // the first one still open: an on-time event can still make it hold.
+            // Nothing can resolve: jump straight to the next window that counts anything, but
+            // never past the first one still open: an on-time event can still reach it.
             let open = first_open_window(watermark_ms, window);
-            let skip_to = state
-                .holding
-                .keys()
-                .next()
-                .map_or(open, |start| (*start).min(open));
+            let skip_to = windows
+                .first_start_from(slot, state.next_window)
+                .map_or(open, |start| start.min(open));
             if skip_to > state.next_window {
                 state.next_window = skip_to;
                 continue;
@@ -417,7 +383,13 @@ fn judge_windows(
         }
         let start = state.next_window;
         let end = start + window.size_ms;
-        let holding = state.holding.remove(&start).unwrap_or_default();
+        let RuleKind::Windowed { eval, .. } = &state.rule.kind else {
+            return;
+        };
+        let holding: HashMap<Vec<AttrValue>, Holding> = windows
+            .judge_and_drop(slot, start, eval)
+            .into_iter()
+            .collect();
         stats.windows_closed += 1;
         let rule = &state.rule;
         let resolved: Vec<Vec<AttrValue>> = state
@@ -488,9 +460,6 @@ fn judge_windows(
         }
         state.next_window += window.slide_ms;
     }
-    // Holdings of windows that can no longer be judged (before the next one) are dropped.
-    let next = state.next_window;
-    state.holding.retain(|start, _| *start >= next);
 }
 
 fn push_counting_deferral(out: &mut Vec<Intent>, stats: &mut StateStats, intent: Intent) {

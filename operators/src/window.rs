@@ -1,8 +1,7 @@
 //! Windowed aggregates, kept incrementally: per rule, window start and group key, what the
 //! counted events contribute, so that an event costs O(1) per window and judging a window costs
-//! O(1) in the common case. A worker's aggregates live in one arena of entries, found through a
-//! small hash index per rule, so an update is one probe into a table that is in cache while the
-//! rule's events are matched.
+//! O(1) in the common case. Each window of a rule is an arena of group entries with a small hash
+//! index; a window is judged once, when it closes, and then goes as a whole.
 //!
 //! Judging gives exactly what aggregating the window's values from scratch gives (the values in
 //! ascending order, each distinct value times its multiplicity, as
@@ -303,53 +302,81 @@ impl Hasher for PreHashed {
     }
 }
 
-/// Marks the end of a hash chain and a free entry.
+/// Marks the end of a hash chain.
 const NONE: u32 = u32::MAX;
 
+/// Windows kept for re-use, so opening one rarely allocates.
+const SPARE_WINDOWS: usize = 256;
+
+/// One group's aggregate in one window.
 #[derive(Debug)]
 struct Entry {
-    /// Hash of (rule, start, group).
-    key: u64,
-    /// Next entry with the same `key` (a hash collision), or `NONE`.
+    /// Hash of the group key.
+    hash: u64,
+    /// Next entry with the same `hash` (a hash collision), or `NONE`.
     next: u32,
-    /// The rule's slot; `NONE` for a free entry.
-    slot: u32,
-    start: i64,
     /// Inline for the usual one-attribute group key, so comparing it reads no other memory.
     group: SmallVec<[AttrValue; 1]>,
     aggregate: Aggregate,
-    /// Changed since its holding was last brought up to date.
-    dirty: bool,
 }
 
-/// The windows of one rule.
+/// The groups of one window of one rule: an arena of entries and a small index into it. A
+/// window goes as a whole when it is judged, so no entry is ever unlinked.
 #[derive(Debug, Default)]
-struct RuleWindows {
-    /// Entry by key (the first of its hash chain). One small table per rule rather than one
-    /// for the worker: the events of a (tenant, type) are matched together, so its rules'
-    /// tables stay in cache while they are, where probes into one large table missed it.
+struct Window {
+    /// Entry by group hash (the first of its hash chain).
     index: HashMap<u64, u32, BuildHasherDefault<PreHashed>>,
-    /// Window start → its entries.
-    starts: BTreeMap<i64, Vec<u32>>,
+    entries: Vec<Entry>,
 }
 
-/// Every window aggregate of one worker: (rule slot, window start, group key) → aggregate.
+impl Window {
+    fn find(&self, hash: u64, group: &[&AttrValue]) -> Option<u32> {
+        let mut at = *self.index.get(&hash)?;
+        while at != NONE {
+            let e = &self.entries[at as usize];
+            if e.hash == hash && same_group(&e.group, group) {
+                return Some(at);
+            }
+            at = e.next;
+        }
+        None
+    }
+
+    fn insert(&mut self, hash: u64, group: &[&AttrValue]) -> u32 {
+        let at = self.entries.len() as u32;
+        let next = self.index.insert(hash, at).unwrap_or(NONE);
+        self.entries.push(Entry {
+            hash,
+            next,
+            group: group.iter().map(|v| (*v).clone()).collect(),
+            aggregate: Aggregate::default(),
+        });
+        at
+    }
+
+    fn clear(&mut self) {
+        self.index.clear();
+        self.entries.clear();
+    }
+}
+
+/// Every window aggregate of one worker: rule slot → window start → group key → aggregate.
 #[derive(Debug, Default)]
 pub(crate) struct WindowTable {
     hasher: foldhash::fast::RandomState,
-    entries: Vec<Entry>,
-    free: Vec<u32>,
-    /// By rule slot.
-    by_rule: Vec<RuleWindows>,
-    /// Entries changed since the last [`WindowTable::take_dirty`].
-    dirty: Vec<u32>,
+    /// By rule slot: the rule's open windows by start. The events of a (tenant, type) are
+    /// matched together, so its rules' windows stay in cache while they are.
+    by_rule: Vec<BTreeMap<i64, Window>>,
+    /// Emptied windows, for re-use.
+    spare: Vec<Window>,
 }
 
-fn mix(mut x: u64) -> u64 {
-    // splitmix64's finalizer
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
+/// Empties `window` and keeps it in `spare` for re-use.
+fn recycle(spare: &mut Vec<Window>, mut window: Window) {
+    if spare.len() < SPARE_WINDOWS {
+        window.clear();
+        spare.push(window);
+    }
 }
 
 fn same_group(key: &[AttrValue], group: &[&AttrValue]) -> bool {
@@ -366,22 +393,6 @@ impl WindowTable {
         hasher.finish()
     }
 
-    fn key(slot: u32, start: i64, group_hash: u64) -> u64 {
-        mix(group_hash ^ mix(u64::from(slot) ^ (start as u64).rotate_left(32)))
-    }
-
-    fn find(&self, key: u64, slot: u32, start: i64, group: &[&AttrValue]) -> Option<u32> {
-        let mut at = *self.by_rule.get(slot as usize)?.index.get(&key)?;
-        while at != NONE {
-            let e = &self.entries[at as usize];
-            if e.slot == slot && e.start == start && same_group(&e.group, group) {
-                return Some(at);
-            }
-            at = e.next;
-        }
-        None
-    }
-
     /// Adds (`add`) or takes back one value of one group in the window of rule `slot` starting
     /// at `start`.
     #[allow(clippy::too_many_arguments)]
@@ -396,154 +407,95 @@ impl WindowTable {
         value: &AttrValue,
         add: bool,
     ) {
-        let key = Self::key(slot, start, group_hash);
-        let at = match self.find(key, slot, start, group) {
-            Some(at) => at,
+        if self.by_rule.len() <= slot as usize {
+            if !add {
+                return;
+            }
+            self.by_rule.resize_with(slot as usize + 1, BTreeMap::new);
+        }
+        let starts = &mut self.by_rule[slot as usize];
+        let window = match starts.get_mut(&start) {
+            Some(window) => window,
             // Taking back a value from a window already judged and dropped: nothing to do.
             None if !add => return,
-            None => self.insert(key, slot, start, group),
+            None => starts
+                .entry(start)
+                .or_insert_with(|| self.spare.pop().unwrap_or_default()),
         };
-        let entry = &mut self.entries[at as usize];
+        let at = match window.find(group_hash, group) {
+            Some(at) => at,
+            None if !add => return,
+            None => window.insert(group_hash, group),
+        };
+        let aggregate = &mut window.entries[at as usize].aggregate;
         let values = match side {
-            Side::Current => &mut entry.aggregate.current,
-            Side::Baseline => entry.aggregate.baseline.get_or_insert_default(),
+            Side::Current => &mut aggregate.current,
+            Side::Baseline => aggregate.baseline.get_or_insert_default(),
         };
         if add {
             values.add(agg, value);
         } else {
             values.remove(agg, value);
         }
-        if !entry.dirty {
-            entry.dirty = true;
-            self.dirty.push(at);
-        }
     }
 
-    fn insert(&mut self, key: u64, slot: u32, start: i64, group: &[&AttrValue]) -> u32 {
-        if self.by_rule.len() <= slot as usize {
-            self.by_rule
-                .resize_with(slot as usize + 1, RuleWindows::default);
-        }
-        let next = self.by_rule[slot as usize]
-            .index
-            .get(&key)
-            .copied()
-            .unwrap_or(NONE);
-        let entry = Entry {
-            key,
-            next,
-            slot,
-            start,
-            group: group.iter().map(|v| (*v).clone()).collect(),
-            aggregate: Aggregate::default(),
-            dirty: false,
-        };
-        let at = match self.free.pop() {
-            Some(at) => {
-                self.entries[at as usize] = entry;
-                at
-            }
-            None => {
-                self.entries.push(entry);
-                (self.entries.len() - 1) as u32
-            }
-        };
-        let rule = &mut self.by_rule[slot as usize];
-        rule.index.insert(key, at);
-        rule.starts.entry(start).or_default().push(at);
-        at
-    }
-
-    /// Unlinks entry `at` from its rule's index and frees it.
-    fn release(&mut self, at: u32) {
-        let (key, next, slot) = {
-            let e = &self.entries[at as usize];
-            (e.key, e.next, e.slot)
-        };
-        let Some(rule) = self.by_rule.get_mut(slot as usize) else {
-            return;
-        };
-        let index = &mut rule.index;
-        if index.get(&key) == Some(&at) {
-            if next == NONE {
-                index.remove(&key);
-            } else {
-                index.insert(key, next);
-            }
-        } else if let Some(mut prev) = index.get(&key).copied() {
-            while prev != NONE {
-                let p = &mut self.entries[prev as usize];
-                if p.next == at {
-                    p.next = next;
-                    break;
-                }
-                prev = p.next;
-            }
-        }
-        self.free_entry(at);
-    }
-
-    /// Frees entry `at`, already out of its rule's index.
-    fn free_entry(&mut self, at: u32) {
-        let e = &mut self.entries[at as usize];
-        e.slot = NONE;
-        e.next = NONE;
-        e.group = SmallVec::new();
-        e.aggregate = Aggregate::default();
-        e.dirty = false;
-        self.free.push(at);
+    /// Empties `window` and keeps it for re-use.
+    fn recycle(&mut self, window: Window) {
+        recycle(&mut self.spare, window);
     }
 
     /// Drops every window of rule `slot`.
     pub(crate) fn clear_rule(&mut self, slot: u32) {
-        let Some(rule) = self.by_rule.get_mut(slot as usize) else {
+        let Some(starts) = self.by_rule.get_mut(slot as usize) else {
             return;
         };
-        // The rule's whole index goes with them: no entry needs unlinking.
-        let windows = std::mem::take(rule);
-        for at in windows.starts.into_values().flatten() {
-            self.free_entry(at);
+        for window in std::mem::take(starts).into_values() {
+            self.recycle(window);
         }
     }
 
     /// Drops the windows of rule `slot` that start before `start`.
     pub(crate) fn drop_before(&mut self, slot: u32, start: i64) {
-        let Some(rule) = self.by_rule.get_mut(slot as usize) else {
+        let Some(starts) = self.by_rule.get_mut(slot as usize) else {
             return;
         };
-        let windows = &mut rule.starts;
-        if windows.first_key_value().is_none_or(|(s, _)| *s >= start) {
-            return;
-        }
-        let kept = windows.split_off(&start);
-        let dropped = std::mem::replace(windows, kept);
-        for at in dropped.into_values().flatten() {
-            self.release(at);
+        while let Some(entry) = starts.first_entry() {
+            if *entry.key() >= start {
+                break;
+            }
+            recycle(&mut self.spare, entry.remove());
         }
     }
 
-    /// The entries changed since the last call.
-    pub(crate) fn take_dirty(&mut self) -> Vec<u32> {
-        std::mem::take(&mut self.dirty)
+    /// The first window of rule `slot` that starts at or after `from` and counts anything.
+    pub(crate) fn first_start_from(&self, slot: u32, from: i64) -> Option<i64> {
+        let starts = self.by_rule.get(slot as usize)?;
+        starts.range(from..).next().map(|(start, _)| *start)
     }
 
-    /// Gives back the (emptied) list from [`WindowTable::take_dirty`], to reuse its memory.
-    pub(crate) fn return_dirty(&mut self, mut list: Vec<u32>) {
-        list.clear();
-        if self.dirty.is_empty() {
-            self.dirty = list;
-        }
-    }
-
-    /// A changed entry: its rule slot, window start, group key and aggregate; marks it clean.
-    /// `None` if it was dropped since.
-    pub(crate) fn changed(&mut self, at: u32) -> Option<(u32, i64, &[AttrValue], &mut Aggregate)> {
-        let e = self.entries.get_mut(at as usize)?;
-        if e.slot == NONE || !e.dirty {
-            return None;
-        }
-        e.dirty = false;
-        Some((e.slot, e.start, &e.group, &mut e.aggregate))
+    /// Judges the window of rule `slot` starting at `start` and drops it: every group whose
+    /// condition holds, with its values.
+    pub(crate) fn judge_and_drop(
+        &mut self,
+        slot: u32,
+        start: i64,
+        eval: &Evaluation,
+    ) -> Vec<(Vec<AttrValue>, Holding)> {
+        let Some(window) = self
+            .by_rule
+            .get_mut(slot as usize)
+            .and_then(|starts| starts.remove(&start))
+        else {
+            return Vec::new();
+        };
+        let mut window = window;
+        let holding = window
+            .entries
+            .iter_mut()
+            .filter_map(|e| Some((e.group.to_vec(), e.aggregate.judge(eval)?)))
+            .collect();
+        self.recycle(window);
+        holding
     }
 }
 
