@@ -11,7 +11,7 @@
 use crate::HashMap;
 use crate::predicate::{CmpOp, Predicate, compare};
 use crate::rule::{AggFn, Rule, RuleKind, WindowSpec};
-use crate::value::{AttrValue, Attrs};
+use crate::value::{AttrValue, Attrs, SmolStr};
 
 /// Marks "no filter" / "no attribute".
 const NONE: u32 = u32::MAX;
@@ -19,6 +19,23 @@ const NONE: u32 = u32::MAX;
 /// One node of a compiled filter, in prefix order; combinators know where their children end.
 #[derive(Debug)]
 enum Step {
+    /// A comparison with a number: the common case, without the general comparison's dispatch.
+    CmpNum {
+        attr: u32,
+        op: CmpOp,
+        value: f64,
+    },
+    /// `=` (or `!=` when `negate`) with a string.
+    EqStr {
+        attr: u32,
+        value: SmolStr,
+        negate: bool,
+    },
+    /// `in` with strings only.
+    InStr {
+        attr: u32,
+        values: Vec<SmolStr>,
+    },
     Cmp {
         attr: u32,
         op: CmpOp,
@@ -56,6 +73,25 @@ fn step_end(steps: &[Step], at: usize) -> usize {
 /// Evaluates the filter rooted at `at` against an event's `values` (by attribute number).
 fn eval(steps: &[Step], at: usize, values: &[Option<&AttrValue>]) -> bool {
     match &steps[at] {
+        // A value of another type compares as `compare` has it: only `!=` holds.
+        Step::CmpNum { attr, op, value } => match values[*attr as usize] {
+            Some(AttrValue::Num(actual)) => op.test_f64(actual.0, *value),
+            Some(_) => *op == CmpOp::Ne,
+            None => false,
+        },
+        Step::EqStr {
+            attr,
+            value,
+            negate,
+        } => match values[*attr as usize] {
+            Some(AttrValue::Str(actual)) => (actual == value) != *negate,
+            Some(_) => *negate,
+            None => false,
+        },
+        Step::InStr { attr, values: set } => match values[*attr as usize] {
+            Some(AttrValue::Str(actual)) => set.iter().any(|v| v == actual),
+            _ => false,
+        },
         Step::Cmp { attr, op, value } => {
             values[*attr as usize].is_some_and(|actual| compare(actual, *op, value))
         }
@@ -359,6 +395,17 @@ impl Compiled {
     }
 }
 
+/// The values of an `in` list, if all are strings.
+fn strings(values: &[AttrValue]) -> Option<Vec<SmolStr>> {
+    values
+        .iter()
+        .map(|v| match v {
+            AttrValue::Str(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Compiles `filter` into `steps`, numbering attributes with `number`.
 fn emit(filter: &Predicate, steps: &mut Vec<Step>, number: &mut dyn FnMut(&str) -> u32) {
     let combinator = |steps: &mut Vec<Step>,
@@ -373,15 +420,39 @@ fn emit(filter: &Predicate, steps: &mut Vec<Step>, number: &mut dyn FnMut(&str) 
         steps[at] = make(steps.len() as u32);
     };
     match filter {
+        Predicate::Cmp {
+            attr,
+            op,
+            value: AttrValue::Num(value),
+        } => steps.push(Step::CmpNum {
+            attr: number(attr),
+            op: *op,
+            value: value.0,
+        }),
+        Predicate::Cmp {
+            attr,
+            op: op @ (CmpOp::Eq | CmpOp::Ne),
+            value: AttrValue::Str(value),
+        } => steps.push(Step::EqStr {
+            attr: number(attr),
+            value: value.clone(),
+            negate: *op == CmpOp::Ne,
+        }),
         Predicate::Cmp { attr, op, value } => steps.push(Step::Cmp {
             attr: number(attr),
             op: *op,
             value: value.clone(),
         }),
-        Predicate::In { attr, values } => steps.push(Step::In {
-            attr: number(attr),
-            values: values.clone(),
-        }),
+        Predicate::In { attr, values } => match strings(values) {
+            Some(strings) => steps.push(Step::InStr {
+                attr: number(attr),
+                values: strings,
+            }),
+            None => steps.push(Step::In {
+                attr: number(attr),
+                values: values.clone(),
+            }),
+        },
         Predicate::Contains { attr, value } => steps.push(Step::Contains {
             attr: number(attr),
             value: value.clone(),
@@ -476,6 +547,8 @@ mod tests {
             json!({"attr": "tags", "op": "contains", "value": "vip"}),
             json!({"attr": "note", "op": "contains", "value": "wrap"}),
             json!({"attr": "channel", "op": "!=", "value": "naver"}),
+            json!({"attr": "amount", "op": "!=", "value": 7}),
+            json!({"attr": "amount", "op": "<=", "value": 7}),
         ];
         let rules: Vec<Rule> = filters
             .iter()
@@ -490,7 +563,7 @@ mod tests {
             json!({"channel": "naver", "amount": 7}),
             json!({"channel": "kakao", "amount": 3, "coupon": "X"}),
             json!({"channel": 7, "a": "z", "tags": ["vip"], "note": "gift wrap"}),
-            json!({"a": "b", "tags": ["x"]}),
+            json!({"a": "b", "tags": ["x"], "amount": "7"}),
             json!({}),
         ];
         let compiled = index.compiled(|s| rules.get(s as usize));
