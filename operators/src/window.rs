@@ -8,8 +8,8 @@
 //! [`judge`] spells out): sums of whole numbers up to 2^53 are exact in any order, so they are
 //! kept as integers; anything else (fractions, -0.0, NaN, infinities) takes the ordered path.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use smallvec::SmallVec;
 
@@ -284,79 +284,76 @@ impl Aggregate {
     }
 }
 
-/// A `Hasher` for keys that already are hashes.
-#[derive(Default)]
-struct PreHashed(u64);
-
-impl Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// Marks the end of a hash chain.
-const NONE: u32 = u32::MAX;
-
 /// Windows kept for re-use, so opening one rarely allocates.
 const SPARE_WINDOWS: usize = 256;
+
+/// Up to this many groups a window finds a group by scanning their hashes; beyond, through a
+/// hash index.
+const SCAN_LIMIT: usize = 16;
 
 /// One group's aggregate in one window.
 #[derive(Debug)]
 struct Entry {
-    /// Hash of the group key.
-    hash: u64,
-    /// Next entry with the same `hash` (a hash collision), or `NONE`.
-    next: u32,
     /// Inline for the usual one-attribute group key, so comparing it reads no other memory.
     group: SmallVec<[AttrValue; 1]>,
     aggregate: Aggregate,
 }
 
-/// The groups of one window of one rule: an arena of entries and a small index into it. A
-/// window goes as a whole when it is judged, so no entry is ever unlinked.
+/// The groups of one window of one rule. A window goes as a whole when it is judged, so no
+/// entry is ever unlinked. Most windows hold a few groups, found by scanning their hashes; a
+/// window with many (a rule grouped by SKU or customer) also gets a hash index.
 #[derive(Debug, Default)]
 struct Window {
-    /// Entry by group hash (the first of its hash chain).
-    index: HashMap<u64, u32, BuildHasherDefault<PreHashed>>,
+    /// Hash of each entry's group key, by entry.
+    hashes: Vec<u64>,
     entries: Vec<Entry>,
+    /// Entry numbers by group hash, once there are more than [`SCAN_LIMIT`].
+    index: hashbrown::HashTable<u32>,
 }
 
 impl Window {
-    fn find(&self, hash: u64, group: &[&AttrValue]) -> Option<u32> {
-        let mut at = *self.index.get(&hash)?;
-        while at != NONE {
-            let e = &self.entries[at as usize];
-            if e.hash == hash && same_group(&e.group, group) {
-                return Some(at);
-            }
-            at = e.next;
+    fn find(&self, hash: u64, group: &[&AttrValue]) -> Option<usize> {
+        if self.entries.len() <= SCAN_LIMIT {
+            self.hashes
+                .iter()
+                .zip(&self.entries)
+                .position(|(h, e)| *h == hash && same_group(&e.group, group))
+        } else {
+            let hashes = &self.hashes;
+            let entries = &self.entries;
+            self.index
+                .find(hash, |&at| {
+                    hashes[at as usize] == hash && same_group(&entries[at as usize].group, group)
+                })
+                .map(|&at| at as usize)
         }
-        None
     }
 
-    fn insert(&mut self, hash: u64, group: &[&AttrValue]) -> u32 {
-        let at = self.entries.len() as u32;
-        let next = self.index.insert(hash, at).unwrap_or(NONE);
+    fn insert(&mut self, hash: u64, group: &[&AttrValue]) -> usize {
+        let at = self.entries.len();
+        self.hashes.push(hash);
         self.entries.push(Entry {
-            hash,
-            next,
             group: group.iter().map(|v| (*v).clone()).collect(),
             aggregate: Aggregate::default(),
         });
+        let hashes = &self.hashes;
+        if at == SCAN_LIMIT {
+            // Outgrew scanning: index every entry.
+            for (n, h) in hashes.iter().enumerate() {
+                self.index
+                    .insert_unique(*h, n as u32, |&i| hashes[i as usize]);
+            }
+        } else if at > SCAN_LIMIT {
+            self.index
+                .insert_unique(hash, at as u32, |&i| hashes[i as usize]);
+        }
         at
     }
 
     fn clear(&mut self) {
-        self.index.clear();
+        self.hashes.clear();
         self.entries.clear();
+        self.index.clear();
     }
 }
 
@@ -427,7 +424,7 @@ impl WindowTable {
             None if !add => return,
             None => window.insert(group_hash, group),
         };
-        let aggregate = &mut window.entries[at as usize].aggregate;
+        let aggregate = &mut window.entries[at].aggregate;
         let values = match side {
             Side::Current => &mut aggregate.current,
             Side::Baseline => aggregate.baseline.get_or_insert_default(),
@@ -546,6 +543,82 @@ mod tests {
             (None, None) => true,
             _ => false,
         }
+    }
+
+    #[test]
+    fn groups_stay_apart_in_small_and_large_windows() {
+        use crate::predicate::CmpOp;
+        let mut table = WindowTable::default();
+        let eval = Evaluation {
+            agg: AggFn::Sum,
+            op: CmpOp::Gt,
+            value: Num(0.0),
+            relative: false,
+        };
+        // Window 0 has 5 groups (found by scanning), window 1 has 60 (found through the index);
+        // group g gets g + 1 values of 1.0, and one is taken back from every third group.
+        for (start, groups) in [(0_i64, 5_u32), (1, 60)] {
+            for g in 0..groups {
+                let key = AttrValue::Str(format!("sku-{g}").into());
+                let hash = table.group_hash(&[&key]);
+                let one = AttrValue::Num(Num(1.0));
+                for _ in 0..=g {
+                    table.update(
+                        7,
+                        start,
+                        hash,
+                        &[&key],
+                        Side::Current,
+                        AggFn::Sum,
+                        &one,
+                        true,
+                    );
+                }
+                if g % 3 == 0 {
+                    table.update(
+                        7,
+                        start,
+                        hash,
+                        &[&key],
+                        Side::Current,
+                        AggFn::Sum,
+                        &one,
+                        false,
+                    );
+                }
+            }
+        }
+        assert_eq!(table.first_start_from(7, 0), Some(0));
+        for (start, groups) in [(0_i64, 5_u32), (1, 60)] {
+            let mut got = table.judge_and_drop(7, start, &eval);
+            got.sort_by_key(|(_, h)| h.value);
+            let want: Vec<(Vec<AttrValue>, f64)> = {
+                let mut want: Vec<_> = (0..groups)
+                    .map(|g| {
+                        let sum = f64::from(g + 1) - if g % 3 == 0 { 1.0 } else { 0.0 };
+                        (vec![AttrValue::Str(format!("sku-{g}").into())], sum)
+                    })
+                    .filter(|(_, sum)| *sum > 0.0)
+                    .collect();
+                want.sort_by(|a, b| a.1.total_cmp(&b.1));
+                want
+            };
+            let got: Vec<(Vec<AttrValue>, f64)> =
+                got.into_iter().map(|(g, h)| (g, h.value.0)).collect();
+            assert_eq!(got.len(), want.len(), "window {start}");
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.1, w.1, "window {start}");
+            }
+            let mut names: Vec<_> = got.into_iter().map(|(g, _)| g).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), want.len(), "each group once in window {start}");
+        }
+        assert_eq!(
+            table.first_start_from(7, 0),
+            None,
+            "judged windows are dropped"
+        );
     }
 
     #[test]
