@@ -1,7 +1,8 @@
 //! Windowed aggregates, kept incrementally: per rule, window start and group key, what the
-//! counted events contribute, so that an event costs O(1) per window and judging a window costs
-//! O(1) in the common case. Each window of a rule is an arena of group entries with a small hash
-//! index; a window is judged once, when it closes, and then goes as a whole.
+//! counted events contribute, so that an event costs O(1) per window and judging a group costs
+//! O(1) in the common case. Each window of a rule is an arena of group entries, found by scanning
+//! their hashes or, past a few groups, through a hash index; a window is judged once, when it
+//! closes, and then goes as a whole.
 //!
 //! Judging gives exactly what aggregating the window's values from scratch gives (the values in
 //! ascending order, each distinct value times its multiplicity, as
