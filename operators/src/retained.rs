@@ -122,17 +122,10 @@ impl PackedEvent {
     /// The attributes, unpacked.
     pub(crate) fn attrs(&self) -> Attrs {
         let mut reader = Reader { bytes: &self.bytes };
-        let mut attrs = BTreeMap::new();
-        let Some(len) = reader.len() else {
-            return attrs;
-        };
-        for _ in 0..len {
-            let (Some(key), Some(value)) = (reader.text(), reader.value()) else {
-                break;
-            };
-            attrs.insert(key, value);
-        }
-        attrs
+        let len = reader.len().unwrap_or(0);
+        (0..len)
+            .map_while(|_| Some((reader.text()?, reader.value()?)))
+            .collect()
     }
 }
 

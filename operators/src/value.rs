@@ -56,8 +56,103 @@ pub enum AttrValue {
     List(Vec<AttrValue>),
 }
 
-/// The attributes of an event, by name.
-pub type Attrs = BTreeMap<SmolStr, AttrValue>;
+/// The attributes of an event, by name: kept sorted by name in one vector. An event carries a
+/// handful, so this is one allocation, read front to back, where a map is a tree of nodes; it
+/// serializes as a JSON object, and a name given twice keeps its last value, as a map would.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Attrs(Vec<(SmolStr, AttrValue)>);
+
+impl Attrs {
+    /// No attributes.
+    pub fn new() -> Attrs {
+        Attrs(Vec::new())
+    }
+
+    /// How many attributes there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(key, _)| key.as_str().cmp(name))
+    }
+
+    /// The value of attribute `name`.
+    pub fn get(&self, name: &str) -> Option<&AttrValue> {
+        self.position(name).ok().map(|at| &self.0[at].1)
+    }
+
+    /// Whether the event has attribute `name`.
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.position(name).is_ok()
+    }
+
+    /// Sets attribute `name`; returns its previous value.
+    pub fn insert(&mut self, name: SmolStr, value: AttrValue) -> Option<AttrValue> {
+        match self.position(&name) {
+            Ok(at) => Some(std::mem::replace(&mut self.0[at].1, value)),
+            Err(at) => {
+                self.0.insert(at, (name, value));
+                None
+            }
+        }
+    }
+
+    /// The attributes in name order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&SmolStr, &AttrValue)> {
+        self.0.iter().map(|(key, value)| (key, value))
+    }
+
+    /// The attribute names in order.
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &SmolStr> {
+        self.0.iter().map(|(key, _)| key)
+    }
+}
+
+impl FromIterator<(SmolStr, AttrValue)> for Attrs {
+    fn from_iter<I: IntoIterator<Item = (SmolStr, AttrValue)>>(iter: I) -> Attrs {
+        let mut pairs: Vec<(SmolStr, AttrValue)> = iter.into_iter().collect();
+        // Stable, so of a name given twice the last one is last; keep that one.
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(SmolStr, AttrValue)> = Vec::with_capacity(pairs.len());
+        for pair in pairs {
+            match out.last_mut() {
+                Some(last) if last.0 == pair.0 => *last = pair,
+                _ => out.push(pair),
+            }
+        }
+        Attrs(out)
+    }
+}
+
+impl<'a> IntoIterator for &'a Attrs {
+    type Item = (&'a SmolStr, &'a AttrValue);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (SmolStr, AttrValue)>,
+        fn(&'a (SmolStr, AttrValue)) -> (&'a SmolStr, &'a AttrValue),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(key, value)| (key, value))
+    }
+}
+
+impl Serialize for Attrs {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Attrs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Attrs, D::Error> {
+        let map = BTreeMap::<SmolStr, AttrValue>::deserialize(deserializer)?;
+        Ok(Attrs(map.into_iter().collect()))
+    }
+}
 
 impl AttrValue {
     /// Converts a JSON value; objects nested inside attributes are kept as their JSON text.
@@ -118,6 +213,32 @@ impl fmt::Display for AttrValue {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn attrs_stay_sorted_and_a_repeated_name_keeps_its_last_value() {
+        let num = |x: f64| AttrValue::Num(Num(x));
+        let mut attrs: Attrs = [
+            ("b".into(), num(1.0)),
+            ("a".into(), num(2.0)),
+            ("b".into(), num(3.0)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(attrs.len(), 2);
+        assert_eq!(attrs.get("b"), Some(&num(3.0)));
+        assert_eq!(attrs.insert("c".into(), num(4.0)), None);
+        assert_eq!(attrs.insert("a".into(), num(5.0)), Some(num(2.0)));
+        assert!(attrs.contains_key("c") && !attrs.contains_key("d"));
+        let names: Vec<&str> = attrs.keys().map(SmolStr::as_str).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        // Serialized as the map it stands for.
+        let text = serde_json::to_string(&attrs).unwrap();
+        let map: BTreeMap<SmolStr, AttrValue> =
+            attrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert_eq!(text, serde_json::to_string(&map).unwrap());
+        assert!(text.starts_with(r#"{"a":"#), "{text}");
+        assert_eq!(serde_json::from_str::<Attrs>(&text).unwrap(), attrs);
+    }
 
     #[test]
     fn json_round_trip_keeps_integers_integral() {
