@@ -251,6 +251,8 @@ pub(crate) struct TenantState {
     /// Scratch: (event, rule slot) matches found this epoch, and the events they refer to.
     matches: Vec<(u32, u32)>,
     matched: Vec<Event>,
+    /// Scratch: where an event is packed before it is retained.
+    pack_buffer: Vec<u8>,
 }
 
 impl TenantState {
@@ -494,7 +496,8 @@ impl TenantState {
                 }
             });
             if on_time && span > 0 {
-                self.hold(t, span, PackedEvent::pack(event.ts_ms, &event.attrs));
+                let packed = PackedEvent::pack(&mut self.pack_buffer, event.ts_ms, &event.attrs);
+                self.hold(t, span, packed);
             } else {
                 self.retire_next_unheld += 1;
             }

@@ -104,18 +104,19 @@ impl Reader<'_> {
 }
 
 impl PackedEvent {
-    /// Packs an event's time and attributes.
-    pub(crate) fn pack(ts_ms: i64, attrs: &Attrs) -> PackedEvent {
-        let mut out = Vec::with_capacity(16 * attrs.len() + 16);
-        put_len(&mut out, attrs.len());
+    /// Packs an event's time and attributes, writing them in `scratch` first so the packed
+    /// bytes are allocated once, at their size.
+    pub(crate) fn pack(scratch: &mut Vec<u8>, ts_ms: i64, attrs: &Attrs) -> PackedEvent {
+        scratch.clear();
+        put_len(scratch, attrs.len());
         for (key, value) in attrs {
-            put_len(&mut out, key.len());
-            out.extend_from_slice(key.as_bytes());
-            put_value(&mut out, value);
+            put_len(scratch, key.len());
+            scratch.extend_from_slice(key.as_bytes());
+            put_value(scratch, value);
         }
         PackedEvent {
             ts_ms,
-            bytes: out.into_boxed_slice(),
+            bytes: Box::from(scratch.as_slice()),
         }
     }
 
@@ -203,10 +204,13 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.into(), AttrValue::from_json(v)))
         .collect();
-        let packed = PackedEvent::pack(42, &attrs);
+        let packed = PackedEvent::pack(&mut Vec::new(), 42, &attrs);
         assert_eq!(packed.ts_ms, 42);
         assert_eq!(packed.attrs(), attrs);
-        assert_eq!(PackedEvent::pack(1, &Attrs::new()).attrs(), Attrs::new());
+        assert_eq!(
+            PackedEvent::pack(&mut vec![7], 1, &Attrs::new()).attrs(),
+            Attrs::new()
+        );
     }
 
     #[test]
