@@ -39,7 +39,77 @@ struct Values {
     /// Numeric values (sum, avg, min, max); `None` until the first one.
     numbers: Option<Box<Numbers>>,
     /// Distinct non-null values with multiplicity (count_distinct); `None` until the first one.
-    distinct: Option<Box<crate::HashMap<AttrValue, i64>>>,
+    distinct: Option<Box<Distinct>>,
+}
+
+/// Past this many distinct values, a window's count_distinct set becomes a hash map.
+const FEW_DISTINCT: usize = 8;
+
+/// The distinct values of one side of one window, with multiplicity: a short list while there
+/// are few (a group of one SKU sees a customer or two per window), a hash map beyond.
+#[derive(Debug)]
+enum Distinct {
+    Few(SmallVec<[(AttrValue, i64); 2]>),
+    Many(crate::HashMap<AttrValue, i64>),
+}
+
+impl Default for Distinct {
+    fn default() -> Distinct {
+        Distinct::Few(SmallVec::new())
+    }
+}
+
+impl Distinct {
+    fn add(&mut self, value: &AttrValue) {
+        match self {
+            Distinct::Few(few) => {
+                if let Some((_, n)) = few.iter_mut().find(|(v, _)| v == value) {
+                    *n += 1;
+                } else if few.len() < FEW_DISTINCT {
+                    few.push((value.clone(), 1));
+                } else {
+                    let mut many: crate::HashMap<AttrValue, i64> = few.drain(..).collect();
+                    many.insert(value.clone(), 1);
+                    *self = Distinct::Many(many);
+                }
+            }
+            // Clone the value only the first time it is seen in this window.
+            Distinct::Many(many) => match many.get_mut(value) {
+                Some(n) => *n += 1,
+                None => {
+                    many.insert(value.clone(), 1);
+                }
+            },
+        }
+    }
+
+    fn remove(&mut self, value: &AttrValue) {
+        match self {
+            Distinct::Few(few) => {
+                if let Some(at) = few.iter().position(|(v, _)| v == value) {
+                    few[at].1 -= 1;
+                    if few[at].1 == 0 {
+                        few.swap_remove(at);
+                    }
+                }
+            }
+            Distinct::Many(many) => {
+                if let Some(n) = many.get_mut(value) {
+                    *n -= 1;
+                    if *n == 0 {
+                        many.remove(value);
+                    }
+                }
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Distinct::Few(few) => few.len(),
+            Distinct::Many(many) => many.len(),
+        }
+    }
 }
 
 /// The numeric values of one side of one window.
@@ -198,14 +268,7 @@ impl Values {
             }
             AggFn::CountDistinct => {
                 if *value != AttrValue::Null {
-                    let distinct = self.distinct.get_or_insert_default();
-                    // Clone the value only the first time it is seen in this window.
-                    match distinct.get_mut(value) {
-                        Some(n) => *n += 1,
-                        None => {
-                            distinct.insert(value.clone(), 1);
-                        }
-                    }
+                    self.distinct.get_or_insert_default().add(value);
                 }
             }
         }
@@ -221,13 +284,8 @@ impl Values {
                 }
             }
             AggFn::CountDistinct => {
-                if let Some(distinct) = self.distinct.as_mut()
-                    && let Some(n) = distinct.get_mut(value)
-                {
-                    *n -= 1;
-                    if *n == 0 {
-                        distinct.remove(value);
-                    }
+                if let Some(distinct) = self.distinct.as_mut() {
+                    distinct.remove(value);
                 }
             }
         }
