@@ -42,6 +42,9 @@ use crate::time::window_starts;
 use crate::value::AttrValue;
 use crate::window::{Side, WindowTable};
 
+/// How many events ahead of the one being matched the worker prefetches attributes.
+const PREFETCH_AHEAD: usize = 4;
+
 /// How an event reached the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Arrival {
@@ -458,7 +461,15 @@ impl TenantState {
             input.events.into_iter().map(Some).collect();
         let mut matched = std::mem::take(&mut self.matched);
         let mut matches = std::mem::take(&mut self.matches);
-        for (types, i) in order {
+        for k in 0..order.len() {
+            let (types, i) = order[k];
+            // The events are visited out of input order, so each one's attributes would be a
+            // cache miss; start loading them a few events ahead.
+            if let Some(&(_, ahead)) = order.get(k + PREFETCH_AHEAD)
+                && let Some((event, _)) = &events[ahead as usize]
+            {
+                event.attrs.prefetch();
+            }
             let Some((event, arrival)) = events[i as usize].take() else {
                 continue;
             };
