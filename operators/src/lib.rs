@@ -31,3 +31,18 @@ pub use intent::{Intent, IntentKind};
 pub use rule::{Rule, RuleError, RuleSpec};
 pub use state::OpenAlert;
 pub use value::{AttrValue, Attrs, Num, SmolStr};
+
+/// Asks the CPU to start loading the cache line at `at`; a hint with no effect on behaviour,
+/// whatever the address.
+#[inline]
+pub(crate) fn prefetch<T>(at: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: a prefetch never faults, reads nothing into the program and changes no
+        // memory, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}

@@ -111,17 +111,10 @@ impl Attrs {
     /// Asks the CPU to start loading the attributes into cache; a hint with no effect on
     /// behaviour.
     pub(crate) fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            let start = self.0.as_ptr().cast::<i8>();
-            // Two cache lines cover the names and values of a typical event.
-            for offset in [0, 64] {
-                // SAFETY: a prefetch never faults and changes no memory, whatever the address;
-                // `wrapping_add` keeps the pointer arithmetic defined.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
-            }
-        }
+        let start = self.0.as_ptr().cast::<u8>();
+        // Two cache lines cover the names and values of a typical event.
+        crate::prefetch(start);
+        crate::prefetch(start.wrapping_add(64));
     }
 
     /// The attribute names in order.
