@@ -621,29 +621,12 @@ mod tests {
                 let key = AttrValue::Str(format!("sku-{g}").into());
                 let hash = table.group_hash(&[&key]);
                 let one = AttrValue::Num(Num(1.0));
-                for _ in 0..=g {
-                    table.update(
-                        7,
-                        start,
-                        hash,
-                        &[&key],
-                        Side::Current,
-                        AggFn::Sum,
-                        &one,
-                        true,
-                    );
-                }
-                if g % 3 == 0 {
-                    table.update(
-                        7,
-                        start,
-                        hash,
-                        &[&key],
-                        Side::Current,
-                        AggFn::Sum,
-                        &one,
-                        false,
-                    );
+                let taken = usize::from(g % 3 == 0);
+                let changes = std::iter::repeat_n(true, g as usize + 1)
+                    .chain(std::iter::repeat_n(false, taken));
+                for add in changes {
+                    let group = [&key];
+                    table.update(7, start, hash, &group, Side::Current, AggFn::Sum, &one, add);
                 }
             }
         }
