@@ -269,22 +269,22 @@ impl Predicate {
     /// Whether the attributes satisfy the predicate.
     pub fn eval(&self, attrs: &Attrs) -> bool {
         match self {
-            Predicate::Cmp { attr, op, value } => match attrs.get(attr.as_str()) {
+            Predicate::Cmp { attr, op, value } => match attrs.get(attr) {
                 None => false,
                 Some(actual) => compare(actual, *op, value),
             },
-            Predicate::In { attr, values } => match attrs.get(attr.as_str()) {
+            Predicate::In { attr, values } => match attrs.get(attr) {
                 None => false,
                 Some(actual) => values.iter().any(|v| compare(actual, CmpOp::Eq, v)),
             },
-            Predicate::Contains { attr, value } => match (attrs.get(attr.as_str()), value) {
+            Predicate::Contains { attr, value } => match (attrs.get(attr), value) {
                 (Some(AttrValue::Str(s)), AttrValue::Str(needle)) => s.contains(needle.as_str()),
                 (Some(AttrValue::List(items)), needle) => {
                     items.iter().any(|item| compare(item, CmpOp::Eq, needle))
                 }
                 _ => false,
             },
-            Predicate::Exists { attr } => attrs.contains_key(attr.as_str()),
+            Predicate::Exists { attr } => attrs.contains_key(attr),
             Predicate::And(items) => items.iter().all(|p| p.eval(attrs)),
             Predicate::Or(items) => items.iter().any(|p| p.eval(attrs)),
             Predicate::Not(inner) => !inner.eval(attrs),

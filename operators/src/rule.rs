@@ -518,7 +518,7 @@ impl Rule {
     pub fn group_of(&self, attrs: &Attrs) -> Vec<AttrValue> {
         self.group_by
             .iter()
-            .map(|g| attrs.get(g.as_str()).cloned().unwrap_or(AttrValue::Null))
+            .map(|g| attrs.get(g).cloned().unwrap_or(AttrValue::Null))
             .collect()
     }
 

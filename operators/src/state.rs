@@ -368,6 +368,9 @@ fn judge_windows(
     stats: &mut StateStats,
     out: &mut Vec<Intent>,
 ) {
+    let RuleKind::Windowed { eval, .. } = &state.rule.kind else {
+        return;
+    };
     while state.next_window + window.size_ms <= watermark_ms {
         if state.firing.is_empty() {
             // Nothing can resolve: jump straight to the next window that counts anything, but
@@ -383,13 +386,7 @@ fn judge_windows(
         }
         let start = state.next_window;
         let end = start + window.size_ms;
-        let RuleKind::Windowed { eval, .. } = &state.rule.kind else {
-            return;
-        };
-        let holding: HashMap<Vec<AttrValue>, Holding> = windows
-            .judge_and_drop(slot, start, eval)
-            .into_iter()
-            .collect();
+        let holding = windows.judge_and_drop(slot, start, eval);
         stats.windows_closed += 1;
         let rule = &state.rule;
         let resolved: Vec<Vec<AttrValue>> = state

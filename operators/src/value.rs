@@ -105,7 +105,7 @@ impl Attrs {
 
     /// The attributes in name order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&SmolStr, &AttrValue)> {
-        self.0.iter().map(|(key, value)| (key, value))
+        self.into_iter()
     }
 
     /// Asks the CPU to start loading the attributes into cache; a hint with no effect on
@@ -115,11 +115,6 @@ impl Attrs {
         // Two cache lines cover the names and values of a typical event.
         crate::prefetch(start);
         crate::prefetch(start.wrapping_add(64));
-    }
-
-    /// The attribute names in order.
-    pub fn keys(&self) -> impl ExactSizeIterator<Item = &SmolStr> {
-        self.0.iter().map(|(key, _)| key)
     }
 }
 
@@ -238,7 +233,7 @@ mod tests {
         assert_eq!(attrs.insert("c".into(), num(4.0)), None);
         assert_eq!(attrs.insert("a".into(), num(5.0)), Some(num(2.0)));
         assert!(attrs.contains_key("c") && !attrs.contains_key("d"));
-        let names: Vec<&str> = attrs.keys().map(SmolStr::as_str).collect();
+        let names: Vec<&str> = attrs.iter().map(|(name, _)| name.as_str()).collect();
         assert_eq!(names, ["a", "b", "c"]);
         // Serialized as the map it stands for.
         let text = serde_json::to_string(&attrs).unwrap();

@@ -10,6 +10,7 @@
 //! kept as integers; anything else (fractions, -0.0, NaN, infinities) takes the ordered path.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map;
 use std::hash::{BuildHasher, Hash, Hasher};
 
 use smallvec::SmallVec;
@@ -469,14 +470,11 @@ impl WindowTable {
             }
             self.by_rule.resize_with(slot as usize + 1, BTreeMap::new);
         }
-        let starts = &mut self.by_rule[slot as usize];
-        let window = match starts.get_mut(&start) {
-            Some(window) => window,
+        let window = match self.by_rule[slot as usize].entry(start) {
+            btree_map::Entry::Occupied(window) => window.into_mut(),
             // Taking back a value from a window already judged and dropped: nothing to do.
-            None if !add => return,
-            None => starts
-                .entry(start)
-                .or_insert_with(|| self.spare.pop().unwrap_or_default()),
+            btree_map::Entry::Vacant(_) if !add => return,
+            btree_map::Entry::Vacant(window) => window.insert(self.spare.pop().unwrap_or_default()),
         };
         let at = match window.find(group_hash, group) {
             Some(at) => at,
@@ -495,18 +493,13 @@ impl WindowTable {
         }
     }
 
-    /// Empties `window` and keeps it for re-use.
-    fn recycle(&mut self, window: Window) {
-        recycle(&mut self.spare, window);
-    }
-
     /// Drops every window of rule `slot`.
     pub(crate) fn clear_rule(&mut self, slot: u32) {
         let Some(starts) = self.by_rule.get_mut(slot as usize) else {
             return;
         };
         for window in std::mem::take(starts).into_values() {
-            self.recycle(window);
+            recycle(&mut self.spare, window);
         }
     }
 
@@ -536,21 +529,20 @@ impl WindowTable {
         slot: u32,
         start: i64,
         eval: &Evaluation,
-    ) -> Vec<(Vec<AttrValue>, Holding)> {
-        let Some(window) = self
+    ) -> crate::HashMap<Vec<AttrValue>, Holding> {
+        let Some(mut window) = self
             .by_rule
             .get_mut(slot as usize)
             .and_then(|starts| starts.remove(&start))
         else {
-            return Vec::new();
+            return crate::HashMap::default();
         };
-        let mut window = window;
         let holding = window
             .entries
             .iter_mut()
             .filter_map(|e| Some((e.group.to_vec(), e.aggregate.judge(eval)?)))
             .collect();
-        self.recycle(window);
+        recycle(&mut self.spare, window);
         holding
     }
 }
@@ -632,7 +624,7 @@ mod tests {
         }
         assert_eq!(table.first_start_from(7, 0), Some(0));
         for (start, groups) in [(0_i64, 5_u32), (1, 60)] {
-            let mut got = table.judge_and_drop(7, start, &eval);
+            let mut got: Vec<_> = table.judge_and_drop(7, start, &eval).into_iter().collect();
             got.sort_by_key(|(_, h)| h.value);
             let want: Vec<(Vec<AttrValue>, f64)> = {
                 let mut want: Vec<_> = (0..groups)
