@@ -4,15 +4,19 @@
 //! their hashes or, past a few groups, through a hash index; a window is judged once, when it
 //! closes, and then goes as a whole.
 //!
-//! Judging gives exactly what aggregating the window's values from scratch gives (the values in
-//! ascending order, each distinct value times its multiplicity, as
-//! [`judge`] spells out): sums of whole numbers up to 2^53 are exact in any order, so they are
-//! kept as integers; anything else (fractions, -0.0, NaN, infinities) takes the ordered path.
+//! Judging gives exactly what aggregating the window's values from scratch gives, whatever the
+//! order they arrived or were taken back in: a sum is the exact sum of the values, rounded once
+//! (so 0.1 + 0.2 + 1e16 − 1e16 is 0.30000000000000004, the rounded 0.1 + 0.2, and not 0.0); min
+//! and max fold the distinct values in ascending order. Whole numbers up to 2^53 — amounts,
+//! quantities, counts — are summed in an inline 128-bit integer, so a sum or an average needs
+//! no memory beyond its entry; only other values (fractions, −0.0, infinities, NaN) are kept, to
+//! be summed exactly when the window is judged.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map;
 use std::hash::{BuildHasher, Hash, Hasher};
 
+use fsum::FSum;
 use smallvec::SmallVec;
 
 use crate::rule::{AggFn, Evaluation};
@@ -31,16 +35,29 @@ pub(crate) enum Side {
     Baseline,
 }
 
-/// The values one side of one window holds for one group. Only a count is kept inline; what
-/// other aggregates need is boxed, so the window table's entries stay small.
+/// The values one side of one window holds for one group. Counts and the sum of whole numbers
+/// are inline; what only some aggregates need is boxed, so the window table's entries stay small.
 #[derive(Debug, Default)]
 struct Values {
     /// Values of any kind, with multiplicity.
     count: i64,
-    /// Numeric values (sum, avg, min, max); `None` until the first one.
-    numbers: Option<Box<Numbers>>,
-    /// Distinct non-null values with multiplicity (count_distinct); `None` until the first one.
-    distinct: Option<Box<Distinct>>,
+    /// Numeric values, with multiplicity (sum and avg).
+    numeric: i64,
+    /// Sum of the numeric values that are whole numbers within 2^53 (sum and avg), as two
+    /// halves of an `i128`, so an entry needs no 16-byte alignment.
+    whole_sum: [u64; 2],
+    /// The rest, `None` until needed: other numeric values (sum and avg), every numeric value
+    /// (min and max) or the distinct values (count_distinct).
+    more: Option<Box<More>>,
+}
+
+/// What only some aggregates need.
+#[derive(Debug)]
+enum More {
+    /// Numeric values that are not whole numbers within 2^53, with multiplicity, in no order.
+    Odd(SmallVec<[f64; 2]>),
+    Extremes(Extremes),
+    Distinct(Distinct),
 }
 
 /// Past this many distinct values, a window's count_distinct set becomes a hash map.
@@ -113,28 +130,22 @@ impl Distinct {
     }
 }
 
-/// The numeric values of one side of one window.
+/// The numeric values of one side of one window, for min and max.
 #[derive(Debug, Default)]
-struct Numbers {
+struct Extremes {
     /// With multiplicity, in no order.
     nums: SmallVec<[f64; 4]>,
-    /// Sum of `nums` while `odd == 0`.
-    int_sum: i128,
-    /// Sum of the magnitudes of `nums` while `odd == 0`; integer sums are exact while it stays
-    /// within 2^53.
-    abs_sum: u128,
-    /// Values in `nums` that are not whole numbers within 2^53 (or are -0.0).
-    odd: u32,
     /// NaN and zero values in `nums`: their min/max depend on order, so they take the slow path.
     special: u32,
-    /// Least and greatest of `nums` (by total order) unless `extremes_stale`.
+    /// Least and greatest of `nums` (by total order) unless `stale`.
     min: f64,
     max: f64,
-    extremes_stale: bool,
+    stale: bool,
 }
 
-fn is_odd(x: f64) -> bool {
-    !(x.fract() == 0.0 && x.abs() <= EXACT_LIMIT && !(x == 0.0 && x.is_sign_negative()))
+/// Whether `x` is summed as an integer: a whole number within 2^53, and not −0.0.
+fn is_whole(x: f64) -> bool {
+    x.fract() == 0.0 && x.abs() <= EXACT_LIMIT && !(x == 0.0 && x.is_sign_negative())
 }
 
 fn is_special(x: f64) -> bool {
@@ -146,34 +157,67 @@ fn empty_sum() -> f64 {
     std::iter::empty::<f64>().sum()
 }
 
-/// Distinct values in ascending total order, with multiplicity.
-fn sorted_distinct(nums: &[f64]) -> Vec<(f64, i64)> {
-    let mut sorted = nums.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mut out: Vec<(f64, i64)> = Vec::new();
-    for x in sorted {
-        match out.last_mut() {
-            Some((last, d)) if last.to_bits() == x.to_bits() => *d += 1,
-            _ => out.push((x, 1)),
-        }
+/// The exact sum of `wholes` whole numbers summing to `whole` and the `odd` values, rounded once.
+/// Like a sum from `empty_sum()`, it is −0.0 only when every value is −0.0 (or there are none);
+/// NaN, or infinities of both signs, give NaN.
+fn exact_sum(wholes: i64, whole: i128, odd: &[f64]) -> f64 {
+    let (mut nan, mut pos_inf, mut neg_inf) = (false, false, false);
+    let mut all_neg_zero = wholes == 0;
+    for &x in odd {
+        nan |= x.is_nan();
+        pos_inf |= x == f64::INFINITY;
+        neg_inf |= x == f64::NEG_INFINITY;
+        all_neg_zero &= x == 0.0 && x.is_sign_negative();
     }
-    out
+    if nan || (pos_inf && neg_inf) {
+        return f64::NAN;
+    }
+    if pos_inf || neg_inf {
+        return if pos_inf {
+            f64::INFINITY
+        } else {
+            f64::NEG_INFINITY
+        };
+    }
+    if odd.is_empty() && wholes == 0 {
+        return empty_sum();
+    }
+    if odd.is_empty() {
+        // i128 → f64 rounds to nearest, ties to even: the exact sum, rounded once.
+        return whole as f64;
+    }
+    let mut acc = FSum::new();
+    // Both halves are exact: `high` holds the top bits, `whole - high` fits in 2^53.
+    let high = whole as f64;
+    acc += high;
+    acc += (whole - high as i128) as f64;
+    for &x in odd {
+        acc += x;
+    }
+    let sum = acc.value();
+    match (sum == 0.0, all_neg_zero) {
+        (true, true) => -0.0,
+        (true, false) => 0.0,
+        (false, _) => sum,
+    }
 }
 
-impl Numbers {
+/// Distinct values in ascending total order.
+fn sorted_distinct(nums: &[f64]) -> Vec<f64> {
+    let mut sorted = nums.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.dedup_by(|a, b| a.to_bits() == b.to_bits());
+    sorted
+}
+
+impl Extremes {
     fn add(&mut self, x: f64) {
-        if is_odd(x) {
-            self.odd += 1;
-        } else {
-            self.int_sum += x as i128;
-            self.abs_sum += x.abs() as u128;
-        }
         if is_special(x) {
             self.special += 1;
         }
         if self.nums.is_empty() {
             (self.min, self.max) = (x, x);
-        } else if !self.extremes_stale {
+        } else if !self.stale {
             if x.total_cmp(&self.min).is_lt() {
                 self.min = x;
             }
@@ -189,112 +233,120 @@ impl Numbers {
             return;
         };
         self.nums.swap_remove(at);
-        if is_odd(x) {
-            self.odd -= 1;
-        } else {
-            self.int_sum -= x as i128;
-            self.abs_sum -= x.abs() as u128;
-        }
         if is_special(x) {
             self.special -= 1;
         }
         if x.to_bits() == self.min.to_bits() || x.to_bits() == self.max.to_bits() {
-            self.extremes_stale = true;
+            self.stale = true;
         }
     }
 
-    /// Whole-number sums are exact, so any order gives the same result.
-    fn sum_is_exact(&self) -> bool {
-        self.odd == 0 && self.abs_sum <= EXACT_LIMIT as u128
-    }
-
-    fn extremes(&mut self) -> (f64, f64) {
-        if self.extremes_stale {
-            let mut it = self.nums.iter().copied();
-            if let Some(first) = it.next() {
-                let (mut min, mut max) = (first, first);
-                for x in it {
-                    if x.total_cmp(&min).is_lt() {
-                        min = x;
-                    }
-                    if x.total_cmp(&max).is_gt() {
-                        max = x;
-                    }
-                }
-                (self.min, self.max) = (min, max);
-            }
-            self.extremes_stale = false;
+    /// Min or max (`min` says which), `None` without values.
+    fn extreme(&mut self, min: bool) -> Option<f64> {
+        if self.nums.is_empty() {
+            return None;
         }
-        (self.min, self.max)
-    }
-
-    /// The sum, folded from `from` in the order [`judge`](Aggregate::judge) promises.
-    fn sum(&self, from: f64) -> f64 {
-        if self.sum_is_exact() {
-            self.int_sum as f64
-        } else {
-            sorted_distinct(&self.nums)
-                .into_iter()
-                .fold(from, |s, (x, d)| s + x * d as f64)
-        }
-    }
-
-    /// Min or max (`min` says which) of at least one value.
-    fn extreme(&mut self, min: bool) -> f64 {
         if self.special > 0 {
-            let distinct = sorted_distinct(&self.nums).into_iter().map(|(x, _)| x);
+            let distinct = sorted_distinct(&self.nums).into_iter();
             let folded = if min {
                 distinct.reduce(f64::min)
             } else {
                 distinct.reduce(f64::max)
             };
-            return folded.unwrap_or(f64::NAN);
+            return folded;
+        }
+        if self.stale {
+            let (mut lo, mut hi) = (self.nums[0], self.nums[0]);
+            for &x in &self.nums[1..] {
+                if x.total_cmp(&lo).is_lt() {
+                    lo = x;
+                }
+                if x.total_cmp(&hi).is_gt() {
+                    hi = x;
+                }
+            }
+            (self.min, self.max, self.stale) = (lo, hi, false);
         }
         // Distinct, ordered, no NaN and no zero: folding min/max in ascending order keeps the
         // first (min) or takes the last (max).
-        let (lo, hi) = self.extremes();
-        if min { lo } else { hi }
+        Some(if min { self.min } else { self.max })
     }
 }
 
 impl Values {
+    fn whole_sum(&self) -> i128 {
+        (i128::from(self.whole_sum[0] as i64) << 64) | i128::from(self.whole_sum[1])
+    }
+
+    fn set_whole_sum(&mut self, sum: i128) {
+        self.whole_sum = [(sum >> 64) as u64, sum as u64];
+    }
+
     fn add(&mut self, agg: AggFn, value: &AttrValue) {
         self.count += 1;
-        match agg {
-            AggFn::Count => {}
-            AggFn::Sum | AggFn::Avg | AggFn::Min | AggFn::Max => {
-                if let AttrValue::Num(Num(x)) = *value {
-                    self.numbers.get_or_insert_default().add(x);
+        match (agg, value) {
+            (AggFn::Sum | AggFn::Avg, AttrValue::Num(Num(x))) => {
+                self.numeric += 1;
+                if is_whole(*x) {
+                    self.set_whole_sum(self.whole_sum() + *x as i128);
+                } else if let More::Odd(odd) = self
+                    .more
+                    .get_or_insert_with(|| Box::new(More::Odd(SmallVec::new())))
+                    .as_mut()
+                {
+                    odd.push(*x);
                 }
             }
-            AggFn::CountDistinct => {
-                if *value != AttrValue::Null {
-                    self.distinct.get_or_insert_default().add(value);
+            (AggFn::Min | AggFn::Max, AttrValue::Num(Num(x))) => {
+                if let More::Extremes(extremes) = self
+                    .more
+                    .get_or_insert_with(|| Box::new(More::Extremes(Extremes::default())))
+                    .as_mut()
+                {
+                    extremes.add(*x);
                 }
             }
+            (AggFn::CountDistinct, value) if *value != AttrValue::Null => {
+                if let More::Distinct(distinct) = self
+                    .more
+                    .get_or_insert_with(|| Box::new(More::Distinct(Distinct::default())))
+                    .as_mut()
+                {
+                    distinct.add(value);
+                }
+            }
+            _ => {}
         }
     }
 
     fn remove(&mut self, agg: AggFn, value: &AttrValue) {
         self.count -= 1;
-        match agg {
-            AggFn::Count => {}
-            AggFn::Sum | AggFn::Avg | AggFn::Min | AggFn::Max => {
-                if let (AttrValue::Num(Num(x)), Some(numbers)) = (value, self.numbers.as_mut()) {
-                    numbers.remove(*x);
+        match (agg, value, self.more.as_deref_mut()) {
+            (AggFn::Sum | AggFn::Avg, AttrValue::Num(Num(x)), more) => {
+                self.numeric -= 1;
+                if is_whole(*x) {
+                    self.set_whole_sum(self.whole_sum() - *x as i128);
+                } else if let Some(More::Odd(odd)) = more
+                    && let Some(at) = odd.iter().position(|n| n.to_bits() == x.to_bits())
+                {
+                    odd.swap_remove(at);
                 }
             }
-            AggFn::CountDistinct => {
-                if let Some(distinct) = self.distinct.as_mut() {
-                    distinct.remove(value);
-                }
+            (AggFn::Min | AggFn::Max, AttrValue::Num(Num(x)), Some(More::Extremes(extremes))) => {
+                extremes.remove(*x);
             }
+            (AggFn::CountDistinct, value, Some(More::Distinct(distinct))) => distinct.remove(value),
+            _ => {}
         }
     }
 
     /// The aggregate of this side, `None` when undefined (avg/min/max of nothing).
     fn aggregate(&mut self, agg: AggFn) -> Option<f64> {
-        let numbers = self.numbers.as_deref_mut().filter(|n| !n.nums.is_empty());
+        let odd = match self.more.as_deref() {
+            Some(More::Odd(odd)) => &odd[..],
+            _ => &[],
+        };
+        let sum = || exact_sum(self.numeric - odd.len() as i64, self.whole_sum(), odd);
         match agg {
             // Σ multiplicities, from an empty sum: exact for any realistic count.
             AggFn::Count => Some(if self.count == 0 {
@@ -302,11 +354,17 @@ impl Values {
             } else {
                 self.count as f64
             }),
-            // `Iterator::sum` starts from `empty_sum()`; the average's sum from 0.0.
-            AggFn::Sum => Some(numbers.map_or_else(empty_sum, |n| n.sum(empty_sum()))),
-            AggFn::Avg => numbers.map(|n| n.sum(0.0) / n.nums.len() as f64),
-            AggFn::Min | AggFn::Max => numbers.map(|n| n.extreme(agg == AggFn::Min)),
-            AggFn::CountDistinct => Some(self.distinct.as_ref().map_or(0, |d| d.len()) as f64),
+            AggFn::Sum => Some(sum()),
+            // Adding 0.0 turns a −0.0 sum into 0.0, as a sum from 0.0 would have it.
+            AggFn::Avg => (self.numeric > 0).then(|| (sum() + 0.0) / self.numeric as f64),
+            AggFn::Min | AggFn::Max => match self.more.as_deref_mut() {
+                Some(More::Extremes(extremes)) => extremes.extreme(agg == AggFn::Min),
+                _ => None,
+            },
+            AggFn::CountDistinct => Some(match self.more.as_deref() {
+                Some(More::Distinct(distinct)) => distinct.len() as f64,
+                _ => 0.0,
+            }),
         }
     }
 }
@@ -553,29 +611,53 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    /// The aggregate of `values` from scratch, as the module promises: numeric values in
-    /// ascending total order, each distinct value times its multiplicity.
+    /// The exact sum of finite `nums`, rounded once, computed in 128-bit fixed point with 60
+    /// fraction bits (exact for the values these tests use), with the signs of zeros and
+    /// infinities a float sum has.
+    fn exact_reference_sum(nums: &[f64]) -> f64 {
+        if nums.iter().any(|x| x.is_nan())
+            || (nums.contains(&f64::INFINITY) && nums.contains(&f64::NEG_INFINITY))
+        {
+            return f64::NAN;
+        }
+        if let Some(inf) = nums.iter().find(|x| x.is_infinite()) {
+            return *inf;
+        }
+        if nums.iter().all(|x| *x == 0.0 && x.is_sign_negative()) {
+            return -0.0;
+        }
+        let scale = 2f64.powi(60);
+        let fixed: i128 = nums
+            .iter()
+            .map(|x| {
+                let scaled = x * scale;
+                assert_eq!(scaled / scale, *x, "{x} is exact in fixed point");
+                scaled as i128
+            })
+            .sum();
+        // i128 → f64 rounds once; scaling by a power of two is exact.
+        (fixed as f64) / scale
+    }
+
+    /// The aggregate of `values` from scratch, as the module promises: the exact sum rounded
+    /// once; min and max of the distinct numeric values folded in ascending total order.
     fn from_scratch(agg: AggFn, values: &[AttrValue]) -> Option<f64> {
         let mut nums: Vec<f64> = values.iter().filter_map(AttrValue::as_f64).collect();
         nums.sort_by(f64::total_cmp);
-        let mut distinct: Vec<(f64, f64)> = Vec::new();
-        for x in &nums {
-            match distinct.last_mut() {
-                Some((last, d)) if last.to_bits() == x.to_bits() => *d += 1.0,
-                _ => distinct.push((*x, 1.0)),
-            }
-        }
+        let mut distinct = nums.clone();
+        distinct.dedup_by(|a, b| a.to_bits() == b.to_bits());
         match agg {
             AggFn::Count => Some(if values.is_empty() {
                 empty_sum()
             } else {
                 values.len() as f64
             }),
-            AggFn::Sum => Some(distinct.iter().map(|(x, d)| x * d).sum()),
-            AggFn::Avg => (!nums.is_empty())
-                .then(|| distinct.iter().fold(0.0, |s, (x, d)| s + x * d) / nums.len() as f64),
-            AggFn::Min => distinct.iter().map(|(x, _)| *x).reduce(f64::min),
-            AggFn::Max => distinct.iter().map(|(x, _)| *x).reduce(f64::max),
+            AggFn::Sum => Some(exact_reference_sum(&nums)),
+            AggFn::Avg => {
+                (!nums.is_empty()).then(|| (exact_reference_sum(&nums) + 0.0) / nums.len() as f64)
+            }
+            AggFn::Min => distinct.iter().copied().reduce(f64::min),
+            AggFn::Max => distinct.iter().copied().reduce(f64::max),
             AggFn::CountDistinct => {
                 let mut seen: Vec<&AttrValue> = Vec::new();
                 for v in values {
@@ -656,6 +738,23 @@ mod tests {
     }
 
     #[test]
+    fn a_sum_is_exact_whatever_the_order() {
+        let orders: [[f64; 4]; 3] = [
+            [0.1, 0.2, 1e16, -1e16],
+            [1e16, 0.1, -1e16, 0.2],
+            [1e16, -1e16, 0.2, 0.1],
+        ];
+        for order in orders {
+            let mut values = Values::default();
+            for x in order {
+                values.add(AggFn::Sum, &AttrValue::Num(Num(x)));
+            }
+            // A float sum in the first order gives 0.0, in the last 0.30000000000000004.
+            assert_eq!(values.aggregate(AggFn::Sum), Some(0.1 + 0.2), "{order:?}");
+        }
+    }
+
+    #[test]
     fn incremental_aggregates_equal_aggregating_from_scratch() {
         let pool = [
             AttrValue::Num(Num(3.0)),
@@ -664,6 +763,8 @@ mod tests {
             AttrValue::Num(Num(0.1)),
             AttrValue::Num(Num(0.2)),
             AttrValue::Num(Num(1e16)),
+            AttrValue::Num(Num(-1e16)),
+            AttrValue::Num(Num(2.5)),
             AttrValue::Num(Num(-0.0)),
             AttrValue::Num(Num(0.0)),
             AttrValue::Num(Num(f64::NAN)),
