@@ -12,8 +12,6 @@
 //! no memory beyond its entry; only other values (fractions, −0.0, infinities, NaN) are kept, to
 //! be summed exactly when the window is judged.
 
-use std::collections::BTreeMap;
-use std::collections::btree_map;
 use std::hash::{BuildHasher, Hash, Hasher};
 
 use fsum::FSum;
@@ -479,9 +477,11 @@ impl Window {
 #[derive(Debug, Default)]
 pub(crate) struct WindowTable {
     hasher: foldhash::fast::RandomState,
-    /// By rule slot: the rule's open windows by start. The events of a (tenant, type) are
-    /// matched together, so its rules' windows stay in cache while they are.
-    by_rule: Vec<BTreeMap<i64, Window>>,
+    /// By rule slot: the rule's open windows, ordered by start. A rule has a few open at a
+    /// time (one or two tumbling, a few sliding), so they sit side by side in one vector. The
+    /// events of a (tenant, type) are matched together, so its rules' windows stay in cache
+    /// while they are.
+    by_rule: Vec<Vec<(i64, Window)>>,
     /// Emptied windows, for re-use.
     spare: Vec<Window>,
 }
@@ -526,14 +526,19 @@ impl WindowTable {
             if !add {
                 return;
             }
-            self.by_rule.resize_with(slot as usize + 1, BTreeMap::new);
+            self.by_rule.resize_with(slot as usize + 1, Vec::new);
         }
-        let window = match self.by_rule[slot as usize].entry(start) {
-            btree_map::Entry::Occupied(window) => window.into_mut(),
+        let starts = &mut self.by_rule[slot as usize];
+        let at = match starts.binary_search_by_key(&start, |(s, _)| *s) {
+            Ok(at) => at,
             // Taking back a value from a window already judged and dropped: nothing to do.
-            btree_map::Entry::Vacant(_) if !add => return,
-            btree_map::Entry::Vacant(window) => window.insert(self.spare.pop().unwrap_or_default()),
+            Err(_) if !add => return,
+            Err(at) => {
+                starts.insert(at, (start, self.spare.pop().unwrap_or_default()));
+                at
+            }
         };
+        let window = &mut starts[at].1;
         let at = match window.find(group_hash, group) {
             Some(at) => at,
             None if !add => return,
@@ -556,7 +561,7 @@ impl WindowTable {
         let Some(starts) = self.by_rule.get_mut(slot as usize) else {
             return;
         };
-        for window in std::mem::take(starts).into_values() {
+        for (_, window) in std::mem::take(starts) {
             recycle(&mut self.spare, window);
         }
     }
@@ -566,18 +571,17 @@ impl WindowTable {
         let Some(starts) = self.by_rule.get_mut(slot as usize) else {
             return;
         };
-        while let Some(entry) = starts.first_entry() {
-            if *entry.key() >= start {
-                break;
-            }
-            recycle(&mut self.spare, entry.remove());
+        let before = starts.partition_point(|(s, _)| *s < start);
+        for (_, window) in starts.drain(..before) {
+            recycle(&mut self.spare, window);
         }
     }
 
     /// The first window of rule `slot` that starts at or after `from` and counts anything.
     pub(crate) fn first_start_from(&self, slot: u32, from: i64) -> Option<i64> {
         let starts = self.by_rule.get(slot as usize)?;
-        starts.range(from..).next().map(|(start, _)| *start)
+        let at = starts.partition_point(|(s, _)| *s < from);
+        starts.get(at).map(|(start, _)| *start)
     }
 
     /// Judges the window of rule `slot` starting at `start` and drops it: every group whose
@@ -588,11 +592,10 @@ impl WindowTable {
         start: i64,
         eval: &Evaluation,
     ) -> crate::HashMap<Vec<AttrValue>, Holding> {
-        let Some(mut window) = self
-            .by_rule
-            .get_mut(slot as usize)
-            .and_then(|starts| starts.remove(&start))
-        else {
+        let Some(mut window) = self.by_rule.get_mut(slot as usize).and_then(|starts| {
+            let at = starts.binary_search_by_key(&start, |(s, _)| *s).ok()?;
+            Some(starts.remove(at).1)
+        }) else {
             return crate::HashMap::default();
         };
         let holding = window
