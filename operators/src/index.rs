@@ -549,6 +549,11 @@ mod tests {
             json!({"attr": "channel", "op": "!=", "value": "naver"}),
             json!({"attr": "amount", "op": "!=", "value": 7}),
             json!({"attr": "amount", "op": "<=", "value": 7}),
+            // Names that share their first eight bytes, or are a prefix of another.
+            json!({"attr": "customer_name", "op": "=", "value": "kim"}),
+            json!({"and": [{"attr": "customer_id", "op": "exists"},
+                           {"attr": "customer", "op": "exists"}]}),
+            json!({"attr": "customer_idx", "op": "exists"}),
         ];
         let rules: Vec<Rule> = filters
             .iter()
@@ -564,6 +569,9 @@ mod tests {
             json!({"channel": "kakao", "amount": 3, "coupon": "X"}),
             json!({"channel": 7, "a": "z", "tags": ["vip"], "note": "gift wrap"}),
             json!({"a": "b", "tags": ["x"], "amount": "7"}),
+            json!({"customer": "c1", "customer_id": 7, "customer_name": "kim"}),
+            json!({"customer_id": 7, "customer_idx": 1, "customer_name": "lee"}),
+            json!({"customer": "c1", "customer_idx": 1, "customer_names": "kim"}),
             json!({}),
         ];
         let compiled = index.compiled(|s| rules.get(s as usize));
