@@ -15,8 +15,8 @@
 //! time), recomputed windows, clock.
 //!
 //! Events stay in the worker only as long as some windowed rule can still use them (retained for
-//! the longest window of their (tenant, type)), so a rule change costs work proportional to the
-//! retained events of its (tenant, type), never to history. A `match` rule only sees events that
+//! the longest window of their (tenant, type)), so the rule changes of an epoch cost one pass over
+//! the retained events, never over history. A `match` rule only sees events that
 //! arrive while it is active, so adding a rule does not replay old matches.
 
 use std::collections::BTreeMap;
@@ -172,8 +172,6 @@ struct Retained {
     span_ms: i64,
     /// Its (tenant, type).
     types: u32,
-    /// Its place in that (tenant, type)'s `retained` list.
-    at: u32,
 }
 
 /// What a worker keeps per (tenant, event type).
@@ -182,8 +180,6 @@ struct TypeState {
     /// How long events are retained for windows: the longest span of any rule ever seen here.
     span_ms: i64,
     rules: TypeRules,
-    /// Retained events (their places in the event store).
-    retained: Vec<u32>,
 }
 
 /// Counts (`add`) or takes back an event's value in a windowed rule's windows.
@@ -332,12 +328,10 @@ impl TenantState {
     /// Keeps a packed event for the windows of its (tenant, type) for `span_ms`.
     fn hold(&mut self, types: u32, span_ms: i64, event: PackedEvent) {
         let retire_at = event.ts_ms.saturating_add(span_ms);
-        let list = &mut self.types[types as usize].retained;
         let retained = Retained {
             event,
             span_ms,
             types,
-            at: list.len() as u32,
         };
         let place = match self.free.pop() {
             Some(place) => {
@@ -349,7 +343,6 @@ impl TenantState {
                 (self.store.len() - 1) as u32
             }
         };
-        list.push(place);
         self.retire_at.push(retire_at, place);
     }
 
@@ -363,16 +356,12 @@ impl TenantState {
             };
             self.free.push(place);
             let types = &mut self.types[retained.types as usize];
-            let at = retained.at as usize;
-            types.retained.swap_remove(at);
-            if let Some(moved) = types.retained.get(at)
-                && let Some(other) = self.store[*moved as usize].as_mut()
-            {
-                other.at = at as u32;
-            }
             // The windows of rules that were known when the event arrived have all closed (the
             // event was retained for the longest of them) and were dropped when judged; only a
             // rule with longer windows, added since, can still have one open.
+            if types.span_ms <= retained.span_ms {
+                continue;
+            }
             let alerts = &self.alerts;
             let compiled = types.rules.compiled(|s| alerts.rule(s));
             let rebuilding = &self.rebuilding;
@@ -392,8 +381,11 @@ impl TenantState {
         }
     }
 
-    /// Recomputes the windows of the rules that changed from the retained events.
+    /// Recomputes the windows of the rules that changed from the retained events, in one pass
+    /// over them.
     fn rebuild_windows(&mut self) {
+        // (type, slot) of every rule still to be rebuilt, by type.
+        let mut rebuild: Vec<(u32, u32)> = Vec::new();
         for slot in std::mem::take(&mut self.rebuild) {
             if !self.rebuilding.get(slot as usize).copied().unwrap_or(false) {
                 continue;
@@ -402,29 +394,42 @@ impl TenantState {
             let Some(rule) = self.alerts.rule(slot) else {
                 continue;
             };
-            let Some(types) = self.type_id(&rule.tenant, &rule.event_type) else {
+            if let Some(types) = self.type_id(&rule.tenant, &rule.event_type) {
+                rebuild.push((types, slot));
+            }
+        }
+        if rebuild.is_empty() {
+            return;
+        }
+        rebuild.sort_unstable();
+        rebuild.dedup();
+        for retained in self.store.iter().flatten() {
+            let first = rebuild.partition_point(|(t, _)| *t < retained.types);
+            let slots = rebuild[first..]
+                .iter()
+                .take_while(|(t, _)| *t == retained.types);
+            if slots.clone().next().is_none() {
                 continue;
-            };
+            }
             let alerts = &self.alerts;
-            let types = &mut self.types[types as usize];
-            let compiled = types.rules.compiled(|s| alerts.rule(s));
-            let Some(windowed) = compiled.windowed.iter().find(|w| w.slot == slot) else {
-                continue;
-            };
-            for place in &types.retained {
-                if let Some(retained) = &self.store[*place as usize] {
-                    compiled.with_values(&retained.event.attrs(), |values| {
+            let compiled = self.types[retained.types as usize]
+                .rules
+                .compiled(|s| alerts.rule(s));
+            let windows = &mut self.windows;
+            compiled.with_values(&retained.event.attrs(), |values| {
+                for (_, slot) in slots {
+                    if let Some(windowed) = compiled.windowed.iter().find(|w| w.slot == *slot) {
                         contribute(
-                            &mut self.windows,
+                            windows,
                             compiled,
                             windowed,
                             values,
                             retained.event.ts_ms,
                             true,
                         );
-                    });
+                    }
                 }
-            }
+            });
         }
     }
 
