@@ -23,8 +23,14 @@ const NUM: u8 = 3;
 const STR: u8 = 4;
 const LIST: u8 = 5;
 
+/// A length as LEB128: one byte below 128, as most names and values are.
 fn put_len(out: &mut Vec<u8>, len: usize) {
-    out.extend_from_slice(&(len as u32).to_le_bytes());
+    let mut rest = len as u64;
+    while rest >= 0x80 {
+        out.push((rest as u8 & 0x7f) | 0x80);
+        rest >>= 7;
+    }
+    out.push(rest as u8);
 }
 
 fn put_value(out: &mut Vec<u8>, value: &AttrValue) {
@@ -68,8 +74,15 @@ impl Reader<'_> {
     }
 
     fn len(&mut self) -> Option<usize> {
-        let raw = self.take(4)?;
-        Some(u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize)
+        let mut len: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = *self.take(1)?.first()?;
+            len |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return usize::try_from(len).ok();
+            }
+        }
+        None
     }
 
     fn text(&mut self) -> Option<SmolStr> {
@@ -198,7 +211,8 @@ mod tests {
     #[test]
     fn packing_keeps_every_attribute_exactly() {
         let attrs: Attrs = json!({"amount": 19.99, "neg": -0.0, "channel": "naver", "none": null,
-            "yes": true, "no": false, "tags": ["vip", 3, [null, "x"]], "empty": "", "유니코드": "값"})
+            "yes": true, "no": false, "tags": ["vip", 3, [null, "x"]], "empty": "", "유니코드": "값",
+            "long": "x".repeat(300), "longer": "y".repeat(20_000)})
         .as_object()
         .unwrap()
         .iter()
