@@ -4,14 +4,16 @@
 //! (one ordered walk over its attributes), and the filters, compiled into one flat program per
 //! (tenant, type), read them by number. A `match` rule whose filter requires a string attribute to
 //! equal one of a few values (`=` or `in`, alone or inside an `and`) is filed under those values,
-//! and only events carrying one of them test it; every other rule is tested against every event.
+//! and only events carrying one of them test it. One that requires a number to exceed a bound
+//! (`>` or `>=`, alone or inside an `and`: "orders over 500,000") is filed by its bound, and only
+//! events above it test it. Every other rule is tested against every event.
 //! The filing only narrows the candidates: each candidate's whole filter is still evaluated, with
 //! the same semantics as [`Predicate::eval`].
 
 use crate::HashMap;
 use crate::predicate::{CmpOp, Predicate, compare};
 use crate::rule::{AggFn, Rule, RuleKind, WindowSpec};
-use crate::value::{AttrValue, Attrs, SmolStr};
+use crate::value::{AttrValue, Attrs, Num, SmolStr};
 
 /// Marks "no filter" / "no attribute".
 const NONE: u32 = u32::MAX;
@@ -164,6 +166,21 @@ fn required_values(filter: &Predicate) -> Option<(&str, Vec<&str>)> {
     }
 }
 
+/// The (attribute, bound, inclusive) of a lower bound (`>` or `>=` a number) a filter
+/// requires, if it requires one. NaN bounds are left out: nothing exceeds them, but they would
+/// not sort.
+fn required_lower_bound(filter: &Predicate) -> Option<(&str, f64, bool)> {
+    match filter {
+        Predicate::Cmp {
+            attr,
+            op: op @ (CmpOp::Gt | CmpOp::Ge),
+            value: AttrValue::Num(bound),
+        } if !bound.0.is_nan() => Some((attr, bound.0, *op == CmpOp::Ge)),
+        Predicate::And(items) => items.iter().find_map(required_lower_bound),
+        _ => None,
+    }
+}
+
 /// A `match` rule: its slot and the root of its filter.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Matcher {
@@ -190,6 +207,15 @@ pub(crate) struct WindowedRule {
     pub(crate) retention_ms: i64,
 }
 
+/// `match` rules filed by the lower bound their filter requires of one numeric attribute.
+#[derive(Debug)]
+struct Bounded {
+    attr: u32,
+    /// By bound, ascending; an inclusive bound before a strict one of the same value, so the
+    /// rules an event's value passes are always a prefix.
+    by_bound: Vec<(f64, bool, Matcher)>,
+}
+
 #[derive(Debug)]
 struct Keyed {
     attr: u32,
@@ -206,6 +232,7 @@ pub(crate) struct Compiled {
     steps: Vec<Step>,
     scan: Vec<Matcher>,
     keyed: Vec<Keyed>,
+    bounded: Vec<Bounded>,
     /// Windowed rules.
     pub(crate) windowed: Vec<WindowedRule>,
     groups: Vec<u32>,
@@ -219,13 +246,27 @@ impl Compiled {
         let mut c = Compiled::default();
         let mut numbers: HashMap<String, u32> = HashMap::default();
         let mut keyed: Vec<(String, HashMap<String, Vec<Matcher>>)> = Vec::new();
+        let mut bounded: Vec<(String, Vec<(f64, bool, Matcher)>)> = Vec::new();
         for (slot, rule) in match_rules {
             let matcher = Matcher {
                 slot: *slot,
                 filter: c.emit_filter(rule, &mut numbers),
             };
-            match rule.filter.as_ref().and_then(required_values) {
-                None => c.scan.push(matcher),
+            let filter = rule.filter.as_ref();
+            match filter.and_then(required_values) {
+                None => match filter.and_then(required_lower_bound) {
+                    None => c.scan.push(matcher),
+                    Some((attr, bound, inclusive)) => {
+                        let at = match bounded.iter().position(|(a, _)| a == attr) {
+                            Some(at) => at,
+                            None => {
+                                bounded.push((attr.to_string(), Vec::new()));
+                                bounded.len() - 1
+                            }
+                        };
+                        bounded[at].1.push((bound, inclusive, matcher));
+                    }
+                },
                 Some((attr, values)) => {
                     let at = match keyed.iter().position(|(a, _)| a == attr) {
                         Some(at) => at,
@@ -276,6 +317,16 @@ impl Compiled {
         for (attr, by_value) in keyed {
             let attr = c.number(&attr, &mut numbers);
             c.keyed.push(Keyed { attr, by_value });
+        }
+        for (attr, mut by_bound) in bounded {
+            let attr = c.number(&attr, &mut numbers);
+            // No NaN bounds (see `required_lower_bound`), so `partial_cmp` always answers.
+            by_bound.sort_by(|a, b| {
+                a.0.partial_cmp(&b.0)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then(b.1.cmp(&a.1))
+            });
+            c.bounded.push(Bounded { attr, by_bound });
         }
         let mut order: Vec<u32> = (0..c.names.len() as u32).collect();
         order.sort_by(|a, b| c.name(*a).cmp(c.name(*b)));
@@ -351,6 +402,16 @@ impl Compiled {
             }
         };
         self.scan.iter().for_each(&mut test);
+        for bounded in &self.bounded {
+            if let Some(AttrValue::Num(Num(value))) = values[bounded.attr as usize] {
+                let passed = bounded.by_bound.partition_point(|(bound, inclusive, _)| {
+                    *bound < *value || (*bound == *value && *inclusive)
+                });
+                bounded.by_bound[..passed]
+                    .iter()
+                    .for_each(|(_, _, m)| test(m));
+            }
+        }
         for keyed in &self.keyed {
             if let Some(AttrValue::Str(value)) = values[keyed.attr as usize]
                 && let Some(matchers) = keyed.by_value.get(value.as_str())
@@ -549,6 +610,15 @@ mod tests {
             json!({"attr": "channel", "op": "!=", "value": "naver"}),
             json!({"attr": "amount", "op": "!=", "value": 7}),
             json!({"attr": "amount", "op": "<=", "value": 7}),
+            // Lower bounds, alone or in an `and`, strict and inclusive, on the same value.
+            json!({"attr": "amount", "op": ">=", "value": 7}),
+            json!({"attr": "amount", "op": ">", "value": 7}),
+            json!({"and": [{"attr": "amount", "op": ">", "value": 2.5},
+                           {"attr": "coupon", "op": "exists"}]}),
+            json!({"and": [{"attr": "channel", "op": "!=", "value": "x"},
+                           {"attr": "amount", "op": ">=", "value": -1}]}),
+            json!({"attr": "amount", "op": ">", "value": 0.0}),
+            json!({"attr": "amount", "op": ">=", "value": -0.0}),
             // Names that share their first eight bytes, or are a prefix of another.
             json!({"attr": "customer_name", "op": "=", "value": "kim"}),
             json!({"and": [{"attr": "customer_id", "op": "exists"},
@@ -569,6 +639,10 @@ mod tests {
             json!({"channel": "kakao", "amount": 3, "coupon": "X"}),
             json!({"channel": 7, "a": "z", "tags": ["vip"], "note": "gift wrap"}),
             json!({"a": "b", "tags": ["x"], "amount": "7"}),
+            json!({"amount": 8, "coupon": "Y", "channel": "kakao"}),
+            json!({"amount": 0.0}),
+            json!({"amount": -0.5}),
+            json!({"amount": 2.5, "coupon": "Z"}),
             json!({"customer": "c1", "customer_id": 7, "customer_name": "kim"}),
             json!({"customer_id": 7, "customer_idx": 1, "customer_name": "lee"}),
             json!({"customer": "c1", "customer_idx": 1, "customer_names": "kim"}),
@@ -595,6 +669,8 @@ mod tests {
             index.remove(slot as u32);
         }
         let compiled = index.compiled(|s| rules.get(s as usize));
-        assert!(compiled.scan.is_empty() && compiled.keyed.is_empty());
+        assert!(
+            compiled.scan.is_empty() && compiled.keyed.is_empty() && compiled.bounded.is_empty()
+        );
     }
 }
