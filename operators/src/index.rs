@@ -213,8 +213,11 @@ struct Bounded {
     attr: u32,
     /// By bound, ascending; an inclusive bound before a strict one of the same value, so the
     /// rules an event's value passes are always a prefix.
-    by_bound: Vec<(f64, bool, Matcher)>,
+    by_bound: Vec<Bound>,
 }
+
+/// A bound, whether it is inclusive, and the rule that requires it.
+type Bound = (f64, bool, Matcher);
 
 #[derive(Debug)]
 struct Keyed {
@@ -246,7 +249,7 @@ impl Compiled {
         let mut c = Compiled::default();
         let mut numbers: HashMap<String, u32> = HashMap::default();
         let mut keyed: Vec<(String, HashMap<String, Vec<Matcher>>)> = Vec::new();
-        let mut bounded: Vec<(String, Vec<(f64, bool, Matcher)>)> = Vec::new();
+        let mut bounded: Vec<(String, Vec<Bound>)> = Vec::new();
         for (slot, rule) in match_rules {
             let matcher = Matcher {
                 slot: *slot,
