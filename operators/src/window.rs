@@ -33,29 +33,37 @@ pub(crate) enum Side {
     Baseline,
 }
 
-/// The values one side of one window holds for one group. Counts and the sum of whole numbers
-/// are inline; what only some aggregates need is boxed, so the window table's entries stay small.
+/// The values one side of one window holds for one group. Counts, the sum of whole numbers and
+/// a single distinct value are inline; what only some aggregates need beyond that is boxed, so
+/// the window table's entries stay small and most need no memory of their own.
 #[derive(Debug, Default)]
 struct Values {
     /// Values of any kind, with multiplicity.
     count: i64,
-    /// Numeric values, with multiplicity (sum and avg).
-    numeric: i64,
-    /// Sum of the numeric values that are whole numbers within 2^53 (sum and avg), as two
-    /// halves of an `i128`, so an entry needs no 16-byte alignment.
-    whole_sum: [u64; 2],
-    /// The rest, `None` until needed: other numeric values (sum and avg), every numeric value
-    /// (min and max) or the distinct values (count_distinct).
-    more: Option<Box<More>>,
+    /// Sum and avg: the numeric values; count_distinct: how often the one value in
+    /// [`Held::One`] was counted.
+    counted: i64,
+    held: Held,
 }
 
-/// What only some aggregates need.
-#[derive(Debug)]
-enum More {
-    /// Numeric values that are not whole numbers within 2^53, with multiplicity, in no order.
-    Odd(SmallVec<[f64; 2]>),
-    Extremes(Extremes),
-    Distinct(Distinct),
+/// What an aggregate holds beyond counts.
+#[derive(Debug, Default)]
+enum Held {
+    /// Nothing yet.
+    #[default]
+    Nothing,
+    /// Sum and avg: the sum of the values that are whole numbers within 2^53 (as two halves of
+    /// an `i128`, so an entry needs no 16-byte alignment), and the other values, in no order.
+    Sum {
+        whole: [u64; 2],
+        odd: Option<Box<SmallVec<[f64; 2]>>>,
+    },
+    /// count_distinct while every non-null value counted is this one.
+    One(AttrValue),
+    /// count_distinct once there are two distinct values or more.
+    Distinct(Box<Distinct>),
+    /// Min and max: every numeric value.
+    Extremes(Box<Extremes>),
 }
 
 /// Past this many distinct values, a window's count_distinct set becomes a hash map.
@@ -271,80 +279,97 @@ impl Extremes {
     }
 }
 
+fn whole_sum(whole: &[u64; 2]) -> i128 {
+    (i128::from(whole[0] as i64) << 64) | i128::from(whole[1])
+}
+
+fn set_whole_sum(whole: &mut [u64; 2], sum: i128) {
+    *whole = [(sum >> 64) as u64, sum as u64];
+}
+
 impl Values {
-    fn whole_sum(&self) -> i128 {
-        (i128::from(self.whole_sum[0] as i64) << 64) | i128::from(self.whole_sum[1])
-    }
-
-    fn set_whole_sum(&mut self, sum: i128) {
-        self.whole_sum = [(sum >> 64) as u64, sum as u64];
-    }
-
     fn add(&mut self, agg: AggFn, value: &AttrValue) {
         self.count += 1;
         match (agg, value) {
             (AggFn::Sum | AggFn::Avg, AttrValue::Num(Num(x))) => {
-                self.numeric += 1;
-                if is_whole(*x) {
-                    self.set_whole_sum(self.whole_sum() + *x as i128);
-                } else if let More::Odd(odd) = self
-                    .more
-                    .get_or_insert_with(|| Box::new(More::Odd(SmallVec::new())))
-                    .as_mut()
-                {
-                    odd.push(*x);
+                self.counted += 1;
+                if let Held::Nothing = self.held {
+                    self.held = Held::Sum {
+                        whole: [0, 0],
+                        odd: None,
+                    };
+                }
+                if let Held::Sum { whole, odd } = &mut self.held {
+                    if is_whole(*x) {
+                        set_whole_sum(whole, whole_sum(whole) + *x as i128);
+                    } else {
+                        odd.get_or_insert_default().push(*x);
+                    }
                 }
             }
             (AggFn::Min | AggFn::Max, AttrValue::Num(Num(x))) => {
-                if let More::Extremes(extremes) = self
-                    .more
-                    .get_or_insert_with(|| Box::new(More::Extremes(Extremes::default())))
-                    .as_mut()
-                {
+                if let Held::Nothing = self.held {
+                    self.held = Held::Extremes(Box::default());
+                }
+                if let Held::Extremes(extremes) = &mut self.held {
                     extremes.add(*x);
                 }
             }
-            (AggFn::CountDistinct, value) if *value != AttrValue::Null => {
-                if let More::Distinct(distinct) = self
-                    .more
-                    .get_or_insert_with(|| Box::new(More::Distinct(Distinct::default())))
-                    .as_mut()
-                {
-                    distinct.add(value);
+            (AggFn::CountDistinct, value) if *value != AttrValue::Null => match &mut self.held {
+                Held::Nothing => {
+                    self.held = Held::One(value.clone());
+                    self.counted = 1;
                 }
-            }
+                Held::One(one) if one == value => self.counted += 1,
+                Held::One(one) => {
+                    let mut distinct = Distinct::default();
+                    for _ in 0..self.counted {
+                        distinct.add(one);
+                    }
+                    distinct.add(value);
+                    self.held = Held::Distinct(Box::new(distinct));
+                }
+                Held::Distinct(distinct) => distinct.add(value),
+                _ => {}
+            },
             _ => {}
         }
     }
 
     fn remove(&mut self, agg: AggFn, value: &AttrValue) {
         self.count -= 1;
-        match (agg, value, self.more.as_deref_mut()) {
-            (AggFn::Sum | AggFn::Avg, AttrValue::Num(Num(x)), more) => {
-                self.numeric -= 1;
+        match (agg, value, &mut self.held) {
+            (AggFn::Sum | AggFn::Avg, AttrValue::Num(Num(x)), Held::Sum { whole, odd }) => {
+                self.counted -= 1;
                 if is_whole(*x) {
-                    self.set_whole_sum(self.whole_sum() - *x as i128);
-                } else if let Some(More::Odd(odd)) = more
+                    set_whole_sum(whole, whole_sum(whole) - *x as i128);
+                } else if let Some(odd) = odd
                     && let Some(at) = odd.iter().position(|n| n.to_bits() == x.to_bits())
                 {
                     odd.swap_remove(at);
                 }
             }
-            (AggFn::Min | AggFn::Max, AttrValue::Num(Num(x)), Some(More::Extremes(extremes))) => {
+            (AggFn::Min | AggFn::Max, AttrValue::Num(Num(x)), Held::Extremes(extremes)) => {
                 extremes.remove(*x);
             }
-            (AggFn::CountDistinct, value, Some(More::Distinct(distinct))) => distinct.remove(value),
+            (AggFn::CountDistinct, value, Held::One(one)) if one == value => {
+                self.counted -= 1;
+                if self.counted == 0 {
+                    self.held = Held::Nothing;
+                }
+            }
+            (AggFn::CountDistinct, value, Held::Distinct(distinct)) => distinct.remove(value),
             _ => {}
         }
     }
 
     /// The aggregate of this side, `None` when undefined (avg/min/max of nothing).
     fn aggregate(&mut self, agg: AggFn) -> Option<f64> {
-        let odd = match self.more.as_deref() {
-            Some(More::Odd(odd)) => &odd[..],
-            _ => &[],
+        let (whole, odd): (i128, &[f64]) = match &self.held {
+            Held::Sum { whole, odd } => (whole_sum(whole), odd.as_deref().map_or(&[], |o| o)),
+            _ => (0, &[]),
         };
-        let sum = || exact_sum(self.numeric - odd.len() as i64, self.whole_sum(), odd);
+        let sum = || exact_sum(self.counted - odd.len() as i64, whole, odd);
         match agg {
             // Σ multiplicities, from an empty sum: exact for any realistic count.
             AggFn::Count => Some(if self.count == 0 {
@@ -354,13 +379,14 @@ impl Values {
             }),
             AggFn::Sum => Some(sum()),
             // Adding 0.0 turns a −0.0 sum into 0.0, as a sum from 0.0 would have it.
-            AggFn::Avg => (self.numeric > 0).then(|| (sum() + 0.0) / self.numeric as f64),
-            AggFn::Min | AggFn::Max => match self.more.as_deref_mut() {
-                Some(More::Extremes(extremes)) => extremes.extreme(agg == AggFn::Min),
+            AggFn::Avg => (self.counted > 0).then(|| (sum() + 0.0) / self.counted as f64),
+            AggFn::Min | AggFn::Max => match &mut self.held {
+                Held::Extremes(extremes) => extremes.extreme(agg == AggFn::Min),
                 _ => None,
             },
-            AggFn::CountDistinct => Some(match self.more.as_deref() {
-                Some(More::Distinct(distinct)) => distinct.len() as f64,
+            AggFn::CountDistinct => Some(match &self.held {
+                Held::One(_) => 1.0,
+                Held::Distinct(distinct) => distinct.len() as f64,
                 _ => 0.0,
             }),
         }
