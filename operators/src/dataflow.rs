@@ -35,7 +35,7 @@ use crate::engine::RuleChange;
 use crate::event::Event;
 use crate::index::{Compiled, TypeRules, WindowedRule};
 use crate::intent::Intent;
-use crate::retained::{PackedEvent, RetireQueue};
+use crate::retained::{PackedEvent, PackedEvents, RetireQueue};
 use crate::rule::RuleKind;
 use crate::state::{AlertState, OpenAlert, StateStats};
 use crate::time::window_starts;
@@ -250,8 +250,8 @@ pub(crate) struct TenantState {
     /// Scratch: (event, rule slot) matches found this epoch, and the events they refer to.
     matches: Vec<(u32, u32)>,
     matched: Vec<Event>,
-    /// Scratch: where an event is packed before it is retained.
-    pack_buffer: Vec<u8>,
+    /// The packed attributes of the retained events.
+    packed: PackedEvents,
 }
 
 impl TenantState {
@@ -359,9 +359,12 @@ impl TenantState {
             // The windows of rules that were known when the event arrived have all closed (the
             // event was retained for the longest of them) and were dropped when judged; only a
             // rule with longer windows, added since, can still have one open.
-            if types.span_ms <= retained.span_ms {
+            let attrs =
+                (types.span_ms > retained.span_ms).then(|| self.packed.attrs(&retained.event));
+            self.packed.release(&retained.event);
+            let Some(attrs) = attrs else {
                 continue;
-            }
+            };
             let alerts = &self.alerts;
             let compiled = types.rules.compiled(|s| alerts.rule(s));
             let rebuilding = &self.rebuilding;
@@ -373,7 +376,7 @@ impl TenantState {
                 continue;
             }
             let windows = &mut self.windows;
-            compiled.with_values(&retained.event.attrs(), |values| {
+            compiled.with_values(&attrs, |values| {
                 for rule in compiled.windowed.iter().filter(open) {
                     contribute(windows, compiled, rule, values, retained.event.ts_ms, false);
                 }
@@ -416,7 +419,7 @@ impl TenantState {
                 .rules
                 .compiled(|s| alerts.rule(s));
             let windows = &mut self.windows;
-            compiled.with_values(&retained.event.attrs(), |values| {
+            compiled.with_values(&self.packed.attrs(&retained.event), |values| {
                 for (_, slot) in slots {
                     if let Some(windowed) = compiled.windowed.iter().find(|w| w.slot == *slot) {
                         contribute(
@@ -512,7 +515,7 @@ impl TenantState {
                 }
             });
             if on_time && span > 0 {
-                let packed = PackedEvent::pack(&mut self.pack_buffer, event.ts_ms, &event.attrs);
+                let packed = self.packed.pack(event.ts_ms, &event.attrs);
                 self.hold(t, span, packed);
             } else {
                 self.retire_next_unheld += 1;

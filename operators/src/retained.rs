@@ -1,4 +1,5 @@
-//! Events held for windows: their attributes packed into one allocation, and when each retires.
+//! Events held for windows: their attributes packed side by side in large segments, and when
+//! each retires.
 //!
 //! A retained event is only read again if a windowed rule of its (tenant, type) changes (its
 //! windows are recounted) or a rule with longer windows than it was retained for must forget it.
@@ -9,11 +10,42 @@ use std::collections::BTreeMap;
 
 use crate::value::{AttrValue, Attrs, Num, SmolStr};
 
-/// An event's time and attributes, packed.
-#[derive(Debug)]
+/// A retained event: its time, and where its packed attributes are in [`PackedEvents`].
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct PackedEvent {
     pub(crate) ts_ms: i64,
-    bytes: Box<[u8]>,
+    segment: u32,
+    start: u32,
+    len: u32,
+}
+
+/// Bytes of a segment: events are packed one after another into segments this large.
+const SEGMENT_BYTES: usize = 64 << 10;
+
+/// Emptied segments kept with their memory for re-use; past this many, the memory goes.
+const SPARE_SEGMENTS: usize = 64;
+
+/// One segment: packed events side by side, and how many of them are still retained.
+#[derive(Debug, Default)]
+struct Segment {
+    bytes: Vec<u8>,
+    live: u32,
+}
+
+/// The packed attributes of every retained event of a worker, written one after another into
+/// large segments rather than allocated one by one: packing an event is a copy to the end of a
+/// segment, and a segment is emptied for re-use once all its events have retired. Events are
+/// packed grouped by (tenant, type), and the events of one (tenant, type) retire at about the
+/// same time, so segments empty promptly.
+#[derive(Debug, Default)]
+pub(crate) struct PackedEvents {
+    segments: Vec<Segment>,
+    /// Empty segments, for re-use.
+    empty: Vec<u32>,
+    /// The segment being written.
+    filling: Option<u32>,
+    /// Where an event is packed before it is copied into its segment.
+    scratch: Vec<u8>,
 }
 
 const NULL: u8 = 0;
@@ -116,10 +148,10 @@ impl Reader<'_> {
     }
 }
 
-impl PackedEvent {
-    /// Packs an event's time and attributes, writing them in `scratch` first so the packed
-    /// bytes are allocated once, at their size.
-    pub(crate) fn pack(scratch: &mut Vec<u8>, ts_ms: i64, attrs: &Attrs) -> PackedEvent {
+impl PackedEvents {
+    /// Packs an event's time and attributes.
+    pub(crate) fn pack(&mut self, ts_ms: i64, attrs: &Attrs) -> PackedEvent {
+        let scratch = &mut self.scratch;
         scratch.clear();
         put_len(scratch, attrs.len());
         for (key, value) in attrs {
@@ -127,19 +159,81 @@ impl PackedEvent {
             scratch.extend_from_slice(key.as_bytes());
             put_value(scratch, value);
         }
+        let len = scratch.len();
+        let fits = |segment: &Segment| segment.bytes.capacity() - segment.bytes.len() >= len;
+        let segment = match self.filling {
+            Some(at) if fits(&self.segments[at as usize]) => at,
+            filling => {
+                if let Some(at) = filling
+                    && self.segments[at as usize].live == 0
+                {
+                    self.empty_out(at);
+                }
+                let at = self.empty.pop().unwrap_or_else(|| {
+                    self.segments.push(Segment::default());
+                    (self.segments.len() - 1) as u32
+                });
+                self.segments[at as usize]
+                    .bytes
+                    .reserve(SEGMENT_BYTES.max(len));
+                self.filling = Some(at);
+                at
+            }
+        };
+        let target = &mut self.segments[segment as usize];
+        let start = target.bytes.len() as u32;
+        target.bytes.extend_from_slice(&self.scratch);
+        target.live += 1;
         PackedEvent {
             ts_ms,
-            bytes: Box::from(scratch.as_slice()),
+            segment,
+            start,
+            len: len as u32,
         }
     }
 
-    /// The attributes, unpacked.
-    pub(crate) fn attrs(&self) -> Attrs {
-        let mut reader = Reader { bytes: &self.bytes };
+    /// The attributes of a retained event, unpacked.
+    pub(crate) fn attrs(&self, event: &PackedEvent) -> Attrs {
+        let bytes = self
+            .segments
+            .get(event.segment as usize)
+            .and_then(|s| {
+                s.bytes
+                    .get(event.start as usize..(event.start + event.len) as usize)
+            })
+            .unwrap_or(&[]);
+        let mut reader = Reader { bytes };
         let len = reader.len().unwrap_or(0);
         (0..len)
             .map_while(|_| Some((reader.text()?, reader.value()?)))
             .collect()
+    }
+
+    /// Lets go of a retained event's packed attributes.
+    pub(crate) fn release(&mut self, event: &PackedEvent) {
+        let Some(segment) = self.segments.get_mut(event.segment as usize) else {
+            return;
+        };
+        segment.live = segment.live.saturating_sub(1);
+        if segment.live == 0 && self.filling != Some(event.segment) {
+            self.empty_out(event.segment);
+        }
+    }
+
+    fn empty_out(&mut self, at: u32) {
+        let segment = &mut self.segments[at as usize];
+        if self.empty.len() < SPARE_SEGMENTS {
+            segment.bytes.clear();
+        } else {
+            segment.bytes = Vec::new();
+        }
+        self.empty.push(at);
+    }
+
+    /// Bytes held by segments, for tests.
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.segments.iter().map(|s| s.bytes.capacity()).sum()
     }
 }
 
@@ -218,13 +312,61 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.into(), AttrValue::from_json(v)))
         .collect();
-        let packed = PackedEvent::pack(&mut Vec::new(), 42, &attrs);
+        let mut store = PackedEvents::default();
+        let packed = store.pack(42, &attrs);
         assert_eq!(packed.ts_ms, 42);
-        assert_eq!(packed.attrs(), attrs);
+        assert_eq!(store.attrs(&packed), attrs);
+        let empty = store.pack(1, &Attrs::new());
+        assert_eq!(store.attrs(&empty), Attrs::new());
         assert_eq!(
-            PackedEvent::pack(&mut vec![7], 1, &Attrs::new()).attrs(),
-            Attrs::new()
+            store.attrs(&packed),
+            attrs,
+            "packing another keeps the first"
         );
+    }
+
+    #[test]
+    fn segments_are_reused_once_their_events_retire() {
+        let attrs = |i: usize| -> Attrs {
+            [
+                ("amount".into(), AttrValue::Num(Num(i as f64))),
+                ("sku".into(), AttrValue::Str(format!("SKU-{i:05}").into())),
+            ]
+            .into_iter()
+            .collect()
+        };
+        let mut store = PackedEvents::default();
+        // Ten segments' worth of events; the even ones retire, then all of the first half.
+        let events: Vec<PackedEvent> = (0..20_000)
+            .map(|i| store.pack(i, &attrs(i as usize)))
+            .collect();
+        let full = store.capacity();
+        assert!(full >= 5 * SEGMENT_BYTES, "{full}");
+        for event in events.iter().step_by(2) {
+            store.release(event);
+        }
+        for (i, event) in events.iter().enumerate().skip(1).step_by(2) {
+            assert_eq!(
+                store.attrs(event),
+                attrs(i),
+                "event {i} outlives its neighbours"
+            );
+        }
+        for event in events[..10_000].iter().skip(1).step_by(2) {
+            store.release(event);
+        }
+        // The emptied segments (all but the one shared with the second half) take as many
+        // events again: no more memory.
+        let more: Vec<PackedEvent> = (0..8_000)
+            .map(|i| store.pack(i, &attrs(i as usize)))
+            .collect();
+        assert_eq!(store.capacity(), full);
+        for (i, event) in more.iter().enumerate() {
+            assert_eq!(store.attrs(event), attrs(i));
+        }
+        for (i, event) in events.iter().enumerate().skip(10_001).step_by(2) {
+            assert_eq!(store.attrs(event), attrs(i));
+        }
     }
 
     #[test]
