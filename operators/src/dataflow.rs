@@ -16,8 +16,8 @@
 //!
 //! Events stay in the worker only as long as some windowed rule can still use them (retained for
 //! the longest window of their (tenant, type)), so the rule changes of an epoch cost one pass over
-//! the retained events, never over history. A `match` rule only sees events that
-//! arrive while it is active, so adding a rule does not replay old matches.
+//! the retained events, never over history. A `match` rule only sees events that arrive while it
+//! is active, so adding a rule does not replay old matches.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::Sender;
@@ -408,10 +408,9 @@ impl TenantState {
         rebuild.dedup();
         for retained in self.store.iter().flatten() {
             let first = rebuild.partition_point(|(t, _)| *t < retained.types);
-            let slots = rebuild[first..]
-                .iter()
-                .take_while(|(t, _)| *t == retained.types);
-            if slots.clone().next().is_none() {
+            let end = rebuild.partition_point(|(t, _)| *t <= retained.types);
+            let slots = &rebuild[first..end];
+            if slots.is_empty() {
                 continue;
             }
             let alerts = &self.alerts;

@@ -6,8 +6,9 @@
 //!
 //! Judging gives exactly what aggregating the window's values from scratch gives, whatever the
 //! order they arrived or were taken back in: a sum is the exact sum of the values, rounded once
-//! (so 0.1 + 0.2 + 1e16 − 1e16 is 0.30000000000000004, the rounded 0.1 + 0.2, and not 0.0); min
-//! and max fold the distinct values in ascending order. Whole numbers up to 2^53 — amounts,
+//! (so 0.1 + 0.2 + 1e16 − 1e16 is 0.30000000000000004, the rounded 0.1 + 0.2, and not 0.0; an
+//! exact sum beyond the largest float is an infinity); min and max fold the distinct values in
+//! ascending order. Whole numbers up to 2^53 — amounts,
 //! quantities, counts — are summed in an inline 128-bit integer, so a sum or an average needs
 //! no memory beyond its entry; only other values (fractions, −0.0, infinities, NaN) are kept, to
 //! be summed exactly when the window is judged.
@@ -192,15 +193,26 @@ fn exact_sum(wholes: i64, whole: i128, odd: &[f64]) -> f64 {
         // i128 → f64 rounds to nearest, ties to even: the exact sum, rounded once.
         return whole as f64;
     }
-    let mut acc = FSum::new();
     // Both halves are exact: `high` holds the top bits, `whole - high` fits in 2^53.
     let high = whole as f64;
-    acc += high;
-    acc += (whole - high as i128) as f64;
-    for &x in odd {
-        acc += x;
+    let low = (whole - high as i128) as f64;
+    let fsum = |scale: f64| {
+        let mut acc = FSum::new();
+        acc += high * scale;
+        acc += low * scale;
+        for &x in odd {
+            acc += x * scale;
+        }
+        acc.value()
+    };
+    let mut sum = fsum(1.0);
+    if !sum.is_finite() {
+        // A partial sum passed the largest float. Scaled down by 2^600 (exact for every value
+        // above 2^-422) none can, and scaling the rounded result back up is exact, or overflows
+        // to an infinity exactly when the exact sum rounds to one.
+        let scale = 2f64.powi(600);
+        sum = fsum(1.0 / scale) * scale;
     }
-    let sum = acc.value();
     match (sum == 0.0, all_neg_zero) {
         (true, true) => -0.0,
         (true, false) => 0.0,
@@ -781,6 +793,29 @@ mod tests {
             // A float sum in the first order gives 0.0, in the last 0.30000000000000004.
             assert_eq!(values.aggregate(AggFn::Sum), Some(0.1 + 0.2), "{order:?}");
         }
+    }
+
+    #[test]
+    fn a_sum_beyond_the_largest_float_is_infinite() {
+        let max = AttrValue::Num(Num(f64::MAX));
+        let mut values = Values::default();
+        values.add(AggFn::Sum, &max);
+        values.add(AggFn::Sum, &max);
+        assert_eq!(values.aggregate(AggFn::Sum), Some(f64::INFINITY));
+        // Exact: the third value brings the sum back within range.
+        values.add(AggFn::Sum, &AttrValue::Num(Num(-f64::MAX)));
+        assert_eq!(values.aggregate(AggFn::Sum), Some(f64::MAX));
+        values.add(AggFn::Sum, &AttrValue::Num(Num(-f64::MAX)));
+        assert_eq!(
+            values.aggregate(AggFn::Sum).map(f64::to_bits),
+            Some(0.0f64.to_bits())
+        );
+        let mut negative = Values::default();
+        for _ in 0..2 {
+            negative.add(AggFn::Sum, &AttrValue::Num(Num(f64::MIN)));
+        }
+        negative.add(AggFn::Sum, &AttrValue::Num(Num(1.5)));
+        assert_eq!(negative.aggregate(AggFn::Sum), Some(f64::NEG_INFINITY));
     }
 
     #[test]
