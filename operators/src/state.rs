@@ -389,12 +389,13 @@ fn judge_windows(
         let holding = windows.judge_and_drop(slot, start, eval);
         stats.windows_closed += 1;
         let rule = &state.rule;
-        let resolved: Vec<Vec<AttrValue>> = state
-            .firing
-            .keys()
-            .filter(|g| !holding.contains_key(*g))
-            .cloned()
-            .collect();
+        let holds = |group: &[AttrValue]| {
+            holding
+                .binary_search_by(|(g, _)| g.as_slice().cmp(group))
+                .is_ok()
+        };
+        let resolved: Vec<Vec<AttrValue>> =
+            state.firing.keys().filter(|g| !holds(g)).cloned().collect();
         for group in resolved {
             let Some(firing) = state.firing.remove(&group) else {
                 continue;
@@ -421,11 +422,10 @@ fn judge_windows(
             intent.firing_since_ms = Some(firing.since_window);
             push_counting_deferral(out, stats, intent);
         }
-        let mut started: Vec<(&Vec<AttrValue>, &Holding)> = holding
+        // In group order, as `judge_and_drop` returns them.
+        let started = holding
             .iter()
-            .filter(|(g, _)| !state.firing.contains_key(*g))
-            .collect();
-        started.sort();
+            .filter(|(g, _)| !state.firing.contains_key(g.as_slice()));
         let mut newly_firing = HashSet::default();
         for (group, value) in started {
             let notified = state
@@ -437,14 +437,14 @@ fn judge_windows(
                     rule,
                     state.tz,
                     IntentKind::Firing,
-                    group.clone(),
+                    group.to_vec(),
                     start,
                     end,
                     Some(value),
                 );
                 push_counting_deferral(out, stats, intent);
             }
-            newly_firing.insert((group.clone(), notified));
+            newly_firing.insert((group.to_vec(), notified));
         }
         for (group, notified) in newly_firing {
             state.firing.insert(

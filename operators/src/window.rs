@@ -445,11 +445,14 @@ const SPARE_WINDOWS: usize = 256;
 /// hash index.
 const SCAN_LIMIT: usize = 16;
 
+/// A group key as a window keeps it: inline for the usual one-attribute key, so comparing it
+/// reads no other memory.
+pub(crate) type GroupKey = SmallVec<[AttrValue; 1]>;
+
 /// One group's aggregate in one window.
 #[derive(Debug)]
 struct Entry {
-    /// Inline for the usual one-attribute group key, so comparing it reads no other memory.
-    group: SmallVec<[AttrValue; 1]>,
+    group: GroupKey,
     aggregate: Aggregate,
 }
 
@@ -623,24 +626,30 @@ impl WindowTable {
     }
 
     /// Judges the window of rule `slot` starting at `start` and drops it: every group whose
-    /// condition holds, with its values.
+    /// condition holds, with its values, ordered by group. The group keys are moved out of the
+    /// window, not copied.
     pub(crate) fn judge_and_drop(
         &mut self,
         slot: u32,
         start: i64,
         eval: &Evaluation,
-    ) -> crate::HashMap<Vec<AttrValue>, Holding> {
+    ) -> Vec<(GroupKey, Holding)> {
         let Some(mut window) = self.by_rule.get_mut(slot as usize).and_then(|starts| {
             let at = starts.binary_search_by_key(&start, |(s, _)| *s).ok()?;
             Some(starts.remove(at).1)
         }) else {
-            return crate::HashMap::default();
+            return Vec::new();
         };
-        let holding = window
+        let mut holding: Vec<(GroupKey, Holding)> = window
             .entries
             .iter_mut()
-            .filter_map(|e| Some((e.group.to_vec(), e.aggregate.judge(eval)?)))
+            .filter_map(|e| {
+                let holds = e.aggregate.judge(eval)?;
+                Some((std::mem::take(&mut e.group), holds))
+            })
             .collect();
+        // Each group has one entry, so the order is total.
+        holding.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         recycle(&mut self.spare, window);
         holding
     }
@@ -747,7 +756,11 @@ mod tests {
         }
         assert_eq!(table.first_start_from(7, 0), Some(0));
         for (start, groups) in [(0_i64, 5_u32), (1, 60)] {
-            let mut got: Vec<_> = table.judge_and_drop(7, start, &eval).into_iter().collect();
+            let mut got = table.judge_and_drop(7, start, &eval);
+            assert!(
+                got.windows(2).all(|pair| pair[0].0 < pair[1].0),
+                "holding groups come ordered by group in window {start}"
+            );
             got.sort_by_key(|(_, h)| h.value);
             let want: Vec<(Vec<AttrValue>, f64)> = {
                 let mut want: Vec<_> = (0..groups)
@@ -760,8 +773,10 @@ mod tests {
                 want.sort_by(|a, b| a.1.total_cmp(&b.1));
                 want
             };
-            let got: Vec<(Vec<AttrValue>, f64)> =
-                got.into_iter().map(|(g, h)| (g, h.value.0)).collect();
+            let got: Vec<(Vec<AttrValue>, f64)> = got
+                .into_iter()
+                .map(|(g, h)| (g.to_vec(), h.value.0))
+                .collect();
             assert_eq!(got.len(), want.len(), "window {start}");
             for (g, w) in got.iter().zip(&want) {
                 assert_eq!(g.1, w.1, "window {start}");
