@@ -181,6 +181,18 @@ fn required_lower_bound(filter: &Predicate) -> Option<(&str, f64, bool)> {
     }
 }
 
+/// The rules filed under attribute `attr` in `filing`, a new empty filing if none are yet.
+fn filed_under<'f, T: Default>(filing: &'f mut Vec<(String, T)>, attr: &str) -> &'f mut T {
+    let at = match filing.iter().position(|(a, _)| a == attr) {
+        Some(at) => at,
+        None => {
+            filing.push((attr.to_string(), T::default()));
+            filing.len() - 1
+        }
+    };
+    &mut filing[at].1
+}
+
 /// A `match` rule: its slot and the root of its filter.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Matcher {
@@ -260,30 +272,13 @@ impl Compiled {
                 None => match filter.and_then(required_lower_bound) {
                     None => c.scan.push(matcher),
                     Some((attr, bound, inclusive)) => {
-                        let at = match bounded.iter().position(|(a, _)| a == attr) {
-                            Some(at) => at,
-                            None => {
-                                bounded.push((attr.to_string(), Vec::new()));
-                                bounded.len() - 1
-                            }
-                        };
-                        bounded[at].1.push((bound, inclusive, matcher));
+                        filed_under(&mut bounded, attr).push((bound, inclusive, matcher));
                     }
                 },
                 Some((attr, values)) => {
-                    let at = match keyed.iter().position(|(a, _)| a == attr) {
-                        Some(at) => at,
-                        None => {
-                            keyed.push((attr.to_string(), HashMap::default()));
-                            keyed.len() - 1
-                        }
-                    };
+                    let by_value = filed_under(&mut keyed, attr);
                     for value in values {
-                        keyed[at]
-                            .1
-                            .entry(value.to_string())
-                            .or_default()
-                            .push(matcher);
+                        by_value.entry(value.to_string()).or_default().push(matcher);
                     }
                 }
             }

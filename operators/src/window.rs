@@ -8,10 +8,10 @@
 //! order they arrived or were taken back in: a sum is the exact sum of the values, rounded once
 //! (so 0.1 + 0.2 + 1e16 − 1e16 is 0.30000000000000004, the rounded 0.1 + 0.2, and not 0.0; an
 //! exact sum beyond the largest float is an infinity); min and max fold the distinct values in
-//! ascending order. Whole numbers up to 2^53 — amounts,
-//! quantities, counts — are summed in an inline 128-bit integer, so a sum or an average needs
-//! no memory beyond its entry; only other values (fractions, −0.0, infinities, NaN) are kept, to
-//! be summed exactly when the window is judged.
+//! ascending order. Whole numbers up to 2^53 — amounts, quantities, counts — are summed in an
+//! inline 128-bit integer, so a sum or an average needs no memory beyond its entry; only other
+//! values (fractions, −0.0, infinities, NaN) are kept, to be summed exactly when the window is
+//! judged.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
