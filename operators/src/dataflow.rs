@@ -406,30 +406,40 @@ impl TenantState {
         }
         rebuild.sort_unstable();
         rebuild.dedup();
+        // Each rule found once among its type's compiled windowed rules: (type, place there).
+        let alerts = &self.alerts;
+        let rebuild: Vec<(u32, usize)> = rebuild
+            .into_iter()
+            .filter_map(|(types, slot)| {
+                let compiled = self.types[types as usize]
+                    .rules
+                    .compiled(|s| alerts.rule(s));
+                let at = compiled.windowed.iter().position(|w| w.slot == slot)?;
+                Some((types, at))
+            })
+            .collect();
         for retained in self.store.iter().flatten() {
             let first = rebuild.partition_point(|(t, _)| *t < retained.types);
             let end = rebuild.partition_point(|(t, _)| *t <= retained.types);
-            let slots = &rebuild[first..end];
-            if slots.is_empty() {
+            let rules = &rebuild[first..end];
+            if rules.is_empty() {
                 continue;
             }
-            let alerts = &self.alerts;
             let compiled = self.types[retained.types as usize]
                 .rules
                 .compiled(|s| alerts.rule(s));
             let windows = &mut self.windows;
             compiled.with_values(&self.packed.attrs(&retained.event), |values| {
-                for (_, slot) in slots {
-                    if let Some(windowed) = compiled.windowed.iter().find(|w| w.slot == *slot) {
-                        contribute(
-                            windows,
-                            compiled,
-                            windowed,
-                            values,
-                            retained.event.ts_ms,
-                            true,
-                        );
-                    }
+                for (_, at) in rules {
+                    let windowed = &compiled.windowed[*at];
+                    contribute(
+                        windows,
+                        compiled,
+                        windowed,
+                        values,
+                        retained.event.ts_ms,
+                        true,
+                    );
                 }
             });
         }
