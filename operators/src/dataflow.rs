@@ -57,6 +57,10 @@ pub(crate) enum Arrival {
     History,
 }
 
+/// An event as it waits in an epoch's input. The worker takes each one out as it goes, so the
+/// emptied buffer can go back to the engine for the next epoch, its memory already mapped and warm.
+pub(crate) type EventSlot = Option<(Event, Arrival)>;
+
 /// One worker's share of one epoch.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct EpochInput {
@@ -70,8 +74,8 @@ pub(crate) struct EpochInput {
     pub(crate) rules: Vec<RuleChange>,
     /// Alerts that were firing before a restart.
     pub(crate) restore: Vec<OpenAlert>,
-    /// Events and how they arrived.
-    pub(crate) events: Vec<(Event, Arrival)>,
+    /// Events and how they arrived (all `Some`).
+    pub(crate) events: Vec<EventSlot>,
 }
 
 /// Counters a worker shares with the engine.
@@ -88,8 +92,10 @@ pub(crate) struct WorkerStats {
 /// What a worker reports to the engine.
 #[derive(Debug)]
 pub(crate) enum WorkerOutput {
-    /// Intents produced at an epoch.
+    /// Intents produced at an epoch, in delivery order.
     Intents(Vec<Intent>),
+    /// An emptied event buffer, for the engine to fill again.
+    Spare(Vec<EventSlot>),
     /// The worker finished the epoch.
     Done {
         /// Epoch.
@@ -147,12 +153,16 @@ pub(crate) fn build(
                             };
                             let mut intents = Vec::new();
                             for epoch in inputs {
-                                tenants.apply(epoch, &mut intents);
+                                let spare = tenants.apply(epoch, &mut intents);
+                                let _ = output.send(WorkerOutput::Spare(spare));
                             }
                             if let Ok(mut shared) = stats.lock() {
                                 *shared = tenants.stats();
                             }
                             if !intents.is_empty() {
+                                // Sorted here, in parallel and while in cache; the engine only
+                                // merges the workers' batches.
+                                intents.sort_by(Intent::delivery_order);
                                 let _ = output.send(WorkerOutput::Intents(intents));
                             }
                         }
@@ -445,8 +455,8 @@ impl TenantState {
         }
     }
 
-    /// Processes one epoch, appending intents to `out`.
-    pub(crate) fn apply(&mut self, input: EpochInput, out: &mut Vec<Intent>) {
+    /// Processes one epoch, appending intents to `out`; gives back the emptied event buffer.
+    pub(crate) fn apply(&mut self, input: EpochInput, out: &mut Vec<Intent>) -> Vec<EventSlot> {
         let watermark = input.watermark_ms;
         // New rules start judging at the first window still open under this epoch's watermark.
         let epoch_watermark = if input.clock {
@@ -464,18 +474,17 @@ impl TenantState {
         // while it is still in cache. The events of one (tenant, type) are taken together, so its
         // rules, windows and alert state are fetched from memory once per epoch rather than once
         // per event; matches are put back in event-time order below.
-        let mut order: Vec<(u32, u32)> = input
-            .events
+        let mut events = input.events;
+        let mut order: Vec<(u32, u32)> = events
             .iter()
             .enumerate()
-            .map(|(i, (event, _))| {
+            .filter_map(|(i, slot)| {
+                let (event, _) = slot.as_ref()?;
                 let types = self.type_id(&event.tenant, &event.event_type);
-                (types.unwrap_or(u32::MAX), i as u32)
+                Some((types.unwrap_or(u32::MAX), i as u32))
             })
             .collect();
         order.sort_unstable();
-        let mut events: Vec<Option<(Event, Arrival)>> =
-            input.events.into_iter().map(Some).collect();
         let mut matched = std::mem::take(&mut self.matched);
         let mut matches = std::mem::take(&mut self.matches);
         for k in 0..order.len() {
@@ -551,5 +560,7 @@ impl TenantState {
         }
         // Retire one epoch later, so the closing of their last windows is judged first.
         self.retire_at.take_due(watermark, &mut self.retire_next);
+        events.clear();
+        events
     }
 }

@@ -62,6 +62,13 @@ pub struct Intent {
     pub event: Option<Event>,
 }
 
+impl Intent {
+    /// The order intents leave the engine in: by event time, then id.
+    pub fn delivery_order(&self, other: &Intent) -> std::cmp::Ordering {
+        (self.at_ms, &self.id).cmp(&(other.at_ms, &other.id))
+    }
+}
+
 /// The deterministic notification id for the given identifying parts.
 pub fn intent_id(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
