@@ -175,7 +175,7 @@ pub(crate) fn build(
 }
 
 /// An event held for the windows it counts in.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Retained {
     event: PackedEvent,
     /// How long it was to be retained when it arrived.
@@ -246,14 +246,11 @@ pub(crate) struct TenantState {
     /// Per rule slot: its windows are to be recomputed from the retained events this epoch.
     rebuilding: Vec<bool>,
     rebuild: Vec<u32>,
-    /// Retained events; `None` marks a free place.
-    store: Vec<Option<Retained>>,
-    free: Vec<u32>,
-    /// When retained events (by store place) retire.
-    retire_at: RetireQueue,
+    /// Retained events, by when they retire.
+    retire_at: RetireQueue<Retained>,
     /// Retained events to retire at the next epoch, so the closing of their last window is
     /// judged first.
-    retire_next: Vec<u32>,
+    retire_next: Vec<Retained>,
     /// Events no window needs, retired (only counted) at the next epoch.
     retire_next_unheld: u64,
     retired: u64,
@@ -343,28 +340,14 @@ impl TenantState {
             span_ms,
             types,
         };
-        let place = match self.free.pop() {
-            Some(place) => {
-                self.store[place as usize] = Some(retained);
-                place
-            }
-            None => {
-                self.store.push(Some(retained));
-                (self.store.len() - 1) as u32
-            }
-        };
-        self.retire_at.push(retire_at, place);
+        self.retire_at.push(retire_at, retained);
     }
 
     /// Takes back the values of the events due for retirement.
     fn retire(&mut self) {
         self.retired += self.retire_next_unheld + self.retire_next.len() as u64;
         self.retire_next_unheld = 0;
-        for place in std::mem::take(&mut self.retire_next) {
-            let Some(retained) = self.store[place as usize].take() else {
-                continue;
-            };
-            self.free.push(place);
+        for retained in std::mem::take(&mut self.retire_next) {
             let types = &mut self.types[retained.types as usize];
             // The windows of rules that were known when the event arrived have all closed (the
             // event was retained for the longest of them) and were dropped when judged; only a
@@ -428,7 +411,7 @@ impl TenantState {
                 Some((types, at))
             })
             .collect();
-        for retained in self.store.iter().flatten() {
+        for retained in self.retire_next.iter().chain(self.retire_at.iter()) {
             let first = rebuild.partition_point(|(t, _)| *t < retained.types);
             let end = rebuild.partition_point(|(t, _)| *t <= retained.types);
             let rules = &rebuild[first..end];

@@ -242,15 +242,24 @@ const BUCKET_MS: i64 = 1_000;
 
 /// When retained events retire: a queue bucketed by the second, since they arrive roughly in
 /// order and the order within a retirement does not matter.
-#[derive(Debug, Default)]
-pub(crate) struct RetireQueue {
-    buckets: BTreeMap<i64, Vec<(i64, u32)>>,
+#[derive(Debug)]
+pub(crate) struct RetireQueue<T> {
+    buckets: BTreeMap<i64, Vec<(i64, T)>>,
     len: usize,
 }
 
-impl RetireQueue {
+impl<T> Default for RetireQueue<T> {
+    fn default() -> Self {
+        RetireQueue {
+            buckets: BTreeMap::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> RetireQueue<T> {
     /// Schedules `item` to retire once the watermark reaches `at`.
-    pub(crate) fn push(&mut self, at: i64, item: u32) {
+    pub(crate) fn push(&mut self, at: i64, item: T) {
         self.buckets
             .entry(at.div_euclid(BUCKET_MS))
             .or_default()
@@ -263,8 +272,13 @@ impl RetireQueue {
         self.len
     }
 
+    /// Every scheduled item, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.buckets.values().flatten().map(|(_, item)| item)
+    }
+
     /// Moves every item due by `watermark` into `out`.
-    pub(crate) fn take_due(&mut self, watermark: i64, out: &mut Vec<u32>) {
+    pub(crate) fn take_due(&mut self, watermark: i64, out: &mut Vec<T>) {
         while let Some(mut first) = self.buckets.first_entry() {
             if first.key().saturating_mul(BUCKET_MS) > watermark {
                 break;
@@ -280,14 +294,11 @@ impl RetireQueue {
             // The bucket the watermark falls in: only part of it is due.
             let items = first.get_mut();
             let before = items.len();
-            items.retain(|(at, item)| {
-                if *at <= watermark {
-                    out.push(*item);
-                    false
-                } else {
-                    true
-                }
-            });
+            out.extend(
+                items
+                    .extract_if(.., |(at, _)| *at <= watermark)
+                    .map(|(_, item)| item),
+            );
             self.len -= before - items.len();
             if items.is_empty() {
                 first.remove();
