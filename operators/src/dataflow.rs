@@ -472,8 +472,13 @@ impl TenantState {
         let mut matches = std::mem::take(&mut self.matches);
         for k in 0..order.len() {
             let (types, i) = order[k];
-            // The events are visited out of input order, so each one's attributes would be a
-            // cache miss; start loading them a few events ahead.
+            // The events are visited out of input order, so each one and its attributes would be
+            // cache misses: start loading the event further ahead, and its attributes (found
+            // through the event) a few events ahead.
+            if let Some(&(_, further)) = order.get(k + 2 * PREFETCH_AHEAD) {
+                let slot: *const EventSlot = &events[further as usize];
+                crate::prefetch_lines(slot.cast(), std::mem::size_of::<EventSlot>());
+            }
             if let Some(&(_, ahead)) = order.get(k + PREFETCH_AHEAD)
                 && let Some((event, _)) = &events[ahead as usize]
             {

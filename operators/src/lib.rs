@@ -46,3 +46,14 @@ pub(crate) fn prefetch<T>(at: *const T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = at;
 }
+
+/// Asks the CPU to start loading every cache line of the `bytes` bytes at `start`; a hint, like
+/// [`prefetch`].
+#[inline]
+pub(crate) fn prefetch_lines(start: *const u8, bytes: usize) {
+    const LINE: usize = 64;
+    let offset = start.addr() % LINE;
+    for line in (0..offset + bytes).step_by(LINE) {
+        prefetch(start.wrapping_sub(offset).wrapping_add(line));
+    }
+}

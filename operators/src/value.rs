@@ -113,11 +113,8 @@ impl Attrs {
     pub(crate) fn prefetch(&self) {
         // Every line of the names and values, up to eight (448 bytes: a typical event's eight
         // attributes at 56 bytes each).
-        let start = self.0.as_ptr().cast::<u8>();
         let bytes = std::mem::size_of_val(self.0.as_slice()).min(8 * 64);
-        for offset in (0..bytes).step_by(64) {
-            crate::prefetch(start.wrapping_add(offset));
-        }
+        crate::prefetch_lines(self.0.as_ptr().cast::<u8>(), bytes);
     }
 }
 
