@@ -192,7 +192,8 @@ struct TypeState {
     rules: TypeRules,
 }
 
-/// Counts (`add`) or takes back an event's value in a windowed rule's windows.
+/// Counts (`add`) or takes back an event's value in the pane of a windowed rule it falls in (and
+/// the baseline pane one period later, for a `change` rule).
 fn contribute(
     windows: &mut WindowTable,
     compiled: &Compiled,
@@ -206,7 +207,7 @@ fn contribute(
     }
     compiled.with_group(rule, values, |group, value| {
         let hash = windows.group_hash(group);
-        for start in window_starts(ts_ms, &rule.window) {
+        for start in window_starts(ts_ms, &rule.pane) {
             windows.update(
                 rule.slot,
                 start,
@@ -219,7 +220,7 @@ fn contribute(
             );
         }
         if rule.relative {
-            for start in window_starts(ts_ms + rule.period_ms, &rule.window) {
+            for start in window_starts(ts_ms + rule.period_ms, &rule.pane) {
                 windows.update(
                     rule.slot,
                     start,

@@ -211,7 +211,8 @@ pub(crate) struct WindowedRule {
     group: (u32, u32),
     /// The aggregated attribute.
     value: u32,
-    pub(crate) window: WindowSpec,
+    /// The panes its events count in (see [`crate::time::pane_of`]).
+    pub(crate) pane: WindowSpec,
     pub(crate) agg: AggFn,
     pub(crate) relative: bool,
     pub(crate) period_ms: i64,
@@ -305,7 +306,7 @@ impl Compiled {
                 filter,
                 group: (start, c.groups.len() as u32),
                 value,
-                window: *window,
+                pane: crate::time::pane_of(window),
                 agg: eval.agg,
                 relative: eval.relative,
                 period_ms: *period_ms,

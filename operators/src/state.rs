@@ -378,7 +378,7 @@ fn judge_windows(
             let open = first_open_window(watermark_ms, window);
             let skip_to = windows
                 .first_start_from(slot, state.next_window)
-                .map_or(open, |start| start.min(open));
+                .map_or(open, |pane| first_open_window(pane, window).min(open));
             if skip_to > state.next_window {
                 state.next_window = skip_to;
                 continue;
@@ -386,7 +386,7 @@ fn judge_windows(
         }
         let start = state.next_window;
         let end = start + window.size_ms;
-        let holding = windows.judge_and_drop(slot, start, eval);
+        let holding = windows.judge_and_drop(slot, start, window, eval);
         stats.windows_closed += 1;
         let rule = &state.rule;
         let holds = |group: &[AttrValue]| {

@@ -18,6 +18,18 @@ pub fn window_starts(ts_ms: i64, window: &WindowSpec) -> impl Iterator<Item = i6
         .take_while(move |start| start + size > ts_ms)
 }
 
+/// The panes of a window grid: slices one slide long, on the same grid, so that every window is
+/// a whole number of them (a rule's slide divides its size). An event counts in the one pane it
+/// falls in, and a window is judged by merging its panes, instead of the event counting in
+/// every overlapping window it falls in.
+pub fn pane_of(window: &WindowSpec) -> WindowSpec {
+    WindowSpec {
+        size_ms: window.slide_ms,
+        slide_ms: window.slide_ms,
+        offset_ms: window.offset_ms,
+    }
+}
+
 /// The first window (by start) whose end lies after `watermark_ms`: the next one to close.
 pub fn first_open_window(watermark_ms: i64, window: &WindowSpec) -> i64 {
     // the latest grid start s with s + size <= watermark is closed; the next one is open.

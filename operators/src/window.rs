@@ -1,8 +1,10 @@
-//! Windowed aggregates, kept incrementally: per rule, window start and group key, what the
-//! counted events contribute, so that an event costs O(1) per window and judging a group costs
-//! O(1) in the common case. Each window of a rule is an arena of group entries, found by scanning
-//! their hashes or, past a few groups, through a hash index; a window is judged once, when it
-//! closes, and then goes as a whole.
+//! Windowed aggregates, kept incrementally: per rule, pane and group key, what the counted events
+//! contribute, so that an event costs O(1) and judging a group costs O(1) per pane in the common
+//! case. A pane is one slide of the rule's window grid (a tumbling window is one pane, a window
+//! sliding every fifth of its size is five), so an event counts once however many sliding
+//! windows it falls in. Each pane of a rule is an arena of group entries, found by scanning their
+//! hashes or, past a few groups, through a hash index; a window is judged once, when it closes,
+//! from its panes, and its first pane then goes as a whole.
 //!
 //! Judging gives exactly what aggregating the window's values from scratch gives, whatever the
 //! order they arrived or were taken back in: a sum is the exact sum of the values, rounded once
@@ -18,8 +20,9 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use fsum::FSum;
 use smallvec::SmallVec;
 
-use crate::rule::{AggFn, Evaluation};
+use crate::rule::{AggFn, Evaluation, WindowSpec};
 use crate::state::Holding;
+use crate::time::pane_of;
 use crate::value::{AttrValue, Num};
 
 /// Largest magnitude below which every whole `f64` is exact.
@@ -85,26 +88,35 @@ impl Default for Distinct {
 }
 
 impl Distinct {
-    fn add(&mut self, value: &AttrValue) {
+    /// Counts `value` `times` more times.
+    fn add(&mut self, value: &AttrValue, times: i64) {
         match self {
             Distinct::Few(few) => {
                 if let Some((_, n)) = few.iter_mut().find(|(v, _)| v == value) {
-                    *n += 1;
+                    *n += times;
                 } else if few.len() < FEW_DISTINCT {
-                    few.push((value.clone(), 1));
+                    few.push((value.clone(), times));
                 } else {
                     let mut many: crate::HashMap<AttrValue, i64> = few.drain(..).collect();
-                    many.insert(value.clone(), 1);
+                    many.insert(value.clone(), times);
                     *self = Distinct::Many(many);
                 }
             }
             // Clone the value only the first time it is seen in this window.
             Distinct::Many(many) => match many.get_mut(value) {
-                Some(n) => *n += 1,
+                Some(n) => *n += times,
                 None => {
-                    many.insert(value.clone(), 1);
+                    many.insert(value.clone(), times);
                 }
             },
+        }
+    }
+
+    /// Every distinct value with its multiplicity.
+    fn for_each(&self, mut f: impl FnMut(&AttrValue, i64)) {
+        match self {
+            Distinct::Few(few) => few.iter().for_each(|(v, n)| f(v, *n)),
+            Distinct::Many(many) => many.iter().for_each(|(v, n)| f(v, *n)),
         }
     }
 
@@ -327,24 +339,69 @@ impl Values {
                     extremes.add(*x);
                 }
             }
-            (AggFn::CountDistinct, value) if *value != AttrValue::Null => match &mut self.held {
-                Held::Nothing => {
-                    self.held = Held::One(value.clone());
-                    self.counted = 1;
-                }
-                Held::One(one) if one == value => self.counted += 1,
-                Held::One(one) => {
-                    let mut distinct = Distinct::default();
-                    for _ in 0..self.counted {
-                        distinct.add(one);
-                    }
-                    distinct.add(value);
-                    self.held = Held::Distinct(Box::new(distinct));
-                }
-                Held::Distinct(distinct) => distinct.add(value),
-                _ => {}
-            },
+            (AggFn::CountDistinct, value) if *value != AttrValue::Null => {
+                self.count_distinct(value, 1);
+            }
             _ => {}
+        }
+    }
+
+    /// count_distinct: counts the non-null `value` `times` more times.
+    fn count_distinct(&mut self, value: &AttrValue, times: i64) {
+        match &mut self.held {
+            Held::Nothing => {
+                self.held = Held::One(value.clone());
+                self.counted = times;
+            }
+            Held::One(one) if one == value => self.counted += times,
+            Held::One(one) => {
+                let mut distinct = Distinct::default();
+                distinct.add(one, self.counted);
+                distinct.add(value, times);
+                self.held = Held::Distinct(Box::new(distinct));
+            }
+            Held::Distinct(distinct) => distinct.add(value, times),
+            _ => {}
+        }
+    }
+
+    /// Counts everything `other` (of the same aggregate) counts as well: the values of two panes
+    /// of one window, together.
+    fn absorb(&mut self, other: &Values) {
+        self.count += other.count;
+        match &other.held {
+            Held::Nothing => {}
+            Held::Sum { whole, odd } => {
+                self.counted += other.counted;
+                if let Held::Nothing = self.held {
+                    self.held = Held::Sum {
+                        whole: [0, 0],
+                        odd: None,
+                    };
+                }
+                if let Held::Sum {
+                    whole: mine,
+                    odd: my_odd,
+                } = &mut self.held
+                {
+                    set_whole_sum(mine, whole_sum(mine) + whole_sum(whole));
+                    if let Some(odd) = odd {
+                        my_odd.get_or_insert_default().extend_from_slice(odd);
+                    }
+                }
+            }
+            Held::One(value) => self.count_distinct(value, other.counted),
+            Held::Distinct(distinct) => {
+                distinct.for_each(|value, times| self.count_distinct(value, times));
+            }
+            Held::Extremes(extremes) => {
+                if let Held::Nothing = self.held {
+                    self.held = Held::Extremes(Box::default());
+                }
+                if let Held::Extremes(mine) = &mut self.held {
+                    extremes.nums.iter().for_each(|x| mine.add(*x));
+                }
+            }
         }
     }
 
@@ -414,6 +471,14 @@ pub(crate) struct Aggregate {
 }
 
 impl Aggregate {
+    /// Counts everything `other` counts as well, on both sides.
+    fn absorb(&mut self, other: &Aggregate) {
+        self.current.absorb(&other.current);
+        if let Some(baseline) = &other.baseline {
+            self.baseline.get_or_insert_default().absorb(baseline);
+        }
+    }
+
     /// Whether the window's condition holds, and with what values: what aggregating the window's
     /// values from scratch gives.
     pub(crate) fn judge(&mut self, eval: &Evaluation) -> Option<Holding> {
@@ -507,6 +572,18 @@ impl Window {
         at
     }
 
+    /// Counts every group of `other` (another pane of the same rule) in this one as well.
+    fn absorb(&mut self, other: &Window) {
+        for (hash, entry) in other.hashes.iter().zip(&other.entries) {
+            let group: SmallVec<[&AttrValue; 2]> = entry.group.iter().collect();
+            let at = match self.find(*hash, &group) {
+                Some(at) => at,
+                None => self.insert(*hash, &group),
+            };
+            self.entries[at].aggregate.absorb(&entry.aggregate);
+        }
+    }
+
     fn clear(&mut self) {
         self.hashes.clear();
         self.entries.clear();
@@ -514,14 +591,14 @@ impl Window {
     }
 }
 
-/// Every window aggregate of one worker: rule slot → window start → group key → aggregate.
+/// Every window aggregate of one worker, kept by pane: rule slot → pane start → group key →
+/// aggregate. A tumbling window is one pane; a sliding window is the panes of its slides.
 #[derive(Debug, Default)]
 pub(crate) struct WindowTable {
     hasher: foldhash::fast::RandomState,
-    /// By rule slot: the rule's open windows, ordered by start. A rule has a few open at a
-    /// time (one or two tumbling, a few sliding), so they sit side by side in one vector. The
-    /// events of a (tenant, type) are matched together, so its rules' windows stay in cache
-    /// while they are.
+    /// By rule slot: the rule's open panes, ordered by start. A rule has a few open at a time,
+    /// so they sit side by side in one vector. The events of a (tenant, type) are matched
+    /// together, so its rules' panes stay in cache while they are.
     by_rule: Vec<Vec<(i64, Window)>>,
     /// Emptied windows, for re-use.
     spare: Vec<Window>,
@@ -618,28 +695,48 @@ impl WindowTable {
         }
     }
 
-    /// The first window of rule `slot` that starts at or after `from` and counts anything.
+    /// The first pane of rule `slot` that starts at or after `from` and counts anything.
     pub(crate) fn first_start_from(&self, slot: u32, from: i64) -> Option<i64> {
         let starts = self.by_rule.get(slot as usize)?;
         let at = starts.partition_point(|(s, _)| *s < from);
         starts.get(at).map(|(start, _)| *start)
     }
 
-    /// Judges the window of rule `slot` starting at `start` and drops it: every group whose
-    /// condition holds, with its values, ordered by group. The group keys are moved out of the
-    /// window, not copied.
+    /// Judges the window of rule `slot` starting at `start` (on the grid of `window`) from its
+    /// panes: every group whose condition holds, with its values, ordered by group. The window's
+    /// first pane is in no later window, so it is dropped, and the others are merged into it
+    /// first; a tumbling window is its one pane, and its group keys are moved out, not copied.
     pub(crate) fn judge_and_drop(
         &mut self,
         slot: u32,
         start: i64,
+        window: &WindowSpec,
         eval: &Evaluation,
     ) -> Vec<(GroupKey, Holding)> {
-        let Some(mut window) = self.by_rule.get_mut(slot as usize).and_then(|starts| {
-            let at = starts.binary_search_by_key(&start, |(s, _)| *s).ok()?;
-            Some(starts.remove(at).1)
-        }) else {
+        let Some(panes) = self.by_rule.get_mut(slot as usize) else {
             return Vec::new();
         };
+        let first = panes
+            .binary_search_by_key(&start, |(s, _)| *s)
+            .ok()
+            .map(|at| panes.remove(at).1);
+        let pane = pane_of(window);
+        let later: Vec<&Window> = (1..window.size_ms / pane.size_ms)
+            .filter_map(|k| {
+                let at = panes
+                    .binary_search_by_key(&(start + k * pane.size_ms), |(s, _)| *s)
+                    .ok()?;
+                Some(&panes[at].1)
+            })
+            .collect();
+        let mut window = match first {
+            Some(window) => window,
+            None if later.is_empty() => return Vec::new(),
+            None => self.spare.pop().unwrap_or_default(),
+        };
+        for pane in later {
+            window.absorb(pane);
+        }
         let mut holding: Vec<(GroupKey, Holding)> = window
             .entries
             .iter_mut()
@@ -738,6 +835,11 @@ mod tests {
             value: Num(0.0),
             relative: false,
         };
+        let one_by_one = WindowSpec {
+            size_ms: 1,
+            slide_ms: 1,
+            offset_ms: 0,
+        };
         // Window 0 has 5 groups (found by scanning), window 1 has 60 (found through the index);
         // group g gets g + 1 values of 1.0, and one is taken back from every third group.
         for (start, groups) in [(0_i64, 5_u32), (1, 60)] {
@@ -756,7 +858,7 @@ mod tests {
         }
         assert_eq!(table.first_start_from(7, 0), Some(0));
         for (start, groups) in [(0_i64, 5_u32), (1, 60)] {
-            let mut got = table.judge_and_drop(7, start, &eval);
+            let mut got = table.judge_and_drop(7, start, &one_by_one, &eval);
             assert!(
                 got.windows(2).all(|pair| pair[0].0 < pair[1].0),
                 "holding groups come ordered by group in window {start}"
@@ -791,6 +893,86 @@ mod tests {
             None,
             "judged windows are dropped"
         );
+    }
+
+    #[test]
+    fn a_sliding_window_judged_from_its_panes_equals_aggregating_it_from_scratch() {
+        use crate::predicate::CmpOp;
+        // Windows 3 slides long, a new one every slide; a value is counted in (or taken back
+        // from) the pane of its time, and each window is judged, in order, from its panes.
+        let window = WindowSpec {
+            size_ms: 3_000,
+            slide_ms: 1_000,
+            offset_ms: 0,
+        };
+        let pool = [
+            AttrValue::Num(Num(3.0)),
+            AttrValue::Num(Num(250_000.0)),
+            AttrValue::Num(Num(0.1)),
+            AttrValue::Num(Num(-0.0)),
+            AttrValue::Num(Num(f64::NAN)),
+            AttrValue::Str("naver".into()),
+            AttrValue::Str("kakao".into()),
+            AttrValue::Null,
+        ];
+        let mut rng = StdRng::seed_from_u64(11);
+        for agg in [
+            AggFn::Count,
+            AggFn::Sum,
+            AggFn::Avg,
+            AggFn::Min,
+            AggFn::Max,
+            AggFn::CountDistinct,
+        ] {
+            // Every group is judged: any value, NaN included, differs from NaN.
+            let eval = Evaluation {
+                agg,
+                op: CmpOp::Ne,
+                value: Num(f64::NAN),
+                relative: false,
+            };
+            for _ in 0..50 {
+                let mut table = WindowTable::default();
+                let key = AttrValue::Str("g".into());
+                let hash = table.group_hash(&[&key]);
+                let mut held: Vec<(i64, AttrValue)> = Vec::new();
+                for _ in 0..30 {
+                    let add = held.is_empty() || rng.random_bool(0.8);
+                    let (ts, value) = if add {
+                        let ts = rng.random_range(0..8_000);
+                        (ts, pool[rng.random_range(0..pool.len())].clone())
+                    } else {
+                        held.swap_remove(rng.random_range(0..held.len()))
+                    };
+                    let pane = crate::time::align_down(ts, &pane_of(&window));
+                    let group = [&key];
+                    table.update(1, pane, hash, &group, Side::Current, agg, &value, add);
+                    if add {
+                        held.push((ts, value));
+                    }
+                }
+                for start in (0..6).map(|k| k * window.slide_ms) {
+                    let inside: Vec<AttrValue> = held
+                        .iter()
+                        .filter(|(ts, _)| (start..start + window.size_ms).contains(ts))
+                        .map(|(_, v)| v.clone())
+                        .collect();
+                    let want = if inside.is_empty() {
+                        None
+                    } else {
+                        from_scratch(agg, &inside)
+                    };
+                    let got = table
+                        .judge_and_drop(1, start, &window, &eval)
+                        .first()
+                        .map(|(_, h)| h.value.0);
+                    assert!(
+                        same(got, want),
+                        "{agg:?} of window {start} with {inside:?}: {got:?}, want {want:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
