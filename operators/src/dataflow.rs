@@ -175,7 +175,7 @@ pub(crate) fn build(
 }
 
 /// An event held for the windows it counts in.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 struct Retained {
     event: PackedEvent,
     /// How long it was to be retained when it arrived.
