@@ -58,10 +58,7 @@ enum Held {
     Nothing,
     /// Sum and avg: the sum of the values that are whole numbers within 2^53 (as two halves of
     /// an `i128`, so an entry needs no 16-byte alignment), and the other values, in no order.
-    Sum {
-        whole: [u64; 2],
-        odd: Option<Box<SmallVec<[f64; 2]>>>,
-    },
+    Sum { whole: [u64; 2], odd: OddValues },
     /// count_distinct while every non-null value counted is this one.
     One(AttrValue),
     /// count_distinct once there are two distinct values or more.
@@ -69,6 +66,10 @@ enum Held {
     /// Min and max: every numeric value.
     Extremes(Box<Extremes>),
 }
+
+/// The values of a sum that are not whole numbers within 2^53, in no order; `None` until the
+/// first.
+type OddValues = Option<Box<SmallVec<[f64; 2]>>>;
 
 /// Past this many distinct values, a window's count_distinct set becomes a hash map.
 const FEW_DISTINCT: usize = 8;
@@ -317,13 +318,7 @@ impl Values {
         match (agg, value) {
             (AggFn::Sum | AggFn::Avg, AttrValue::Num(Num(x))) => {
                 self.counted += 1;
-                if let Held::Nothing = self.held {
-                    self.held = Held::Sum {
-                        whole: [0, 0],
-                        odd: None,
-                    };
-                }
-                if let Held::Sum { whole, odd } = &mut self.held {
+                if let Some((whole, odd)) = self.sum_mut() {
                     if is_whole(*x) {
                         set_whole_sum(whole, whole_sum(whole) + *x as i128);
                     } else {
@@ -332,10 +327,7 @@ impl Values {
                 }
             }
             (AggFn::Min | AggFn::Max, AttrValue::Num(Num(x))) => {
-                if let Held::Nothing = self.held {
-                    self.held = Held::Extremes(Box::default());
-                }
-                if let Held::Extremes(extremes) = &mut self.held {
+                if let Some(extremes) = self.extremes_mut() {
                     extremes.add(*x);
                 }
             }
@@ -343,6 +335,32 @@ impl Values {
                 self.count_distinct(value, 1);
             }
             _ => {}
+        }
+    }
+
+    /// Sum and avg: the whole-number sum and the other values held, started if nothing is held
+    /// yet.
+    fn sum_mut(&mut self) -> Option<(&mut [u64; 2], &mut OddValues)> {
+        if let Held::Nothing = self.held {
+            self.held = Held::Sum {
+                whole: [0, 0],
+                odd: None,
+            };
+        }
+        match &mut self.held {
+            Held::Sum { whole, odd } => Some((whole, odd)),
+            _ => None,
+        }
+    }
+
+    /// Min and max: the values held, started if nothing is held yet.
+    fn extremes_mut(&mut self) -> Option<&mut Extremes> {
+        if let Held::Nothing = self.held {
+            self.held = Held::Extremes(Box::default());
+        }
+        match &mut self.held {
+            Held::Extremes(extremes) => Some(extremes),
+            _ => None,
         }
     }
 
@@ -373,17 +391,7 @@ impl Values {
             Held::Nothing => {}
             Held::Sum { whole, odd } => {
                 self.counted += other.counted;
-                if let Held::Nothing = self.held {
-                    self.held = Held::Sum {
-                        whole: [0, 0],
-                        odd: None,
-                    };
-                }
-                if let Held::Sum {
-                    whole: mine,
-                    odd: my_odd,
-                } = &mut self.held
-                {
+                if let Some((mine, my_odd)) = self.sum_mut() {
                     set_whole_sum(mine, whole_sum(mine) + whole_sum(whole));
                     if let Some(odd) = odd {
                         my_odd.get_or_insert_default().extend_from_slice(odd);
@@ -395,10 +403,7 @@ impl Values {
                 distinct.for_each(|value, times| self.count_distinct(value, times));
             }
             Held::Extremes(extremes) => {
-                if let Held::Nothing = self.held {
-                    self.held = Held::Extremes(Box::default());
-                }
-                if let Held::Extremes(mine) = &mut self.held {
+                if let Some(mine) = self.extremes_mut() {
                     extremes.nums.iter().for_each(|x| mine.add(*x));
                 }
             }
