@@ -822,6 +822,15 @@ mod tests {
         }
     }
 
+    const EVERY_AGGREGATE: [AggFn; 6] = [
+        AggFn::Count,
+        AggFn::Sum,
+        AggFn::Avg,
+        AggFn::Min,
+        AggFn::Max,
+        AggFn::CountDistinct,
+    ];
+
     fn same(a: Option<f64>, b: Option<f64>) -> bool {
         match (a, b) {
             (Some(x), Some(y)) => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
@@ -921,14 +930,7 @@ mod tests {
             AttrValue::Null,
         ];
         let mut rng = StdRng::seed_from_u64(11);
-        for agg in [
-            AggFn::Count,
-            AggFn::Sum,
-            AggFn::Avg,
-            AggFn::Min,
-            AggFn::Max,
-            AggFn::CountDistinct,
-        ] {
+        for agg in EVERY_AGGREGATE {
             // Every group is judged: any value, NaN included, differs from NaN.
             let eval = Evaluation {
                 agg,
@@ -1039,14 +1041,7 @@ mod tests {
             AttrValue::Null,
         ];
         let mut rng = StdRng::seed_from_u64(7);
-        for agg in [
-            AggFn::Count,
-            AggFn::Sum,
-            AggFn::Avg,
-            AggFn::Min,
-            AggFn::Max,
-            AggFn::CountDistinct,
-        ] {
+        for agg in EVERY_AGGREGATE {
             for round in 0..200 {
                 // Some rounds use only whole numbers (the exact integer path), the rest anything.
                 let choices = if round % 2 == 0 { 3 } else { pool.len() };
