@@ -439,6 +439,41 @@ impl TenantState {
         }
     }
 
+    /// Asks the CPU to start loading the state of the (tenant, type)s about to be visited, `next`
+    /// (from the one starting now): each step needs what the step before, one visit earlier,
+    /// loaded. A (tenant, type) is typically visited once per epoch, long after its state left
+    /// the cache, and fetching it one pointer at a time would stall the worker at every visit.
+    fn prefetch_visits(&self, next: &[u32]) {
+        let compiled = |at: usize| {
+            let t = *next.get(at)?;
+            self.types.get(t as usize)?.rules.compiled_now()
+        };
+        if let Some(state) = next.get(4).and_then(|t| self.types.get(*t as usize)) {
+            crate::prefetch_lines(
+                (state as *const TypeState).cast(),
+                std::mem::size_of::<TypeState>(),
+            );
+        }
+        if let Some(c) = compiled(3) {
+            c.prefetch();
+        }
+        if let Some(c) = compiled(2) {
+            c.windowed
+                .iter()
+                .for_each(|w| self.windows.prefetch_rule(w.slot));
+        }
+        if let Some(c) = compiled(1) {
+            c.windowed
+                .iter()
+                .for_each(|w| self.windows.prefetch_panes(w.slot));
+        }
+        if let Some(c) = compiled(0) {
+            c.windowed
+                .iter()
+                .for_each(|w| self.windows.prefetch_latest(w.slot));
+        }
+    }
+
     /// Processes one epoch, appending intents to `out`; gives back the emptied event buffer.
     pub(crate) fn apply(&mut self, input: EpochInput, out: &mut Vec<Intent>) -> Vec<EventSlot> {
         let watermark = input.watermark_ms;
@@ -469,10 +504,18 @@ impl TenantState {
             })
             .collect();
         order.sort_unstable();
+        // The (tenant, type)s in the order they are visited.
+        let mut visits: Vec<u32> = order.iter().map(|(t, _)| *t).collect();
+        visits.dedup();
+        let mut visit = 0;
         let mut matched = std::mem::take(&mut self.matched);
         let mut matches = std::mem::take(&mut self.matches);
         for k in 0..order.len() {
             let (types, i) = order[k];
+            if k == 0 || order[k - 1].0 != types {
+                self.prefetch_visits(&visits[visit..]);
+                visit += 1;
+            }
             // The events are visited out of input order, so each one and its attributes would be
             // cache misses: start loading the event further ahead, and its attributes (found
             // through the event) a few events ahead.

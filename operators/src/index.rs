@@ -358,6 +358,20 @@ impl Compiled {
         root
     }
 
+    /// Asks the CPU to start loading what matching an event against these rules reads first:
+    /// the attribute names, the filters and the rule lists (a few KB at most of each).
+    pub(crate) fn prefetch(&self) {
+        crate::prefetch_slice(&self.names, 512);
+        crate::prefetch_slice(self.text.as_bytes(), 512);
+        crate::prefetch_slice(&self.order, 256);
+        crate::prefetch_slice(&self.steps, 4096);
+        crate::prefetch_slice(&self.scan, 1024);
+        crate::prefetch_slice(&self.keyed, 256);
+        crate::prefetch_slice(&self.bounded, 256);
+        crate::prefetch_slice(&self.windowed, 2048);
+        crate::prefetch_slice(&self.groups, 256);
+    }
+
     /// Calls `f` with the event's value of every attribute the rules mention, by number (`None`
     /// when the event does not have it).
     pub(crate) fn with_values<R>(
@@ -556,6 +570,11 @@ impl TypeRules {
     }
 
     /// The compiled rules, compiling them first if they changed; `rule` finds a rule by slot.
+    /// The compiled rules, if they were compiled since the last change.
+    pub(crate) fn compiled_now(&self) -> Option<&Compiled> {
+        self.compiled.as_ref()
+    }
+
     pub(crate) fn compiled<'r>(&mut self, rule: impl Fn(u32) -> Option<&'r Rule>) -> &Compiled {
         self.compiled.get_or_insert_with(|| {
             let collect = |slots: &[u32]| -> Vec<(u32, &'r Rule)> {

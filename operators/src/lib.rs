@@ -47,6 +47,16 @@ pub(crate) fn prefetch<T>(at: *const T) {
     let _ = at;
 }
 
+/// Asks the CPU to start loading the first `max_bytes` of `items` (all of it if shorter); a hint,
+/// like [`prefetch`].
+#[inline]
+pub(crate) fn prefetch_slice<T>(items: &[T], max_bytes: usize) {
+    prefetch_lines(
+        items.as_ptr().cast::<u8>(),
+        std::mem::size_of_val(items).min(max_bytes),
+    );
+}
+
 /// Asks the CPU to start loading every cache line of the `bytes` bytes at `start`; a hint, like
 /// [`prefetch`].
 #[inline]

@@ -679,6 +679,33 @@ impl WindowTable {
         }
     }
 
+    /// Asks the CPU to start loading where rule `slot`'s panes are listed; a hint, the first of
+    /// three steps that each need the one before to have arrived.
+    pub(crate) fn prefetch_rule(&self, slot: u32) {
+        if (slot as usize) < self.by_rule.len() {
+            crate::prefetch(self.by_rule.as_ptr().wrapping_add(slot as usize));
+        }
+    }
+
+    /// Asks the CPU to start loading rule `slot`'s list of panes.
+    pub(crate) fn prefetch_panes(&self, slot: u32) {
+        if let Some(panes) = self.by_rule.get(slot as usize) {
+            crate::prefetch_slice(panes, 512);
+        }
+    }
+
+    /// Asks the CPU to start loading the groups of rule `slot`'s two latest panes, where new
+    /// events mostly count.
+    pub(crate) fn prefetch_latest(&self, slot: u32) {
+        let Some(panes) = self.by_rule.get(slot as usize) else {
+            return;
+        };
+        for (_, window) in panes.iter().rev().take(2) {
+            crate::prefetch_slice(&window.hashes, 128);
+            crate::prefetch_slice(&window.entries, 512);
+        }
+    }
+
     /// Drops every window of rule `slot`.
     pub(crate) fn clear_rule(&mut self, slot: u32) {
         let Some(starts) = self.by_rule.get_mut(slot as usize) else {
