@@ -6,7 +6,7 @@
 //! Packing it keeps the worker's memory small and lets the original be dropped while it is still
 //! in cache.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::value::{AttrValue, Attrs, Num, SmolStr};
 
@@ -240,19 +240,36 @@ impl PackedEvents {
 /// Width of a retirement bucket.
 const BUCKET_MS: i64 = 1_000;
 
+/// Buckets the queue reaches by position (36 hours of 1-second buckets); items retiring
+/// outside that reach wait in an ordered map.
+const RING_BUCKETS: usize = 1 << 17;
+
+/// Emptied buckets kept with their memory for re-use.
+const SPARE_BUCKETS: usize = 64;
+
 /// When retained events retire: a queue bucketed by the second, since they arrive roughly in
-/// order and the order within a retirement does not matter.
+/// order and the order within a retirement does not matter. The buckets of a 36-hour span sit
+/// in a ring found by position, so an event's bucket is a subtraction away rather than a search,
+/// and emptied buckets are re-used with their memory.
 #[derive(Debug)]
 pub(crate) struct RetireQueue<T> {
-    buckets: BTreeMap<i64, Vec<(i64, T)>>,
+    /// Buckets by position: `ring[i]` is bucket `first + i`.
+    ring: VecDeque<Vec<(i64, T)>>,
+    first: i64,
+    /// Buckets outside the ring's reach, by bucket.
+    far: BTreeMap<i64, Vec<(i64, T)>>,
     len: usize,
+    spare: Vec<Vec<(i64, T)>>,
 }
 
 impl<T> Default for RetireQueue<T> {
     fn default() -> Self {
         RetireQueue {
-            buckets: BTreeMap::new(),
+            ring: VecDeque::new(),
+            first: 0,
+            far: BTreeMap::new(),
             len: 0,
+            spare: Vec::new(),
         }
     }
 }
@@ -260,11 +277,43 @@ impl<T> Default for RetireQueue<T> {
 impl<T> RetireQueue<T> {
     /// Schedules `item` to retire once the watermark reaches `at`.
     pub(crate) fn push(&mut self, at: i64, item: T) {
-        self.buckets
-            .entry(at.div_euclid(BUCKET_MS))
-            .or_default()
-            .push((at, item));
         self.len += 1;
+        let bucket = at.div_euclid(BUCKET_MS);
+        if self.ring.is_empty() {
+            self.first = bucket;
+        }
+        let Some(offset) = self.ring_offset(bucket) else {
+            self.far.entry(bucket).or_default().push((at, item));
+            return;
+        };
+        if offset >= self.ring.len() {
+            self.ring.resize_with(offset + 1, Vec::new);
+        }
+        let items = &mut self.ring[offset];
+        if items.capacity() == 0
+            && let Some(spare) = self.spare.pop()
+        {
+            *items = spare;
+        }
+        items.push((at, item));
+    }
+
+    /// Where `bucket` is in the ring, growing it toward earlier buckets if need be; `None`
+    /// outside its reach.
+    fn ring_offset(&mut self, bucket: i64) -> Option<usize> {
+        let offset = bucket.checked_sub(self.first)?;
+        if offset >= 0 {
+            return usize::try_from(offset).ok().filter(|o| *o < RING_BUCKETS);
+        }
+        let before = usize::try_from(offset.checked_neg()?).ok()?;
+        if self.ring.len() + before > RING_BUCKETS {
+            return None;
+        }
+        for _ in 0..before {
+            self.ring.push_front(Vec::new());
+        }
+        self.first = bucket;
+        Some(0)
     }
 
     /// Scheduled items.
@@ -274,36 +323,69 @@ impl<T> RetireQueue<T> {
 
     /// Every scheduled item, in no particular order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
-        self.buckets.values().flatten().map(|(_, item)| item)
+        self.ring
+            .iter()
+            .chain(self.far.values())
+            .flatten()
+            .map(|(_, item)| item)
     }
 
     /// Moves every item due by `watermark` into `out`.
     pub(crate) fn take_due(&mut self, watermark: i64, out: &mut Vec<T>) {
-        while let Some(mut first) = self.buckets.first_entry() {
-            if first.key().saturating_mul(BUCKET_MS) > watermark {
+        loop {
+            let near = (!self.ring.is_empty()).then_some(self.first);
+            let far = self.far.first_key_value().map(|(bucket, _)| *bucket);
+            let Some(bucket) = near.into_iter().chain(far).min() else {
+                break;
+            };
+            if bucket.saturating_mul(BUCKET_MS) > watermark {
                 break;
             }
-            let whole = first.key().saturating_add(1).saturating_mul(BUCKET_MS)
-                <= watermark.saturating_add(1);
-            if whole {
-                let items = first.remove();
-                self.len -= items.len();
-                out.extend(items.into_iter().map(|(_, item)| item));
-                continue;
+            let whole =
+                bucket.saturating_add(1).saturating_mul(BUCKET_MS) <= watermark.saturating_add(1);
+            if !whole {
+                // The bucket the watermark falls in (in the ring, the map or both): only part of
+                // it is due, and every later bucket starts after the watermark.
+                let mut taken = 0;
+                let mut take = |items: &mut Vec<(i64, T)>| {
+                    let before = items.len();
+                    out.extend(
+                        items
+                            .extract_if(.., |(at, _)| *at <= watermark)
+                            .map(|(_, item)| item),
+                    );
+                    taken += before - items.len();
+                };
+                if near == Some(bucket)
+                    && let Some(items) = self.ring.front_mut()
+                {
+                    take(items);
+                }
+                if far == Some(bucket)
+                    && let Some(mut entry) = self.far.first_entry()
+                {
+                    take(entry.get_mut());
+                    if entry.get().is_empty() {
+                        entry.remove();
+                    }
+                }
+                self.len -= taken;
+                break;
             }
-            // The bucket the watermark falls in: only part of it is due.
-            let items = first.get_mut();
-            let before = items.len();
-            out.extend(
-                items
-                    .extract_if(.., |(at, _)| *at <= watermark)
-                    .map(|(_, item)| item),
-            );
-            self.len -= before - items.len();
-            if items.is_empty() {
-                first.remove();
+            let mut items = if near == Some(bucket) {
+                self.first += 1;
+                self.ring.pop_front().unwrap_or_default()
+            } else {
+                self.far
+                    .pop_first()
+                    .map(|(_, items)| items)
+                    .unwrap_or_default()
+            };
+            self.len -= items.len();
+            out.extend(items.drain(..).map(|(_, item)| item));
+            if items.capacity() > 0 && self.spare.len() < SPARE_BUCKETS {
+                self.spare.push(items);
             }
-            break;
         }
     }
 }
@@ -398,5 +480,38 @@ mod tests {
         queue.take_due(5_500, &mut out);
         assert_eq!(out, vec![1]);
         assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn retire_queue_keeps_far_and_early_items_in_order() {
+        let day = 86_400_000;
+        let mut queue = RetireQueue::default();
+        // A week ahead is beyond the ring's reach; an item for an earlier second than any
+        // queued still retires as soon as it is due.
+        for (at, item) in [(10_000, 1), (7 * day, 2), (3 * day, 3), (2 * day, 4)] {
+            queue.push(at, item);
+        }
+        queue.push(3_000, 5);
+        assert_eq!(queue.iter().count(), 5);
+        let mut out = Vec::new();
+        queue.take_due(3_000, &mut out);
+        assert_eq!(out, vec![5]);
+        out.clear();
+        queue.take_due(2 * day, &mut out);
+        assert_eq!(out, vec![1, 4]);
+        out.clear();
+        // Pushed once the ring has moved on: lands beside what is already queued.
+        queue.push(2 * day + 5, 6);
+        queue.take_due(3 * day - 1, &mut out);
+        assert_eq!(out, vec![6]);
+        out.clear();
+        queue.take_due(7 * day - 1, &mut out);
+        assert_eq!(out, vec![3]);
+        assert_eq!(queue.len(), 1);
+        out.clear();
+        queue.take_due(i64::MAX, &mut out);
+        assert_eq!(out, vec![2]);
+        assert_eq!(queue.len(), 0);
+        assert_eq!(queue.iter().count(), 0);
     }
 }
