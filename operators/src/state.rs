@@ -162,6 +162,8 @@ pub(crate) struct AlertState {
     by_id: HashMap<(String, String), u32>,
     /// (window end, slot, generation): when each windowed rule's next window closes.
     closing: BinaryHeap<Reverse<(i64, u32, u64)>>,
+    /// Scratch: the schedule entries due at the watermark being advanced to.
+    due: Vec<(i64, u32, u64)>,
     generations: u64,
     watermark_ms: i64,
     /// Totals since start.
@@ -319,13 +321,21 @@ impl AlertState {
             return;
         }
         self.watermark_ms = watermark_ms;
+        // Everything due, in schedule order; a rule judged here is scheduled again after the
+        // watermark, so nothing joins the list while it is worked through.
+        let mut due = std::mem::take(&mut self.due);
         while let Some(Reverse((end, _, _))) = self.closing.peek() {
             if *end > watermark_ms {
                 break;
             }
-            let Some(Reverse((end, slot, generation))) = self.closing.pop() else {
+            let Some(Reverse(entry)) = self.closing.pop() else {
                 break;
             };
+            due.push(entry);
+        }
+        for k in 0..due.len() {
+            self.prefetch_due(&due[k + 1..], windows);
+            let (end, slot, generation) = due[k];
             let Some(state) = self.rules.get_mut(slot as usize).and_then(Option::as_mut) else {
                 continue;
             };
@@ -353,6 +363,29 @@ impl AlertState {
                 slot,
                 generation,
             )));
+        }
+        due.clear();
+        self.due = due;
+    }
+
+    /// Asks the CPU to start loading the state of the rules judged next, `next` (from the one
+    /// after the rule being judged now), in steps that each need the step before, one rule
+    /// earlier: a rule's windows close about once per slide, long after they were last touched.
+    fn prefetch_due(&self, next: &[(i64, u32, u64)], windows: &WindowTable) {
+        if let Some(&(_, slot, _)) = next.get(3) {
+            if let Some(state) = self.rules.get(slot as usize) {
+                crate::prefetch_lines(
+                    (state as *const Option<RuleState>).cast(),
+                    std::mem::size_of::<Option<RuleState>>(),
+                );
+            }
+            windows.prefetch_rule(slot);
+        }
+        if let Some(&(_, slot, _)) = next.get(1) {
+            windows.prefetch_panes(slot);
+        }
+        if let Some(&(_, slot, _)) = next.first() {
+            windows.prefetch_oldest(slot);
         }
     }
 }

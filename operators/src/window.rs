@@ -706,6 +706,18 @@ impl WindowTable {
         }
     }
 
+    /// Asks the CPU to start loading the groups of rule `slot`'s two oldest panes, which the
+    /// next window to close starts with.
+    pub(crate) fn prefetch_oldest(&self, slot: u32) {
+        let Some(panes) = self.by_rule.get(slot as usize) else {
+            return;
+        };
+        for (_, window) in panes.iter().take(2) {
+            crate::prefetch_slice(&window.hashes, 128);
+            crate::prefetch_slice(&window.entries, 1024);
+        }
+    }
+
     /// Drops every window of rule `slot`.
     pub(crate) fn clear_rule(&mut self, slot: u32) {
         let Some(starts) = self.by_rule.get_mut(slot as usize) else {
