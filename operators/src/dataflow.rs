@@ -20,6 +20,7 @@
 //! is active, so adding a rule does not replay old matches.
 
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
@@ -30,7 +31,6 @@ use timely::dataflow::operators::{Capability, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 use timely::worker::Worker;
 
-use crate::HashMap;
 use crate::engine::RuleChange;
 use crate::event::Event;
 use crate::index::{Compiled, TypeRules, WindowedRule};
@@ -39,7 +39,7 @@ use crate::retained::{PackedEvent, PackedEvents, RetireQueue};
 use crate::rule::RuleKind;
 use crate::state::{AlertState, OpenAlert, StateStats};
 use crate::time::window_starts;
-use crate::value::AttrValue;
+use crate::value::{AttrValue, SmolStr};
 use crate::window::{Side, WindowTable};
 
 /// How many events ahead of the one being matched the worker prefetches attributes.
@@ -241,8 +241,10 @@ fn contribute(
 pub(crate) struct TenantState {
     alerts: AlertState,
     windows: WindowTable,
-    /// tenant → event type → index into `types`.
-    type_ids: HashMap<String, HashMap<String, u32>>,
+    /// (tenant, event type, index into `types`), found by [`TenantState::type_hash`]: one
+    /// lookup per event.
+    type_ids: hashbrown::HashTable<(SmolStr, SmolStr, u32)>,
+    type_hasher: foldhash::fast::RandomState,
     types: Vec<TypeState>,
     /// Per rule slot: its windows are to be recomputed from the retained events this epoch.
     rebuilding: Vec<bool>,
@@ -272,11 +274,16 @@ impl TenantState {
         }
     }
 
+    fn type_hash(&self, tenant: &str, event_type: &str) -> u64 {
+        self.type_hasher.hash_one((tenant, event_type))
+    }
+
     fn type_id(&self, tenant: &str, event_type: &str) -> Option<u32> {
         self.type_ids
-            .get(tenant)
-            .and_then(|types| types.get(event_type))
-            .copied()
+            .find(self.type_hash(tenant, event_type), |(t, e, _)| {
+                t == tenant && e == event_type
+            })
+            .map(|(_, _, id)| *id)
     }
 
     fn type_id_or_new(&mut self, tenant: &str, event_type: &str) -> u32 {
@@ -285,10 +292,12 @@ impl TenantState {
         }
         let id = self.types.len() as u32;
         self.types.push(TypeState::default());
+        let hash = self.type_hash(tenant, event_type);
+        let hasher = &self.type_hasher;
         self.type_ids
-            .entry(tenant.to_string())
-            .or_default()
-            .insert(event_type.to_string(), id);
+            .insert_unique(hash, (tenant.into(), event_type.into(), id), |(t, e, _)| {
+                hasher.hash_one((t.as_str(), e.as_str()))
+            });
         id
     }
 
