@@ -174,6 +174,9 @@ pub(crate) fn build(
     WorkerInputs { epochs, probe }
 }
 
+/// One step of prefetching a windowed rule's panes (see [`TenantState::prefetch_visits`]).
+type PrefetchStep = fn(&WindowTable, u32);
+
 /// An event held for the windows it counts in.
 #[derive(Debug)]
 struct Retained {
@@ -458,28 +461,21 @@ impl TenantState {
             self.types.get(t as usize)?.rules.compiled_now()
         };
         if let Some(state) = next.get(4).and_then(|t| self.types.get(*t as usize)) {
-            crate::prefetch_lines(
-                (state as *const TypeState).cast(),
-                std::mem::size_of::<TypeState>(),
-            );
+            crate::prefetch_value(state);
         }
         if let Some(c) = compiled(3) {
             c.prefetch();
         }
-        if let Some(c) = compiled(2) {
-            c.windowed
-                .iter()
-                .for_each(|w| self.windows.prefetch_rule(w.slot));
-        }
-        if let Some(c) = compiled(1) {
-            c.windowed
-                .iter()
-                .for_each(|w| self.windows.prefetch_panes(w.slot));
-        }
-        if let Some(c) = compiled(0) {
-            c.windowed
-                .iter()
-                .for_each(|w| self.windows.prefetch_latest(w.slot));
+        // (visits ahead, what to load for each windowed rule of that visit)
+        let window_steps: [(usize, PrefetchStep); 3] = [
+            (2, WindowTable::prefetch_rule),
+            (1, WindowTable::prefetch_panes),
+            (0, WindowTable::prefetch_latest),
+        ];
+        for (ahead, step) in window_steps {
+            if let Some(c) = compiled(ahead) {
+                c.windowed.iter().for_each(|w| step(&self.windows, w.slot));
+            }
         }
     }
 

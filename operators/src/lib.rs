@@ -47,6 +47,12 @@ pub(crate) fn prefetch<T>(at: *const T) {
     let _ = at;
 }
 
+/// Asks the CPU to start loading every cache line of `value`; a hint, like [`prefetch`].
+#[inline]
+pub(crate) fn prefetch_value<T>(value: &T) {
+    prefetch_lines((value as *const T).cast(), std::mem::size_of::<T>());
+}
+
 /// Asks the CPU to start loading the first `max_bytes` of `items` (all of it if shorter); a hint,
 /// like [`prefetch`].
 #[inline]

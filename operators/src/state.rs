@@ -374,10 +374,7 @@ impl AlertState {
     fn prefetch_due(&self, next: &[(i64, u32, u64)], windows: &WindowTable) {
         if let Some(&(_, slot, _)) = next.get(3) {
             if let Some(state) = self.rules.get(slot as usize) {
-                crate::prefetch_lines(
-                    (state as *const Option<RuleState>).cast(),
-                    std::mem::size_of::<Option<RuleState>>(),
-                );
+                crate::prefetch_value(state);
             }
             windows.prefetch_rule(slot);
         }

@@ -577,6 +577,12 @@ impl Window {
         at
     }
 
+    /// Asks the CPU to start loading the first group hashes and up to `entry_bytes` of entries.
+    fn prefetch(&self, entry_bytes: usize) {
+        crate::prefetch_slice(&self.hashes, 128);
+        crate::prefetch_slice(&self.entries, entry_bytes);
+    }
+
     /// Counts every group of `other` (another pane of the same rule) in this one as well.
     fn absorb(&mut self, other: &Window) {
         for (hash, entry) in other.hashes.iter().zip(&other.entries) {
@@ -697,24 +703,20 @@ impl WindowTable {
     /// Asks the CPU to start loading the groups of rule `slot`'s two latest panes, where new
     /// events mostly count.
     pub(crate) fn prefetch_latest(&self, slot: u32) {
-        let Some(panes) = self.by_rule.get(slot as usize) else {
-            return;
-        };
-        for (_, window) in panes.iter().rev().take(2) {
-            crate::prefetch_slice(&window.hashes, 128);
-            crate::prefetch_slice(&window.entries, 512);
+        if let Some(panes) = self.by_rule.get(slot as usize) {
+            panes
+                .iter()
+                .rev()
+                .take(2)
+                .for_each(|(_, w)| w.prefetch(512));
         }
     }
 
     /// Asks the CPU to start loading the groups of rule `slot`'s two oldest panes, which the
-    /// next window to close starts with.
+    /// next window to close starts with (and judging reads whole).
     pub(crate) fn prefetch_oldest(&self, slot: u32) {
-        let Some(panes) = self.by_rule.get(slot as usize) else {
-            return;
-        };
-        for (_, window) in panes.iter().take(2) {
-            crate::prefetch_slice(&window.hashes, 128);
-            crate::prefetch_slice(&window.entries, 1024);
+        if let Some(panes) = self.by_rule.get(slot as usize) {
+            panes.iter().take(2).for_each(|(_, w)| w.prefetch(1024));
         }
     }
 
