@@ -525,8 +525,7 @@ impl TenantState {
             // cache misses: start loading the event further ahead, and its attributes (found
             // through the event) a few events ahead.
             if let Some(&(_, further)) = order.get(k + 2 * PREFETCH_AHEAD) {
-                let slot: *const EventSlot = &events[further as usize];
-                crate::prefetch_lines(slot.cast(), std::mem::size_of::<EventSlot>());
+                crate::prefetch_value(&events[further as usize]);
             }
             if let Some(&(_, ahead)) = order.get(k + PREFETCH_AHEAD)
                 && let Some((event, _)) = &events[ahead as usize]

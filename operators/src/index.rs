@@ -569,12 +569,12 @@ impl TypeRules {
         self.compiled = None;
     }
 
-    /// The compiled rules, compiling them first if they changed; `rule` finds a rule by slot.
     /// The compiled rules, if they were compiled since the last change.
     pub(crate) fn compiled_now(&self) -> Option<&Compiled> {
         self.compiled.as_ref()
     }
 
+    /// The compiled rules, compiling them first if they changed; `rule` finds a rule by slot.
     pub(crate) fn compiled<'r>(&mut self, rule: impl Fn(u32) -> Option<&'r Rule>) -> &Compiled {
         self.compiled.get_or_insert_with(|| {
             let collect = |slots: &[u32]| -> Vec<(u32, &'r Rule)> {

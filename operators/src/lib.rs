@@ -66,7 +66,7 @@ pub(crate) fn prefetch_slice<T>(items: &[T], max_bytes: usize) {
 /// Asks the CPU to start loading every cache line of the `bytes` bytes at `start`; a hint, like
 /// [`prefetch`].
 #[inline]
-pub(crate) fn prefetch_lines(start: *const u8, bytes: usize) {
+fn prefetch_lines(start: *const u8, bytes: usize) {
     const LINE: usize = 64;
     let offset = start.addr() % LINE;
     for line in (0..offset + bytes).step_by(LINE) {

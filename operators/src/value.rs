@@ -113,8 +113,7 @@ impl Attrs {
     pub(crate) fn prefetch(&self) {
         // Every line of the names and values, up to eight (448 bytes: a typical event's eight
         // attributes at 56 bytes each).
-        let bytes = std::mem::size_of_val(self.0.as_slice()).min(8 * 64);
-        crate::prefetch_lines(self.0.as_ptr().cast::<u8>(), bytes);
+        crate::prefetch_slice(&self.0, 8 * 64);
     }
 }
 
