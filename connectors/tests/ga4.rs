@@ -1,7 +1,7 @@
 //! The GA4 Data API client against the local stand-in: auth, paging, typed decoding, batches,
 //! metadata, quotas and backoff. Every request is checked against the discovery document.
 
-mod ga4_support;
+use standins::ga4 as ga4_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -160,8 +160,7 @@ schema = "demo"
     assert!(stderr.contains("dashboard.trino"), "{stderr}");
 }
 
-#[path = "../../connectors/tests/ga4_support/mod.rs"]
-mod ga4_support;
+use standins::ga4 as ga4_support;
 
 /// Stores a secret for `tenant` with the CLI, in the data directory the server will use.
 fn put_secret(config: &std::path::Path, tenant: &str, name: &str, value: &str) {

@@ -2,8 +2,7 @@
 //! the query's dimensions, metrics, filters, order and limit), what DataFusion still does, what
 //! is refused, and that the answers equal GA4's own definitions computed from the raw events.
 
-#[path = "../../connectors/tests/ga4_support/mod.rs"]
-mod ga4_support;
+use standins::ga4 as ga4_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -10,8 +10,6 @@
 //! `test_key.pem` / `test_key.pub.pem` (and `other_key.pem`, a key the endpoint does not know)
 //! are throw-away keys made for these tests only.
 
-#![allow(dead_code)]
-
 pub mod discovery;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};

@@ -1,0 +1,331 @@
+//! The HTTP API (axum): one module per resource; this one holds what they share
+//! (authentication, errors, the router).
+//!
+//! Every `/v1` request carries a tenant API key (`Authorization: Bearer <key>` or `X-Api-Key`);
+//! the tenant comes only from the key. Objects of another tenant answer 403, unknown ones 404.
+//! Errors are JSON: `{"error": {"code": "...", "message": "...", "field": "..."}}`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use connectors::secrets::SecretsError;
+use connectors::sinks::DestinationConfig;
+use connectors::sinks::webhook::Credential;
+use connectors::store::{
+    AppendOutcome, DeliveryStatus, NotificationCursor, NotificationFilter, ObjectKind, Store,
+    StoredDestination, StoredRule,
+};
+use operators::{Event, RuleChange, RuleSpec};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+mod destinations;
+mod events;
+mod notifications;
+mod query;
+mod rules;
+mod secrets;
+
+use crate::metrics::Metrics;
+use crate::render;
+use crate::runtime::{RuleUpdate, Runtime, now_ms, rule_update};
+use crate::sender::SecretsHandle;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The ingest runtime.
+    pub runtime: Arc<Runtime>,
+    /// The tenants' credentials.
+    secrets: SecretsHandle,
+    keys: Arc<RwLock<HashMap<String, String>>>,
+}
+
+impl AppState {
+    /// State over a runtime and the secrets store.
+    pub fn new(runtime: Arc<Runtime>, secrets: SecretsHandle) -> AppState {
+        AppState {
+            runtime,
+            secrets,
+            keys: Default::default(),
+        }
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        self.runtime.store().clone()
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        self.runtime.metrics()
+    }
+}
+
+/// The router, with the body limit from config.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/events", post(events::post_events))
+        .route("/v1/rules", get(rules::list_rules).post(rules::create_rule))
+        .route(
+            "/v1/rules/{id}",
+            get(rules::get_rule).put(rules::update_rule).delete(rules::delete_rule),
+        )
+        .route("/v1/rules/{id}/enable", post(rules::enable_rule))
+        .route("/v1/rules/{id}/disable", post(rules::disable_rule))
+        .route(
+            "/v1/destinations",
+            get(destinations::list_destinations).post(destinations::create_destination),
+        )
+        .route(
+            "/v1/destinations/{id}",
+            get(destinations::get_destination)
+                .put(destinations::update_destination)
+                .delete(destinations::delete_destination),
+        )
+        .route("/v1/notifications", get(notifications::list_notifications))
+        .route("/v1/notifications/{id}", get(notifications::get_notification))
+        .route("/v1/stats", get(notifications::stats))
+        .route("/v1/secrets", get(secrets::list_secrets))
+        .route(
+            "/v1/secrets/{name}",
+            get(secrets::get_secret).put(secrets::put_secret).delete(secrets::delete_secret),
+        )
+        .route("/v1/secrets/{name}/rollback", post(secrets::rollback_secret))
+        .fallback(no_such_endpoint)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// An API error: status, stable code, message, and the field concerned if any.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub(crate) fn field(mut self, field: impl Into<String>) -> ApiError {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %e, "request failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(field) = self.field {
+            error["field"] = json!(field);
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+async fn blocking<T: Send + 'static>(
+    store: Arc<dyn Store>,
+    f: impl FnOnce(&dyn Store) -> Result<T, connectors::store::StoreError> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+/// The authenticated tenant.
+pub struct Tenant(pub String);
+
+/// SHA-256 hex of an API key: the only form keys are stored in.
+pub fn key_hash(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = api_key(&parts.headers).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "an API key is required: send 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'",
+            )
+        })?;
+        let hash = key_hash(&key);
+        if let Some(tenant) = state.keys.read().ok().and_then(|k| k.get(&hash).cloned()) {
+            return Ok(Tenant(tenant));
+        }
+        let lookup = hash.clone();
+        let tenant = blocking(state.store(), move |s| s.tenant_for_api_key(&lookup))
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "unknown API key",
+                )
+            })?;
+        if let Ok(mut keys) = state.keys.write() {
+            keys.insert(hash, tenant.clone());
+        }
+        Ok(Tenant(tenant))
+    }
+}
+
+fn api_key(headers: &HeaderMap) -> Option<String> {
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let value = value.trim();
+        if let Some(key) = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+        {
+            return Some(key.trim().to_string()).filter(|k| !k.is_empty());
+        }
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+        .filter(|k| !k.is_empty())
+}
+
+// Without these, axum answers unknown paths and methods with an empty body, not JSON errors.
+async fn no_such_endpoint(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no endpoint {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not supported on {}", uri.path()),
+    )
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let store = state.store();
+    if let Ok(counts) = blocking(store, |s| s.delivery_counts()).await {
+        for (status, count) in counts {
+            match status {
+                DeliveryStatus::Pending => {
+                    state.metrics().deliveries_pending.set(count as i64);
+                }
+                DeliveryStatus::Dead => {
+                    state.metrics().deliveries_dead.set(count as i64);
+                }
+                DeliveryStatus::Delivered => {}
+            }
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics().render(),
+    )
+}
+
+// ---- shared by the resources ----
+
+fn valid_id(id: &str) -> ApiResult<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            format!("'{id}' is not a valid id: use 1-128 characters of A-Z a-z 0-9 - _ ."),
+        )
+        .field("id"))
+    }
+}
+
+fn new_id(prefix: &str) -> String {
+    let bytes: [u8; 8] = rand::random();
+    format!(
+        "{prefix}_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// 404 when nobody owns `id`, 403 when another tenant does.
+async fn not_yours(state: &AppState, kind: ObjectKind, tenant: &str, id: &str) -> ApiError {
+    let lookup = id.to_string();
+    let owner = blocking(state.store(), move |s| s.owner_of(kind, &lookup)).await;
+    let what = match kind {
+        ObjectKind::Rule => "rule",
+        ObjectKind::Destination => "destination",
+        ObjectKind::Notification => "notification",
+    };
+    match owner {
+        Ok(Some(owner)) if owner != tenant => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("{what} '{id}' belongs to another tenant"),
+        ),
+        Ok(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no {what} '{id}'"),
+        ),
+        Err(e) => e,
+    }
+}
+
