@@ -57,7 +57,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
-use crate::api::key_hash;
+use crate::http::key_hash;
 
 /// Session settings a driver may send on connect; acknowledged, never applied.
 const HARMLESS_SETTINGS: [&str; 10] = [

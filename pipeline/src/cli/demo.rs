@@ -49,14 +49,14 @@ pub async fn run(
     }];
     config.dashboard.pgwire_listen = "127.0.0.1:5433".into();
     let warehouse = config.warehouse_dir();
-    if !crate::warehouse::exists(&warehouse, TENANT) {
+    if !crate::cli::warehouse::exists(&warehouse, TENANT) {
         println!(
             "Writing a year of {TENANT}'s history ({warehouse_orders} orders) to {} …",
             warehouse.display()
         );
         let root = warehouse.clone();
         let summary = tokio::task::spawn_blocking(move || {
-            crate::warehouse::generate(&root, TENANT, warehouse_orders, 42)
+            crate::cli::warehouse::generate(&root, TENANT, warehouse_orders, 42)
         })
         .await??;
         println!("  done in {:.1} s", summary.elapsed_seconds);
@@ -114,7 +114,7 @@ pub async fn run(
     let producer = tokio::spawn(produce(client.clone(), base.clone()));
     match seconds {
         Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-        None => crate::wait_for_signal().await,
+        None => crate::cli::wait_for_signal().await,
     }
     producer.abort();
     println!("\nstopping…");

@@ -7,19 +7,15 @@
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use connectors::secrets::{
-    AwsKekSettings, AwsSecretsManager, KekSource, LocalKeyFile, RewrapProgress, Secrets,
-    SecretsOptions,
-};
+use connectors::secrets::{RewrapProgress, Secrets};
 use connectors::store::SqliteStore;
 use zeroize::Zeroizing;
 
-use crate::config::{Config, KekProvider};
+use crate::config::Config;
 
 /// `tidemark secrets` arguments.
 #[derive(Args)]
@@ -93,40 +89,6 @@ enum SecretsCommand {
     Status,
 }
 
-/// Opens the secrets store the configuration describes: the data directory's SQLite file and
-/// the configured KEK provider. Shared with anything else in the binary that needs secrets.
-pub async fn open_secrets(config: &Config) -> anyhow::Result<Secrets<SqliteStore>> {
-    let path = config.store_path();
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
-        .await?
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
-    let keks = match config.secrets.kek {
-        KekProvider::Local => {
-            let path = config.key_file_path();
-            KekSource::LocalFile(
-                tokio::task::spawn_blocking(move || LocalKeyFile::open_or_create(path)).await??,
-            )
-        }
-        KekProvider::Aws => {
-            let aws = &config.secrets.aws;
-            KekSource::AwsSecretsManager(
-                AwsSecretsManager::from_settings(&AwsKekSettings {
-                    secret_id: aws.secret_id.clone(),
-                    region: aws.region.clone(),
-                    endpoint_url: aws.endpoint_url.clone(),
-                    create_if_missing: aws.create_if_missing,
-                })
-                .await,
-            )
-        }
-    };
-    let options = SecretsOptions {
-        rewrap_batch: config.secrets.rewrap_batch,
-        ..SecretsOptions::default()
-    };
-    Ok(Secrets::new(Arc::new(store), keks, options))
-}
-
 /// Reads a value to store: a file byte for byte, or standard input minus one trailing
 /// newline (what `echo` and a typed line add).
 fn read_value(file: Option<&Path>) -> anyhow::Result<Zeroizing<Vec<u8>>> {
@@ -163,7 +125,7 @@ pub async fn run(args: SecretsArgs) -> anyhow::Result<()> {
         config.secrets.rewrap_batch = batch;
         config.validate()?;
     }
-    let secrets = open_secrets(&config).await?;
+    let secrets = crate::server::open_secrets(&config).await?;
     match args.command {
         SecretsCommand::Put { tenant, name, file } => {
             let value = read_value(file.as_deref())?;

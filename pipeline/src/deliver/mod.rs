@@ -18,8 +18,8 @@ use connectors::store::{DeliveryAttempt, DeliveryNext, DueDelivery, SqliteStore,
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::{Config, SenderConfig};
+use crate::ingest::now_ms;
 use crate::metrics::Metrics;
-use crate::runtime::now_ms;
 
 /// How long a claimed delivery stays invisible to other claims.
 const LEASE_MS: i64 = 60_000;

@@ -120,7 +120,11 @@ pub(super) async fn check_stored_credentials(
     if named.is_empty() {
         return Ok(());
     }
-    let known = state.secrets.list(tenant).await.map_err(secrets_error)?;
+    let known = state
+        .secrets
+        .list(tenant)
+        .await
+        .map_err(super::secrets::secrets_error)?;
     for (field, name) in named {
         if !known.iter().any(|s| s.name == name) {
             return Err(ApiError::new(
@@ -246,4 +250,3 @@ pub(super) async fn delete_destination(
     }
     Ok(StatusCode::NO_CONTENT)
 }
-

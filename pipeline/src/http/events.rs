@@ -81,12 +81,12 @@ pub(super) async fn post_events(
             .ingest(&tenant, events)
             .await
             .map_err(|e| match e {
-                crate::runtime::IngestError::ShuttingDown => ApiError::new(
+                crate::ingest::IngestError::ShuttingDown => ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "shutting_down",
                     e.to_string(),
                 ),
-                crate::runtime::IngestError::Store(_) => ApiError::new(
+                crate::ingest::IngestError::Store(_) => ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store_unavailable",
                     e.to_string(),
@@ -104,4 +104,3 @@ pub(super) async fn post_events(
         .inc_by(within_request_duplicates);
     Ok(Json(json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejected, "errors": errors})).into_response())
 }
-

@@ -30,14 +30,14 @@ use sha2::{Digest, Sha256};
 mod destinations;
 mod events;
 mod notifications;
-mod query;
+pub mod query;
 mod rules;
 mod secrets;
 
+use crate::deliver::SecretsHandle;
+use crate::generate;
+use crate::ingest::{RuleUpdate, Runtime, now_ms, rule_update};
 use crate::metrics::Metrics;
-use crate::render;
-use crate::runtime::{RuleUpdate, Runtime, now_ms, rule_update};
-use crate::sender::SecretsHandle;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -77,7 +77,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/rules", get(rules::list_rules).post(rules::create_rule))
         .route(
             "/v1/rules/{id}",
-            get(rules::get_rule).put(rules::update_rule).delete(rules::delete_rule),
+            get(rules::get_rule)
+                .put(rules::update_rule)
+                .delete(rules::delete_rule),
         )
         .route("/v1/rules/{id}/enable", post(rules::enable_rule))
         .route("/v1/rules/{id}/disable", post(rules::disable_rule))
@@ -92,14 +94,22 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
                 .delete(destinations::delete_destination),
         )
         .route("/v1/notifications", get(notifications::list_notifications))
-        .route("/v1/notifications/{id}", get(notifications::get_notification))
+        .route(
+            "/v1/notifications/{id}",
+            get(notifications::get_notification),
+        )
         .route("/v1/stats", get(notifications::stats))
         .route("/v1/secrets", get(secrets::list_secrets))
         .route(
             "/v1/secrets/{name}",
-            get(secrets::get_secret).put(secrets::put_secret).delete(secrets::delete_secret),
+            get(secrets::get_secret)
+                .put(secrets::put_secret)
+                .delete(secrets::delete_secret),
         )
-        .route("/v1/secrets/{name}/rollback", post(secrets::rollback_secret))
+        .route(
+            "/v1/secrets/{name}/rollback",
+            post(secrets::rollback_secret),
+        )
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
@@ -328,4 +338,3 @@ async fn not_yours(state: &AppState, kind: ObjectKind, tenant: &str, id: &str) -
         Err(e) => e,
     }
 }
-

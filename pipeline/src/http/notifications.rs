@@ -81,7 +81,10 @@ pub(super) async fn get_notification(
     }
 }
 
-pub(super) async fn stats(State(state): State<AppState>, Tenant(tenant): Tenant) -> ApiResult<Json<Value>> {
+pub(super) async fn stats(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+) -> ApiResult<Json<Value>> {
     let t = tenant.clone();
     let events = blocking(state.store(), move |s| s.event_count(&t)).await?;
     let t = tenant.clone();
@@ -92,4 +95,3 @@ pub(super) async fn stats(State(state): State<AppState>, Tenant(tenant): Tenant)
         json!({"tenant": tenant, "events": events, "rules": rules}),
     ))
 }
-

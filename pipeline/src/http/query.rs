@@ -10,10 +10,8 @@
 //!   "row_count": 6, "cached": false, "warnings": []}`. Non-finite numbers (a ratio over zero)
 //! are `null`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Query, State};
@@ -24,52 +22,9 @@ use axum::routing::post;
 use serde::Deserialize;
 use sql::arrow::array::RecordBatch;
 use sql::arrow::datatypes::{DataType, SchemaRef};
-use sql::{DashboardEngine, EngineConfig, QueryResult, SqlError};
+use sql::{DashboardEngine, QueryResult, SqlError};
 
-use crate::api::{ApiError, AppState, Tenant};
-use crate::config::Config;
-
-/// The semantic model used when `dashboard.models` is empty (the demo warehouse's tables).
-const BUILT_IN_MODEL: &str = include_str!("../../sql/models/commerce.toml");
-
-/// Opens the dashboard engine on the configured warehouse (created empty when missing), models
-/// (the built-in commerce model, written to `<data_dir>/models/`, when none are given) and
-/// sources (Trino, GA4).
-pub async fn open_engine(
-    config: &Config,
-    secrets: &crate::sender::SecretsHandle,
-) -> anyhow::Result<DashboardEngine> {
-    let warehouse = config.warehouse_dir();
-    std::fs::create_dir_all(&warehouse)
-        .with_context(|| format!("cannot create warehouse {}", warehouse.display()))?;
-    let models = if config.dashboard.models.is_empty() {
-        vec![built_in_model(&config.data_dir)?]
-    } else {
-        config.dashboard.models.clone()
-    };
-    let cache_ttl = Config::duration(&config.dashboard.cache_ttl);
-    DashboardEngine::new(EngineConfig {
-        warehouse,
-        models,
-        cache_ttl,
-        cache_entries: config.dashboard.cache_entries,
-        sources: crate::sources::open_sources(config, secrets).await?,
-    })
-    .await
-    .context("cannot start the dashboard engine")
-}
-
-/// Writes the built-in model where the engine can load it (a file, so errors can name it).
-pub fn built_in_model(data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
-    let dir = data_dir.join("models");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join("commerce.toml");
-    if std::fs::read_to_string(&path).ok().as_deref() != Some(BUILT_IN_MODEL) {
-        std::fs::write(&path, BUILT_IN_MODEL)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(path)
-}
+use super::{ApiError, AppState, Tenant};
 
 /// What the dashboard handlers share.
 #[derive(Clone)]

@@ -47,7 +47,7 @@ pub(super) async fn save_rule(
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_rule", e.to_string()).field(e.field.clone())
     })?;
     if let Some(template) = &spec.template {
-        render::check_template(template).map_err(|e| {
+        generate::check_template(template).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_rule",
@@ -222,4 +222,3 @@ pub(super) async fn delete_rule(
     });
     Ok(StatusCode::NO_CONTENT)
 }
-

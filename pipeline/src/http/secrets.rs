@@ -114,4 +114,3 @@ pub(super) async fn rollback_secret(
         .map_err(secrets_error)?;
     Ok(Json(json!({"name": name, "version": version})))
 }
-

@@ -3,16 +3,17 @@
 //! configuration file).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use connectors::ga4::Ga4Config;
-use sql::ExternalSource;
 use sql::ga4::{Ga4Source, Ga4SourceConfig, Ga4TenantConfig};
 use sql::trino::{TrinoSource, TrinoSourceConfig};
+use sql::{DashboardEngine, EngineConfig, ExternalSource};
 
 use crate::config::Config;
-use crate::sender::SecretsHandle;
+use crate::deliver::SecretsHandle;
 
 /// Connects every configured source; an unreachable Trino or a missing secret stops start-up
 /// with a message naming the configuration key.
@@ -81,4 +82,46 @@ pub async fn open_sources(
         sources.push(Arc::new(source));
     }
     Ok(sources)
+}
+
+/// The semantic model used when `dashboard.models` is empty (the demo warehouse's tables).
+const BUILT_IN_MODEL: &str = include_str!("../../../sql/models/commerce.toml");
+
+/// Opens the dashboard engine on the configured warehouse (created empty when missing), models
+/// (the built-in commerce model, written to `<data_dir>/models/`, when none are given) and
+/// sources (Trino, GA4).
+pub async fn open_engine(
+    config: &Config,
+    secrets: &crate::deliver::SecretsHandle,
+) -> anyhow::Result<DashboardEngine> {
+    let warehouse = config.warehouse_dir();
+    std::fs::create_dir_all(&warehouse)
+        .with_context(|| format!("cannot create warehouse {}", warehouse.display()))?;
+    let models = if config.dashboard.models.is_empty() {
+        vec![built_in_model(&config.data_dir)?]
+    } else {
+        config.dashboard.models.clone()
+    };
+    let cache_ttl = Config::duration(&config.dashboard.cache_ttl);
+    DashboardEngine::new(EngineConfig {
+        warehouse,
+        models,
+        cache_ttl,
+        cache_entries: config.dashboard.cache_entries,
+        sources: open_sources(config, secrets).await?,
+    })
+    .await
+    .context("cannot start the dashboard engine")
+}
+
+/// Writes the built-in model where the engine can load it (a file, so errors can name it).
+pub fn built_in_model(data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let dir = data_dir.join("models");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("commerce.toml");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(BUILT_IN_MODEL) {
+        std::fs::write(&path, BUILT_IN_MODEL)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(path)
 }

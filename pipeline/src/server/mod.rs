@@ -1,18 +1,24 @@
 //! Wires a whole server: store, runtime, sender, HTTP API, dashboard engine and pgwire endpoint.
+//! The only place that opens the store, the secrets and the engines.
+
+pub mod dashboards;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use connectors::secrets::{
+    AwsKekSettings, AwsSecretsManager, KekSource, LocalKeyFile, Secrets, SecretsOptions,
+};
 use connectors::store::{SqliteStore, Store, Tenant};
 use tokio::sync::watch;
 
-use crate::api::{self, AppState, key_hash};
-use crate::config::Config;
+use crate::config::{Config, KekProvider};
+use crate::deliver;
+use crate::http::query::{self, DashboardState};
+use crate::http::{self, AppState, key_hash};
+use crate::ingest::Runtime;
 use crate::metrics::Metrics;
-use crate::query_api::{self, DashboardState};
-use crate::runtime::Runtime;
-use crate::sender;
 
 /// A running server.
 pub struct Server {
@@ -69,6 +75,40 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// Opens the secrets store the configuration describes: the data directory's SQLite file and
+/// the configured KEK provider. Shared with anything else in the binary that needs secrets.
+pub async fn open_secrets(config: &Config) -> anyhow::Result<Secrets<SqliteStore>> {
+    let path = config.store_path();
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+        .await?
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    let keks = match config.secrets.kek {
+        KekProvider::Local => {
+            let path = config.key_file_path();
+            KekSource::LocalFile(
+                tokio::task::spawn_blocking(move || LocalKeyFile::open_or_create(path)).await??,
+            )
+        }
+        KekProvider::Aws => {
+            let aws = &config.secrets.aws;
+            KekSource::AwsSecretsManager(
+                AwsSecretsManager::from_settings(&AwsKekSettings {
+                    secret_id: aws.secret_id.clone(),
+                    region: aws.region.clone(),
+                    endpoint_url: aws.endpoint_url.clone(),
+                    create_if_missing: aws.create_if_missing,
+                })
+                .await,
+            )
+        }
+    };
+    let options = SecretsOptions {
+        rewrap_batch: config.secrets.rewrap_batch,
+        ..SecretsOptions::default()
+    };
+    Ok(Secrets::new(Arc::new(store), keks, options))
+}
+
 impl Server {
     /// Starts everything; the listener is bound when this returns.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
@@ -83,8 +123,8 @@ impl Server {
             _ => None,
         };
         let store = open_store(&config)?;
-        let secrets = Arc::new(crate::secrets_cli::open_secrets(&config).await?);
-        let dashboards = query_api::open_engine(&config, &secrets).await?;
+        let secrets = Arc::new(open_secrets(&config).await?);
+        let dashboards = dashboards::open_engine(&config, &secrets).await?;
         let metrics = Arc::new(Metrics::new());
         let runtime = {
             let (config, store, metrics) = (config.clone(), store.clone(), metrics.clone());
@@ -119,7 +159,7 @@ impl Server {
         let query_timeout = Config::duration(&config.dashboard.query_timeout);
         let app_state = AppState::new(runtime.clone(), secrets.clone());
         let app =
-            api::router(app_state.clone(), config.server.max_body_bytes).merge(query_api::router(
+            http::router(app_state.clone(), config.server.max_body_bytes).merge(query::router(
                 DashboardState {
                     app: app_state,
                     engine: dashboards.clone(),
@@ -161,7 +201,7 @@ impl Server {
             let files_root = config.data_dir.join("files");
             tokio::spawn(async move {
                 if let Err(e) =
-                    sender::run(sender_config, files_root, store, secrets, metrics, stop_rx).await
+                    deliver::run(sender_config, files_root, store, secrets, metrics, stop_rx).await
                 {
                     tracing::error!(error = %e, "sender stopped");
                 }

@@ -25,11 +25,11 @@ use sql::arrow::compute::cast;
 use sql::arrow::datatypes::DataType;
 use sql::{DashboardEngine, EngineConfig, QueryResult};
 
-use crate::query_api::built_in_model;
-use crate::warehouse;
+use crate::cli::warehouse;
+use crate::server::dashboards::built_in_model;
 
 /// The DuckDB runner, written next to the plan at run time so the binary works from any directory.
-const DUCKDB_SCRIPT: &str = include_str!("../../bench/dashboard_duckdb.py");
+const DUCKDB_SCRIPT: &str = include_str!("../../../bench/dashboard_duckdb.py");
 const TENANT: &str = "demo-shop";
 
 /// Parameters.
