@@ -6,7 +6,7 @@
 #   bash .ci/trino.sh start              # by hand: prints the export lines, leaves it running
 #   bash .ci/trino.sh stop               # stops the one `start` left running
 #
-# The server (core tarball plus the memory and tpch plugins, from Maven Central) is cached under
+# The server (core tarball plus the memory and tpch plugins, fetched with Maven) is cached under
 # ~/.cache/tidemark-trino so it downloads once per machine; node data lives under /tmp. The
 # memory catalog is seeded with the demo commerce tables (schema `memory.demo`, a `tenant`
 # column in every table; deterministic rows) plus `notes`, which holds hostile strings.
@@ -14,26 +14,50 @@
 TRINO_VERSION=476
 TRINO_CACHE="${TRINO_CACHE:-$HOME/.cache/tidemark-trino}"
 TRINO_JAVA_HOME="${TRINO_JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
-TRINO_MAVEN="https://repo1.maven.org/maven2/io/trino"
+# The dependency plugin's `copy` goal, pinned so every machine fetches the same way.
+TRINO_MVN_COPY="org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy"
 
-# Downloads (once) and unpacks the server with its two plugins into the cache.
+# Installs Maven when it is missing (a fresh Debian machine); it runs on the default JDK.
+trino_need_mvn() {
+    if command -v mvn >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "installing maven" >&2
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven >&2
+}
+
+# Fetches (once) the server and its two plugins with Maven and unpacks them into the cache.
+# Maven uses its own repository configuration and a private local repository under the cache,
+# removed afterwards, so the artifacts are not kept twice.
 trino_install() {
     local home="$TRINO_CACHE/trino-server-$TRINO_VERSION"
     if [[ -f "$home/.complete" ]]; then
         return 0
     fi
     mkdir -p "$TRINO_CACHE"
-    local artifact file
-    for artifact in "trino-server-core/$TRINO_VERSION/trino-server-core-$TRINO_VERSION.tar.gz" \
-        "trino-memory/$TRINO_VERSION/trino-memory-$TRINO_VERSION.zip" \
-        "trino-tpch/$TRINO_VERSION/trino-tpch-$TRINO_VERSION.zip"; do
-        file="$TRINO_CACHE/$(basename "$artifact")"
+    local artifact name type file
+    for artifact in server-core:tar.gz memory:zip tpch:zip; do
+        name="trino-${artifact%%:*}"
+        type="${artifact#*:}"
+        file="$TRINO_CACHE/$name-$TRINO_VERSION.$type"
         if [[ ! -s "$file" ]]; then
-            echo "downloading $(basename "$artifact")" >&2
-            curl -fsSL --retry 3 -o "$file.part" "$TRINO_MAVEN/$artifact"
-            mv "$file.part" "$file"
+            trino_need_mvn || return 1
+            echo "fetching $(basename "$file") with Maven" >&2
+            rm -rf "$TRINO_CACHE/fetch.tmp"
+            # Run from the cache, so no pom.xml in the working directory is picked up; Maven's
+            # output goes to stderr, since `start` prints export lines on stdout for `eval`.
+            (cd "$TRINO_CACHE" && mvn -B -q -Dstyle.color=never -Dmaven.repo.local="$TRINO_CACHE/m2" \
+                "$TRINO_MVN_COPY" -Dartifact="io.trino:$name:$TRINO_VERSION:$type" \
+                -DoutputDirectory="$TRINO_CACHE/fetch.tmp" >&2) || return 1
+            mv "$TRINO_CACHE/fetch.tmp/$(basename "$file")" "$file" || return 1
         fi
     done
+    rm -rf "$TRINO_CACHE/m2" "$TRINO_CACHE/fetch.tmp"
     rm -rf "$home" "$home.tmp"
     mkdir -p "$home.tmp"
     tar xzf "$TRINO_CACHE/trino-server-core-$TRINO_VERSION.tar.gz" -C "$home.tmp" --strip-components=1
