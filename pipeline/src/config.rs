@@ -42,11 +42,11 @@ pub struct DashboardSettings {
     /// Semantic-model files (TOML); the built-in commerce model when empty.
     pub models: Vec<PathBuf>,
     /// How long a cached answer is served, e.g. `"5m"` (`"0s"` turns the cache off).
-    pub cache_ttl: String,
+    pub cache_ttl: DurationSetting,
     /// Answers the result cache holds (0 turns it off).
     pub cache_entries: usize,
     /// Longest a `/v1/query`, `/v1/sql` or pgwire query may run, e.g. `"60s"`.
-    pub query_timeout: String,
+    pub query_timeout: DurationSetting,
     /// PostgreSQL wire-protocol listen address, e.g. `"127.0.0.1:5433"`; `"off"` (the default)
     /// runs no listener.
     pub pgwire_listen: String,
@@ -141,9 +141,9 @@ pub struct EngineSettings {
     /// Timely worker threads.
     pub workers: usize,
     /// How late an event may arrive and still count in its windows, e.g. `"60s"`.
-    pub allowed_lateness: String,
+    pub allowed_lateness: DurationSetting,
     /// How often the clock advances when no events arrive, e.g. `"200ms"`.
-    pub tick: String,
+    pub tick: DurationSetting,
     /// Most events in one group commit / one epoch.
     pub max_batch: usize,
 }
@@ -157,13 +157,13 @@ pub struct SenderConfig {
     /// Deliveries in flight at once to any one destination, so a slow one cannot hold up others.
     pub per_destination: usize,
     /// First retry delay ceiling, e.g. `"1s"`.
-    pub retry_base: String,
+    pub retry_base: DurationSetting,
     /// Largest retry delay ceiling, e.g. `"5m"`.
-    pub retry_max: String,
+    pub retry_max: DurationSetting,
     /// Attempts before a delivery is dead.
     pub max_attempts: u32,
     /// How often the queue is polled when idle, e.g. `"200ms"`.
-    pub poll: String,
+    pub poll: DurationSetting,
 }
 
 /// Secrets store settings (`[secrets]`).
@@ -246,9 +246,9 @@ impl Default for DashboardSettings {
         DashboardSettings {
             warehouse: None,
             models: Vec::new(),
-            cache_ttl: "5m".to_string(),
+            cache_ttl: DurationSetting::from(Duration::from_secs(300)),
             cache_entries: 1_000,
-            query_timeout: "60s".to_string(),
+            query_timeout: DurationSetting::from(Duration::from_secs(60)),
             pgwire_listen: "off".to_string(),
             pgwire_tls_cert: None,
             pgwire_tls_key: None,
@@ -271,8 +271,8 @@ impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             workers: 2,
-            allowed_lateness: "60s".to_string(),
-            tick: "200ms".to_string(),
+            allowed_lateness: DurationSetting::from(Duration::from_secs(60)),
+            tick: DurationSetting::from(Duration::from_millis(200)),
             max_batch: 50_000,
         }
     }
@@ -294,10 +294,10 @@ impl Default for SenderConfig {
         SenderConfig {
             concurrency: 64,
             per_destination: 8,
-            retry_base: "1s".to_string(),
-            retry_max: "5m".to_string(),
+            retry_base: DurationSetting::from(Duration::from_secs(1)),
+            retry_max: DurationSetting::from(Duration::from_secs(300)),
             max_attempts: 8,
-            poll: "200ms".to_string(),
+            poll: DurationSetting::from(Duration::from_millis(200)),
         }
     }
 }
@@ -360,17 +360,6 @@ impl Config {
         }
         if self.engine.max_batch == 0 {
             return Err(key("engine.max_batch", "must be at least 1".into()));
-        }
-        for (k, v) in [
-            ("engine.allowed_lateness", &self.engine.allowed_lateness),
-            ("engine.tick", &self.engine.tick),
-            ("sender.retry_base", &self.sender.retry_base),
-            ("sender.retry_max", &self.sender.retry_max),
-            ("sender.poll", &self.sender.poll),
-            ("dashboard.cache_ttl", &self.dashboard.cache_ttl),
-            ("dashboard.query_timeout", &self.dashboard.query_timeout),
-        ] {
-            parse_duration(v).map_err(|e| key(k, e))?;
         }
         if self.sender.concurrency == 0 || self.sender.per_destination == 0 {
             return Err(key(
@@ -454,11 +443,6 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("secrets.kek"))
     }
-
-    /// A duration setting (validated at load).
-    pub fn duration(value: &str) -> Duration {
-        parse_duration(value).unwrap_or(Duration::from_secs(1))
-    }
 }
 
 fn describe(error: figment::Error) -> String {
@@ -471,17 +455,74 @@ fn describe(error: figment::Error) -> String {
     }
 }
 
-/// Parses `"250ms"`, `"30s"`, `"5m"`, `"1h"`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let value = serde_json::Value::String(text.to_string());
-    operators::rule::parse_duration(&value, "duration")
-        .map(|ms| Duration::from_millis(ms as u64))
-        .map_err(|e| e.problem)
+/// A duration setting, written `"250ms"`, `"30s"`, `"5m"` or `"1h"` (the rules' spelling).
+///
+/// Parsed when the configuration loads, so an invalid one is a start-up error naming its key
+/// (figment adds the key path to the deserializer's message), never a silent fallback later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurationSetting(Duration);
+
+impl DurationSetting {
+    /// Parses the written form.
+    pub fn parse(text: &str) -> Result<DurationSetting, String> {
+        let value = serde_json::Value::String(text.to_string());
+        operators::rule::parse_duration(&value, "duration")
+            .map(|ms| DurationSetting(Duration::from_millis(ms as u64)))
+            .map_err(|e| e.problem)
+    }
+
+    /// The duration.
+    pub fn get(self) -> Duration {
+        self.0
+    }
+
+    /// The duration in whole milliseconds.
+    pub fn as_millis(self) -> i64 {
+        i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+impl From<Duration> for DurationSetting {
+    fn from(duration: Duration) -> DurationSetting {
+        DurationSetting(duration)
+    }
+}
+
+impl Serialize for DurationSetting {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("{}ms", self.0.as_millis()))
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<DurationSetting, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        DurationSetting::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_parsed_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidemark.toml");
+        std::fs::write(
+            &file,
+            "[engine]\ntick = \"250ms\"\n[sender]\nretry_max = \"2m\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        assert_eq!(config.engine.tick.get(), Duration::from_millis(250));
+        assert_eq!(config.sender.retry_max.get(), Duration::from_secs(120));
+        std::fs::write(&file, "[sender]\nretry_base = \"1 fortnight\"\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("sender.retry_base"), "{e}");
+    }
 
     #[test]
     fn defaults_are_valid() {

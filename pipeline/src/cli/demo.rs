@@ -40,7 +40,7 @@ pub async fn run(
         ..Config::default()
     };
     config.server.listen = listen.clone();
-    config.engine.allowed_lateness = "5s".into();
+    config.engine.allowed_lateness = Duration::from_secs(5).into();
     config.tenants = vec![TenantConfig {
         id: TENANT.into(),
         name: Some("Demo Shop".into()),

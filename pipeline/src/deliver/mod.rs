@@ -17,7 +17,7 @@ use connectors::sinks::{DeliveryOutcome, DestinationConfig, Sinks};
 use connectors::store::{DeliveryAttempt, DeliveryNext, DueDelivery, SqliteStore, Store};
 use tokio::sync::{Semaphore, watch};
 
-use crate::config::{Config, SenderConfig};
+use crate::config::SenderConfig;
 use crate::ingest::now_ms;
 use crate::metrics::Metrics;
 
@@ -38,11 +38,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let sinks = Arc::new(Sinks::new()?);
     let policy = RetryPolicy {
-        base_ms: Config::duration(&config.retry_base).as_millis() as u64,
-        max_ms: Config::duration(&config.retry_max).as_millis() as u64,
+        base_ms: config.retry_base.get().as_millis() as u64,
+        max_ms: config.retry_max.get().as_millis() as u64,
         max_attempts: config.max_attempts,
     };
-    let poll = Config::duration(&config.poll);
+    let poll = config.poll.get();
     let overall = Arc::new(Semaphore::new(config.concurrency));
     let mut per_destination: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
     // Deliveries handed to a task and not yet recorded. A lease can run out while a delivery

@@ -83,8 +83,8 @@ impl Runtime {
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Arc<Runtime>> {
-        let lateness = Config::duration(&config.engine.allowed_lateness).as_millis() as i64;
-        let tick = Config::duration(&config.engine.tick);
+        let lateness = config.engine.allowed_lateness.as_millis();
+        let tick = config.engine.tick.get();
         let max_batch = config.engine.max_batch;
         let mut engine = Engine::start(EngineConfig {
             workers: config.engine.workers,

@@ -102,7 +102,7 @@ pub async fn open_engine(
     } else {
         config.dashboard.models.clone()
     };
-    let cache_ttl = Config::duration(&config.dashboard.cache_ttl);
+    let cache_ttl = config.dashboard.cache_ttl.get();
     DashboardEngine::new(EngineConfig {
         warehouse,
         models,

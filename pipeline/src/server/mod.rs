@@ -156,7 +156,7 @@ impl Server {
             None => None,
         };
         let (stop, stop_rx) = watch::channel(false);
-        let query_timeout = Config::duration(&config.dashboard.query_timeout);
+        let query_timeout = config.dashboard.query_timeout.get();
         let app_state = AppState::new(runtime.clone(), secrets.clone());
         let app =
             http::router(app_state.clone(), config.server.max_body_bytes).merge(query::router(
