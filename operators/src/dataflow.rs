@@ -8,9 +8,10 @@
 //!   clock           → windows closed → FIRING / RESOLVED
 //! ```
 //!
-//! The engine routes every tenant's input to the worker that owns it, so the events ⋈ rules join
-//! is a lookup in the worker's own rule index, and window aggregates are kept incrementally
-//! beside the alert state that judges them. An epoch is processed once the input frontier has
+//! The engine (outside the dataflow, see [`crate::engine`]) routes every tenant's input to the
+//! worker that owns it and the operator reads it with the `Pipeline` pact (no exchange between
+//! workers), so the events ⋈ rules join is a lookup in the worker's own rule index, and window
+//! aggregates are kept incrementally beside the alert state that judges them. An epoch is processed once the input frontier has
 //! passed it, in a fixed order: rule changes, restores, retirements, events, matches (by event
 //! time), recomputed windows, clock.
 //!

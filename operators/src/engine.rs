@@ -3,8 +3,9 @@
 //! Each [`Engine::step`] is one epoch (a coarse timestamp): a batch of events, rule changes,
 //! restored alerts and a clock reading go in together; the call returns once every worker has
 //! finished the epoch, with the intents it produced. Tenants are partitioned across workers by a
-//! stable hash: each worker gets its tenants' share of the epoch and keeps their rules, windows
-//! and alert state.
+//! stable hash: the engine splits the epoch's input by owner before it enters the dataflow and
+//! sends each worker its tenants' share over a channel (not a timely exchange), and each worker
+//! keeps its tenants' rules, windows and alert state.
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};

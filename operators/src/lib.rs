@@ -1,6 +1,10 @@
 //! Tidemark's dataflow: which alert rules match, windowed aggregates and their FIRING/RESOLVED
-//! state, maintained incrementally by one timely operator per worker (see [`dataflow`]; tenants
-//! are exchanged to the worker that owns them).
+//! state, maintained incrementally by one timely operator per worker (see [`dataflow`]).
+//!
+//! Each tenant belongs to one worker, chosen by a stable hash of its id. The routing is done by
+//! [`engine::Engine`] outside the dataflow: it splits every epoch's input by owner and hands
+//! each worker its share over a channel, and the operator reads it with timely's `Pipeline`
+//! pact, so no data moves between workers inside the dataflow.
 //!
 //! Pure: no I/O and no async runtime. The pipeline feeds [`engine::Engine`] batches of events,
 //! rule changes and clock readings, one epoch at a time, and gets back notification
