@@ -1,0 +1,94 @@
+//! Events: bad lines reported, duplicates counted once.
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_report_bad_lines_and_count_duplicates_once() {
+    let server = Tidemark::start().await;
+    let ts = now_ms();
+    let body = [
+        json!({"id": "e1", "type": "order", "ts": ts, "attrs": {"amount": 1}}).to_string(),
+        "{not json".to_string(),
+        json!({"id": "e2", "type": "order", "ts": ts}).to_string(),
+        String::new(),
+        json!({"id": "e3", "type": "order"}).to_string(),
+        json!({"id": "e1", "type": "order", "ts": ts}).to_string(),
+        json!({"id": "e4", "type": "order", "ts": ts, "colour": "red"}).to_string(),
+    ]
+    .join("\n");
+    let (status, body) = server.post_text(KEY_A, "/v1/events", &body).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 2, "{body}");
+    assert_eq!(body["duplicates"], 1, "{body}");
+    assert_eq!(body["rejected"], 3, "{body}");
+    let errors = body["errors"].as_array().expect("errors");
+    let found: Vec<(i64, &str)> = errors
+        .iter()
+        .map(|e| {
+            assert!(
+                e["message"].as_str().is_some_and(|m| m.len() > 10),
+                "an error needs a message: {e}"
+            );
+            (
+                e["line"].as_i64().unwrap_or(-1),
+                e["field"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(found, [(2, "event"), (5, "ts"), (7, "colour")], "{body}");
+
+    // A JSON array: positions are indexes; e2 is already in the log.
+    let array = json!([
+        {"id": "e2", "type": "order", "ts": ts},
+        {"id": "e5", "type": "order", "ts": "2026-11-25T09:00:00+09:00"},
+        {"id": "e6", "type": "order", "ts": "yesterday"},
+    ]);
+    let (status, body) = server.post(KEY_A, "/v1/events", array).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (&body["accepted"], &body["duplicates"], &body["rejected"]),
+        (&json!(1), &json!(1), &json!(1)),
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["index"], 2, "{body}");
+    assert_eq!(body["errors"][0]["field"], "ts", "{body}");
+
+    // Sending the same events again changes nothing.
+    let again = ndjson(&[
+        json!({"id": "e1", "type": "order", "ts": ts}),
+        json!({"id": "e5", "type": "order", "ts": ts}),
+    ]);
+    let (status, body) = server.post_text(KEY_A, "/v1/events", &again).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (&body["accepted"], &body["duplicates"]),
+        (&json!(0), &json!(2)),
+        "{body}"
+    );
+    assert_eq!(event_count(&server, KEY_A).await, 3);
+
+    // Event ids are per tenant: B may use A's ids.
+    server
+        .send_events(KEY_B, &[event("e1", "order", json!({}))])
+        .await;
+    assert_eq!(event_count(&server, KEY_B).await, 1);
+
+    // A body with nothing valid is a 400 that still lists every problem.
+    let (status, body) = server
+        .post_text(KEY_A, "/v1/events", "{\"id\": \"x\"}\n")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        (&body["accepted"], &body["rejected"]),
+        (&json!(0), &json!(1)),
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["field"], "type", "{body}");
+    let (status, body) = server.post_text(KEY_A, "/v1/events", "[{\"id\":").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_json", "{body}");
+    assert_eq!(event_count(&server, KEY_A).await, 3);
+}

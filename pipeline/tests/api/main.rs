@@ -1,0 +1,15 @@
+//! The HTTP API end to end: every test runs the real `tidemark serve` binary on a free port with
+//! its own data directory, talks to it over HTTP as a tenant would, and receives its webhooks on a
+//! local axum server that records every request and answers as the test tells it to.
+//!
+//! Waits poll with short sleeps under one overall deadline; the only timing asserted is the
+//! order "a fast destination is served before a slow one finishes".
+
+mod delivery;
+mod events;
+mod harness;
+mod metrics;
+mod retries;
+mod rules;
+mod thresholds;
+mod walls;
