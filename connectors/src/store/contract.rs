@@ -10,13 +10,16 @@
 //! connectors::store_contract_tests!(open);
 //! ```
 //!
-//! which expands to one `#[test]` per behaviour, named after it, so a failure names the
-//! behaviour. Tests that only make sense for one backend (its files, its schema history, what
-//! survives reopening it) stay with that backend and reuse the fixtures here; for durability,
-//! [`append_sample_log`] and [`assert_sample_log`] check the log across a reopen.
+//! which expands to one `#[test]` per behaviour, named after it: a failure names the behaviour,
+//! and the behaviours run in parallel like any other tests (a single `run_all` test would stop at
+//! the first failure). A new behaviour is a `pub fn` here taking `&dyn Store` and a line in the
+//! macro's list. Tests that only make sense for one backend (its files, its schema history,
+//! what survives reopening it) stay with that backend and reuse the fixtures here; for
+//! durability, [`append_sample_log`] and [`assert_sample_log`] check the log across a reopen.
 //!
-//! Built for this crate's tests, and for other crates with the `contract-tests` feature, so a
-//! backend kept elsewhere can run the same suite; it never ships in a release build.
+//! Compiled for this crate's own tests (where the SQLite backend runs it) and, for a backend
+//! kept in another crate, behind the `contract-tests` feature, which that crate turns on in its
+//! dev-dependencies only: the suite panics by design and has no place in a running server.
 
 use super::{
     AppendOutcome, DeliveryAttempt, DeliveryNext, DeliveryStatus, EventLog, NewEvent,

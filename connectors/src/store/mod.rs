@@ -71,7 +71,8 @@ pub fn open(location: impl AsRef<OsStr>) -> StoreResult<Arc<dyn Store>> {
     let location = location.as_ref();
     let path = match location.to_str().and_then(|text| text.split_once("://")) {
         Some((scheme, rest)) if is_scheme(scheme) => {
-            if scheme != SQLITE_SCHEME {
+            // Schemes are case-insensitive (RFC 3986).
+            if !scheme.eq_ignore_ascii_case(SQLITE_SCHEME) {
                 return Err(StoreError::UnsupportedScheme {
                     scheme: scheme.to_owned(),
                 });
