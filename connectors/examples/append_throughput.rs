@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use connectors::store::{NewEvent, SqliteStore, Store};
+use connectors::store::{EventLog, NewEvent, SqliteStore};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -307,14 +307,17 @@ struct KekCache {
 
 /// The secrets store: envelope-encrypted values in a [`SecretRows`] store under a KEK from a
 /// [`KekSource`]. KEKs are cached in memory after first use. Share it behind an `Arc`.
-pub struct Secrets<S> {
+///
+/// `S` may be a concrete backend or a trait object: `Secrets<dyn SecretRows>` runs over
+/// whatever store the process opened, shared with the rest of it as an `Arc<dyn Store>`.
+pub struct Secrets<S: ?Sized> {
     store: Arc<S>,
     keks: KekSource,
     cache: RwLock<KekCache>,
     options: SecretsOptions,
 }
 
-impl<S> std::fmt::Debug for Secrets<S> {
+impl<S: ?Sized> std::fmt::Debug for Secrets<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Secrets")
             .field("kek_source", &self.keks.describe())
@@ -361,7 +364,7 @@ fn validate_value(value: &[u8]) -> Result<(), SecretsError> {
     Ok(())
 }
 
-impl<S: SecretRows + 'static> Secrets<S> {
+impl<S: SecretRows + ?Sized + 'static> Secrets<S> {
     /// A secrets store over `store`, with KEKs from `keks`. Nothing is read until first use.
     pub fn new(store: Arc<S>, keks: KekSource, options: SecretsOptions) -> Self {
         Self {

@@ -54,7 +54,7 @@ pub struct RotationReport {
     pub seconds: f64,
 }
 
-impl<S: SecretRows + 'static> Secrets<S> {
+impl<S: SecretRows + ?Sized + 'static> Secrets<S> {
     /// Rotates the KEK and re-wraps every data key under the new version, calling `progress`
     /// after each batch; or, when an earlier rotation was interrupted, finishes that one.
     /// Reads and writes may go on meanwhile, from this process or others.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use connectors::secrets::{RewrapProgress, Secrets};
-use connectors::store::SqliteStore;
+use connectors::store::SecretRows;
 use zeroize::Zeroizing;
 
 use crate::config::Config;
@@ -125,7 +125,9 @@ pub async fn run(args: SecretsArgs) -> anyhow::Result<()> {
         config.secrets.rewrap_batch = batch;
         config.validate()?;
     }
-    let secrets = crate::server::open_secrets(&config).await?;
+    // Its own handle on the store file: a server may be running beside this command.
+    let store = crate::server::open_store(&config)?;
+    let secrets = crate::server::open_secrets(&config, store).await?;
     match args.command {
         SecretsCommand::Put { tenant, name, file } => {
             let value = read_value(file.as_deref())?;
@@ -198,7 +200,7 @@ pub async fn run(args: SecretsArgs) -> anyhow::Result<()> {
 /// Rotates with a progress bar on a terminal, or a progress line every few seconds when
 /// standard error is a file or pipe.
 async fn rotate(
-    secrets: &Secrets<SqliteStore>,
+    secrets: &Secrets<dyn SecretRows>,
 ) -> anyhow::Result<connectors::secrets::RotationReport> {
     let tty = std::io::stderr().is_terminal();
     let bar = if tty {

@@ -14,7 +14,7 @@ use connectors::secrets::{Secrets, SecretsError};
 use connectors::sinks::retry::RetryPolicy;
 use connectors::sinks::webhook::Credential;
 use connectors::sinks::{DeliveryOutcome, DestinationConfig, Sinks};
-use connectors::store::{DeliveryAttempt, DeliveryNext, DueDelivery, SqliteStore, Store};
+use connectors::store::{DeliveryAttempt, DeliveryNext, DueDelivery, SecretRows, Store};
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::SenderConfig;
@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 const LEASE_MS: i64 = 60_000;
 
 /// The secrets store destinations name their credentials in.
-pub type SecretsHandle = Arc<Secrets<SqliteStore>>;
+pub type SecretsHandle = Arc<Secrets<dyn SecretRows>>;
 
 /// Runs until `stop` turns true; in-flight deliveries are finished first.
 pub async fn run(

@@ -10,7 +10,7 @@ use anyhow::Context;
 use connectors::secrets::{
     AwsKekSettings, AwsSecretsManager, KekSource, LocalKeyFile, Secrets, SecretsOptions,
 };
-use connectors::store::{SqliteStore, Store, Tenant};
+use connectors::store::{SecretRows, Store, Tenant};
 use tokio::sync::watch;
 
 use crate::config::{Config, KekProvider};
@@ -59,11 +59,15 @@ fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
     }
 }
 
-/// Opens the store and creates the configured tenants and their keys.
+/// Opens the configured store: the one handle a process shares between its runtime, sender,
+/// API and secrets.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let path = config.data_dir.join("tidemark.db");
-    let store = SqliteStore::open(&path)
-        .with_context(|| format!("cannot open store {}", path.display()))?;
+    let path = config.store_path();
+    connectors::store::open(&path).with_context(|| format!("cannot open store {}", path.display()))
+}
+
+/// Creates the configured tenants and their keys.
+fn create_tenants(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
     for tenant in &config.tenants {
         store.put_tenant(&Tenant {
             id: tenant.id.clone(),
@@ -72,16 +76,16 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         })?;
         store.put_api_key(&tenant.id, &key_hash(&tenant.api_key))?;
     }
-    Ok(Arc::new(store))
+    Ok(())
 }
 
-/// Opens the secrets store the configuration describes: the data directory's SQLite file and
-/// the configured KEK provider. Shared with anything else in the binary that needs secrets.
-pub async fn open_secrets(config: &Config) -> anyhow::Result<Secrets<SqliteStore>> {
-    let path = config.store_path();
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
-        .await?
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+/// Opens the secrets store the configuration describes: sealed rows in `store` (the handle
+/// from [`open_store`]) and the configured KEK provider. Shared with anything else in the
+/// binary that needs secrets.
+pub async fn open_secrets(
+    config: &Config,
+    store: Arc<dyn SecretRows>,
+) -> anyhow::Result<Secrets<dyn SecretRows>> {
     let keks = match config.secrets.kek {
         KekProvider::Local => {
             let path = config.key_file_path();
@@ -106,7 +110,7 @@ pub async fn open_secrets(config: &Config) -> anyhow::Result<Secrets<SqliteStore
         rewrap_batch: config.secrets.rewrap_batch,
         ..SecretsOptions::default()
     };
-    Ok(Secrets::new(Arc::new(store), keks, options))
+    Ok(Secrets::new(store, keks, options))
 }
 
 impl Server {
@@ -123,7 +127,8 @@ impl Server {
             _ => None,
         };
         let store = open_store(&config)?;
-        let secrets = Arc::new(open_secrets(&config).await?);
+        create_tenants(&config, store.as_ref())?;
+        let secrets = Arc::new(open_secrets(&config, store.clone()).await?);
         let dashboards = dashboards::open_engine(&config, &secrets).await?;
         let metrics = Arc::new(Metrics::new());
         let runtime = {

@@ -1,14 +1,73 @@
-//! Behaviour of the [`Store`] contract, exercised on [`SqliteStore`] in a temporary directory.
+//! The behaviour every store backend must show, written against the store traits only.
+//!
+//! A backend runs the whole suite with one macro call in its tests, given a function that opens
+//! a fresh, empty store and returns it with whatever must live as long as the test (a
+//! temporary directory, a scratch database to drop):
+//!
+//! ```ignore
+//! fn open() -> (tempfile::TempDir, SqliteStore) { /* … */ }
+//!
+//! connectors::store_contract_tests!(open);
+//! ```
+//!
+//! which expands to one `#[test]` per behaviour, named after it: a failure names the behaviour,
+//! and the behaviours run in parallel like any other tests (a single `run_all` test would stop at
+//! the first failure). A new behaviour is a `pub fn` here taking `&dyn Store` and a line in the
+//! macro's list. Tests that only make sense for one backend (its files, its schema history,
+//! what survives reopening it) stay with that backend and reuse the fixtures here; for
+//! durability, [`append_sample_log`] and [`assert_sample_log`] check the log across a reopen.
+//!
+//! Compiled for this crate's own tests (where the SQLite backend runs it) and, for a backend
+//! kept in another crate, behind the `contract-tests` feature, which that crate turns on in its
+//! dev-dependencies only: the suite panics by design and has no place in a running server.
 
-use super::*;
+use super::{
+    AppendOutcome, DeliveryAttempt, DeliveryNext, DeliveryStatus, EventLog, NewEvent,
+    NewNotification, NotificationCursor, NotificationFilter, ObjectKind, Store, StoreError,
+    StoredDestination, StoredRule, Tenant,
+};
 
-fn open() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(dir.path().join("nested/tidemark.db")).expect("open store");
-    (dir, store)
+/// One `#[test]` per store behaviour, each on a fresh store from `$open`, a function returning
+/// `(guard, store)`: the guard is kept until the test ends, and `store` is any type that
+/// implements [`Store`](crate::store::Store).
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($open:path) => {
+        // Every behaviour function of `connectors::store::contract`, once.
+        $crate::store_contract_tests!(@each $open;
+            appended_events_are_read_back_in_order,
+            duplicates_are_detected_across_and_within_batches,
+            recent_event_replay_skips_old_event_times,
+            rules_and_destinations_are_tenant_scoped,
+            tenants_and_api_keys,
+            owner_of_tells_who_owns_an_id,
+            enqueue_is_idempotent_and_tenant_scoped,
+            retry_then_deliver_and_retry_then_dead,
+            claims_lease_deliveries_to_one_sender,
+            deliveries_to_deleted_destinations_go_dead_on_claim,
+            destination_of_another_tenant_is_never_used,
+            open_alerts_follow_firing_and_resolved,
+            notification_listing_pages_newest_first,
+            release_claims_makes_leased_deliveries_due_again,
+            a_step_commits_its_notifications_and_checkpoint_together,
+            meta_round_trips_and_guards_schema_version,
+        );
+    };
+    (@each $open:path; $($behaviour:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $behaviour() {
+                let (_guard, store) = $open();
+                $crate::store::contract::$behaviour(&store);
+            }
+        )*
+    };
 }
 
-fn event(tenant: &str, id: &str) -> NewEvent {
+// ---- fixtures ----
+
+/// An `order.created` event of `tenant` with the id `id`, at event time 1,000.
+pub fn event(tenant: &str, id: &str) -> NewEvent {
     NewEvent {
         id: id.to_owned(),
         tenant: tenant.to_owned(),
@@ -18,7 +77,8 @@ fn event(tenant: &str, id: &str) -> NewEvent {
     }
 }
 
-fn destination(tenant: &str, id: &str) -> StoredDestination {
+/// A webhook destination of `tenant` with the id `id`.
+pub fn destination(tenant: &str, id: &str) -> StoredDestination {
     StoredDestination {
         tenant: tenant.to_owned(),
         id: id.to_owned(),
@@ -28,7 +88,8 @@ fn destination(tenant: &str, id: &str) -> StoredDestination {
     }
 }
 
-fn notification(tenant: &str, id: &str, kind: &str, destinations: &[&str]) -> NewNotification {
+/// A notification of the rule `big-order` to `destinations`, created at 100.
+pub fn notification(tenant: &str, id: &str, kind: &str, destinations: &[&str]) -> NewNotification {
     NewNotification {
         id: id.to_owned(),
         tenant: tenant.to_owned(),
@@ -41,7 +102,9 @@ fn notification(tenant: &str, id: &str, kind: &str, destinations: &[&str]) -> Ne
     }
 }
 
-fn attempt(n: &str, d: &str, attempt: u32, outcome: &str) -> DeliveryAttempt {
+/// The `attempt`-th delivery attempt of notification `n` to destination `d`, answered with
+/// HTTP 503 (an error text unless `outcome` is `"delivered"`).
+pub fn attempt(n: &str, d: &str, attempt: u32, outcome: &str) -> DeliveryAttempt {
     DeliveryAttempt {
         notification_id: n.to_owned(),
         destination_id: d.to_owned(),
@@ -54,16 +117,12 @@ fn attempt(n: &str, d: &str, attempt: u32, outcome: &str) -> DeliveryAttempt {
     }
 }
 
-#[test]
-fn appended_events_survive_reopen_in_order() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("t.db");
-    let outcomes = {
-        let store = SqliteStore::open(&path).expect("open");
-        store
-            .append_events(&[event("a", "e1"), event("a", "e2"), event("b", "e1")])
-            .expect("append")
-    };
+/// Appends three events (two of tenant `a`, one of `b`) in one batch, checks that all are new
+/// and numbered in order, and returns their positions.
+pub fn append_sample_log(store: &dyn EventLog) -> Vec<u64> {
+    let outcomes = store
+        .append_events(&[event("a", "e1"), event("a", "e2"), event("b", "e1")])
+        .expect("append");
     assert!(
         outcomes
             .iter()
@@ -71,8 +130,12 @@ fn appended_events_survive_reopen_in_order() {
     );
     let seqs: Vec<u64> = outcomes.iter().map(AppendOutcome::seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    seqs
+}
 
-    let store = SqliteStore::open(&path).expect("reopen");
+/// Checks that the log holds exactly what [`append_sample_log`] wrote at `seqs`, readable by
+/// position, and that a new append continues after it.
+pub fn assert_sample_log(store: &dyn EventLog, seqs: &[u64]) {
     let events = store.events_after(0, 10).expect("read");
     assert_eq!(events.len(), 3);
     assert_eq!(events[0].seq, seqs[0]);
@@ -82,14 +145,21 @@ fn appended_events_survive_reopen_in_order() {
     assert_eq!(store.events_after(0, 2).expect("read").len(), 2);
     assert_eq!(store.event_count("a").expect("count"), 2);
     assert_eq!(store.last_event_seq().expect("last"), seqs[2]);
-    // A new append after reopen continues the sequence.
     let next = store.append_events(&[event("a", "e3")]).expect("append");
     assert!(next[0].seq() > seqs[2]);
 }
 
-#[test]
-fn duplicates_are_detected_across_and_within_batches() {
-    let (_dir, store) = open();
+// ---- behaviours ----
+
+/// Appended events are read back in order, by position and by tenant.
+pub fn appended_events_are_read_back_in_order(store: &dyn Store) {
+    let seqs = append_sample_log(store);
+    assert_sample_log(store, &seqs);
+}
+
+/// An event id seen before, in an earlier batch or earlier in the same one, is reported as a
+/// duplicate at its first position; the same id under another tenant is a new event.
+pub fn duplicates_are_detected_across_and_within_batches(store: &dyn Store) {
     let first = store
         .append_events(&[event("a", "e1"), event("a", "e2")])
         .expect("append");
@@ -120,9 +190,8 @@ fn duplicates_are_detected_across_and_within_batches() {
     assert_eq!(store.events_after(0, 100).expect("read").len(), 4);
 }
 
-#[test]
-fn recent_event_replay_skips_old_event_times() {
-    let (_dir, store) = open();
+/// Replaying from an event time skips events older than it.
+pub fn recent_event_replay_skips_old_event_times(store: &dyn Store) {
     let mut old = event("a", "old");
     old.ts_ms = 10;
     let mut new = event("a", "new");
@@ -133,9 +202,8 @@ fn recent_event_replay_skips_old_event_times() {
     assert_eq!(recent[0].id, "new");
 }
 
-#[test]
-fn rules_and_destinations_are_tenant_scoped() {
-    let (_dir, store) = open();
+/// Rules and destinations are read, replaced and deleted only by their own tenant.
+pub fn rules_and_destinations_are_tenant_scoped(store: &dyn Store) {
     let rule = StoredRule {
         tenant: "a".to_owned(),
         id: "r1".to_owned(),
@@ -176,9 +244,8 @@ fn rules_and_destinations_are_tenant_scoped() {
     assert!(store.get_destination("a", "d1").expect("get").is_none());
 }
 
-#[test]
-fn tenants_and_api_keys() {
-    let (_dir, store) = open();
+/// Tenants round-trip; an API key hash finds its tenant, and only a well-formed hash is taken.
+pub fn tenants_and_api_keys(store: &dyn Store) {
     let tenant = Tenant {
         id: "a".to_owned(),
         name: "Shop A".to_owned(),
@@ -205,9 +272,29 @@ fn tenants_and_api_keys() {
     ));
 }
 
-#[test]
-fn enqueue_is_idempotent_and_tenant_scoped() {
-    let (_dir, store) = open();
+/// Ownership lookups name the tenant owning an id, per kind of object.
+pub fn owner_of_tells_who_owns_an_id(store: &dyn Store) {
+    store
+        .put_rule(&StoredRule {
+            tenant: "a".into(),
+            id: "r1".into(),
+            version: 1,
+            enabled: true,
+            body: "{}".into(),
+            updated_at_ms: 0,
+        })
+        .unwrap();
+    assert_eq!(
+        store.owner_of(ObjectKind::Rule, "r1").unwrap().as_deref(),
+        Some("a")
+    );
+    assert_eq!(store.owner_of(ObjectKind::Rule, "r2").unwrap(), None);
+    assert_eq!(store.owner_of(ObjectKind::Destination, "r1").unwrap(), None);
+}
+
+/// Enqueueing the same notification twice adds it once, with one delivery per distinct
+/// destination; another tenant sees none of it and cannot reuse its id.
+pub fn enqueue_is_idempotent_and_tenant_scoped(store: &dyn Store) {
     store.put_destination(&destination("a", "d1")).expect("put");
     store.put_destination(&destination("a", "d2")).expect("put");
     let n = notification("a", "n1", "match", &["d1", "d2", "d1"]);
@@ -267,9 +354,9 @@ fn enqueue_is_idempotent_and_tenant_scoped() {
     );
 }
 
-#[test]
-fn retry_then_deliver_and_retry_then_dead() {
-    let (_dir, store) = open();
+/// Attempts move a delivery through retry to delivered or dead, and a late report does not undo
+/// a delivery.
+pub fn retry_then_deliver_and_retry_then_dead(store: &dyn Store) {
     store.put_destination(&destination("a", "d1")).expect("put");
     store
         .enqueue_notifications(
@@ -356,9 +443,8 @@ fn retry_then_deliver_and_retry_then_dead() {
     ));
 }
 
-#[test]
-fn claims_lease_deliveries_to_one_sender() {
-    let (_dir, store) = open();
+/// A claim leases a delivery to one sender until the lease runs out.
+pub fn claims_lease_deliveries_to_one_sender(store: &dyn Store) {
     store.put_destination(&destination("a", "d1")).expect("put");
     store
         .enqueue_notifications(&[notification("a", "n1", "match", &["d1"])], 100)
@@ -385,9 +471,8 @@ fn claims_lease_deliveries_to_one_sender() {
     assert_eq!(again[0].notification_id, "n1");
 }
 
-#[test]
-fn deliveries_to_deleted_destinations_go_dead_on_claim() {
-    let (_dir, store) = open();
+/// A delivery whose destination was deleted goes dead when claimed, with a log entry saying why.
+pub fn deliveries_to_deleted_destinations_go_dead_on_claim(store: &dyn Store) {
     store.put_destination(&destination("a", "d1")).expect("put");
     store
         .enqueue_notifications(&[notification("a", "n1", "match", &["d1"])], 100)
@@ -407,9 +492,8 @@ fn deliveries_to_deleted_destinations_go_dead_on_claim() {
     assert_eq!(view.deliveries[0].attempt_log.len(), 1);
 }
 
-#[test]
-fn destination_of_another_tenant_is_never_used() {
-    let (_dir, store) = open();
+/// A notification naming another tenant's destination is never delivered there.
+pub fn destination_of_another_tenant_is_never_used(store: &dyn Store) {
     store.put_destination(&destination("b", "d1")).expect("put");
     store
         .enqueue_notifications(&[notification("a", "n1", "match", &["d1"])], 100)
@@ -423,9 +507,9 @@ fn destination_of_another_tenant_is_never_used() {
     );
 }
 
-#[test]
-fn open_alerts_follow_firing_and_resolved() {
-    let (_dir, store) = open();
+/// Firing notifications open an alert, resolved ones close it, and a replayed firing does not
+/// reopen it.
+pub fn open_alerts_follow_firing_and_resolved(store: &dyn Store) {
     store
         .enqueue_notifications(&[notification("a", "f1", "firing", &[])], 100)
         .expect("enqueue");
@@ -451,9 +535,8 @@ fn open_alerts_follow_firing_and_resolved() {
     assert!(store.open_alerts(None).expect("open").is_empty());
 }
 
-#[test]
-fn notification_listing_pages_newest_first() {
-    let (_dir, store) = open();
+/// Notifications list newest first, a page at a time.
+pub fn notification_listing_pages_newest_first(store: &dyn Store) {
     let batch: Vec<NewNotification> = (0..5)
         .map(|i| NewNotification {
             created_at_ms: 100 + i,
@@ -489,70 +572,8 @@ fn notification_listing_pages_newest_first() {
     assert_eq!(ids, ["n2", "n1"]);
 }
 
-#[test]
-fn meta_round_trips_and_guards_schema_version() {
-    let (_dir, store) = open();
-    assert_eq!(store.get_meta("checkpoint").expect("get"), None);
-    store.set_meta("checkpoint", "42").expect("set");
-    store.set_meta("checkpoint", "43").expect("set");
-    assert_eq!(
-        store.get_meta("checkpoint").expect("get").as_deref(),
-        Some("43")
-    );
-    assert_eq!(
-        store.get_meta("schema_version").expect("get").as_deref(),
-        Some("2")
-    );
-    assert!(store.set_meta("schema_version", "9").is_err());
-}
-
-#[test]
-fn refuses_a_database_from_a_newer_version() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("t.db");
-    drop(SqliteStore::open(&path).expect("create"));
-    let conn = rusqlite::Connection::open(&path).expect("raw open");
-    conn.execute(
-        "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
-        [],
-    )
-    .expect("bump version");
-    drop(conn);
-    assert!(matches!(
-        SqliteStore::open(&path),
-        Err(StoreError::SchemaTooNew {
-            found: 99,
-            supported: 2
-        })
-    ));
-}
-
-#[test]
-fn owner_of_tells_who_owns_an_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
-    store
-        .put_rule(&StoredRule {
-            tenant: "a".into(),
-            id: "r1".into(),
-            version: 1,
-            enabled: true,
-            body: "{}".into(),
-            updated_at_ms: 0,
-        })
-        .unwrap();
-    assert_eq!(
-        store.owner_of(ObjectKind::Rule, "r1").unwrap().as_deref(),
-        Some("a")
-    );
-    assert_eq!(store.owner_of(ObjectKind::Rule, "r2").unwrap(), None);
-    assert_eq!(store.owner_of(ObjectKind::Destination, "r1").unwrap(), None);
-}
-
-#[test]
-fn release_claims_makes_leased_deliveries_due_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+/// Releasing claims makes leased deliveries due again at once.
+pub fn release_claims_makes_leased_deliveries_due_again(store: &dyn Store) {
     store
         .put_destination(&StoredDestination {
             tenant: "a".into(),
@@ -593,66 +614,8 @@ fn release_claims_makes_leased_deliveries_due_again() {
     );
 }
 
-#[test]
-fn the_wal_is_checkpointed_in_the_background() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("t.db");
-    let store = SqliteStore::open(&path).expect("open");
-    let before = std::fs::metadata(&path).expect("db file").len();
-    // About 8 MB of events: far below the size at which a commit checkpoints by itself.
-    let padding = "x".repeat(800);
-    for batch in 0..10 {
-        let events: Vec<NewEvent> = (0..1_000)
-            .map(|i| NewEvent {
-                body: format!(r#"{{"pad":"{padding}"}}"#),
-                ..event("t1", &format!("e{batch}-{i}"))
-            })
-            .collect();
-        store.append_events(&events).expect("append");
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let after = loop {
-        let after = std::fs::metadata(&path).expect("db file").len();
-        if after > before + 7_000_000 || std::time::Instant::now() > deadline {
-            break after;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    assert!(
-        after > before + 7_000_000,
-        "the database file grew from {before} to {after} bytes: the WAL was not copied into it"
-    );
-    drop(store);
-    let reopened = SqliteStore::open(&path).expect("reopen");
-    assert_eq!(
-        reopened.events_after(0, 20_000).expect("read").len(),
-        10_000
-    );
-}
-
-#[test]
-fn checkpoint_log_empties_the_wal_into_the_database_file() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("t.db");
-    let wal = dir.path().join("t.db-wal");
-    let store = SqliteStore::open(&path).expect("open");
-    let events: Vec<NewEvent> = (0..2_000)
-        .map(|i| NewEvent {
-            body: format!(r#"{{"pad":"{}"}}"#, "y".repeat(500)),
-            ..event("t1", &format!("e{i}"))
-        })
-        .collect();
-    store.append_events(&events).expect("append");
-    assert!(std::fs::metadata(&wal).expect("wal file").len() > 1_000_000);
-    store.checkpoint_log().expect("checkpoint");
-    assert_eq!(std::fs::metadata(&wal).expect("wal file").len(), 0);
-    assert!(std::fs::metadata(&path).expect("db file").len() > 1_000_000);
-    assert_eq!(store.events_after(0, 5_000).expect("read").len(), 2_000);
-}
-
-#[test]
-fn a_step_commits_its_notifications_and_checkpoint_together() {
-    let (_dir, store) = open();
+/// A step's notifications and its checkpoint meta key are written together, or not at all.
+pub fn a_step_commits_its_notifications_and_checkpoint_together(store: &dyn Store) {
     store
         .put_destination(&destination("a", "d1"))
         .expect("dest");
@@ -703,4 +666,16 @@ fn a_step_commits_its_notifications_and_checkpoint_together() {
     ));
     assert_eq!(processed().as_deref(), Some("43"));
     assert_eq!(store.due_deliveries(5_000, 10).expect("due").len(), 2);
+}
+
+/// Meta values round-trip, and the schema version key cannot be set.
+pub fn meta_round_trips_and_guards_schema_version(store: &dyn Store) {
+    assert_eq!(store.get_meta("checkpoint").expect("get"), None);
+    store.set_meta("checkpoint", "42").expect("set");
+    store.set_meta("checkpoint", "43").expect("set");
+    assert_eq!(
+        store.get_meta("checkpoint").expect("get").as_deref(),
+        Some("43")
+    );
+    assert!(store.set_meta("schema_version", "9").is_err());
 }

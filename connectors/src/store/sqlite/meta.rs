@@ -1,0 +1,46 @@
+//! [`Meta`] on SQLite: the `meta` table, which also holds the schema version.
+
+use rusqlite::{OptionalExtension, Transaction};
+
+use super::{SCHEMA_VERSION_KEY, SqliteStore, db};
+use crate::store::{Meta, StoreError, StoreResult};
+
+impl Meta for SqliteStore {
+    fn get_meta(&self, key: &str) -> StoreResult<Option<String>> {
+        const OP: &str = "get meta";
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")
+            .map_err(db(OP))?;
+        stmt.query_row([key], |row| row.get(0))
+            .optional()
+            .map_err(db(OP))
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> StoreResult<()> {
+        check_meta_key(key)?;
+        self.write("set meta", |tx| put_meta(tx, key, value))
+    }
+}
+
+/// Refuses the key the store keeps its schema version under.
+pub(super) fn check_meta_key(key: &str) -> StoreResult<()> {
+    if key == SCHEMA_VERSION_KEY {
+        return Err(StoreError::InvalidInput(format!(
+            "meta key {SCHEMA_VERSION_KEY:?} is reserved for the store itself"
+        )));
+    }
+    Ok(())
+}
+
+/// Sets `key` inside `tx`: [`Meta::set_meta`] in its own transaction, and the checkpoint of
+/// [`Outbox::commit_step`](crate::store::Outbox::commit_step) in the step's.
+pub(super) fn put_meta(tx: &Transaction<'_>, key: &str, value: &str) -> StoreResult<()> {
+    tx.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .and_then(|mut stmt| stmt.execute([key, value]))
+    .map_err(db("set meta"))?;
+    Ok(())
+}

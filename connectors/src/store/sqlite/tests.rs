@@ -1,0 +1,134 @@
+//! SQLite-only behaviour: what survives reopening the file, the schema version it records and
+//! refuses, and the WAL checkpoints; and the store contract, run on SQLite.
+
+use super::SqliteStore;
+use crate::store::contract::{append_sample_log, assert_sample_log, event};
+use crate::store::{EventLog, Meta, NewEvent, StoreError};
+
+/// A fresh store in a temporary directory (in a subdirectory the store must create).
+fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("nested/tidemark.db")).expect("open store");
+    (dir, store)
+}
+
+crate::store_contract_tests!(open);
+
+#[test]
+fn appended_events_survive_reopen_in_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let seqs = append_sample_log(&SqliteStore::open(&path).expect("open"));
+    let store = SqliteStore::open(&path).expect("reopen");
+    // A new append after reopen continues the sequence.
+    assert_sample_log(&store, &seqs);
+}
+
+#[test]
+fn the_schema_version_is_kept_in_meta() {
+    let (_dir, store) = open();
+    assert_eq!(
+        store.get_meta("schema_version").expect("get").as_deref(),
+        Some("2")
+    );
+}
+
+#[test]
+fn refuses_a_database_from_a_newer_version() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    drop(SqliteStore::open(&path).expect("create"));
+    let conn = rusqlite::Connection::open(&path).expect("raw open");
+    conn.execute(
+        "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+        [],
+    )
+    .expect("bump version");
+    drop(conn);
+    assert!(matches!(
+        SqliteStore::open(&path),
+        Err(StoreError::SchemaTooNew {
+            found: 99,
+            supported: 2
+        })
+    ));
+}
+
+#[test]
+fn the_wal_is_checkpointed_in_the_background() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let before = std::fs::metadata(&path).expect("db file").len();
+    // About 8 MB of events: far below the size at which a commit checkpoints by itself.
+    let padding = "x".repeat(800);
+    for batch in 0..10 {
+        let events: Vec<NewEvent> = (0..1_000)
+            .map(|i| NewEvent {
+                body: format!(r#"{{"pad":"{padding}"}}"#),
+                ..event("t1", &format!("e{batch}-{i}"))
+            })
+            .collect();
+        store.append_events(&events).expect("append");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let after = loop {
+        let after = std::fs::metadata(&path).expect("db file").len();
+        if after > before + 7_000_000 || std::time::Instant::now() > deadline {
+            break after;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        after > before + 7_000_000,
+        "the database file grew from {before} to {after} bytes: the WAL was not copied into it"
+    );
+    drop(store);
+    let reopened = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(
+        reopened.events_after(0, 20_000).expect("read").len(),
+        10_000
+    );
+}
+
+#[test]
+fn checkpoint_log_empties_the_wal_into_the_database_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let wal = dir.path().join("t.db-wal");
+    let store = SqliteStore::open(&path).expect("open");
+    let events: Vec<NewEvent> = (0..2_000)
+        .map(|i| NewEvent {
+            body: format!(r#"{{"pad":"{}"}}"#, "y".repeat(500)),
+            ..event("t1", &format!("e{i}"))
+        })
+        .collect();
+    store.append_events(&events).expect("append");
+    assert!(std::fs::metadata(&wal).expect("wal file").len() > 1_000_000);
+    store.checkpoint_log().expect("checkpoint");
+    assert_eq!(std::fs::metadata(&wal).expect("wal file").len(), 0);
+    assert!(std::fs::metadata(&path).expect("db file").len() > 1_000_000);
+    assert_eq!(store.events_after(0, 5_000).expect("read").len(), 2_000);
+}
+
+#[test]
+fn opens_sqlite_urls_and_plain_paths() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let seqs = append_sample_log(crate::store::open(&path).expect("open path").as_ref());
+    let url = format!("sqlite://{}", path.display());
+    let store = crate::store::open(&url).expect("open url");
+    assert_sample_log(store.as_ref(), &seqs);
+}
+
+#[test]
+fn refuses_stores_it_has_no_backend_for() {
+    let refused = crate::store::open("postgres://tidemark@localhost/tidemark");
+    assert!(
+        matches!(&refused, Err(StoreError::UnsupportedScheme { scheme }) if scheme == "postgres"),
+        "{:?}",
+        refused.err()
+    );
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("postgres://"), "{message}");
+}
