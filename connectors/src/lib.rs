@@ -9,10 +9,12 @@
 //!   store under a key-encryption key from a local file or AWS Secrets Manager.
 //! - [`ga4`]: the Google Analytics 4 Data API client (service-account auth, paging, quotas).
 //! - [`trino`]: the Trino REST client (statement protocol, results as Arrow record batches).
+//! - [`http`]: where every HTTP(S) client (reqwest, the AWS SDK's) is built, on rustls with ring.
 //!
 //! This crate depends on no other workspace crate; everything here is I/O at the edge.
 
 pub mod ga4;
+pub mod http;
 pub mod secrets;
 pub mod sinks;
 pub mod store;

@@ -26,7 +26,7 @@ fn moto_endpoint() -> String {
 }
 
 async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    connectors::http::aws_config_loader()
         .region(Region::new("us-east-1"))
         .endpoint_url(moto_endpoint())
         .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
@@ -212,7 +212,7 @@ async fn a_missing_or_malformed_kek_secret_is_a_clear_error() {
 
 #[tokio::test]
 async fn an_unreachable_endpoint_is_transient() {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let config = connectors::http::aws_config_loader()
         .region(Region::new("us-east-1"))
         // Port 9 (discard) on loopback: nothing listens there.
         .endpoint_url("http://127.0.0.1:9")

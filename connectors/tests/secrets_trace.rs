@@ -96,7 +96,7 @@ async fn no_value_or_key_reaches_the_trace_output() {
         .init();
 
     let endpoint = moto_endpoint();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let config = connectors::http::aws_config_loader()
         .region(Region::new("us-east-1"))
         .endpoint_url(&endpoint)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))

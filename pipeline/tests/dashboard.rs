@@ -31,7 +31,7 @@ async fn post(
     body: String,
     accept: Option<&str>,
 ) -> Answer {
-    let mut request = reqwest::Client::new()
+    let mut request = connectors::http::client()
         .post(format!("{}{path}", shop.base))
         .body(body);
     if let Some(key) = key {
@@ -309,7 +309,9 @@ async fn cached_answers_equal_fresh_ones() {
     assert_ne!(other.json()["rows"], a["rows"]);
 
     // The cache's hits and misses are visible to Prometheus.
-    let metrics = reqwest::get(format!("{}/metrics", shop.base))
+    let metrics = connectors::http::client()
+        .get(format!("{}/metrics", shop.base))
+        .send()
         .await
         .unwrap()
         .text()

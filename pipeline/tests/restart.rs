@@ -132,7 +132,7 @@ api_key = "{KEY}"
     .unwrap();
     let log = dir.path().join("server.log");
     let (hook, received) = start_receiver().await;
-    let client = reqwest::Client::builder()
+    let client = connectors::http::client_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();

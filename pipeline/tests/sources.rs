@@ -41,7 +41,7 @@ async fn trino_scalar(url: &str, sql: &str) -> f64 {
 }
 
 async fn sql(shop: &Shop, key: &str, text: &str) -> (reqwest::StatusCode, Value) {
-    let response = reqwest::Client::new()
+    let response = connectors::http::client()
         .post(format!("{}/v1/sql", shop.base))
         .bearer_auth(key)
         .json(&json!({ "sql": text }))

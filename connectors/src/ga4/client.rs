@@ -103,7 +103,7 @@ impl Ga4Client {
                 config.page_size
             )));
         }
-        let http = reqwest::Client::builder()
+        let http = crate::http::client_builder()
             .timeout(config.timeout)
             .build()
             .map_err(|source| Ga4Error::Transport {

@@ -392,7 +392,7 @@ impl AwsSecretsManager {
     /// A client from the standard AWS configuration (environment, profiles, instance role),
     /// with `settings`' region and endpoint overriding it.
     pub async fn from_settings(settings: &AwsKekSettings) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        let mut loader = crate::http::aws_config_loader();
         if let Some(region) = &settings.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
@@ -403,7 +403,8 @@ impl AwsSecretsManager {
         Self::from_sdk_config(&config, &settings.secret_id, settings.create_if_missing)
     }
 
-    /// A client from an already loaded AWS configuration.
+    /// A client from an already loaded AWS configuration, which brings the HTTP client: load it
+    /// from [`crate::http::aws_config_loader`].
     pub fn from_sdk_config(
         config: &aws_config::SdkConfig,
         secret_id: &str,

@@ -274,7 +274,7 @@ pub struct WebhookSink {
 impl WebhookSink {
     /// A sink with its own HTTP client: redirects disabled, 5 s connect timeout.
     pub fn new() -> Result<Self, SinkError> {
-        let client = reqwest::Client::builder()
+        let client = crate::http::client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("tidemark/", env!("CARGO_PKG_VERSION")))

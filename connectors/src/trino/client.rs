@@ -127,7 +127,7 @@ impl TrinoClient {
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
         }
-        let http = reqwest::Client::builder()
+        let http = crate::http::client_builder()
             .default_headers(headers)
             .timeout(config.request_timeout)
             .build()

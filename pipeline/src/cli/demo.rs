@@ -72,7 +72,7 @@ pub async fn run(
         Err(e) => return Err(e),
     };
     let base = format!("http://{}", server.addr);
-    let client = reqwest::Client::new();
+    let client = connectors::http::client();
     setup(&client, &base, &receiver)
         .await
         .context("setting up the demo tenant")?;

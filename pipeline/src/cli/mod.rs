@@ -96,6 +96,9 @@ fn init_tracing() {
 /// Runs the command the arguments name.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     init_tracing();
+    // rustls' crypto provider for every TLS client in the process (the library's client
+    // builders install it too; this covers anything built another way).
+    connectors::http::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

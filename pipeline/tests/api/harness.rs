@@ -129,7 +129,7 @@ impl Tidemark {
             child,
             base: format!("http://127.0.0.1:{port}"),
             log,
-            http: reqwest::Client::builder()
+            http: connectors::http::client_builder()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("HTTP client"),

@@ -154,7 +154,7 @@ api_key = "{KEY_C}"
             log,
             _dir: dir,
         };
-        let http = reqwest::Client::new();
+        let http = connectors::http::client();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let health = http.get(format!("{}/healthz", shop.base)).send().await;

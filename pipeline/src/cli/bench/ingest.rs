@@ -69,7 +69,7 @@ pub async fn run(args: IngestBenchArgs) -> anyhow::Result<serde_json::Value> {
         .collect();
     let server = Server::start(config).await?;
     let base = format!("http://{}", server.addr);
-    let client = reqwest::Client::new();
+    let client = connectors::http::client();
     // 20 rules per tenant: big-order matches with different thresholds, and hourly revenue.
     for t in 0..TENANTS {
         let key = format!("{KEY_PREFIX}{t}");
