@@ -301,7 +301,7 @@ async fn an_unknown_property_is_a_clear_permission_error() {
         "{err}"
     );
     assert!(err.to_string().contains("properties/999"), "{err}");
-    assert!(!err.is_retryable());
+    assert!(!err.is_transient());
 }
 
 #[tokio::test]
@@ -334,7 +334,7 @@ async fn persistent_rate_limits_give_up_with_a_retryable_error() {
         matches!(err, Ga4Error::RateLimited { attempts: 3, .. }),
         "{err}"
     );
-    assert!(err.is_retryable());
+    assert!(err.is_transient());
     assert!(err.to_string().contains("tokens per hour"), "{err}");
 }
 
@@ -348,7 +348,7 @@ async fn an_exhausted_daily_quota_fails_at_once_and_says_so() {
         .unwrap_err();
     assert!(matches!(err, Ga4Error::DailyQuotaExhausted { .. }), "{err}");
     assert!(err.to_string().contains("daily quota"), "{err}");
-    assert!(!err.is_retryable());
+    assert!(!err.is_transient());
     assert_eq!(
         standin.requests().len(),
         1,
@@ -441,7 +441,7 @@ fn the_validator_rejects_unknown_fields_wrong_enums_and_wrong_types() {
 }
 
 #[tokio::test]
-async fn an_unreachable_api_is_retried_then_reported_as_retryable() {
+async fn an_unreachable_api_is_retried_then_reported_as_transient() {
     let standin = StandIn::start().await;
     // Tokens come from the stand-in; the API address refuses connections.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -460,6 +460,6 @@ async fn an_unreachable_api_is_retried_then_reported_as_retryable() {
         .await
         .unwrap_err();
     assert!(matches!(err, Ga4Error::Transport { .. }), "{err}");
-    assert!(err.is_retryable());
+    assert!(err.is_transient());
     assert!(err.to_string().contains(":runReport"), "{err}");
 }

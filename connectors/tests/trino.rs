@@ -171,7 +171,7 @@ async fn errors_carry_name_code_and_location() {
     assert!(failure.error_code > 0);
     assert_eq!(failure.location, Some((2, 6)));
     assert!(err.to_string().contains("nowhere_at_all"), "{err}");
-    assert!(!err.is_retryable());
+    assert!(!err.is_transient());
 
     let err = client.query_all("SELEC 1").await.unwrap_err();
     assert!(err.to_string().contains("SYNTAX_ERROR"), "{err}");
@@ -304,5 +304,5 @@ async fn gives_up_after_repeated_unavailability_with_the_status() {
         "{err}"
     );
     assert!(err.to_string().contains("gateway down"));
-    assert!(err.is_retryable());
+    assert!(err.is_transient());
 }

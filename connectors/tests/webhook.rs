@@ -12,7 +12,8 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use connectors::sinks::webhook::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use connectors::sinks::{
-    DeliveryOutcome, DestinationConfig, Sinks, WebhookConfig, WebhookSigner, WebhookSink,
+    DeliveryOutcome, Destination, OutgoingNotification, Sink, Sinks, WebhookConfig, WebhookSigner,
+    WebhookSink,
 };
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -71,6 +72,13 @@ async fn server() -> (String, Received) {
     (format!("http://{addr}"), seen)
 }
 
+fn notification(id: &str) -> OutgoingNotification<'_> {
+    OutgoingNotification {
+        id,
+        payload: PAYLOAD,
+    }
+}
+
 fn config(url: String) -> WebhookConfig {
     let mut config = WebhookConfig::new(url);
     config.secret = Some(SECRET.into());
@@ -90,7 +98,7 @@ async fn delivers_signed_request_with_idempotency_key() {
         .headers
         .insert(HEADER_ID.to_owned(), "spoofed".into());
 
-    let result = sink.deliver(&config, "ntf_1", PAYLOAD).await;
+    let result = sink.deliver(&notification("ntf_1"), &config).await;
     assert_eq!(result.outcome, DeliveryOutcome::Delivered, "{result:?}");
     assert_eq!(result.status_code, Some(204));
 
@@ -122,7 +130,7 @@ async fn unsigned_destination_sends_no_signature() {
     let config = WebhookConfig::new(format!("{base}/ok"));
     let result = WebhookSink::new()
         .expect("sink")
-        .deliver(&config, "ntf_2", PAYLOAD)
+        .deliver(&notification("ntf_2"), &config)
         .await;
     // The receiver insists on a signature, so it refuses: a permanent 401.
     assert_eq!(result.outcome, DeliveryOutcome::Permanent);
@@ -140,7 +148,7 @@ async fn service_unavailable_is_retryable_with_retry_after() {
     let (base, _) = server().await;
     let result = WebhookSink::new()
         .expect("sink")
-        .deliver(&config(format!("{base}/busy")), "ntf_3", PAYLOAD)
+        .deliver(&notification("ntf_3"), &config(format!("{base}/busy")))
         .await;
     assert_eq!(
         result.outcome,
@@ -166,7 +174,7 @@ async fn redirect_is_a_failure_and_not_followed() {
     let (base, seen) = server().await;
     let result = WebhookSink::new()
         .expect("sink")
-        .deliver(&config(format!("{base}/moved")), "ntf_4", PAYLOAD)
+        .deliver(&notification("ntf_4"), &config(format!("{base}/moved")))
         .await;
     assert!(!result.is_delivered());
     assert!(matches!(result.outcome, DeliveryOutcome::Retryable { .. }));
@@ -183,7 +191,7 @@ async fn gone_is_permanent() {
     let (base, _) = server().await;
     let result = WebhookSink::new()
         .expect("sink")
-        .deliver(&config(format!("{base}/gone")), "ntf_5", PAYLOAD)
+        .deliver(&notification("ntf_5"), &config(format!("{base}/gone")))
         .await;
     assert_eq!(result.outcome, DeliveryOutcome::Permanent);
     assert_eq!(result.status_code, Some(410));
@@ -196,7 +204,7 @@ async fn server_that_never_answers_times_out_retryably() {
     config.timeout_ms = 300;
     let result = WebhookSink::new()
         .expect("sink")
-        .deliver(&config, "ntf_6", PAYLOAD)
+        .deliver(&notification("ntf_6"), &config)
         .await;
     assert_eq!(
         result.outcome,
@@ -218,7 +226,7 @@ async fn refused_connection_is_retryable() {
     drop(listener);
     let result = WebhookSink::new()
         .expect("sink")
-        .deliver(&config(format!("http://{addr}/ok")), "ntf_7", PAYLOAD)
+        .deliver(&notification("ntf_7"), &config(format!("http://{addr}/ok")))
         .await;
     assert!(
         matches!(result.outcome, DeliveryOutcome::Retryable { .. }),
@@ -231,11 +239,14 @@ async fn bad_configuration_is_permanent_without_sending() {
     let sink = WebhookSink::new().expect("sink");
     let mut bad_secret = config("http://127.0.0.1:9/ok".to_owned());
     bad_secret.secret = Some("whsec_???".into());
-    let result = sink.deliver(&bad_secret, "ntf_8", PAYLOAD).await;
+    let result = sink.deliver(&notification("ntf_8"), &bad_secret).await;
     assert_eq!(result.outcome, DeliveryOutcome::Permanent);
 
     let result = sink
-        .deliver(&config("ftp://example.com/x".to_owned()), "ntf_8", PAYLOAD)
+        .deliver(
+            &notification("ntf_8"),
+            &config("ftp://example.com/x".to_owned()),
+        )
         .await;
     assert_eq!(result.outcome, DeliveryOutcome::Permanent);
 
@@ -243,7 +254,7 @@ async fn bad_configuration_is_permanent_without_sending() {
     reserved
         .headers
         .insert("Content-Length".to_owned(), "1".into());
-    let result = sink.deliver(&reserved, "ntf_8", PAYLOAD).await;
+    let result = sink.deliver(&notification("ntf_8"), &reserved).await;
     assert_eq!(result.outcome, DeliveryOutcome::Permanent);
     assert!(result.error.expect("error").contains("content-length"));
 }
@@ -252,10 +263,10 @@ async fn bad_configuration_is_permanent_without_sending() {
 async fn stored_destination_dispatches_through_sinks() {
     let (base, seen) = server().await;
     let stored = format!(r#"{{"url":"{base}/ok","secret":"{SECRET}","timeout_ms":2000}}"#);
-    let destination = DestinationConfig::parse("webhook", &stored).expect("config");
+    let destination = Destination::parse("webhook", &stored).expect("config");
     let result = Sinks::new()
         .expect("sinks")
-        .deliver(&destination, "ntf_9", PAYLOAD)
+        .deliver(&destination, &notification("ntf_9"))
         .await;
     assert!(result.is_delivered(), "{result:?}");
     assert_eq!(seen.lock().expect("lock").len(), 1);

@@ -84,7 +84,7 @@ pub enum Ga4Error {
 
 impl Ga4Error {
     /// Whether the same call may succeed if tried again later.
-    pub fn is_retryable(&self) -> bool {
+    pub fn is_transient(&self) -> bool {
         match self {
             Ga4Error::RateLimited { .. } | Ga4Error::Transport { .. } => true,
             Ga4Error::Api { http_status, .. } => *http_status >= 500,

@@ -1,26 +1,91 @@
 //! Delivering notifications to destinations.
 //!
-//! One module per sink kind — [`webhook`] (Standard Webhooks signing) and [`file`](mod@file) (JSON
-//! lines) — plus [`retry`], the backoff policy a sender applies between attempts. A sink never
-//! returns an error: every attempt ends in a [`DeliveryResult`] that says whether the
-//! notification arrived, may arrive if tried again, or never will. [`Sinks`] dispatches a
-//! stored destination (kind + JSON config) to the right sink.
+//! One folder per sink kind, each with the same files — `config.rs` (the destination's stored
+//! JSON: serde types, [`SinkConfig::validate`], the credentials it holds) and `sink.rs` (the
+//! protocol: one attempt → a [`DeliveryResult`]) — so a reader guesses the path right:
+//! [`webhook`] (Standard Webhooks signing, in `webhook/signer.rs`) and [`file`](mod@file)
+//! (JSON lines). Beside them: [`credential`] (inline or stored credentials, resolved under the
+//! destination's own tenant), [`registry`] (which kinds exist: a stored destination's kind to
+//! its config parser and its sink) and [`retry`], the backoff policy a sender applies between
+//! attempts.
+//!
+//! A sink never returns an error: every attempt ends in a [`DeliveryResult`] that says whether
+//! the notification arrived, may arrive if tried again, or never will. Adding a kind (email,
+//! Slack, Fluvio) is a folder implementing [`Sink`] and [`SinkConfig`] plus one line in
+//! [`registry`].
 //!
 //! Every delivery carries the notification id as its idempotency key (`webhook-id` header,
 //! `id` field), because delivery is at-least-once: a sender that dies after the receiver
 //! accepted but before the outcome was recorded will deliver again.
 
+pub mod credential;
 pub mod file;
+pub mod registry;
 pub mod retry;
 pub mod webhook;
 
+use std::any::Any;
+use std::path::Path;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
 
+use crate::secrets::SecretsError;
+
+pub use credential::{Credential, SecretLookup};
 pub use file::{FileConfig, FileSink};
+pub use registry::{Destination, Sinks};
 pub use retry::RetryPolicy;
 pub use webhook::{VerifyError, WebhookConfig, WebhookSigner, WebhookSink};
+
+/// What a sink is asked to deliver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutgoingNotification<'a> {
+    /// The notification id: the idempotency key every sink passes on.
+    pub id: &'a str,
+    /// The rendered notification, JSON text.
+    pub payload: &'a str,
+}
+
+/// One kind of destination: how a notification reaches it.
+///
+/// The registry holds one of each kind per sender and hands it the destination's parsed
+/// configuration, so a sink keeps only what deliveries share (an HTTP client, a write lock).
+#[async_trait]
+pub trait Sink: Send + Sync + Sized + 'static {
+    /// Its destinations' configuration, as stored (JSON).
+    type Config: SinkConfig + DeserializeOwned;
+
+    /// A sink ready to deliver: clients built, shared state set up.
+    fn build() -> Result<Self, SinkError>;
+
+    /// One attempt at delivering `notification` to the destination `config` describes, its
+    /// stored credentials already resolved. Every failure is classified in the result.
+    async fn deliver(
+        &self,
+        notification: &OutgoingNotification<'_>,
+        config: &Self::Config,
+    ) -> DeliveryResult;
+}
+
+/// A destination kind's configuration: what its types cannot check, and the credentials it
+/// holds.
+pub trait SinkConfig: Any + std::fmt::Debug + Send + Sync {
+    /// Checks what serde cannot (URL schemes, secret formats, paths); an error names the field
+    /// as the destination shows it (`config.url`) and says why.
+    fn validate(&self) -> Result<(), SinkError>;
+
+    /// Every credential it holds, each with its field (`config.secret`), in a stable order.
+    /// Mutable because the sender resolves stored credentials in place.
+    fn credentials(&mut self) -> Vec<(String, &mut Credential)>;
+
+    /// Keeps what the destination writes on this machine inside its tenant's directory
+    /// `tenant_dir` (the file sink's path); kinds that write nothing locally have nothing to do.
+    fn confine(&mut self, _tenant_dir: &Path) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
 
 /// How an attempt ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,40 +161,11 @@ impl DeliveryResult {
     }
 }
 
-/// A destination's configuration, parsed from its stored kind and JSON.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum DestinationConfig {
-    /// An HTTP endpoint receiving signed POSTs.
-    Webhook(WebhookConfig),
-    /// A JSON-lines file (or stdout).
-    File(FileConfig),
-}
-
-impl DestinationConfig {
-    /// Parses a stored destination: `kind` is `"webhook"` or `"file"`, `config` its JSON.
-    pub fn parse(kind: &str, config: &str) -> Result<Self, SinkError> {
-        let invalid = |source| SinkError::InvalidConfig {
-            kind: kind.to_owned(),
-            source,
-        };
-        match kind {
-            "webhook" => serde_json::from_str(config)
-                .map(Self::Webhook)
-                .map_err(invalid),
-            "file" => serde_json::from_str(config)
-                .map(Self::File)
-                .map_err(invalid),
-            other => Err(SinkError::UnknownKind(other.to_owned())),
-        }
-    }
-}
-
-/// Errors setting up a sink or reading a destination's configuration.
+/// Errors setting up a sink, or reading, checking or resolving a destination's configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// The destination kind is not one this build can deliver to.
-    #[error("unknown destination kind {0:?}; expected \"webhook\" or \"file\"")]
+    #[error("unknown destination kind {0:?}; expected {expected}", expected = registry::expected_kinds())]
     UnknownKind(String),
     /// The destination's JSON configuration does not fit its kind.
     #[error("invalid {kind} destination config: {source}")]
@@ -140,6 +176,32 @@ pub enum SinkError {
         #[source]
         source: serde_json::Error,
     },
+    /// A field of the configuration has a value its kind cannot use.
+    #[error("{field}: {reason}")]
+    InvalidField {
+        /// The field, as the destination shows it (`config.url`).
+        field: String,
+        /// What is wrong with its value, and what would do.
+        reason: String,
+    },
+    /// A credential names a secret its tenant does not have.
+    #[error(
+        "{field}: there is no secret named '{name}'; create it first \
+         (PUT /v1/secrets/{name} or `tidemark secrets put`)"
+    )]
+    UnknownSecret {
+        /// The credential's field (`config.headers.authorization`).
+        field: String,
+        /// The secret it names.
+        name: String,
+    },
+    /// Reading the tenant's secrets failed (or a named one is gone) while checking or
+    /// resolving credentials.
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    /// A file destination's path leads out of its tenant's directory.
+    #[error("file destination path '{0}' leaves the tenant's directory")]
+    OutsideTenant(String),
     /// A webhook secret is not `whsec_`-prefixed or raw base64.
     #[error("invalid webhook secret: {0}")]
     InvalidSecret(String),
@@ -148,63 +210,23 @@ pub enum SinkError {
     HttpClient(#[source] reqwest::Error),
 }
 
-/// Every sink, ready to deliver to any [`DestinationConfig`].
-#[derive(Debug, Clone)]
-pub struct Sinks {
-    webhook: WebhookSink,
-    file: FileSink,
-}
-
-impl Sinks {
-    /// Builds the sinks (one shared HTTP client).
-    pub fn new() -> Result<Self, SinkError> {
-        Ok(Self {
-            webhook: WebhookSink::new()?,
-            file: FileSink::new(),
-        })
-    }
-
-    /// Delivers `payload` (JSON text) with idempotency key `msg_id` to `destination`.
-    pub async fn deliver(
-        &self,
-        destination: &DestinationConfig,
-        msg_id: &str,
-        payload: &str,
-    ) -> DeliveryResult {
-        match destination {
-            DestinationConfig::Webhook(config) => {
-                self.webhook.deliver(config, msg_id, payload).await
-            }
-            DestinationConfig::File(config) => self.file.deliver(config, msg_id, payload).await,
+impl SinkError {
+    /// The destination field the error is about, as the destination API names it. An unknown
+    /// kind is reported on `config`, which it leaves unreadable.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::UnknownKind(_) | Self::InvalidConfig { .. } => Some("config"),
+            Self::InvalidField { field, .. } | Self::UnknownSecret { field, .. } => Some(field),
+            _ => None,
         }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_known_kinds_and_names_bad_fields() {
-        let webhook = DestinationConfig::parse("webhook", r#"{"url":"https://example.com/h"}"#)
-            .expect("webhook");
-        assert!(
-            matches!(webhook, DestinationConfig::Webhook(c) if c.url == "https://example.com/h")
-        );
-        let file = DestinationConfig::parse("file", r#"{"path":"-"}"#).expect("file");
-        assert_eq!(
-            file,
-            DestinationConfig::File(FileConfig {
-                path: "-".to_owned()
-            })
-        );
-
-        let err = DestinationConfig::parse("webhook", r#"{"url":"x","urll":"y"}"#)
-            .expect_err("unknown field");
-        assert!(err.to_string().contains("urll"), "{err}");
-        assert!(matches!(
-            DestinationConfig::parse("slack", "{}"),
-            Err(SinkError::UnknownKind(_))
-        ));
+    /// Whether trying again later may succeed (the secrets store or its KEK is unavailable for
+    /// now), as opposed to a configuration that stays wrong until someone changes it.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Secrets(e) => e.is_transient(),
+            _ => false,
+        }
     }
 }

@@ -84,7 +84,7 @@ pub enum TrinoError {
 impl TrinoError {
     /// Whether running the same query again may succeed (connection trouble, overloaded or
     /// restarting cluster), as opposed to a query or configuration that is wrong.
-    pub fn is_retryable(&self) -> bool {
+    pub fn is_transient(&self) -> bool {
         match self {
             TrinoError::Http { .. } => true,
             TrinoError::Status { status, .. } => matches!(status, 429 | 502 | 503 | 504),

@@ -10,10 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use connectors::secrets::{Secrets, SecretsError};
+use connectors::secrets::Secrets;
 use connectors::sinks::retry::RetryPolicy;
-use connectors::sinks::webhook::Credential;
-use connectors::sinks::{DeliveryOutcome, DestinationConfig, Sinks};
+use connectors::sinks::{DeliveryOutcome, Destination, OutgoingNotification, SinkError, Sinks};
 use connectors::store::{DeliveryAttempt, DeliveryNext, DueDelivery, SecretRows, Store};
 use tokio::sync::{Semaphore, watch};
 
@@ -148,69 +147,16 @@ struct Context<'a> {
     metrics: &'a Metrics,
 }
 
-/// Why a destination could not be made ready for delivery.
-enum Unready {
-    /// Nothing will change by itself (bad config, unknown secret): dead at once.
-    Permanent(String),
-    /// The secrets store or its KEK is unavailable for now: retried like a failed delivery.
-    Transient(String),
-}
-
-/// A destination's delivery configuration, ready to deliver: file paths confined to
-/// `files_root/<tenant>/`, credentials named from the secrets store resolved within the
-/// destination's tenant.
+/// The stored destination of `due`, ready to deliver (see [`Destination::resolve`]).
 async fn resolve(
     due: &DueDelivery,
     files_root: &Path,
     secrets: &SecretsHandle,
-) -> Result<DestinationConfig, Unready> {
-    let mut destination = DestinationConfig::parse(&due.destination.kind, &due.destination.config)
-        .map_err(|e| Unready::Permanent(e.to_string()))?;
-    if let DestinationConfig::Webhook(webhook) = &mut destination {
-        for credential in webhook.credentials_mut() {
-            if let Credential::Stored(reference) = credential {
-                let value = secrets
-                    .resolve(&due.tenant, reference)
-                    .await
-                    .and_then(|v| v.expose_str().map(str::to_owned))
-                    .map_err(|e: SecretsError| {
-                        if e.is_transient() {
-                            Unready::Transient(e.to_string())
-                        } else {
-                            Unready::Permanent(e.to_string())
-                        }
-                    })?;
-                *credential = Credential::Inline(value);
-            }
-        }
-    }
-    resolve_file(due, files_root, destination).map_err(Unready::Permanent)
-}
-
-fn resolve_file(
-    due: &DueDelivery,
-    files_root: &Path,
-    mut destination: DestinationConfig,
-) -> Result<DestinationConfig, String> {
-    if let DestinationConfig::File(file) = &mut destination
-        && file.path != "-"
-    {
-        let relative = Path::new(&file.path);
-        if !relative
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)))
-        {
-            return Err(format!(
-                "file destination path '{}' leaves the tenant's directory",
-                file.path
-            ));
-        }
-        file.path = files_root
-            .join(&due.tenant)
-            .join(relative)
-            .to_string_lossy()
-            .into_owned();
-    }
+) -> Result<Destination, SinkError> {
+    let mut destination = Destination::parse(&due.destination.kind, &due.destination.config)?;
+    destination
+        .resolve(&due.tenant, files_root, secrets.as_ref())
+        .await?;
     Ok(destination)
 }
 
@@ -230,12 +176,26 @@ async fn deliver(due: DueDelivery, context: Context<'_>, store: Arc<dyn Store>) 
             None => DeliveryNext::Dead,
         };
     let (next, status_code, error, duration) = match resolve(&due, files_root, secrets).await {
-        Err(Unready::Permanent(e)) => (DeliveryNext::Dead, None, Some(e), Duration::ZERO),
-        Err(Unready::Transient(e)) => (retry_or_dead(None), None, Some(e), Duration::ZERO),
+        // An unavailable secrets store is retried like a failed delivery; a destination that
+        // stays undeliverable (bad config, unknown secret) is dead at once.
+        Err(e) if e.is_transient() => (
+            retry_or_dead(None),
+            None,
+            Some(e.to_string()),
+            Duration::ZERO,
+        ),
+        Err(e) => (
+            DeliveryNext::Dead,
+            None,
+            Some(e.to_string()),
+            Duration::ZERO,
+        ),
         Ok(destination) => {
-            let result = sinks
-                .deliver(&destination, &due.notification_id, &due.payload)
-                .await;
+            let notification = OutgoingNotification {
+                id: &due.notification_id,
+                payload: &due.payload,
+            };
+            let result = sinks.deliver(&destination, &notification).await;
             metrics
                 .delivery_seconds
                 .observe(result.duration.as_secs_f64());

@@ -29,8 +29,8 @@ pub(super) fn destination_json(d: &StoredDestination) -> Value {
     json!({"id": d.id, "kind": d.kind, "config": config, "updated_at_ms": d.updated_at_ms})
 }
 
-/// The body and its typed configuration (parsed once, for every check that follows).
-pub(super) fn parse_destination(body: &Bytes) -> ApiResult<(DestinationBody, DestinationConfig)> {
+/// The body and its parsed configuration, checked (parsed once, for every check that follows).
+pub(super) fn parse_destination(body: &Bytes) -> ApiResult<(DestinationBody, Destination)> {
     let parsed: DestinationBody = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -38,64 +38,10 @@ pub(super) fn parse_destination(body: &Bytes) -> ApiResult<(DestinationBody, Des
             format!("destination: {e}"),
         )
     })?;
-    let config = parsed.config.to_string();
-    let typed = DestinationConfig::parse(&parsed.kind, &config).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_destination",
-            e.to_string(),
-        )
-        .field("config")
-    })?;
-    if parsed.kind == "file" {
-        let path = parsed
-            .config
-            .get("path")
-            .and_then(|p| p.as_str())
-            .unwrap_or("");
-        let relative = std::path::Path::new(path);
-        let contained = !path.is_empty()
-            && relative
-                .components()
-                .all(|c| matches!(c, std::path::Component::Normal(_)));
-        if path != "-" && !contained {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_destination",
-                format!(
-                    "config.path: '{path}' must be '-' (standard output) or a relative path without '..'; \
-                     files are written under the server's data directory, in files/<tenant>/"
-                ),
-            )
-            .field("config.path"));
-        }
-    }
-    if parsed.kind == "webhook" {
-        let url = parsed
-            .config
-            .get("url")
-            .and_then(|u| u.as_str())
-            .unwrap_or("");
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_destination",
-                format!("config.url: '{url}' is not an http(s) URL"),
-            )
-            .field("config.url"));
-        }
-        if let Some(secret) = parsed.config.get("secret").and_then(|s| s.as_str()) {
-            connectors::sinks::webhook::WebhookSigner::new(secret).map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_destination",
-                    format!("config.secret: {e}"),
-                )
-                .field("config.secret")
-            })?;
-        }
-    }
-    Ok((parsed, typed))
+    let destination =
+        Destination::parse(&parsed.kind, &parsed.config.to_string()).map_err(destination_error)?;
+    destination.validate().map_err(destination_error)?;
+    Ok((parsed, destination))
 }
 
 /// Checks that every credential a destination names from the secrets store exists for the
@@ -103,42 +49,30 @@ pub(super) fn parse_destination(body: &Bytes) -> ApiResult<(DestinationBody, Des
 pub(super) async fn check_stored_credentials(
     state: &AppState,
     tenant: &str,
-    config: &DestinationConfig,
+    destination: &mut Destination,
 ) -> ApiResult<()> {
-    let DestinationConfig::Webhook(webhook) = config else {
-        return Ok(());
-    };
-    let mut named = Vec::new();
-    if let Some(Credential::Stored(r)) = &webhook.secret {
-        named.push(("config.secret".to_string(), r.secret.clone()));
-    }
-    for (header, credential) in &webhook.headers {
-        if let Credential::Stored(r) = credential {
-            named.push((format!("config.headers.{header}"), r.secret.clone()));
-        }
-    }
-    if named.is_empty() {
-        return Ok(());
-    }
-    let known = state
-        .secrets
-        .list(tenant)
+    destination
+        .check_secrets(tenant, state.secrets.as_ref())
         .await
-        .map_err(super::secrets::secrets_error)?;
-    for (field, name) in named {
-        if !known.iter().any(|s| s.name == name) {
-            return Err(ApiError::new(
+        .map_err(destination_error)
+}
+
+/// A refused destination: 400 naming the field, or the secrets store's own error.
+fn destination_error(e: SinkError) -> ApiError {
+    match e {
+        SinkError::Secrets(e) => super::secrets::secrets_error(e),
+        e => {
+            let error = ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_destination",
-                format!(
-                    "{field}: there is no secret named '{name}'; create it first \
-                     (PUT /v1/secrets/{name} or `tidemark secrets put`)"
-                ),
-            )
-            .field(field));
+                e.to_string(),
+            );
+            match e.field() {
+                Some(field) => error.field(field),
+                None => error,
+            }
         }
     }
-    Ok(())
 }
 
 pub(super) async fn list_destinations(
@@ -178,8 +112,8 @@ pub(super) async fn create_destination(
     Tenant(tenant): Tenant,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (parsed, config) = parse_destination(&body)?;
-    check_stored_credentials(&state, &tenant, &config).await?;
+    let (parsed, mut destination) = parse_destination(&body)?;
+    check_stored_credentials(&state, &tenant, &mut destination).await?;
     let id = parsed.id.clone().unwrap_or_else(|| new_id("dst"));
     valid_id(&id)?;
     let lookup = id.clone();
@@ -215,8 +149,8 @@ pub(super) async fn update_destination(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     load_destination(&state, &tenant, &id).await?;
-    let (parsed, config) = parse_destination(&body)?;
-    check_stored_credentials(&state, &tenant, &config).await?;
+    let (parsed, mut destination) = parse_destination(&body)?;
+    check_stored_credentials(&state, &tenant, &mut destination).await?;
     if let Some(body_id) = &parsed.id
         && body_id != &id
     {

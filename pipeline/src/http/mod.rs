@@ -16,8 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use connectors::secrets::SecretsError;
-use connectors::sinks::DestinationConfig;
-use connectors::sinks::webhook::Credential;
+use connectors::sinks::{Destination, SinkError};
 use connectors::store::{
     AppendOutcome, DeliveryStatus, NotificationCursor, NotificationFilter, ObjectKind, Store,
     StoredDestination, StoredRule,

@@ -1,26 +1,17 @@
-//! File sink: appends each notification as one JSON line
-//! `{"id":…,"payload":…,"delivered_at":…}` to a file, or to stdout when the path is `-`.
-//!
-//! Meant for the demo, local debugging and audit trails. Each line is written with one call
-//! and flushed before the delivery counts as done; parent directories are created on demand.
-//! Lines from concurrent deliveries never interleave (one writer at a time per sink).
+//! Appending to a file destination: each notification as one JSON line, written with one
+//! call and flushed before the delivery counts as done; parent directories are created on
+//! demand. Lines from concurrent deliveries never interleave (one writer at a time per sink).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use async_trait::async_trait;
+use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
-use super::DeliveryResult;
-
-/// Configuration of a file destination (the stored destination's JSON).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// File to append to; `-` means standard output.
-    pub path: String,
-}
+use super::FileConfig;
+use crate::sinks::{DeliveryResult, OutgoingNotification, Sink, SinkError};
 
 /// One line of the output.
 #[derive(Serialize)]
@@ -41,17 +32,26 @@ impl FileSink {
     pub fn new() -> Self {
         Self::default()
     }
+}
 
-    /// Appends one line for notification `msg_id` with `payload` (JSON text). A payload that
-    /// is not JSON is a permanent failure; I/O errors (disk full, permissions) are retryable.
-    pub async fn deliver(
+#[async_trait]
+impl Sink for FileSink {
+    type Config = FileConfig;
+
+    fn build() -> Result<Self, SinkError> {
+        Ok(Self::new())
+    }
+
+    /// Appends one line for the notification to `config.path` (already confined to its
+    /// tenant's directory). A payload that is not JSON is a permanent failure; I/O errors
+    /// (disk full, permissions) are retryable.
+    async fn deliver(
         &self,
+        notification: &OutgoingNotification<'_>,
         config: &FileConfig,
-        msg_id: &str,
-        payload: &str,
     ) -> DeliveryResult {
         let started = Instant::now();
-        let payload: serde_json::Value = match serde_json::from_str(payload) {
+        let payload: serde_json::Value = match serde_json::from_str(notification.payload) {
             Ok(value) => value,
             Err(e) => {
                 return DeliveryResult::permanent(
@@ -62,7 +62,7 @@ impl FileSink {
             }
         };
         let line = Line {
-            id: msg_id,
+            id: notification.id,
             payload,
             delivered_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
@@ -114,6 +114,10 @@ mod tests {
     use super::*;
     use crate::sinks::DeliveryOutcome;
 
+    fn notification<'a>(id: &'a str, payload: &'a str) -> OutgoingNotification<'a> {
+        OutgoingNotification { id, payload }
+    }
+
     #[tokio::test]
     async fn appends_one_json_line_per_notification() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -123,12 +127,12 @@ mod tests {
         };
         let sink = FileSink::new();
         assert!(
-            sink.deliver(&config, "n1", r#"{"a":1}"#)
+            sink.deliver(&notification("n1", r#"{"a":1}"#), &config)
                 .await
                 .is_delivered()
         );
         assert!(
-            sink.deliver(&config, "n2", "{\n\"b\": [2]\n}")
+            sink.deliver(&notification("n2", "{\n\"b\": [2]\n}"), &config)
                 .await
                 .is_delivered()
         );
@@ -155,7 +159,9 @@ mod tests {
         let config = FileConfig {
             path: dir.path().join("x.jsonl").display().to_string(),
         };
-        let result = FileSink::new().deliver(&config, "n1", "not json").await;
+        let result = FileSink::new()
+            .deliver(&notification("n1", "not json"), &config)
+            .await;
         assert_eq!(result.outcome, DeliveryOutcome::Permanent);
     }
 
@@ -166,7 +172,9 @@ mod tests {
         let config = FileConfig {
             path: dir.path().display().to_string(),
         };
-        let result = FileSink::new().deliver(&config, "n1", "{}").await;
+        let result = FileSink::new()
+            .deliver(&notification("n1", "{}"), &config)
+            .await;
         assert!(
             matches!(result.outcome, DeliveryOutcome::Retryable { .. }),
             "{result:?}"
