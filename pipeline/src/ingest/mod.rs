@@ -35,11 +35,13 @@ use crate::metrics::Metrics;
 
 mod commit;
 mod engine;
+mod event_body;
 mod recovery;
 mod rules;
 
 use commit::{Committed, IngestRequest, commit_loop};
 use engine::EngineThread;
+use event_body::{event_from_stored, stored_body};
 pub use rules::{RuleMeta, RuleUpdate, rule_update};
 
 /// Meta key of the last event sequence number whose notifications are enqueued.
@@ -156,7 +158,7 @@ impl Runtime {
                 tenant: tenant.to_string(),
                 event_type: e.event_type.to_string(),
                 ts_ms: e.ts_ms,
-                body: e.to_json().to_string(),
+                body: stored_body(e),
             })
             .collect();
         let (reply, answer) = oneshot::channel();

@@ -2,6 +2,8 @@
 //! events still inside some window (as history) and the events after the checkpoint (as new:
 //! their notification ids are deterministic, so enqueueing them again adds nothing).
 
+use connectors::store::StoredEvent;
+
 use super::*;
 
 /// What the first step after a start is fed, and what the engine thread starts from.
@@ -81,11 +83,11 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
             let page = store.events_since_ts(since, after, 10_000)?;
             let Some(last) = page.last() else { break };
             after = last.seq;
-            for stored in page.into_iter().filter(|e| e.seq <= processed) {
-                if let Some(event) = parse_stored(&stored.body, &stored.tenant) {
-                    history.push(event);
-                }
-            }
+            history.extend(
+                page.iter()
+                    .filter(|e| e.seq <= processed)
+                    .filter_map(decoded),
+            );
             if after >= processed {
                 break;
             }
@@ -97,10 +99,7 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
         let page = store.events_after(after, 10_000)?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        pending.extend(
-            page.into_iter()
-                .filter_map(|e| parse_stored(&e.body, &e.tenant)),
-        );
+        pending.extend(page.iter().filter_map(decoded));
     }
     tracing::info!(
         rules = rules.len(),
@@ -123,7 +122,20 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
     })
 }
 
-fn parse_stored(body: &str, tenant: &str) -> Option<Event> {
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
-    Event::from_json(&value, tenant).ok()
+/// A stored event back as the dataflow's event; one that no longer decodes is left out, said
+/// in the log with its position so it can be found.
+fn decoded(stored: &StoredEvent) -> Option<Event> {
+    match event_from_stored(&stored.body, &stored.tenant) {
+        Ok(event) => Some(event),
+        Err(e) => {
+            tracing::error!(
+                seq = stored.seq,
+                tenant = %stored.tenant,
+                id = %stored.id,
+                error = %e,
+                "skipping a stored event that no longer decodes"
+            );
+            None
+        }
+    }
 }
