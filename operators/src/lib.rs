@@ -28,7 +28,7 @@ pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::Random
 pub use engine::{Engine, EngineConfig, EngineError, RuleChange, StepInput, StepOutput};
 pub use event::{Event, EventDocument, EventError};
 pub use intent::{Intent, IntentKind};
-pub use rule::{Rule, RuleError, RuleSpec};
+pub use rule::{CompiledRule, Rule, RuleError, RuleMeta, RuleSpec};
 pub use state::OpenAlert;
 pub use value::{AttrJson, AttrValue, Attrs, Num, SmolStr};
 

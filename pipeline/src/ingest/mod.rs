@@ -21,12 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use connectors::store::{AppendOutcome, NewEvent, NewNotification, Store, StoreResult, StoredRule};
+use connectors::store::{AppendOutcome, NewEvent, NewNotification, Store, StoreResult};
 use operators::engine::EngineStats;
-use operators::{
-    AttrValue, Engine, EngineConfig, Event, OpenAlert, Rule, RuleChange, RuleSpec, StepInput,
-};
+use operators::{AttrValue, Engine, EngineConfig, Event, OpenAlert, StepInput};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
@@ -42,7 +39,8 @@ mod rules;
 use commit::{Committed, IngestRequest, commit_loop};
 use engine::EngineThread;
 use event_body::{event_from_stored, stored_body};
-pub use rules::{RuleMeta, RuleUpdate, rule_update};
+use rules::ActiveRules;
+pub use rules::{RuleUpdate, StoredRuleError};
 
 /// Meta key of the last event sequence number whose notifications are enqueued.
 const PROCESSED_SEQ: &str = "engine.processed_seq";
@@ -100,7 +98,7 @@ impl Runtime {
             engine,
             store: store.clone(),
             metrics: metrics.clone(),
-            metas: recovered.metas,
+            rules: recovered.rules,
             stats: Arc::new(Mutex::new(EngineStats::default())),
             latencies: Arc::new(Mutex::new(Vec::new())),
         };

@@ -10,8 +10,8 @@ use super::*;
 pub(super) struct Recovered {
     /// The first step's input: rules, open alerts, history and unprocessed events.
     pub(super) input: StepInput,
-    /// Each enabled rule's metadata, by (tenant, rule id).
-    pub(super) metas: HashMap<(String, String), RuleMeta>,
+    /// The active rules' metadata.
+    pub(super) rules: ActiveRules,
     /// The checkpoint the events were read after.
     pub(super) processed: u64,
     /// The last event sequence number read (equal to `processed` when none came after it).
@@ -26,7 +26,7 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
         .into_iter()
         .map(|t| (t.id, t.time_zone))
         .collect();
-    let mut metas = HashMap::new();
+    let mut active = ActiveRules::default();
     let mut rules = Vec::new();
     let mut max_retention = 0;
     for stored in store.list_rules(None)? {
@@ -34,15 +34,12 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
             .get(&stored.tenant)
             .map(String::as_str)
             .unwrap_or("UTC");
-        match rule_update(&stored, tz) {
+        match RuleUpdate::from_stored(&stored, tz) {
+            // Disabled rules were never in this dataflow: nothing to remove.
             Ok(update) => {
-                if let RuleChange::Upsert(rule) = &update.change {
-                    max_retention = max_retention.max(rule.retention_ms());
-                    rules.push(update.change.clone());
-                    metas.insert(
-                        (stored.tenant.clone(), stored.id.clone()),
-                        update.meta.unwrap_or_default(),
-                    );
+                if let Some(compiled) = update.active() {
+                    max_retention = max_retention.max(compiled.rule.retention_ms());
+                    rules.push(active.apply(update));
                 }
             }
             Err(e) => {
@@ -116,7 +113,7 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
             restore,
             clock_ms: Some(clock),
         },
-        metas,
+        rules: active,
         processed,
         after,
     })
