@@ -203,27 +203,6 @@ pub struct CompiledRule {
     pub meta: RuleMeta,
 }
 
-impl CompiledRule {
-    /// Validates and compiles a spec for `tenant`, with the id and version the store assigned
-    /// and the tenant's default time zone; see [`Rule::compile`].
-    pub fn compile(
-        spec: &RuleSpec,
-        tenant: &str,
-        id: &str,
-        version: u64,
-        default_time_zone: &str,
-    ) -> Result<CompiledRule, RuleError> {
-        Ok(CompiledRule {
-            rule: Rule::compile(spec, tenant, id, version, default_time_zone)?,
-            meta: RuleMeta {
-                name: spec.name.clone().unwrap_or_else(|| id.to_string()),
-                template: spec.template.clone(),
-                destinations: spec.destinations.clone(),
-            },
-        })
-    }
-}
-
 /// What was wrong with a rule: the field and the problem.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
@@ -334,16 +313,16 @@ fn object<'a>(
     Ok(obj)
 }
 
-impl Rule {
-    /// Validates a spec for `tenant`, with the id and version the store assigned and the tenant's
-    /// default time zone.
+impl CompiledRule {
+    /// Validates and compiles a spec for `tenant`, with the id and version the store assigned
+    /// and the tenant's default time zone: the one way a rule document becomes a [`Rule`].
     pub fn compile(
         spec: &RuleSpec,
         tenant: &str,
         id: &str,
         version: u64,
         default_time_zone: &str,
-    ) -> Result<Rule, RuleError> {
+    ) -> Result<CompiledRule, RuleError> {
         if spec.event_type.is_empty() {
             return Err(rule_err("event_type", "must not be empty"));
         }
@@ -545,7 +524,7 @@ impl Rule {
                 ));
             }
         };
-        Ok(Rule {
+        let rule = Rule {
             tenant: tenant.to_string(),
             event_type: spec.event_type.clone(),
             id: id.to_string(),
@@ -557,9 +536,17 @@ impl Rule {
             throttle_ms,
             quiet_hours,
             time_zone,
-        })
+        };
+        let meta = RuleMeta {
+            name: spec.name.clone().unwrap_or_else(|| id.to_string()),
+            template: spec.template.clone(),
+            destinations: spec.destinations.clone(),
+        };
+        Ok(CompiledRule { rule, meta })
     }
+}
 
+impl Rule {
     /// The group key of an event under this rule: the `group_by` attribute values, null when missing.
     pub fn group_of(&self, attrs: &Attrs) -> Vec<AttrValue> {
         self.group_by
@@ -619,7 +606,7 @@ mod tests {
     fn compile(spec: serde_json::Value) -> Result<Rule, RuleError> {
         let spec: RuleSpec =
             serde_json::from_value(spec).map_err(|e| rule_err("rule", e.to_string()))?;
-        Rule::compile(&spec, "shop", "r1", 1, "Asia/Seoul")
+        CompiledRule::compile(&spec, "shop", "r1", 1, "Asia/Seoul").map(|c| c.rule)
     }
 
     #[test]
@@ -659,8 +646,8 @@ mod tests {
         .unwrap();
         let compiled = CompiledRule::compile(&spec, "shop", "r1", 3, "UTC").unwrap();
         assert_eq!(
-            compiled.rule,
-            Rule::compile(&spec, "shop", "r1", 3, "UTC").unwrap()
+            (compiled.rule.id.as_str(), compiled.rule.version),
+            ("r1", 3)
         );
         assert_eq!(
             compiled.meta,
