@@ -5,6 +5,8 @@
 //!   PostgreSQL).
 //! - [`sinks`]: delivering notifications — signed webhooks, JSON-lines files — and the retry
 //!   policy that decides when to try again.
+//! - [`sources`]: where events come from — the decoding of event batches every source (the HTTP
+//!   API, Fluvio) goes through.
 //! - [`secrets`]: tenants' third-party credentials, envelope-encrypted (AES-256-GCM) in the
 //!   store under a key-encryption key from a local file or AWS Secrets Manager.
 //! - [`ga4`]: the Google Analytics 4 Data API client (service-account auth, paging, quotas).
@@ -17,5 +19,6 @@ pub mod ga4;
 pub mod http;
 pub mod secrets;
 pub mod sinks;
+pub mod sources;
 pub mod store;
 pub mod trino;

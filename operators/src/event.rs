@@ -95,20 +95,45 @@ impl Event {
         })
     }
 
-    /// The event as JSON, in the shape it was accepted in (`ts` as epoch milliseconds).
+    /// The event as JSON, in the shape it was accepted in (`ts` as epoch milliseconds); see
+    /// [`Event::document`].
     pub fn to_json(&self) -> serde_json::Value {
-        let attrs: serde_json::Map<String, serde_json::Value> = self
-            .attrs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_json()))
-            .collect();
-        serde_json::json!({
-            "id": self.id,
-            "tenant": self.tenant,
-            "type": self.event_type,
-            "ts": self.ts_ms,
-            "attrs": attrs,
-        })
+        // Infallible: every key is a string and nothing is written anywhere.
+        serde_json::to_value(self.document()).unwrap_or_default()
+    }
+
+    /// The event as the JSON document it was accepted in, ready to serialize:
+    /// `{"attrs": {..}, "id", "tenant", "ts": <epoch ms>, "type"}` with keys in that (sorted)
+    /// order and whole-number attributes written as integers. Serializing it straight to text
+    /// gives the same bytes as [`Event::to_json`] printed, without building the JSON tree.
+    pub fn document(&self) -> EventDocument<'_> {
+        EventDocument(self)
+    }
+}
+
+/// An [`Event`] seen as its JSON document; see [`Event::document`].
+#[derive(Clone, Copy, Debug)]
+pub struct EventDocument<'a>(&'a Event);
+
+impl Serialize for EventDocument<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct AttrsJson<'a>(&'a Attrs);
+        impl Serialize for AttrsJson<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_map(self.0.iter().map(|(k, v)| (k, v.json())))
+            }
+        }
+        let event = self.0;
+        // In the order of JSON object keys everywhere else (sorted), so the text is the same
+        // whichever way an event is written.
+        let mut map = serializer.serialize_map(Some(5))?;
+        map.serialize_entry("attrs", &AttrsJson(&event.attrs))?;
+        map.serialize_entry("id", event.id.as_str())?;
+        map.serialize_entry("tenant", event.tenant.as_str())?;
+        map.serialize_entry("ts", &event.ts_ms)?;
+        map.serialize_entry("type", event.event_type.as_str())?;
+        map.end()
     }
 }
 
@@ -197,6 +222,36 @@ mod tests {
         assert_eq!(a.ts_ms, 1_764_028_800_000);
         assert_eq!(a, b);
         assert_eq!(a.tenant, "shop");
+    }
+
+    #[test]
+    fn the_document_is_the_accepted_shape_and_prints_like_to_json() {
+        let event = Event::from_json(
+            &json!({"id": "o\"1", "type": "order", "ts": "2025-11-25T09:00:00+09:00", "attrs": {
+                "amount": 250000, "rate": 2.5, "tiny": 1e-7, "big": 1e300, "neg": -0.0,
+                "name": "김\n", "tags": [1, "a", null, [true]], "nested": {"b": 1, "a": 2},
+                "none": null, "ok": false, "huge": 9007199254740993u64}}),
+            "shop",
+        )
+        .unwrap();
+        let text = serde_json::to_string(&event.document()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"attrs":{"amount":250000,"big":1e+300,"huge":9007199254740992,"name":"김\n","neg":0,"nested":"{\"a\":2,\"b\":1}","none":null,"ok":false,"rate":2.5,"tags":[1,"a",null,[true]],"tiny":1e-7},"id":"o\"1","tenant":"shop","ts":1764028800000,"type":"order"}"#
+        );
+        assert_eq!(text, event.to_json().to_string());
+        // Read back, it writes the same text again (only `-0.0` lost its sign on the way).
+        let again = Event::from_json(&serde_json::from_str(&text).unwrap(), "shop").unwrap();
+        assert_eq!(serde_json::to_string(&again.document()).unwrap(), text);
+        let nan = Event {
+            attrs: [("x".into(), AttrValue::Num(crate::value::Num(f64::NAN)))]
+                .into_iter()
+                .collect(),
+            ..event
+        };
+        let text = serde_json::to_string(&nan.document()).unwrap();
+        assert!(text.starts_with(r#"{"attrs":{"x":null},"#), "{text}");
+        assert_eq!(text, nan.to_json().to_string());
     }
 
     #[test]

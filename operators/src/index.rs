@@ -591,6 +591,7 @@ impl TypeRules {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rule::CompiledRule;
     use serde_json::json;
 
     fn rule(id: &str, filter: serde_json::Value) -> Rule {
@@ -598,7 +599,9 @@ mod tests {
             json!({"kind": "match", "event_type": "order", "filter": filter}),
         )
         .unwrap();
-        Rule::compile(&spec, "shop", id, 1, "UTC").unwrap()
+        CompiledRule::compile(&spec, "shop", id, 1, "UTC")
+            .unwrap()
+            .rule
     }
 
     fn attrs(value: serde_json::Value) -> Attrs {

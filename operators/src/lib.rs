@@ -30,11 +30,11 @@ pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 pub use engine::{Engine, EngineConfig, EngineError, RuleChange, StepInput, StepOutput};
-pub use event::{Event, EventError};
+pub use event::{Event, EventDocument, EventError};
 pub use intent::{Intent, IntentKind};
-pub use rule::{Rule, RuleError, RuleSpec};
+pub use rule::{CompiledRule, Rule, RuleError, RuleMeta, RuleSpec};
 pub use state::OpenAlert;
-pub use value::{AttrValue, Attrs, Num, SmolStr};
+pub use value::{AttrJson, AttrValue, Attrs, Num, SmolStr};
 
 /// Asks the CPU to start loading the cache line at `at`; a hint with no effect on behaviour,
 /// whatever the address.

@@ -1,6 +1,11 @@
 //! Alert rules: the tenant's JSON settings ([`RuleSpec`]) and their validated form ([`Rule`]),
 //! which is what flows through the dataflow.
 //!
+//! A rule document is compiled in one place, [`CompiledRule::compile`]: the dataflow form and the
+//! metadata rendering needs ([`RuleMeta`]) come out of it together. The API validates a rule by
+//! compiling it and hands that compiled value on to the running dataflow; recovery compiles the
+//! stored rules the same way.
+//!
 //! Three kinds:
 //! - `match`: every event of `event_type` that satisfies `filter` is a notification;
 //! - `threshold`: an aggregate of the events in a tumbling or sliding window, per `group_by` key,
@@ -178,6 +183,26 @@ pub struct Rule {
     pub time_zone: String,
 }
 
+/// What rendering a rule's notifications needs besides its dataflow form.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleMeta {
+    /// Display name: the spec's `name`, or the rule id when it has none.
+    pub name: String,
+    /// Message template (minijinja); the default one when absent.
+    pub template: Option<String>,
+    /// Destination ids to deliver to.
+    pub destinations: Vec<String>,
+}
+
+/// A rule document compiled once: what the dataflow runs and what rendering needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledRule {
+    /// The dataflow form.
+    pub rule: Rule,
+    /// The metadata for rendering.
+    pub meta: RuleMeta,
+}
+
 /// What was wrong with a rule: the field and the problem.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
@@ -288,16 +313,16 @@ fn object<'a>(
     Ok(obj)
 }
 
-impl Rule {
-    /// Validates a spec for `tenant`, with the id and version the store assigned and the tenant's
-    /// default time zone.
+impl CompiledRule {
+    /// Validates and compiles a spec for `tenant`, with the id and version the store assigned
+    /// and the tenant's default time zone: the one way a rule document becomes a [`Rule`].
     pub fn compile(
         spec: &RuleSpec,
         tenant: &str,
         id: &str,
         version: u64,
         default_time_zone: &str,
-    ) -> Result<Rule, RuleError> {
+    ) -> Result<CompiledRule, RuleError> {
         if spec.event_type.is_empty() {
             return Err(rule_err("event_type", "must not be empty"));
         }
@@ -499,7 +524,7 @@ impl Rule {
                 ));
             }
         };
-        Ok(Rule {
+        let rule = Rule {
             tenant: tenant.to_string(),
             event_type: spec.event_type.clone(),
             id: id.to_string(),
@@ -511,9 +536,17 @@ impl Rule {
             throttle_ms,
             quiet_hours,
             time_zone,
-        })
+        };
+        let meta = RuleMeta {
+            name: spec.name.clone().unwrap_or_else(|| id.to_string()),
+            template: spec.template.clone(),
+            destinations: spec.destinations.clone(),
+        };
+        Ok(CompiledRule { rule, meta })
     }
+}
 
+impl Rule {
     /// The group key of an event under this rule: the `group_by` attribute values, null when missing.
     pub fn group_of(&self, attrs: &Attrs) -> Vec<AttrValue> {
         self.group_by
@@ -573,7 +606,7 @@ mod tests {
     fn compile(spec: serde_json::Value) -> Result<Rule, RuleError> {
         let spec: RuleSpec =
             serde_json::from_value(spec).map_err(|e| rule_err("rule", e.to_string()))?;
-        Rule::compile(&spec, "shop", "r1", 1, "Asia/Seoul")
+        CompiledRule::compile(&spec, "shop", "r1", 1, "Asia/Seoul").map(|c| c.rule)
     }
 
     #[test]
@@ -604,6 +637,38 @@ mod tests {
             "condition": {"op": "<=", "value": -30}}))
         .unwrap();
         assert_eq!(c.retention_ms(), 3_600_000 + 86_400_000);
+    }
+
+    #[test]
+    fn a_compiled_rule_carries_its_metadata() {
+        let spec: RuleSpec = serde_json::from_value(json!({"kind": "match", "event_type": "order",
+            "destinations": ["hook"], "template": "{{ event.id }}"}))
+        .unwrap();
+        let compiled = CompiledRule::compile(&spec, "shop", "r1", 3, "UTC").unwrap();
+        assert_eq!(
+            (compiled.rule.id.as_str(), compiled.rule.version),
+            ("r1", 3)
+        );
+        assert_eq!(
+            compiled.meta,
+            RuleMeta {
+                name: "r1".into(),
+                template: Some("{{ event.id }}".into()),
+                destinations: vec!["hook".into()],
+            }
+        );
+        let named = RuleSpec {
+            name: Some("Big orders".into()),
+            ..spec
+        };
+        let compiled = CompiledRule::compile(&named, "shop", "r1", 3, "UTC").unwrap();
+        assert_eq!(compiled.meta.name, "Big orders");
+        let broken = RuleSpec {
+            kind: "alert".into(),
+            ..named
+        };
+        let error = CompiledRule::compile(&broken, "shop", "r1", 3, "UTC").unwrap_err();
+        assert_eq!(error.field, "kind");
     }
 
     #[test]

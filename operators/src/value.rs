@@ -173,22 +173,17 @@ impl AttrValue {
         }
     }
 
-    /// Converts back to JSON, for templates and payloads.
+    /// Converts back to JSON, for templates and payloads; see [`AttrValue::json`].
     pub fn to_json(&self) -> serde_json::Value {
-        use serde_json::Value;
-        match self {
-            AttrValue::Null => Value::Null,
-            AttrValue::Bool(b) => Value::Bool(*b),
-            // Whole numbers go back out as integers: `250000` must not come back as `250000.0`.
-            AttrValue::Num(n) if n.0.fract() == 0.0 && n.0.abs() <= MAX_EXACT_INTEGER => {
-                Value::Number((n.0 as i64).into())
-            }
-            AttrValue::Num(n) => serde_json::Number::from_f64(n.0)
-                .map(Value::Number)
-                .unwrap_or(Value::Null),
-            AttrValue::Str(s) => Value::String(s.to_string()),
-            AttrValue::List(items) => Value::Array(items.iter().map(AttrValue::to_json).collect()),
-        }
+        // Infallible: no map keys and nothing is written anywhere.
+        serde_json::to_value(self.json()).unwrap_or_default()
+    }
+
+    /// The value as the JSON it came from, ready to serialize. Whole numbers go back out as
+    /// integers (`250000` must not come back as `250000.0`); numbers JSON cannot hold (NaN,
+    /// infinities) as `null`.
+    pub fn json(&self) -> AttrJson<'_> {
+        AttrJson(self)
     }
 
     /// The numeric value, if this is a number.
@@ -196,6 +191,26 @@ impl AttrValue {
         match self {
             AttrValue::Num(n) => Some(n.0),
             _ => None,
+        }
+    }
+}
+
+/// An [`AttrValue`] seen as JSON; see [`AttrValue::json`].
+#[derive(Clone, Copy, Debug)]
+pub struct AttrJson<'a>(&'a AttrValue);
+
+impl Serialize for AttrJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            AttrValue::Null => serializer.serialize_unit(),
+            AttrValue::Bool(b) => serializer.serialize_bool(*b),
+            AttrValue::Num(n) if n.0.fract() == 0.0 && n.0.abs() <= MAX_EXACT_INTEGER => {
+                serializer.serialize_i64(n.0 as i64)
+            }
+            AttrValue::Num(n) if n.0.is_finite() => serializer.serialize_f64(n.0),
+            AttrValue::Num(_) => serializer.serialize_unit(),
+            AttrValue::Str(s) => serializer.serialize_str(s),
+            AttrValue::List(items) => serializer.collect_seq(items.iter().map(AttrValue::json)),
         }
     }
 }

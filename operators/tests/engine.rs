@@ -4,7 +4,7 @@
 
 use operators::intent::IntentKind;
 use operators::rule::RuleSpec;
-use operators::{Engine, EngineConfig, Event, Intent, Rule, RuleChange, StepInput};
+use operators::{CompiledRule, Engine, EngineConfig, Event, Intent, Rule, RuleChange, StepInput};
 use serde_json::json;
 
 const MIN: i64 = 60_000;
@@ -18,7 +18,9 @@ fn rule(id: &str, spec: serde_json::Value) -> Rule {
 
 fn rule_v(id: &str, version: u64, spec: serde_json::Value) -> Rule {
     let spec: RuleSpec = serde_json::from_value(spec).expect("spec parses");
-    Rule::compile(&spec, "shop", id, version, "UTC").expect("rule compiles")
+    CompiledRule::compile(&spec, "shop", id, version, "UTC")
+        .expect("rule compiles")
+        .rule
 }
 
 fn order(id: &str, ts: i64, amount: f64, channel: &str) -> Event {
@@ -456,7 +458,9 @@ fn quiet_hours_across_midnight_in_seoul_defer_delivery() {
     let spec: RuleSpec = serde_json::from_value(json!({"kind": "match", "event_type": "order",
         "quiet_hours": {"start": "22:00", "end": "07:00"}}))
     .unwrap();
-    let rule = Rule::compile(&spec, "shop", "q", 1, "Asia/Seoul").unwrap();
+    let rule = CompiledRule::compile(&spec, "shop", "q", 1, "Asia/Seoul")
+        .unwrap()
+        .rule;
     step(&mut e, vec![RuleChange::Upsert(rule)], vec![], T0);
     let seoul = |s: &str| {
         chrono::DateTime::parse_from_rfc3339(s)
@@ -540,7 +544,7 @@ fn several_workers_give_the_same_intents_as_one() {
             for (id, spec) in [("big", big_order_rule()), ("rev", hourly_revenue_rule())] {
                 let spec: RuleSpec = serde_json::from_value(spec).unwrap();
                 rules.push(RuleChange::Upsert(
-                    Rule::compile(&spec, t, id, 1, "UTC").unwrap(),
+                    CompiledRule::compile(&spec, t, id, 1, "UTC").unwrap().rule,
                 ));
             }
         }

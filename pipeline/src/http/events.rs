@@ -1,4 +1,9 @@
 //! `POST /v1/events`: a JSON array or NDJSON of events, answered once the accepted ones are durable.
+//!
+//! The body is decoded by the shared event-batch decoder ([`connectors::sources::events`]), the
+//! same every source uses; this handler only ingests what it decoded and answers.
+
+use connectors::sources::{BatchError, FieldError, Limits, decode_batch};
 
 use super::*;
 
@@ -7,57 +12,29 @@ pub(super) async fn post_events(
     Tenant(tenant): Tenant,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let text = std::str::from_utf8(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            format!("body is not UTF-8: {e}"),
-        )
+    // The router's body limit bounds a request; the default limits add nothing to it.
+    let batch = decode_batch(
+        &body,
+        &Limits::default(),
+        |document| {
+            Event::from_json(document, &tenant).map_err(|e| FieldError::from_message(e.to_string()))
+        },
+        |event| event.id.as_str(),
+    )
+    .map_err(|e| match e {
+        BatchError::NotUtf8(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string())
+        }
+        BatchError::NotAnArray(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string())
+        }
+        BatchError::TooManyEvents { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            e.to_string(),
+        ),
     })?;
-    let mut errors = Vec::new();
-    let mut events = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut within_request_duplicates = 0u64;
-    let mut take = |value: Result<Value, String>, position: Value| match value
-        .and_then(|v| Event::from_json(&v, &tenant).map_err(|e| e.to_string()))
-    {
-        Ok(event) => {
-            if seen.insert(event.id.clone()) {
-                events.push(event);
-            } else {
-                within_request_duplicates += 1;
-            }
-        }
-        Err(message) => {
-            let field = message.split(':').next().unwrap_or("").to_string();
-            let mut error = position;
-            error["message"] = json!(message);
-            error["field"] = json!(field);
-            errors.push(error);
-        }
-    };
-    if text.trim_start().starts_with('[') {
-        let items: Vec<Value> = serde_json::from_str(text).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("body is not a JSON array: {e}"),
-            )
-        })?;
-        for (index, item) in items.into_iter().enumerate() {
-            take(Ok(item), json!({"index": index}));
-        }
-    } else {
-        for (n, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let parsed = serde_json::from_str::<Value>(line)
-                .map_err(|e| format!("event: not valid JSON ({e})"));
-            take(parsed, json!({"line": n + 1}));
-        }
-    }
-    let rejected = errors.len() as u64;
+    let rejected = batch.rejected.len() as u64;
     if rejected > 0 {
         Metrics::inc(
             &state.metrics().events_rejected,
@@ -66,19 +43,20 @@ pub(super) async fn post_events(
             rejected,
         );
     }
-    if events.is_empty() && rejected > 0 {
+    let within_request_duplicates = batch.duplicates;
+    if batch.events.is_empty() && rejected > 0 {
         return Ok((
             StatusCode::BAD_REQUEST,
-            Json(json!({"accepted": 0, "duplicates": within_request_duplicates, "rejected": rejected, "errors": errors})),
+            Json(json!({"accepted": 0, "duplicates": within_request_duplicates, "rejected": rejected, "errors": batch.rejected})),
         )
             .into_response());
     }
-    let outcomes = if events.is_empty() {
+    let outcomes = if batch.events.is_empty() {
         Vec::new()
     } else {
         state
             .runtime
-            .ingest(&tenant, events)
+            .ingest(&tenant, batch.events)
             .await
             .map_err(|e| match e {
                 crate::ingest::IngestError::ShuttingDown => ApiError::new(
@@ -102,5 +80,5 @@ pub(super) async fn post_events(
         .metrics()
         .events_duplicate
         .inc_by(within_request_duplicates);
-    Ok(Json(json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejected, "errors": errors})).into_response())
+    Ok(Json(json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejected, "errors": batch.rejected})).into_response())
 }

@@ -21,7 +21,7 @@ use connectors::store::{
     AppendOutcome, DeliveryStatus, NotificationCursor, NotificationFilter, ObjectKind, Store,
     StoredDestination, StoredRule,
 };
-use operators::{Event, RuleChange, RuleSpec};
+use operators::{CompiledRule, Event, RuleSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -35,7 +35,7 @@ mod secrets;
 
 use crate::deliver::SecretsHandle;
 use crate::generate;
-use crate::ingest::{RuleUpdate, Runtime, now_ms, rule_update};
+use crate::ingest::{RuleUpdate, Runtime, now_ms};
 use crate::metrics::Metrics;
 
 /// Shared state of the handlers.

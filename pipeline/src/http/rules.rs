@@ -1,4 +1,7 @@
 //! `/v1/rules`: create, read, update, delete, enable and disable alert rules; changes reach the running dataflow.
+//!
+//! Every change ends the same way: the rule's new state — compiled once by [`save_rule`], or
+//! nothing when it is disabled or deleted — goes to the runtime as a [`RuleUpdate`].
 
 use super::*;
 
@@ -43,7 +46,8 @@ pub(super) async fn save_rule(
 ) -> ApiResult<StoredRule> {
     spec.id = Some(id.to_string());
     let tz = tenant_tz(state, tenant).await?;
-    operators::Rule::compile(&spec, tenant, id, version, &tz).map_err(|e| {
+    // Compiled once: this validates the rule, and the running dataflow gets this very value.
+    let compiled = CompiledRule::compile(&spec, tenant, id, version, &tz).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_rule", e.to_string()).field(e.field.clone())
     })?;
     if let Some(template) = &spec.template {
@@ -85,8 +89,9 @@ pub(super) async fn save_rule(
     };
     let copy = stored.clone();
     blocking(state.store(), move |s| s.put_rule(&copy)).await?;
-    let update = rule_update(&stored, &tz).map_err(ApiError::internal)?;
-    state.runtime.rule_changed(update);
+    state
+        .runtime
+        .rule_changed(RuleUpdate::new(tenant, id, enabled.then_some(compiled)));
     Ok(stored)
 }
 
@@ -213,12 +218,8 @@ pub(super) async fn delete_rule(
     if !blocking(state.store(), move |s| s.delete_rule(&t, &i)).await? {
         return Err(not_yours(&state, ObjectKind::Rule, &tenant, &id).await);
     }
-    state.runtime.rule_changed(RuleUpdate {
-        change: RuleChange::Remove {
-            tenant,
-            rule_id: id,
-        },
-        meta: None,
-    });
+    state
+        .runtime
+        .rule_changed(RuleUpdate::new(&tenant, &id, None));
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,7 +7,7 @@ pub(super) struct EngineThread {
     pub(super) engine: Engine,
     pub(super) store: Arc<dyn Store>,
     pub(super) metrics: Arc<Metrics>,
-    pub(super) metas: HashMap<(String, String), RuleMeta>,
+    pub(super) rules: ActiveRules,
     pub(super) stats: Arc<Mutex<EngineStats>>,
     pub(super) latencies: Arc<Mutex<Vec<f64>>>,
 }
@@ -40,15 +40,7 @@ impl EngineThread {
             }
             let mut changes = Vec::new();
             while let Ok(update) = rules.try_recv() {
-                let (tenant, id) = match &update.change {
-                    RuleChange::Upsert(rule) => (rule.tenant.clone(), rule.id.clone()),
-                    RuleChange::Remove { tenant, rule_id } => (tenant.clone(), rule_id.clone()),
-                };
-                match update.meta {
-                    Some(meta) => self.metas.insert((tenant, id), meta),
-                    None => self.metas.remove(&(tenant, id)),
-                };
-                changes.push(update.change);
+                changes.push(self.rules.apply(update));
             }
             let max_seq = committed.iter().map(|c| c.max_seq).max().unwrap_or(0);
             let events: Vec<Event> = committed
@@ -135,13 +127,14 @@ impl EngineThread {
         intents: &[operators::Intent],
     ) -> Vec<(i64, Vec<NewNotification>)> {
         let now = now_ms();
+        // An intent whose rule is no longer active is rendered with empty metadata.
+        let gone = operators::RuleMeta::default();
         let mut by_time: std::collections::BTreeMap<i64, Vec<NewNotification>> = Default::default();
         for intent in intents {
             let meta = self
-                .metas
-                .get(&(intent.tenant.clone(), intent.rule_id.clone()))
-                .cloned()
-                .unwrap_or_default();
+                .rules
+                .meta(&intent.tenant, &intent.rule_id)
+                .unwrap_or(&gone);
             let payload = generate::payload(intent, &meta.name, meta.template.as_deref());
             let group: Vec<serde_json::Value> =
                 intent.group.iter().map(|(_, v)| v.to_json()).collect();

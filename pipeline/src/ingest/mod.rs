@@ -21,12 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use connectors::store::{AppendOutcome, NewEvent, NewNotification, Store, StoreResult, StoredRule};
+use connectors::store::{AppendOutcome, NewEvent, NewNotification, Store, StoreResult};
 use operators::engine::EngineStats;
-use operators::{
-    AttrValue, Engine, EngineConfig, Event, OpenAlert, Rule, RuleChange, RuleSpec, StepInput,
-};
+use operators::{AttrValue, Engine, EngineConfig, Event, OpenAlert, StepInput};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
@@ -35,12 +32,15 @@ use crate::metrics::Metrics;
 
 mod commit;
 mod engine;
+mod event_body;
 mod recovery;
 mod rules;
 
 use commit::{Committed, IngestRequest, commit_loop};
 use engine::EngineThread;
-pub use rules::{RuleMeta, RuleUpdate, rule_update};
+use event_body::{event_from_stored, stored_body};
+use rules::ActiveRules;
+pub use rules::{RuleUpdate, StoredRuleError};
 
 /// Meta key of the last event sequence number whose notifications are enqueued.
 const PROCESSED_SEQ: &str = "engine.processed_seq";
@@ -98,7 +98,7 @@ impl Runtime {
             engine,
             store: store.clone(),
             metrics: metrics.clone(),
-            metas: recovered.metas,
+            rules: recovered.rules,
             stats: Arc::new(Mutex::new(EngineStats::default())),
             latencies: Arc::new(Mutex::new(Vec::new())),
         };
@@ -156,7 +156,7 @@ impl Runtime {
                 tenant: tenant.to_string(),
                 event_type: e.event_type.to_string(),
                 ts_ms: e.ts_ms,
-                body: e.to_json().to_string(),
+                body: stored_body(e),
             })
             .collect();
         let (reply, answer) = oneshot::channel();

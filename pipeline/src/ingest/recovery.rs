@@ -2,14 +2,16 @@
 //! events still inside some window (as history) and the events after the checkpoint (as new:
 //! their notification ids are deterministic, so enqueueing them again adds nothing).
 
+use connectors::store::StoredEvent;
+
 use super::*;
 
 /// What the first step after a start is fed, and what the engine thread starts from.
 pub(super) struct Recovered {
     /// The first step's input: rules, open alerts, history and unprocessed events.
     pub(super) input: StepInput,
-    /// Each enabled rule's metadata, by (tenant, rule id).
-    pub(super) metas: HashMap<(String, String), RuleMeta>,
+    /// The active rules' metadata.
+    pub(super) rules: ActiveRules,
     /// The checkpoint the events were read after.
     pub(super) processed: u64,
     /// The last event sequence number read (equal to `processed` when none came after it).
@@ -24,7 +26,7 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
         .into_iter()
         .map(|t| (t.id, t.time_zone))
         .collect();
-    let mut metas = HashMap::new();
+    let mut active = ActiveRules::default();
     let mut rules = Vec::new();
     let mut max_retention = 0;
     for stored in store.list_rules(None)? {
@@ -32,15 +34,12 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
             .get(&stored.tenant)
             .map(String::as_str)
             .unwrap_or("UTC");
-        match rule_update(&stored, tz) {
+        match RuleUpdate::from_stored(&stored, tz) {
+            // Disabled rules were never in this dataflow: nothing to remove.
             Ok(update) => {
-                if let RuleChange::Upsert(rule) = &update.change {
-                    max_retention = max_retention.max(rule.retention_ms());
-                    rules.push(update.change.clone());
-                    metas.insert(
-                        (stored.tenant.clone(), stored.id.clone()),
-                        update.meta.unwrap_or_default(),
-                    );
+                if let Some(compiled) = update.active() {
+                    max_retention = max_retention.max(compiled.rule.retention_ms());
+                    rules.push(active.apply(update));
                 }
             }
             Err(e) => {
@@ -81,11 +80,11 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
             let page = store.events_since_ts(since, after, 10_000)?;
             let Some(last) = page.last() else { break };
             after = last.seq;
-            for stored in page.into_iter().filter(|e| e.seq <= processed) {
-                if let Some(event) = parse_stored(&stored.body, &stored.tenant) {
-                    history.push(event);
-                }
-            }
+            history.extend(
+                page.iter()
+                    .filter(|e| e.seq <= processed)
+                    .filter_map(decoded),
+            );
             if after >= processed {
                 break;
             }
@@ -97,10 +96,7 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
         let page = store.events_after(after, 10_000)?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        pending.extend(
-            page.into_iter()
-                .filter_map(|e| parse_stored(&e.body, &e.tenant)),
-        );
+        pending.extend(page.iter().filter_map(decoded));
     }
     tracing::info!(
         rules = rules.len(),
@@ -117,13 +113,26 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
             restore,
             clock_ms: Some(clock),
         },
-        metas,
+        rules: active,
         processed,
         after,
     })
 }
 
-fn parse_stored(body: &str, tenant: &str) -> Option<Event> {
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
-    Event::from_json(&value, tenant).ok()
+/// A stored event back as the dataflow's event; one that no longer decodes is left out, said
+/// in the log with its position so it can be found.
+fn decoded(stored: &StoredEvent) -> Option<Event> {
+    match event_from_stored(&stored.body, &stored.tenant) {
+        Ok(event) => Some(event),
+        Err(e) => {
+            tracing::error!(
+                seq = stored.seq,
+                tenant = %stored.tenant,
+                id = %stored.id,
+                error = %e,
+                "skipping a stored event that no longer decodes"
+            );
+            None
+        }
+    }
 }

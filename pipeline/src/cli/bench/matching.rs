@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use operators::rule::RuleSpec;
 use operators::{
-    AttrValue, Attrs, Engine, EngineConfig, Event, IntentKind, Num, Rule, RuleChange, SmolStr,
-    StepInput,
+    AttrValue, Attrs, CompiledRule, Engine, EngineConfig, Event, IntentKind, Num, Rule, RuleChange,
+    SmolStr, StepInput,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -416,7 +416,8 @@ struct RuleDef {
 
 impl RuleDef {
     fn compile(&self) -> anyhow::Result<Rule> {
-        Rule::compile(&self.spec, &self.tenant, &self.id, self.version, TIME_ZONE)
+        CompiledRule::compile(&self.spec, &self.tenant, &self.id, self.version, TIME_ZONE)
+            .map(|compiled| compiled.rule)
             .with_context(|| format!("rule {} of {}", self.id, self.tenant))
     }
 }

@@ -1,0 +1,346 @@
+//! Event batches: a body of event documents, as a JSON array or as NDJSON, decoded into events,
+//! the documents that were refused (each with its position and the field at fault) and the
+//! number of ids repeated within the batch.
+//!
+//! One bad document never takes the others down: it is reported and the rest are decoded. Only a
+//! problem with the batch as a whole — bytes that are not UTF-8, an array that is not valid JSON,
+//! more events than the limits allow — refuses the batch.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// How much one batch may hold. The defaults refuse nothing: the HTTP API bounds a request by its
+/// body size at the router; a source without such a bound (a topic) sets its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most events (documents, valid or not) in one batch.
+    pub max_events: usize,
+    /// Longest NDJSON line, in bytes; a longer line is refused as a document of its own. (An
+    /// array is one document list, bounded by `max_events` and the body size.)
+    pub max_line_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_events: usize::MAX,
+            max_line_bytes: usize::MAX,
+        }
+    }
+}
+
+/// Where a document stood in its batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Position {
+    /// Index in a JSON array, from 0.
+    Index(usize),
+    /// Line of an NDJSON body, from 1 (blank lines count, so a producer's editor agrees).
+    Line(usize),
+}
+
+/// What was wrong with one document: the field at fault and a message that says why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{message}")]
+pub struct FieldError {
+    /// The whole message, starting with the field: `ts: 'yesterday' is not an RFC 3339 timestamp …`.
+    pub message: String,
+    /// The field at fault, e.g. `ts`, `attrs`, or `event` for the document as a whole.
+    pub field: String,
+}
+
+impl FieldError {
+    /// An error about `field`; `message` should start with the field, as producers read it first.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            message: message.into(),
+            field: field.into(),
+        }
+    }
+
+    /// An error from a message written `field: problem`; the field is the text before the first
+    /// `:` (the whole message when there is none). The API has always named the field this way,
+    /// so its answers stay the same byte for byte.
+    pub fn from_message(message: impl Into<String>) -> FieldError {
+        let message = message.into();
+        let field = message.split(':').next().unwrap_or_default().to_string();
+        FieldError { message, field }
+    }
+}
+
+/// A refused document: where it stood and why. Serializes as the API answers it:
+/// `{"line": 2, "message": "…", "field": "event"}` (or `"index"` for arrays).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    /// Where the document stood.
+    #[serde(flatten)]
+    pub position: Position,
+    /// What was wrong with it.
+    #[serde(flatten)]
+    pub error: FieldError,
+}
+
+/// A decoded batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodedBatch<E> {
+    /// The valid events, in batch order, each id once (its first occurrence).
+    pub events: Vec<E>,
+    /// The refused documents, in batch order.
+    pub rejected: Vec<Rejected>,
+    /// Valid events dropped because an earlier one in the batch had the same id.
+    pub duplicates: u64,
+}
+
+/// Why a whole batch was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The body is not UTF-8 text.
+    #[error("body is not UTF-8: {0}")]
+    NotUtf8(#[from] std::str::Utf8Error),
+    /// The body starts like a JSON array but is not one.
+    #[error("body is not a JSON array: {0}")]
+    NotAnArray(#[source] serde_json::Error),
+    /// The batch holds more events than [`Limits::max_events`].
+    #[error("the batch holds more than {max} events; send at most {max} in one batch")]
+    TooManyEvents {
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Decodes a batch: a JSON array of documents (when the body's first non-blank character is `[`)
+/// or NDJSON, one document per line, blank lines skipped.
+///
+/// `parse` turns one document into an event or names the field at fault; `id` gives an event's
+/// id, by which repeats within the batch are dropped and counted.
+pub fn decode_batch<E>(
+    body: &[u8],
+    limits: &Limits,
+    mut parse: impl FnMut(&Value) -> Result<E, FieldError>,
+    id: impl Fn(&E) -> &str,
+) -> Result<DecodedBatch<E>, BatchError> {
+    let text = std::str::from_utf8(body)?;
+    let mut events = Vec::new();
+    let mut rejected = Vec::new();
+    let mut take = |document: Result<Value, FieldError>, position: Position| match document
+        .and_then(|d| parse(&d))
+    {
+        Ok(event) => events.push(event),
+        Err(error) => rejected.push(Rejected { position, error }),
+    };
+    if text.trim_start().starts_with('[') {
+        let items: Vec<Value> = serde_json::from_str(text).map_err(BatchError::NotAnArray)?;
+        if items.len() > limits.max_events {
+            return Err(BatchError::TooManyEvents {
+                max: limits.max_events,
+            });
+        }
+        for (index, item) in items.into_iter().enumerate() {
+            take(Ok(item), Position::Index(index));
+        }
+    } else {
+        let mut documents = 0;
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            documents += 1;
+            if documents > limits.max_events {
+                return Err(BatchError::TooManyEvents {
+                    max: limits.max_events,
+                });
+            }
+            let document = if line.len() > limits.max_line_bytes {
+                Err(FieldError::new(
+                    "event",
+                    format!(
+                        "event: the line is {} bytes long; at most {} are accepted",
+                        line.len(),
+                        limits.max_line_bytes
+                    ),
+                ))
+            } else {
+                serde_json::from_str::<Value>(line)
+                    .map_err(|e| FieldError::from_message(format!("event: not valid JSON ({e})")))
+            };
+            take(document, Position::Line(n + 1));
+        }
+    }
+    let duplicates = drop_repeated_ids(&mut events, id);
+    Ok(DecodedBatch {
+        events,
+        rejected,
+        duplicates,
+    })
+}
+
+/// Keeps the first event of each id; returns how many were dropped.
+fn drop_repeated_ids<E>(events: &mut Vec<E>, id: impl Fn(&E) -> &str) -> u64 {
+    // Marked first and dropped after, so the ids are borrowed rather than copied per event.
+    let first: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(events.len());
+        events.iter().map(|e| seen.insert(id(e))).collect()
+    };
+    let dropped = first.iter().filter(|&&keep| !keep).count();
+    if dropped > 0 {
+        let mut keep = first.into_iter();
+        events.retain(|_| keep.next().unwrap_or(true));
+    }
+    dropped as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A stand-in event: a document with a string `id` and nothing else required.
+    #[derive(Debug, PartialEq)]
+    struct Doc {
+        id: String,
+    }
+
+    fn parse(value: &Value) -> Result<Doc, FieldError> {
+        match value.get("id") {
+            Some(Value::String(id)) => Ok(Doc { id: id.clone() }),
+            Some(_) => Err(FieldError::from_message("id: must be a string")),
+            None => Err(FieldError::from_message("id: is required")),
+        }
+    }
+
+    fn decode(body: &str, limits: &Limits) -> Result<DecodedBatch<Doc>, BatchError> {
+        decode_batch(body.as_bytes(), limits, parse, |d| d.id.as_str())
+    }
+
+    fn ids(batch: &DecodedBatch<Doc>) -> Vec<&str> {
+        batch.events.iter().map(|d| d.id.as_str()).collect()
+    }
+
+    fn positions(batch: &DecodedBatch<Doc>) -> Vec<(Position, &str)> {
+        batch
+            .rejected
+            .iter()
+            .map(|r| (r.position, r.error.field.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn ndjson_lines_count_from_one_and_blank_lines_are_skipped_but_counted() {
+        let body = "{\"id\":\"a\"}\n\n   \n{\"id\":7}\r\n{\"id\":\"b\"}\r\n{}\n";
+        let batch = decode(body, &Limits::default()).unwrap();
+        assert_eq!(ids(&batch), ["a", "b"]);
+        assert_eq!(
+            positions(&batch),
+            [(Position::Line(4), "id"), (Position::Line(6), "id")]
+        );
+        assert_eq!(batch.duplicates, 0);
+    }
+
+    #[test]
+    fn an_array_is_told_by_its_first_character_and_positions_are_indexes() {
+        let body = "  \n [{\"id\":\"a\"}, {\"x\":1}, {\"id\":\"b\"}]";
+        let batch = decode(body, &Limits::default()).unwrap();
+        assert_eq!(ids(&batch), ["a", "b"]);
+        assert_eq!(positions(&batch), [(Position::Index(1), "id")]);
+    }
+
+    #[test]
+    fn an_invalid_json_line_is_one_rejected_event_and_the_rest_decode() {
+        let batch = decode("{not json\n{\"id\":\"a\"}", &Limits::default()).unwrap();
+        assert_eq!(ids(&batch), ["a"]);
+        let error = &batch.rejected[0];
+        assert_eq!(error.position, Position::Line(1));
+        assert_eq!(error.error.field, "event");
+        assert!(
+            error.error.message.starts_with("event: not valid JSON ("),
+            "{}",
+            error.error.message
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_or_a_broken_array_refuses_the_batch() {
+        for (body, variant, message) in [
+            (
+                &b"[{\"id\":"[..],
+                "NotAnArray",
+                "body is not a JSON array: ",
+            ),
+            (&b"{\"id\":\"\xff\"}"[..], "NotUtf8", "body is not UTF-8: "),
+        ] {
+            let error =
+                decode_batch(body, &Limits::default(), parse, |d| d.id.as_str()).unwrap_err();
+            assert!(format!("{error:?}").starts_with(variant), "{error:?}");
+            assert!(error.to_string().starts_with(message), "{error}");
+        }
+    }
+
+    #[test]
+    fn repeated_ids_keep_the_first_and_are_counted() {
+        let body = "{\"id\":\"a\",\"n\":1}\n{\"id\":\"b\"}\n{\"id\":\"a\",\"n\":2}\n{\"id\":\"a\"}";
+        let batch = decode_batch(
+            body.as_bytes(),
+            &Limits::default(),
+            |v| parse(v).map(|d| (d, v.get("n").cloned())),
+            |(d, _)| d.id.as_str(),
+        )
+        .unwrap();
+        assert_eq!(batch.duplicates, 2);
+        assert_eq!(
+            batch.events,
+            [
+                (Doc { id: "a".into() }, Some(json!(1))),
+                (Doc { id: "b".into() }, None)
+            ]
+        );
+    }
+
+    #[test]
+    fn over_the_limits_the_batch_or_the_line_is_refused() {
+        let limits = Limits {
+            max_events: 2,
+            max_line_bytes: 12,
+        };
+        // Blank lines are not events.
+        let batch = decode("{\"id\":\"a\"}\n\n{\"id\":\"bcdefgh\"}\n", &limits).unwrap();
+        assert_eq!(ids(&batch), ["a"]);
+        assert_eq!(positions(&batch), [(Position::Line(3), "event")]);
+        for body in [
+            "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\"}",
+            "[{\"id\":\"a\"}, {\"id\":\"b\"}, {\"id\":\"c\"}]",
+        ] {
+            let error = decode(body, &limits).unwrap_err();
+            assert!(
+                matches!(error, BatchError::TooManyEvents { max: 2 }),
+                "{error}"
+            );
+        }
+        // The defaults refuse nothing a body can hold.
+        let long = format!("{{\"id\":\"{}\"}}", "x".repeat(1 << 20));
+        assert_eq!(decode(&long, &Limits::default()).unwrap().events.len(), 1);
+    }
+
+    #[test]
+    fn a_rejection_serializes_as_the_api_answers_it() {
+        for (position, message, expected) in [
+            (
+                Position::Line(2),
+                "ts: is required",
+                json!({"line": 2, "message": "ts: is required", "field": "ts"}),
+            ),
+            (
+                Position::Index(0),
+                "no colon",
+                json!({"index": 0, "message": "no colon", "field": "no colon"}),
+            ),
+        ] {
+            let rejected = Rejected {
+                position,
+                error: FieldError::from_message(message),
+            };
+            assert_eq!(serde_json::to_value(&rejected).unwrap(), expected);
+        }
+    }
+}
