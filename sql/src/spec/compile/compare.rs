@@ -1,12 +1,12 @@
-//! Period comparison: how far back the comparison period lies, and merging its measures onto the
-//! current rows by key, with the `.compare`, `.change` and `.change_pct` columns.
+//! Period comparison: how far back the comparison period lies, and its measures table merged onto
+//! the current rows by key, with the `.compare`, `.change` and `.change_pct` columns.
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn::max;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, ident, lit};
 
-use super::{CURRENT_COLUMN, Compiler, field_type};
+use super::{CURRENT_COLUMN, Compiler, Plan, field_type};
 use crate::SqlError;
 use crate::functions;
 use crate::model::MemberRef;
@@ -14,8 +14,32 @@ use crate::spec::Compare;
 use crate::spec::time::{LocalRange, Shift};
 
 impl<'a> Compiler<'a> {
+    /// The measures table over `range` (by the keys, or one grand-total row without them), with
+    /// the comparison period's measures merged on when the spec compares.
+    pub(super) async fn compared_measures(
+        &mut self,
+        plan: &Plan,
+        range: Option<LocalRange>,
+        with_keys: bool,
+    ) -> Result<LogicalPlan, SqlError> {
+        let current = self.measures_table(plan, range, None, with_keys).await?;
+        let (Some(compare), Some(range)) = (self.spec.compare, range) else {
+            return Ok(current);
+        };
+        let shift = shift_of(compare, &range);
+        let previous = self
+            .measures_table(plan, Some(range.back(shift)), Some(shift), with_keys)
+            .await?;
+        let keys = if with_keys {
+            self.key_columns()
+        } else {
+            Vec::new()
+        };
+        self.merge_compare(current, previous, &keys, &plan.needed)
+    }
+
     /// Merges the comparison period's measures onto the current rows by key.
-    pub(super) fn merge_compare(
+    fn merge_compare(
         &self,
         current: LogicalPlan,
         previous: LogicalPlan,
@@ -86,7 +110,7 @@ impl<'a> Compiler<'a> {
 }
 
 /// How far back the comparison period is.
-pub(super) fn shift_of(compare: Compare, range: &LocalRange) -> Shift {
+fn shift_of(compare: Compare, range: &LocalRange) -> Shift {
     match compare {
         Compare::PreviousPeriod => range.period,
         Compare::SamePeriodLastYear => Shift::Months(12),

@@ -49,7 +49,6 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, ident, lit};
 use datafusion::prelude::SessionContext;
 
-use self::compare::shift_of;
 use self::filters::applies;
 use super::{DEFAULT_LIMIT, Spec};
 use crate::SqlError;
@@ -122,14 +121,7 @@ impl<'a> Compiler<'a> {
         let keys = self.key_columns();
         let range = spec.time.as_ref().and_then(|t| t.range);
 
-        let mut main = self.measures_table(&plan, range, None, true).await?;
-        if let (Some(compare), Some(range)) = (spec.compare, range) {
-            let shift = shift_of(compare, &range);
-            let previous = self
-                .measures_table(&plan, Some(range.back(shift)), Some(shift), true)
-                .await?;
-            main = self.merge_compare(main, previous, &keys, &plan.needed)?;
-        }
+        let mut main = self.compared_measures(&plan, range, true).await?;
         let having: Vec<Expr> = spec
             .filters
             .iter()
@@ -158,14 +150,7 @@ impl<'a> Compiler<'a> {
                         .chain([lit(false).alias(TOTAL_COLUMN)]),
                 )?
                 .build()?;
-            let mut totals = self.measures_table(&plan, range, None, false).await?;
-            if let (Some(compare), Some(range)) = (spec.compare, range) {
-                let shift = shift_of(compare, &range);
-                let previous = self
-                    .measures_table(&plan, Some(range.back(shift)), Some(shift), false)
-                    .await?;
-                totals = self.merge_compare(totals, previous, &[], &plan.needed)?;
-            }
+            let totals = self.compared_measures(&plan, range, false).await?;
             let present: BTreeSet<String> = totals
                 .schema()
                 .fields()
