@@ -62,7 +62,9 @@ use serde::Deserialize;
 use crate::SqlError;
 use crate::catalog::is_table_name;
 
-/// A time grain: the size of a time bucket.
+/// A time grain: the size of a time bucket, and the calendar unit of a relative time range
+/// (`last 3 weeks` is three whole week buckets). Its calendar arithmetic (the start of a bucket,
+/// `n` buckets as a shift) is with the ranges, in [`crate::spec::time`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Grain {

@@ -371,10 +371,10 @@ impl Cursor {
             let mut parsed = Vec::with_capacity(columns.len());
             let mut fields = Vec::with_capacity(columns.len());
             for c in columns {
-                let t = TrinoType::parse(&c.r#type).map_err(|reason| TrinoError::Decode {
+                let t = TrinoType::parse(&c.r#type).map_err(|source| TrinoError::Decode {
                     column: c.name.clone(),
                     trino_type: c.r#type.clone(),
-                    reason,
+                    source,
                 })?;
                 fields.push(Field::new(&c.name, t.arrow_type(), true));
                 parsed.push((c.name, t));
@@ -396,10 +396,10 @@ impl Cursor {
             for (i, (name, t)) in columns.iter().enumerate() {
                 let values: Vec<&Value> = rows.iter().map(|r| r.get(i).unwrap_or(&null)).collect();
                 arrays.push(
-                    decode_column(t, &values).map_err(|reason| TrinoError::Decode {
+                    decode_column(t, &values).map_err(|source| TrinoError::Decode {
                         column: name.clone(),
                         trino_type: format!("{t:?}"),
-                        reason,
+                        source,
                     })?,
                 );
             }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use arrow::error::ArrowError;
+
 /// A failure reported by Trino for a query (the `error` object of a result page).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueryFailure {
@@ -72,13 +74,74 @@ pub enum TrinoError {
     /// A response that does not follow the protocol.
     #[error("unreadable Trino response from {url}: {reason}")]
     Protocol { url: String, reason: String },
-    /// A value that does not decode as its column's type.
-    #[error("cannot decode Trino column {column:?} of type {trino_type}: {reason}")]
+    /// A column whose type signature does not parse, or a value that does not decode as its
+    /// column's type.
+    #[error("cannot decode Trino column {column:?} of type {trino_type}: {source}")]
     Decode {
         column: String,
         trino_type: String,
+        #[source]
+        source: TypeError,
+    },
+}
+
+/// Why a Trino type signature, or a value sent for a column of that type, could not be read.
+/// [`TrinoError::Decode`] adds the column it happened in.
+#[derive(Debug, thiserror::Error)]
+pub enum TypeError {
+    /// The signature does not follow Trino's type grammar at `offset` (a byte offset).
+    #[error(
+        "expected {expected} at offset {offset} of type {signature:?}, found {}",
+        found(.signature, .offset)
+    )]
+    Syntax {
+        signature: String,
+        offset: usize,
+        /// What the grammar allows there: `"("`, a name, a number, the end.
+        expected: String,
+    },
+    /// A precision, scale or length in the signature outside what its type allows.
+    #[error("{what} is out of range at offset {offset} of type {signature:?}")]
+    OutOfRange {
+        signature: String,
+        offset: usize,
+        /// The offending part, e.g. `decimal(40,2)` or `precision 13`.
+        what: String,
+    },
+    /// A value that is not of the kind its type is sent as: a number for a date, an object
+    /// for an array.
+    #[error("{value} is not {expected}")]
+    Value {
+        /// The value as sent (JSON), shortened.
+        value: String,
+        /// The kind of value the type is sent as, e.g. `a string`, `an integer in range`.
+        expected: &'static str,
+    },
+    /// A value of the right kind whose content does not read as its type: a 30th of February,
+    /// an unknown time zone, more decimal places than the column's scale.
+    #[error("{value} is not {expected}: {reason}")]
+    Content {
+        /// The value as sent (JSON), shortened.
+        value: String,
+        /// What it should have been, e.g. `a date`, `a decimal`.
+        expected: &'static str,
+        /// What is wrong with it.
         reason: String,
     },
+    /// One page nests more values (array items, map entries) than an Arrow list can offset.
+    #[error("a page holds more than 2^31 nested values")]
+    TooManyNested,
+    /// Arrow refused the arrays decoded for a nested or decimal column.
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+}
+
+/// What stands at `offset` of a signature, for [`TypeError::Syntax`].
+fn found(signature: &str, offset: &usize) -> String {
+    match signature.get(*offset..) {
+        None | Some("") => "the end".to_string(),
+        Some(rest) => format!("{rest:?}"),
+    }
 }
 
 impl TrinoError {

@@ -4,7 +4,8 @@
 //! - [`client`]: `POST /v1/statement`, paging through `nextUri`, cancelling with `DELETE` (also
 //!   when a result stream is dropped early), retrying 502/503/504 with a short backoff.
 //! - [`types`]: Trino type names → Arrow types, and the JSON wire values → Arrow arrays.
-//! - [`error`]: typed errors carrying Trino's errorName, errorCode, message and location.
+//! - [`error`]: typed errors carrying Trino's errorName, errorCode, message and location, and
+//!   [`TypeError`] for a type signature or value that cannot be read.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), connectors::trino::TrinoError> {
@@ -24,5 +25,5 @@ pub mod types;
 
 pub use client::{QueryStream, Transfer, TrinoClient};
 pub use config::TrinoConfig;
-pub use error::{QueryFailure, TrinoError};
+pub use error::{QueryFailure, TrinoError, TypeError};
 pub use types::TrinoType;

@@ -32,6 +32,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, TimeZone as _};
 use serde_json::Value;
 
+use super::error::TypeError;
+
 /// A Trino type, parsed from the `type` string of a result column.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrinoType {
@@ -72,16 +74,12 @@ pub enum TrinoType {
 impl TrinoType {
     /// Parses a type as Trino prints it: `decimal(12,2)`, `timestamp(6) with time zone`,
     /// `map(varchar, array(integer))`, `row("a" bigint, b varchar)`.
-    pub fn parse(text: &str) -> Result<TrinoType, String> {
+    pub fn parse(text: &str) -> Result<TrinoType, TypeError> {
         let mut parser = TypeParser { s: text, pos: 0 };
         let t = parser.ty()?;
         parser.ws();
         if parser.pos != text.len() {
-            return Err(format!(
-                "unexpected {:?} at offset {} of type {text:?}",
-                &text[parser.pos..],
-                parser.pos
-            ));
+            return Err(parser.syntax(parser.pos, "the end of the type"));
         }
         Ok(t)
     }
@@ -156,6 +154,24 @@ struct TypeParser<'a> {
 }
 
 impl TypeParser<'_> {
+    /// The signature does not go on with `expected` at `offset`.
+    fn syntax(&self, offset: usize, expected: impl Into<String>) -> TypeError {
+        TypeError::Syntax {
+            signature: self.s.to_string(),
+            offset,
+            expected: expected.into(),
+        }
+    }
+
+    /// `what`, which starts at `offset`, is outside what its type allows.
+    fn out_of_range(&self, offset: usize, what: String) -> TypeError {
+        TypeError::OutOfRange {
+            signature: self.s.to_string(),
+            offset,
+            what,
+        }
+    }
+
     fn ws(&mut self) {
         while self.s[self.pos..].starts_with(' ') {
             self.pos += 1;
@@ -172,19 +188,16 @@ impl TypeParser<'_> {
         }
     }
 
-    fn expect(&mut self, token: &str) -> Result<(), String> {
+    fn expect(&mut self, token: &str) -> Result<(), TypeError> {
         if self.eat(token) {
             Ok(())
         } else {
-            Err(format!(
-                "expected {token:?} at offset {} of type {:?}",
-                self.pos, self.s
-            ))
+            Err(self.syntax(self.pos, format!("{token:?}")))
         }
     }
 
     /// A word: letters, digits and underscores, or a double-quoted name.
-    fn word(&mut self) -> Result<String, String> {
+    fn word(&mut self) -> Result<String, TypeError> {
         self.ws();
         let rest = &self.s[self.pos..];
         if let Some(quoted) = rest.strip_prefix('"') {
@@ -203,32 +216,32 @@ impl TypeParser<'_> {
                     out.push(c);
                 }
             }
-            return Err(format!("unterminated quoted name in type {:?}", self.s));
+            return Err(self.syntax(self.s.len(), "the closing quote of a quoted name"));
         }
         let len = rest
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(rest.len());
         if len == 0 {
-            return Err(format!(
-                "expected a name at offset {} of type {:?}",
-                self.pos, self.s
-            ));
+            return Err(self.syntax(self.pos, "a name"));
         }
         self.pos += len;
         Ok(rest[..len].to_string())
     }
 
-    fn number(&mut self) -> Result<u32, String> {
+    fn number(&mut self) -> Result<u32, TypeError> {
+        self.ws();
+        let at = self.pos;
         let w = self.word()?;
-        w.parse()
-            .map_err(|_| format!("expected a number, found {w:?} in type {:?}", self.s))
+        w.parse().map_err(|_| self.syntax(at, "a number"))
     }
 
-    fn optional_precision(&mut self, default: u8) -> Result<u8, String> {
+    fn optional_precision(&mut self, default: u8) -> Result<u8, TypeError> {
         if self.eat("(") {
+            self.ws();
+            let at = self.pos;
             let p = self.number()?;
             self.expect(")")?;
-            u8::try_from(p).map_err(|_| format!("precision {p} out of range in {:?}", self.s))
+            u8::try_from(p).map_err(|_| self.out_of_range(at, format!("precision {p}")))
         } else {
             Ok(default)
         }
@@ -244,7 +257,7 @@ impl TypeParser<'_> {
         }
     }
 
-    fn ty(&mut self) -> Result<TrinoType, String> {
+    fn ty(&mut self) -> Result<TrinoType, TypeError> {
         let start = {
             self.ws();
             self.pos
@@ -268,7 +281,7 @@ impl TypeParser<'_> {
                     self.expect(")")?;
                 }
                 if !(1..=38).contains(&precision) || scale > precision {
-                    return Err(format!("decimal({precision},{scale}) is out of range"));
+                    return Err(self.out_of_range(start, format!("decimal({precision},{scale})")));
                 }
                 TrinoType::Decimal {
                     precision: precision as u8,
@@ -376,7 +389,7 @@ impl TypeParser<'_> {
 
 /// Decodes one column of JSON values (`null` for SQL NULL) into an Arrow array of
 /// `t.arrow_type()`. The error says which value could not be read and why.
-pub fn decode_column(t: &TrinoType, values: &[&Value]) -> Result<ArrayRef, String> {
+pub fn decode_column(t: &TrinoType, values: &[&Value]) -> Result<ArrayRef, TypeError> {
     macro_rules! build {
         ($builder:expr, $read:expr) => {{
             let mut b = $builder;
@@ -407,23 +420,20 @@ pub fn decode_column(t: &TrinoType, values: &[&Value]) -> Result<ArrayRef, Strin
         TrinoType::Double => build!(Float64Builder::with_capacity(values.len()), float),
         TrinoType::Decimal { precision, scale } => {
             let b = Decimal128Builder::with_capacity(values.len())
-                .with_precision_and_scale(*precision, *scale)
-                .map_err(|e| e.to_string())?;
+                .with_precision_and_scale(*precision, *scale)?;
             build!(b, |v| decimal(v, *scale))
         }
         TrinoType::Varchar | TrinoType::Char | TrinoType::Json | TrinoType::Other(_) => {
             build!(StringBuilder::with_capacity(values.len(), 0), text)
         }
         TrinoType::Varbinary => build!(BinaryBuilder::with_capacity(values.len(), 0), |v| {
-            BASE64
-                .decode(text(v)?)
-                .map_err(|e| format!("{} is not base64: {e}", short(v)))
+            BASE64.decode(text(v)?).map_err(|e| invalid(v, "base64", e))
         }),
         TrinoType::Date => build!(Date32Builder::with_capacity(values.len()), |v| {
             let s = text(v)?;
-            let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map_err(|e| format!("{} is not a date: {e}", short(v)))?;
-            Ok::<i32, String>(days_since_epoch(d))
+            let d =
+                NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| invalid(v, "a date", e))?;
+            Ok::<i32, TypeError>(days_since_epoch(d))
         }),
         TrinoType::Time { precision } => {
             if *precision <= 6 {
@@ -471,15 +481,12 @@ pub fn decode_column(t: &TrinoType, values: &[&Value]) -> Result<ArrayRef, Strin
                 offsets.push(offset(children.len())?);
             }
             let child = decode_column(item, &children)?;
-            Arc::new(
-                ListArray::try_new(
-                    Arc::new(Field::new("item", item.arrow_type(), true)),
-                    OffsetBuffer::new(offsets.into()),
-                    child,
-                    nulls(values),
-                )
-                .map_err(|e| e.to_string())?,
-            )
+            Arc::new(ListArray::try_new(
+                Arc::new(Field::new("item", item.arrow_type(), true)),
+                OffsetBuffer::new(offsets.into()),
+                child,
+                nulls(values),
+            )?)
         }
         TrinoType::Map(key, value) => {
             let mut offsets = Vec::with_capacity(values.len() + 1);
@@ -503,22 +510,18 @@ pub fn decode_column(t: &TrinoType, values: &[&Value]) -> Result<ArrayRef, Strin
                 map_fields(key, value),
                 vec![decode_column(key, &key_refs)?, decode_column(value, &vals)?],
                 None,
-            )
-            .map_err(|e| e.to_string())?;
-            Arc::new(
-                MapArray::try_new(
-                    Arc::new(Field::new(
-                        "entries",
-                        DataType::Struct(map_fields(key, value)),
-                        false,
-                    )),
-                    OffsetBuffer::new(offsets.into()),
-                    entries,
-                    nulls(values),
+            )?;
+            Arc::new(MapArray::try_new(
+                Arc::new(Field::new(
+                    "entries",
+                    DataType::Struct(map_fields(key, value)),
                     false,
-                )
-                .map_err(|e| e.to_string())?,
-            )
+                )),
+                OffsetBuffer::new(offsets.into()),
+                entries,
+                nulls(values),
+                false,
+            )?)
         }
         TrinoType::Row(fields) => {
             let null = Value::Null;
@@ -534,17 +537,18 @@ pub fn decode_column(t: &TrinoType, values: &[&Value]) -> Result<ArrayRef, Strin
                 }
                 columns.push(decode_column(field_type, &children)?);
             }
-            Arc::new(
-                StructArray::try_new(row_fields(fields), columns, nulls(values))
-                    .map_err(|e| e.to_string())?,
-            )
+            Arc::new(StructArray::try_new(
+                row_fields(fields),
+                columns,
+                nulls(values),
+            )?)
         }
         TrinoType::Unknown => Arc::new(NullArray::new(values.len())),
     })
 }
 
-fn offset(len: usize) -> Result<i32, String> {
-    i32::try_from(len).map_err(|_| "a page holds more than 2^31 nested values".to_string())
+fn offset(len: usize) -> Result<i32, TypeError> {
+    i32::try_from(len).map_err(|_| TypeError::TooManyNested)
 }
 
 fn nulls(values: &[&Value]) -> Option<NullBuffer> {
@@ -579,21 +583,34 @@ fn short(v: &Value) -> String {
     }
 }
 
-fn bad(v: &Value, expected: &str) -> String {
-    format!("{} is not {expected}", short(v))
+/// `v` is not of the kind its type is sent as.
+fn bad(v: &Value, expected: &'static str) -> TypeError {
+    TypeError::Value {
+        value: short(v),
+        expected,
+    }
 }
 
-fn text(v: &Value) -> Result<&str, String> {
+/// `v` is of the right kind, but its content does not read as `expected`.
+fn invalid(v: &Value, expected: &'static str, reason: impl ToString) -> TypeError {
+    TypeError::Content {
+        value: short(v),
+        expected,
+        reason: reason.to_string(),
+    }
+}
+
+fn text(v: &Value) -> Result<&str, TypeError> {
     v.as_str().ok_or_else(|| bad(v, "a string"))
 }
 
-fn int<T: TryFrom<i64>>(v: &Value) -> Result<T, String> {
+fn int<T: TryFrom<i64>>(v: &Value) -> Result<T, TypeError> {
     v.as_i64()
         .and_then(|i| T::try_from(i).ok())
         .ok_or_else(|| bad(v, "an integer in range"))
 }
 
-fn float(v: &Value) -> Result<f64, String> {
+fn float(v: &Value) -> Result<f64, TypeError> {
     match v {
         Value::Number(n) => n.as_f64().ok_or_else(|| bad(v, "a number")),
         Value::String(s) => match s.as_str() {
@@ -608,16 +625,21 @@ fn float(v: &Value) -> Result<f64, String> {
 
 /// `"-123.45"` with scale 2 → -12345. Scales differing from the column's are rescaled exactly
 /// (padding) or refused (digits would be lost).
-fn decimal(v: &Value, scale: i8) -> Result<i128, String> {
+fn decimal(v: &Value, scale: i8) -> Result<i128, TypeError> {
     let s = text(v)?;
     let (negative, digits) = match s.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
     let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    let scale = usize::try_from(scale).map_err(|_| "negative decimal scale".to_string())?;
+    let scale = usize::try_from(scale)
+        .map_err(|_| invalid(v, "a decimal", "the column's scale is negative"))?;
     if frac.len() > scale && frac[scale..].bytes().any(|b| b != b'0') {
-        return Err(format!("{s:?} has more than {scale} decimal places"));
+        return Err(invalid(
+            v,
+            "a decimal of the column's scale",
+            format!("it has more than {scale} decimal places"),
+        ));
     }
     let mut n: i128 = 0;
     let frac_digits = frac.bytes().chain(std::iter::repeat(b'0')).take(scale);
@@ -628,7 +650,7 @@ fn decimal(v: &Value, scale: i8) -> Result<i128, String> {
         n = n
             .checked_mul(10)
             .and_then(|n| n.checked_add(i128::from(b - b'0')))
-            .ok_or_else(|| format!("{s:?} overflows a decimal"))?;
+            .ok_or_else(|| invalid(v, "a decimal", "it overflows 128 bits"))?;
     }
     Ok(if negative { -n } else { n })
 }
@@ -639,18 +661,18 @@ fn days_since_epoch(d: NaiveDate) -> i32 {
 }
 
 /// `"12:34:56.123456789012"` → nanoseconds since midnight (picoseconds truncated).
-fn time_nanos(v: &Value) -> Result<i64, String> {
+fn time_nanos(v: &Value) -> Result<i64, TypeError> {
     let s = text(v)?;
     let (hms, frac) = s.split_once('.').unwrap_or((s, ""));
-    let t = NaiveTime::parse_from_str(hms, "%H:%M:%S")
-        .map_err(|e| format!("{} is not a time: {e}", short(v)))?;
+    let t = NaiveTime::parse_from_str(hms, "%H:%M:%S").map_err(|e| invalid(v, "a time", e))?;
     let secs = i64::from(chrono::Timelike::num_seconds_from_midnight(&t));
-    Ok(secs * 1_000_000_000 + fraction_nanos(frac).map_err(|e| format!("{}: {e}", short(v)))?)
+    Ok(secs * 1_000_000_000 + fraction_nanos(v, frac, "a time")?)
 }
 
-fn fraction_nanos(frac: &str) -> Result<i64, String> {
+/// The fractional seconds `frac` of `v` (which should be `expected`) in nanoseconds.
+fn fraction_nanos(v: &Value, frac: &str, expected: &'static str) -> Result<i64, TypeError> {
     if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("bad fractional seconds".into());
+        return Err(invalid(v, expected, "bad fractional seconds"));
     }
     let mut n = 0i64;
     for b in frac.bytes().chain(std::iter::repeat(b'0')).take(9) {
@@ -661,7 +683,7 @@ fn fraction_nanos(frac: &str) -> Result<i64, String> {
 
 /// `"2025-01-31 12:34:56.789"` (and, with a zone, `"… UTC"`, `"… Asia/Seoul"`, `"… +09:00"`) →
 /// nanoseconds since the Unix epoch (UTC for zoned values, wall clock for plain ones).
-fn timestamp_nanos(v: &Value, with_zone: bool) -> Result<i64, String> {
+fn timestamp_nanos(v: &Value, with_zone: bool) -> Result<i64, TypeError> {
     let s = text(v)?;
     let (local, zone) = if with_zone {
         let mut parts = s.splitn(3, ' ');
@@ -675,38 +697,42 @@ fn timestamp_nanos(v: &Value, with_zone: bool) -> Result<i64, String> {
     };
     let (dt, frac) = local.split_once('.').unwrap_or((local, ""));
     let naive = NaiveDateTime::parse_from_str(dt, "%Y-%m-%d %H:%M:%S")
-        .map_err(|e| format!("{} is not a timestamp: {e}", short(v)))?;
-    let frac = fraction_nanos(frac).map_err(|e| format!("{}: {e}", short(v)))?;
+        .map_err(|e| invalid(v, "a timestamp", e))?;
+    let frac = fraction_nanos(v, frac, "a timestamp")?;
     let seconds = match zone {
         None => naive.and_utc().timestamp(),
-        Some(zone) => zoned_seconds(naive, zone).map_err(|e| format!("{}: {e}", short(v)))?,
+        Some(zone) => zoned_seconds(v, naive, zone)?,
     };
     seconds
         .checked_mul(1_000_000_000)
         .and_then(|n| n.checked_add(frac))
-        .ok_or_else(|| format!("{} is out of the nanosecond range", short(v)))
+        .ok_or_else(|| invalid(v, "a timestamp", "it is out of the nanosecond range"))
 }
 
-fn zoned_seconds(naive: NaiveDateTime, zone: &str) -> Result<i64, String> {
+/// Seconds since the epoch of `naive` in `zone`, both read from `v`.
+fn zoned_seconds(v: &Value, naive: NaiveDateTime, zone: &str) -> Result<i64, TypeError> {
+    let bad_zone = |reason: String| invalid(v, "a timestamp with time zone", reason);
     if zone == "UTC" || zone == "Z" {
         return Ok(naive.and_utc().timestamp());
     }
     if let Some(sign @ ('+' | '-')) = zone.chars().next() {
         let (h, m) = zone[1..].split_once(':').unwrap_or((&zone[1..], "0"));
         let (h, m): (i64, i64) = (
-            h.parse().map_err(|_| format!("bad zone offset {zone:?}"))?,
-            m.parse().map_err(|_| format!("bad zone offset {zone:?}"))?,
+            h.parse()
+                .map_err(|_| bad_zone(format!("bad zone offset {zone:?}")))?,
+            m.parse()
+                .map_err(|_| bad_zone(format!("bad zone offset {zone:?}")))?,
         );
         let offset = (h * 3600 + m * 60) * if sign == '-' { -1 } else { 1 };
         return Ok(naive.and_utc().timestamp() - offset);
     }
     let tz: chrono_tz::Tz = zone
         .parse()
-        .map_err(|_| format!("unknown time zone {zone:?}"))?;
+        .map_err(|_| bad_zone(format!("unknown time zone {zone:?}")))?;
     tz.from_local_datetime(&naive)
         .earliest()
         .map(|t| t.timestamp())
-        .ok_or_else(|| format!("{naive} does not exist in {zone}"))
+        .ok_or_else(|| bad_zone(format!("{naive} does not exist in {zone}")))
 }
 
 #[cfg(test)]
@@ -731,7 +757,7 @@ mod tests {
 
     fn decode_err(t: &str, value: Value) -> String {
         let t = TrinoType::parse(t).unwrap();
-        decode_column(&t, &[&value]).unwrap_err()
+        decode_column(&t, &[&value]).unwrap_err().to_string()
     }
 
     #[test]
@@ -781,6 +807,37 @@ mod tests {
         );
         assert!(TrinoType::parse("decimal(40,2)").is_err());
         assert!(TrinoType::parse("array(bigint").is_err());
+    }
+
+    #[test]
+    fn type_errors_name_the_signature_and_the_place() {
+        let err = TrinoType::parse("array(bigint").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"expected ")" at offset 12 of type "array(bigint", found the end"#
+        );
+        let err = TrinoType::parse("map(varchar, decimal(40,2))").unwrap_err();
+        assert!(
+            matches!(&err, TypeError::OutOfRange { offset: 13, what, .. } if what == "decimal(40,2)"),
+            "{err}"
+        );
+        let err = TrinoType::parse("decimal(12, x)").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"expected a number at offset 12 of type "decimal(12, x)", found "x)""#
+        );
+        let t = TrinoType::parse("array(bigint)").unwrap();
+        let err = decode_column(&t, &[&json!({"a": 1})]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TypeError::Value {
+                    expected: "an array",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

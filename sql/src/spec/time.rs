@@ -1,8 +1,8 @@
 //! Time ranges of a dashboard spec: absolute or relative, resolved in the spec's time zone into a
 //! half-open local interval `[start, end)`, and the shift that maps it onto its comparison period.
 //!
-//! Relative ranges (case-insensitive), with `<unit>` one of hour, day, week (ISO, from Monday),
-//! month, quarter, year:
+//! Relative ranges (case-insensitive), with `<unit>` a [`Grain`]: hour, day, week (ISO, from
+//! Monday), month, quarter, year:
 //! - `today`, `yesterday`
 //! - `this <unit>`: the current unit, whole (its future part simply has no data)
 //! - `last <unit>` / `previous <unit>`: the complete unit before the current one
@@ -19,67 +19,46 @@ use chrono::{
 use chrono_tz::Tz;
 
 use crate::SqlError;
+use crate::model::Grain;
 
-/// A calendar unit of a relative range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
-    /// Clock hour.
-    Hour,
-    /// Day.
-    Day,
-    /// ISO week.
-    Week,
-    /// Month.
-    Month,
-    /// Quarter.
-    Quarter,
-    /// Year.
-    Year,
-}
-
-impl Unit {
-    fn parse(word: &str) -> Option<Unit> {
-        Some(match word.trim_end_matches('s') {
-            "hour" => Unit::Hour,
-            "day" => Unit::Day,
-            "week" => Unit::Week,
-            "month" => Unit::Month,
-            "quarter" => Unit::Quarter,
-            "year" => Unit::Year,
-            _ => return None,
-        })
-    }
-
-    /// The start of the unit containing `t`.
+/// The calendar arithmetic of a grain, which is also the unit of a relative range (`last 3
+/// weeks`): a range is whole buckets of that grain, so both share one type.
+impl Grain {
+    /// The start of the bucket containing `t`.
     fn floor(self, t: NaiveDateTime) -> NaiveDateTime {
         let day = t.date();
         let date = match self {
-            Unit::Hour => {
+            Grain::Hour => {
                 return day.and_time(NaiveTime::from_hms_opt(t.hour(), 0, 0).unwrap_or_default());
             }
-            Unit::Day => day,
-            Unit::Week => day - Days::new(u64::from(day.weekday().num_days_from_monday())),
-            Unit::Month => day.with_day(1).unwrap_or(day),
-            Unit::Quarter => {
+            Grain::Day => day,
+            Grain::Week => day - Days::new(u64::from(day.weekday().num_days_from_monday())),
+            Grain::Month => day.with_day(1).unwrap_or(day),
+            Grain::Quarter => {
                 let month = (day.month0() / 3) * 3 + 1;
                 NaiveDate::from_ymd_opt(day.year(), month, 1).unwrap_or(day)
             }
-            Unit::Year => NaiveDate::from_ymd_opt(day.year(), 1, 1).unwrap_or(day),
+            Grain::Year => NaiveDate::from_ymd_opt(day.year(), 1, 1).unwrap_or(day),
         };
         date.and_time(NaiveTime::MIN)
     }
 
-    /// `n` of this unit as a [`Shift`].
+    /// `n` buckets of this grain as a [`Shift`].
     fn times(self, n: u32) -> Shift {
         match self {
-            Unit::Hour => Shift::Nanos(i64::from(n) * 3_600_000_000_000),
-            Unit::Day => Shift::Days(n),
-            Unit::Week => Shift::Days(7 * n),
-            Unit::Month => Shift::Months(n),
-            Unit::Quarter => Shift::Months(3 * n),
-            Unit::Year => Shift::Months(12 * n),
+            Grain::Hour => Shift::Nanos(i64::from(n) * 3_600_000_000_000),
+            Grain::Day => Shift::Days(n),
+            Grain::Week => Shift::Days(7 * n),
+            Grain::Month => Shift::Months(n),
+            Grain::Quarter => Shift::Months(3 * n),
+            Grain::Year => Shift::Months(12 * n),
         }
     }
+}
+
+/// The grain a relative range names, singular or plural (`day`, `days`).
+fn range_unit(word: &str) -> Option<Grain> {
+    Grain::parse(word.trim_end_matches('s'))
 }
 
 /// A calendar-aware length of time.
@@ -230,31 +209,31 @@ pub fn relative(
             ),
         )
     };
-    let whole = |unit: Unit, back: u32, n: u32| {
+    let whole = |unit: Grain, back: u32, n: u32| {
         let current = unit.floor(local_now);
         let start = unit.times(back).back(current);
         LocalRange {
             start,
             end: unit.times(n).forward(start),
             period: unit.times(n),
-            sub_day: unit == Unit::Hour,
+            sub_day: unit == Grain::Hour,
         }
     };
     Ok(match words.as_slice() {
-        ["today"] => whole(Unit::Day, 0, 1),
-        ["yesterday"] => whole(Unit::Day, 1, 1),
-        ["this", unit] => whole(Unit::parse(unit).ok_or_else(bad)?, 0, 1),
-        ["last" | "previous", unit] => whole(Unit::parse(unit).ok_or_else(bad)?, 1, 1),
+        ["today"] => whole(Grain::Day, 0, 1),
+        ["yesterday"] => whole(Grain::Day, 1, 1),
+        ["this", unit] => whole(range_unit(unit).ok_or_else(bad)?, 0, 1),
+        ["last" | "previous", unit] => whole(range_unit(unit).ok_or_else(bad)?, 1, 1),
         ["last" | "previous", n, unit] => {
             let n: u32 = n
                 .parse()
                 .ok()
                 .filter(|n| (1..=1000).contains(n))
                 .ok_or_else(bad)?;
-            whole(Unit::parse(unit).ok_or_else(bad)?, n, n)
+            whole(range_unit(unit).ok_or_else(bad)?, n, n)
         }
         [unit, "to", "date"] => {
-            let unit = Unit::parse(unit).ok_or_else(bad)?;
+            let unit = range_unit(unit).ok_or_else(bad)?;
             let start = unit.floor(local_now);
             LocalRange {
                 start,

@@ -153,10 +153,10 @@ impl TrinoSource {
                     entry.2 = true;
                     continue;
                 }
-                let t = TrinoType::parse(ty).map_err(|reason| TrinoError::Decode {
+                let t = TrinoType::parse(ty).map_err(|source| TrinoError::Decode {
                     column: format!("{table}.{name}"),
                     trino_type: ty.to_string(),
-                    reason,
+                    source,
                 })?;
                 entry.1.push(Field::new(name, t.arrow_type(), true));
             }
