@@ -15,6 +15,7 @@
 //!
 //! This crate depends on no other workspace crate; everything here is I/O at the edge.
 
+pub mod clock;
 pub mod ga4;
 pub mod http;
 pub mod secrets;

@@ -32,7 +32,6 @@ mod rotation;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -326,12 +325,6 @@ impl<S: ?Sized> std::fmt::Debug for Secrets<S> {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Checks a tenant id or secret name: 1..=128 bytes of letters, digits and `. _ - / :`.
 fn validate_name(what: &str, value: &str) -> Result<(), SecretsError> {
     if value.is_empty() || value.len() > MAX_NAME_BYTES {
@@ -490,7 +483,7 @@ impl<S: SecretRows + ?Sized + 'static> Secrets<S> {
                 })
                 .await?
             };
-            let created_at_ms = now_ms();
+            let created_at_ms = crate::clock::now_ms();
             let rows = entries
                 .iter()
                 .zip(&latest)

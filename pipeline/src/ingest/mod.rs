@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use connectors::store::{AppendOutcome, NewEvent, NewNotification, Store, StoreResult};
+use connectors::store::{AppendOutcome, NewEvent, NewNotification, Store, StoreError, StoreResult};
 use operators::engine::EngineStats;
 use operators::{AttrValue, Engine, EngineConfig, Event, OpenAlert, StepInput};
 use tokio::sync::{mpsc, oneshot};
@@ -45,10 +45,7 @@ pub use rules::{RuleUpdate, StoredRuleError};
 /// Meta key of the last event sequence number whose notifications are enqueued.
 const PROCESSED_SEQ: &str = "engine.processed_seq";
 
-/// Wall-clock now, epoch ms.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+pub use connectors::clock::now_ms;
 
 /// Why ingest failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +55,16 @@ pub enum IngestError {
     ShuttingDown,
     /// The store refused the batch; nothing was accepted.
     #[error("events could not be stored: {0}")]
-    Store(String),
+    Store(#[source] Arc<StoreError>),
+    /// The store answered for fewer events than the batch held; the producer should retry
+    /// (ids make a retry safe).
+    #[error("events could not be stored: the store answered for {answered} of {sent} events")]
+    Incomplete {
+        /// Events in the batch.
+        sent: usize,
+        /// Outcomes the store returned.
+        answered: usize,
+    },
 }
 
 /// The running ingest and dataflow threads.
@@ -168,10 +174,7 @@ impl Runtime {
             })
             .await
             .map_err(|_| IngestError::ShuttingDown)?;
-        answer
-            .await
-            .map_err(|_| IngestError::ShuttingDown)?
-            .map_err(IngestError::Store)
+        answer.await.map_err(|_| IngestError::ShuttingDown)?
     }
 
     /// Tells the dataflow about a stored rule change; it applies from the next epoch.

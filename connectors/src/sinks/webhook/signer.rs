@@ -5,7 +5,7 @@
 //! destination's secret (`whsec_<base64>` or raw base64). Receivers (the demo, the tests, a
 //! tenant's own endpoint) verify with the same secret and reject stale timestamps.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -99,7 +99,7 @@ impl WebhookSigner {
         body: &[u8],
         tolerance: Duration,
     ) -> Result<(), VerifyError> {
-        self.verify_at(headers, body, tolerance, unix_now_secs())
+        self.verify_at(headers, body, tolerance, crate::clock::now_secs())
     }
 
     /// Verifies a received message as of `now_secs`: the timestamp must be within `tolerance`
@@ -140,13 +140,6 @@ impl WebhookSigner {
             Err(VerifyError::NoMatchingSignature)
         }
     }
-}
-
-/// Now, in Unix seconds: the `webhook-timestamp` of a message sent now.
-pub(super) fn unix_now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

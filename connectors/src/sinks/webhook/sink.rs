@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
 
-use super::signer::unix_now_secs;
 use super::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, WebhookConfig, WebhookSigner};
+use crate::clock::now_secs;
 use crate::sinks::{DeliveryResult, OutgoingNotification, Sink, SinkError};
 
 /// Response bodies quoted in errors are cut to this many bytes.
@@ -67,15 +67,11 @@ impl Sink for WebhookSink {
         config: &WebhookConfig,
     ) -> DeliveryResult {
         let started = Instant::now();
-        let headers = match request_headers(
-            config,
-            notification.id,
-            notification.payload,
-            unix_now_secs(),
-        ) {
-            Ok(headers) => headers,
-            Err(error) => return DeliveryResult::permanent(None, error, started.elapsed()),
-        };
+        let headers =
+            match request_headers(config, notification.id, notification.payload, now_secs()) {
+                Ok(headers) => headers,
+                Err(error) => return DeliveryResult::permanent(None, error, started.elapsed()),
+            };
         let url = match reqwest::Url::parse(&config.url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => url,
             Ok(url) => {

@@ -2,7 +2,8 @@
 
 use rusqlite::{Row, params};
 
-use super::{SqliteStore, clamp_i64, db, now_ms};
+use super::{SqliteStore, clamp_i64, db};
+use crate::clock::now_ms;
 use crate::store::{AppendOutcome, EventLog, NewEvent, StoreError, StoreResult, StoredEvent};
 
 /// Columns of a [`StoredEvent`], in [`event_from_row`] order.

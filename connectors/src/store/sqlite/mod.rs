@@ -30,7 +30,7 @@ mod tests;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
@@ -402,12 +402,6 @@ fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
         | rusqlite::Error::InvalidColumnType(..) => StoreError::Corrupt(format!("{op}: {source}")),
         source => StoreError::Database { op, source },
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// SQLite integers are signed; positions and limits beyond `i64::MAX` mean "everything".
