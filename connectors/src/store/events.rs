@@ -18,7 +18,8 @@ pub struct NewEvent {
     pub event_type: String,
     /// Event time, milliseconds since the Unix epoch.
     pub ts_ms: i64,
-    /// The original JSON text of the event, kept verbatim for replay.
+    /// The event as JSON text, in the one stored form the pipeline writes and reads back on
+    /// replay (`pipeline::ingest::event_body`); opaque to the store.
     pub body: String,
 }
 

@@ -64,7 +64,8 @@ pub(super) async fn post_events(
                     "shutting_down",
                     e.to_string(),
                 ),
-                crate::ingest::IngestError::Store(_) => ApiError::new(
+                crate::ingest::IngestError::Store(_)
+                | crate::ingest::IngestError::Incomplete { .. } => ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store_unavailable",
                     e.to_string(),

@@ -6,7 +6,7 @@ use super::*;
 pub(super) struct IngestRequest {
     pub(super) events: Vec<NewEvent>,
     pub(super) parsed: Vec<Event>,
-    pub(super) reply: oneshot::Sender<Result<Vec<AppendOutcome>, String>>,
+    pub(super) reply: oneshot::Sender<Result<Vec<AppendOutcome>, IngestError>>,
 }
 
 pub(super) struct Committed {
@@ -52,9 +52,10 @@ pub(super) fn commit_loop(
                 let mut offset = 0;
                 for (request, n) in waiting.into_iter().zip(sizes) {
                     let Some(mine) = outcomes.get(offset..offset + n).map(<[_]>::to_vec) else {
-                        let _ = request
-                            .reply
-                            .send(Err("the store answered for fewer events than sent".into()));
+                        let _ = request.reply.send(Err(IngestError::Incomplete {
+                            sent: all.len(),
+                            answered: outcomes.len(),
+                        }));
                         continue;
                     };
                     offset += n;
@@ -85,8 +86,10 @@ pub(super) fn commit_loop(
             }
             Err(e) => {
                 tracing::error!(error = %e, events = all.len(), "group commit failed");
+                // Every producer of the batch gets the one cause.
+                let cause = Arc::new(e);
                 for request in waiting {
-                    let _ = request.reply.send(Err(e.to_string()));
+                    let _ = request.reply.send(Err(IngestError::Store(cause.clone())));
                 }
             }
         }
