@@ -130,15 +130,7 @@ pub(super) async fn create_destination(
         )
         .field("id"));
     }
-    let stored = StoredDestination {
-        tenant,
-        id,
-        kind: parsed.kind,
-        config: parsed.config.to_string(),
-        updated_at_ms: now_ms(),
-    };
-    let copy = stored.clone();
-    blocking(state.store(), move |s| s.put_destination(&copy)).await?;
+    let stored = store_destination(&state, tenant, id, parsed).await?;
     Ok((StatusCode::CREATED, Json(destination_json(&stored))).into_response())
 }
 
@@ -161,6 +153,17 @@ pub(super) async fn update_destination(
         )
         .field("id"));
     }
+    let stored = store_destination(&state, tenant, id, parsed).await?;
+    Ok(Json(destination_json(&stored)))
+}
+
+/// Writes a checked destination (created or replaced) and returns it as stored.
+async fn store_destination(
+    state: &AppState,
+    tenant: String,
+    id: String,
+    parsed: DestinationBody,
+) -> ApiResult<StoredDestination> {
     let stored = StoredDestination {
         tenant,
         id,
@@ -170,7 +173,7 @@ pub(super) async fn update_destination(
     };
     let copy = stored.clone();
     blocking(state.store(), move |s| s.put_destination(&copy)).await?;
-    Ok(Json(destination_json(&stored)))
+    Ok(stored)
 }
 
 pub(super) async fn delete_destination(
