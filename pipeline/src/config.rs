@@ -130,8 +130,25 @@ fn default_system_tenant() -> String {
 pub struct ServerConfig {
     /// Listen address; loopback by default.
     pub listen: String,
-    /// Largest accepted request body, bytes.
+    /// Largest accepted request body, bytes. A larger `Content-Length` is refused (413) before
+    /// any of the body is read.
     pub max_body_bytes: usize,
+    // ---- connection limits (see `http::listener`) ----
+    /// Time a client has to send a request's head (line and headers) once the connection is
+    /// open or the previous response is written; an idle keep-alive connection is closed after
+    /// it too.
+    pub header_timeout: DurationSetting,
+    /// Time a client has to send a request's whole body once its head arrived (408 after).
+    pub body_timeout: DurationSetting,
+    /// Largest request head (line and headers), bytes; larger answers 431.
+    pub max_header_bytes: usize,
+    /// On SIGTERM, how long in-flight requests may take to finish before their connections
+    /// are closed.
+    pub shutdown_grace: DurationSetting,
+    /// Failed authentications (HTTP or pgwire) one client address may make per minute before
+    /// its logins are refused (429 / SQLSTATE 28000) for the rest of that minute. A pgwire
+    /// user name (a tenant) may fail four times as often, from all addresses together.
+    pub auth_failures_per_minute: u32,
 }
 
 /// Engine settings.
@@ -221,6 +238,10 @@ pub struct TenantConfig {
     pub time_zone: String,
     /// API key (stored only as a SHA-256 hash).
     pub api_key: String,
+    /// Keys that stay valid beside `api_key` while clients move to it (key rotation). Keys not
+    /// in the configuration stop working when the server starts.
+    #[serde(default)]
+    pub previous_api_keys: Vec<String>,
 }
 
 fn default_tz() -> String {
@@ -263,6 +284,11 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8080".to_string(),
             max_body_bytes: 64 * 1024 * 1024,
+            header_timeout: DurationSetting::from(Duration::from_secs(10)),
+            body_timeout: DurationSetting::from(Duration::from_secs(60)),
+            max_header_bytes: 32 * 1024,
+            shutdown_grace: DurationSetting::from(Duration::from_secs(10)),
+            auth_failures_per_minute: 20,
         }
     }
 }
@@ -358,6 +384,31 @@ impl Config {
                 format!("{} is out of range 1..=64", self.engine.workers),
             ));
         }
+        if self.server.max_header_bytes < 1024 {
+            return Err(key(
+                "server.max_header_bytes",
+                "must be at least 1024".into(),
+            ));
+        }
+        if self.server.auth_failures_per_minute == 0 {
+            return Err(key(
+                "server.auth_failures_per_minute",
+                "must be at least 1".into(),
+            ));
+        }
+        let mut owners = std::collections::HashMap::new();
+        for t in &self.tenants {
+            for k in std::iter::once(&t.api_key).chain(&t.previous_api_keys) {
+                if let Some(other) = owners.insert(k.as_str(), t.id.as_str())
+                    && other != t.id
+                {
+                    return Err(key(
+                        "tenants",
+                        format!("tenants '{other}' and '{}' share an API key", t.id),
+                    ));
+                }
+            }
+        }
         if self.engine.max_batch == 0 {
             return Err(key("engine.max_batch", "must be at least 1".into()));
         }
@@ -389,6 +440,12 @@ impl Config {
             if t.api_key.len() < 16 {
                 return Err(key(
                     &format!("tenants[{i}].api_key"),
+                    "must be at least 16 characters".into(),
+                ));
+            }
+            if let Some(j) = t.previous_api_keys.iter().position(|k| k.len() < 16) {
+                return Err(key(
+                    &format!("tenants[{i}].previous_api_keys[{j}]"),
                     "must be at least 16 characters".into(),
                 ));
             }

@@ -57,7 +57,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
-use crate::http::key_hash;
+use crate::auth::{AuthThrottle, key_hash};
 
 /// Session settings a driver may send on connect; acknowledged, never applied.
 const HARMLESS_SETTINGS: [&str; 10] = [
@@ -103,6 +103,7 @@ pub async fn serve(
     listener: TcpListener,
     engine: DashboardEngine,
     store: Arc<dyn Store>,
+    throttle: Arc<AuthThrottle>,
     timeout: Duration,
     tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
@@ -119,6 +120,7 @@ pub async fn serve(
         }),
         login: Arc::new(TenantLogin {
             store,
+            throttle,
             tls_only: tls.is_some(),
             parameters: DefaultServerParameterProvider::default(),
             pids: RandomPidSecretKeyGenerator::default(),
@@ -151,6 +153,8 @@ pub async fn serve(
 /// than by comparing with a stored password.
 struct TenantLogin {
     store: Arc<dyn Store>,
+    /// Failed logins, counted per client address and per tenant (shared with HTTP).
+    throttle: Arc<AuthThrottle>,
     /// Refuse connections that did not negotiate TLS (set when a certificate is configured).
     tls_only: bool,
     parameters: DefaultServerParameterProvider,
@@ -206,7 +210,21 @@ impl StartupHandler for TenantLogin {
                     .get(METADATA_USER)
                     .cloned()
                     .unwrap_or_default();
+                let peer = Some(client.socket_addr().ip());
+                let tenant = Some(user.as_str()).filter(|u| !u.is_empty());
+                // A throttled client or tenant is refused before the key is looked at.
+                if let Err(wait) = self.throttle.check(peer, tenant) {
+                    tracing::info!(user = %user, peer = %client.socket_addr(), "pgwire login throttled");
+                    return Err(user_error(
+                        "28000",
+                        format!(
+                            "too many failed logins from this address or for this user; retry in {} s",
+                            wait.as_secs().max(1)
+                        ),
+                    ));
+                }
                 if user.is_empty() || !self.verify(&user, &password.password).await? {
+                    self.throttle.failed(peer, tenant);
                     tracing::info!(user = %user, peer = %client.socket_addr(), "pgwire login refused");
                     return Err(PgWireError::InvalidPassword(user));
                 }

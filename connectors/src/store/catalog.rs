@@ -1,8 +1,8 @@
-//! The catalog: tenants, their API keys, alert rules and delivery destinations, and which
-//! tenant owns an id.
+//! The catalog: tenants, their API keys, alert rules and delivery destinations.
 //!
-//! Every read or delete that takes a tenant filters by it, so a caller holding tenant A's
-//! credential cannot see or change tenant B's rows by guessing ids.
+//! Ids are scoped per tenant: rules and destinations are keyed by (tenant, id), two tenants may
+//! use the same id, and every read or delete filters by tenant, so a caller holding tenant A's
+//! credential can neither see, change nor detect tenant B's rows by guessing ids.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,17 +49,6 @@ pub struct Tenant {
     pub name: String,
     /// IANA time zone used for schedules and quiet hours, e.g. `Asia/Seoul`.
     pub time_zone: String,
-}
-
-/// The kinds of tenant-owned objects addressed by id in the API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ObjectKind {
-    /// An alert rule.
-    Rule,
-    /// A delivery destination.
-    Destination,
-    /// A notification.
-    Notification,
 }
 
 /// What the pipeline is configured with: tenants, API keys, rules and destinations. Every
@@ -110,12 +99,11 @@ pub trait Catalog: Send + Sync {
     /// itself is never stored). Re-registering a hash moves it to `tenant`.
     fn put_api_key(&self, tenant: &str, key_hash: &str) -> StoreResult<()>;
 
+    /// Makes `keys` — pairs of tenant and key hash, as for [`Catalog::put_api_key`] — the only
+    /// API keys, in one transaction: every other key stops working when this returns. The
+    /// server calls it on start so that keys follow the configuration.
+    fn replace_api_keys(&self, keys: &[(String, String)]) -> StoreResult<()>;
+
     /// The tenant owning the API key with this hash, if any.
     fn tenant_for_api_key(&self, key_hash: &str) -> StoreResult<Option<String>>;
-
-    // ---- ownership ----
-
-    /// Which tenant owns the rule, destination or notification `id`, if any. Used only to tell
-    /// "not yours" (403) from "no such thing" (404); it never returns the object itself.
-    fn owner_of(&self, kind: ObjectKind, id: &str) -> StoreResult<Option<String>>;
 }

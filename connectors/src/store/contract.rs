@@ -23,8 +23,8 @@
 
 use super::{
     AppendOutcome, DeliveryAttempt, DeliveryNext, DeliveryStatus, EventLog, NewEvent,
-    NewNotification, NotificationCursor, NotificationFilter, ObjectKind, Store, StoreError,
-    StoredDestination, StoredRule, Tenant,
+    NewNotification, NotificationCursor, NotificationFilter, Store, StoreError, StoredDestination,
+    StoredRule, Tenant,
 };
 
 /// One `#[test]` per store behaviour, each on a fresh store from `$open`, a function returning
@@ -40,7 +40,7 @@ macro_rules! store_contract_tests {
             recent_event_replay_skips_old_event_times,
             rules_and_destinations_are_tenant_scoped,
             tenants_and_api_keys,
-            owner_of_tells_who_owns_an_id,
+            replacing_api_keys_revokes_every_other_key,
             enqueue_is_idempotent_and_tenant_scoped,
             retry_then_deliver_and_retry_then_dead,
             claims_lease_deliveries_to_one_sender,
@@ -237,6 +237,10 @@ pub fn rules_and_destinations_are_tenant_scoped(store: &dyn Store) {
 
     store.put_destination(&destination("a", "d1")).expect("put");
     assert!(store.get_destination("b", "d1").expect("get").is_none());
+    // The same id in another tenant is another destination; neither replaces the other.
+    store.put_destination(&destination("c", "d1")).expect("put");
+    assert_eq!(store.list_destinations("a").expect("list").len(), 1);
+    assert!(store.delete_destination("c", "d1").expect("delete"));
     assert!(store.list_destinations("b").expect("list").is_empty());
     assert!(!store.delete_destination("b", "d1").expect("delete"));
     assert_eq!(store.list_destinations("a").expect("list").len(), 1);
@@ -272,24 +276,36 @@ pub fn tenants_and_api_keys(store: &dyn Store) {
     ));
 }
 
-/// Ownership lookups name the tenant owning an id, per kind of object.
-pub fn owner_of_tells_who_owns_an_id(store: &dyn Store) {
+/// Replacing the API keys leaves exactly the given ones: a key not in the list (another
+/// tenant's, or a tenant's old one) stops answering, a listed one may move between tenants.
+pub fn replacing_api_keys_revokes_every_other_key(store: &dyn Store) {
+    let (old, kept, moved) = ("1".repeat(64), "2".repeat(64), "3".repeat(64));
+    store.put_api_key("a", &old).expect("put key");
+    store.put_api_key("b", &kept).expect("put key");
+    store.put_api_key("b", &moved).expect("put key");
     store
-        .put_rule(&StoredRule {
-            tenant: "a".into(),
-            id: "r1".into(),
-            version: 1,
-            enabled: true,
-            body: "{}".into(),
-            updated_at_ms: 0,
-        })
-        .unwrap();
+        .replace_api_keys(&[("b".into(), kept.clone()), ("c".into(), moved.clone())])
+        .expect("replace");
+    assert_eq!(store.tenant_for_api_key(&old).expect("lookup"), None);
     assert_eq!(
-        store.owner_of(ObjectKind::Rule, "r1").unwrap().as_deref(),
-        Some("a")
+        store.tenant_for_api_key(&kept).expect("lookup").as_deref(),
+        Some("b")
     );
-    assert_eq!(store.owner_of(ObjectKind::Rule, "r2").unwrap(), None);
-    assert_eq!(store.owner_of(ObjectKind::Destination, "r1").unwrap(), None);
+    assert_eq!(
+        store.tenant_for_api_key(&moved).expect("lookup").as_deref(),
+        Some("c")
+    );
+    // A malformed hash refuses the whole replacement: nothing changes.
+    assert!(matches!(
+        store.replace_api_keys(&[("a".into(), "plaintext-key".into())]),
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert_eq!(
+        store.tenant_for_api_key(&kept).expect("lookup").as_deref(),
+        Some("b")
+    );
+    store.replace_api_keys(&[]).expect("replace with none");
+    assert_eq!(store.tenant_for_api_key(&kept).expect("lookup"), None);
 }
 
 /// Enqueueing the same notification twice adds it once, with one delivery per distinct

@@ -39,7 +39,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use catalog::{Catalog, ObjectKind, StoredDestination, StoredRule, Tenant};
+pub use catalog::{Catalog, StoredDestination, StoredRule, Tenant};
 pub use events::{AppendOutcome, EventLog, NewEvent, StoredEvent};
 pub use meta::Meta;
 pub use outbox::{

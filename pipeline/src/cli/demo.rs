@@ -46,6 +46,7 @@ pub async fn run(
         name: Some("Demo Shop".into()),
         time_zone: "Asia/Seoul".into(),
         api_key: API_KEY.into(),
+        previous_api_keys: Vec::new(),
     }];
     config.dashboard.pgwire_listen = "127.0.0.1:5433".into();
     let warehouse = config.warehouse_dir();

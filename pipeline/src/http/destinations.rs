@@ -93,7 +93,7 @@ pub(super) async fn load_destination(
     let (t, i) = (tenant.to_string(), id.to_string());
     match blocking(state.store(), move |s| s.get_destination(&t, &i)).await? {
         Some(d) => Ok(d),
-        None => Err(not_yours(state, ObjectKind::Destination, tenant, id).await),
+        None => Err(not_found("destination", id)),
     }
 }
 
@@ -116,17 +116,15 @@ pub(super) async fn create_destination(
     check_stored_credentials(&state, &tenant, &mut destination).await?;
     let id = parsed.id.clone().unwrap_or_else(|| new_id("dst"));
     valid_id(&id)?;
-    let lookup = id.clone();
-    if blocking(state.store(), move |s| {
-        s.owner_of(ObjectKind::Destination, &lookup)
-    })
-    .await?
-    .is_some()
+    let (t, i) = (tenant.clone(), id.clone());
+    if blocking(state.store(), move |s| s.get_destination(&t, &i))
+        .await?
+        .is_some()
     {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
-            format!("destination id '{id}' is taken"),
+            format!("destination '{id}' exists; change it with PUT /v1/destinations/{id}"),
         )
         .field("id"));
     }
@@ -183,7 +181,7 @@ pub(super) async fn delete_destination(
 ) -> ApiResult<StatusCode> {
     let (t, i) = (tenant.clone(), id.clone());
     if !blocking(state.store(), move |s| s.delete_destination(&t, &i)).await? {
-        return Err(not_yours(&state, ObjectKind::Destination, &tenant, &id).await);
+        return Err(not_found("destination", &id));
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,14 +2,17 @@
 //! (authentication, errors, the router).
 //!
 //! Every `/v1` request carries a tenant API key (`Authorization: Bearer <key>` or `X-Api-Key`);
-//! the tenant comes only from the key. Objects of another tenant answer 403, unknown ones 404.
+//! the tenant comes only from the key. Ids are scoped per tenant: another tenant's object
+//! answers 404 exactly like an absent one, and two tenants may use the same id.
 //! Errors are JSON: `{"error": {"code": "...", "message": "...", "field": "..."}}`.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,21 +21,23 @@ use axum::{Json, Router};
 use connectors::secrets::SecretsError;
 use connectors::sinks::{Destination, SinkError};
 use connectors::store::{
-    AppendOutcome, DeliveryStatus, NotificationCursor, NotificationFilter, ObjectKind, Store,
+    AppendOutcome, DeliveryStatus, NotificationCursor, NotificationFilter, Store,
     StoredDestination, StoredRule,
 };
 use operators::{CompiledRule, Event, RuleSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 mod destinations;
 mod events;
+pub mod listener;
 mod notifications;
 pub mod query;
 mod rules;
 mod secrets;
 
+use crate::auth::AuthThrottle;
+pub use crate::auth::key_hash;
 use crate::deliver::SecretsHandle;
 use crate::generate;
 use crate::ingest::{RuleUpdate, Runtime, now_ms};
@@ -46,15 +51,22 @@ pub struct AppState {
     /// The tenants' credentials.
     secrets: SecretsHandle,
     keys: Arc<RwLock<HashMap<String, String>>>,
+    throttle: Arc<AuthThrottle>,
 }
 
 impl AppState {
-    /// State over a runtime and the secrets store.
-    pub fn new(runtime: Arc<Runtime>, secrets: SecretsHandle) -> AppState {
+    /// State over a runtime and the secrets store; failed logins are counted in `throttle`
+    /// (shared with pgwire).
+    pub fn new(
+        runtime: Arc<Runtime>,
+        secrets: SecretsHandle,
+        throttle: Arc<AuthThrottle>,
+    ) -> AppState {
         AppState {
             runtime,
             secrets,
             keys: Default::default(),
+            throttle,
         }
     }
 
@@ -122,6 +134,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     field: Option<String>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -135,7 +148,14 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` header (seconds) to the answer.
+    pub(crate) fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub(crate) fn field(mut self, field: impl Into<String>) -> ApiError {
@@ -159,7 +179,13 @@ impl IntoResponse for ApiError {
         if let Some(field) = self.field {
             error["field"] = json!(field);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -178,14 +204,6 @@ async fn blocking<T: Send + 'static>(
 /// The authenticated tenant.
 pub struct Tenant(pub String);
 
-/// SHA-256 hex of an API key: the only form keys are stored in.
-pub fn key_hash(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
@@ -193,32 +211,52 @@ impl FromRequestParts<AppState> for Tenant {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let key = api_key(&parts.headers).ok_or_else(|| {
-            ApiError::new(
+        let client = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        // A throttled client is refused before its key is looked at: it learns nothing.
+        if let Err(wait) = state.throttle.check(client, None) {
+            return Err(too_many_failures(wait));
+        }
+        let Some(key) = api_key(&parts.headers) else {
+            state.throttle.failed(client, None);
+            return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
                 "an API key is required: send 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'",
-            )
-        })?;
+            ));
+        };
         let hash = key_hash(&key);
         if let Some(tenant) = state.keys.read().ok().and_then(|k| k.get(&hash).cloned()) {
             return Ok(Tenant(tenant));
         }
         let lookup = hash.clone();
-        let tenant = blocking(state.store(), move |s| s.tenant_for_api_key(&lookup))
-            .await?
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "unknown API key",
-                )
-            })?;
+        let Some(tenant) = blocking(state.store(), move |s| s.tenant_for_api_key(&lookup)).await?
+        else {
+            state.throttle.failed(client, None);
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "unknown API key",
+            ));
+        };
         if let Ok(mut keys) = state.keys.write() {
             keys.insert(hash, tenant.clone());
         }
         Ok(Tenant(tenant))
     }
+}
+
+/// 429 for a client that failed to authenticate too often.
+fn too_many_failures(wait: Duration) -> ApiError {
+    let seconds = wait.as_secs().max(1);
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_failed_logins",
+        format!("too many failed authentications from this address; retry in {seconds} s"),
+    )
+    .retry_after(seconds)
 }
 
 fn api_key(headers: &HeaderMap) -> Option<String> {
@@ -314,26 +352,12 @@ fn new_id(prefix: &str) -> String {
     )
 }
 
-/// 404 when nobody owns `id`, 403 when another tenant does.
-async fn not_yours(state: &AppState, kind: ObjectKind, tenant: &str, id: &str) -> ApiError {
-    let lookup = id.to_string();
-    let owner = blocking(state.store(), move |s| s.owner_of(kind, &lookup)).await;
-    let what = match kind {
-        ObjectKind::Rule => "rule",
-        ObjectKind::Destination => "destination",
-        ObjectKind::Notification => "notification",
-    };
-    match owner {
-        Ok(Some(owner)) if owner != tenant => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("{what} '{id}' belongs to another tenant"),
-        ),
-        Ok(_) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no {what} '{id}'"),
-        ),
-        Err(e) => e,
-    }
+/// The answer for an id the tenant has no object under: the same whether nobody uses the id or
+/// another tenant does, so ids tell nothing across tenants.
+fn not_found(what: &str, id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no {what} '{id}'"),
+    )
 }

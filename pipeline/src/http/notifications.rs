@@ -77,7 +77,7 @@ pub(super) async fn get_notification(
     let (t, i) = (tenant.clone(), id.clone());
     match blocking(state.store(), move |s| s.get_notification(&t, &i)).await? {
         Some(n) => Ok(Json(serde_json::to_value(n).map_err(ApiError::internal)?)),
-        None => Err(not_yours(&state, ObjectKind::Notification, &tenant, &id).await),
+        None => Err(not_found("notification", &id)),
     }
 }
 

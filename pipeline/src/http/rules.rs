@@ -109,7 +109,7 @@ pub(super) async fn load_rule(state: &AppState, tenant: &str, id: &str) -> ApiRe
     let (t, i) = (tenant.to_string(), id.to_string());
     match blocking(state.store(), move |s| s.get_rule(&t, &i)).await? {
         Some(rule) => Ok(rule),
-        None => Err(not_yours(state, ObjectKind::Rule, tenant, id).await),
+        None => Err(not_found("rule", id)),
     }
 }
 
@@ -129,17 +129,12 @@ pub(super) async fn create_rule(
     let spec = parse_rule_spec(&body)?;
     let id = spec.id.clone().unwrap_or_else(|| new_id("rule"));
     valid_id(&id)?;
-    let lookup = id.clone();
-    if let Some(owner) = blocking(state.store(), move |s| {
-        s.owner_of(ObjectKind::Rule, &lookup)
-    })
-    .await?
+    let (t, i) = (tenant.clone(), id.clone());
+    if blocking(state.store(), move |s| s.get_rule(&t, &i))
+        .await?
+        .is_some()
     {
-        let message = if owner == tenant {
-            format!("rule '{id}' exists; change it with PUT /v1/rules/{id}")
-        } else {
-            format!("rule id '{id}' is taken; choose another")
-        };
+        let message = format!("rule '{id}' exists; change it with PUT /v1/rules/{id}");
         return Err(ApiError::new(StatusCode::CONFLICT, "conflict", message).field("id"));
     }
     let enabled = spec.enabled;
@@ -216,7 +211,7 @@ pub(super) async fn delete_rule(
 ) -> ApiResult<StatusCode> {
     let (t, i) = (tenant.clone(), id.clone());
     if !blocking(state.store(), move |s| s.delete_rule(&t, &i)).await? {
-        return Err(not_yours(&state, ObjectKind::Rule, &tenant, &id).await);
+        return Err(not_found("rule", &id));
     }
     state
         .runtime

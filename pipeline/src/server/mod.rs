@@ -13,6 +13,7 @@ use connectors::secrets::{
 use connectors::store::{SecretRows, Store, Tenant};
 use tokio::sync::watch;
 
+use crate::auth::AuthThrottle;
 use crate::config::{Config, KekProvider};
 use crate::deliver;
 use crate::http::query::{self, DashboardState};
@@ -66,16 +67,22 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     connectors::store::open(&path).with_context(|| format!("cannot open store {}", path.display()))
 }
 
-/// Creates the configured tenants and their keys.
+/// Creates the configured tenants and makes their configured keys the only valid ones: a key
+/// removed from the configuration, or every key of a tenant removed from it, stops working
+/// once the server has started (over HTTP and pgwire alike, which both ask the store).
 fn create_tenants(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
+    let mut keys = Vec::new();
     for tenant in &config.tenants {
         store.put_tenant(&Tenant {
             id: tenant.id.clone(),
             name: tenant.name.clone().unwrap_or_else(|| tenant.id.clone()),
             time_zone: tenant.time_zone.clone(),
         })?;
-        store.put_api_key(&tenant.id, &key_hash(&tenant.api_key))?;
+        for key in std::iter::once(&tenant.api_key).chain(&tenant.previous_api_keys) {
+            keys.push((tenant.id.clone(), key_hash(key)));
+        }
     }
+    store.replace_api_keys(&keys)?;
     Ok(())
 }
 
@@ -162,7 +169,8 @@ impl Server {
         };
         let (stop, stop_rx) = watch::channel(false);
         let query_timeout = config.dashboard.query_timeout.get();
-        let app_state = AppState::new(runtime.clone(), secrets.clone());
+        let throttle = Arc::new(AuthThrottle::new(config.server.auth_failures_per_minute));
+        let app_state = AppState::new(runtime.clone(), secrets.clone(), throttle.clone());
         let app =
             http::router(app_state.clone(), config.server.max_body_bytes).merge(query::router(
                 DashboardState {
@@ -183,23 +191,25 @@ impl Server {
                 listener,
                 dashboards,
                 store.clone(),
+                throttle,
                 query_timeout,
                 pgwire_tls,
                 stop_rx.clone(),
             ))
         });
-        let mut http_stop = stop_rx.clone();
-        let http = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
+        let limits = http::listener::Limits {
+            header_timeout: config.server.header_timeout.get(),
+            body_timeout: config.server.body_timeout.get(),
+            max_header_bytes: config.server.max_header_bytes,
+            max_body_bytes: config.server.max_body_bytes,
+            shutdown_grace: config.server.shutdown_grace.get(),
+        };
+        let http = tokio::spawn(http::listener::serve(
+            listener,
+            app,
+            limits,
+            stop_rx.clone(),
+        ));
         let sender = {
             let (store, metrics, sender_config) =
                 (store.clone(), metrics.clone(), config.sender.clone());

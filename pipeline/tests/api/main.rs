@@ -11,5 +11,6 @@ mod harness;
 mod metrics;
 mod retries;
 mod rules;
+mod serving;
 mod thresholds;
 mod walls;

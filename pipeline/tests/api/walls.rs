@@ -99,12 +99,31 @@ async fn tenants_cannot_see_or_change_each_others_objects() {
                     .to_string(),
             )
         };
-        let (status, body) = server.call(method.clone(), path, Some(KEY_B), body).await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
+        // Another tenant's object is indistinguishable from an absent one: the same 404 and
+        // the same message as for an id nobody uses.
+        let (status, body) = server
+            .call(method.clone(), path, Some(KEY_B), body.clone())
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
         assert_eq!(
-            body["error"]["code"], "forbidden",
+            body["error"]["code"], "not_found",
             "{method} {path}: {body}"
         );
+        let unused = path
+            .replace("a-rule", "zz-rule")
+            .replace("a-hook", "zz-hook");
+        let (_, absent) = server
+            .call(method.clone(), &unused, Some(KEY_B), None)
+            .await;
+        let message = |b: &serde_json::Value| {
+            b["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .replace("zz-", "a-")
+        };
+        if method != Method::PUT {
+            assert_eq!(message(&body), message(&absent), "{method} {path}");
+        }
     }
     for path in [
         "/v1/rules/no-such-rule",
@@ -162,8 +181,70 @@ async fn tenants_cannot_see_or_change_each_others_objects() {
     let notification = server.notification_for(KEY_A, "a-rule", "mine").await;
     let id = notification["id"].as_str().expect("notification id");
     let (status, body) = server.get(KEY_B, &format!("/v1/notifications/{id}")).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(server.notifications(KEY_B, "").await.is_empty());
     let (status, _) = server.get(KEY_A, &format!("/v1/notifications/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Ids are scoped per tenant: B may use the ids A uses, and each tenant sees its own object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tenants_may_use_the_same_ids() {
+    let server = Tidemark::start().await;
+    let receiver = Receiver::start().await;
+    server
+        .webhook(KEY_A, "hook", &receiver.url("/a"), None)
+        .await;
+    server
+        .webhook(KEY_B, "hook", &receiver.url("/b"), None)
+        .await;
+    for (key, event_type) in [(KEY_A, "order"), (KEY_B, "refund")] {
+        server
+            .rule(
+                key,
+                json!({"id": "big", "kind": "match", "event_type": event_type, "destinations": ["hook"]}),
+            )
+            .await;
+    }
+    let (_, a) = server.get(KEY_A, "/v1/rules/big").await;
+    let (_, b) = server.get(KEY_B, "/v1/rules/big").await;
+    assert_eq!(a["event_type"], "order", "{a}");
+    assert_eq!(b["event_type"], "refund", "{b}");
+    let (_, a) = server.get(KEY_A, "/v1/destinations/hook").await;
+    assert_eq!(a["config"]["url"], json!(receiver.url("/a")), "{a}");
+
+    // Creating an id the tenant already uses is still a conflict, within the tenant.
+    let (status, body) = server
+        .post(
+            KEY_B,
+            "/v1/rules",
+            json!({"id": "big", "kind": "match", "event_type": "order", "destinations": ["hook"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // Each tenant's rule fires for its own events and delivers to its own destination.
+    server
+        .post_text(
+            KEY_A,
+            "/v1/events",
+            &ndjson(&[event("a1", "order", json!({}))]),
+        )
+        .await;
+    server
+        .post_text(
+            KEY_B,
+            "/v1/events",
+            &ndjson(&[event("b1", "refund", json!({}))]),
+        )
+        .await;
+    let a = server.notification_for(KEY_A, "big", "a1").await;
+    let b = server.notification_for(KEY_B, "big", "b1").await;
+    assert_ne!(a["id"], b["id"]);
+
+    // Deleting B's rule leaves A's.
+    let (status, _) = server.delete(KEY_B, "/v1/rules/big").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = server.get(KEY_A, "/v1/rules/big").await;
     assert_eq!(status, StatusCode::OK);
 }

@@ -3,9 +3,7 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{SqliteStore, db};
-use crate::store::{
-    Catalog, ObjectKind, StoreError, StoreResult, StoredDestination, StoredRule, Tenant,
-};
+use crate::store::{Catalog, StoreError, StoreResult, StoredDestination, StoredRule, Tenant};
 
 fn rule_from_row(row: &Row<'_>) -> rusqlite::Result<StoredRule> {
     Ok(StoredRule {
@@ -201,16 +199,7 @@ impl Catalog for SqliteStore {
 
     fn put_api_key(&self, tenant: &str, key_hash: &str) -> StoreResult<()> {
         const OP: &str = "put api key";
-        let well_formed = key_hash.len() == 64
-            && key_hash
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !well_formed {
-            return Err(StoreError::InvalidInput(
-                "key_hash must be the lowercase hex SHA-256 of the API key (64 characters)"
-                    .to_owned(),
-            ));
-        }
+        check_key_hash(key_hash)?;
         self.write(OP, |tx| {
             tx.prepare_cached(
                 "INSERT INTO api_keys (key_hash, tenant) VALUES (?1, ?2)
@@ -218,6 +207,26 @@ impl Catalog for SqliteStore {
             )
             .and_then(|mut stmt| stmt.execute([key_hash, tenant]))
             .map_err(db(OP))?;
+            Ok(())
+        })
+    }
+
+    fn replace_api_keys(&self, keys: &[(String, String)]) -> StoreResult<()> {
+        const OP: &str = "replace api keys";
+        for (_, key_hash) in keys {
+            check_key_hash(key_hash)?;
+        }
+        self.write(OP, |tx| {
+            tx.execute("DELETE FROM api_keys", []).map_err(db(OP))?;
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO api_keys (key_hash, tenant) VALUES (?1, ?2)
+                     ON CONFLICT (key_hash) DO UPDATE SET tenant = excluded.tenant",
+                )
+                .map_err(db(OP))?;
+            for (tenant, key_hash) in keys {
+                stmt.execute([key_hash, tenant]).map_err(db(OP))?;
+            }
             Ok(())
         })
     }
@@ -232,18 +241,19 @@ impl Catalog for SqliteStore {
             .optional()
             .map_err(db(OP))
     }
+}
 
-    fn owner_of(&self, kind: ObjectKind, id: &str) -> StoreResult<Option<String>> {
-        const OP: &str = "look up owner";
-        let sql = match kind {
-            ObjectKind::Rule => "SELECT tenant FROM rules WHERE id = ?1 LIMIT 1",
-            ObjectKind::Destination => "SELECT tenant FROM destinations WHERE id = ?1 LIMIT 1",
-            ObjectKind::Notification => "SELECT tenant FROM notifications WHERE id = ?1 LIMIT 1",
-        };
-        let conn = self.reader();
-        let mut stmt = conn.prepare_cached(sql).map_err(db(OP))?;
-        stmt.query_row([id], |row| row.get(0))
-            .optional()
-            .map_err(db(OP))
+/// Keys are stored only as the lowercase hex SHA-256 of the key.
+fn check_key_hash(key_hash: &str) -> StoreResult<()> {
+    let well_formed = key_hash.len() == 64
+        && key_hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if well_formed {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidInput(
+            "key_hash must be the lowercase hex SHA-256 of the API key (64 characters)".to_owned(),
+        ))
     }
 }

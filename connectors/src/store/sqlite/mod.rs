@@ -37,7 +37,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use crate::store::{StoreError, StoreResult};
 
 /// Newest schema version this build creates and understands.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Meta key holding the schema version; not writable through
 /// [`Meta::set_meta`](crate::store::Meta::set_meta).
@@ -169,6 +169,14 @@ CREATE TABLE secret_keks (
     encryptions   INTEGER NOT NULL DEFAULT 0,
     rewrap_cursor INTEGER NOT NULL DEFAULT 0
 );
+";
+
+/// Schema version 3: ids are scoped per tenant. Rules and destinations were already keyed by
+/// (tenant, id); the indexes by bare id only served a global "who owns this id" lookup, which
+/// told one tenant which ids another uses. Rows are kept as they are.
+const SCHEMA_V3: &str = "
+DROP INDEX IF EXISTS rules_by_id;
+DROP INDEX IF EXISTS destinations_by_id;
 ";
 
 /// The embedded SQLite [`Store`](crate::store::Store). See the module docs for durability and
@@ -380,6 +388,10 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     if found < 2 {
         tx.execute_batch(SCHEMA_V2)
             .map_err(db("create schema v2"))?;
+    }
+    if found < 3 {
+        tx.execute_batch(SCHEMA_V3)
+            .map_err(db("migrate schema to v3"))?;
     }
     if found < SCHEMA_VERSION {
         tx.execute(

@@ -29,8 +29,51 @@ fn the_schema_version_is_kept_in_meta() {
     let (_dir, store) = open();
     assert_eq!(
         store.get_meta("schema_version").expect("get").as_deref(),
-        Some("2")
+        Some("3")
     );
+}
+
+/// A version-2 database (ids still indexed globally) opens as version 3 with its rules and
+/// destinations kept, and then holds the same id for two tenants.
+#[test]
+fn migrates_a_version_2_database_keeping_its_rows() {
+    use crate::store::{Catalog, StoredRule};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        conn.execute_batch(super::SCHEMA_V1).expect("v1");
+        conn.execute_batch(super::SCHEMA_V2).expect("v2");
+        conn.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+             INSERT INTO meta VALUES ('schema_version', '2');
+             INSERT INTO rules VALUES ('a', 'r1', 1, 1, '{}', 7);",
+        )
+        .expect("seed v2");
+    }
+    let store = SqliteStore::open(&path).expect("migrate");
+    assert_eq!(
+        store.get_meta("schema_version").expect("get").as_deref(),
+        Some("3")
+    );
+    let kept = store.get_rule("a", "r1").expect("get").expect("kept");
+    assert_eq!(kept.updated_at_ms, 7);
+    store
+        .put_rule(&StoredRule {
+            tenant: "b".into(),
+            ..kept.clone()
+        })
+        .expect("same id, other tenant");
+    assert_eq!(store.get_rule("a", "r1").expect("get"), Some(kept));
+    let conn = rusqlite::Connection::open(&path).expect("raw open");
+    let global_indexes: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('rules_by_id', 'destinations_by_id')",
+            [],
+            |row| row.get(0),
+        )
+        .expect("count");
+    assert_eq!(global_indexes, 0);
 }
 
 #[test]
@@ -49,7 +92,7 @@ fn refuses_a_database_from_a_newer_version() {
         SqliteStore::open(&path),
         Err(StoreError::SchemaTooNew {
             found: 99,
-            supported: 2
+            supported: 3
         })
     ));
 }

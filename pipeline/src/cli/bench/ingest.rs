@@ -65,6 +65,7 @@ pub async fn run(args: IngestBenchArgs) -> anyhow::Result<serde_json::Value> {
             name: None,
             time_zone: "Asia/Seoul".into(),
             api_key: format!("{KEY_PREFIX}{i}"),
+            previous_api_keys: Vec::new(),
         })
         .collect();
     let server = Server::start(config).await?;
