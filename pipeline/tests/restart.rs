@@ -1,7 +1,8 @@
-//! Crash safety: the server is killed with SIGKILL in the middle of a stream of events, restarted
-//! on the same data directory, and the producer re-sends what was never acknowledged. Every event
-//! must be counted once and every notification reach the webhook receiver exactly once by its
-//! idempotency key (`webhook-id`), with nothing lost.
+//! Crash safety: the server is killed with SIGKILL again and again (24 times) in the middle of a
+//! stream of events and deliveries, restarted on the same data directory each time, and the
+//! producer re-sends what was never acknowledged. Every event must be counted once and every
+//! notification reach the webhook receiver exactly once by its idempotency key (`webhook-id`),
+//! with nothing lost.
 
 use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
@@ -105,7 +106,7 @@ fn batch_body(batch: usize, size: usize, now_ms: i64) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_stream_loses_nothing_and_duplicates_nothing() {
+async fn repeated_sigkills_mid_stream_lose_nothing_and_duplicate_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -157,12 +158,13 @@ api_key = "{KEY}"
         .unwrap();
     assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
 
-    const BATCHES: usize = 120;
-    const SIZE: usize = 50;
+    const BATCHES: usize = 240;
+    const SIZE: usize = 25;
+    const KILLS: usize = 24;
     let now = chrono::Utc::now().timestamp_millis();
     let mut batch = 0;
     let started = Instant::now();
-    let mut killed = false;
+    let mut kills = 0;
     let mut resent_after_kill = 0;
     while batch < BATCHES {
         let send = client
@@ -170,23 +172,27 @@ api_key = "{KEY}"
             .bearer_auth(KEY)
             .body(batch_body(batch, SIZE, now))
             .send();
-        // Kill the server while this request is in flight, a third of the way through.
-        if batch == BATCHES / 3 && !killed {
+        // Kill the server while this request is in flight, every tenth batch, a little later
+        // into the request each time (so kills land in decoding, the commit, the engine step
+        // and the deliveries of earlier batches).
+        if batch % (BATCHES / KILLS) == BATCHES / KILLS / 2
+            && kills < KILLS
+            && batch / (BATCHES / KILLS) == kills
+        {
+            let delay = Duration::from_micros(500 + 400 * kills as u64);
             let (result, _) = tokio::join!(send, async {
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                tokio::time::sleep(delay).await;
                 server.0.kill().unwrap();
                 server.0.wait().unwrap();
             });
-            killed = true;
+            kills += 1;
             if result.is_ok_and(|r| r.status().is_success()) {
                 batch += 1;
             } else {
                 resent_after_kill += 1;
             }
-            eprintln!("killed at {:?}", started.elapsed());
             server = start(&config, &log);
             wait_healthy(&client, &base).await;
-            eprintln!("restarted at {:?}", started.elapsed());
             continue;
         }
         match send.await {
@@ -199,8 +205,11 @@ api_key = "{KEY}"
             Err(e) => panic!("request failed without a kill: {e}"),
         }
     }
-    assert!(killed);
-    eprintln!("all batches sent at {:?}", started.elapsed());
+    assert_eq!(kills, KILLS);
+    eprintln!(
+        "all batches sent at {:?} after {kills} kills",
+        started.elapsed()
+    );
 
     // Re-send a batch that was acknowledged: it must not count twice either.
     let again: Value = client
@@ -263,7 +272,7 @@ api_key = "{KEY}"
         // A delivery acknowledged by the receiver just before the kill, but not yet recorded, is
         // redelivered with the same webhook-id (the receiver's idempotency key); anything else is a bug.
         assert!(
-            redelivered.len() <= 8,
+            redelivered.len() <= 8 * KILLS,
             "only deliveries in flight at the kill may repeat: {redelivered:?} (resent batches: {resent_after_kill})"
         );
     }
