@@ -3,6 +3,7 @@
 
 pub mod dashboard;
 pub mod ingest;
+pub mod isolation;
 pub mod matching;
 pub mod secrets;
 pub mod trino;
@@ -97,6 +98,26 @@ pub enum Which {
         /// Print each query's plan with run-time metrics (EXPLAIN ANALYZE) to stderr.
         #[arg(long)]
         explain: bool,
+    },
+    /// One tenant's latency while another runs heavy queries, a template that burns its
+    /// rendering budget and webhooks that never answer (goal: ingest p99 ≤ 100 ms, every
+    /// delivery within 1 s).
+    Isolation {
+        /// Length of each phase (alone, then with the noise), seconds.
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+        /// The quiet tenant's events per second, one per request.
+        #[arg(long, default_value_t = 20)]
+        rate: u32,
+        /// The noisy tenant's concurrent heavy-query loops.
+        #[arg(long, default_value_t = 4)]
+        queries: usize,
+        /// The noisy tenant's webhooks to a tarpit.
+        #[arg(long, default_value_t = 9)]
+        tarpits: usize,
+        /// Orders in the noisy tenant's warehouse.
+        #[arg(long, default_value_t = 200_000)]
+        orders: usize,
     },
     /// Dashboard queries over Trino: through Tidemark with pushdown, in Trino directly, and
     /// with pushdown off; latency ratio and rows/bytes transferred (needs a seeded Trino:
@@ -197,6 +218,22 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
             })
             .await?
         }
+        Which::Isolation {
+            seconds,
+            rate,
+            queries,
+            tarpits,
+            orders,
+        } => {
+            isolation::run(isolation::IsolationBenchArgs {
+                seconds,
+                rate,
+                queries,
+                tarpits,
+                orders,
+            })
+            .await?
+        }
         Which::Trino {
             url,
             catalog,
@@ -216,6 +253,27 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
             .await?
         }
     };
+    let mut result = result;
+    if let Some(object) = result.as_object_mut() {
+        object.insert("machine".into(), machine());
+    }
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
+}
+
+/// The machine a figure was measured on: CPU model, logical CPUs, and the build profile.
+fn machine() -> serde_json::Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == "model name").then(|| value.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    serde_json::json!({
+        "cpu": model,
+        "logical_cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+    })
 }
