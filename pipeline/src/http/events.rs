@@ -1,7 +1,9 @@
 //! `POST /v1/events`: a JSON array or NDJSON of events, answered once the accepted ones are durable.
 //!
 //! The body is decoded by the shared event-batch decoder ([`connectors::sources::events`]), the
-//! same every source uses; this handler only ingests what it decoded and answers.
+//! same every source uses; this handler only ingests what it decoded and answers. The answer
+//! lists the first refused documents only (`errors`), with `rejected` counting all of them and
+//! `errors_omitted` those not listed, so it stays small whatever the body.
 
 use connectors::sources::{BatchError, FieldError, Limits, decode_batch};
 
@@ -34,7 +36,8 @@ pub(super) async fn post_events(
             e.to_string(),
         ),
     })?;
-    let rejected = batch.rejected.len() as u64;
+    let rejected = batch.rejected_total as u64;
+    let errors_omitted = batch.rejected_omitted();
     if rejected > 0 {
         Metrics::inc(
             &state.metrics().events_rejected,
@@ -47,7 +50,7 @@ pub(super) async fn post_events(
     if batch.events.is_empty() && rejected > 0 {
         return Ok((
             StatusCode::BAD_REQUEST,
-            Json(json!({"accepted": 0, "duplicates": within_request_duplicates, "rejected": rejected, "errors": batch.rejected})),
+            Json(json!({"accepted": 0, "duplicates": within_request_duplicates, "rejected": rejected, "errors": batch.rejected, "errors_omitted": errors_omitted})),
         )
             .into_response());
     }
@@ -81,5 +84,5 @@ pub(super) async fn post_events(
         .metrics()
         .events_duplicate
         .inc_by(within_request_duplicates);
-    Ok(Json(json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejected, "errors": batch.rejected})).into_response())
+    Ok(Json(json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejected, "errors": batch.rejected, "errors_omitted": errors_omitted})).into_response())
 }

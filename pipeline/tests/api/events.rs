@@ -92,3 +92,46 @@ async fn events_report_bad_lines_and_count_duplicates_once() {
     assert_eq!(body["error"]["code"], "invalid_json", "{body}");
     assert_eq!(event_count(&server, KEY_A).await, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_of_bad_lines_gets_a_small_answer_with_the_counts() {
+    let server = Tidemark::start().await;
+    // 500,000 lines of 11 bytes: 5.5 MB, every line refused.
+    let body = "{\"x\": 123}\n".repeat(500_000);
+    let response = server
+        .http
+        .post(format!("{}/v1/events", server.base))
+        .bearer_auth(KEY_A)
+        .body(body)
+        .send()
+        .await
+        .expect("request reaches tidemark");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let text = response.text().await.expect("response body");
+    assert!(text.len() < 64 * 1024, "the answer is {} bytes", text.len());
+    let answer: serde_json::Value = serde_json::from_str(&text).expect("JSON answer");
+    assert_eq!(answer["accepted"], 0, "{answer}");
+    assert_eq!(answer["rejected"], 500_000, "{answer}");
+    assert_eq!(answer["errors"].as_array().map(Vec::len), Some(100));
+    assert_eq!(answer["errors_omitted"], 500_000 - 100, "{answer}");
+    assert_eq!(answer["errors"][0]["line"], 1, "{answer}");
+    assert_eq!(answer["errors"][0]["field"], "x", "{answer}");
+
+    // A good event among them is still accepted, and the counts are the same.
+    let body = format!(
+        "{}\n{}",
+        json!({"id": "good", "type": "order", "ts": now_ms()}),
+        "{\"x\": 123}\n".repeat(1_000)
+    );
+    let (status, answer) = server.post_text(KEY_A, "/v1/events", &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        (
+            &answer["accepted"],
+            &answer["rejected"],
+            &answer["errors_omitted"]
+        ),
+        (&json!(1), &json!(1_000), &json!(900)),
+        "{answer}"
+    );
+}
