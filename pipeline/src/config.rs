@@ -30,6 +30,75 @@ pub struct Config {
     pub secrets: SecretsConfig,
     /// Dashboards: the engine's warehouse, models and cache, and the PostgreSQL-wire endpoint.
     pub dashboard: DashboardSettings,
+    /// Which event times ingest accepts (`[ingest]`).
+    pub ingest: IngestSettings,
+}
+
+/// Event-time sanity (`[ingest]`): an event whose `ts` falls outside
+/// `[min_event_time, clock + max_future]` is refused, on its own line, with the reason.
+/// Backfills inside the range are accepted (and are late for their windows; see the README).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSettings {
+    /// Earliest accepted event time, RFC 3339, e.g. `"2000-01-01T00:00:00Z"` (the default).
+    pub min_event_time: TimeSetting,
+    /// How far ahead of the server's clock an event time may be, e.g. `"1d"` (the default).
+    pub max_future: DurationSetting,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            min_event_time: TimeSetting(operators::event::DEFAULT_EARLIEST_MS),
+            max_future: DurationSetting::from(Duration::from_secs(86_400)),
+        }
+    }
+}
+
+impl IngestSettings {
+    /// The accepted event-time range.
+    pub fn event_time_range(&self) -> operators::EventTimeRange {
+        operators::EventTimeRange {
+            earliest_ms: self.min_event_time.as_millis(),
+            max_future_ms: self.max_future.as_millis(),
+        }
+    }
+}
+
+/// An instant setting, written in RFC 3339 (`"2000-01-01T00:00:00Z"`); parsed at load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeSetting(i64);
+
+impl TimeSetting {
+    /// Parses the written form.
+    pub fn parse(text: &str) -> Result<TimeSetting, String> {
+        chrono::DateTime::parse_from_rfc3339(text.trim())
+            .map(|t| TimeSetting(t.timestamp_millis()))
+            .map_err(|e| {
+                format!("'{text}' is not an RFC 3339 instant like 2000-01-01T00:00:00Z ({e})")
+            })
+    }
+
+    /// The instant, epoch milliseconds.
+    pub fn as_millis(self) -> i64 {
+        self.0
+    }
+}
+
+impl Serialize for TimeSetting {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let text = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(self.0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            .unwrap_or_default();
+        serializer.serialize_str(&text)
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TimeSetting, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        TimeSetting::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Dashboard-engine settings (`[dashboard]`).
@@ -237,6 +306,7 @@ impl Default for Config {
             tenants: Vec::new(),
             secrets: SecretsConfig::default(),
             dashboard: DashboardSettings::default(),
+            ingest: IngestSettings::default(),
         }
     }
 }
@@ -522,6 +592,27 @@ mod tests {
         std::fs::write(&file, "[sender]\nretry_base = \"1 fortnight\"\n").unwrap();
         let e = Config::load(Some(&file)).unwrap_err().to_string();
         assert!(e.contains("sender.retry_base"), "{e}");
+    }
+
+    #[test]
+    fn ingest_section_loads_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidemark.toml");
+        let range = Config::default().ingest.event_time_range();
+        assert_eq!(range, operators::EventTimeRange::default());
+        std::fs::write(
+            &file,
+            "[ingest]\nmin_event_time = \"2015-06-01T09:00:00+09:00\"\nmax_future = \"2h\"\n",
+        )
+        .unwrap();
+        let range = Config::load(Some(&file)).unwrap().ingest.event_time_range();
+        assert_eq!(
+            (range.earliest_ms, range.max_future_ms),
+            (1_433_116_800_000, 7_200_000)
+        );
+        std::fs::write(&file, "[ingest]\nmin_event_time = \"last year\"\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("ingest.min_event_time"), "{e}");
     }
 
     #[test]

@@ -15,11 +15,14 @@ pub(super) async fn post_events(
     body: Bytes,
 ) -> ApiResult<Response> {
     // The router's body limit bounds a request; the default limits add nothing to it.
+    let (times, now) = (state.runtime.event_time_range(), now_ms());
     let batch = decode_batch(
         &body,
         &Limits::default(),
         |document| {
-            Event::from_json(document, &tenant).map_err(|e| FieldError::from_message(e.to_string()))
+            Event::from_json(document, &tenant)
+                .and_then(|event| times.check(event.ts_ms, now).map(|()| event))
+                .map_err(|e| FieldError::from_message(e.to_string()))
         },
         |event| event.id.as_str(),
     )

@@ -77,6 +77,7 @@ pub struct Runtime {
     stats: Arc<Mutex<EngineStats>>,
     stopping: Arc<AtomicBool>,
     latencies: Arc<Mutex<Vec<f64>>>,
+    event_times: operators::EventTimeRange,
 }
 
 /// Most acceptance-to-enqueue latency samples kept for benchmarks.
@@ -140,6 +141,7 @@ impl Runtime {
             stats,
             stopping,
             latencies,
+            event_times: config.ingest.event_time_range(),
         }))
     }
 
@@ -175,6 +177,11 @@ impl Runtime {
             .await
             .map_err(|_| IngestError::ShuttingDown)?;
         answer.await.map_err(|_| IngestError::ShuttingDown)?
+    }
+
+    /// The event times ingest accepts (`[ingest]`); sources check each event against it.
+    pub fn event_time_range(&self) -> operators::EventTimeRange {
+        self.event_times
     }
 
     /// Tells the dataflow about a stored rule change; it applies from the next epoch.

@@ -135,3 +135,59 @@ async fn a_body_of_bad_lines_gets_a_small_answer_with_the_counts() {
         "{answer}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_times_outside_the_plausible_range_are_refused_per_line() {
+    let server = Tidemark::start().await;
+    let now = now_ms();
+    let events = [
+        json!({"id": "year-1", "type": "order", "ts": "0001-01-01T00:00:00Z"}),
+        json!({"id": "1969", "type": "order", "ts": "1969-07-20T20:17:00Z"}),
+        json!({"id": "backfill", "type": "order", "ts": "2019-03-01T09:00:00+09:00"}),
+        json!({"id": "year-9999", "type": "order", "ts": "9999-12-31T23:59:59Z"}),
+        json!({"id": "now", "type": "order", "ts": now}),
+        json!({"id": "in-two-days", "type": "order", "ts": now + 2 * 86_400_000}),
+    ];
+    let (status, body) = server
+        .post_text(KEY_A, "/v1/events", &ndjson(&events))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (&body["accepted"], &body["rejected"]),
+        (&json!(2), &json!(4)),
+        "{body}"
+    );
+    let errors: Vec<(i64, &str, &str)> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_i64().unwrap_or(-1),
+                e["field"].as_str().unwrap_or(""),
+                e["message"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    let lines: Vec<(i64, &str)> = errors.iter().map(|&(l, f, _)| (l, f)).collect();
+    assert_eq!(
+        lines,
+        [(1, "ts"), (2, "ts"), (4, "ts"), (6, "ts")],
+        "{body}"
+    );
+    for (line, _, message) in &errors {
+        let reason = if *line <= 2 {
+            "is before 2000-01-01T00:00:00Z, the earliest accepted event time"
+        } else {
+            "is more than 1d ahead of the server's clock"
+        };
+        assert!(message.contains(reason), "line {line}: {message}");
+    }
+    assert!(
+        errors[0]
+            .2
+            .starts_with("ts: 0001-01-01T00:00:00Z is before"),
+        "{body}"
+    );
+    assert_eq!(event_count(&server, KEY_A).await, 2);
+}
