@@ -32,6 +32,47 @@ pub struct Config {
     pub dashboard: DashboardSettings,
     /// Which event times ingest accepts (`[ingest]`).
     pub ingest: IngestSettings,
+    /// How much a rule's message template may do (`[templates]`).
+    pub templates: TemplateSettings,
+}
+
+/// Rule message templates (`[templates]`): each render is bounded in steps, output and time, so
+/// a runaway template costs only its own rule's messages (they go out with a fallback message
+/// saying why). The same limits apply to the trial render when a rule is created or replaced.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplateSettings {
+    /// Template steps (minijinja fuel: roughly one per expression or loop turn) one render may
+    /// run; default 100000.
+    pub fuel: u64,
+    /// Longest rendered message, bytes; a longer one is cut and ends with `… [truncated]`.
+    /// Default 65536.
+    pub max_bytes: usize,
+    /// Longest one render may take, e.g. `"1s"` (the default); a slower one is abandoned and
+    /// its rule's later messages use the fallback until the rule changes.
+    pub timeout: DurationSetting,
+}
+
+impl Default for TemplateSettings {
+    fn default() -> Self {
+        let limits = crate::generate::TemplateLimits::default();
+        TemplateSettings {
+            fuel: limits.fuel,
+            max_bytes: limits.max_bytes,
+            timeout: DurationSetting::from(limits.timeout),
+        }
+    }
+}
+
+impl TemplateSettings {
+    /// The limits renders run under.
+    pub fn limits(&self) -> crate::generate::TemplateLimits {
+        crate::generate::TemplateLimits {
+            fuel: self.fuel,
+            max_bytes: self.max_bytes,
+            timeout: self.timeout.get(),
+        }
+    }
 }
 
 /// Event-time sanity (`[ingest]`): an event whose `ts` falls outside
@@ -307,6 +348,7 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             dashboard: DashboardSettings::default(),
             ingest: IngestSettings::default(),
+            templates: TemplateSettings::default(),
         }
     }
 }
@@ -451,6 +493,27 @@ impl Config {
                 "secrets.aws.secret_id",
                 "must name the KEK secret when secrets.kek = \"aws\"".into(),
             ));
+        }
+        if self.templates.fuel < 1_000 {
+            return Err(key(
+                "templates.fuel",
+                format!(
+                    "{} is too little for the default message; give at least 1000",
+                    self.templates.fuel
+                ),
+            ));
+        }
+        if self.templates.max_bytes < 1_024 {
+            return Err(key(
+                "templates.max_bytes",
+                format!(
+                    "{} is too small; give at least 1024",
+                    self.templates.max_bytes
+                ),
+            ));
+        }
+        if self.templates.timeout.get() < Duration::from_millis(10) {
+            return Err(key("templates.timeout", "must be at least 10ms".into()));
         }
         for (i, t) in self.tenants.iter().enumerate() {
             if t.id.is_empty() {
@@ -613,6 +676,32 @@ mod tests {
         std::fs::write(&file, "[ingest]\nmin_event_time = \"last year\"\n").unwrap();
         let e = Config::load(Some(&file)).unwrap_err().to_string();
         assert!(e.contains("ingest.min_event_time"), "{e}");
+    }
+
+    #[test]
+    fn templates_section_loads_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidemark.toml");
+        assert_eq!(
+            Config::default().templates.limits(),
+            crate::generate::TemplateLimits::default()
+        );
+        std::fs::write(
+            &file,
+            "[templates]\nfuel = 5000\nmax_bytes = 2048\ntimeout = \"250ms\"\n",
+        )
+        .unwrap();
+        let limits = Config::load(Some(&file)).unwrap().templates.limits();
+        assert_eq!(
+            (limits.fuel, limits.max_bytes, limits.timeout),
+            (5000, 2048, Duration::from_millis(250))
+        );
+        std::fs::write(&file, "[templates]\nfuel = 10\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("templates.fuel"), "{e}");
+        std::fs::write(&file, "[templates]\ntimeout = \"0s\"\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("templates.timeout"), "{e}");
     }
 
     #[test]

@@ -11,5 +11,6 @@ mod harness;
 mod metrics;
 mod retries;
 mod rules;
+mod templates;
 mod thresholds;
 mod walls;
