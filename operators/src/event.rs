@@ -161,6 +161,80 @@ fn required_name(
     }
 }
 
+/// The event times accepted as plausible: not before a fixed earliest instant, and not further
+/// ahead of the clock than a margin. Anything outside is a producer's mistake (a zero, a unit
+/// mix-up, a placeholder year), refused per event rather than left to enter windows and the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventTimeRange {
+    /// Earliest accepted event time, epoch milliseconds.
+    pub earliest_ms: i64,
+    /// How far ahead of the clock an event time may be, milliseconds.
+    pub max_future_ms: i64,
+}
+
+/// 2000-01-01T00:00:00Z: the default earliest event time.
+pub const DEFAULT_EARLIEST_MS: i64 = 946_684_800_000;
+
+impl Default for EventTimeRange {
+    fn default() -> Self {
+        EventTimeRange {
+            earliest_ms: DEFAULT_EARLIEST_MS,
+            max_future_ms: 86_400_000,
+        }
+    }
+}
+
+impl EventTimeRange {
+    /// Checks an event time against the range, with `now_ms` as the clock.
+    pub fn check(&self, ts_ms: i64, now_ms: i64) -> Result<(), EventError> {
+        if ts_ms < self.earliest_ms {
+            return Err(EventError::new(
+                "ts",
+                format!(
+                    "{} is before {}, the earliest accepted event time",
+                    rfc3339(ts_ms),
+                    rfc3339(self.earliest_ms)
+                ),
+            ));
+        }
+        let latest = now_ms.saturating_add(self.max_future_ms);
+        if ts_ms > latest {
+            return Err(EventError::new(
+                "ts",
+                format!(
+                    "{} is more than {} ahead of the server's clock ({}); check the producer's clock and the unit (epoch milliseconds)",
+                    rfc3339(ts_ms),
+                    duration_text(self.max_future_ms),
+                    rfc3339(now_ms)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A duration in its largest whole unit, as the configuration writes it (`1d`, `90m`, `250ms`).
+fn duration_text(ms: i64) -> String {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms != 0 && ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// An instant as RFC 3339 UTC text, or the raw milliseconds when chrono cannot represent it.
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
 /// Parses an event time: RFC 3339 text or integer epoch milliseconds.
 pub fn parse_ts(value: &serde_json::Value) -> Result<i64, EventError> {
     match value {
@@ -205,6 +279,46 @@ pub fn json_kind(value: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_times_outside_the_range_are_refused_with_the_reason() {
+        let range = EventTimeRange::default();
+        let now = 1_796_300_000_000; // 2026-12-03
+        let ts = |text: &str| parse_ts(&serde_json::json!(text)).unwrap();
+        for text in [
+            "0001-01-01T00:00:00Z",
+            "1969-07-20T20:17:00Z",
+            "1999-12-31T23:59:59.999Z",
+        ] {
+            let error = range.check(ts(text), now).unwrap_err();
+            assert_eq!(error.field, "ts");
+            assert!(
+                error
+                    .problem
+                    .ends_with("is before 2000-01-01T00:00:00Z, the earliest accepted event time"),
+                "{error}"
+            );
+        }
+        for ahead in [ts("9999-12-31T00:00:00Z"), now + 2 * 86_400_000] {
+            let error = range.check(ahead, now).unwrap_err();
+            assert!(
+                error
+                    .problem
+                    .contains("is more than 1d ahead of the server's clock"),
+                "{error}"
+            );
+        }
+        for fine in [
+            ts("2019-03-01T00:00:00Z"),
+            DEFAULT_EARLIEST_MS,
+            now,
+            now + 86_400_000,
+        ] {
+            range.check(fine, now).unwrap();
+        }
+        assert_eq!(duration_text(90 * 60_000), "90m");
+        assert_eq!(duration_text(1_500), "1500ms");
+    }
     use serde_json::json;
 
     #[test]

@@ -30,7 +30,7 @@ pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 pub use engine::{Engine, EngineConfig, EngineError, RuleChange, StepInput, StepOutput};
-pub use event::{Event, EventDocument, EventError};
+pub use event::{Event, EventDocument, EventError, EventTimeRange};
 pub use intent::{Intent, IntentKind};
 pub use rule::{CompiledRule, Rule, RuleError, RuleMeta, RuleSpec};
 pub use state::OpenAlert;

@@ -30,6 +30,116 @@ pub struct Config {
     pub secrets: SecretsConfig,
     /// Dashboards: the engine's warehouse, models and cache, and the PostgreSQL-wire endpoint.
     pub dashboard: DashboardSettings,
+    /// Which event times ingest accepts (`[ingest]`).
+    pub ingest: IngestSettings,
+    /// How much a rule's message template may do (`[templates]`).
+    pub templates: TemplateSettings,
+}
+
+/// Rule message templates (`[templates]`): each render is bounded in steps, output and time, so
+/// a runaway template costs only its own rule's messages (they go out with a fallback message
+/// saying why). The same limits apply to the trial render when a rule is created or replaced.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplateSettings {
+    /// Template steps (minijinja fuel: roughly one per expression or loop turn) one render may
+    /// run; default 100000.
+    pub fuel: u64,
+    /// Longest rendered message, bytes; a longer one is cut and ends with `… [truncated]`.
+    /// Default 65536.
+    pub max_bytes: usize,
+    /// Longest one render may take, e.g. `"1s"` (the default); a slower one is abandoned and
+    /// its rule's later messages use the fallback until the rule changes.
+    pub timeout: DurationSetting,
+}
+
+impl Default for TemplateSettings {
+    fn default() -> Self {
+        let limits = crate::generate::TemplateLimits::default();
+        TemplateSettings {
+            fuel: limits.fuel,
+            max_bytes: limits.max_bytes,
+            timeout: DurationSetting::from(limits.timeout),
+        }
+    }
+}
+
+impl TemplateSettings {
+    /// The limits renders run under.
+    pub fn limits(&self) -> crate::generate::TemplateLimits {
+        crate::generate::TemplateLimits {
+            fuel: self.fuel,
+            max_bytes: self.max_bytes,
+            timeout: self.timeout.get(),
+        }
+    }
+}
+
+/// Event-time sanity (`[ingest]`): an event whose `ts` falls outside
+/// `[min_event_time, clock + max_future]` is refused, on its own line, with the reason.
+/// Backfills inside the range are accepted (and are late for their windows; see the README).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSettings {
+    /// Earliest accepted event time, RFC 3339, e.g. `"2000-01-01T00:00:00Z"` (the default).
+    pub min_event_time: TimeSetting,
+    /// How far ahead of the server's clock an event time may be, e.g. `"1d"` (the default).
+    pub max_future: DurationSetting,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            min_event_time: TimeSetting(operators::event::DEFAULT_EARLIEST_MS),
+            max_future: DurationSetting::from(Duration::from_secs(86_400)),
+        }
+    }
+}
+
+impl IngestSettings {
+    /// The accepted event-time range.
+    pub fn event_time_range(&self) -> operators::EventTimeRange {
+        operators::EventTimeRange {
+            earliest_ms: self.min_event_time.as_millis(),
+            max_future_ms: self.max_future.as_millis(),
+        }
+    }
+}
+
+/// An instant setting, written in RFC 3339 (`"2000-01-01T00:00:00Z"`); parsed at load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeSetting(i64);
+
+impl TimeSetting {
+    /// Parses the written form.
+    pub fn parse(text: &str) -> Result<TimeSetting, String> {
+        chrono::DateTime::parse_from_rfc3339(text.trim())
+            .map(|t| TimeSetting(t.timestamp_millis()))
+            .map_err(|e| {
+                format!("'{text}' is not an RFC 3339 instant like 2000-01-01T00:00:00Z ({e})")
+            })
+    }
+
+    /// The instant, epoch milliseconds.
+    pub fn as_millis(self) -> i64 {
+        self.0
+    }
+}
+
+impl Serialize for TimeSetting {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let text = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(self.0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            .unwrap_or_default();
+        serializer.serialize_str(&text)
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TimeSetting, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        TimeSetting::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Dashboard-engine settings (`[dashboard]`).
@@ -258,6 +368,8 @@ impl Default for Config {
             tenants: Vec::new(),
             secrets: SecretsConfig::default(),
             dashboard: DashboardSettings::default(),
+            ingest: IngestSettings::default(),
+            templates: TemplateSettings::default(),
         }
     }
 }
@@ -433,6 +545,27 @@ impl Config {
                 "must name the KEK secret when secrets.kek = \"aws\"".into(),
             ));
         }
+        if self.templates.fuel < 1_000 {
+            return Err(key(
+                "templates.fuel",
+                format!(
+                    "{} is too little for the default message; give at least 1000",
+                    self.templates.fuel
+                ),
+            ));
+        }
+        if self.templates.max_bytes < 1_024 {
+            return Err(key(
+                "templates.max_bytes",
+                format!(
+                    "{} is too small; give at least 1024",
+                    self.templates.max_bytes
+                ),
+            ));
+        }
+        if self.templates.timeout.get() < Duration::from_millis(10) {
+            return Err(key("templates.timeout", "must be at least 10ms".into()));
+        }
         for (i, t) in self.tenants.iter().enumerate() {
             if t.id.is_empty() {
                 return Err(key(&format!("tenants[{i}].id"), "must not be empty".into()));
@@ -579,6 +712,53 @@ mod tests {
         std::fs::write(&file, "[sender]\nretry_base = \"1 fortnight\"\n").unwrap();
         let e = Config::load(Some(&file)).unwrap_err().to_string();
         assert!(e.contains("sender.retry_base"), "{e}");
+    }
+
+    #[test]
+    fn ingest_section_loads_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidemark.toml");
+        let range = Config::default().ingest.event_time_range();
+        assert_eq!(range, operators::EventTimeRange::default());
+        std::fs::write(
+            &file,
+            "[ingest]\nmin_event_time = \"2015-06-01T09:00:00+09:00\"\nmax_future = \"2h\"\n",
+        )
+        .unwrap();
+        let range = Config::load(Some(&file)).unwrap().ingest.event_time_range();
+        assert_eq!(
+            (range.earliest_ms, range.max_future_ms),
+            (1_433_116_800_000, 7_200_000)
+        );
+        std::fs::write(&file, "[ingest]\nmin_event_time = \"last year\"\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("ingest.min_event_time"), "{e}");
+    }
+
+    #[test]
+    fn templates_section_loads_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidemark.toml");
+        assert_eq!(
+            Config::default().templates.limits(),
+            crate::generate::TemplateLimits::default()
+        );
+        std::fs::write(
+            &file,
+            "[templates]\nfuel = 5000\nmax_bytes = 2048\ntimeout = \"250ms\"\n",
+        )
+        .unwrap();
+        let limits = Config::load(Some(&file)).unwrap().templates.limits();
+        assert_eq!(
+            (limits.fuel, limits.max_bytes, limits.timeout),
+            (5000, 2048, Duration::from_millis(250))
+        );
+        std::fs::write(&file, "[templates]\nfuel = 10\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("templates.fuel"), "{e}");
+        std::fs::write(&file, "[templates]\ntimeout = \"0s\"\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("templates.timeout"), "{e}");
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub notifications: Family<Labels, Counter>,
     /// Notifications withheld by a rule's throttle.
     pub notifications_throttled: Gauge,
+    /// Notifications whose rule template failed (fuel, time, error) and got the fallback message.
+    pub templates_failed: Counter,
     /// Delivery attempts, by outcome (`delivered`, `retry`, `dead`).
     pub deliveries: Family<Labels, Counter>,
     /// Time to make a batch of events durable.
@@ -67,6 +69,7 @@ impl Metrics {
             events_late: Counter::default(),
             notifications: Family::default(),
             notifications_throttled: Gauge::default(),
+            templates_failed: Counter::default(),
             deliveries: Family::default(),
             ingest_commit_seconds: latency(),
             event_to_enqueue_seconds: latency(),
@@ -106,6 +109,11 @@ impl Metrics {
             "notifications",
             "Notifications created, by kind",
             m.notifications.clone(),
+        );
+        registry.register(
+            "templates_failed",
+            "Notifications whose rule template failed and got the fallback message",
+            m.templates_failed.clone(),
         );
         registry.register(
             "notifications_throttled",

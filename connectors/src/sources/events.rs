@@ -5,6 +5,9 @@
 //! One bad document never takes the others down: it is reported and the rest are decoded. Only a
 //! problem with the batch as a whole — bytes that are not UTF-8, an array that is not valid JSON,
 //! more events than the limits allow — refuses the batch.
+//!
+//! The report stays small whatever the batch: only the first [`Limits::max_reported_errors`]
+//! refused documents are listed (each message cut at [`MAX_MESSAGE_BYTES`]), the rest are counted.
 
 use std::collections::HashSet;
 
@@ -20,13 +23,24 @@ pub struct Limits {
     /// Longest NDJSON line, in bytes; a longer line is refused as a document of its own. (An
     /// array is one document list, bounded by `max_events` and the body size.)
     pub max_line_bytes: usize,
+    /// Most refused documents listed in [`DecodedBatch::rejected`]; the others are only counted
+    /// ([`DecodedBatch::rejected_total`]), so a body of bad lines cannot make a huge report.
+    pub max_reported_errors: usize,
 }
+
+/// Refused documents listed by default; enough to fix a producer, small enough to answer.
+pub const DEFAULT_REPORTED_ERRORS: usize = 100;
+
+/// Longest message (and field name) of one refused document, in bytes: a message may quote the
+/// producer's input (an unknown key, a timestamp), which can be as long as the line.
+pub const MAX_MESSAGE_BYTES: usize = 512;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_events: usize::MAX,
             max_line_bytes: usize::MAX,
+            max_reported_errors: DEFAULT_REPORTED_ERRORS,
         }
     }
 }
@@ -87,10 +101,32 @@ pub struct Rejected {
 pub struct DecodedBatch<E> {
     /// The valid events, in batch order, each id once (its first occurrence).
     pub events: Vec<E>,
-    /// The refused documents, in batch order.
+    /// The first refused documents (at most [`Limits::max_reported_errors`]), in batch order.
     pub rejected: Vec<Rejected>,
+    /// Every refused document, listed or not.
+    pub rejected_total: usize,
     /// Valid events dropped because an earlier one in the batch had the same id.
     pub duplicates: u64,
+}
+
+impl<E> DecodedBatch<E> {
+    /// Refused documents counted but not listed in [`DecodedBatch::rejected`].
+    pub fn rejected_omitted(&self) -> usize {
+        self.rejected_total - self.rejected.len()
+    }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, with `…` when something was cut.
+fn shortened(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max.saturating_sub('…'.len_utf8());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 /// Why a whole batch was refused.
@@ -124,11 +160,21 @@ pub fn decode_batch<E>(
     let text = std::str::from_utf8(body)?;
     let mut events = Vec::new();
     let mut rejected = Vec::new();
+    let mut rejected_total = 0;
     let mut take = |document: Result<Value, FieldError>, position: Position| match document
         .and_then(|d| parse(&d))
     {
         Ok(event) => events.push(event),
-        Err(error) => rejected.push(Rejected { position, error }),
+        Err(error) => {
+            rejected_total += 1;
+            if rejected.len() < limits.max_reported_errors {
+                let error = FieldError {
+                    message: shortened(error.message, MAX_MESSAGE_BYTES),
+                    field: shortened(error.field, MAX_MESSAGE_BYTES),
+                };
+                rejected.push(Rejected { position, error });
+            }
+        }
     };
     if text.trim_start().starts_with('[') {
         let items: Vec<Value> = serde_json::from_str(text).map_err(BatchError::NotAnArray)?;
@@ -172,6 +218,7 @@ pub fn decode_batch<E>(
     Ok(DecodedBatch {
         events,
         rejected,
+        rejected_total,
         duplicates,
     })
 }
@@ -302,6 +349,7 @@ mod tests {
         let limits = Limits {
             max_events: 2,
             max_line_bytes: 12,
+            ..Limits::default()
         };
         // Blank lines are not events.
         let batch = decode("{\"id\":\"a\"}\n\n{\"id\":\"bcdefgh\"}\n", &limits).unwrap();
@@ -320,6 +368,51 @@ mod tests {
         // The defaults refuse nothing a body can hold.
         let long = format!("{{\"id\":\"{}\"}}", "x".repeat(1 << 20));
         assert_eq!(decode(&long, &Limits::default()).unwrap().events.len(), 1);
+    }
+
+    #[test]
+    fn only_the_first_errors_are_listed_and_every_one_is_counted() {
+        let body = "{\"x\":1}\n".repeat(500_000);
+        let batch = decode(&body, &Limits::default()).unwrap();
+        assert_eq!(batch.rejected.len(), DEFAULT_REPORTED_ERRORS);
+        assert_eq!(batch.rejected_total, 500_000);
+        assert_eq!(batch.rejected_omitted(), 500_000 - DEFAULT_REPORTED_ERRORS);
+        assert_eq!(batch.rejected[99].position, Position::Line(100));
+        let none = Limits {
+            max_reported_errors: 0,
+            ..Limits::default()
+        };
+        let batch = decode("{}\n{\"id\":\"a\"}", &none).unwrap();
+        assert_eq!((batch.rejected.len(), batch.rejected_total), (0, 1));
+        assert_eq!(ids(&batch), ["a"]);
+    }
+
+    #[test]
+    fn a_long_message_or_field_is_cut_at_a_character_boundary() {
+        let key = "ключ".repeat(1_000);
+        let body = format!("{{\"{key}\":1}}");
+        let batch = decode_batch(
+            body.as_bytes(),
+            &Limits::default(),
+            |v: &Value| -> Result<Doc, FieldError> {
+                let key = v.as_object().and_then(|o| o.keys().next()).cloned();
+                Err(FieldError::from_message(format!(
+                    "{}: unknown field",
+                    key.unwrap_or_default()
+                )))
+            },
+            |d| d.id.as_str(),
+        )
+        .unwrap();
+        let error = &batch.rejected[0].error;
+        assert!(
+            error.message.len() <= MAX_MESSAGE_BYTES,
+            "{}",
+            error.message.len()
+        );
+        assert!(error.field.len() <= MAX_MESSAGE_BYTES);
+        assert!(error.message.ends_with('…') && error.message.starts_with("ключ"));
+        assert_eq!(shortened("short".into(), 10), "short");
     }
 
     #[test]

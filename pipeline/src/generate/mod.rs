@@ -1,22 +1,90 @@
 //! Turns intents into the JSON payload destinations receive, with the rule's message template
-//! rendered (minijinja).
+//! rendered (minijinja) within limits.
 //!
-//! A template that fails at render time (say, it reads a field this notification lacks) never
-//! loses the notification: the payload carries a default message and the error.
+//! Templates are checked when a rule is stored ([`check_template`]: it must parse, and a trial
+//! render against sample notifications must not run out of fuel or time), and rendered by a
+//! [`Renderer`] — off the caller's thread, each render bounded by fuel, output size and a deadline
+//! ([`TemplateLimits`]). A template that fails at render time (a runaway loop on real data, a
+//! field this notification lacks) never loses the notification nor holds up others: the payload
+//! carries the default message, saying the template failed and why, and the error.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use operators::Intent;
+use operators::{Attrs, CompiledRule, Event, Intent, IntentKind, Num, RuleMeta, SmolStr};
 use serde_json::{Value, json};
+
+mod renderer;
+mod template;
+
+pub use renderer::{RenderJob, Renderer, RuleVersion};
+pub use template::{TRUNCATED_MARKER, TemplateError, TemplateLimits, render, render_within};
 
 /// Template used when a rule has none.
 pub const DEFAULT_TEMPLATE: &str = "{% if kind == 'match' %}[{{ rule.name }}] {{ event.type }} {{ event.id }} matched{% elif kind == 'firing' %}[FIRING] {{ rule.name }} {{ group_label }}: {{ value }}{% if baseline is not none %} (baseline {{ baseline }}){% endif %}{% else %}[RESOLVED] {{ rule.name }} {{ group_label }}{% endif %}";
 
-/// Checks that a template parses; the error names the problem and position.
-pub fn check_template(template: &str) -> Result<(), String> {
-    let mut env = minijinja::Environment::new();
-    env.add_template("rule", template)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+/// Checks a compiled rule's template (none: nothing to check) before the rule is stored: it
+/// must parse, and render sample notifications of the rule within `limits`. Blocks for up to
+/// `limits.timeout` per sample: call it off an async executor.
+pub fn check_template(rule: &CompiledRule, limits: &TemplateLimits) -> Result<(), TemplateError> {
+    let Some(text) = rule.meta.template.as_deref() else {
+        return Ok(());
+    };
+    let samples: Vec<Value> = sample_intents(rule)
+        .iter()
+        .map(|intent| template_context(&payload_body(intent, &rule.meta.name)))
+        .collect();
+    template::check(text, &samples, limits)
+}
+
+/// Notifications of the rule as templates see them, with made-up values: a match of an event
+/// without attributes, or a firing and a resolved of the whole-rule group.
+fn sample_intents(rule: &CompiledRule) -> Vec<Intent> {
+    let now = connectors::clock::now_ms();
+    let base = Intent {
+        id: "ntf_sample".into(),
+        tenant: rule.rule.tenant.clone(),
+        rule_id: rule.rule.id.clone(),
+        rule_version: rule.rule.version,
+        kind: IntentKind::Match,
+        group: Vec::new(),
+        group_label: "*".into(),
+        at_ms: now,
+        deliver_at_ms: now,
+        window: None,
+        firing_since_ms: None,
+        value: None,
+        baseline: None,
+        event: None,
+    };
+    if matches!(rule.rule.kind, operators::rule::RuleKind::Match) {
+        let event = Event {
+            tenant: SmolStr::new(&rule.rule.tenant),
+            event_type: SmolStr::new(&rule.rule.event_type),
+            ts_ms: now,
+            id: SmolStr::new("sample"),
+            attrs: Attrs::new(),
+        };
+        return vec![Intent {
+            event: Some(event),
+            ..base
+        }];
+    }
+    let window = Some((now - 60_000, now));
+    vec![
+        Intent {
+            kind: IntentKind::Firing,
+            window,
+            value: Some(Num(0.0)),
+            ..base.clone()
+        },
+        Intent {
+            kind: IntentKind::Resolved,
+            window,
+            firing_since_ms: Some(now - 120_000),
+            ..base
+        },
+    ]
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -48,8 +116,38 @@ fn integral_numbers(value: &mut Value) {
     }
 }
 
-/// The payload for one intent of a rule with the given name and template.
-pub fn payload(intent: &Intent, rule_name: &str, template: Option<&str>) -> Value {
+/// The payloads of intents, each with its rule's metadata, messages rendered by `renderer`.
+pub fn payloads(renderer: &mut Renderer, intents: &[(Intent, Arc<RuleMeta>)]) -> Vec<Value> {
+    let default: Arc<str> = Arc::from(DEFAULT_TEMPLATE);
+    let mut bodies = Vec::with_capacity(intents.len());
+    let mut jobs = Vec::with_capacity(intents.len());
+    for (intent, meta) in intents {
+        let body = payload_body(intent, &meta.name);
+        jobs.push(RenderJob {
+            rule: (
+                intent.tenant.clone(),
+                intent.rule_id.clone(),
+                intent.rule_version,
+            ),
+            template: meta
+                .template
+                .as_deref()
+                .map_or_else(|| default.clone(), Arc::from),
+            context: template_context(&body),
+        });
+        bodies.push(body);
+    }
+    let limits = *renderer.limits();
+    let rendered = renderer.render_all(jobs);
+    bodies
+        .into_iter()
+        .zip(rendered)
+        .map(|(body, message)| with_message(body, message, &limits))
+        .collect()
+}
+
+/// The payload for one intent of a rule with the given name, without its message.
+pub fn payload_body(intent: &Intent, rule_name: &str) -> Value {
     let group: serde_json::Map<String, Value> = intent
         .group
         .iter()
@@ -89,17 +187,35 @@ pub fn payload(intent: &Intent, rule_name: &str, template: Option<&str>) -> Valu
         body["held_until"] = json!(rfc3339(intent.deliver_at_ms));
     }
     integral_numbers(&mut body);
+    body
+}
+
+/// What a template sees: the payload, with `baseline` always present (`none` when absent).
+fn template_context(body: &Value) -> Value {
     let mut context = body.clone();
     context["baseline"] = body.get("baseline").cloned().unwrap_or(Value::Null);
-    let env = minijinja::Environment::new();
-    let rendered = env.render_str(template.unwrap_or(DEFAULT_TEMPLATE), &context);
+    context
+}
+
+/// The payload with its message: the rendered one, or the default message saying that the
+/// rule's template failed and why (the error also in `template_error`).
+fn with_message(
+    mut body: Value,
+    rendered: Result<String, TemplateError>,
+    limits: &TemplateLimits,
+) -> Value {
     match rendered {
         Ok(message) => body["message"] = json!(message),
         Err(e) => {
-            let fallback = env
-                .render_str(DEFAULT_TEMPLATE, &context)
-                .unwrap_or_else(|_| format!("{} {}", rule_name, intent.kind.as_str()));
-            body["message"] = json!(fallback);
+            let fallback = render(DEFAULT_TEMPLATE, &template_context(&body), limits)
+                .unwrap_or_else(|_| {
+                    format!(
+                        "{} {}",
+                        body["rule"]["name"].as_str().unwrap_or_default(),
+                        body["kind"].as_str().unwrap_or_default()
+                    )
+                });
+            body["message"] = json!(format!("{fallback} (the rule's template failed: {e})"));
             body["template_error"] = json!(e.to_string());
         }
     }

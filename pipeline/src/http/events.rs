@@ -1,7 +1,9 @@
 //! `POST /v1/events`: a JSON array or NDJSON of events, answered once the accepted ones are durable.
 //!
 //! The body is decoded by the shared event-batch decoder ([`connectors::sources::events`]), the
-//! same every source uses; this handler only ingests what it decoded and answers.
+//! same every source uses; this handler only ingests what it decoded and answers. The answer
+//! lists the first refused documents only (`errors`), with `rejected` counting all of them and
+//! `errors_omitted` those not listed, so it stays small whatever the body.
 
 use connectors::sources::{BatchError, FieldError, Limits, decode_batch};
 
@@ -13,11 +15,14 @@ pub(super) async fn post_events(
     body: Bytes,
 ) -> ApiResult<Response> {
     // The router's body limit bounds a request; the default limits add nothing to it.
+    let (times, now) = (state.runtime.event_time_range(), now_ms());
     let batch = decode_batch(
         &body,
         &Limits::default(),
         |document| {
-            Event::from_json(document, &tenant).map_err(|e| FieldError::from_message(e.to_string()))
+            Event::from_json(document, &tenant)
+                .and_then(|event| times.check(event.ts_ms, now).map(|()| event))
+                .map_err(|e| FieldError::from_message(e.to_string()))
         },
         |event| event.id.as_str(),
     )
@@ -34,7 +39,8 @@ pub(super) async fn post_events(
             e.to_string(),
         ),
     })?;
-    let rejected = batch.rejected.len() as u64;
+    let rejected = batch.rejected_total as u64;
+    let errors_omitted = batch.rejected_omitted();
     if rejected > 0 {
         Metrics::inc(
             &state.metrics().events_rejected,
@@ -47,7 +53,7 @@ pub(super) async fn post_events(
     if batch.events.is_empty() && rejected > 0 {
         return Ok((
             StatusCode::BAD_REQUEST,
-            Json(json!({"accepted": 0, "duplicates": within_request_duplicates, "rejected": rejected, "errors": batch.rejected})),
+            Json(json!({"accepted": 0, "duplicates": within_request_duplicates, "rejected": rejected, "errors": batch.rejected, "errors_omitted": errors_omitted})),
         )
             .into_response());
     }
@@ -81,5 +87,5 @@ pub(super) async fn post_events(
         .metrics()
         .events_duplicate
         .inc_by(within_request_duplicates);
-    Ok(Json(json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejected, "errors": batch.rejected})).into_response())
+    Ok(Json(json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejected, "errors": batch.rejected, "errors_omitted": errors_omitted})).into_response())
 }

@@ -4,6 +4,7 @@
 //! nothing when it is disabled or deleted — goes to the runtime as a [`RuleUpdate`].
 
 use super::*;
+use crate::generate::TemplateError;
 
 pub(super) fn rule_json(stored: &StoredRule) -> Value {
     let mut body: Value = serde_json::from_str(&stored.body).unwrap_or_else(|_| json!({}));
@@ -50,15 +51,35 @@ pub(super) async fn save_rule(
     let compiled = CompiledRule::compile(&spec, tenant, id, version, &tz).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_rule", e.to_string()).field(e.field.clone())
     })?;
-    if let Some(template) = &spec.template {
-        generate::check_template(template).map_err(|e| {
-            ApiError::new(
+    // A template must parse and render sample notifications within the limits; the trial
+    // render blocks for up to the render deadline, so it runs off the executor. A rule being
+    // switched off is not checked: turning off a bad rule must always work.
+    let (check, limits) = (compiled.clone(), state.runtime.template_limits());
+    let checked = if enabled {
+        tokio::task::spawn_blocking(move || generate::check_template(&check, &limits))
+            .await
+            .map_err(ApiError::internal)?
+    } else {
+        Ok(())
+    };
+    match checked {
+        Ok(()) | Err(TemplateError::Failed(_)) => {}
+        Err(e @ TemplateError::Busy(_)) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!("template: cannot be checked now ({e}); retry shortly"),
+            )
+            .field("template"));
+        }
+        Err(e) => {
+            return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_rule",
                 format!("template: {e}"),
             )
-            .field("template")
-        })?;
+            .field("template"));
+        }
     }
     let must_exist: &[String] = if check_destinations {
         &spec.destinations

@@ -1,15 +1,15 @@
 //! The engine thread: steps the dataflow once per committed batch (or per tick when idle, to
-//! move the clock), renders the intents and enqueues them with the processed event position.
+//! move the clock) and hands each step's intents, with their rules' metadata and the event
+//! position the step processed, to the outbox thread ([`super::outbox`]), which renders and
+//! enqueues them. No template runs here, so none can hold up the dataflow.
 
 use super::*;
 
 pub(super) struct EngineThread {
     pub(super) engine: Engine,
-    pub(super) store: Arc<dyn Store>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) rules: ActiveRules,
     pub(super) stats: Arc<Mutex<EngineStats>>,
-    pub(super) latencies: Arc<Mutex<Vec<f64>>>,
 }
 
 impl EngineThread {
@@ -17,6 +17,7 @@ impl EngineThread {
         mut self,
         batches: std_mpsc::Receiver<Committed>,
         rules: std_mpsc::Receiver<RuleUpdate>,
+        outbox: std_mpsc::SyncSender<Step>,
         tick: Duration,
         max_batch: usize,
     ) {
@@ -63,34 +64,18 @@ impl EngineThread {
             self.metrics
                 .engine_step_seconds
                 .observe(started.elapsed().as_secs_f64());
-            let notifications = self.notifications(&output.intents);
             self.metrics.events_late.inc_by(output.late.len() as u64);
-            let mut retries = 0;
-            loop {
-                let committing = Instant::now();
-                match self.commit(&notifications, (max_seq > 0).then_some(max_seq)) {
-                    Ok(_) => {
-                        self.metrics
-                            .outbox_commit_seconds
-                            .observe(committing.elapsed().as_secs_f64());
-                        break;
-                    }
-                    Err(e) => {
-                        // The events are durable; keep trying rather than lose their notifications.
-                        retries += 1;
-                        tracing::error!(error = %e, retries, "could not enqueue notifications; retrying");
-                        std::thread::sleep(Duration::from_millis(200 * retries.min(25)));
-                    }
-                }
-            }
-            if let Ok(mut samples) = self.latencies.lock() {
-                for batch in &committed {
-                    let latency = batch.accepted_at.elapsed().as_secs_f64();
-                    self.metrics.event_to_enqueue_seconds.observe(latency);
-                    if samples.len() < MAX_LATENCY_SAMPLES {
-                        samples.push(latency);
-                    }
-                }
+            let step = Step {
+                intents: self.with_meta(output.intents),
+                processed: (max_seq > 0).then_some(max_seq),
+                accepted_at: committed.iter().map(|c| c.accepted_at).collect(),
+            };
+            // An idle tick with nothing to enqueue and no position to record has nothing to hand over.
+            let idle =
+                step.intents.is_empty() && step.processed.is_none() && step.accepted_at.is_empty();
+            if !idle && outbox.send(step).is_err() {
+                tracing::error!("the outbox thread stopped; the server must be restarted");
+                return;
             }
             let stats = self.engine.stats();
             self.metrics.rules_active.set(stats.rules as i64);
@@ -107,52 +92,23 @@ impl EngineThread {
         }
     }
 
-    /// Commits a step's notifications and, with them, the event position it processed up to:
-    /// one transaction, so one fsync on the path from event to outbox.
-    pub(super) fn commit(
+    /// Pairs each intent with its rule's metadata; an intent whose rule is no longer active
+    /// gets empty metadata.
+    pub(super) fn with_meta(
         &self,
-        notifications: &[(i64, Vec<NewNotification>)],
-        processed: Option<u64>,
-    ) -> StoreResult<usize> {
-        let processed = processed.map(|seq| seq.to_string());
-        self.store.commit_step(
-            notifications,
-            processed.as_deref().map(|seq| (PROCESSED_SEQ, seq)),
-        )
-    }
-
-    /// The notifications of a step's intents, grouped by when they are due.
-    pub(super) fn notifications(
-        &self,
-        intents: &[operators::Intent],
-    ) -> Vec<(i64, Vec<NewNotification>)> {
-        let now = now_ms();
-        // An intent whose rule is no longer active is rendered with empty metadata.
-        let gone = operators::RuleMeta::default();
-        let mut by_time: std::collections::BTreeMap<i64, Vec<NewNotification>> = Default::default();
-        for intent in intents {
-            let meta = self
-                .rules
-                .meta(&intent.tenant, &intent.rule_id)
-                .unwrap_or(&gone);
-            let payload = generate::payload(intent, &meta.name, meta.template.as_deref());
-            let group: Vec<serde_json::Value> =
-                intent.group.iter().map(|(_, v)| v.to_json()).collect();
-            Metrics::inc(&self.metrics.notifications, "kind", intent.kind.as_str(), 1);
-            by_time
-                .entry(intent.deliver_at_ms.max(now))
-                .or_default()
-                .push(NewNotification {
-                    id: intent.id.clone(),
-                    tenant: intent.tenant.clone(),
-                    rule_id: intent.rule_id.clone(),
-                    kind: intent.kind.as_str().to_string(),
-                    group_key: serde_json::Value::Array(group).to_string(),
-                    payload: payload.to_string(),
-                    created_at_ms: now,
-                    destination_ids: meta.destinations.clone(),
-                });
-        }
-        by_time.into_iter().collect()
+        intents: Vec<operators::Intent>,
+    ) -> Vec<(operators::Intent, Arc<operators::RuleMeta>)> {
+        let gone = Arc::new(operators::RuleMeta::default());
+        intents
+            .into_iter()
+            .map(|intent| {
+                let meta = self
+                    .rules
+                    .meta(&intent.tenant, &intent.rule_id)
+                    .unwrap_or(&gone)
+                    .clone();
+                (intent, meta)
+            })
+            .collect()
     }
 }

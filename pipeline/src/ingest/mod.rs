@@ -2,14 +2,16 @@
 //!
 //! ```text
 //! HTTP handlers ─ingest()─► committer thread ─(one transaction per batch, then ack)─►
-//!     engine thread ─ Engine::step (timely workers) ─► render ─► outbox (store)
+//!     engine thread ─ Engine::step (timely workers) ─► outbox thread ─ render ─► outbox (store)
 //! rule API ─rule_changed()───────────────────────────────► engine thread
 //! ```
 //!
 //! Group commit: the committer takes every request waiting (up to `engine.max_batch` events)
 //! and appends them in one transaction; producers are answered only after it is durable. The
-//! engine thread steps the dataflow once per batch (or per tick when idle, to move the clock),
-//! enqueues the intents and records the last event sequence number it fully processed. On start
+//! engine thread steps the dataflow once per batch (or per tick when idle, to move the clock) and
+//! hands the intents to the outbox thread, which renders them (templates run there, bounded, never
+//! on the engine thread) and enqueues them with the last event sequence number the step fully
+//! processed. On start
 //! the state is rebuilt from the store: rules, open alerts, the events still inside some window
 //! (as history), and the events after the checkpoint (as new: their notification ids are
 //! deterministic, so re-enqueueing them adds nothing).
@@ -33,12 +35,14 @@ use crate::metrics::Metrics;
 mod commit;
 mod engine;
 mod event_body;
+mod outbox;
 mod recovery;
 mod rules;
 
 use commit::{Committed, IngestRequest, commit_loop};
 use engine::EngineThread;
 use event_body::{event_from_stored, stored_body};
+use outbox::{OutboxThread, Step};
 use rules::ActiveRules;
 pub use rules::{RuleUpdate, StoredRuleError};
 
@@ -77,6 +81,8 @@ pub struct Runtime {
     stats: Arc<Mutex<EngineStats>>,
     stopping: Arc<AtomicBool>,
     latencies: Arc<Mutex<Vec<f64>>>,
+    event_times: operators::EventTimeRange,
+    templates: generate::TemplateLimits,
 }
 
 /// Most acceptance-to-enqueue latency samples kept for benchmarks.
@@ -102,25 +108,42 @@ impl Runtime {
         let first = engine.step(recovered.input)?;
         let engine_thread = EngineThread {
             engine,
-            store: store.clone(),
             metrics: metrics.clone(),
             rules: recovered.rules,
             stats: Arc::new(Mutex::new(EngineStats::default())),
-            latencies: Arc::new(Mutex::new(Vec::new())),
         };
         metrics.events_late.inc_by(first.late.len() as u64);
-        engine_thread.commit(
-            &engine_thread.notifications(&first.intents),
-            (after > processed).then_some(after),
-        )?;
+        // The recovered step's notifications are rendered and enqueued by the outbox thread like
+        // any other step's, so start-up never waits on a template.
+        let first = Step {
+            intents: engine_thread.with_meta(first.intents),
+            processed: (after > processed).then_some(after),
+            accepted_at: Vec::new(),
+        };
 
         let (ingest_tx, ingest_rx) = mpsc::channel::<IngestRequest>(1024);
         let (batch_tx, batch_rx) = std_mpsc::sync_channel::<Committed>(4);
         let (rule_tx, rule_rx) = std_mpsc::channel::<RuleUpdate>();
+        let (step_tx, step_rx) = std_mpsc::sync_channel::<Step>(4);
         let stopping = Arc::new(AtomicBool::new(false));
         let stats = engine_thread.stats.clone();
-        let latencies = engine_thread.latencies.clone();
+        let latencies = Arc::new(Mutex::new(Vec::new()));
+        let templates = config.templates.limits();
 
+        let outbox = {
+            let outbox_thread = OutboxThread {
+                store: store.clone(),
+                metrics: metrics.clone(),
+                renderer: generate::Renderer::new(templates),
+                latencies: latencies.clone(),
+            };
+            std::thread::Builder::new()
+                .name("tidemark-outbox".into())
+                .spawn(move || outbox_thread.run(step_rx))?
+        };
+        step_tx
+            .send(first)
+            .map_err(|_| anyhow::anyhow!("the outbox thread stopped at start"))?;
         let committer = {
             let store = store.clone();
             let metrics = metrics.clone();
@@ -130,16 +153,18 @@ impl Runtime {
         };
         let stepper = std::thread::Builder::new()
             .name("tidemark-engine".into())
-            .spawn(move || engine_thread.run(batch_rx, rule_rx, tick, max_batch))?;
+            .spawn(move || engine_thread.run(batch_rx, rule_rx, step_tx, tick, max_batch))?;
         Ok(Arc::new(Runtime {
             store,
             metrics,
             ingest_tx: Mutex::new(Some(ingest_tx)),
             rule_tx: Mutex::new(rule_tx),
-            threads: Mutex::new(vec![committer, stepper]),
+            threads: Mutex::new(vec![committer, stepper, outbox]),
             stats,
             stopping,
             latencies,
+            event_times: config.ingest.event_time_range(),
+            templates,
         }))
     }
 
@@ -175,6 +200,16 @@ impl Runtime {
             .await
             .map_err(|_| IngestError::ShuttingDown)?;
         answer.await.map_err(|_| IngestError::ShuttingDown)?
+    }
+
+    /// The event times ingest accepts (`[ingest]`); sources check each event against it.
+    pub fn event_time_range(&self) -> operators::EventTimeRange {
+        self.event_times
+    }
+
+    /// The limits rule templates render under (`[templates]`); rule changes check against them.
+    pub fn template_limits(&self) -> generate::TemplateLimits {
+        self.templates
     }
 
     /// Tells the dataflow about a stored rule change; it applies from the next epoch.

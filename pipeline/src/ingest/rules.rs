@@ -7,11 +7,13 @@
 //! into the dataflow's [`RuleChange`] and keeps the metadata beside it.
 //!
 //! The metadata stays here, at the engine thread, rather than riding on the dataflow's rules
-//! and intents: the engine thread is where intents are rendered, one lookup per intent, while
-//! carrying it would add a reference count and a pointer to every match intent on the matching
-//! path and to every rule the workers hold, for nothing the workers read.
+//! and intents: the engine thread pairs each intent with its rule's metadata (one lookup and a
+//! reference count per intent) as it hands the step over for rendering, while carrying it would
+//! add a pointer to every match intent on the matching path and to every rule the workers
+//! hold, for nothing the workers read.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use connectors::store::StoredRule;
 use operators::{CompiledRule, RuleChange, RuleError, RuleMeta, RuleSpec};
@@ -95,7 +97,7 @@ impl RuleUpdate {
 /// The metadata of the rules active in the dataflow, by tenant and rule id.
 #[derive(Debug, Default)]
 pub(super) struct ActiveRules {
-    metas: HashMap<String, HashMap<String, RuleMeta>>,
+    metas: HashMap<String, HashMap<String, Arc<RuleMeta>>>,
 }
 
 impl ActiveRules {
@@ -108,7 +110,10 @@ impl ActiveRules {
         } = update;
         match active {
             Some(CompiledRule { rule, meta }) => {
-                self.metas.entry(tenant).or_default().insert(rule_id, meta);
+                self.metas
+                    .entry(tenant)
+                    .or_default()
+                    .insert(rule_id, Arc::new(meta));
                 RuleChange::Upsert(rule)
             }
             None => {
@@ -124,7 +129,7 @@ impl ActiveRules {
     }
 
     /// The metadata of an active rule.
-    pub(super) fn meta(&self, tenant: &str, rule_id: &str) -> Option<&RuleMeta> {
+    pub(super) fn meta(&self, tenant: &str, rule_id: &str) -> Option<&Arc<RuleMeta>> {
         self.metas.get(tenant)?.get(rule_id)
     }
 }

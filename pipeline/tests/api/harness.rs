@@ -91,6 +91,30 @@ impl Drop for Tidemark {
     }
 }
 
+/// Starts `tidemark serve` on `config`, appending its log to `log`.
+fn spawn(config: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidemark"));
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    // Only the file configures the server; variables of the calling shell must not leak in.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("TIDEMARK_") {
+            command.env_remove(name);
+        }
+    }
+    command.spawn().expect("start tidemark serve")
+}
+
 /// A port nobody listens on right now.
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -110,21 +134,7 @@ impl Tidemark {
         let config = dir.path().join("tidemark.toml");
         std::fs::write(&config, settings.toml(dir.path(), port)).expect("write config");
         let log = dir.path().join("tidemark.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tidemark"));
-        command
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"));
-        // Only the file configures the server; variables of the calling shell must not leak in.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("TIDEMARK_") {
-                command.env_remove(name);
-            }
-        }
-        let child = command.spawn().expect("start tidemark serve");
+        let child = spawn(&config, &log);
         let mut server = Tidemark {
             child,
             base: format!("http://127.0.0.1:{port}"),
@@ -135,17 +145,28 @@ impl Tidemark {
                 .expect("HTTP client"),
             _dir: dir,
         };
+        server.wait_healthy().await;
+        server
+    }
+
+    /// Kills the server (SIGKILL), runs `between` on its data directory while it is down, and
+    /// starts it again on the same configuration and data; returns once it is healthy.
+    pub(crate) async fn restart(&mut self, between: impl FnOnce(&Path)) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        between(&self._dir.path().join("data"));
+        self.child = spawn(&self._dir.path().join("tidemark.toml"), &self.log);
+        self.wait_healthy().await;
+    }
+
+    async fn wait_healthy(&mut self) {
         let deadline = Instant::now() + DEADLINE;
         loop {
-            let health = server
-                .http
-                .get(format!("{}/healthz", server.base))
-                .send()
-                .await;
+            let health = self.http.get(format!("{}/healthz", self.base)).send().await;
             if health.is_ok_and(|r| r.status() == StatusCode::OK) {
-                return server;
+                return;
             }
-            if let Ok(Some(status)) = server.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("tidemark serve exited with {status} before it was healthy");
             }
             assert!(Instant::now() < deadline, "tidemark never became healthy");

@@ -12,5 +12,6 @@ mod metrics;
 mod retries;
 mod rules;
 mod serving;
+mod templates;
 mod thresholds;
 mod walls;

@@ -1,0 +1,108 @@
+//! The outbox thread: renders each step's intents into notifications ([`generate`]) and commits
+//! them together with the event position the step processed — one transaction, so a crash
+//! leaves either both or neither, and a replay after a restart regenerates the same ids.
+//!
+//! Steps are committed in the order the engine thread produced them, so the recorded position
+//! only ever moves forward. Rendering runs under the template limits on the renderer's worker,
+//! so a runaway template costs its own notifications (a fallback message), never the others',
+//! never the dataflow, never start-up.
+
+use super::*;
+
+/// One engine step's output, handed from the engine thread.
+pub(super) struct Step {
+    /// The intents, each with its rule's metadata.
+    pub(super) intents: Vec<(operators::Intent, Arc<operators::RuleMeta>)>,
+    /// The last event sequence number the step processed, when it processed events.
+    pub(super) processed: Option<u64>,
+    /// When the step's batches were accepted, for the acceptance-to-enqueue latency.
+    pub(super) accepted_at: Vec<Instant>,
+}
+
+pub(super) struct OutboxThread {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) renderer: generate::Renderer,
+    pub(super) latencies: Arc<Mutex<Vec<f64>>>,
+}
+
+impl OutboxThread {
+    pub(super) fn run(mut self, steps: std_mpsc::Receiver<Step>) {
+        for step in steps {
+            let notifications = self.notifications(&step.intents);
+            let mut retries = 0;
+            loop {
+                let committing = Instant::now();
+                match self.commit(&notifications, step.processed) {
+                    Ok(_) => {
+                        self.metrics
+                            .outbox_commit_seconds
+                            .observe(committing.elapsed().as_secs_f64());
+                        break;
+                    }
+                    Err(e) => {
+                        // The events are durable; keep trying rather than lose their notifications.
+                        retries += 1;
+                        tracing::error!(error = %e, retries, "could not enqueue notifications; retrying");
+                        std::thread::sleep(Duration::from_millis(200 * retries.min(25)));
+                    }
+                }
+            }
+            if let Ok(mut samples) = self.latencies.lock() {
+                for accepted_at in &step.accepted_at {
+                    let latency = accepted_at.elapsed().as_secs_f64();
+                    self.metrics.event_to_enqueue_seconds.observe(latency);
+                    if samples.len() < MAX_LATENCY_SAMPLES {
+                        samples.push(latency);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Commits a step's notifications and, with them, the event position it processed up to:
+    /// one transaction, so one fsync on the path from event to outbox.
+    fn commit(
+        &self,
+        notifications: &[(i64, Vec<NewNotification>)],
+        processed: Option<u64>,
+    ) -> StoreResult<usize> {
+        let processed = processed.map(|seq| seq.to_string());
+        self.store.commit_step(
+            notifications,
+            processed.as_deref().map(|seq| (PROCESSED_SEQ, seq)),
+        )
+    }
+
+    /// The notifications of a step's intents, grouped by when they are due.
+    fn notifications(
+        &mut self,
+        intents: &[(operators::Intent, Arc<operators::RuleMeta>)],
+    ) -> Vec<(i64, Vec<NewNotification>)> {
+        let now = now_ms();
+        let payloads = generate::payloads(&mut self.renderer, intents);
+        let mut by_time: std::collections::BTreeMap<i64, Vec<NewNotification>> = Default::default();
+        for ((intent, meta), payload) in intents.iter().zip(payloads) {
+            if payload.get("template_error").is_some() {
+                self.metrics.templates_failed.inc();
+            }
+            let group: Vec<serde_json::Value> =
+                intent.group.iter().map(|(_, v)| v.to_json()).collect();
+            Metrics::inc(&self.metrics.notifications, "kind", intent.kind.as_str(), 1);
+            by_time
+                .entry(intent.deliver_at_ms.max(now))
+                .or_default()
+                .push(NewNotification {
+                    id: intent.id.clone(),
+                    tenant: intent.tenant.clone(),
+                    rule_id: intent.rule_id.clone(),
+                    kind: intent.kind.as_str().to_string(),
+                    group_key: serde_json::Value::Array(group).to_string(),
+                    payload: payload.to_string(),
+                    created_at_ms: now,
+                    destination_ids: meta.destinations.clone(),
+                });
+        }
+        by_time.into_iter().collect()
+    }
+}
