@@ -13,7 +13,9 @@ use std::time::Duration;
 use connectors::secrets::Secrets;
 use connectors::sinks::retry::RetryPolicy;
 use connectors::sinks::{DeliveryOutcome, Destination, OutgoingNotification, SinkError, Sinks};
-use connectors::store::{DeliveryAttempt, DeliveryNext, DueDelivery, SecretRows, Store};
+use connectors::store::{
+    ClaimLimits, DeliveryAttempt, DeliveryNext, DueDelivery, SecretRows, Store,
+};
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::SenderConfig;
@@ -67,7 +69,7 @@ pub async fn run(
         } else {
             let store = store.clone();
             tokio::task::spawn_blocking(move || {
-                store.claim_due_deliveries(now_ms(), LEASE_MS, free)
+                store.claim_due_deliveries(now_ms(), LEASE_MS, &ClaimLimits::up_to(free))
             })
             .await?
             .unwrap_or_else(|e| {
