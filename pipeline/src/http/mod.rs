@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use connectors::secrets::SecretsError;
-use connectors::sinks::{Destination, SinkError};
+use connectors::sinks::{Destination, SinkError, SinkSettings};
 use connectors::store::{
     AppendOutcome, DeliveryStatus, NotificationCursor, NotificationFilter, ObjectKind, Store,
     StoredDestination, StoredRule,
@@ -46,6 +46,8 @@ pub struct AppState {
     /// The tenants' credentials.
     secrets: SecretsHandle,
     keys: Arc<RwLock<HashMap<String, String>>>,
+    /// The outbound guard and limits destinations are checked against when defined.
+    sink_settings: Arc<SinkSettings>,
 }
 
 impl AppState {
@@ -55,6 +57,16 @@ impl AppState {
             runtime,
             secrets,
             keys: Default::default(),
+            sink_settings: Default::default(),
+        }
+    }
+
+    /// The same state checking destinations against `settings` (by default: public addresses
+    /// only, the default timeout maximum).
+    pub fn with_sink_settings(self, settings: Arc<SinkSettings>) -> AppState {
+        AppState {
+            sink_settings: settings,
+            ..self
         }
     }
 
