@@ -12,12 +12,16 @@
 //! - [`ga4`]: the Google Analytics 4 Data API client (service-account auth, paging, quotas).
 //! - [`trino`]: the Trino REST client (statement protocol, results as Arrow record batches).
 //! - [`http`]: where every HTTP(S) client (reqwest, the AWS SDK's) is built, on rustls with ring.
+//! - [`outbound`]: the guard on tenant-supplied URLs and hosts — no loopback, private, link-local
+//!   or metadata addresses unless the operator's allow-list says so — and the HTTP clients that
+//!   connect only to addresses it checked.
 //!
 //! This crate depends on no other workspace crate; everything here is I/O at the edge.
 
 pub mod clock;
 pub mod ga4;
 pub mod http;
+pub mod outbound;
 pub mod secrets;
 pub mod sinks;
 pub mod sources;

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use connectors::outbound::{OutboundGuard, OutboundPolicy};
+use connectors::sinks::SinkSettings;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,8 @@ pub struct Config {
     pub engine: EngineSettings,
     /// Notification delivery.
     pub sender: SenderConfig,
+    /// Where deliveries may connect: the guard on tenant-supplied URLs (`[outbound]`).
+    pub outbound: OutboundSettings,
     /// Tenants created (or updated) at start-up, with their API keys.
     pub tenants: Vec<TenantConfig>,
     /// The secrets store: where its key-encryption key lives, and re-wrap batching.
@@ -291,6 +295,30 @@ pub struct SenderConfig {
     pub max_attempts: u32,
     /// How often the queue is polled when idle, e.g. `"200ms"`.
     pub poll: DurationSetting,
+    /// Deliveries in flight at once for any one tenant, so one tenant's slow receivers cannot
+    /// hold the deliveries of the others (the sender also claims due deliveries round-robin
+    /// across tenants).
+    pub per_tenant: usize,
+}
+
+/// The outbound guard (`[outbound]`): which addresses tenants' destinations may reach, and how
+/// long a delivery may wait. See `connectors::outbound`.
+///
+/// By default destinations reach public addresses only: a URL that is — or resolves to —
+/// loopback, private (RFC 1918, fc00::/7), link-local, CGNAT, multicast, broadcast, unspecified,
+/// documentation, reserved or a cloud metadata service is refused when the destination is
+/// defined (400) and at every delivery (dead).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundSettings {
+    /// Non-public networks destinations may reach anyway, for operators who deliver inside
+    /// their own network: CIDRs or single addresses, e.g. `["10.0.0.0/8", "127.0.0.1/32"]`.
+    /// Empty (the default) allows none. Metadata services (169.254.169.254, fd00:ec2::254,
+    /// metadata.google.internal) and this server's own API and pgwire ports stay refused.
+    pub allow_private_networks: Vec<String>,
+    /// Longest request timeout a destination may set (`timeout_ms`), e.g. `"30s"` (default);
+    /// a destination asking for more is refused with this maximum named.
+    pub max_timeout: DurationSetting,
 }
 
 /// Secrets store settings (`[secrets]`).
@@ -365,6 +393,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             engine: EngineSettings::default(),
             sender: SenderConfig::default(),
+            outbound: OutboundSettings::default(),
             tenants: Vec::new(),
             secrets: SecretsConfig::default(),
             dashboard: DashboardSettings::default(),
@@ -436,7 +465,31 @@ impl Default for SenderConfig {
             retry_max: DurationSetting::from(Duration::from_secs(300)),
             max_attempts: 8,
             poll: DurationSetting::from(Duration::from_millis(200)),
+            per_tenant: 16,
         }
+    }
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        OutboundSettings {
+            allow_private_networks: Vec::new(),
+            max_timeout: DurationSetting::from(Duration::from_secs(30)),
+        }
+    }
+}
+
+impl OutboundSettings {
+    /// What sinks and destination checks share: the guard (with this server's own endpoints
+    /// `own_endpoints`, refused even when allowed) and the timeout maximum.
+    pub fn sink_settings(&self, own_endpoints: Vec<SocketAddr>) -> anyhow::Result<SinkSettings> {
+        let mut policy = OutboundPolicy::allowing(&self.allow_private_networks)
+            .context("invalid configuration: outbound.allow_private_networks")?;
+        policy.own_endpoints = own_endpoints;
+        Ok(SinkSettings {
+            outbound: OutboundGuard::new(policy),
+            max_timeout: self.max_timeout.get(),
+        })
     }
 }
 
@@ -529,6 +582,15 @@ impl Config {
                 "sender.concurrency",
                 "concurrency limits must be at least 1".into(),
             ));
+        }
+        if self.sender.per_tenant == 0 {
+            return Err(key("sender.per_tenant", "must be at least 1".into()));
+        }
+        if let Err(e) = OutboundPolicy::allowing(&self.outbound.allow_private_networks) {
+            return Err(key("outbound.allow_private_networks", e.to_string()));
+        }
+        if self.outbound.max_timeout.get().is_zero() {
+            return Err(key("outbound.max_timeout", "must be longer than 0s".into()));
         }
         if self.sender.max_attempts == 0 {
             return Err(key("sender.max_attempts", "must be at least 1".into()));
@@ -801,6 +863,34 @@ mod tests {
         std::fs::write(&file, "[dashboard]\nquery_timeout = \"forever\"\n").unwrap();
         let e = Config::load(Some(&file)).unwrap_err().to_string();
         assert!(e.contains("dashboard.query_timeout"), "{e}");
+    }
+
+    #[test]
+    fn outbound_section_loads_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidemark.toml");
+        assert!(Config::default().outbound.allow_private_networks.is_empty());
+        std::fs::write(
+            &file,
+            "[outbound]\nallow_private_networks = [\"127.0.0.1/32\", \"10.0.0.0/8\"]\n\
+             max_timeout = \"5s\"\n[sender]\nper_tenant = 4\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        assert_eq!(config.sender.per_tenant, 4);
+        let settings = config.outbound.sink_settings(Vec::new()).unwrap();
+        assert_eq!(settings.max_timeout, Duration::from_secs(5));
+        assert!(settings.outbound.allows_private_networks());
+        std::fs::write(
+            &file,
+            "[outbound]\nallow_private_networks = [\"intranet\"]\n",
+        )
+        .unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(
+            e.contains("outbound.allow_private_networks") && e.contains("intranet"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -14,6 +14,11 @@
 //! Slack, Fluvio) is a folder implementing [`Sink`] and [`SinkConfig`] plus one line in
 //! [`registry`].
 //!
+//! Every URL or host a destination names is the tenant's choice, so it goes through the
+//! [`crate::outbound`] guard: when the destination is defined ([`SinkConfig::validate`],
+//! [`Destination::check_outbound`]) and again by the sink at every delivery. [`SinkSettings`]
+//! carries the guard and the deployment's limits to both.
+//!
 //! Every delivery carries the notification id as its idempotency key (`webhook-id` header,
 //! `id` field), because delivery is at-least-once: a sender that dies after the receiver
 //! accepted but before the outcome was recorded will deliver again.
@@ -31,6 +36,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 
+use crate::outbound::{OutboundError, OutboundGuard};
 use crate::secrets::SecretsError;
 
 pub use credential::{Credential, SecretLookup};
@@ -38,6 +44,27 @@ pub use file::{FileConfig, FileSink};
 pub use registry::{Destination, Sinks};
 pub use retry::RetryPolicy;
 pub use webhook::{VerifyError, WebhookConfig, WebhookSigner, WebhookSink};
+
+/// What every sink and every destination check shares: where deliveries may connect, and the
+/// deployment's limits on what a destination may ask for.
+#[derive(Clone, Debug)]
+pub struct SinkSettings {
+    /// The guard every tenant-supplied URL or host goes through.
+    pub outbound: OutboundGuard,
+    /// The longest request timeout a destination may set (`timeout_ms`); a longer one is
+    /// refused when the destination is defined and cut to this at delivery.
+    pub max_timeout: Duration,
+}
+
+impl Default for SinkSettings {
+    /// Public addresses only; requests of at most 30 s.
+    fn default() -> Self {
+        Self {
+            outbound: OutboundGuard::default(),
+            max_timeout: Duration::from_secs(30),
+        }
+    }
+}
 
 /// What a sink is asked to deliver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,8 +84,8 @@ pub trait Sink: Send + Sync + Sized + 'static {
     /// Its destinations' configuration, as stored (JSON).
     type Config: SinkConfig + DeserializeOwned;
 
-    /// A sink ready to deliver: clients built, shared state set up.
-    fn build() -> Result<Self, SinkError>;
+    /// A sink ready to deliver under `settings`: clients built, shared state set up.
+    fn build(settings: &SinkSettings) -> Result<Self, SinkError>;
 
     /// One attempt at delivering `notification` to the destination `config` describes, its
     /// stored credentials already resolved. Every failure is classified in the result.
@@ -72,9 +99,17 @@ pub trait Sink: Send + Sync + Sized + 'static {
 /// A destination kind's configuration: what its types cannot check, and the credentials it
 /// holds.
 pub trait SinkConfig: Any + std::fmt::Debug + Send + Sync {
-    /// Checks what serde cannot (URL schemes, secret formats, paths); an error names the field
-    /// as the destination shows it (`config.url`) and says why.
-    fn validate(&self) -> Result<(), SinkError>;
+    /// Checks what serde cannot (URL schemes, secret formats, paths, limits in `settings`, the
+    /// outbound guard's checks that need no resolution); an error names the field as the
+    /// destination shows it (`config.url`) and says why.
+    fn validate(&self, settings: &SinkSettings) -> Result<(), SinkError>;
+
+    /// Every URL it connects to that the tenant chose, each with its field (`config.url`):
+    /// what [`Destination::check_outbound`] resolves and checks. Kinds that connect nowhere the
+    /// tenant chooses have none.
+    fn outbound_urls(&self) -> Vec<(String, &str)> {
+        Vec::new()
+    }
 
     /// Every credential it holds, each with its field (`config.secret`), in a stable order.
     /// Mutable because the sender resolves stored credentials in place.
@@ -109,7 +144,8 @@ pub struct DeliveryResult {
     pub outcome: DeliveryOutcome,
     /// HTTP status code, when a response was received.
     pub status_code: Option<u16>,
-    /// Short description of a failure (response bodies truncated to 512 bytes).
+    /// Short description of a failure, shown to the tenant: a status, a refusal, "could not
+    /// connect" — never what the receiver answered (that goes to the server's debug log).
     pub error: Option<String>,
     /// Wall time of the attempt.
     pub duration: Duration,
@@ -199,6 +235,15 @@ pub enum SinkError {
     /// resolving credentials.
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    /// The outbound guard refuses a URL the destination names.
+    #[error("{field}: {source}")]
+    Outbound {
+        /// The field holding the URL (`config.url`).
+        field: String,
+        /// The URL and why it is refused.
+        #[source]
+        source: OutboundError,
+    },
     /// A file destination's path leads out of its tenant's directory.
     #[error("file destination path '{0}' leaves the tenant's directory")]
     OutsideTenant(String),
@@ -216,7 +261,9 @@ impl SinkError {
     pub fn field(&self) -> Option<&str> {
         match self {
             Self::UnknownKind(_) | Self::InvalidConfig { .. } => Some("config"),
-            Self::InvalidField { field, .. } | Self::UnknownSecret { field, .. } => Some(field),
+            Self::InvalidField { field, .. }
+            | Self::UnknownSecret { field, .. }
+            | Self::Outbound { field, .. } => Some(field),
             _ => None,
         }
     }

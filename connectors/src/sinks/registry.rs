@@ -14,8 +14,10 @@ use async_trait::async_trait;
 
 use super::credential::{self, SecretLookup};
 use super::{
-    DeliveryResult, FileSink, OutgoingNotification, Sink, SinkConfig, SinkError, WebhookSink,
+    DeliveryResult, FileSink, OutgoingNotification, Sink, SinkConfig, SinkError, SinkSettings,
+    WebhookSink,
 };
+use crate::outbound::OutboundError;
 
 /// Every destination kind, by the name destinations store, in the order errors list them.
 static KINDS: &[Kind] = &[
@@ -27,7 +29,7 @@ static KINDS: &[Kind] = &[
 struct Kind {
     name: &'static str,
     parse: fn(&str) -> Result<Box<dyn SinkConfig>, serde_json::Error>,
-    build: fn() -> Result<Box<dyn AnySink>, SinkError>,
+    build: fn(&SinkSettings) -> Result<Box<dyn AnySink>, SinkError>,
 }
 
 impl Kind {
@@ -52,8 +54,8 @@ fn parse_config<S: Sink>(config: &str) -> Result<Box<dyn SinkConfig>, serde_json
     Ok(Box::new(serde_json::from_str::<S::Config>(config)?))
 }
 
-fn build_sink<S: Sink>() -> Result<Box<dyn AnySink>, SinkError> {
-    Ok(Box::new(S::build()?))
+fn build_sink<S: Sink>(settings: &SinkSettings) -> Result<Box<dyn AnySink>, SinkError> {
+    Ok(Box::new(S::build(settings)?))
 }
 
 /// The kinds as an error lists them: `"webhook" or "file"`.
@@ -131,8 +133,24 @@ impl Destination {
 
     /// Checks what the configuration's types cannot (see [`SinkConfig::validate`]), so a
     /// destination that can never be delivered to is refused when it is defined.
-    pub fn validate(&self) -> Result<(), SinkError> {
-        self.config.validate()
+    pub fn validate(&self, settings: &SinkSettings) -> Result<(), SinkError> {
+        self.config.validate(settings)
+    }
+
+    /// Resolves every URL the destination connects to and checks every address through the
+    /// outbound guard ([`SinkError::Outbound`] names the first refused). A name that does not
+    /// resolve now passes: each delivery checks again.
+    pub async fn check_outbound(&self, settings: &SinkSettings) -> Result<(), SinkError> {
+        for (field, url) in self.config.outbound_urls() {
+            match settings.outbound.check(url).await {
+                Ok(_) => {}
+                Err(OutboundError::Unresolved { host, source }) => {
+                    tracing::debug!(%host, error = %source, "destination host does not resolve now");
+                }
+                Err(source) => return Err(SinkError::Outbound { field, source }),
+            }
+        }
+        Ok(())
     }
 
     /// Checks that every credential named from the secrets store exists for `tenant`
@@ -173,11 +191,12 @@ impl std::fmt::Debug for Sinks {
 }
 
 impl Sinks {
-    /// Builds one sink of each kind (one shared HTTP client, one file write lock).
-    pub fn new() -> Result<Self, SinkError> {
+    /// Builds one sink of each kind under `settings` (one shared HTTP client, one file write
+    /// lock).
+    pub fn new(settings: &SinkSettings) -> Result<Self, SinkError> {
         let sinks = KINDS
             .iter()
-            .map(|kind| Ok((kind.name, (kind.build)()?)))
+            .map(|kind| Ok((kind.name, (kind.build)(settings)?)))
             .collect::<Result<_, SinkError>>()?;
         Ok(Self { sinks })
     }

@@ -22,7 +22,7 @@
 //! dev-dependencies only: the suite panics by design and has no place in a running server.
 
 use super::{
-    AppendOutcome, DeliveryAttempt, DeliveryNext, DeliveryStatus, EventLog, NewEvent,
+    AppendOutcome, ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, EventLog, NewEvent,
     NewNotification, NotificationCursor, NotificationFilter, Store, StoreError, StoredDestination,
     StoredRule, Tenant,
 };
@@ -44,6 +44,7 @@ macro_rules! store_contract_tests {
             enqueue_is_idempotent_and_tenant_scoped,
             retry_then_deliver_and_retry_then_dead,
             claims_lease_deliveries_to_one_sender,
+            claims_are_fair_across_tenants_and_skip_busy_ones,
             deliveries_to_deleted_destinations_go_dead_on_claim,
             destination_of_another_tenant_is_never_used,
             open_alerts_follow_firing_and_resolved,
@@ -465,26 +466,94 @@ pub fn claims_lease_deliveries_to_one_sender(store: &dyn Store) {
     store
         .enqueue_notifications(&[notification("a", "n1", "match", &["d1"])], 100)
         .expect("enqueue");
-    let first = store.claim_due_deliveries(100, 30_000, 10).expect("claim");
+    let first = store
+        .claim_due_deliveries(100, 30_000, &ClaimLimits::up_to(10))
+        .expect("claim");
     assert_eq!(first.len(), 1);
     assert!(
         store
-            .claim_due_deliveries(100, 30_000, 10)
+            .claim_due_deliveries(100, 30_000, &ClaimLimits::up_to(10))
             .expect("claim")
             .is_empty()
     );
     assert!(
         store
-            .claim_due_deliveries(30_099, 30_000, 10)
+            .claim_due_deliveries(30_099, 30_000, &ClaimLimits::up_to(10))
             .expect("claim")
             .is_empty()
     );
     // The sender died: after the lease, the delivery is due again.
     let again = store
-        .claim_due_deliveries(30_100, 30_000, 10)
+        .claim_due_deliveries(30_100, 30_000, &ClaimLimits::up_to(10))
         .expect("claim");
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].notification_id, "n1");
+}
+
+/// A claim takes tenants' deliveries round-robin, within its per-tenant and per-destination
+/// limits, and skips the tenants and destinations the sender says are busy.
+pub fn claims_are_fair_across_tenants_and_skip_busy_ones(store: &dyn Store) {
+    for (tenant, id) in [("a", "d1"), ("a", "d2"), ("b", "d3"), ("c", "d4")] {
+        store
+            .put_destination(&destination(tenant, id))
+            .expect("put");
+    }
+    // Tenant a's backlog is older than b's and c's single deliveries.
+    let backlog: Vec<NewNotification> = (0..6)
+        .map(|i| notification("a", &format!("a{i}"), "match", &["d1"]))
+        .chain((6..8).map(|i| notification("a", &format!("a{i}"), "match", &["d2"])))
+        .collect();
+    store.enqueue_notifications(&backlog, 100).expect("enqueue");
+    store
+        .enqueue_notifications(&[notification("b", "b0", "match", &["d3"])], 200)
+        .expect("enqueue");
+    store
+        .enqueue_notifications(&[notification("c", "c0", "match", &["d4"])], 300)
+        .expect("enqueue");
+    let ids = |claimed: Vec<super::DueDelivery>| -> Vec<String> {
+        claimed.into_iter().map(|d| d.notification_id).collect()
+    };
+    // Round-robin: a's oldest, then b's and c's, before a's second.
+    let claimed = store
+        .claim_due_deliveries(1_000, 60_000, &ClaimLimits::up_to(3))
+        .expect("claim");
+    assert_eq!(ids(claimed), ["a0", "b0", "c0"]);
+    // At most 2 to a destination and 3 of a tenant.
+    let limits = ClaimLimits {
+        total: 10,
+        per_tenant: 3,
+        per_destination: 2,
+        ..ClaimLimits::default()
+    };
+    let claimed = store
+        .claim_due_deliveries(1_000, 60_000, &limits)
+        .expect("claim");
+    assert_eq!(ids(claimed), ["a1", "a2", "a6"]);
+    // A busy destination, then a busy tenant, are skipped.
+    let limits = ClaimLimits {
+        total: 10,
+        busy_destinations: vec![("a".to_owned(), "d1".to_owned())],
+        ..ClaimLimits::default()
+    };
+    let claimed = store
+        .claim_due_deliveries(1_000, 60_000, &limits)
+        .expect("claim");
+    assert_eq!(ids(claimed), ["a7"]);
+    let limits = ClaimLimits {
+        total: 10,
+        busy_tenants: vec!["a".to_owned()],
+        ..ClaimLimits::default()
+    };
+    assert!(
+        store
+            .claim_due_deliveries(1_000, 60_000, &limits)
+            .expect("claim")
+            .is_empty()
+    );
+    let claimed = store
+        .claim_due_deliveries(1_000, 60_000, &ClaimLimits::up_to(10))
+        .expect("claim");
+    assert_eq!(ids(claimed), ["a3", "a4", "a5"]);
 }
 
 /// A delivery whose destination was deleted goes dead when claimed, with a log entry saying why.
@@ -496,7 +565,7 @@ pub fn deliveries_to_deleted_destinations_go_dead_on_claim(store: &dyn Store) {
     store.delete_destination("a", "d1").expect("delete");
     assert!(
         store
-            .claim_due_deliveries(100, 1_000, 10)
+            .claim_due_deliveries(100, 1_000, &ClaimLimits::up_to(10))
             .expect("claim")
             .is_empty()
     );
@@ -517,7 +586,7 @@ pub fn destination_of_another_tenant_is_never_used(store: &dyn Store) {
     assert!(store.due_deliveries(100, 10).expect("due").is_empty());
     assert!(
         store
-            .claim_due_deliveries(100, 1_000, 10)
+            .claim_due_deliveries(100, 1_000, &ClaimLimits::up_to(10))
             .expect("claim")
             .is_empty()
     );
@@ -614,17 +683,26 @@ pub fn release_claims_makes_leased_deliveries_due_again(store: &dyn Store) {
             0,
         )
         .unwrap();
-    assert_eq!(store.claim_due_deliveries(10, 60_000, 10).unwrap().len(), 1);
+    assert_eq!(
+        store
+            .claim_due_deliveries(10, 60_000, &ClaimLimits::up_to(10))
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(
         store
-            .claim_due_deliveries(20, 60_000, 10)
+            .claim_due_deliveries(20, 60_000, &ClaimLimits::up_to(10))
             .unwrap()
             .is_empty(),
         "leased"
     );
     assert_eq!(store.release_claims(30).unwrap(), 1);
     assert_eq!(
-        store.claim_due_deliveries(30, 60_000, 10).unwrap().len(),
+        store
+            .claim_due_deliveries(30, 60_000, &ClaimLimits::up_to(10))
+            .unwrap()
+            .len(),
         1,
         "due again after release"
     );

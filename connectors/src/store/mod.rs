@@ -43,8 +43,8 @@ pub use catalog::{Catalog, StoredDestination, StoredRule, Tenant};
 pub use events::{AppendOutcome, EventLog, NewEvent, StoredEvent};
 pub use meta::Meta;
 pub use outbox::{
-    DeliveryAttempt, DeliveryNext, DeliveryStatus, DeliveryView, DueDelivery, NewNotification,
-    NotificationCursor, NotificationFilter, NotificationView, OpenAlert, Outbox,
+    ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, DeliveryView, DueDelivery,
+    NewNotification, NotificationCursor, NotificationFilter, NotificationView, OpenAlert, Outbox,
 };
 pub use secrets::{
     KekUsage, PositionedSecretRow, RewrappedSecretRow, SecretInfo, SecretPut, SecretRow,

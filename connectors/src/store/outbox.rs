@@ -84,6 +84,33 @@ pub struct DueDelivery {
     pub created_at_ms: i64,
 }
 
+/// How many due deliveries one claim may take, and whose (see
+/// [`Outbox::claim_due_deliveries`]): a sender asks only for what it can start, so one
+/// tenant's backlog or slow receivers cannot crowd the others out of a claim.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClaimLimits {
+    /// Most deliveries in all.
+    pub total: usize,
+    /// Most of any one tenant's (0: no limit).
+    pub per_tenant: usize,
+    /// Most to any one destination (0: no limit).
+    pub per_destination: usize,
+    /// Tenants to skip: the sender already has as many of theirs in hand as it runs at once.
+    pub busy_tenants: Vec<String>,
+    /// Destinations to skip, as (tenant, destination id), likewise.
+    pub busy_destinations: Vec<(String, String)>,
+}
+
+impl ClaimLimits {
+    /// Up to `total` deliveries, from anyone.
+    pub fn up_to(total: usize) -> Self {
+        Self {
+            total,
+            ..Self::default()
+        }
+    }
+}
+
 /// One entry of the delivery attempt log.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct DeliveryAttempt {
@@ -232,16 +259,20 @@ pub trait Outbox: Send + Sync {
     /// sender uses [`Outbox::claim_due_deliveries`].
     fn due_deliveries(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<DueDelivery>>;
 
-    /// Like [`Outbox::due_deliveries`], but in the same transaction pushes each returned
+    /// Due deliveries within `limits`, and in the same transaction pushes each returned
     /// delivery's next attempt to `now_ms + lease_ms`, so concurrent senders never get the
     /// same delivery while the lease runs. A sender that dies mid-delivery loses only its
     /// lease: the delivery becomes due again (at-least-once; the sink de-duplicates by
     /// notification id). Deliveries whose destination was deleted are marked dead here.
+    ///
+    /// Fair across tenants: deliveries are taken round-robin — every tenant's oldest due one
+    /// before any tenant's second — skipping the busy tenants and destinations, at most
+    /// `per_destination` to a destination and `per_tenant` of a tenant.
     fn claim_due_deliveries(
         &self,
         now_ms: i64,
         lease_ms: i64,
-        limit: usize,
+        limits: &ClaimLimits,
     ) -> StoreResult<Vec<DueDelivery>>;
 
     /// Appends `attempt` to the attempt log and moves the delivery according to `next`, in

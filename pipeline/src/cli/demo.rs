@@ -41,6 +41,9 @@ pub async fn run(
     };
     config.server.listen = listen.clone();
     config.engine.allowed_lateness = Duration::from_secs(5).into();
+    // The demo's webhook receiver listens on loopback, which destinations may not reach
+    // unless the operator allows it.
+    config.outbound.allow_private_networks = vec!["127.0.0.1/32".into()];
     config.tenants = vec![TenantConfig {
         id: TENANT.into(),
         name: Some("Demo Shop".into()),

@@ -1,9 +1,13 @@
 //! The sender: claims due deliveries from the outbox and delivers them.
 //!
 //! Each claim leases the row for a while, so a crash mid-delivery only delays it. Deliveries run
-//! concurrently, bounded overall and per destination, so one slow or dead destination cannot hold
-//! up the others. Failures are retried with exponential backoff and full jitter (honouring
-//! `Retry-After`) until the policy gives up; then the delivery is dead and shows so in the API.
+//! concurrently, bounded overall, per tenant and per destination, so one slow or dead
+//! destination — or one tenant's many — cannot hold up the others: the sender claims only what
+//! it could start (tenants and destinations at their limit are skipped, the rest taken
+//! round-robin across tenants; see `ClaimLimits`), and gates make the limits hard. Failures are
+//! retried with exponential backoff and full jitter (honouring `Retry-After`) until the policy
+//! gives up; then the delivery is dead and shows so in the API. Every delivery goes through the
+//! outbound guard of its sink settings (`SinkSettings`): a refused target is dead at once.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -12,9 +16,13 @@ use std::time::Duration;
 
 use connectors::secrets::Secrets;
 use connectors::sinks::retry::RetryPolicy;
-use connectors::sinks::{DeliveryOutcome, Destination, OutgoingNotification, SinkError, Sinks};
-use connectors::store::{DeliveryAttempt, DeliveryNext, DueDelivery, SecretRows, Store};
-use tokio::sync::{Semaphore, watch};
+use connectors::sinks::{
+    DeliveryOutcome, Destination, OutgoingNotification, SinkError, SinkSettings, Sinks,
+};
+use connectors::store::{
+    ClaimLimits, DeliveryAttempt, DeliveryNext, DueDelivery, SecretRows, Store,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::config::SenderConfig;
 use crate::ingest::now_ms;
@@ -26,16 +34,140 @@ const LEASE_MS: i64 = 60_000;
 /// The secrets store destinations name their credentials in.
 pub type SecretsHandle = Arc<Secrets<dyn SecretRows>>;
 
+/// What the sender runs with.
+pub struct Sender {
+    /// Concurrency, retries, polling.
+    pub config: SenderConfig,
+    /// The outbound guard and limits every sink delivers under.
+    pub sink_settings: Arc<SinkSettings>,
+    /// Where file destinations write (`<files_root>/<tenant>/`).
+    pub files_root: PathBuf,
+}
+
+/// One tenant's or one destination's deliveries in hand: how many, and the gate that caps how
+/// many of them run at once.
+struct Slot {
+    count: usize,
+    gate: Arc<Semaphore>,
+}
+
+/// Deliveries claimed and not yet recorded. A lease can run out while a delivery waits for a
+/// busy destination; the claim that follows must not start it a second time.
+#[derive(Default)]
+struct InHand {
+    deliveries: HashSet<(String, String)>,
+    tenants: HashMap<String, Slot>,
+    destinations: HashMap<(String, String), Slot>,
+}
+
+impl InHand {
+    /// What the next claim may take: no more than `total`, nothing of tenants or destinations
+    /// already at their limit.
+    fn claim_limits(&self, config: &SenderConfig, total: usize) -> ClaimLimits {
+        ClaimLimits {
+            total,
+            per_tenant: config.per_tenant,
+            per_destination: config.per_destination,
+            busy_tenants: self
+                .tenants
+                .iter()
+                .filter(|(_, slot)| slot.count >= config.per_tenant)
+                .map(|(tenant, _)| tenant.clone())
+                .collect(),
+            busy_destinations: self
+                .destinations
+                .iter()
+                .filter(|(_, slot)| slot.count >= config.per_destination)
+                .map(|(key, _)| key.clone())
+                .collect(),
+        }
+    }
+
+    /// Takes `due` in hand and returns its destination's and tenant's gates, or `None` when it
+    /// is in hand already.
+    fn take(
+        &mut self,
+        due: &DueDelivery,
+        config: &SenderConfig,
+    ) -> Option<(Arc<Semaphore>, Arc<Semaphore>)> {
+        let key = (due.notification_id.clone(), due.destination.id.clone());
+        if !self.deliveries.insert(key) {
+            return None;
+        }
+        let destination = self
+            .destinations
+            .entry((due.tenant.clone(), due.destination.id.clone()))
+            .or_insert_with(|| Slot {
+                count: 0,
+                gate: Arc::new(Semaphore::new(config.per_destination)),
+            });
+        destination.count += 1;
+        let destination = destination.gate.clone();
+        let tenant = self
+            .tenants
+            .entry(due.tenant.clone())
+            .or_insert_with(|| Slot {
+                count: 0,
+                gate: Arc::new(Semaphore::new(config.per_tenant)),
+            });
+        tenant.count += 1;
+        Some((destination, tenant.gate.clone()))
+    }
+
+    /// Lets go of a delivery [`InHand::take`] took; slots with nothing in hand are dropped.
+    fn release(&mut self, tenant: &str, notification_id: &str, destination_id: &str) {
+        self.deliveries
+            .remove(&(notification_id.to_owned(), destination_id.to_owned()));
+        let key = (tenant.to_owned(), destination_id.to_owned());
+        if let Some(slot) = self.destinations.get_mut(&key) {
+            slot.count = slot.count.saturating_sub(1);
+            if slot.count == 0 {
+                self.destinations.remove(&key);
+            }
+        }
+        if let Some(slot) = self.tenants.get_mut(tenant) {
+            slot.count = slot.count.saturating_sub(1);
+            if slot.count == 0 {
+                self.tenants.remove(tenant);
+            }
+        }
+    }
+}
+
+/// Waits for the destination's, the tenant's and an overall permit, in that order: waiting for
+/// a busy destination or tenant must not hold a permit the others need. `None` when stopped.
+async fn permits(
+    destination: Arc<Semaphore>,
+    tenant: Arc<Semaphore>,
+    overall: Arc<Semaphore>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<[OwnedSemaphorePermit; 3]> {
+    let acquire = async {
+        let destination = destination.acquire_owned().await.ok()?;
+        let tenant = tenant.acquire_owned().await.ok()?;
+        let overall = overall.acquire_owned().await.ok()?;
+        Some([destination, tenant, overall])
+    };
+    tokio::select! {
+        permits = acquire => permits,
+        _ = stopped(stop) => None,
+    }
+}
+
 /// Runs until `stop` turns true; in-flight deliveries are finished first.
 pub async fn run(
-    config: SenderConfig,
-    files_root: PathBuf,
+    sender: Sender,
     store: Arc<dyn Store>,
     secrets: SecretsHandle,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let sinks = Arc::new(Sinks::new()?);
+    let Sender {
+        config,
+        sink_settings,
+        files_root,
+    } = sender;
+    let sinks = Arc::new(Sinks::new(&sink_settings)?);
     let policy = RetryPolicy {
         base_ms: config.retry_base.get().as_millis() as u64,
         max_ms: config.retry_max.get().as_millis() as u64,
@@ -43,10 +175,7 @@ pub async fn run(
     };
     let poll = config.poll.get();
     let overall = Arc::new(Semaphore::new(config.concurrency));
-    let mut per_destination: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
-    // Deliveries handed to a task and not yet recorded. A lease can run out while a delivery
-    // waits for a busy destination; the claim that follows must not start it a second time.
-    let in_flight: Arc<Mutex<HashSet<(String, String)>>> = Default::default();
+    let in_hand: Arc<Mutex<InHand>> = Default::default();
     let mut tasks = tokio::task::JoinSet::new();
     // This process is the store's only sender: claims still held were left by a crash.
     let released = {
@@ -61,49 +190,46 @@ pub async fn run(
             break;
         }
         while tasks.try_join_next().is_some() {}
-        let free = overall.available_permits();
-        let claimed = if free == 0 {
-            Vec::new()
-        } else {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || {
-                store.claim_due_deliveries(now_ms(), LEASE_MS, free)
-            })
-            .await?
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "could not claim deliveries");
-                Vec::new()
-            })
+        // Never more in hand than can run at once overall.
+        let limits = in_hand.lock().ok().and_then(|hand| {
+            let room = config.concurrency.saturating_sub(hand.deliveries.len());
+            (room > 0).then(|| hand.claim_limits(&config, room))
+        });
+        let claimed = match limits {
+            None => Vec::new(),
+            Some(limits) => {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || {
+                    store.claim_due_deliveries(now_ms(), LEASE_MS, &limits)
+                })
+                .await?
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "could not claim deliveries");
+                    Vec::new()
+                })
+            }
         };
         let mut started = 0;
         for due in claimed {
-            let key = (due.notification_id.clone(), due.destination.id.clone());
-            if !in_flight
+            let Some((destination_gate, tenant_gate)) = in_hand
                 .lock()
-                .map(|mut f| f.insert(key.clone()))
-                .unwrap_or(false)
-            {
+                .ok()
+                .and_then(|mut hand| hand.take(&due, &config))
+            else {
                 continue;
-            }
+            };
             started += 1;
-            let gate = per_destination
-                .entry((due.tenant.clone(), due.destination.id.clone()))
-                .or_insert_with(|| Arc::new(Semaphore::new(config.per_destination)))
-                .clone();
             let (store, metrics, sinks, policy) =
                 (store.clone(), metrics.clone(), sinks.clone(), policy);
-            let (overall, in_flight, mut stop) = (overall.clone(), in_flight.clone(), stop.clone());
+            let (overall, in_hand, mut stop) = (overall.clone(), in_hand.clone(), stop.clone());
             let (files_root, secrets) = (files_root.clone(), secrets.clone());
             tasks.spawn(async move {
-                // The destination's own limit first: waiting for a busy destination must not
-                // hold one of the shared permits the other destinations need.
-                let permits = tokio::select! {
-                    gate = gate.acquire_owned() => match gate {
-                        Ok(gate) => overall.acquire_owned().await.ok().map(|p| (gate, p)),
-                        Err(_) => None,
-                    },
-                    _ = stopped(&mut stop) => None,
-                };
+                let (tenant, notification_id, destination_id) = (
+                    due.tenant.clone(),
+                    due.notification_id.clone(),
+                    due.destination.id.clone(),
+                );
+                let permits = permits(destination_gate, tenant_gate, overall, &mut stop).await;
                 if permits.is_some() {
                     let context = Context {
                         sinks: &sinks,
@@ -114,9 +240,10 @@ pub async fn run(
                     };
                     deliver(due, context, store).await;
                 }
+                drop(permits);
                 // Unstarted ones stay claimed; the next start releases them.
-                if let Ok(mut f) = in_flight.lock() {
-                    f.remove(&key);
+                if let Ok(mut hand) = in_hand.lock() {
+                    hand.release(&tenant, &notification_id, &destination_id);
                 }
             });
         }

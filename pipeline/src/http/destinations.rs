@@ -30,7 +30,10 @@ pub(super) fn destination_json(d: &StoredDestination) -> Value {
 }
 
 /// The body and its parsed configuration, checked (parsed once, for every check that follows).
-pub(super) fn parse_destination(body: &Bytes) -> ApiResult<(DestinationBody, Destination)> {
+pub(super) fn parse_destination(
+    state: &AppState,
+    body: &Bytes,
+) -> ApiResult<(DestinationBody, Destination)> {
     let parsed: DestinationBody = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -40,8 +43,19 @@ pub(super) fn parse_destination(body: &Bytes) -> ApiResult<(DestinationBody, Des
     })?;
     let destination =
         Destination::parse(&parsed.kind, &parsed.config.to_string()).map_err(destination_error)?;
-    destination.validate().map_err(destination_error)?;
+    destination
+        .validate(&state.sink_settings)
+        .map_err(destination_error)?;
     Ok((parsed, destination))
+}
+
+/// Resolves the URLs the destination connects to and checks every address (the outbound
+/// guard), so an internal target is a 400 now rather than a dead delivery later.
+pub(super) async fn check_outbound(state: &AppState, destination: &Destination) -> ApiResult<()> {
+    destination
+        .check_outbound(&state.sink_settings)
+        .await
+        .map_err(destination_error)
 }
 
 /// Checks that every credential a destination names from the secrets store exists for the
@@ -112,8 +126,9 @@ pub(super) async fn create_destination(
     Tenant(tenant): Tenant,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (parsed, mut destination) = parse_destination(&body)?;
+    let (parsed, mut destination) = parse_destination(&state, &body)?;
     check_stored_credentials(&state, &tenant, &mut destination).await?;
+    check_outbound(&state, &destination).await?;
     let id = parsed.id.clone().unwrap_or_else(|| new_id("dst"));
     valid_id(&id)?;
     let (t, i) = (tenant.clone(), id.clone());
@@ -139,8 +154,9 @@ pub(super) async fn update_destination(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     load_destination(&state, &tenant, &id).await?;
-    let (parsed, mut destination) = parse_destination(&body)?;
+    let (parsed, mut destination) = parse_destination(&state, &body)?;
     check_stored_credentials(&state, &tenant, &mut destination).await?;
+    check_outbound(&state, &destination).await?;
     if let Some(body_id) = &parsed.id
         && body_id != &id
     {

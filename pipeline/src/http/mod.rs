@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use connectors::secrets::SecretsError;
-use connectors::sinks::{Destination, SinkError};
+use connectors::sinks::{Destination, SinkError, SinkSettings};
 use connectors::store::{
     AppendOutcome, DeliveryStatus, NotificationCursor, NotificationFilter, Store,
     StoredDestination, StoredRule,
@@ -52,6 +52,8 @@ pub struct AppState {
     secrets: SecretsHandle,
     keys: Arc<RwLock<HashMap<String, String>>>,
     throttle: Arc<AuthThrottle>,
+    /// The outbound guard and limits destinations are checked against when defined.
+    sink_settings: Arc<SinkSettings>,
 }
 
 impl AppState {
@@ -67,6 +69,16 @@ impl AppState {
             secrets,
             keys: Default::default(),
             throttle,
+            sink_settings: Default::default(),
+        }
+    }
+
+    /// The same state checking destinations against `settings` (by default: public addresses
+    /// only, the default timeout maximum).
+    pub fn with_sink_settings(self, settings: Arc<SinkSettings>) -> AppState {
+        AppState {
+            sink_settings: settings,
+            ..self
         }
     }
 

@@ -167,10 +167,23 @@ impl Server {
             Some(listener) => Some(listener.local_addr()?),
             None => None,
         };
+        // Destinations may not point back at this server, whatever the allow-list says.
+        let own_endpoints = std::iter::once(addr).chain(pgwire_addr).collect();
+        let sink_settings = match config.outbound.sink_settings(own_endpoints) {
+            Ok(settings) => Arc::new(settings),
+            Err(e) => {
+                runtime.shutdown();
+                return Err(e);
+            }
+        };
+        if sink_settings.outbound.allows_private_networks() {
+            tracing::info!(allowed = ?config.outbound.allow_private_networks, "destinations may reach these non-public networks (outbound.allow_private_networks)");
+        }
         let (stop, stop_rx) = watch::channel(false);
         let query_timeout = config.dashboard.query_timeout.get();
         let throttle = Arc::new(AuthThrottle::new(config.server.auth_failures_per_minute));
-        let app_state = AppState::new(runtime.clone(), secrets.clone(), throttle.clone());
+        let app_state = AppState::new(runtime.clone(), secrets.clone(), throttle.clone())
+            .with_sink_settings(sink_settings.clone());
         let app =
             http::router(app_state.clone(), config.server.max_body_bytes).merge(query::router(
                 DashboardState {
@@ -215,9 +228,12 @@ impl Server {
                 (store.clone(), metrics.clone(), config.sender.clone());
             let files_root = config.data_dir.join("files");
             tokio::spawn(async move {
-                if let Err(e) =
-                    deliver::run(sender_config, files_root, store, secrets, metrics, stop_rx).await
-                {
+                let sender = deliver::Sender {
+                    config: sender_config,
+                    sink_settings,
+                    files_root,
+                };
+                if let Err(e) = deliver::run(sender, store, secrets, metrics, stop_rx).await {
                     tracing::error!(error = %e, "sender stopped");
                 }
             })

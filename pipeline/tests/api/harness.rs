@@ -25,6 +25,10 @@ pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 pub(crate) struct Settings {
     pub(crate) allowed_lateness: &'static str,
     pub(crate) max_attempts: u32,
+    /// `[outbound] allow_private_networks`. The receivers listen on loopback, which the server
+    /// refuses unless allowed, so the tests allow 127.0.0.1 as an operator would allow their
+    /// own network; the guard's own tests allow nothing.
+    pub(crate) allow_private_networks: &'static [&'static str],
 }
 
 impl Default for Settings {
@@ -32,6 +36,7 @@ impl Default for Settings {
         Settings {
             allowed_lateness: "200ms",
             max_attempts: 3,
+            allow_private_networks: &["127.0.0.1/32"],
         }
     }
 }
@@ -55,6 +60,9 @@ retry_max = "200ms"
 max_attempts = {max_attempts}
 poll = "50ms"
 
+[outbound]
+allow_private_networks = {allowed:?}
+
 [[tenants]]
 id = "shop-a"
 time_zone = "Asia/Seoul"
@@ -67,6 +75,7 @@ api_key = "{KEY_B}"
             data_dir = data_dir.join("data").display(),
             lateness = self.allowed_lateness,
             max_attempts = self.max_attempts,
+            allowed = self.allow_private_networks,
         )
     }
 }
@@ -130,6 +139,20 @@ impl Tidemark {
 
     pub(crate) async fn start_with(settings: Settings) -> Tidemark {
         let dir = tempfile::tempdir().expect("temp dir");
+        Tidemark::start_in(dir, settings).await
+    }
+
+    /// Stops this server and starts another on the same data directory with `settings`.
+    pub(crate) async fn restart_with(mut self, settings: Settings) -> Tidemark {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let old = std::mem::replace(&mut self._dir, dir);
+        drop(self);
+        Tidemark::start_in(old, settings).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, settings: Settings) -> Tidemark {
         let port = free_port();
         let config = dir.path().join("tidemark.toml");
         std::fs::write(&config, settings.toml(dir.path(), port)).expect("write config");
@@ -322,6 +345,7 @@ pub(crate) struct Reply {
     pub(crate) status: u16,
     pub(crate) retry_after: Option<&'static str>,
     pub(crate) delay: Duration,
+    pub(crate) body: &'static str,
 }
 
 impl Reply {
@@ -332,6 +356,7 @@ impl Reply {
             status,
             retry_after: None,
             delay: Duration::ZERO,
+            body: "",
         }
     }
 
@@ -344,6 +369,10 @@ impl Reply {
 
     pub(crate) const fn after(self, delay: Duration) -> Reply {
         Reply { delay, ..self }
+    }
+
+    pub(crate) const fn with_body(self, body: &'static str) -> Reply {
+        Reply { body, ..self }
     }
 }
 
@@ -477,8 +506,10 @@ pub(crate) async fn receive(
         tokio::time::sleep(reply.delay).await;
     }
     inbox.lock().unwrap().received[index].1.finished = Some(Instant::now());
-    let mut response = StatusCode::from_u16(reply.status)
-        .expect("valid status")
+    let mut response = (
+        StatusCode::from_u16(reply.status).expect("valid status"),
+        reply.body,
+    )
         .into_response();
     if let Some(seconds) = reply.retry_after {
         response

@@ -9,6 +9,7 @@ mod delivery;
 mod events;
 mod harness;
 mod metrics;
+mod outbound;
 mod retries;
 mod rules;
 mod serving;

@@ -9,7 +9,7 @@ use std::path::{Component, Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sinks::{Credential, SinkConfig, SinkError};
+use crate::sinks::{Credential, SinkConfig, SinkError, SinkSettings};
 
 /// The path that means standard output.
 const STDOUT: &str = "-";
@@ -33,7 +33,7 @@ fn stays_inside(relative: &Path) -> bool {
 impl SinkConfig for FileConfig {
     /// The path must be `-` or a non-empty relative path that stays inside the tenant's
     /// directory.
-    fn validate(&self) -> Result<(), SinkError> {
+    fn validate(&self, _settings: &SinkSettings) -> Result<(), SinkError> {
         let path = self.path.as_str();
         if path != STDOUT && (path.is_empty() || !stays_inside(Path::new(path))) {
             return Err(SinkError::InvalidField {
@@ -79,7 +79,10 @@ mod tests {
     #[test]
     fn paths_must_stay_inside_the_tenants_directory() {
         for ok in ["-", "out.jsonl", "audit/2024/out.jsonl"] {
-            assert!(config(ok).validate().is_ok(), "{ok}");
+            assert!(
+                config(ok).validate(&SinkSettings::default()).is_ok(),
+                "{ok}"
+            );
         }
         for bad in [
             "",
@@ -88,11 +91,16 @@ mod tests {
             "a/../../b",
             "./out.jsonl",
         ] {
-            let err = config(bad).validate().expect_err(bad);
+            let err = config(bad)
+                .validate(&SinkSettings::default())
+                .expect_err(bad);
             assert_eq!(err.field(), Some("config.path"), "{bad}");
         }
         assert_eq!(
-            config("../x").validate().expect_err("outside").to_string(),
+            config("../x")
+                .validate(&SinkSettings::default())
+                .expect_err("outside")
+                .to_string(),
             "config.path: '../x' must be '-' (standard output) or a relative path without '..'; \
              files are written under the server's data directory, in files/<tenant>/"
         );

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
 use super::FileConfig;
-use crate::sinks::{DeliveryResult, OutgoingNotification, Sink, SinkError};
+use crate::sinks::{DeliveryResult, OutgoingNotification, Sink, SinkError, SinkSettings};
 
 /// One line of the output.
 #[derive(Serialize)]
@@ -38,7 +38,7 @@ impl FileSink {
 impl Sink for FileSink {
     type Config = FileConfig;
 
-    fn build() -> Result<Self, SinkError> {
+    fn build(_settings: &SinkSettings) -> Result<Self, SinkError> {
         Ok(Self::new())
     }
 

@@ -1,12 +1,14 @@
 //! A webhook destination's configuration: the receiving URL, the signing secret and extra
-//! headers (each inline or named from the tenant's secrets store), and the request timeout.
+//! headers (each inline or named from the tenant's secrets store), and the request timeout
+//! (at most the deployment's [`SinkSettings::max_timeout`]). The URL goes through the outbound
+//! guard ([`crate::outbound`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::WebhookSigner;
-use crate::sinks::{Credential, SinkConfig, SinkError};
+use crate::sinks::{Credential, SinkConfig, SinkError, SinkSettings};
 
 fn default_timeout_ms() -> u64 {
     10_000
@@ -26,7 +28,8 @@ pub struct WebhookConfig {
     /// `content-type` and the `webhook-*` headers are always set by the sink and win over these.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, Credential>,
-    /// Whole-request timeout in milliseconds (default 10 000).
+    /// Whole-request timeout in milliseconds (default 10 000; at most the deployment's
+    /// maximum, 30 000 unless configured).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
 }
@@ -44,13 +47,29 @@ impl WebhookConfig {
 }
 
 impl SinkConfig for WebhookConfig {
-    /// The URL must be `http(s)://…` and an inline secret must be one the signer takes; a
-    /// stored secret is checked when it is resolved.
-    fn validate(&self) -> Result<(), SinkError> {
+    /// The URL must be `http(s)://…` and pass the outbound guard's checks that need no
+    /// resolution ([`Destination::check_outbound`](crate::sinks::Destination::check_outbound)
+    /// resolves it), the timeout must be within the maximum, and an inline secret must be one
+    /// the signer takes; a stored secret is checked when it is resolved.
+    fn validate(&self, settings: &SinkSettings) -> Result<(), SinkError> {
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             return Err(SinkError::InvalidField {
                 field: "config.url".to_owned(),
                 reason: format!("'{}' is not an http(s) URL", self.url),
+            });
+        }
+        settings
+            .outbound
+            .check_url(&self.url)
+            .map_err(|source| SinkError::Outbound {
+                field: "config.url".to_owned(),
+                source,
+            })?;
+        let max_ms = settings.max_timeout.as_millis();
+        if u128::from(self.timeout_ms) > max_ms {
+            return Err(SinkError::InvalidField {
+                field: "config.timeout_ms".to_owned(),
+                reason: format!("{} ms is above the maximum of {max_ms} ms", self.timeout_ms),
             });
         }
         if let Some(secret) = self.secret.as_ref().and_then(Credential::inline) {
@@ -60,6 +79,10 @@ impl SinkConfig for WebhookConfig {
             })?;
         }
         Ok(())
+    }
+
+    fn outbound_urls(&self) -> Vec<(String, &str)> {
+        vec![("config.url".to_owned(), self.url.as_str())]
     }
 
     /// The signing secret, then the header values by header name.
@@ -110,9 +133,10 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
+        let settings = SinkSettings::default();
         let field = |config: &WebhookConfig| {
             config
-                .validate()
+                .validate(&settings)
                 .err()
                 .and_then(|e| e.field().map(str::to_owned))
         };
@@ -126,11 +150,27 @@ mod tests {
             Some("config.url")
         );
         let err = WebhookConfig::new("ftp://example.com/hook")
-            .validate()
+            .validate(&settings)
             .expect_err("not http");
         assert_eq!(
             err.to_string(),
             "config.url: 'ftp://example.com/hook' is not an http(s) URL"
         );
+        let err = WebhookConfig::new("http://127.1:8080/hook")
+            .validate(&settings)
+            .expect_err("loopback");
+        assert_eq!(
+            err.to_string(),
+            "config.url: 'http://127.1:8080/hook' is refused: 127.0.0.1 is a loopback address"
+        );
+        let mut slow = WebhookConfig::new("https://example.com/hook");
+        slow.timeout_ms = 3_600_000;
+        assert_eq!(field(&slow).as_deref(), Some("config.timeout_ms"));
+        assert_eq!(
+            slow.validate(&settings).expect_err("too long").to_string(),
+            "config.timeout_ms: 3600000 ms is above the maximum of 30000 ms"
+        );
+        slow.timeout_ms = 30_000;
+        assert_eq!(field(&slow), None);
     }
 }

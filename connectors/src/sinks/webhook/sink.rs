@@ -7,6 +7,13 @@
 //! - everything else — 408, 425, 429, 5xx, 3xx (redirects are never followed: a signed POST
 //!   must not be re-sent to a URL the tenant did not register), other 4xx — and connection
 //!   errors and timeouts: retryable, honouring `Retry-After` (seconds or HTTP-date).
+//! - a URL the outbound guard refuses — before sending, or when the client's resolver checks
+//!   what the name resolves to now: permanent, with the reason.
+//!
+//! What the tenant sees of a failure is short and says nothing about the network behind the
+//! receiver: `HTTP 503 Service Unavailable`, `could not connect` (refused, unreachable, TLS or
+//! connect timeout alike, so a delivery cannot be used to scan ports), `timed out after 5000
+//! ms`. The receiver's body and the detailed error go to the server's debug log.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,9 +22,10 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION
 
 use super::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, WebhookConfig, WebhookSigner};
 use crate::clock::now_secs;
-use crate::sinks::{DeliveryResult, OutgoingNotification, Sink, SinkError};
+use crate::outbound::{OutboundGuard, refusal_in};
+use crate::sinks::{DeliveryResult, OutgoingNotification, Sink, SinkError, SinkSettings};
 
-/// Response bodies quoted in errors are cut to this many bytes.
+/// Response bodies logged (at debug) are cut to this many bytes.
 const MAX_ERROR_BODY_BYTES: usize = 512;
 
 /// Headers the HTTP layer owns; a destination config may not set them.
@@ -36,18 +44,26 @@ const PERMANENT_STATUSES: [u16; 6] = [400, 401, 403, 404, 410, 422];
 #[derive(Clone, Debug)]
 pub struct WebhookSink {
     client: reqwest::Client,
+    guard: OutboundGuard,
+    max_timeout: Duration,
 }
 
 impl WebhookSink {
-    /// A sink with its own HTTP client: redirects disabled, 5 s connect timeout.
-    pub fn new() -> Result<Self, SinkError> {
-        let client = crate::http::client_builder()
-            .redirect(reqwest::redirect::Policy::none())
+    /// A sink with its own HTTP client, resolving through `settings`' outbound guard: redirects
+    /// disabled, no proxy, 5 s connect timeout.
+    pub fn new(settings: &SinkSettings) -> Result<Self, SinkError> {
+        let client = settings
+            .outbound
+            .client_builder()
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("tidemark/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(SinkError::HttpClient)?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            guard: settings.outbound.clone(),
+            max_timeout: settings.max_timeout,
+        })
     }
 }
 
@@ -55,8 +71,8 @@ impl WebhookSink {
 impl Sink for WebhookSink {
     type Config = WebhookConfig;
 
-    fn build() -> Result<Self, SinkError> {
-        Self::new()
+    fn build(settings: &SinkSettings) -> Result<Self, SinkError> {
+        Self::new(settings)
     }
 
     /// POSTs the payload to `config.url` with the notification id as `webhook-id`, and
@@ -72,24 +88,14 @@ impl Sink for WebhookSink {
                 Ok(headers) => headers,
                 Err(error) => return DeliveryResult::permanent(None, error, started.elapsed()),
             };
-        let url = match reqwest::Url::parse(&config.url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => url,
-            Ok(url) => {
-                return DeliveryResult::permanent(
-                    None,
-                    format!("webhook url scheme {:?} is not http or https", url.scheme()),
-                    started.elapsed(),
-                );
-            }
-            Err(e) => {
-                return DeliveryResult::permanent(
-                    None,
-                    format!("invalid webhook url {:?}: {e}", config.url),
-                    started.elapsed(),
-                );
-            }
+        // The request is built from the URL the guard parsed and checked; a name in it is
+        // checked again, address by address, by the client's resolver.
+        let url = match self.guard.check_url(&config.url) {
+            Ok(url) => url,
+            Err(e) => return DeliveryResult::permanent(None, e.to_string(), started.elapsed()),
         };
-        let timeout = Duration::from_millis(config.timeout_ms.max(1));
+        // A destination stored before the maximum was lowered is held to it too.
+        let timeout = Duration::from_millis(config.timeout_ms.max(1)).min(self.max_timeout);
         let sent = self
             .client
             .post(url)
@@ -101,12 +107,18 @@ impl Sink for WebhookSink {
         let mut response = match sent {
             Ok(response) => response,
             Err(e) => {
-                let error = if e.is_timeout() {
+                tracing::debug!(url = %config.url, error = %error_chain(&e), "webhook request failed");
+                if let Some(refused) = refusal_in(&e).filter(|r| r.is_refusal()) {
+                    return DeliveryResult::permanent(None, refused.to_string(), started.elapsed());
+                }
+                // Refused, unreachable and connect timeouts read the same: a tenant must not
+                // learn which ports answer where.
+                let error = if e.is_connect() {
+                    "could not connect".to_owned()
+                } else if e.is_timeout() {
                     format!("timed out after {} ms", timeout.as_millis())
-                } else if e.is_connect() {
-                    format!("connection failed: {}", error_chain(&e))
                 } else {
-                    format!("request failed: {}", error_chain(&e))
+                    "request failed before a response arrived".to_owned()
                 };
                 return DeliveryResult::retryable(None, error, None, started.elapsed());
             }
@@ -127,13 +139,11 @@ impl Sink for WebhookSink {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let body = read_truncated(&mut response, MAX_ERROR_BODY_BYTES).await;
+        tracing::debug!(url = %config.url, status = code, location, body, "webhook receiver refused a delivery");
+        // Only the status: the receiver's words (and where it redirects) stay in the log.
         let mut error = format!("HTTP {status}");
-        if let Some(location) = location.filter(|_| status.is_redirection()) {
-            error.push_str(&format!(" (redirect to {location} not followed)"));
-        }
-        if !body.is_empty() {
-            error.push_str(": ");
-            error.push_str(&body);
+        if status.is_redirection() {
+            error.push_str(" (redirects are not followed)");
         }
         if PERMANENT_STATUSES.contains(&code) {
             DeliveryResult::permanent(Some(code), error, started.elapsed())

@@ -9,9 +9,9 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use super::meta::{check_meta_key, put_meta};
 use super::{SqliteStore, clamp_i64, db};
 use crate::store::{
-    DeliveryAttempt, DeliveryNext, DeliveryStatus, DeliveryView, DueDelivery, NewNotification,
-    NotificationFilter, NotificationView, OpenAlert, Outbox, StoreError, StoreResult,
-    StoredDestination,
+    ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, DeliveryView, DueDelivery,
+    NewNotification, NotificationFilter, NotificationView, OpenAlert, Outbox, StoreError,
+    StoreResult, StoredDestination,
 };
 
 /// Default page size of [`Outbox::list_notifications`].
@@ -27,6 +27,33 @@ JOIN notifications n ON n.id = d.notification_id
 LEFT JOIN destinations x ON x.tenant = d.tenant AND x.id = d.destination_id
 WHERE d.status = 'pending' AND d.next_attempt_at_ms <= ?1
 ORDER BY d.next_attempt_at_ms, d.rowid
+LIMIT ?2";
+
+/// Due deliveries for a claim, in [`due_from_row`] column order: round-robin across tenants
+/// (`tenant_turn`: the n-th oldest of its tenant), at most ?5 per destination and ?6 per tenant,
+/// skipping the tenants in the JSON array ?3 and the `tenant<US>destination` pairs in ?4.
+const FAIR_DUE_SELECT: &str = "
+WITH due AS (
+    SELECT d.rowid AS rid, d.tenant AS tenant, d.next_attempt_at_ms AS at,
+           ROW_NUMBER() OVER (PARTITION BY d.tenant, d.destination_id
+                              ORDER BY d.next_attempt_at_ms, d.rowid) AS destination_turn
+    FROM deliveries d
+    WHERE d.status = 'pending' AND d.next_attempt_at_ms <= ?1
+      AND d.tenant NOT IN (SELECT value FROM json_each(?3))
+      AND d.tenant || char(31) || d.destination_id NOT IN (SELECT value FROM json_each(?4))
+),
+fair AS (
+    SELECT rid, at, ROW_NUMBER() OVER (PARTITION BY tenant ORDER BY at, rid) AS tenant_turn
+    FROM due WHERE destination_turn <= ?5
+)
+SELECT d.notification_id, d.tenant, d.attempts, n.payload, n.kind, n.created_at_ms,
+       d.destination_id, x.kind, x.config, x.updated_at_ms
+FROM fair
+JOIN deliveries d ON d.rowid = fair.rid
+JOIN notifications n ON n.id = d.notification_id
+LEFT JOIN destinations x ON x.tenant = d.tenant AND x.id = d.destination_id
+WHERE fair.tenant_turn <= ?6
+ORDER BY fair.tenant_turn, fair.at, fair.rid
 LIMIT ?2";
 
 impl FromSql for DeliveryStatus {
@@ -95,6 +122,40 @@ fn query_due(tx: &Transaction<'_>, now_ms: i64, limit: usize) -> StoreResult<Vec
         .map_err(db("read due deliveries"))?;
     rows.collect::<Result<_, _>>()
         .map_err(db("read due deliveries"))
+}
+
+/// The due deliveries a claim within `limits` takes (see [`FAIR_DUE_SELECT`]).
+fn query_fair_due(
+    tx: &Transaction<'_>,
+    now_ms: i64,
+    limits: &ClaimLimits,
+) -> StoreResult<Vec<DueRow>> {
+    const OP: &str = "read due deliveries";
+    let no_limit = |n: usize| if n == 0 { i64::MAX } else { clamp_i64(n) };
+    let tenants = serde_json::to_string(&limits.busy_tenants)
+        .map_err(|e| StoreError::InvalidInput(format!("busy tenants: {e}")))?;
+    let pairs: Vec<String> = limits
+        .busy_destinations
+        .iter()
+        .map(|(tenant, id)| format!("{tenant}\u{1f}{id}"))
+        .collect();
+    let destinations = serde_json::to_string(&pairs)
+        .map_err(|e| StoreError::InvalidInput(format!("busy destinations: {e}")))?;
+    let mut stmt = tx.prepare_cached(FAIR_DUE_SELECT).map_err(db(OP))?;
+    let rows = stmt
+        .query_map(
+            params![
+                now_ms,
+                clamp_i64(limits.total),
+                tenants,
+                destinations,
+                no_limit(limits.per_destination),
+                no_limit(limits.per_tenant),
+            ],
+            due_from_row,
+        )
+        .map_err(db(OP))?;
+    rows.collect::<Result<_, _>>().map_err(db(OP))
 }
 
 /// Loads the deliveries (with attempt logs) of one notification into a view.
@@ -245,7 +306,7 @@ impl Outbox for SqliteStore {
         &self,
         now_ms: i64,
         lease_ms: i64,
-        limit: usize,
+        limits: &ClaimLimits,
     ) -> StoreResult<Vec<DueDelivery>> {
         const OP: &str = "claim due deliveries";
         self.write(OP, |tx| {
@@ -273,7 +334,7 @@ impl Outbox for SqliteStore {
                 )
                 .map_err(db(OP))?;
             let mut claimed = Vec::new();
-            for row in query_due(tx, now_ms, limit)? {
+            for row in query_fair_due(tx, now_ms, limits)? {
                 match row {
                     DueRow::Live(due) => {
                         lease

@@ -69,6 +69,9 @@ pub async fn run(args: IsolationBenchArgs) -> anyhow::Result<Value> {
         .collect();
     config.dashboard.warehouse = Some(dir.join("warehouse"));
     config.dashboard.query_timeout = Duration::from_secs(10).into();
+    // The receiver and the tarpit listen on loopback, which deliveries may reach only when an
+    // operator allows it.
+    config.outbound.allow_private_networks = vec!["127.0.0.1/32".into()];
     eprintln!(
         "generating the noisy tenant's warehouse ({} orders) …",
         args.orders
@@ -78,6 +81,8 @@ pub async fn run(args: IsolationBenchArgs) -> anyhow::Result<Value> {
         let orders = args.orders;
         tokio::task::spawn_blocking(move || warehouse::generate(&root, NOISY, orders, 7)).await??;
     }
+    // The longest timeout a destination may ask for.
+    let max_timeout_ms = config.outbound.max_timeout.get().as_millis() as u64;
     let server = Server::start(config).await?;
     let base = format!("http://{}", server.addr);
     let client = connectors::http::client_builder()
@@ -95,7 +100,7 @@ pub async fn run(args: IsolationBenchArgs) -> anyhow::Result<Value> {
     )
     .await?;
     let tarpits: Vec<(String, String, u64)> = (0..args.tarpits)
-        .map(|i| (format!("tarpit-{i}"), tarpit.clone(), 3_600_000))
+        .map(|i| (format!("tarpit-{i}"), tarpit.clone(), max_timeout_ms))
         .collect();
     let tarpits: Vec<(&str, &str, u64)> = tarpits
         .iter()
