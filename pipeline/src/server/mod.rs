@@ -19,6 +19,7 @@ use crate::http::query::{self, DashboardState};
 use crate::http::{self, AppState, key_hash};
 use crate::ingest::Runtime;
 use crate::metrics::Metrics;
+use crate::queries::QueryRuntime;
 
 /// A running server.
 pub struct Server {
@@ -130,6 +131,11 @@ impl Server {
         create_tenants(&config, store.as_ref())?;
         let secrets = Arc::new(open_secrets(&config, store.clone()).await?);
         let dashboards = dashboards::open_engine(&config, &secrets).await?;
+        let queries = QueryRuntime::start(
+            &config.dashboard.limits,
+            config.dashboard.query_timeout.get(),
+        )
+        .context("cannot start the dashboard query threads")?;
         let metrics = Arc::new(Metrics::new());
         let runtime = {
             let (config, store, metrics) = (config.clone(), store.clone(), metrics.clone());
@@ -161,14 +167,13 @@ impl Server {
             None => None,
         };
         let (stop, stop_rx) = watch::channel(false);
-        let query_timeout = config.dashboard.query_timeout.get();
         let app_state = AppState::new(runtime.clone(), secrets.clone());
         let app =
             http::router(app_state.clone(), config.server.max_body_bytes).merge(query::router(
                 DashboardState {
                     app: app_state,
                     engine: dashboards.clone(),
-                    timeout: query_timeout,
+                    queries: queries.clone(),
                 },
                 config.server.max_body_bytes,
             ));
@@ -183,7 +188,7 @@ impl Server {
                 listener,
                 dashboards,
                 store.clone(),
-                query_timeout,
+                queries,
                 pgwire_tls,
                 stop_rx.clone(),
             ))
