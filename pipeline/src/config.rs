@@ -173,6 +173,45 @@ pub struct DashboardSettings {
     pub trino: Option<TrinoSettings>,
     /// GA4 properties, as `ga4.<table>` in their tenants' catalogs.
     pub ga4: Option<Ga4Settings>,
+    /// What one query, one tenant and all dashboard queries together may use.
+    pub limits: QueryLimitsSettings,
+}
+
+/// Limits on dashboard queries (`[dashboard.limits]`): `/v1/query`, `/v1/sql` and pgwire share
+/// them. Queries run on their own threads, admitted fairly across tenants, so a heavy query
+/// slows other queries but never ingest, delivery or `/healthz`; a query over a limit gets an
+/// error naming the limit instead of taking the process down.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryLimitsSettings {
+    /// Longest SQL text accepted, bytes (default 256 KiB).
+    pub max_sql_bytes: usize,
+    /// Deepest expression nesting accepted (`1+1+…` or `a OR b OR …` terms count one level
+    /// each); checked before planning (default 256).
+    pub max_expr_depth: usize,
+    /// Memory one query may hold (joins, sorts, aggregates and its result), MiB. Operators that
+    /// can spill to disk do so; the others fail with "query too large" (default: a quarter of
+    /// `total_memory_mb`).
+    pub query_memory_mb: usize,
+    /// Memory all running dashboard queries may hold together, MiB (default: a quarter of the
+    /// machine's memory, at least 256 MiB).
+    pub total_memory_mb: usize,
+    /// Most rows one answer may have (default 1,000,000).
+    pub max_result_rows: usize,
+    /// Threads that plan and run queries (default: half the cores, at least 1). Everything else
+    /// (ingest, the dataflow, delivery, the API) runs on other threads.
+    pub query_threads: usize,
+    /// Queries running at once over all tenants (default: twice `query_threads`, at least 4, so
+    /// one tenant at its own limit leaves room for others).
+    pub max_running: usize,
+    /// Queries running at once for one tenant (default 2).
+    pub max_running_per_tenant: usize,
+    /// Queries waiting for a slot over all tenants; beyond it a query is refused with 503 (SQLSTATE
+    /// 53300 over pgwire) (default 64).
+    pub max_queued: usize,
+    /// Queries one tenant may have waiting; beyond it the tenant's query is refused with 429
+    /// (SQLSTATE 53300) (default 8).
+    pub max_queued_per_tenant: usize,
 }
 
 /// A Trino source (`[dashboard.trino]`): every table of `catalog.schema`, each with a tenant
@@ -416,8 +455,61 @@ impl Default for DashboardSettings {
             pgwire_tls_key: None,
             trino: None,
             ga4: None,
+            limits: QueryLimitsSettings::default(),
         }
     }
+}
+
+impl QueryLimitsSettings {
+    /// The engine's form of the per-query limits.
+    pub fn query_limits(&self) -> sql::QueryLimits {
+        const MIB: usize = 1024 * 1024;
+        sql::QueryLimits {
+            max_sql_bytes: self.max_sql_bytes,
+            max_expr_depth: self.max_expr_depth,
+            query_memory_bytes: self.query_memory_mb.saturating_mul(MIB),
+            total_memory_bytes: self.total_memory_mb.saturating_mul(MIB),
+            max_result_rows: self.max_result_rows,
+        }
+    }
+}
+
+impl Default for QueryLimitsSettings {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let query_threads = (cores / 2).max(1);
+        let total_memory_mb = (machine_memory_mb() / 4).max(256);
+        QueryLimitsSettings {
+            max_sql_bytes: 256 * 1024,
+            max_expr_depth: 256,
+            query_memory_mb: (total_memory_mb / 4).max(64),
+            total_memory_mb,
+            max_result_rows: 1_000_000,
+            query_threads,
+            max_running: (2 * query_threads).max(4),
+            max_running_per_tenant: 2,
+            max_queued: 64,
+            max_queued_per_tenant: 8,
+        }
+    }
+}
+
+/// The machine's memory in MiB (`MemTotal` of `/proc/meminfo`; 4 GiB where it cannot be read).
+fn machine_memory_mb() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                })
+        })
+        .map_or(4096, |kib| kib / 1024)
 }
 
 impl Default for ServerConfig {
@@ -543,6 +635,7 @@ impl Config {
             }
             _ => {}
         }
+        self.validate_query_limits()?;
         if !(1..=64).contains(&self.engine.workers) {
             return Err(key(
                 "engine.workers",
@@ -650,6 +743,55 @@ impl Config {
                     format!("'{}' is not an IANA time zone", t.time_zone),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Checks `[dashboard.limits]`.
+    fn validate_query_limits(&self) -> anyhow::Result<()> {
+        let limits = &self.dashboard.limits;
+        let key = |k: &str, problem: String| {
+            anyhow::anyhow!("invalid configuration: dashboard.limits.{k}: {problem}")
+        };
+        for (name, value) in [
+            ("max_sql_bytes", limits.max_sql_bytes),
+            ("max_expr_depth", limits.max_expr_depth),
+            ("query_memory_mb", limits.query_memory_mb),
+            ("total_memory_mb", limits.total_memory_mb),
+            ("max_result_rows", limits.max_result_rows),
+            ("query_threads", limits.query_threads),
+            ("max_running", limits.max_running),
+            ("max_running_per_tenant", limits.max_running_per_tenant),
+        ] {
+            if value == 0 {
+                return Err(key(name, "must be at least 1".into()));
+            }
+        }
+        // Deeper expressions than this could exhaust even the query threads' large stacks.
+        if limits.max_expr_depth > sql::limits::MAX_EXPR_DEPTH {
+            return Err(key(
+                "max_expr_depth",
+                format!(
+                    "{} is over the most the query threads' stacks allow ({})",
+                    limits.max_expr_depth,
+                    sql::limits::MAX_EXPR_DEPTH
+                ),
+            ));
+        }
+        if limits.query_memory_mb > limits.total_memory_mb {
+            return Err(key(
+                "query_memory_mb",
+                format!(
+                    "{} MiB is more than total_memory_mb ({} MiB)",
+                    limits.query_memory_mb, limits.total_memory_mb
+                ),
+            ));
+        }
+        if limits.query_threads > 256 {
+            return Err(key(
+                "query_threads",
+                format!("{} is out of range 1..=256", limits.query_threads),
+            ));
         }
         Ok(())
     }
@@ -891,6 +1033,34 @@ mod tests {
             e.contains("outbound.allow_private_networks") && e.contains("intranet"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn query_limits_load_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidemark.toml");
+        std::fs::write(
+            &file,
+            "[dashboard.limits]\nquery_memory_mb = 8\ntotal_memory_mb = 64\nquery_threads = 1\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        let limits = config.dashboard.limits.query_limits();
+        assert_eq!(limits.query_memory_bytes, 8 * 1024 * 1024);
+        assert_eq!(config.dashboard.limits.max_expr_depth, 256);
+        for (text, key) in [
+            (
+                "query_memory_mb = 128\ntotal_memory_mb = 64",
+                "query_memory_mb",
+            ),
+            ("max_expr_depth = 100000", "max_expr_depth"),
+            ("query_threads = 0", "query_threads"),
+            ("max_sql_bytez = 1", "max_sql_bytez"),
+        ] {
+            std::fs::write(&file, format!("[dashboard.limits]\n{text}\n")).unwrap();
+            let e = Config::load(Some(&file)).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 
     #[test]

@@ -14,4 +14,5 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod pgwire;
+pub mod queries;
 pub mod server;

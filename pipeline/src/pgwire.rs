@@ -9,6 +9,12 @@
 //! queries run; INSERT, DELETE, DDL, COPY and the rest are refused with SQLSTATE 25006. Drivers
 //! open sessions with `BEGIN`/`COMMIT` and `SET application_name = …`-style settings; those are
 //! acknowledged and change nothing (every statement reads the same data either way).
+//!
+//! Statements are parsed, planned and run on the dashboard query runtime ([`crate::queries`]),
+//! admitted per tenant, under `dashboard.query_timeout` (SQLSTATE 57014, the query stopped).
+//! Limits answer with their own SQLSTATE: SQL too long or nested too deep 54001
+//! (statement_too_complex), a query over its memory budget 53200 (out_of_memory), an answer over
+//! its row limit 54000, busy (queue full, shared memory in use) 53300/53000.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -51,13 +57,14 @@ use sql::datafusion::prelude::SessionContext;
 use sql::datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use sql::datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use sql::datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use sql::{DashboardEngine, SqlError};
+use sql::{DashboardEngine, QueryLimits, SqlError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
 use crate::auth::{AuthThrottle, key_hash};
+use crate::queries::{QueryRefusal, QueryRuntime};
 
 /// Session settings a driver may send on connect; acknowledged, never applied.
 const HARMLESS_SETTINGS: [&str; 10] = [
@@ -104,13 +111,13 @@ pub async fn serve(
     engine: DashboardEngine,
     store: Arc<dyn Store>,
     throttle: Arc<AuthThrottle>,
-    timeout: Duration,
+    queries: QueryRuntime,
     tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     let core = Arc::new(Core {
         engine,
-        timeout,
+        queries,
         sessions: Default::default(),
     });
     let handlers = Arc::new(Handlers {
@@ -266,7 +273,8 @@ struct Backend {
 /// Plans, checks and runs statements in tenant sessions.
 struct Core {
     engine: DashboardEngine,
-    timeout: Duration,
+    /// Where statements are parsed, planned and run.
+    queries: QueryRuntime,
     /// One session per tenant, shared by its connections (nothing a client can run changes it).
     sessions: RwLock<HashMap<String, SessionContext>>,
 }
@@ -320,6 +328,16 @@ fn pg_error(error: SqlError) -> PgWireError {
             user_error(code, message.clone())
         }
         SqlError::NoData(message) => user_error("42P01", message.clone()),
+        SqlError::TooComplex { message, .. } => user_error("54001", message.clone()),
+        SqlError::TooLarge { limit, message } => {
+            let code = if limit.contains("memory") {
+                "53200" // out_of_memory
+            } else {
+                "54000" // program_limit_exceeded
+            };
+            user_error(code, message.clone())
+        }
+        SqlError::Busy(message) => user_error("53000", message.clone()),
         // connection_failure: the external source (Trino, GA4) could not answer.
         SqlError::Source(message) => user_error("08006", message.clone()),
         _ => {
@@ -327,6 +345,16 @@ fn pg_error(error: SqlError) -> PgWireError {
             user_error("XX000", error.to_string())
         }
     }
+}
+
+/// The SQLSTATE form of a query that was not admitted or did not finish.
+fn refusal_error(refusal: QueryRefusal) -> PgWireError {
+    let code = match &refusal {
+        QueryRefusal::Busy { .. } | QueryRefusal::TenantBusy { .. } => "53300",
+        QueryRefusal::Timeout(_) => "57014", // query_canceled
+        QueryRefusal::Failed(_) => "XX000",
+    };
+    user_error(code, refusal.to_string())
 }
 
 fn tenant_of<C: ClientInfo>(client: &C) -> PgWireResult<String> {
@@ -341,19 +369,36 @@ fn tenant_of<C: ClientInfo>(client: &C) -> PgWireResult<String> {
 /// introspection) are first rewritten into forms DataFusion plans (`OPERATOR(pg_catalog.~)`,
 /// `::regclass` casts…); what that parser cannot read goes to DataFusion's own parser, whose
 /// error is the one reported.
-fn parse(sql: &str) -> PgWireResult<Vec<DfStatement>> {
+///
+/// The text is checked against the limits first: DataFusion's parse is checked for nesting
+/// before the compatibility parser rewrites it (rewriting recurses once per level); each
+/// statement is checked again before it is planned ([`Core::prepare`]).
+fn parse(sql: &str, limits: &QueryLimits) -> PgWireResult<Vec<DfStatement>> {
+    sql::limits::check_sql_size(sql, limits).map_err(pg_error)?;
+    let dialect = PostgreSqlDialect {};
+    let own = DFParserBuilder::new(sql)
+        .with_dialect(&dialect)
+        .build()
+        .and_then(|mut parser| parser.parse_statements());
+    match &own {
+        Ok(statements) => {
+            for statement in statements {
+                sql::limits::check_statement(statement, limits).map_err(pg_error)?;
+            }
+        }
+        Err(e) => {
+            if let Some(limit) = sql::limits::parser_limit(e) {
+                return Err(pg_error(limit));
+            }
+        }
+    }
     if let Ok(statements) = PostgresCompatibilityParser::new().parse(sql) {
         return Ok(statements
             .into_iter()
             .map(|s| DfStatement::Statement(Box::new(s)))
             .collect());
     }
-    let dialect = PostgreSqlDialect {};
-    DFParserBuilder::new(sql)
-        .with_dialect(&dialect)
-        .build()
-        .and_then(|mut parser| parser.parse_statements())
-        .map(|statements| statements.into_iter().collect())
+    own.map(|statements| statements.into_iter().collect())
         .map_err(|e| user_error("42601", e.to_string()))
 }
 
@@ -407,6 +452,7 @@ impl Core {
         if let Some(ack) = acknowledged(&statement) {
             return Ok(Prepared::Ack(ack));
         }
+        sql::limits::check_statement(&statement, self.engine.limits()).map_err(pg_error)?;
         let ctx = self.session(tenant).await?;
         let plan = ctx
             .state()
@@ -417,7 +463,32 @@ impl Core {
         Ok(Prepared::Plan(plan))
     }
 
-    /// Runs a checked plan under the timeout and encodes its rows.
+    /// Parses, plans and runs every statement of a simple query.
+    async fn simple(
+        &self,
+        tenant: &str,
+        query: &str,
+        options: Arc<FormatOptions>,
+    ) -> PgWireResult<Vec<Response>> {
+        let statements = parse(query, self.engine.limits())?;
+        if statements.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let mut responses = Vec::with_capacity(statements.len());
+        for statement in statements {
+            let response = match self.prepare(tenant, statement).await? {
+                Prepared::Ack(ack) => ack.response(),
+                Prepared::Plan(plan) => {
+                    self.execute(tenant, plan, &Format::UnifiedText, options.clone())
+                        .await?
+                }
+            };
+            responses.push(response);
+        }
+        Ok(responses)
+    }
+
+    /// Runs a checked plan under the engine's limits and encodes its rows.
     async fn execute(
         &self,
         tenant: &str,
@@ -432,28 +503,12 @@ impl Core {
             format,
             Some(options),
         )?);
-        let run = async {
-            let df = ctx.execute_logical_plan(plan).await?;
-            df.collect().await
-        };
-        let batches: Vec<RecordBatch> = match tokio::time::timeout(self.timeout, run).await {
-            Ok(Ok(batches)) => batches,
-            Ok(Err(e)) => {
-                return Err(user_error(
-                    sqlstate_of_plan_error(&e.to_string()),
-                    e.to_string(),
-                ));
-            }
-            Err(_) => {
-                return Err(user_error(
-                    "57014",
-                    format!(
-                        "canceling statement: it ran longer than {:?} (dashboard.query_timeout)",
-                        self.timeout
-                    ),
-                ));
-            }
-        };
+        let batches: Vec<RecordBatch> = self
+            .engine
+            .run_session_plan(&ctx, plan)
+            .await
+            .map_err(pg_error)?
+            .batches;
         let rows: Vec<_> = batches
             .into_iter()
             .flat_map(|batch| encode_recordbatch(fields.clone(), batch))
@@ -483,24 +538,18 @@ impl SimpleQueryHandler for Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let tenant = tenant_of(client)?;
-        let core = &self.core;
-        let statements = parse(query)?;
-        if statements.is_empty() {
-            return Ok(vec![Response::EmptyQuery]);
-        }
+        // Refused before it is queued, let alone parsed.
+        sql::limits::check_sql_size(query, self.core.engine.limits()).map_err(pg_error)?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-        let mut responses = Vec::with_capacity(statements.len());
-        for statement in statements {
-            let response = match core.prepare(&tenant, statement).await? {
-                Prepared::Ack(ack) => ack.response(),
-                Prepared::Plan(plan) => {
-                    core.execute(&tenant, plan, &Format::UnifiedText, options.clone())
-                        .await?
-                }
-            };
-            responses.push(response);
-        }
-        Ok(responses)
+        let (core, query, t) = (self.core.clone(), query.to_string(), tenant.clone());
+        self.core
+            .queries
+            .run(
+                &tenant,
+                async move { core.simple(&t, &query, options).await },
+            )
+            .await
+            .map_err(refusal_error)?
     }
 }
 
@@ -536,17 +585,26 @@ impl QueryParser for Parser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let tenant = tenant_of(client)?;
-        let mut statements = parse(sql)?;
-        if statements.len() > 1 {
-            return Err(user_error(
-                "42601",
-                "a prepared statement must be a single statement",
-            ));
-        }
-        match statements.pop() {
-            Some(statement) => self.core.prepare(&tenant, statement).await.map(Some),
-            None => Ok(None),
-        }
+        sql::limits::check_sql_size(sql, self.core.engine.limits()).map_err(pg_error)?;
+        let (core, sql, t) = (self.core.clone(), sql.to_string(), tenant.clone());
+        let prepare = async move {
+            let mut statements = parse(&sql, core.engine.limits())?;
+            if statements.len() > 1 {
+                return Err(user_error(
+                    "42601",
+                    "a prepared statement must be a single statement",
+                ));
+            }
+            match statements.pop() {
+                Some(statement) => core.prepare(&t, statement).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        self.core
+            .queries
+            .run(&tenant, prepare)
+            .await
+            .map_err(refusal_error)?
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -607,13 +665,19 @@ impl ExtendedQueryHandler for Backend {
         let types = parameters(plan)?;
         let inferred: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
         let params = deserialize_parameters(portal, &inferred)?;
-        let plan = plan
-            .clone()
-            .replace_params_with_values(&params)
-            .map_err(|e| user_error("22023", e.to_string()))?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let (core, plan, t) = (self.core.clone(), plan.clone(), tenant.clone());
+        let format = portal.result_column_format.clone();
+        let run = async move {
+            let plan = plan
+                .replace_params_with_values(&params)
+                .map_err(|e| user_error("22023", e.to_string()))?;
+            core.execute(&t, plan, &format, options).await
+        };
         self.core
-            .execute(&tenant, plan, &portal.result_column_format, options)
+            .queries
+            .run(&tenant, run)
             .await
+            .map_err(refusal_error)?
     }
 }

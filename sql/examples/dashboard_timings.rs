@@ -39,6 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             cache_ttl: Duration::from_secs(ttl),
             cache_entries: if ttl == 0 { 0 } else { 1000 },
             sources: Vec::new(),
+            limits: sql::QueryLimits::default(),
         })
     };
     let uncached = engine(0).await?;

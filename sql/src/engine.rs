@@ -10,9 +10,10 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::TableReference;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::execution::TaskContext;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::collect;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::SqlError;
@@ -21,6 +22,7 @@ use crate::catalog::{
     CATALOG, SCHEMA, TenantCatalogList, TenantSchema, Warehouse, validate_tenant,
 };
 use crate::functions;
+use crate::limits::{self, QueryLimits, QueryMemoryPool, TotalMemory};
 use crate::model::SemanticModel;
 use crate::read_only::check_read_only;
 use crate::source::{ExternalSource, check_schema_name};
@@ -43,6 +45,8 @@ pub struct EngineConfig {
     pub cache_entries: usize,
     /// Sources outside the warehouse (Trino, GA4), each a schema of every tenant catalog.
     pub sources: Vec<Arc<dyn ExternalSource>>,
+    /// What one query may cost (SQL size, expression depth, memory, answer rows).
+    pub limits: QueryLimits,
 }
 
 /// An answer.
@@ -78,6 +82,9 @@ struct Inner {
     cache: ResultCache,
     plans: PlanCache,
     tenants: RwLock<HashMap<String, Tenant>>,
+    limits: QueryLimits,
+    /// The memory budget every running query draws from.
+    memory: Arc<TotalMemory>,
 }
 
 /// A tenant's tables and the session the engine itself plans and runs its queries in (never
@@ -160,6 +167,8 @@ impl DashboardEngine {
                 cache: ResultCache::new(config.cache_ttl, config.cache_entries),
                 plans: PlanCache::new(PLAN_CACHE_ENTRIES),
                 tenants: RwLock::new(HashMap::new()),
+                memory: TotalMemory::new(config.limits.total_memory_bytes),
+                limits: config.limits.clone(),
             }),
         };
         engine.check_model_against_data().await?;
@@ -180,6 +189,7 @@ impl DashboardEngine {
         let spec = spec::parse(&self.inner.model, spec, Utc::now())?;
         let tenant_state = self.tenant(tenant)?;
         let compiled = compile::compile(&self.inner.model, &tenant_state.ctx, &spec).await?;
+        limits::check_plan(&compiled.plan, &self.inner.limits)?;
         let mut result = self
             .run(tenant, &tenant_state.ctx, compiled.plan, false)
             .await?;
@@ -197,16 +207,79 @@ impl DashboardEngine {
 
     /// Answers read-only SQL for `tenant`: SELECT, EXPLAIN, DESCRIBE, SHOW and
     /// `information_schema` queries; anything else is [`SqlError::NotAllowed`].
+    ///
+    /// The text's size and its expressions' nesting are checked against the engine's
+    /// [`QueryLimits`] before it is planned ([`SqlError::TooComplex`]). Plan and run it on a
+    /// thread with [`limits::QUERY_STACK_BYTES`] of stack.
     pub async fn sql(&self, tenant: &str, sql: &str) -> Result<QueryResult, SqlError> {
+        limits::check_sql_size(sql, &self.inner.limits)?;
         let tenant_state = self.tenant(tenant)?;
-        let plan = tenant_state
-            .ctx
-            .state()
-            .create_logical_plan(sql)
+        let state = tenant_state.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state
+            .sql_to_statement(sql, &dialect)
+            .map_err(SqlError::from_user_query)?;
+        limits::check_statement(&statement, &self.inner.limits)?;
+        let plan = state
+            .statement_to_plan(statement)
             .await
             .map_err(SqlError::from_user_query)?;
         check_read_only(&plan)?;
         self.run(tenant, &tenant_state.ctx, plan, true).await
+    }
+
+    /// Runs a plan of user SQL planned in a session from [`Self::session`] (e.g. by pgwire,
+    /// which parses with its own dialect): checked read-only, then run under the engine's memory
+    /// and answer limits like [`Self::sql`]; never cached. The caller checks the statement with
+    /// [`limits::check_statement`] before planning it.
+    pub async fn run_session_plan(
+        &self,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+    ) -> Result<QueryResult, SqlError> {
+        check_read_only(&plan)?;
+        let df = ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(SqlError::from_user_query)?;
+        let physical = df
+            .create_physical_plan()
+            .await
+            .map_err(SqlError::from_user_query)?;
+        let schema = physical.schema();
+        let batches = self
+            .collect(ctx, Arc::clone(&physical), SqlError::from_user_query)
+            .await?;
+        Ok(QueryResult {
+            schema,
+            batches,
+            cached: false,
+            warnings: crate::ga4::warnings(&physical),
+        })
+    }
+
+    /// The limits every query runs under.
+    pub fn limits(&self) -> &QueryLimits {
+        &self.inner.limits
+    }
+
+    /// Runs a physical plan with a memory pool of its own (the per-query budget, drawing from
+    /// the total one) and collects its answer within the answer limits.
+    async fn collect(
+        &self,
+        ctx: &SessionContext,
+        physical: Arc<dyn ExecutionPlan>,
+        classify: impl Fn(datafusion::error::DataFusionError) -> SqlError,
+    ) -> Result<Vec<datafusion::arrow::array::RecordBatch>, SqlError> {
+        let mut runtime = (*ctx.runtime_env()).clone();
+        runtime.memory_pool = Arc::new(QueryMemoryPool::new(
+            self.inner.limits.query_memory_bytes,
+            Arc::clone(&self.inner.memory),
+        ));
+        let task = Arc::new(TaskContext::from(&ctx.state()).with_runtime(Arc::new(runtime)));
+        limits::collect_limited(physical, task, self.inner.limits.max_result_rows)
+            .await
+            .map_err(classify)?
     }
 
     /// A new session for `tenant` (e.g. for a pgwire connection) over the same tenant catalog,
@@ -344,9 +417,7 @@ impl DashboardEngine {
             df.create_physical_plan().await.map_err(classify)?
         };
         let schema = physical.schema();
-        let batches = collect(Arc::clone(&physical), ctx.task_ctx())
-            .await
-            .map_err(classify)?;
+        let batches = self.collect(ctx, Arc::clone(&physical), classify).await?;
         // What a source reported while answering (GA4 sampling, thresholding, low quota).
         let warnings = crate::ga4::warnings(&physical);
         if let Some(key) = key {

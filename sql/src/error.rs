@@ -39,6 +39,26 @@ pub enum SqlError {
     /// quota, or failing on its side. Neither the request's fault nor Tidemark's (HTTP 503).
     #[error("source unavailable: {0}")]
     Source(String),
+    /// The query is over a limit checked before planning: its SQL text's size or its
+    /// expressions' nesting (see [`crate::limits`]). `limit` is the setting's key.
+    #[error("{message}")]
+    TooComplex {
+        /// The limit's configuration key (`dashboard.limits.max_expr_depth`).
+        limit: String,
+        /// What is over the limit, and by how much.
+        message: String,
+    },
+    /// The query needs more memory than its budget, or its answer has more rows than allowed.
+    #[error("{message}")]
+    TooLarge {
+        /// The limit's configuration key (`dashboard.limits.query_memory_mb`).
+        limit: String,
+        /// What is over the limit.
+        message: String,
+    },
+    /// The memory all queries share is in use by other queries; the same query may run later.
+    #[error("{0}")]
+    Busy(String),
     /// A fault of the engine or of the files underneath it, not of the request.
     #[error("internal error: {0}")]
     Internal(String),
@@ -53,6 +73,9 @@ impl SqlError {
             SqlError::Model { .. } => "model_invalid",
             SqlError::NoData(_) => "no_data",
             SqlError::Source(_) => "source_unavailable",
+            SqlError::TooComplex { .. } => "query_too_complex",
+            SqlError::TooLarge { .. } => "query_too_large",
+            SqlError::Busy(_) => "busy",
             SqlError::Internal(_) => "internal",
         }
     }
@@ -61,7 +84,11 @@ impl SqlError {
     pub fn is_client_error(&self) -> bool {
         matches!(
             self,
-            SqlError::BadRequest { .. } | SqlError::NotAllowed(_) | SqlError::NoData(_)
+            SqlError::BadRequest { .. }
+                | SqlError::NotAllowed(_)
+                | SqlError::NoData(_)
+                | SqlError::TooComplex { .. }
+                | SqlError::TooLarge { .. }
         )
     }
 
@@ -75,6 +102,11 @@ impl SqlError {
     /// Classifies an error from planning or running user-written SQL: problems with the query
     /// itself are the client's; I/O, Parquet and internal failures are the server's.
     pub(crate) fn from_user_query(err: DataFusionError) -> Self {
+        if let Some(limit) =
+            crate::limits::parser_limit(&err).or_else(|| crate::limits::memory_refusal(&err))
+        {
+            return limit;
+        }
         let message = err.message().to_string();
         if let Some(source) = Self::from_source(&err, &message) {
             return source;
@@ -118,6 +150,9 @@ impl SqlError {
 /// are the server's fault, since the spec was validated before — unless a source failed.
 impl From<DataFusionError> for SqlError {
     fn from(err: DataFusionError) -> Self {
+        if let Some(refusal) = crate::limits::memory_refusal(&err) {
+            return refusal;
+        }
         let message = err.message().to_string();
         Self::from_source(&err, &message).unwrap_or(SqlError::Internal(message))
     }

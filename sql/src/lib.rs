@@ -14,6 +14,7 @@
 //!     cache_ttl: Duration::from_secs(60),
 //!     cache_entries: 1_000,
 //!     sources: Vec::new(),
+//!     limits: sql::QueryLimits::default(),
 //! })
 //! .await?;
 //! let spec = serde_json::json!({
@@ -57,6 +58,12 @@
 //!   (lets the fact-table scan skip row groups by dynamic filter); every setting can be overridden
 //!   with `DATAFUSION_*` environment variables. `sql/examples/dashboard_timings.rs` times specs
 //!   uncached/cached on any warehouse (`--explain` prints plans with metrics).
+//! - Limits (`limits`, [`limits::QueryLimits`]): SQL text size and expression nesting are checked
+//!   before planning (`SqlError::TooComplex`, code `query_too_complex`, a client error); each
+//!   query runs with a memory pool of its own inside a total budget, and its answer is capped in
+//!   memory and rows (`SqlError::TooLarge`, `query_too_large`, a client error; `SqlError::Busy`,
+//!   `busy`, when other queries hold the total budget). Plan and run queries on threads with
+//!   [`limits::QUERY_STACK_BYTES`] of stack.
 //! - `session()` hands out a fresh `SessionContext` per call; plan with
 //!   `ctx.state().create_logical_plan(sql)`, then [`check_read_only`], then
 //!   `ctx.execute_logical_plan(plan)`: never `ctx.sql(..)`.
@@ -67,6 +74,7 @@ pub mod engine;
 pub mod error;
 pub mod functions;
 pub mod ga4;
+pub mod limits;
 pub mod model;
 pub mod read_only;
 pub mod source;
@@ -79,5 +87,6 @@ pub use datafusion::arrow;
 pub use cache::CacheStats;
 pub use engine::{DashboardEngine, EngineConfig, QueryResult};
 pub use error::SqlError;
+pub use limits::QueryLimits;
 pub use read_only::check_read_only;
 pub use source::ExternalSource;

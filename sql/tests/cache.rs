@@ -21,6 +21,7 @@ async fn engine_with_cache(
         cache_ttl,
         cache_entries,
         sources: Vec::new(),
+        limits: sql::QueryLimits::default(),
     })
     .await
     .unwrap()

@@ -729,6 +729,7 @@ async fn the_dashboard_engine_serves_ga4_tables_per_tenant() {
         cache_ttl: Duration::ZERO,
         cache_entries: 0,
         sources: vec![Arc::new(source)],
+        limits: sql::QueryLimits::default(),
     })
     .await
     .unwrap();

@@ -16,6 +16,7 @@ async fn start(f: &common::Fixture, model: &str) -> Result<DashboardEngine, SqlE
         cache_ttl: Duration::from_secs(1),
         cache_entries: 1,
         sources: Vec::new(),
+        limits: sql::QueryLimits::default(),
     })
     .await
 }
@@ -87,6 +88,7 @@ async fn the_demo_model_fits_the_demo_tables() {
         cache_ttl: Duration::from_secs(1),
         cache_entries: 1,
         sources: Vec::new(),
+        limits: sql::QueryLimits::default(),
     })
     .await;
     // The same file twice defines every source twice.

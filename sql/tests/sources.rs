@@ -84,6 +84,7 @@ async fn engine(
         cache_ttl: Duration::from_secs(300),
         cache_entries: 100,
         sources,
+        limits: sql::QueryLimits::default(),
     })
     .await;
     (f.dir, engine)

@@ -43,6 +43,7 @@ async fn engine(source: Arc<TrinoSource>, dir: &tempfile::TempDir) -> DashboardE
         cache_ttl: Duration::ZERO,
         cache_entries: 0,
         sources: vec![source],
+        limits: sql::QueryLimits::default(),
     })
     .await
     .expect("engine")
@@ -610,6 +611,7 @@ filter = "status = 'paid'"
         cache_ttl: Duration::ZERO,
         cache_entries: 0,
         sources: vec![Arc::clone(&source) as _],
+        limits: sql::QueryLimits::default(),
     })
     .await
     .expect("engine over a model naming trino tables");

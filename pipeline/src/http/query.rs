@@ -9,8 +9,11 @@
 //! `{"columns": [{"name": "orders.channel", "type": "string"}, …], "rows": [{…}, …],
 //!   "row_count": 6, "cached": false, "warnings": []}`. Non-finite numbers (a ratio over zero)
 //! are `null`.
-
-use std::time::Duration;
+//!
+//! Queries run on the dashboard query runtime ([`crate::queries`]), answers are encoded there
+//! too; a query over a limit is a 400 naming it (`query_too_complex`, `query_too_large`), a
+//! tenant with too many queries waiting a 429, a full queue or memory budget a 503 (`busy`), a
+//! query past `dashboard.query_timeout` a 504 and is stopped.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -25,6 +28,7 @@ use sql::arrow::datatypes::{DataType, SchemaRef};
 use sql::{DashboardEngine, QueryResult, SqlError};
 
 use super::{ApiError, AppState, Tenant};
+use crate::queries::{QueryRefusal, QueryRuntime};
 
 /// What the dashboard handlers share.
 #[derive(Clone)]
@@ -33,8 +37,8 @@ pub struct DashboardState {
     pub app: AppState,
     /// The engine.
     pub engine: DashboardEngine,
-    /// Longest a query may run.
-    pub timeout: Duration,
+    /// Where queries run, admitted per tenant, under `dashboard.query_timeout`.
+    pub queries: QueryRuntime,
 }
 
 /// The dashboard routes, to merge into the API's router.
@@ -120,8 +124,12 @@ async fn post_query(
             format!("the body is not a JSON dashboard spec: {e}"),
         )
     })?;
-    let result = run(&state, "query", state.engine.query_spec(&tenant, &spec)).await?;
-    respond(result, format)
+    let engine = state.engine.clone();
+    let query = {
+        let tenant = tenant.clone();
+        async move { engine.query_spec(&tenant, &spec).await }
+    };
+    run(&state, "query", &tenant, format, query).await
 }
 
 /// `{"sql": "..."}` with a JSON content type (or a body that starts with `{`), else the text.
@@ -176,26 +184,41 @@ async fn post_sql(
 ) -> Result<Response, ApiError> {
     let format = negotiate(params.format.as_deref(), &headers)?;
     let sql = sql_text(&headers, &body)?;
-    let result = run(&state, "sql", state.engine.sql(&tenant, &sql)).await?;
-    respond(result, format)
+    // Refused before it is queued, let alone parsed.
+    sql::limits::check_sql_size(&sql, state.engine.limits()).map_err(sql_error)?;
+    let engine = state.engine.clone();
+    let query = {
+        let tenant = tenant.clone();
+        async move { engine.sql(&tenant, &sql).await }
+    };
+    run(&state, "sql", &tenant, format, query).await
 }
 
-/// Runs an engine call under the configured timeout (dropping the future stops the query),
-/// counting it by endpoint and cache outcome.
+/// Runs an engine call and encodes its answer on the query runtime, admitted for `tenant` and
+/// under the timeout (which stops the query), counting it by endpoint and cache outcome.
 async fn run(
     state: &DashboardState,
     endpoint: &str,
-    query: impl Future<Output = Result<QueryResult, SqlError>>,
-) -> Result<QueryResult, ApiError> {
+    tenant: &str,
+    format: Format,
+    query: impl Future<Output = Result<QueryResult, SqlError>> + Send + 'static,
+) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let outcome = tokio::time::timeout(state.timeout, query).await;
+    let outcome = state
+        .queries
+        .run(tenant, async move {
+            let result = query.await?;
+            let cached = result.cached;
+            Ok::<_, SqlError>((cached, respond(result, format)))
+        })
+        .await;
     let metrics = state.app.metrics();
     metrics
         .dashboard_query_seconds
         .observe(started.elapsed().as_secs_f64());
     let cache = match &outcome {
-        Ok(Ok(result)) if result.cached => "hit",
-        Ok(Ok(_)) => "miss",
+        Ok(Ok((true, _))) => "hit",
+        Ok(Ok((false, _))) => "miss",
         _ => "error",
     };
     metrics
@@ -206,15 +229,26 @@ async fn run(
         ])
         .inc();
     match outcome {
-        Ok(result) => result.map_err(sql_error),
-        Err(_) => Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "query_timeout",
-            format!(
-                "the query ran longer than {:?} (dashboard.query_timeout); narrow its range or filters",
-                state.timeout
-            ),
-        )),
+        Ok(Ok((_, response))) => response,
+        Ok(Err(e)) => Err(sql_error(e)),
+        Err(refusal) => Err(refusal_error(refusal)),
+    }
+}
+
+/// The HTTP form of a query that was not admitted or did not finish.
+pub fn refusal_error(refusal: QueryRefusal) -> ApiError {
+    let message = refusal.to_string();
+    match refusal {
+        QueryRefusal::Busy { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+        }
+        QueryRefusal::TenantBusy { .. } => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_queries", message)
+        }
+        QueryRefusal::Timeout(_) => {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "query_timeout", message)
+        }
+        QueryRefusal::Failed(_) => ApiError::internal(message),
     }
 }
 
@@ -228,6 +262,13 @@ pub fn sql_error(error: SqlError) -> ApiError {
             ApiError::new(StatusCode::FORBIDDEN, "not_allowed", message).field("sql")
         }
         SqlError::NoData(message) => ApiError::new(StatusCode::NOT_FOUND, "no_data", message),
+        SqlError::TooComplex { limit, message } => {
+            ApiError::new(StatusCode::BAD_REQUEST, "query_too_complex", message).field(limit)
+        }
+        SqlError::TooLarge { limit, message } => {
+            ApiError::new(StatusCode::BAD_REQUEST, "query_too_large", message).field(limit)
+        }
+        SqlError::Busy(message) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message),
         SqlError::Source(message) => {
             tracing::warn!(error = %message, "an external source could not answer");
             ApiError::new(

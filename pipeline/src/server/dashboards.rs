@@ -109,6 +109,7 @@ pub async fn open_engine(
         cache_ttl,
         cache_entries: config.dashboard.cache_entries,
         sources: open_sources(config, secrets).await?,
+        limits: config.dashboard.limits.query_limits(),
     })
     .await
     .context("cannot start the dashboard engine")

@@ -20,6 +20,7 @@ use crate::http::query::{self, DashboardState};
 use crate::http::{self, AppState, key_hash};
 use crate::ingest::Runtime;
 use crate::metrics::Metrics;
+use crate::queries::QueryRuntime;
 
 /// A running server.
 pub struct Server {
@@ -137,6 +138,11 @@ impl Server {
         create_tenants(&config, store.as_ref())?;
         let secrets = Arc::new(open_secrets(&config, store.clone()).await?);
         let dashboards = dashboards::open_engine(&config, &secrets).await?;
+        let queries = QueryRuntime::start(
+            &config.dashboard.limits,
+            config.dashboard.query_timeout.get(),
+        )
+        .context("cannot start the dashboard query threads")?;
         let metrics = Arc::new(Metrics::new());
         let runtime = {
             let (config, store, metrics) = (config.clone(), store.clone(), metrics.clone());
@@ -180,7 +186,6 @@ impl Server {
             tracing::info!(allowed = ?config.outbound.allow_private_networks, "destinations may reach these non-public networks (outbound.allow_private_networks)");
         }
         let (stop, stop_rx) = watch::channel(false);
-        let query_timeout = config.dashboard.query_timeout.get();
         let throttle = Arc::new(AuthThrottle::new(config.server.auth_failures_per_minute));
         let app_state = AppState::new(runtime.clone(), secrets.clone(), throttle.clone())
             .with_sink_settings(sink_settings.clone());
@@ -189,7 +194,7 @@ impl Server {
                 DashboardState {
                     app: app_state,
                     engine: dashboards.clone(),
-                    timeout: query_timeout,
+                    queries: queries.clone(),
                 },
                 config.server.max_body_bytes,
             ));
@@ -205,7 +210,7 @@ impl Server {
                 dashboards,
                 store.clone(),
                 throttle,
-                query_timeout,
+                queries,
                 pgwire_tls,
                 stop_rx.clone(),
             ))

@@ -172,6 +172,16 @@ api_key = "{KEY_C}"
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the server process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Every row of a tenant's table, read straight from its Parquet files.
     pub fn read(&self, table: &str, tenant: &str) -> Vec<RecordBatch> {
         let dir = self.warehouse.join(table).join(format!("tenant={tenant}"));

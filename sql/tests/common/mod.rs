@@ -59,6 +59,7 @@ pub async fn fixture() -> Fixture {
         cache_ttl: Duration::from_secs(300),
         cache_entries: 100,
         sources: Vec::new(),
+        limits: sql::QueryLimits::default(),
     })
     .await
     .unwrap();

@@ -312,6 +312,7 @@ pub async fn run(args: DashboardBenchArgs) -> anyhow::Result<Value> {
             cache_ttl: std::time::Duration::from_secs(3600),
             cache_entries: entries,
             sources: Vec::new(),
+            limits: sql::QueryLimits::default(),
         })
     };
     let cold = engine(0).await?;

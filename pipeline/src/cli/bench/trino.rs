@@ -80,6 +80,7 @@ pub async fn run(args: TrinoBenchArgs) -> anyhow::Result<serde_json::Value> {
                 cache_ttl: Duration::ZERO,
                 cache_entries: 0,
                 sources: vec![source],
+                limits: sql::QueryLimits::default(),
             })
             .await
         }
