@@ -945,3 +945,233 @@ async fn a_sorted_plain_scan_sends_its_order_and_limit() {
     assert_eq!(got, want);
     assert_clean(&s.standin);
 }
+
+/// Distinct users of the events on days `from..=to`, as GA4 computes `totalUsers`.
+fn users_between(events: &[Event], from: &str, to: &str) -> i64 {
+    events
+        .iter()
+        .filter(|e| e.date >= date(from) && e.date <= date(to))
+        .map(|e| e.user)
+        .collect::<BTreeSet<_>>()
+        .len() as i64
+}
+
+async fn refused(ctx: &SessionContext, sql: &str, needles: &[&str]) {
+    let err = query(ctx, sql)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{sql} ran"));
+    for n in needles {
+        assert!(err.contains(n), "{sql}\n→ {err}\n(missing {n:?})");
+    }
+}
+
+#[tokio::test]
+async fn window_functions_over_non_additive_metrics_are_refused() {
+    let s = setup().await;
+    let days = "date BETWEEN '2026-01-01' AND '2026-01-07'";
+    for (sql, needles) in [
+        (
+            format!("SELECT date, SUM(total_users) OVER () AS users FROM ga4.web WHERE {days}"),
+            vec!["total_users (totalUsers)", "window function", "sum("],
+        ),
+        (
+            format!("SELECT date, AVG(bounce_rate) OVER () FROM ga4.web WHERE {days}"),
+            vec!["bounce_rate (bounceRate)", "window function", "avg("],
+        ),
+        (
+            format!(
+                "SELECT date, SUM(u) OVER (ORDER BY date) FROM \
+                 (SELECT date, SUM(total_users) AS u FROM ga4.web WHERE {days} GROUP BY date) t"
+            ),
+            vec!["total_users (totalUsers)", "window function"],
+        ),
+        (
+            format!(
+                "SELECT date, u / SUM(u) OVER () AS share FROM \
+                 (SELECT date, active_users AS u FROM ga4.web WHERE {days}) t"
+            ),
+            vec!["active_users (activeUsers)", "window function"],
+        ),
+        (
+            format!(
+                "SELECT date, MAX(engagement_rate) OVER (PARTITION BY device_category) \
+                 FROM ga4.web WHERE {days}"
+            ),
+            vec!["engagement_rate (engagementRate)", "window function"],
+        ),
+    ] {
+        refused(&s.ctx, &sql, &needles).await;
+    }
+    assert!(s.standin.run_reports().is_empty(), "nothing was sent");
+
+    // Additive metrics sum over windows; ranking by a non-additive one combines nothing.
+    let a = query(
+        &s.ctx,
+        &format!(
+            "SELECT date, event_count, SUM(event_count) OVER () AS total FROM ga4.web \
+             WHERE {days} ORDER BY date"
+        ),
+    )
+    .await
+    .unwrap();
+    let events = s.standin.events(PROPERTY);
+    let week: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.date >= date("2026-01-01") && e.date <= date("2026-01-07"))
+        .collect();
+    assert_eq!(a.rows.len(), 7);
+    for row in &a.rows {
+        assert_eq!(row[2], int(metric(&week, "eventCount").unwrap()));
+    }
+    let a = query(
+        &s.ctx,
+        &format!(
+            "SELECT date, total_users, RANK() OVER (ORDER BY total_users DESC) AS r, \
+                    LAG(total_users) OVER (ORDER BY date) AS before \
+             FROM ga4.web WHERE {days} ORDER BY date"
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.rows.len(), 7);
+    for (i, row) in a.rows.iter().enumerate() {
+        let day = format!("2026-01-0{}", i + 1);
+        assert_eq!(row[0], date32(date(&day)));
+        assert_eq!(row[1], int(users_between(&events, &day, &day) as f64));
+    }
+    assert_clean(&s.standin);
+}
+
+#[tokio::test]
+async fn a_subquery_alias_does_not_hide_a_non_additive_metric() {
+    let s = setup().await;
+    let days = "date BETWEEN '2026-01-01' AND '2026-01-07'";
+    let events = s.standin.events(PROPERTY);
+    let week = users_between(&events, "2026-01-01", "2026-01-07");
+    // Pushed to GA4 like the same aggregate without the subquery: the week's users.
+    for sql in [
+        format!("SELECT MAX(u) FROM (SELECT date, total_users AS u FROM ga4.web WHERE {days}) t"),
+        format!("SELECT SUM(t.u) FROM (SELECT date, total_users AS u FROM ga4.web) t WHERE {days}"),
+        "SELECT SUM(v.users) FROM (SELECT * FROM \
+         (SELECT total_users AS users, date AS d FROM ga4.web) w WHERE w.d BETWEEN \
+         '2026-01-01' AND '2026-01-07') v"
+            .to_string(),
+    ] {
+        s.standin.clear_log();
+        match query(&s.ctx, &sql).await {
+            Ok(a) => {
+                assert_eq!(a.rows, vec![vec![int(week as f64)]], "{sql}");
+                assert_eq!(s.standin.run_reports().len(), 1, "{sql}");
+            }
+            Err(e) => assert!(e.contains("total_users"), "{sql}\n→ {e}"),
+        }
+    }
+    // Re-aggregating per-day rows that a subquery computed is refused.
+    for sql in [
+        format!(
+            "SELECT MAX(u) FROM (SELECT date, SUM(total_users) AS u FROM ga4.web \
+             WHERE {days} GROUP BY date) t"
+        ),
+        format!(
+            "SELECT SUM(u) FROM (SELECT date, SUM(total_users) AS u FROM ga4.web \
+             WHERE {days} GROUP BY date) t"
+        ),
+        format!(
+            "SELECT AVG(r) FROM (SELECT device_category, AVG(bounce_rate) AS r FROM ga4.web \
+             WHERE {days} GROUP BY 1) t"
+        ),
+    ] {
+        refused(&s.ctx, &sql, &["non-additive GA4 metric"]).await;
+    }
+    refused(
+        &s.ctx,
+        &format!(
+            "SELECT MAX(u) FROM (SELECT date, total_users * 2 AS u FROM ga4.web WHERE {days}) t"
+        ),
+        &["max(ga4.web.total_users * Int64(2))"],
+    )
+    .await;
+    // Additive: per-day sums re-added are exact.
+    let a = query(
+        &s.ctx,
+        &format!(
+            "SELECT SUM(v) FROM (SELECT date, SUM(event_count) AS v FROM ga4.web \
+             WHERE {days} GROUP BY date) t"
+        ),
+    )
+    .await
+    .unwrap();
+    let week_events: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.date >= date("2026-01-01") && e.date <= date("2026-01-07"))
+        .collect();
+    assert_eq!(
+        a.rows,
+        vec![vec![int(metric(&week_events, "eventCount").unwrap())]]
+    );
+    assert_clean(&s.standin);
+}
+
+#[tokio::test]
+async fn a_union_of_ga4_rows_is_not_re_aggregated() {
+    let s = setup().await;
+    refused(
+        &s.ctx,
+        "SELECT SUM(u) FROM (\
+           SELECT total_users AS u FROM ga4.web WHERE date = '2026-01-01' \
+           UNION ALL SELECT total_users FROM ga4.web WHERE date = '2026-01-02') t",
+        &["total_users (totalUsers)", "sum("],
+    )
+    .await;
+    refused(
+        &s.ctx,
+        "SELECT MAX(u) FROM (\
+           SELECT SUM(total_users) AS u FROM ga4.web WHERE date = '2026-01-01' \
+           UNION ALL SELECT SUM(total_users) FROM ga4.web WHERE date = '2026-01-02') t",
+        &["total_users (totalUsers)", "max("],
+    )
+    .await;
+    // The rows themselves are each GA4's number.
+    let a = query(
+        &s.ctx,
+        "SELECT SUM(total_users) AS u FROM ga4.web WHERE date = '2026-01-01' \
+         UNION ALL SELECT SUM(total_users) FROM ga4.web WHERE date = '2026-01-02' ORDER BY 1",
+    )
+    .await
+    .unwrap();
+    let events = s.standin.events(PROPERTY);
+    let mut expected = [
+        users_between(&events, "2026-01-01", "2026-01-01"),
+        users_between(&events, "2026-01-02", "2026-01-02"),
+    ];
+    expected.sort();
+    assert_eq!(
+        a.rows,
+        expected
+            .iter()
+            .map(|u| vec![int(*u as f64)])
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_report_over_ga4s_dimension_or_metric_limits_is_refused_before_sending() {
+    let s = setup().await;
+    refused(
+        &s.ctx,
+        "SELECT * FROM ga4.web WHERE date = '2026-01-01'",
+        &["at most 9 dimensions", "session_default_channel_group"],
+    )
+    .await;
+    refused(
+        &s.ctx,
+        "SELECT date, sessions, total_users, active_users, screen_page_views, event_count, \
+                engaged_sessions, transactions, bounce_rate, engagement_rate, \
+                average_session_duration, purchase_revenue \
+         FROM ga4.web WHERE date = '2026-01-01'",
+        &["at most 10 metrics", "purchase_revenue"],
+    )
+    .await;
+    assert!(s.standin.run_reports().is_empty(), "nothing was sent");
+}

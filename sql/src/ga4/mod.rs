@@ -38,6 +38,7 @@
 //! [`warnings`].
 
 pub mod additivity;
+pub mod check;
 pub mod pushdown;
 mod table;
 pub mod translate;
@@ -54,6 +55,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 
+pub use check::Ga4Planner;
 pub use pushdown::Ga4Pushdown;
 pub use table::{ColumnKind, Ga4Column, Ga4Table, ReportExec, ReportTable, sql_name};
 
@@ -173,10 +175,21 @@ impl ExternalSource for Ga4Source {
 }
 
 /// Installs the GA4 pushdown rule (after DataFusion's own optimizer rules, which first move
-/// filters and projections next to the GA4 scans).
+/// filters and projections next to the GA4 scans) and the query planner that checks the final
+/// plan ([`check`]).
 pub fn register(builder: SessionStateBuilder) -> SessionStateBuilder {
-    builder.with_optimizer_rule(Arc::new(Ga4Pushdown))
+    builder
+        .with_optimizer_rule(Arc::new(Ga4Pushdown))
+        .with_query_planner(Arc::new(Ga4Planner))
 }
+
+/// A GA4 query refused before anything is sent: it would give a wrong number (a re-aggregated
+/// non-additive metric) or GA4 would reject it (too many dimensions or metrics). The message
+/// names the metric or column and the operation, and says what to ask instead. The user's
+/// request is at fault (HTTP 400).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Ga4Refusal(pub String);
 
 /// The sampling and thresholding warnings of the GA4 reports an executed plan fetched.
 pub fn warnings(plan: &Arc<dyn ExecutionPlan>) -> Vec<String> {
