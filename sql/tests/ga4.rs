@@ -1175,3 +1175,189 @@ async fn a_report_over_ga4s_dimension_or_metric_limits_is_refused_before_sending
     .await;
     assert!(s.standin.run_reports().is_empty(), "nothing was sent");
 }
+
+const WEB_MODEL: &str = r#"
+[sources.web]
+table = "ga4.web"
+
+[sources.web.dimensions.date]
+column = "date"
+type = "time"
+grains = ["day", "week", "month", "quarter", "year"]
+
+[sources.web.dimensions.channel]
+column = "session_default_channel_group"
+type = "string"
+
+[sources.web.measures.users]
+type = "sum"
+column = "total_users"
+
+[sources.web.measures.events]
+type = "sum"
+column = "event_count"
+"#;
+
+/// The dashboard engine for tenant `acme` over the stand-in, with [`WEB_MODEL`].
+async fn spec_engine(standin: &StandIn) -> (sql::DashboardEngine, tempfile::TempDir) {
+    let source = Ga4Source::new(Ga4SourceConfig {
+        client: Ga4Config {
+            api_base: standin.base_url.clone(),
+            ..Ga4Config::default()
+        },
+        tenants: [(
+            "acme".to_string(),
+            Ga4TenantConfig {
+                service_account_key: standin.key_json(),
+                tables: [("web".to_string(), PROPERTY.to_string())].into(),
+            },
+        )]
+        .into(),
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("web.toml");
+    std::fs::write(&model, WEB_MODEL).unwrap();
+    let warehouse = dir.path().join("warehouse");
+    std::fs::create_dir(&warehouse).unwrap();
+    let engine = sql::DashboardEngine::new(sql::EngineConfig {
+        warehouse,
+        models: vec![model],
+        cache_ttl: Duration::ZERO,
+        cache_entries: 0,
+        sources: vec![Arc::new(source)],
+        limits: sql::QueryLimits::default(),
+    })
+    .await
+    .unwrap();
+    (engine, dir)
+}
+
+fn spec_rows(result: &sql::QueryResult) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for b in &result.batches {
+        for i in 0..b.num_rows() {
+            out.push(
+                b.columns()
+                    .iter()
+                    .map(|c| match ScalarValue::try_from_array(c, i).unwrap() {
+                        ScalarValue::Date32(Some(d)) => {
+                            (NaiveDate::default() + chrono::Days::new(d as u64)).to_string()
+                        }
+                        v => v.to_string(),
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn specs_over_ga4_users_answer_ga4s_numbers_or_refuse_with_400() {
+    let standin = StandIn::start().await;
+    let (engine, _dir) = spec_engine(&standin).await;
+    let events = standin.events(PROPERTY);
+    let range = json!(["2026-01-01", "2026-01-14"]);
+
+    // Day and month buckets are GA4 date dimensions: each bucket's users as GA4 counts them.
+    let by_day = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users"],
+                    "time": {"dimension": "web.date", "grain": "day", "range": range}}),
+        )
+        .await
+        .unwrap();
+    let expected: Vec<Vec<String>> = (1..=14)
+        .map(|d| {
+            let day = format!("2026-01-{d:02}");
+            vec![day.clone(), users_between(&events, &day, &day).to_string()]
+        })
+        .collect();
+    let mut got = spec_rows(&by_day);
+    got.sort();
+    assert_eq!(got, expected);
+    let by_month = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users"],
+                    "time": {"dimension": "web.date", "grain": "month", "range": range}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        spec_rows(&by_month),
+        vec![vec![
+            "2026-01-01".to_string(),
+            users_between(&events, "2026-01-01", "2026-01-14").to_string()
+        ]]
+    );
+
+    // A quarter is no GA4 dimension: a 400 that names the metric, never a 500.
+    let err = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users"],
+                    "time": {"dimension": "web.date", "grain": "quarter", "range": range}}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_client_error(), "{err:?}");
+    assert!(err.to_string().contains("total_users"), "{err}");
+
+    // Share and running total sum users across rows: refused with 400.
+    for analysis in ["share", "runningTotal"] {
+        let err = engine
+            .query_spec(
+                "acme",
+                &json!({"measures": ["web.users"], "dimensions": ["web.channel"],
+                        "time": {"dimension": "web.date", "range": range},
+                        "analysis": [{"type": analysis, "measure": "web.users"}]}),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.is_client_error(), "{analysis}: {err:?}");
+        assert_eq!(err.code(), "bad_request");
+        assert!(
+            err.to_string().contains("total_users (totalUsers)")
+                && err.to_string().contains("window function"),
+            "{analysis}: {err}"
+        );
+    }
+    // Over an additive measure they answer, and the shares add up to one.
+    let shares = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.events"], "dimensions": ["web.channel"],
+                    "time": {"dimension": "web.date", "range": range},
+                    "analysis": [{"type": "share", "measure": "web.events"}]}),
+        )
+        .await
+        .unwrap();
+    let total: f64 = spec_rows(&shares)
+        .iter()
+        .map(|r| r[2].parse::<f64>().unwrap())
+        .sum();
+    assert!((total - 1.0).abs() < 1e-9, "{total}");
+    // Ranking channels by their users combines no two rows' users.
+    let ranked = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users"], "dimensions": ["web.channel"],
+                    "time": {"dimension": "web.date", "range": range},
+                    "analysis": [{"type": "rank", "measure": "web.users"}]}),
+        )
+        .await
+        .unwrap();
+    for row in spec_rows(&ranked) {
+        let users = events
+            .iter()
+            .filter(|e| e.channel == row[0])
+            .map(|e| e.user)
+            .collect::<BTreeSet<_>>()
+            .len();
+        assert_eq!(row[1], users.to_string(), "{row:?}");
+    }
+    assert_clean(&standin);
+}

@@ -279,7 +279,11 @@ fn plan_aggregate(upper: Upper<'_>, agg: &Aggregate, direct: Direct<'_>) -> Resu
             periods.push((i, field));
             continue;
         }
-        match column_of(table, g) {
+        // A dimension cast to a date or timestamp (a dashboard's day bucket is
+        // `CAST(date AS DATE)`) groups exactly as the dimension does.
+        match column_of(table, g)
+            .or_else(|| column_of(table, strip_temporal_casts(g)).filter(|c| !c.is_metric()))
+        {
             Some(c) if c.is_metric() => {
                 return Err(plan_err(format!(
                     "cannot GROUP BY GA4 metric {} ({}): a metric is a value computed for a \
