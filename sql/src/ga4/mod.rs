@@ -28,9 +28,14 @@
 //! is the report whose dimensions are the dimension columns read (`SELECT date, sessions FROM
 //! ga4.web` = sessions per day); its ORDER BY and LIMIT are pushed too.
 //!
-//! Errors: refusals are DataFusion plan errors (a user's bad request); GA4 failures (quota,
-//! permission, rate limit after backoff) reach the query as external errors carrying
-//! [`connectors::ga4::Ga4Error`].
+//! Whatever the pushdown leaves, [`check`] verifies over the final optimized plan (in
+//! [`Ga4Planner`], before the physical plan is built): no aggregate or window function anywhere
+//! in the plan may combine two rows' values of a non-additive metric, however the column was
+//! renamed, aliased, joined or unioned on the way.
+//!
+//! Errors: refusals are [`Ga4Refusal`]s (a user's bad request, HTTP 400), as is a report of more
+//! than 9 dimensions or 10 metrics; GA4 failures (quota, permission, rate limit after backoff)
+//! reach the query as external errors carrying [`connectors::ga4::Ga4Error`].
 //!
 //! Wiring: [`Ga4Source`] is an [`ExternalSource`]; its
 //! `configure` installs [`Ga4Pushdown`] (or call [`register`] on a `SessionStateBuilder`).
