@@ -1092,6 +1092,21 @@ async fn a_subquery_alias_does_not_hide_a_non_additive_metric() {
         &["max(ga4.web.total_users * Int64(2))"],
     )
     .await;
+    // One report row per group: aggregating it by the same dimensions combines nothing.
+    let a = query(
+        &s.ctx,
+        &format!(
+            "SELECT date, MAX(u) AS u FROM (SELECT date, SUM(total_users) AS u FROM ga4.web \
+             WHERE {days} GROUP BY date) t GROUP BY date ORDER BY date"
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.rows.len(), 7);
+    for (i, row) in a.rows.iter().enumerate() {
+        let day = format!("2026-01-0{}", i + 1);
+        assert_eq!(row[1], int(users_between(&events, &day, &day) as f64));
+    }
     // Additive: per-day sums re-added are exact.
     let a = query(
         &s.ctx,
@@ -1292,6 +1307,50 @@ async fn specs_over_ga4_users_answer_ga4s_numbers_or_refuse_with_400() {
             "2026-01-01".to_string(),
             users_between(&events, "2026-01-01", "2026-01-14").to_string()
         ]]
+    );
+
+    let by_year = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users"],
+                    "time": {"dimension": "web.date", "grain": "year", "range": range}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        spec_rows(&by_year),
+        vec![vec![
+            "2026-01-01".to_string(),
+            users_between(&events, "2026-01-01", "2026-01-14").to_string()
+        ]]
+    );
+    let by_week = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users"],
+                    "time": {"dimension": "web.date", "grain": "week", "range": range}}),
+        )
+        .await
+        .unwrap();
+    // 2026-01-01 is a Thursday: ISO weeks start 2025-12-29, 2026-01-05 and 2026-01-12.
+    let mut got = spec_rows(&by_week);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            vec![
+                "2025-12-29".to_string(),
+                users_between(&events, "2026-01-01", "2026-01-04").to_string()
+            ],
+            vec![
+                "2026-01-05".to_string(),
+                users_between(&events, "2026-01-05", "2026-01-11").to_string()
+            ],
+            vec![
+                "2026-01-12".to_string(),
+                users_between(&events, "2026-01-12", "2026-01-14").to_string()
+            ],
+        ]
     );
 
     // A quarter is no GA4 dimension: a 400 that names the metric, never a 500.

@@ -309,6 +309,9 @@ fn aggregate_lineage(
     let Some(v) = values.first() else {
         return Ok(Carries::Other);
     };
+    if let Some(one) = single_row_aggregate(inner, schema, input, kept) {
+        return Ok(one);
+    }
     if let Expr::AggregateFunction(AggregateFunction { func, params }) = inner
         && func.name() == "sum"
         && !params.distinct
@@ -344,6 +347,34 @@ fn aggregate_lineage(
         describe(v),
         v.metric
     )))
+}
+
+/// An aggregate of a value whose groups keep every dimension of its grain: each group is one
+/// report row (GA4 answers one row per combination of dimension values), so `SUM`, `MIN`,
+/// `MAX` or `AVG` of it is the row's own value and combines nothing.
+fn single_row_aggregate(
+    e: &Expr,
+    schema: &DFSchema,
+    input: &[Carries],
+    kept: &[&str],
+) -> Option<Carries> {
+    let Expr::AggregateFunction(AggregateFunction { func, params }) = e else {
+        return None;
+    };
+    if !matches!(func.name(), "sum" | "min" | "max" | "avg") || params.filter.is_some() {
+        return None;
+    }
+    let [Expr::Column(c)] = params.args.as_slice() else {
+        return None;
+    };
+    let Carries::Value(v) = input.get(schema.maybe_index_of_column(c)?)? else {
+        return None;
+    };
+    let grain = v.grain.as_ref()?;
+    grain
+        .iter()
+        .all(|d| kept.contains(&d.as_str()))
+        .then(|| Carries::Value(v.clone()))
 }
 
 /// A window function: refused if it combines rows' non-additive values.
