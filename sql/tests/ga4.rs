@@ -1606,3 +1606,55 @@ async fn generated_queries_answer_the_individual_sessions_numbers_or_refuse() {
     );
     assert_clean(&s.standin);
 }
+
+#[tokio::test]
+async fn every_spec_over_ga4_answers_or_is_a_400_never_a_500() {
+    let standin = StandIn::start().await;
+    let (engine, _dir) = spec_engine(&standin).await;
+    let range = json!(["2026-01-01", "2026-01-14"]);
+    let mut specs = Vec::new();
+    for measure in ["web.users", "web.events"] {
+        for analysis in [
+            json!({"type": "abc", "measure": measure}),
+            json!({"type": "quadrant", "x": measure, "y": "web.events"}),
+            json!({"type": "change", "measure": measure}),
+            json!({"type": "rank", "measure": measure}),
+        ] {
+            let measures = if measure == "web.events" {
+                json!([measure])
+            } else {
+                json!([measure, "web.events"])
+            };
+            specs.push(json!({"measures": measures, "dimensions": ["web.channel"],
+                              "time": {"dimension": "web.date", "grain": "week", "range": range},
+                              "analysis": analysis}));
+        }
+        for grain in ["day", "week", "month", "quarter", "year"] {
+            specs.push(json!({"measures": [measure], "dimensions": ["web.channel"],
+                              "time": {"dimension": "web.date", "grain": grain, "range": range},
+                              "total": true}));
+            specs.push(json!({"measures": [measure],
+                              "time": {"dimension": "web.date", "grain": grain, "range": range},
+                              "compare": "previousPeriod"}));
+        }
+    }
+    let (mut answered, mut refused) = (0, 0);
+    for spec in specs {
+        match engine.query_spec("acme", &spec).await {
+            Ok(_) => answered += 1,
+            Err(e) => {
+                refused += 1;
+                assert!(
+                    spec.to_string().contains("web.users"),
+                    "only non-additive users may be refused: {spec}\n→ {e}"
+                );
+                assert!(e.is_client_error(), "{spec}\n→ {e:?}");
+                assert!(e.to_string().contains("total_users"), "{spec}\n→ {e}");
+            }
+        }
+    }
+    assert!(
+        answered > 0 && refused > 0,
+        "{answered} answered, {refused} refused"
+    );
+}
