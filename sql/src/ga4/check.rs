@@ -23,7 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DFSchema, DataFusionError, Result};
+use datafusion::common::{DFSchema, DataFusionError, JoinType, Result};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::expr::{AggregateFunction, WindowFunction};
@@ -112,14 +112,13 @@ fn lineage(plan: &LogicalPlan) -> Result<Vec<Carries>> {
         LogicalPlan::Join(j) => {
             let left = lineage(&j.left)?;
             let right = lineage(&j.right)?;
-            // Semi and anti joins keep one side's columns.
-            let out = if left.len() + right.len() == width {
-                left.into_iter().chain(right).collect()
-            } else if left.len() == width {
-                left
-            } else {
-                right
+            // Semi and anti joins keep one side's columns; a mark join adds a boolean.
+            let mut out: Vec<Carries> = match j.join_type {
+                JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => left,
+                JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark => right,
+                _ => left.into_iter().chain(right).collect(),
             };
+            out.resize(width, Carries::Other);
             // A row of either side may appear many times.
             out.into_iter().map(ungrained).collect()
         }
