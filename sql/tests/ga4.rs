@@ -1658,3 +1658,38 @@ async fn every_spec_over_ga4_answers_or_is_a_400_never_a_500() {
         "{answered} answered, {refused} refused"
     );
 }
+
+#[tokio::test]
+async fn a_request_ga4_rejects_is_a_400_with_ga4s_message_an_outage_a_503() {
+    let standin = StandIn::start().await;
+    let (engine, _dir) = spec_engine(&standin).await;
+    // GA4 finds the request invalid: a 400 carrying GA4's own message.
+    standin.reject_next(1);
+    let err = engine
+        .sql(
+            "acme",
+            "SELECT session_default_channel_group, SUM(sessions) FROM ga4.web GROUP BY 1",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "bad_request", "{err:?}");
+    assert!(err.is_client_error());
+    assert!(
+        err.to_string().contains("INVALID_ARGUMENT")
+            && err
+                .to_string()
+                .contains("remove sessionDefaultChannelGroup to make the request compatible"),
+        "{err}"
+    );
+    // Out of quota: the source is unavailable, not the request wrong.
+    standin.set_daily_tokens(0);
+    let err = engine
+        .sql(
+            "acme",
+            "SELECT date, SUM(sessions) FROM ga4.web GROUP BY date",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "source_unavailable", "{err:?}");
+    assert!(!err.is_client_error());
+}
