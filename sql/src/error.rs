@@ -126,8 +126,10 @@ impl SqlError {
 
 impl SqlError {
     /// An error of an external source, classified: a query Trino rejects as the user's
-    /// (`USER_ERROR`: a bad cast, a division by zero) is the request's fault; everything else a
-    /// source reports is [`SqlError::Source`].
+    /// (`USER_ERROR`: a bad cast, a division by zero), a GA4 refusal
+    /// ([`crate::ga4::Ga4Refusal`]) and a request GA4 answers with HTTP 400 (`INVALID_ARGUMENT`)
+    /// are the request's fault; everything else a source reports (quota, rate limits, 5xx,
+    /// permissions) is [`SqlError::Source`].
     fn from_source(err: &DataFusionError, message: &str) -> Option<Self> {
         let DataFusionError::External(external) = err.find_root() else {
             return None;
@@ -140,9 +142,19 @@ impl SqlError {
             }
             return Some(SqlError::Source(message.to_string()));
         }
+        if let Some(refusal) = external.downcast_ref::<crate::ga4::Ga4Refusal>() {
+            return Some(SqlError::bad("ga4", refusal.to_string()));
+        }
         external
             .downcast_ref::<connectors::ga4::Ga4Error>()
-            .map(|_| SqlError::Source(message.to_string()))
+            .map(|ga4| match ga4 {
+                // GA4 rejected the request itself (an unknown field, an incompatible
+                // dimension and metric): the query's fault, in GA4's words.
+                connectors::ga4::Ga4Error::Api {
+                    http_status: 400, ..
+                } => SqlError::bad("ga4", ga4.to_string()),
+                _ => SqlError::Source(message.to_string()),
+            })
     }
 }
 
@@ -186,6 +198,41 @@ mod tests {
         assert_eq!(quota.code(), "source_unavailable");
         assert!(!quota.is_client_error());
         assert!(SqlError::NotAllowed("DROP".into()).is_client_error());
+    }
+
+    #[test]
+    fn ga4_rejections_and_refusals_are_the_requests_fault_outages_are_not() {
+        let api = |http_status: u16, status: &str| {
+            DataFusionError::External(Box::new(connectors::ga4::Ga4Error::Api {
+                method: "runReport",
+                property: "properties/1".into(),
+                http_status,
+                status: status.into(),
+                message: "Field fooBar is not a valid dimension.".into(),
+            }))
+        };
+        for err in [
+            SqlError::from_user_query(api(400, "INVALID_ARGUMENT")),
+            SqlError::from(api(400, "INVALID_ARGUMENT")),
+        ] {
+            assert_eq!(err.code(), "bad_request");
+            assert!(
+                err.to_string().contains("fooBar is not a valid dimension"),
+                "{err}"
+            );
+        }
+        let outage = SqlError::from_user_query(api(503, "UNAVAILABLE"));
+        assert_eq!(outage.code(), "source_unavailable");
+        // A refusal raised inside the optimizer, as a spec's plan would meet it.
+        let refusal = DataFusionError::Context(
+            "Optimizer rule 'ga4_pushdown' failed".into(),
+            Box::new(DataFusionError::External(Box::new(crate::ga4::Ga4Refusal(
+                "refusing to compute sum(total_users)".into(),
+            )))),
+        );
+        let err = SqlError::from(refusal);
+        assert!(err.is_client_error(), "{err:?}");
+        assert!(err.to_string().contains("sum(total_users)"), "{err}");
     }
 
     #[test]

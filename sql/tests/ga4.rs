@@ -945,3 +945,751 @@ async fn a_sorted_plain_scan_sends_its_order_and_limit() {
     assert_eq!(got, want);
     assert_clean(&s.standin);
 }
+
+/// Distinct users of the events on days `from..=to`, as GA4 computes `totalUsers`.
+fn users_between(events: &[Event], from: &str, to: &str) -> i64 {
+    events
+        .iter()
+        .filter(|e| e.date >= date(from) && e.date <= date(to))
+        .map(|e| e.user)
+        .collect::<BTreeSet<_>>()
+        .len() as i64
+}
+
+async fn refused(ctx: &SessionContext, sql: &str, needles: &[&str]) {
+    let err = query(ctx, sql)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{sql} ran"));
+    for n in needles {
+        assert!(err.contains(n), "{sql}\n→ {err}\n(missing {n:?})");
+    }
+}
+
+#[tokio::test]
+async fn window_functions_over_non_additive_metrics_are_refused() {
+    let s = setup().await;
+    let days = "date BETWEEN '2026-01-01' AND '2026-01-07'";
+    for (sql, needles) in [
+        (
+            format!("SELECT date, SUM(total_users) OVER () AS users FROM ga4.web WHERE {days}"),
+            vec!["total_users (totalUsers)", "window function", "sum("],
+        ),
+        (
+            format!("SELECT date, AVG(bounce_rate) OVER () FROM ga4.web WHERE {days}"),
+            vec!["bounce_rate (bounceRate)", "window function", "avg("],
+        ),
+        (
+            format!(
+                "SELECT date, SUM(u) OVER (ORDER BY date) FROM \
+                 (SELECT date, SUM(total_users) AS u FROM ga4.web WHERE {days} GROUP BY date) t"
+            ),
+            vec!["total_users (totalUsers)", "window function"],
+        ),
+        (
+            format!(
+                "SELECT date, u / SUM(u) OVER () AS share FROM \
+                 (SELECT date, active_users AS u FROM ga4.web WHERE {days}) t"
+            ),
+            vec!["active_users (activeUsers)", "window function"],
+        ),
+        (
+            format!(
+                "SELECT date, MAX(engagement_rate) OVER (PARTITION BY device_category) \
+                 FROM ga4.web WHERE {days}"
+            ),
+            vec!["engagement_rate (engagementRate)", "window function"],
+        ),
+    ] {
+        refused(&s.ctx, &sql, &needles).await;
+    }
+    assert!(s.standin.run_reports().is_empty(), "nothing was sent");
+
+    // Additive metrics sum over windows; ranking by a non-additive one combines nothing.
+    let a = query(
+        &s.ctx,
+        &format!(
+            "SELECT date, event_count, SUM(event_count) OVER () AS total FROM ga4.web \
+             WHERE {days} ORDER BY date"
+        ),
+    )
+    .await
+    .unwrap();
+    let events = s.standin.events(PROPERTY);
+    let week: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.date >= date("2026-01-01") && e.date <= date("2026-01-07"))
+        .collect();
+    assert_eq!(a.rows.len(), 7);
+    for row in &a.rows {
+        assert_eq!(row[2], int(metric(&week, "eventCount").unwrap()));
+    }
+    let a = query(
+        &s.ctx,
+        &format!(
+            "SELECT date, total_users, RANK() OVER (ORDER BY total_users DESC) AS r, \
+                    LAG(total_users) OVER (ORDER BY date) AS before \
+             FROM ga4.web WHERE {days} ORDER BY date"
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.rows.len(), 7);
+    for (i, row) in a.rows.iter().enumerate() {
+        let day = format!("2026-01-0{}", i + 1);
+        assert_eq!(row[0], date32(date(&day)));
+        assert_eq!(row[1], int(users_between(&events, &day, &day) as f64));
+    }
+    assert_clean(&s.standin);
+}
+
+#[tokio::test]
+async fn a_subquery_alias_does_not_hide_a_non_additive_metric() {
+    let s = setup().await;
+    let days = "date BETWEEN '2026-01-01' AND '2026-01-07'";
+    let events = s.standin.events(PROPERTY);
+    let week = users_between(&events, "2026-01-01", "2026-01-07");
+    // Pushed to GA4 like the same aggregate without the subquery: the week's users.
+    for sql in [
+        format!("SELECT MAX(u) FROM (SELECT date, total_users AS u FROM ga4.web WHERE {days}) t"),
+        format!("SELECT SUM(t.u) FROM (SELECT date, total_users AS u FROM ga4.web) t WHERE {days}"),
+        "SELECT SUM(v.users) FROM (SELECT * FROM \
+         (SELECT total_users AS users, date AS d FROM ga4.web) w WHERE w.d BETWEEN \
+         '2026-01-01' AND '2026-01-07') v"
+            .to_string(),
+    ] {
+        s.standin.clear_log();
+        match query(&s.ctx, &sql).await {
+            Ok(a) => {
+                assert_eq!(a.rows, vec![vec![int(week as f64)]], "{sql}");
+                assert_eq!(s.standin.run_reports().len(), 1, "{sql}");
+            }
+            Err(e) => assert!(e.contains("total_users"), "{sql}\n→ {e}"),
+        }
+    }
+    // Re-aggregating per-day rows that a subquery computed is refused.
+    for sql in [
+        format!(
+            "SELECT MAX(u) FROM (SELECT date, SUM(total_users) AS u FROM ga4.web \
+             WHERE {days} GROUP BY date) t"
+        ),
+        format!(
+            "SELECT SUM(u) FROM (SELECT date, SUM(total_users) AS u FROM ga4.web \
+             WHERE {days} GROUP BY date) t"
+        ),
+        format!(
+            "SELECT AVG(r) FROM (SELECT device_category, AVG(bounce_rate) AS r FROM ga4.web \
+             WHERE {days} GROUP BY 1) t"
+        ),
+    ] {
+        refused(&s.ctx, &sql, &["non-additive GA4 metric"]).await;
+    }
+    refused(
+        &s.ctx,
+        &format!(
+            "SELECT MAX(u) FROM (SELECT date, total_users * 2 AS u FROM ga4.web WHERE {days}) t"
+        ),
+        &["max(ga4.web.total_users * Int64(2))"],
+    )
+    .await;
+    // One report row per group: aggregating it by the same dimensions combines nothing.
+    let a = query(
+        &s.ctx,
+        &format!(
+            "SELECT date, MAX(u) AS u FROM (SELECT date, SUM(total_users) AS u FROM ga4.web \
+             WHERE {days} GROUP BY date) t GROUP BY date ORDER BY date"
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.rows.len(), 7);
+    for (i, row) in a.rows.iter().enumerate() {
+        let day = format!("2026-01-0{}", i + 1);
+        assert_eq!(row[1], int(users_between(&events, &day, &day) as f64));
+    }
+    // Additive: per-day sums re-added are exact.
+    let a = query(
+        &s.ctx,
+        &format!(
+            "SELECT SUM(v) FROM (SELECT date, SUM(event_count) AS v FROM ga4.web \
+             WHERE {days} GROUP BY date) t"
+        ),
+    )
+    .await
+    .unwrap();
+    let week_events: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.date >= date("2026-01-01") && e.date <= date("2026-01-07"))
+        .collect();
+    assert_eq!(
+        a.rows,
+        vec![vec![int(metric(&week_events, "eventCount").unwrap())]]
+    );
+    assert_clean(&s.standin);
+}
+
+#[tokio::test]
+async fn a_union_of_ga4_rows_is_not_re_aggregated() {
+    let s = setup().await;
+    refused(
+        &s.ctx,
+        "SELECT SUM(u) FROM (\
+           SELECT total_users AS u FROM ga4.web WHERE date = '2026-01-01' \
+           UNION ALL SELECT total_users FROM ga4.web WHERE date = '2026-01-02') t",
+        &["total_users (totalUsers)", "sum("],
+    )
+    .await;
+    refused(
+        &s.ctx,
+        "SELECT MAX(u) FROM (\
+           SELECT SUM(total_users) AS u FROM ga4.web WHERE date = '2026-01-01' \
+           UNION ALL SELECT SUM(total_users) FROM ga4.web WHERE date = '2026-01-02') t",
+        &["total_users (totalUsers)", "max("],
+    )
+    .await;
+    // The rows themselves are each GA4's number.
+    let a = query(
+        &s.ctx,
+        "SELECT SUM(total_users) AS u FROM ga4.web WHERE date = '2026-01-01' \
+         UNION ALL SELECT SUM(total_users) FROM ga4.web WHERE date = '2026-01-02' ORDER BY 1",
+    )
+    .await
+    .unwrap();
+    let events = s.standin.events(PROPERTY);
+    let mut expected = [
+        users_between(&events, "2026-01-01", "2026-01-01"),
+        users_between(&events, "2026-01-02", "2026-01-02"),
+    ];
+    expected.sort();
+    assert_eq!(
+        a.rows,
+        expected
+            .iter()
+            .map(|u| vec![int(*u as f64)])
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_report_over_ga4s_dimension_or_metric_limits_is_refused_before_sending() {
+    let s = setup().await;
+    refused(
+        &s.ctx,
+        "SELECT * FROM ga4.web WHERE date = '2026-01-01'",
+        &["at most 9 dimensions", "session_default_channel_group"],
+    )
+    .await;
+    refused(
+        &s.ctx,
+        "SELECT date, sessions, total_users, active_users, screen_page_views, event_count, \
+                engaged_sessions, transactions, bounce_rate, engagement_rate, \
+                average_session_duration, purchase_revenue \
+         FROM ga4.web WHERE date = '2026-01-01'",
+        &["at most 10 metrics", "purchase_revenue"],
+    )
+    .await;
+    assert!(s.standin.run_reports().is_empty(), "nothing was sent");
+}
+
+const WEB_MODEL: &str = r#"
+[sources.web]
+table = "ga4.web"
+
+[sources.web.dimensions.date]
+column = "date"
+type = "time"
+grains = ["day", "week", "month", "quarter", "year"]
+
+[sources.web.dimensions.channel]
+column = "session_default_channel_group"
+type = "string"
+
+[sources.web.measures.users]
+type = "sum"
+column = "total_users"
+
+[sources.web.measures.events]
+type = "sum"
+column = "event_count"
+"#;
+
+/// The dashboard engine for tenant `acme` over the stand-in, with [`WEB_MODEL`].
+async fn spec_engine(standin: &StandIn) -> (sql::DashboardEngine, tempfile::TempDir) {
+    let source = Ga4Source::new(Ga4SourceConfig {
+        client: Ga4Config {
+            api_base: standin.base_url.clone(),
+            ..Ga4Config::default()
+        },
+        tenants: [(
+            "acme".to_string(),
+            Ga4TenantConfig {
+                service_account_key: standin.key_json(),
+                tables: [("web".to_string(), PROPERTY.to_string())].into(),
+            },
+        )]
+        .into(),
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("web.toml");
+    std::fs::write(&model, WEB_MODEL).unwrap();
+    let warehouse = dir.path().join("warehouse");
+    std::fs::create_dir(&warehouse).unwrap();
+    let engine = sql::DashboardEngine::new(sql::EngineConfig {
+        warehouse,
+        models: vec![model],
+        cache_ttl: Duration::ZERO,
+        cache_entries: 0,
+        sources: vec![Arc::new(source)],
+        limits: sql::QueryLimits::default(),
+    })
+    .await
+    .unwrap();
+    (engine, dir)
+}
+
+fn spec_rows(result: &sql::QueryResult) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for b in &result.batches {
+        for i in 0..b.num_rows() {
+            out.push(
+                b.columns()
+                    .iter()
+                    .map(|c| match ScalarValue::try_from_array(c, i).unwrap() {
+                        ScalarValue::Date32(Some(d)) => {
+                            (NaiveDate::default() + chrono::Days::new(d as u64)).to_string()
+                        }
+                        v => v.to_string(),
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn specs_over_ga4_users_answer_ga4s_numbers_or_refuse_with_400() {
+    let standin = StandIn::start().await;
+    let (engine, _dir) = spec_engine(&standin).await;
+    let events = standin.events(PROPERTY);
+    let range = json!(["2026-01-01", "2026-01-14"]);
+
+    // Day and month buckets are GA4 date dimensions: each bucket's users as GA4 counts them.
+    let by_day = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users"],
+                    "time": {"dimension": "web.date", "grain": "day", "range": range}}),
+        )
+        .await
+        .unwrap();
+    let expected: Vec<Vec<String>> = (1..=14)
+        .map(|d| {
+            let day = format!("2026-01-{d:02}");
+            vec![day.clone(), users_between(&events, &day, &day).to_string()]
+        })
+        .collect();
+    let mut got = spec_rows(&by_day);
+    got.sort();
+    assert_eq!(got, expected);
+    let by_month = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users"],
+                    "time": {"dimension": "web.date", "grain": "month", "range": range}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        spec_rows(&by_month),
+        vec![vec![
+            "2026-01-01".to_string(),
+            users_between(&events, "2026-01-01", "2026-01-14").to_string()
+        ]]
+    );
+
+    let by_year = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users"],
+                    "time": {"dimension": "web.date", "grain": "year", "range": range}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        spec_rows(&by_year),
+        vec![vec![
+            "2026-01-01".to_string(),
+            users_between(&events, "2026-01-01", "2026-01-14").to_string()
+        ]]
+    );
+    let by_week = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users"],
+                    "time": {"dimension": "web.date", "grain": "week", "range": range}}),
+        )
+        .await
+        .unwrap();
+    // 2026-01-01 is a Thursday: ISO weeks start 2025-12-29, 2026-01-05 and 2026-01-12.
+    let mut got = spec_rows(&by_week);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            vec![
+                "2025-12-29".to_string(),
+                users_between(&events, "2026-01-01", "2026-01-04").to_string()
+            ],
+            vec![
+                "2026-01-05".to_string(),
+                users_between(&events, "2026-01-05", "2026-01-11").to_string()
+            ],
+            vec![
+                "2026-01-12".to_string(),
+                users_between(&events, "2026-01-12", "2026-01-14").to_string()
+            ],
+        ]
+    );
+
+    // A quarter is no GA4 dimension: a 400 that names the metric, never a 500.
+    let err = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users"],
+                    "time": {"dimension": "web.date", "grain": "quarter", "range": range}}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_client_error(), "{err:?}");
+    assert!(err.to_string().contains("total_users"), "{err}");
+
+    // Share and running total sum users across rows: refused with 400.
+    for analysis in ["share", "runningTotal"] {
+        let err = engine
+            .query_spec(
+                "acme",
+                &json!({"measures": ["web.users"], "dimensions": ["web.channel"],
+                        "time": {"dimension": "web.date", "range": range},
+                        "analysis": [{"type": analysis, "measure": "web.users"}]}),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.is_client_error(), "{analysis}: {err:?}");
+        assert_eq!(err.code(), "bad_request");
+        assert!(
+            err.to_string().contains("total_users (totalUsers)")
+                && err.to_string().contains("window function"),
+            "{analysis}: {err}"
+        );
+    }
+    // Over an additive measure they answer, and the shares add up to one.
+    let shares = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.events"], "dimensions": ["web.channel"],
+                    "time": {"dimension": "web.date", "range": range},
+                    "analysis": [{"type": "share", "measure": "web.events"}]}),
+        )
+        .await
+        .unwrap();
+    let total: f64 = spec_rows(&shares)
+        .iter()
+        .map(|r| r[2].parse::<f64>().unwrap())
+        .sum();
+    assert!((total - 1.0).abs() < 1e-9, "{total}");
+    // Ranking channels by their users combines no two rows' users.
+    let ranked = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users"], "dimensions": ["web.channel"],
+                    "time": {"dimension": "web.date", "range": range},
+                    "analysis": [{"type": "rank", "measure": "web.users"}]}),
+        )
+        .await
+        .unwrap();
+    for row in spec_rows(&ranked) {
+        let users = events
+            .iter()
+            .filter(|e| e.channel == row[0])
+            .map(|e| e.user)
+            .collect::<BTreeSet<_>>()
+            .len();
+        assert_eq!(row[1], users.to_string(), "{row:?}");
+    }
+    assert_clean(&standin);
+}
+
+/// A small deterministic generator (no dependency for a few dozen draws).
+struct Draw(u64);
+
+impl Draw {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % n as u64) as usize
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+fn as_f64(v: &ScalarValue) -> Option<f64> {
+    match v {
+        ScalarValue::Int64(Some(i)) => Some(*i as f64),
+        ScalarValue::Float64(Some(f)) => Some(*f),
+        _ => None,
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// The GA4 dimension value of a result cell (dates as GA4 writes them).
+fn dimension_text(v: &ScalarValue) -> String {
+    match v {
+        ScalarValue::Date32(Some(d)) => (NaiveDate::default() + chrono::Days::new(*d as u64))
+            .format("%Y%m%d")
+            .to_string(),
+        ScalarValue::Utf8(Some(s)) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn generated_queries_answer_the_individual_sessions_numbers_or_refuse() {
+    let s = setup().await;
+    let events = s.standin.events(PROPERTY);
+    // (SQL column, API name, additive across the dimensions drawn below)
+    const METRICS: &[(&str, &str, bool)] = &[
+        ("total_users", "totalUsers", false),
+        ("active_users", "activeUsers", false),
+        ("bounce_rate", "bounceRate", false),
+        ("sessions", "sessions", true),
+        ("event_count", "eventCount", true),
+        ("screen_page_views", "screenPageViews", true),
+    ];
+    const DIMENSIONS: &[(&str, &str)] = &[
+        ("date", "date"),
+        ("device_category", "deviceCategory"),
+        (
+            "session_default_channel_group",
+            "sessionDefaultChannelGroup",
+        ),
+    ];
+    const AGGREGATES: &[&str] = &["SUM", "MAX", "MIN", "AVG"];
+    let mut draw = Draw(0x71de_3a4c);
+    let (mut answered, mut refusals) = (0, 0);
+    for round in 0..48 {
+        let &(m, api, additive) = draw.pick(METRICS);
+        let from = 1 + draw.below(10);
+        let to = from + draw.below(14 - from + 1);
+        let (from, to) = (format!("2026-01-{from:02}"), format!("2026-01-{to:02}"));
+        let in_range: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.date >= date(&from) && e.date <= date(&to))
+            .collect();
+        let range = format!("date BETWEEN '{from}' AND '{to}'");
+        let n_dims = 1 + draw.below(2);
+        let mut dims: Vec<(&str, &str)> = Vec::new();
+        while dims.len() < n_dims {
+            let d = *draw.pick(DIMENSIONS);
+            if !dims.contains(&d) {
+                dims.push(d);
+            }
+        }
+        let dim_list = dims.iter().map(|d| d.0).collect::<Vec<_>>().join(", ");
+        let agg = *draw.pick(AGGREGATES);
+        let whole = metric(&in_range, api).unwrap();
+        let kind = round % 4;
+        let sql = match kind {
+            // A window over per-row values.
+            0 => format!(
+                "SELECT {dim_list}, {agg}(x) OVER () AS w FROM \
+                 (SELECT {dim_list}, {m} AS x FROM ga4.web WHERE {range}) t"
+            ),
+            // An aggregate over a subquery's aliased per-row values.
+            1 => format!(
+                "SELECT {agg}(x) AS v FROM (SELECT {dim_list}, {m} AS x FROM ga4.web \
+                 WHERE {range}) AS t"
+            ),
+            // An aggregate over a union of two days' values.
+            2 => format!(
+                "SELECT {agg}(x) AS v FROM (SELECT {m} AS x FROM ga4.web WHERE date = '{from}' \
+                 UNION ALL SELECT {m} AS x FROM ga4.web WHERE date = '{to}') AS u"
+            ),
+            // Per-row values, renamed twice.
+            _ => format!(
+                "SELECT * FROM (SELECT {dim_list}, y AS z FROM (SELECT {dim_list}, {m} AS y \
+                 FROM ga4.web WHERE {range}) a) b"
+            ),
+        };
+        let answer = match query(&s.ctx, &sql).await {
+            Ok(a) => a,
+            Err(e) => {
+                assert!(kind != 3, "a per-row scan is never refused: {sql}\n→ {e}");
+                assert!(e.contains(m), "{sql}\n→ {e}\n(the refusal names {m})");
+                refusals += 1;
+                continue;
+            }
+        };
+        answered += 1;
+        let per_row = |row: &[ScalarValue], n: usize| -> f64 {
+            let group: Vec<&Event> = in_range
+                .iter()
+                .copied()
+                .filter(|e| {
+                    dims.iter().zip(&row[..n]).all(|((_, api), v)| {
+                        ga4_support::dimension(e, api).unwrap() == dimension_text(v)
+                    })
+                })
+                .collect();
+            metric(&group, api).unwrap()
+        };
+        match kind {
+            0 => {
+                let values: Vec<f64> = answer.rows.iter().map(|r| per_row(r, dims.len())).collect();
+                let expected = match agg {
+                    "SUM" => values.iter().sum(),
+                    "MAX" => values.iter().cloned().fold(f64::MIN, f64::max),
+                    "MIN" => values.iter().cloned().fold(f64::MAX, f64::min),
+                    _ => values.iter().sum::<f64>() / values.len() as f64,
+                };
+                assert!(additive, "a window over {m} answered: {sql}");
+                for r in &answer.rows {
+                    let got = as_f64(&r[dims.len()]).unwrap();
+                    assert!(close(got, expected), "{sql}: {got} ≠ {expected}");
+                }
+                if agg == "SUM" {
+                    assert!(close(expected, whole), "{sql}: rows add up to the range");
+                }
+            }
+            1 => {
+                // GA4's own value for the range (pushed down), or an exact sum of additive rows.
+                let got = as_f64(&answer.rows[0][0]).unwrap();
+                assert!(close(got, whole), "{sql}: {got} ≠ {whole}");
+            }
+            2 => {
+                assert!(additive, "a union of {m} re-aggregated: {sql}");
+                let day = |d: &str| {
+                    let group: Vec<&Event> = events.iter().filter(|e| e.date == date(d)).collect();
+                    metric(&group, api).unwrap()
+                };
+                let (a, b) = (day(&from), day(&to));
+                let expected = match agg {
+                    "SUM" => a + b,
+                    "MAX" => a.max(b),
+                    "MIN" => a.min(b),
+                    _ => (a + b) / 2.0,
+                };
+                let got = as_f64(&answer.rows[0][0]).unwrap();
+                assert!(close(got, expected), "{sql}: {got} ≠ {expected}");
+            }
+            _ => {
+                assert!(!answer.rows.is_empty(), "{sql}");
+                for r in &answer.rows {
+                    let got = as_f64(&r[dims.len()]).unwrap();
+                    let expected = per_row(r, dims.len());
+                    assert!(close(got, expected), "{sql}: {r:?} ≠ {expected}");
+                }
+            }
+        }
+    }
+    assert!(
+        answered >= 12 && refusals >= 8,
+        "{answered} answered, {refusals} refused"
+    );
+    assert_clean(&s.standin);
+}
+
+#[tokio::test]
+async fn every_spec_over_ga4_answers_or_is_a_400_never_a_500() {
+    let standin = StandIn::start().await;
+    let (engine, _dir) = spec_engine(&standin).await;
+    let range = json!(["2026-01-01", "2026-01-14"]);
+    let mut specs = Vec::new();
+    for measure in ["web.users", "web.events"] {
+        for analysis in [
+            json!({"type": "abc", "measure": measure}),
+            json!({"type": "quadrant", "x": measure, "y": "web.events"}),
+            json!({"type": "change", "measure": measure}),
+            json!({"type": "rank", "measure": measure}),
+        ] {
+            let measures = if measure == "web.events" {
+                json!([measure])
+            } else {
+                json!([measure, "web.events"])
+            };
+            specs.push(json!({"measures": measures, "dimensions": ["web.channel"],
+                              "time": {"dimension": "web.date", "grain": "week", "range": range},
+                              "analysis": analysis}));
+        }
+        for grain in ["day", "week", "month", "quarter", "year"] {
+            specs.push(json!({"measures": [measure], "dimensions": ["web.channel"],
+                              "time": {"dimension": "web.date", "grain": grain, "range": range},
+                              "total": true}));
+            specs.push(json!({"measures": [measure],
+                              "time": {"dimension": "web.date", "grain": grain, "range": range},
+                              "compare": "previousPeriod"}));
+        }
+    }
+    let (mut answered, mut refused) = (0, 0);
+    for spec in specs {
+        match engine.query_spec("acme", &spec).await {
+            Ok(_) => answered += 1,
+            Err(e) => {
+                refused += 1;
+                assert!(
+                    spec.to_string().contains("web.users"),
+                    "only non-additive users may be refused: {spec}\n→ {e}"
+                );
+                assert!(e.is_client_error(), "{spec}\n→ {e:?}");
+                assert!(e.to_string().contains("total_users"), "{spec}\n→ {e}");
+            }
+        }
+    }
+    assert!(
+        answered > 0 && refused > 0,
+        "{answered} answered, {refused} refused"
+    );
+}
+
+#[tokio::test]
+async fn a_request_ga4_rejects_is_a_400_with_ga4s_message_an_outage_a_503() {
+    let standin = StandIn::start().await;
+    let (engine, _dir) = spec_engine(&standin).await;
+    // GA4 finds the request invalid: a 400 carrying GA4's own message.
+    standin.reject_next(1);
+    let err = engine
+        .sql(
+            "acme",
+            "SELECT session_default_channel_group, SUM(sessions) FROM ga4.web GROUP BY 1",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "bad_request", "{err:?}");
+    assert!(err.is_client_error());
+    assert!(
+        err.to_string().contains("INVALID_ARGUMENT")
+            && err
+                .to_string()
+                .contains("remove sessionDefaultChannelGroup to make the request compatible"),
+        "{err}"
+    );
+    // Out of quota: the source is unavailable, not the request wrong.
+    standin.set_daily_tokens(0);
+    let err = engine
+        .sql(
+            "acme",
+            "SELECT date, SUM(sessions) FROM ga4.web GROUP BY date",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "source_unavailable", "{err:?}");
+    assert!(!err.is_client_error());
+}

@@ -28,9 +28,14 @@
 //! is the report whose dimensions are the dimension columns read (`SELECT date, sessions FROM
 //! ga4.web` = sessions per day); its ORDER BY and LIMIT are pushed too.
 //!
-//! Errors: refusals are DataFusion plan errors (a user's bad request); GA4 failures (quota,
-//! permission, rate limit after backoff) reach the query as external errors carrying
-//! [`connectors::ga4::Ga4Error`].
+//! Whatever the pushdown leaves, [`check`] verifies over the final optimized plan (in
+//! [`Ga4Planner`], before the physical plan is built): no aggregate or window function anywhere
+//! in the plan may combine two rows' values of a non-additive metric, however the column was
+//! renamed, aliased, joined or unioned on the way.
+//!
+//! Errors: refusals are [`Ga4Refusal`]s (a user's bad request, HTTP 400), as is a report of more
+//! than 9 dimensions or 10 metrics; GA4 failures (quota, permission, rate limit after backoff)
+//! reach the query as external errors carrying [`connectors::ga4::Ga4Error`].
 //!
 //! Wiring: [`Ga4Source`] is an [`ExternalSource`]; its
 //! `configure` installs [`Ga4Pushdown`] (or call [`register`] on a `SessionStateBuilder`).
@@ -38,6 +43,7 @@
 //! [`warnings`].
 
 pub mod additivity;
+pub mod check;
 pub mod pushdown;
 mod table;
 pub mod translate;
@@ -54,6 +60,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 
+pub use check::Ga4Planner;
 pub use pushdown::Ga4Pushdown;
 pub use table::{ColumnKind, Ga4Column, Ga4Table, ReportExec, ReportTable, sql_name};
 
@@ -173,10 +180,21 @@ impl ExternalSource for Ga4Source {
 }
 
 /// Installs the GA4 pushdown rule (after DataFusion's own optimizer rules, which first move
-/// filters and projections next to the GA4 scans).
+/// filters and projections next to the GA4 scans) and the query planner that checks the final
+/// plan ([`check`]).
 pub fn register(builder: SessionStateBuilder) -> SessionStateBuilder {
-    builder.with_optimizer_rule(Arc::new(Ga4Pushdown))
+    builder
+        .with_optimizer_rule(Arc::new(Ga4Pushdown))
+        .with_query_planner(Arc::new(Ga4Planner))
 }
+
+/// A GA4 query refused before anything is sent: it would give a wrong number (a re-aggregated
+/// non-additive metric) or GA4 would reject it (too many dimensions or metrics). The message
+/// names the metric or column and the operation, and says what to ask instead. The user's
+/// request is at fault (HTTP 400).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Ga4Refusal(pub String);
 
 /// The sampling and thresholding warnings of the GA4 reports an executed plan fetched.
 pub fn warnings(plan: &Arc<dyn ExecutionPlan>) -> Vec<String> {

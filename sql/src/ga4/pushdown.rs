@@ -27,8 +27,8 @@ use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::logical_plan::{FetchType, SkipType};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
-    Aggregate, Cast, Expr, ExprSchemable, Filter, Limit, LogicalPlan, Projection, Sort, TableScan,
-    TableScanBuilder,
+    Aggregate, Cast, Expr, ExprSchemable, Filter, Limit, LogicalPlan, Projection, Sort,
+    SubqueryAlias, TableScan, TableScanBuilder,
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
@@ -69,7 +69,7 @@ enum Outcome {
 }
 
 fn plan_err(message: String) -> DataFusionError {
-    DataFusionError::Plan(message)
+    DataFusionError::External(Box::new(super::Ga4Refusal(message)))
 }
 
 /// The layers above an aggregate that can ride along in the report.
@@ -148,6 +148,25 @@ fn through_projection(e: Expr, p: &Projection) -> Result<Expr> {
     .map(|t| t.data)
 }
 
+/// Re-qualifies columns of `a`'s output (`t.u`) as the columns of its input they are
+/// (`u` of the projection below), by position.
+fn through_alias(e: Expr, a: &SubqueryAlias) -> Result<Expr> {
+    e.transform_up(|x| match x {
+        Expr::Column(c) => match a.schema.maybe_index_of_column(&c) {
+            Some(i) => {
+                let (qualifier, field) = a.input.schema().qualified_field(i);
+                Ok(Transformed::yes(Expr::Column(Column::new(
+                    qualifier.cloned(),
+                    field.name(),
+                ))))
+            }
+            None => Ok(Transformed::no(Expr::Column(c))),
+        },
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+}
+
 fn direct_scan(agg: &Aggregate) -> Result<Option<Direct<'_>>> {
     let n_groups = agg.group_expr.len();
     let mut targets: Vec<Expr> = agg
@@ -175,7 +194,17 @@ fn direct_scan(agg: &Aggregate) -> Result<Option<Direct<'_>>> {
                     .collect::<Result<_>>()?;
                 below = &p.input;
             }
-            LogicalPlan::SubqueryAlias(a) => below = &a.input,
+            LogicalPlan::SubqueryAlias(a) => {
+                targets = targets
+                    .into_iter()
+                    .map(|e| through_alias(e, a))
+                    .collect::<Result<_>>()?;
+                predicates = predicates
+                    .into_iter()
+                    .map(|e| through_alias(e, a))
+                    .collect::<Result<_>>()?;
+                below = &a.input;
+            }
             LogicalPlan::TableScan(s) => break s,
             _ => return Ok(None),
         }
@@ -250,7 +279,11 @@ fn plan_aggregate(upper: Upper<'_>, agg: &Aggregate, direct: Direct<'_>) -> Resu
             periods.push((i, field));
             continue;
         }
-        match column_of(table, g) {
+        // A dimension cast to a date or timestamp (a dashboard's day bucket is
+        // `CAST(date AS DATE)`) groups exactly as the dimension does.
+        match column_of(table, g)
+            .or_else(|| column_of(table, strip_temporal_casts(g)).filter(|c| !c.is_metric()))
+        {
             Some(c) if c.is_metric() => {
                 return Err(plan_err(format!(
                     "cannot GROUP BY GA4 metric {} ({}): a metric is a value computed for a \
@@ -753,12 +786,20 @@ fn check_indirect(agg: &Aggregate) -> Result<()> {
                             && additivity(&c.api_name) != Additivity::Always
                         {
                             problem = Some(format!(
-                                "refusing to aggregate non-additive GA4 metric {} ({}) of {} \
-                                 after a join, union or window: DataFusion would re-aggregate \
-                                 GA4 rows. Aggregate the GA4 table on its own in a subquery \
-                                 (SELECT <dimensions>, SUM({}) FROM … GROUP BY <dimensions>) \
-                                 and join or combine its result",
-                                c.name, c.api_name, table.property, c.name
+                                "refusing to compute {} over non-additive GA4 metric {} ({}) \
+                                 of {} after a join, union or window: DataFusion would \
+                                 re-aggregate GA4 rows. Aggregate the GA4 table on its own in \
+                                 a subquery (SELECT <dimensions>, SUM({}) FROM … GROUP BY \
+                                 <dimensions>) and join or combine its result",
+                                agg.aggr_expr
+                                    .iter()
+                                    .map(|a| a.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                                c.name,
+                                c.api_name,
+                                table.property,
+                                c.name
                             ));
                             return Ok(TreeNodeRecursion::Stop);
                         }

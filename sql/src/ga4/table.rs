@@ -296,6 +296,7 @@ impl ReportTable {
         projection: Option<&Vec<usize>>,
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        check_report_size(&self.property, &self.request, &self.fields)?;
         let mut request = self.request.clone();
         if let Some(l) = limit {
             let l = l as i64;
@@ -325,6 +326,50 @@ impl ReportTable {
             properties,
             warnings: Arc::clone(&self.warnings),
         }))
+    }
+}
+
+/// The most dimensions one `runReport` may ask for.
+pub const MAX_DIMENSIONS: usize = 9;
+/// The most metrics one `runReport` may ask for.
+pub const MAX_METRICS: usize = 10;
+
+/// GA4 refuses a report of more than [`MAX_DIMENSIONS`] dimensions or [`MAX_METRICS`]
+/// metrics; say so before sending it, naming the columns.
+fn check_report_size(
+    property: &str,
+    request: &RunReportRequest,
+    fields: &[Ga4Column],
+) -> Result<()> {
+    let names = |metric: bool| {
+        fields
+            .iter()
+            .filter(|f| f.is_metric() == metric)
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let over = if request.dimensions.len() > MAX_DIMENSIONS {
+        Some((
+            request.dimensions.len(),
+            "dimensions",
+            MAX_DIMENSIONS,
+            names(false),
+        ))
+    } else if request.metrics.len() > MAX_METRICS {
+        Some((request.metrics.len(), "metrics", MAX_METRICS, names(true)))
+    } else {
+        None
+    };
+    match over {
+        Some((n, what, max, columns)) => Err(DataFusionError::External(Box::new(
+            super::Ga4Refusal(format!(
+                "the query needs a GA4 report of {property} with {n} {what} ({columns}), but one \
+                 runReport accepts at most {max} {what}; select fewer GA4 columns (not SELECT *), \
+                 or split the query in several and join their results"
+            )),
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -121,6 +121,7 @@ struct Shared {
     tokens_issued: AtomicUsize,
     token_lifetime: AtomicI64,
     fail_next: AtomicUsize,
+    reject_next: AtomicUsize,
     daily_tokens: AtomicI64,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -160,6 +161,7 @@ impl StandIn {
             tokens_issued: AtomicUsize::new(0),
             token_lifetime: AtomicI64::new(3600),
             fail_next: AtomicUsize::new(0),
+            reject_next: AtomicUsize::new(0),
             daily_tokens: AtomicI64::new(1_000_000),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
@@ -231,6 +233,12 @@ impl StandIn {
     /// Answers the next `n` API requests with 429 RESOURCE_EXHAUSTED (hourly quota).
     pub fn fail_next(&self, n: usize) {
         self.shared.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Answers the next `n` API requests with 400 INVALID_ARGUMENT, as GA4 answers a request
+    /// it finds invalid (an incompatible dimension and metric, a bad filter).
+    pub fn reject_next(&self, n: usize) {
+        self.shared.reject_next.store(n, Ordering::SeqCst);
     }
 
     /// Sets how many requests the daily token budget still allows.
@@ -626,6 +634,16 @@ async fn api_call(
             StatusCode::TOO_MANY_REQUESTS,
             "RESOURCE_EXHAUSTED",
             "Exhausted property tokens per hour quota. Try again in a while.",
+        );
+    }
+    if s.reject_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "Please remove sessionDefaultChannelGroup to make the request compatible.",
         );
     }
     let Some(events) = s.data.get(&property) else {

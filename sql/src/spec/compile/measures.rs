@@ -150,7 +150,11 @@ impl<'a> Compiler<'a> {
                         )
                     })
                 });
+                // GA4 computes each bucket's metric itself (its users are distinct per bucket,
+                // not a sum of daily users): no roll-up over a GA4 table.
+                let over_ga4 = r.providers.values().any(|p| p.is::<crate::ga4::Ga4Table>());
                 if rollable
+                    && !over_ga4
                     && matches!(data_type, DataType::Date32 | DataType::Date64)
                     && grain > Grain::Day
                 {
