@@ -3,17 +3,22 @@
 //! ```text
 //! epoch input (rule changes, restores, events, clock) ─► TenantState ─► intents ─► engine
 //!   rule changes    → rule index per (tenant, type) and alert state
+//!   schedule changes → schedule index, by next slot
 //!   each event      ⋈ the rules of its (tenant, type): index lookup, filter → match intents
 //!                   → window aggregates of the windowed rules it counts for
 //!   clock           → windows closed → FIRING / RESOLVED
+//!                   → schedules whose slot it passed → due report runs
 //! ```
 //!
 //! The engine (outside the dataflow, see [`crate::engine`]) routes every tenant's input to the
 //! worker that owns it and the operator reads it with the `Pipeline` pact (no exchange between
 //! workers), so the events ⋈ rules join is a lookup in the worker's own rule index, and window
 //! aggregates are kept incrementally beside the alert state that judges them. An epoch is processed once the input frontier has
-//! passed it, in a fixed order: rule changes, restores, retirements, events, matches (by event
-//! time), recomputed windows, clock.
+//! passed it, in a fixed order: rule changes, schedule changes, restores, retirements, events,
+//! matches (by event time), recomputed windows, clock (windows, then report schedules).
+//!
+//! Report schedules are consulted once per epoch, never per event: the clock reading pops the
+//! schedules whose next slot it passed from the worker's [`ScheduleIndex`].
 //!
 //! Events stay in the worker only as long as some windowed rule can still use them (retained for
 //! the longest window of their (tenant, type)), so the rule changes of an epoch cost one pass over
@@ -32,12 +37,13 @@ use timely::dataflow::operators::{Capability, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 use timely::worker::Worker;
 
-use crate::engine::RuleChange;
+use crate::engine::{RuleChange, ScheduleChange};
 use crate::event::Event;
 use crate::index::{Compiled, TypeRules, WindowedRule};
 use crate::intent::Intent;
 use crate::retained::{PackedEvent, PackedEvents, RetireQueue};
 use crate::rule::RuleKind;
+use crate::schedule::{DueRun, ScheduleIndex};
 use crate::state::{AlertState, OpenAlert, StateStats};
 use crate::time::window_starts;
 use crate::value::{AttrValue, SmolStr};
@@ -69,10 +75,13 @@ pub(crate) struct EpochInput {
     pub(crate) epoch: u64,
     /// The engine's watermark for this epoch.
     pub(crate) watermark_ms: i64,
-    /// Whether a clock reading came with the epoch (only then are windows judged).
-    pub(crate) clock: bool,
+    /// The clock reading that came with the epoch, if any (only then are windows judged and
+    /// report runs due).
+    pub(crate) clock_ms: Option<i64>,
     /// Rule changes, in order.
     pub(crate) rules: Vec<RuleChange>,
+    /// Report schedule changes, in order.
+    pub(crate) schedules: Vec<ScheduleChange>,
     /// Alerts that were firing before a restart.
     pub(crate) restore: Vec<OpenAlert>,
     /// Events and how they arrived (all `Some`).
@@ -95,6 +104,8 @@ pub(crate) struct WorkerStats {
 pub(crate) enum WorkerOutput {
     /// Intents produced at an epoch, in delivery order.
     Intents(Vec<Intent>),
+    /// Report runs that came due at an epoch, in delivery order.
+    DueRuns(Vec<DueRun>),
     /// An emptied event buffer, for the engine to fill again.
     Spare(Vec<EventSlot>),
     /// The worker finished the epoch.
@@ -153,8 +164,9 @@ pub(crate) fn build(
                                 break;
                             };
                             let mut intents = Vec::new();
+                            let mut due_runs = Vec::new();
                             for epoch in inputs {
-                                let spare = tenants.apply(epoch, &mut intents);
+                                let spare = tenants.apply(epoch, &mut intents, &mut due_runs);
                                 let _ = output.send(WorkerOutput::Spare(spare));
                             }
                             if let Ok(mut shared) = stats.lock() {
@@ -165,6 +177,9 @@ pub(crate) fn build(
                                 // merges the workers' batches.
                                 intents.sort_by(Intent::delivery_order);
                                 let _ = output.send(WorkerOutput::Intents(intents));
+                            }
+                            if !due_runs.is_empty() {
+                                let _ = output.send(WorkerOutput::DueRuns(due_runs));
                             }
                         }
                     }
@@ -244,6 +259,8 @@ fn contribute(
 #[derive(Debug, Default)]
 pub(crate) struct TenantState {
     alerts: AlertState,
+    /// The tenants' report schedules, by next slot.
+    schedules: ScheduleIndex,
     windows: WindowTable,
     /// (tenant, event type, index into `types`), found by [`TenantState::type_hash`]: one
     /// lookup per event.
@@ -480,16 +497,34 @@ impl TenantState {
         }
     }
 
-    /// Processes one epoch, appending intents to `out`; gives back the emptied event buffer.
-    pub(crate) fn apply(&mut self, input: EpochInput, out: &mut Vec<Intent>) -> Vec<EventSlot> {
+    fn change_schedules(&mut self, changes: Vec<ScheduleChange>) {
+        for change in changes {
+            match change {
+                ScheduleChange::Upsert(schedule) => self.schedules.upsert(schedule),
+                ScheduleChange::Remove { tenant, report_id } => {
+                    self.schedules.remove(&tenant, &report_id);
+                }
+            }
+        }
+    }
+
+    /// Processes one epoch, appending intents to `out` and due report runs (in delivery order)
+    /// to `due`; gives back the emptied event buffer.
+    pub(crate) fn apply(
+        &mut self,
+        input: EpochInput,
+        out: &mut Vec<Intent>,
+        due: &mut Vec<DueRun>,
+    ) -> Vec<EventSlot> {
         let watermark = input.watermark_ms;
         // New rules start judging at the first window still open under this epoch's watermark.
-        let epoch_watermark = if input.clock {
+        let epoch_watermark = if input.clock_ms.is_some() {
             watermark.max(self.alerts.watermark_ms())
         } else {
             self.alerts.watermark_ms()
         };
         self.change_rules(input.rules, epoch_watermark);
+        self.change_schedules(input.schedules);
         for alert in input.restore {
             self.alerts.restore(alert);
         }
@@ -592,8 +627,9 @@ impl TenantState {
         self.matches = matches;
         self.matched = matched;
         self.rebuild_windows();
-        if input.clock {
+        if let Some(clock_ms) = input.clock_ms {
             self.alerts.advance(watermark, &mut self.windows, out);
+            due.extend(self.schedules.advance(clock_ms));
         }
         // Retire one epoch later, so the closing of their last windows is judged first.
         self.retire_at.take_due(watermark, &mut self.retire_next);

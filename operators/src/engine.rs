@@ -2,10 +2,10 @@
 //!
 //! Each [`Engine::step`] is one epoch (a coarse timestamp): a batch of events, rule changes,
 //! restored alerts and a clock reading go in together; the call returns once every worker has
-//! finished the epoch, with the intents it produced. Tenants are partitioned across workers by a
+//! finished the epoch, with the intents and report runs it produced. Tenants are partitioned across workers by a
 //! stable hash: the engine splits the epoch's input by owner before it enters the dataflow and
 //! sends each worker its tenants' share over a channel (not a timely exchange), and each worker
-//! keeps its tenants' rules, windows and alert state.
+//! keeps its tenants' rules, windows, alert state and report schedules.
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -15,6 +15,7 @@ use crate::dataflow::{Arrival, EpochInput, EventSlot, WorkerOutput, WorkerStats,
 use crate::event::Event;
 use crate::intent::Intent;
 use crate::rule::Rule;
+use crate::schedule::{DueRun, Schedule};
 use crate::state::{OpenAlert, StateStats, tenant_hash};
 
 /// Engine settings.
@@ -70,6 +71,22 @@ pub enum RuleChange {
     },
 }
 
+/// A change to the report schedules.
+// Like rule changes: rare, so boxing the schedule would only add noise.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScheduleChange {
+    /// A new or changed schedule; a change applies from this epoch's clock reading on.
+    Upsert(Schedule),
+    /// A deleted or paused schedule: it runs no more.
+    Remove {
+        /// Tenant.
+        tenant: String,
+        /// Report id.
+        report_id: String,
+    },
+}
+
 /// One epoch's input.
 #[derive(Clone, Debug, Default)]
 pub struct StepInput {
@@ -81,7 +98,10 @@ pub struct StepInput {
     pub rules: Vec<RuleChange>,
     /// Alerts that were firing before a restart.
     pub restore: Vec<OpenAlert>,
-    /// Current time, epoch ms; the watermark is this minus the allowed lateness.
+    /// Report schedule changes, applied before this epoch's clock reading.
+    pub schedules: Vec<ScheduleChange>,
+    /// Current time, epoch ms; the watermark is this minus the allowed lateness. Report runs
+    /// come due by this wall clock, not by the watermark.
     pub clock_ms: Option<i64>,
 }
 
@@ -107,6 +127,8 @@ pub struct StepOutput {
     pub intents: Vec<Intent>,
     /// Events too late for their windows.
     pub late: Vec<LateEvent>,
+    /// Report runs whose slots this epoch's clock passed, by slot, tenant and report.
+    pub due_runs: Vec<DueRun>,
 }
 
 /// Counters since start.
@@ -122,6 +144,8 @@ pub struct EngineStats {
     pub retained: u64,
     /// Active rules.
     pub rules: u64,
+    /// Active report schedules.
+    pub schedules: u64,
     /// Alert-state counters, summed over workers.
     pub state: StateStats,
 }
@@ -137,6 +161,8 @@ pub struct Engine {
     watermark_ms: i64,
     /// Active rules, by (tenant, rule id).
     rules: HashSet<(String, String)>,
+    /// Active report schedules, by (tenant, report id).
+    schedules: HashSet<(String, String)>,
     stats: EngineStats,
     /// Event buffers the workers emptied, to fill again.
     spare: Vec<Vec<EventSlot>>,
@@ -206,6 +232,7 @@ impl Engine {
             epoch: 0,
             watermark_ms: 0,
             rules: HashSet::default(),
+            schedules: HashSet::default(),
             stats: EngineStats::default(),
             spare: Vec::new(),
         })
@@ -220,6 +247,7 @@ impl Engine {
     pub fn stats(&self) -> EngineStats {
         let mut stats = self.stats;
         stats.rules = self.rules.len() as u64;
+        stats.schedules = self.schedules.len() as u64;
         for shared in &self.worker_stats {
             if let Ok(w) = shared.lock() {
                 stats.retired += w.retired;
@@ -241,6 +269,12 @@ impl Engine {
     pub fn has_rule(&self, tenant: &str, rule_id: &str) -> bool {
         self.rules
             .contains(&(tenant.to_string(), rule_id.to_string()))
+    }
+
+    /// Whether a report schedule is active.
+    pub fn has_schedule(&self, tenant: &str, report_id: &str) -> bool {
+        self.schedules
+            .contains(&(tenant.to_string(), report_id.to_string()))
     }
 
     fn worker_of(&self, tenant: &str) -> usize {
@@ -265,7 +299,7 @@ impl Engine {
                 EpochInput {
                     epoch,
                     watermark_ms: watermark,
-                    clock: input.clock_ms.is_some(),
+                    clock_ms: input.clock_ms,
                     events,
                     ..Default::default()
                 }
@@ -286,6 +320,25 @@ impl Engine {
                     shares[worker]
                         .rules
                         .push(RuleChange::Remove { tenant, rule_id });
+                }
+            }
+        }
+        for change in input.schedules {
+            match change {
+                ScheduleChange::Upsert(schedule) => {
+                    let worker = self.worker_of(&schedule.tenant);
+                    self.schedules
+                        .insert((schedule.tenant.clone(), schedule.report_id.clone()));
+                    shares[worker]
+                        .schedules
+                        .push(ScheduleChange::Upsert(schedule));
+                }
+                ScheduleChange::Remove { tenant, report_id } => {
+                    let worker = self.worker_of(&tenant);
+                    self.schedules.remove(&(tenant.clone(), report_id.clone()));
+                    shares[worker]
+                        .schedules
+                        .push(ScheduleChange::Remove { tenant, report_id });
                 }
             }
         }
@@ -321,10 +374,12 @@ impl Engine {
             sender.send(share).map_err(|_| EngineError::WorkerGone)?;
         }
         let mut intents = Vec::new();
+        let mut due_runs = Vec::new();
         let mut done = 0;
         while done < workers {
             match self.outputs.recv() {
                 Ok(WorkerOutput::Intents(batch)) => intents.extend(batch),
+                Ok(WorkerOutput::DueRuns(batch)) => due_runs.extend(batch),
                 Ok(WorkerOutput::Spare(events)) => {
                     if self.spare.len() < 2 * workers {
                         self.spare.push(events);
@@ -338,11 +393,13 @@ impl Engine {
         // Each worker's batch is already in delivery order, and a stable sort merges such runs
         // in linear time.
         intents.sort_by(Intent::delivery_order);
+        due_runs.sort_by(DueRun::delivery_order);
         self.epoch += 1;
         Ok(StepOutput {
             epoch,
             intents,
             late,
+            due_runs,
         })
     }
 }

@@ -71,6 +71,12 @@ impl Intent {
 
 /// The deterministic notification id for the given identifying parts.
 pub fn intent_id(parts: &[&str]) -> String {
+    hashed_id("ntf_", parts)
+}
+
+/// `prefix` and 32 hex digits: the first 16 bytes of SHA-256 over the length-prefixed `parts`
+/// (so moving a boundary between parts changes the id). Notification and report-run ids.
+pub(crate) fn hashed_id(prefix: &str, parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
     for part in parts {
         hasher.update((part.len() as u64).to_le_bytes());
@@ -78,8 +84,8 @@ pub fn intent_id(parts: &[&str]) -> String {
     }
     let digest = hasher.finalize();
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(36);
-    id.push_str("ntf_");
+    let mut id = String::with_capacity(prefix.len() + 32);
+    id.push_str(prefix);
     for byte in &digest[..16] {
         id.push(char::from(HEX[usize::from(byte >> 4)]));
         id.push(char::from(HEX[usize::from(byte & 0x0f)]));

@@ -1,5 +1,6 @@
 //! Tidemark's dataflow: which alert rules match, windowed aggregates and their FIRING/RESOLVED
-//! state, maintained incrementally by one timely operator per worker (see [`dataflow`]).
+//! state, and which scheduled reports are due, maintained incrementally by one timely operator
+//! per worker (see [`dataflow`]).
 //!
 //! Each tenant belongs to one worker, chosen by a stable hash of its id. The routing is done by
 //! [`engine::Engine`] outside the dataflow: it splits every epoch's input by owner and hands
@@ -7,8 +8,8 @@
 //! pact, so no data moves between workers inside the dataflow.
 //!
 //! Pure: no I/O and no async runtime. The pipeline feeds [`engine::Engine`] batches of events,
-//! rule changes and clock readings, one epoch at a time, and gets back notification
-//! [`intent::Intent`]s with deterministic ids.
+//! rule and schedule changes and clock readings, one epoch at a time, and gets back notification
+//! [`intent::Intent`]s and report [`schedule::DueRun`]s, both with deterministic ids.
 
 pub mod dataflow;
 pub mod engine;
@@ -18,6 +19,7 @@ pub mod intent;
 pub mod predicate;
 mod retained;
 pub mod rule;
+pub mod schedule;
 pub mod state;
 pub mod time;
 pub mod value;
@@ -29,10 +31,15 @@ pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 /// See [`HashMap`].
 pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
-pub use engine::{Engine, EngineConfig, EngineError, RuleChange, StepInput, StepOutput};
+pub use engine::{
+    Engine, EngineConfig, EngineError, RuleChange, ScheduleChange, StepInput, StepOutput,
+};
 pub use event::{Event, EventDocument, EventError, EventTimeRange};
 pub use intent::{Intent, IntentKind};
 pub use rule::{CompiledRule, Rule, RuleError, RuleMeta, RuleSpec};
+pub use schedule::{
+    CatchUp, Cron, DueRun, Schedule, ScheduleError, ScheduleIndex, ScheduleSpec, run_id,
+};
 pub use state::OpenAlert;
 pub use value::{AttrJson, AttrValue, Attrs, Num, SmolStr};
 
