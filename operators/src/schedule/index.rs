@@ -107,11 +107,12 @@ impl ScheduleIndex {
                 continue;
             };
             let schedule = &entry.schedule;
-            for slot in due_slots(schedule, next, clock_ms) {
+            let (slots, after_clock) = due_slots(schedule, next, clock_ms);
+            for slot in slots {
                 runs.push(schedule.run_at(slot));
             }
             entry.cursor_ms = entry.cursor_ms.max(clock_ms);
-            entry.next_ms = schedule.next_slot(entry.cursor_ms);
+            entry.next_ms = after_clock;
             if let Some(next) = entry.next_ms {
                 self.due.insert((next, key.0, key.1));
             }
@@ -122,14 +123,14 @@ impl ScheduleIndex {
 }
 
 /// The slots of `schedule` from `first` (its first due slot) to `clock_ms` that run under its
-/// catch-up policy, in order.
-fn due_slots(schedule: &Schedule, first: i64, clock_ms: i64) -> Vec<i64> {
+/// catch-up policy, in order, and its first slot after the clock.
+fn due_slots(schedule: &Schedule, first: i64, clock_ms: i64) -> (Vec<i64>, Option<i64>) {
     let on_time_from = first.max(clock_ms.saturating_sub(ON_TIME_MS));
     match schedule.catch_up {
         CatchUp::All => latest_slots(schedule, first, clock_ms, MAX_CATCH_UP),
         CatchUp::Latest => {
             let on_time = latest_slots(schedule, on_time_from, clock_ms, MAX_CATCH_UP);
-            if on_time.is_empty() {
+            if on_time.0.is_empty() {
                 latest_slots(schedule, first, clock_ms, 1)
             } else {
                 on_time
@@ -139,19 +140,25 @@ fn due_slots(schedule: &Schedule, first: i64, clock_ms: i64) -> Vec<i64> {
     }
 }
 
-/// The most recent `max` slots of `schedule` in `[first, clock_ms]`, in order, where `first` is
-/// a slot or the instant just before the range. The walk starts near the clock and reaches back
-/// only as far as it must, so a long outage costs about `max` steps, not one per missed slot.
-fn latest_slots(schedule: &Schedule, first: i64, clock_ms: i64, max: usize) -> Vec<i64> {
+/// The most recent `max` slots of `schedule` in `[first, clock_ms]`, in order, and the first
+/// slot after `clock_ms`. The walk starts near the clock and reaches back only as far as it
+/// must, so a long outage costs about `max` steps, not one per missed slot.
+fn latest_slots(
+    schedule: &Schedule,
+    first: i64,
+    clock_ms: i64,
+    max: usize,
+) -> (Vec<i64>, Option<i64>) {
     let before_first = first.saturating_sub(1);
-    // Slots are at least a minute apart (bar a fold's second pass), so `max` minutes back
-    // usually holds `max` of them for a minutely pattern; sparser patterns widen the window.
-    let mut window = 60_000i64.saturating_mul(max as i64);
+    // Slots are at least a minute apart (bar a fold's second pass), so a window of `max`
+    // minutes (and at least a quarter hour, which covers a usual late clock reading in one
+    // walk) holds at most about `max` of them; sparser patterns widen it.
+    let mut window = 60_000i64.saturating_mul(max.max(15) as i64);
     loop {
         let from = clock_ms.saturating_sub(window).max(before_first);
         let mut slots: VecDeque<i64> = VecDeque::with_capacity(max.min(64));
-        let mut at = from;
-        while let Some(next) = schedule.next_slot(at) {
+        let mut after_clock = schedule.next_slot(from);
+        while let Some(next) = after_clock {
             if next > clock_ms {
                 break;
             }
@@ -159,10 +166,10 @@ fn latest_slots(schedule: &Schedule, first: i64, clock_ms: i64, max: usize) -> V
                 slots.pop_front();
             }
             slots.push_back(next);
-            at = next;
+            after_clock = schedule.next_slot(next);
         }
         if slots.len() >= max || from <= before_first {
-            return slots.into();
+            return (slots.into(), after_clock);
         }
         window = window.saturating_mul(2);
     }
