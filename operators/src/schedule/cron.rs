@@ -1,8 +1,15 @@
 //! Cron patterns: the five standard fields checked field by field (so an error names the field,
-//! the value and the range that would do), matched on the local wall clock by `croner`, and
-//! turned into instants in the schedule's time zone under the DST rules of [`super`].
+//! the value and the range that would do), matched on the local wall clock, and turned into
+//! instants in the schedule's time zone under the DST rules of [`super`].
+//!
+//! The matching is written here rather than taken from `croner`, the maintained cron crate:
+//! croner keeps a byte per possible year (1 to 5000) in every parsed pattern and sets them one by
+//! one, about 5 KB and tens of microseconds per schedule, where a worker holds hundreds of
+//! thousands of them; five bit sets do the same for the five standard fields in 24 bytes.
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeZone};
+use chrono::{
+    DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone, Timelike,
+};
 use chrono_tz::Tz;
 
 use super::{ScheduleError, schedule_err};
@@ -80,7 +87,7 @@ const SEARCH_LIMIT: usize = 100_000;
 pub struct Cron {
     /// The pattern as written (trimmed).
     text: String,
-    matcher: croner::Cron,
+    fields: Fields,
     /// Whether the pattern names its minutes and hours (no `*` in either field): such a
     /// schedule runs at wall-clock times, so a skipped time runs after the gap and a repeated
     /// one runs once. Otherwise it runs at an interval and keeps that interval in real time.
@@ -130,20 +137,24 @@ impl Cron {
                 fields.len()
             )));
         }
-        let mut normalized = Vec::with_capacity(5);
-        for (field, value) in FIELDS.iter().zip(&fields) {
-            normalized.push(check_field(field, value)?);
+        let mut bits = [0u64; 5];
+        for ((field, value), bits) in FIELDS.iter().zip(&fields).zip(&mut bits) {
+            *bits = check_field(field, value)?;
         }
         let wall_clock = !fields[0].contains('*') && !fields[1].contains('*');
-        let matcher = croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Disallowed)
-            .year(croner::parser::Year::Disallowed)
-            .build()
-            .parse(&normalized.join(" "))
-            .map_err(|e| cron_err(format!("`{text}` was not accepted: {e}")))?;
+        // Sunday is 0 and 7.
+        let weekdays = (bits[4] | bits[4] >> 7) & 0x7f;
+        let fields = Fields {
+            minutes: bits[0],
+            hours: bits[1] as u32,
+            days: bits[2] as u32,
+            months: bits[3] as u16,
+            weekdays: weekdays as u8,
+            either_day: fields[2] != "*" && fields[4] != "*",
+        };
         Ok(Cron {
             text: text.to_string(),
-            matcher,
+            fields,
             wall_clock,
         })
     }
@@ -177,7 +188,7 @@ impl Cron {
         let mut inclusive = true;
         let mut best: Option<i64> = None;
         for _ in 0..SEARCH_LIMIT {
-            let wall = self.matcher.find_next_occurrence(&from, inclusive).ok()?;
+            let wall = self.fields.next_match(from, inclusive)?;
             inclusive = false;
             from = wall;
             // `earliest` never decreases as the wall clock advances, and every instant of a
@@ -205,6 +216,75 @@ impl Cron {
             }
         }
         best
+    }
+}
+
+/// The values a pattern matches, one bit per value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Fields {
+    minutes: u64,
+    hours: u32,
+    /// Days of the month, bits 1-31.
+    days: u32,
+    /// Bits 1-12.
+    months: u16,
+    /// Bits 0 (Sunday) to 6.
+    weekdays: u8,
+    /// Both day fields are restricted, so a day matches if either does (Vixie cron's rule).
+    either_day: bool,
+}
+
+/// Longest run of days without a match that a pattern which matches at all can have: `29 2`
+/// on a Monday recurs only every few years, and 2096-02-29 is followed by 2104-02-29.
+const SEARCH_DAYS: u32 = 366 * 9;
+
+impl Fields {
+    fn day_matches(&self, date: NaiveDate) -> bool {
+        if self.months & (1 << date.month()) == 0 {
+            return false;
+        }
+        let dom = self.days & (1 << date.day()) != 0;
+        let dow = self.weekdays & (1 << date.weekday().num_days_from_sunday()) != 0;
+        if self.either_day {
+            dom || dow
+        } else {
+            dom && dow
+        }
+    }
+
+    /// The first wall-clock minute the pattern matches at or after `from` (after it when not
+    /// `inclusive`).
+    fn next_match(&self, from: NaiveDateTime, inclusive: bool) -> Option<NaiveDateTime> {
+        let whole = from.with_second(0)?.with_nanosecond(0)?;
+        let start = if inclusive && whole == from {
+            whole
+        } else {
+            whole + chrono::Duration::minutes(1)
+        };
+        let mut date = start.date();
+        let mut minute_of_day = start.hour() * 60 + start.minute();
+        for _ in 0..SEARCH_DAYS {
+            if self.day_matches(date) {
+                for hour in minute_of_day / 60..24 {
+                    if self.hours & (1 << hour) == 0 {
+                        continue;
+                    }
+                    let first = if hour == minute_of_day / 60 {
+                        minute_of_day % 60
+                    } else {
+                        0
+                    };
+                    let left = self.minutes >> first;
+                    if left != 0 {
+                        let minute = first + left.trailing_zeros();
+                        return date.and_hms_opt(hour, minute, 0);
+                    }
+                }
+            }
+            date = date.succ_opt()?;
+            minute_of_day = 0;
+        }
+        None
     }
 }
 
@@ -237,9 +317,8 @@ fn cron_err(problem: String) -> ScheduleError {
     schedule_err("schedule.cron", problem)
 }
 
-/// Checks one field and returns it with names replaced by numbers (croner reads names in its
-/// own way, with Quartz's and Vixie's extensions; only the standard form reaches it).
-fn check_field(field: &Field, text: &str) -> Result<String, ScheduleError> {
+/// Checks one field and returns the set of values it matches, bit `v` for value `v`.
+fn check_field(field: &Field, text: &str) -> Result<u64, ScheduleError> {
     let problem = |what: String| {
         cron_err(format!(
             "{} field {what}; use {}, `*`, a range `a-b`, a step `*/n` or `a-b/n`, or a list \
@@ -247,7 +326,7 @@ fn check_field(field: &Field, text: &str) -> Result<String, ScheduleError> {
             field.name, field.hint
         ))
     };
-    let mut items = Vec::new();
+    let mut bits = 0u64;
     for item in text.split(',') {
         if item.is_empty() {
             return Err(problem(format!("`{text}` has an empty list item")));
@@ -256,8 +335,8 @@ fn check_field(field: &Field, text: &str) -> Result<String, ScheduleError> {
             Some((range, step)) => (range, Some(step)),
             None => (item, None),
         };
-        let range_text = if range == "*" {
-            "*".to_string()
+        let (from, to) = if range == "*" {
+            (field.min, field.max)
         } else if let Some((a, b)) = range.split_once('-') {
             let (a, b) = (value(field, a)?, value(field, b)?);
             if a > b {
@@ -265,7 +344,7 @@ fn check_field(field: &Field, text: &str) -> Result<String, ScheduleError> {
                     "`{item}` is a range that runs backwards; write the smaller value first"
                 )));
             }
-            format!("{a}-{b}")
+            (a, b)
         } else {
             if step.is_some() {
                 return Err(problem(format!(
@@ -273,12 +352,13 @@ fn check_field(field: &Field, text: &str) -> Result<String, ScheduleError> {
                     field.max
                 )));
             }
-            value(field, range)?.to_string()
+            let v = value(field, range)?;
+            (v, v)
         };
-        let step_text = match step {
-            None => String::new(),
+        let step = match step {
+            None => 1,
             Some(step) => match step.parse::<u32>() {
-                Ok(n) if (1..=field.max).contains(&n) => format!("/{n}"),
+                Ok(n) if (1..=field.max).contains(&n) => n,
                 _ => {
                     return Err(cron_err(format!(
                         "{} field step `{step}` in `{item}` is not a whole number from 1 to {}",
@@ -287,9 +367,11 @@ fn check_field(field: &Field, text: &str) -> Result<String, ScheduleError> {
                 }
             },
         };
-        items.push(format!("{range_text}{step_text}"));
+        for v in (from..=to).step_by(step as usize) {
+            bits |= 1 << v;
+        }
     }
-    Ok(items.join(","))
+    Ok(bits)
 }
 
 /// One value of a field: a number in range, or a name where the field has names.
@@ -341,11 +423,15 @@ mod tests {
     fn names_and_presets_are_normalized() {
         assert_eq!(
             check_field(&FIELDS[4], "MON-fri").expect("valid"),
-            "1-5".to_string()
+            0b11_1110
         );
         assert_eq!(
             check_field(&FIELDS[3], "jan,Jul-dec/2").expect("valid"),
-            "1,7-12/2"
+            (1 << 1) | (1 << 7) | (1 << 9) | (1 << 11)
+        );
+        assert_eq!(
+            Cron::parse("0 0 * * 7").expect("valid").fields,
+            Cron::parse("0 0 * * sun").expect("valid").fields
         );
         assert!(Cron::parse("@midnight").expect("preset").is_wall_clock());
         assert!(!Cron::parse("@hourly").expect("preset").is_wall_clock());

@@ -15,8 +15,7 @@
 //! `@monthly` (`0 0 1 * *`), `@weekly` (`0 0 * * 0`), `@daily` = `@midnight` (`0 0 * * *`) and
 //! `@hourly` (`0 * * * *`). When both day-of-month and day-of-week are restricted (neither is a
 //! lone `*`), a day matches if either does (Vixie cron's rule): `0 9 1 * mon` runs on the 1st
-//! and on every Monday. Matching wall-clock times is `croner`'s; this module checks the text
-//! first, so an error names the field, the value and what would do.
+//! and on every Monday. An error names the field, the value and what would do.
 //!
 //! # Daylight saving time
 //!
