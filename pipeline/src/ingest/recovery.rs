@@ -112,6 +112,7 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
             rules,
             restore,
             clock_ms: Some(clock),
+            ..Default::default()
         },
         rules: active,
         processed,
