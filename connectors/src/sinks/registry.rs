@@ -14,8 +14,8 @@ use async_trait::async_trait;
 
 use super::credential::{self, SecretLookup};
 use super::{
-    DeliveryResult, FileSink, OutgoingNotification, Sink, SinkConfig, SinkError, SinkSettings,
-    WebhookSink,
+    DeliveryResult, EmailSink, FileSink, OutgoingNotification, Sink, SinkConfig, SinkError,
+    SinkSettings, WebhookSink,
 };
 use crate::outbound::OutboundError;
 
@@ -23,6 +23,7 @@ use crate::outbound::OutboundError;
 static KINDS: &[Kind] = &[
     Kind::of::<WebhookSink>("webhook"),
     Kind::of::<FileSink>("file"),
+    Kind::of::<EmailSink>("email"),
 ];
 
 /// One kind: its name, how its configuration is read, how its sink is built.
@@ -142,7 +143,7 @@ impl Destination {
     /// resolve now passes: each delivery checks again.
     pub async fn check_outbound(&self, settings: &SinkSettings) -> Result<(), SinkError> {
         for (field, url) in self.config.outbound_urls() {
-            match settings.outbound.check(url).await {
+            match settings.outbound.check(&url).await {
                 Ok(_) => {}
                 Err(OutboundError::Unresolved { host, source }) => {
                     tracing::debug!(%host, error = %source, "destination host does not resolve now");
@@ -257,7 +258,7 @@ mod tests {
         assert!(matches!(err, SinkError::UnknownKind(_)));
         assert_eq!(
             err.to_string(),
-            r#"unknown destination kind "slack"; expected "webhook" or "file""#
+            r#"unknown destination kind "slack"; expected "webhook", "file" or "email""#
         );
     }
 
