@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use super::credential::{self, SecretLookup};
 use super::{
     DeliveryResult, EmailSink, FileSink, OutgoingNotification, Sink, SinkConfig, SinkError,
-    SinkSettings, WebhookSink,
+    SinkSettings, SlackSink, WebhookSink,
 };
 use crate::outbound::OutboundError;
 
@@ -24,6 +24,7 @@ static KINDS: &[Kind] = &[
     Kind::of::<WebhookSink>("webhook"),
     Kind::of::<FileSink>("file"),
     Kind::of::<EmailSink>("email"),
+    Kind::of::<SlackSink>("slack"),
 ];
 
 /// One kind: its name, how its configuration is read, how its sink is built.
@@ -254,11 +255,11 @@ mod tests {
         let err =
             Destination::parse("webhook", r#"{"url":"x","urll":"y"}"#).expect_err("unknown field");
         assert!(err.to_string().contains("urll"), "{err}");
-        let err = Destination::parse("slack", "{}").expect_err("unknown kind");
+        let err = Destination::parse("fluvio", "{}").expect_err("unknown kind");
         assert!(matches!(err, SinkError::UnknownKind(_)));
         assert_eq!(
             err.to_string(),
-            r#"unknown destination kind "slack"; expected "webhook", "file" or "email""#
+            r#"unknown destination kind "fluvio"; expected "webhook", "file", "email" or "slack""#
         );
     }
 
