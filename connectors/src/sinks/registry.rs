@@ -60,7 +60,7 @@ fn build_sink<S: Sink>(settings: &SinkSettings) -> Result<Box<dyn AnySink>, Sink
     Ok(Box::new(S::build(settings)?))
 }
 
-/// The kinds as an error lists them: `"webhook" or "file"`.
+/// The kinds as an error lists them: `"webhook", "file", "email" or "slack"`.
 pub(super) fn expected_kinds() -> String {
     let quoted: Vec<String> = KINDS.iter().map(|k| format!("{:?}", k.name)).collect();
     match quoted.split_last() {
