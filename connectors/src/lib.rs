@@ -3,8 +3,8 @@
 //! - [`store`]: durable state — the event log, rules, destinations, tenants, the notification
 //!   outbox and the delivery log (SQLite embedded; the [`store::Store`] trait leaves room for
 //!   PostgreSQL).
-//! - [`sinks`]: delivering notifications — signed webhooks, JSON-lines files — and the retry
-//!   policy that decides when to try again.
+//! - [`sinks`]: delivering notifications — signed webhooks, email, Slack, JSON-lines files —
+//!   and the retry policy that decides when to try again.
 //! - [`sources`]: where events come from — the decoding of event batches every source (the HTTP
 //!   API, Fluvio) goes through.
 //! - [`secrets`]: tenants' third-party credentials, envelope-encrypted (AES-256-GCM) in the

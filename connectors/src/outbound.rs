@@ -3,7 +3,7 @@
 //! Every destination a tenant defines (webhooks now; Slack, SMTP and later kinds through the
 //! same guard) is checked twice: when it is defined (the API answers 400 naming the URL and the
 //! reason) and again at every delivery (the delivery goes dead with the reason). A target is
-//! refused when it is not `http(s)`, carries credentials in the URL, names a cloud metadata
+//! refused when it is not `http(s)` (or an SMTP host, `smtp://host:port`), carries credentials in the URL, names a cloud metadata
 //! service, or when **any** address it resolves to is loopback, private (RFC 1918, fc00::/7),
 //! link-local, shared (CGNAT, 100.64/10), multicast, broadcast, unspecified, documentation or
 //! otherwise reserved — also when such an IPv4 address hides inside an IPv6 one (IPv4-mapped,
@@ -257,7 +257,7 @@ pub fn classify(ip: IpAddr) -> Option<(AddressClass, Option<Ipv4Addr>)> {
 /// Why a target is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// The scheme is not `http` or `https`.
+    /// The scheme is not `http`, `https`, `smtp` or `smtps`.
     Scheme(String),
     /// `user:password@` in the URL: credentials go in headers, and the form hides the host.
     Credentials,
@@ -287,7 +287,9 @@ pub enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Scheme(scheme) => write!(f, "scheme '{scheme}' is not http or https"),
+            Self::Scheme(scheme) => {
+                write!(f, "scheme '{scheme}' is not http, https, smtp or smtps")
+            }
             Self::Credentials => {
                 f.write_str("credentials in the URL are not accepted; send them in headers instead")
             }
@@ -522,7 +524,8 @@ impl OutboundGuard {
         }
     }
 
-    /// Checks what can be checked without resolving: the URL parses, is `http(s)`, has a host
+    /// Checks what can be checked without resolving: the URL parses, is `http(s)` (or names an
+    /// SMTP host: `smtp://host:port`, `smtps://host:port`), has a host
     /// and no credentials; an address literal (after the parser's normalisation of numeric
     /// shorthands) is allowed; a name is not a metadata service, and `localhost` is treated as
     /// the loopback address it is. Returns the parsed URL, which is what must be requested.
@@ -531,18 +534,20 @@ impl OutboundGuard {
             url: url.to_owned(),
             reason,
         };
-        let parsed = Url::parse(url.trim()).map_err(|e| OutboundError::InvalidUrl {
+        let invalid = |reason: String| OutboundError::InvalidUrl {
             url: url.to_owned(),
-            reason: e.to_string(),
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(refused(Refusal::Scheme(parsed.scheme().to_owned())));
-        }
+            reason,
+        };
+        let parsed = Url::parse(url.trim()).map_err(|e| invalid(e.to_string()))?;
+        let checked = match host_url(url, &parsed) {
+            Some(checked) => checked.map_err(invalid)?,
+            None => return Err(refused(Refusal::Scheme(parsed.scheme().to_owned()))),
+        };
+        let port = parsed.port().or(checked.port_or_known_default());
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(refused(Refusal::Credentials));
         }
-        let port = parsed.port_or_known_default();
-        match parsed.host_str().map(literal_or_name) {
+        match checked.host_str().map(literal_or_name) {
             None => return Err(refused(Refusal::NoHost)),
             Some(Host::Literal(ip)) => self.check_ip(ip, port).map_err(refused)?,
             Some(Host::Name(name)) => self.check_name(name, port).map_err(refused)?,
@@ -624,16 +629,19 @@ impl OutboundGuard {
     /// name does not resolve now (each delivery checks again).
     pub async fn check(&self, url: &str) -> Result<Url, OutboundError> {
         let parsed = self.check_url(url)?;
-        if let Some(Host::Name(name)) = parsed.host_str().map(literal_or_name) {
-            self.resolve(name, parsed.port_or_known_default())
-                .await
-                .map_err(|e| match e {
-                    OutboundError::Refused { reason, .. } => OutboundError::Refused {
-                        url: url.to_owned(),
-                        reason,
-                    },
-                    other => other,
-                })?;
+        let checked = match host_url(url, &parsed) {
+            Some(Ok(checked)) => checked,
+            _ => parsed.clone(),
+        };
+        let port = parsed.port().or(checked.port_or_known_default());
+        if let Some(Host::Name(name)) = checked.host_str().map(literal_or_name) {
+            self.resolve(name, port).await.map_err(|e| match e {
+                OutboundError::Refused { reason, .. } => OutboundError::Refused {
+                    url: url.to_owned(),
+                    reason,
+                },
+                other => other,
+            })?;
         }
         Ok(parsed)
     }
@@ -647,6 +655,22 @@ impl OutboundGuard {
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(GuardedResolver(self.clone())))
+    }
+}
+
+/// The URL whose host and port the guard checks: `parsed` itself for `http(s)`, the same
+/// authority read as an http URL's for an SMTP host (`smtp://host:port`; only host and port are
+/// used), `None` for any other scheme. The URL standard reads the host of a scheme it does not
+/// know as opaque text, without normalising numeric shorthands (`127.1`), so an SMTP host is
+/// checked as the connection will read it.
+fn host_url(url: &str, parsed: &Url) -> Option<Result<Url, String>> {
+    match parsed.scheme() {
+        "http" | "https" => Some(Ok(parsed.clone())),
+        "smtp" | "smtps" => {
+            let rest = &url.trim()[parsed.scheme().len()..];
+            Some(Url::parse(&format!("http{rest}")).map_err(|e| e.to_string()))
+        }
+        _ => None,
     }
 }
 
@@ -925,6 +949,32 @@ mod tests {
             Err(OutboundError::InvalidNetwork { .. })
         ));
         assert!(OutboundPolicy::allowing(&["private".into()]).is_err());
+    }
+
+    #[test]
+    fn smtp_hosts_are_checked_as_http_hosts_are() {
+        let guard = OutboundGuard::default();
+        for url in [
+            "smtp://127.1:25",
+            "smtp://2130706433:587",
+            "smtps://[::ffff:10.0.0.1]:465",
+            "smtp://localhost:25",
+        ] {
+            assert!(refusal(&guard, url).is_some(), "{url}");
+        }
+        assert_eq!(refusal(&guard, "smtp://smtp.example.com:587"), None);
+        assert_eq!(
+            refusal(&guard, "smtp://user@smtp.example.com:587"),
+            Some(Refusal::Credentials)
+        );
+        let mut own = OutboundPolicy::allowing(&["127.0.0.0/8".into()]).expect("policy");
+        own.own_endpoints = vec!["127.0.0.1:2525".parse().expect("addr")];
+        let own = OutboundGuard::new(own);
+        assert_eq!(
+            refusal(&own, "smtp://127.0.0.1:2525"),
+            Some(Refusal::OwnEndpoint)
+        );
+        assert_eq!(refusal(&own, "smtp://127.0.0.1:2526"), None);
     }
 
     #[tokio::test]

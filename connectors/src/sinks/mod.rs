@@ -3,15 +3,15 @@
 //! One folder per sink kind, each with the same files — `config.rs` (the destination's stored
 //! JSON: serde types, [`SinkConfig::validate`], the credentials it holds) and `sink.rs` (the
 //! protocol: one attempt → a [`DeliveryResult`]) — so a reader guesses the path right:
-//! [`webhook`] (Standard Webhooks signing, in `webhook/signer.rs`) and [`file`](mod@file)
-//! (JSON lines). Beside them: [`credential`] (inline or stored credentials, resolved under the
-//! destination's own tenant), [`registry`] (which kinds exist: a stored destination's kind to
-//! its config parser and its sink) and [`retry`], the backoff policy a sender applies between
-//! attempts.
+//! [`webhook`] (Standard Webhooks signing, in `webhook/signer.rs`), [`email`] (SMTP),
+//! [`slack`] (the Web API) and [`file`](mod@file) (JSON lines). Beside them: [`message`] (the payload as the sinks that show
+//! a person a message read it: subject, text, HTML, attachments, recipient), [`credential`]
+//! (inline or stored credentials, resolved under the destination's own tenant), [`registry`]
+//! (which kinds exist: a stored destination's kind to its config parser and its sink) and
+//! [`retry`], the backoff policy a sender applies between attempts.
 //!
 //! A sink never returns an error: every attempt ends in a [`DeliveryResult`] that says whether
-//! the notification arrived, may arrive if tried again, or never will. Adding a kind (email,
-//! Slack, Fluvio) is a folder implementing [`Sink`] and [`SinkConfig`] plus one line in
+//! the notification arrived, may arrive if tried again, or never will. Adding a kind (Fluvio) is a folder implementing [`Sink`] and [`SinkConfig`] plus one line in
 //! [`registry`].
 //!
 //! Every URL or host a destination names is the tenant's choice, so it goes through the
@@ -20,13 +20,16 @@
 //! carries the guard and the deployment's limits to both.
 //!
 //! Every delivery carries the notification id as its idempotency key (`webhook-id` header,
-//! `id` field), because delivery is at-least-once: a sender that dies after the receiver
+//! `id` field, an email's `Message-ID`; Slack has none, see [`slack`]), because delivery is at-least-once: a sender that dies after the receiver
 //! accepted but before the outcome was recorded will deliver again.
 
 pub mod credential;
+pub mod email;
 pub mod file;
+pub mod message;
 pub mod registry;
 pub mod retry;
+pub mod slack;
 pub mod webhook;
 
 use std::any::Any;
@@ -40,9 +43,12 @@ use crate::outbound::{OutboundError, OutboundGuard};
 use crate::secrets::SecretsError;
 
 pub use credential::{Credential, SecretLookup};
+pub use email::{EmailConfig, EmailSink};
 pub use file::{FileConfig, FileSink};
+pub use message::Message;
 pub use registry::{Destination, Sinks};
 pub use retry::RetryPolicy;
+pub use slack::{SlackConfig, SlackSink};
 pub use webhook::{VerifyError, WebhookConfig, WebhookSigner, WebhookSink};
 
 /// What every sink and every destination check shares: where deliveries may connect, and the
@@ -105,9 +111,10 @@ pub trait SinkConfig: Any + std::fmt::Debug + Send + Sync {
     fn validate(&self, settings: &SinkSettings) -> Result<(), SinkError>;
 
     /// Every URL it connects to that the tenant chose, each with its field (`config.url`):
-    /// what [`Destination::check_outbound`] resolves and checks. Kinds that connect nowhere the
+    /// what [`Destination::check_outbound`] resolves and checks (an SMTP relay as
+    /// `smtp://host:port`). Kinds that connect nowhere the
     /// tenant chooses have none.
-    fn outbound_urls(&self) -> Vec<(String, &str)> {
+    fn outbound_urls(&self) -> Vec<(String, String)> {
         Vec::new()
     }
 

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 
 use super::credential::{self, SecretLookup};
 use super::{
-    DeliveryResult, FileSink, OutgoingNotification, Sink, SinkConfig, SinkError, SinkSettings,
-    WebhookSink,
+    DeliveryResult, EmailSink, FileSink, OutgoingNotification, Sink, SinkConfig, SinkError,
+    SinkSettings, SlackSink, WebhookSink,
 };
 use crate::outbound::OutboundError;
 
@@ -23,6 +23,8 @@ use crate::outbound::OutboundError;
 static KINDS: &[Kind] = &[
     Kind::of::<WebhookSink>("webhook"),
     Kind::of::<FileSink>("file"),
+    Kind::of::<EmailSink>("email"),
+    Kind::of::<SlackSink>("slack"),
 ];
 
 /// One kind: its name, how its configuration is read, how its sink is built.
@@ -58,7 +60,7 @@ fn build_sink<S: Sink>(settings: &SinkSettings) -> Result<Box<dyn AnySink>, Sink
     Ok(Box::new(S::build(settings)?))
 }
 
-/// The kinds as an error lists them: `"webhook" or "file"`.
+/// The kinds as an error lists them: `"webhook", "file", "email" or "slack"`.
 pub(super) fn expected_kinds() -> String {
     let quoted: Vec<String> = KINDS.iter().map(|k| format!("{:?}", k.name)).collect();
     match quoted.split_last() {
@@ -142,7 +144,7 @@ impl Destination {
     /// resolve now passes: each delivery checks again.
     pub async fn check_outbound(&self, settings: &SinkSettings) -> Result<(), SinkError> {
         for (field, url) in self.config.outbound_urls() {
-            match settings.outbound.check(url).await {
+            match settings.outbound.check(&url).await {
                 Ok(_) => {}
                 Err(OutboundError::Unresolved { host, source }) => {
                     tracing::debug!(%host, error = %source, "destination host does not resolve now");
@@ -253,11 +255,11 @@ mod tests {
         let err =
             Destination::parse("webhook", r#"{"url":"x","urll":"y"}"#).expect_err("unknown field");
         assert!(err.to_string().contains("urll"), "{err}");
-        let err = Destination::parse("slack", "{}").expect_err("unknown kind");
+        let err = Destination::parse("fluvio", "{}").expect_err("unknown kind");
         assert!(matches!(err, SinkError::UnknownKind(_)));
         assert_eq!(
             err.to_string(),
-            r#"unknown destination kind "slack"; expected "webhook" or "file""#
+            r#"unknown destination kind "fluvio"; expected "webhook", "file", "email" or "slack""#
         );
     }
 

@@ -81,8 +81,8 @@ impl SinkConfig for WebhookConfig {
         Ok(())
     }
 
-    fn outbound_urls(&self) -> Vec<(String, &str)> {
-        vec![("config.url".to_owned(), self.url.as_str())]
+    fn outbound_urls(&self) -> Vec<(String, String)> {
+        vec![("config.url".to_owned(), self.url.clone())]
     }
 
     /// The signing secret, then the header values by header name.
