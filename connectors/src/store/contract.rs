@@ -22,9 +22,9 @@
 //! dev-dependencies only: the suite panics by design and has no place in a running server.
 
 use super::{
-    AppendOutcome, ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, EventLog, NewEvent,
-    NewNotification, NotificationCursor, NotificationFilter, Store, StoreError, StoredDestination,
-    StoredRule, Tenant,
+    AppendOutcome, ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, EventLog,
+    FinishedRun, NewEvent, NewNotification, NewReportRun, NotificationCursor, NotificationFilter,
+    REPORT_KIND, RunStatus, Store, StoreError, StoredDestination, StoredReport, StoredRule, Tenant,
 };
 
 /// One `#[test]` per store behaviour, each on a fresh store from `$open`, a function returning
@@ -52,6 +52,8 @@ macro_rules! store_contract_tests {
             release_claims_makes_leased_deliveries_due_again,
             a_step_commits_its_notifications_and_checkpoint_together,
             meta_round_trips_and_guards_schema_version,
+            reports_are_tenant_scoped,
+            report_runs_are_added_once_and_finished_once_with_their_notifications,
         );
     };
     (@each $open:path; $($behaviour:ident),* $(,)?) => {
@@ -772,4 +774,169 @@ pub fn meta_round_trips_and_guards_schema_version(store: &dyn Store) {
         Some("43")
     );
     assert!(store.set_meta("schema_version", "9").is_err());
+}
+
+fn report(tenant: &str, id: &str) -> StoredReport {
+    StoredReport {
+        tenant: tenant.into(),
+        id: id.into(),
+        version: 1,
+        enabled: true,
+        body: r#"{"name":"weekly"}"#.into(),
+        updated_at_ms: 5,
+    }
+}
+
+fn run(tenant: &str, report_id: &str, run_id: &str, scheduled_ms: i64) -> NewReportRun {
+    NewReportRun {
+        tenant: tenant.into(),
+        report_id: report_id.into(),
+        run_id: run_id.into(),
+        version: 1,
+        scheduled_ms,
+        trigger: "schedule".into(),
+        created_at_ms: scheduled_ms + 3,
+    }
+}
+
+/// Reports are keyed by (tenant, id): two tenants may use the same id, and neither sees, nor
+/// deletes, the other's.
+pub fn reports_are_tenant_scoped(store: &dyn Store) {
+    store.put_report(&report("a", "weekly")).expect("put");
+    store
+        .put_report(&StoredReport {
+            body: r#"{"name":"b's"}"#.into(),
+            ..report("b", "weekly")
+        })
+        .expect("put");
+    assert_eq!(
+        store.get_report("a", "weekly").expect("get"),
+        Some(report("a", "weekly"))
+    );
+    assert_eq!(store.list_reports(Some("a")).expect("list").len(), 1);
+    assert_eq!(store.list_reports(None).expect("list").len(), 2);
+    assert!(!store.delete_report("a", "monthly").expect("delete"));
+    assert!(store.delete_report("a", "weekly").expect("delete"));
+    assert!(store.get_report("a", "weekly").expect("get").is_none());
+    assert_eq!(
+        store
+            .get_report("b", "weekly")
+            .expect("get")
+            .map(|r| r.body),
+        Some(r#"{"name":"b's"}"#.to_string())
+    );
+}
+
+/// A run id is recorded once however often it becomes due; finishing it enqueues its
+/// notifications in the same transaction, and a second finish (a regenerated run after a
+/// crash) changes nothing and enqueues nothing.
+pub fn report_runs_are_added_once_and_finished_once_with_their_notifications(store: &dyn Store) {
+    store.put_destination(&destination("a", "d1")).expect("put");
+    store.put_report(&report("a", "weekly")).expect("put");
+    let runs = [
+        run("a", "weekly", "run_1", 1_000),
+        run("a", "weekly", "run_2", 2_000),
+    ];
+    assert_eq!(store.add_runs(&runs).expect("add"), 2);
+    assert_eq!(store.add_runs(&runs).expect("add again"), 0);
+    assert_eq!(
+        store
+            .add_runs(&[run("b", "weekly", "run_1", 1_000)])
+            .expect("other tenant"),
+        1
+    );
+    let due = store.due_runs(10).expect("due");
+    assert_eq!(
+        due.iter()
+            .map(|r| (r.tenant.as_str(), r.run_id.as_str()))
+            .collect::<Vec<_>>(),
+        [("a", "run_1"), ("b", "run_1"), ("a", "run_2")]
+    );
+    assert!(due.iter().all(|r| r.status == RunStatus::Due));
+
+    let mut n = notification("a", "ntf_run_1_d1", REPORT_KIND, &["d1"]);
+    n.rule_id = "weekly".into();
+    n.group_key = "run_1".into();
+    let finished = FinishedRun {
+        tenant: "a".into(),
+        run_id: "run_1".into(),
+        status: RunStatus::Partial,
+        generated_at_ms: 1_500,
+        generation_ms: 120,
+        error: Some("block top: unknown measure".into()),
+    };
+    assert!(
+        store
+            .finish_run(&finished, std::slice::from_ref(&n))
+            .expect("finish")
+    );
+    assert!(
+        !store
+            .finish_run(
+                &FinishedRun {
+                    status: RunStatus::Complete,
+                    ..finished.clone()
+                },
+                &[notification("a", "ntf_other", REPORT_KIND, &["d1"])]
+            )
+            .expect("finish again")
+    );
+    assert!(
+        store
+            .get_notification("a", "ntf_other")
+            .expect("get")
+            .is_none()
+    );
+    let done = store.get_run("a", "run_1").expect("get").expect("exists");
+    assert_eq!(done.status, RunStatus::Partial);
+    assert_eq!(done.generation_ms, Some(120));
+    assert_eq!(done.error.as_deref(), Some("block top: unknown measure"));
+    assert_eq!(
+        store.get_run("b", "run_1").expect("get").map(|r| r.status),
+        Some(RunStatus::Due)
+    );
+    let sent = store
+        .run_notifications("a", "run_1")
+        .expect("notifications");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].deliveries.len(), 1);
+    assert_eq!(sent[0].deliveries[0].status, DeliveryStatus::Pending);
+    assert!(
+        store
+            .run_notifications("b", "run_1")
+            .expect("other tenant")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .list_runs("a", "weekly", 10)
+            .expect("list")
+            .iter()
+            .map(|r| r.run_id.as_str())
+            .collect::<Vec<_>>(),
+        ["run_2", "run_1"]
+    );
+    assert!(matches!(
+        store.finish_run(
+            &FinishedRun {
+                status: RunStatus::Due,
+                ..finished
+            },
+            &[]
+        ),
+        Err(StoreError::InvalidInput(_))
+    ));
+    store
+        .add_runs(&[NewReportRun {
+            trigger: "manual".into(),
+            ..run("a", "weekly", "run_3", 9_000)
+        }])
+        .expect("manual run");
+    assert_eq!(
+        store.last_scheduled_runs().expect("last"),
+        [
+            ("a".to_string(), "weekly".to_string(), 2_000),
+            ("b".to_string(), "weekly".to_string(), 1_000)
+        ]
+    );
 }

@@ -1,9 +1,9 @@
 //! Durable state, split by concern: the event log, the catalog (tenants, API keys, rules,
-//! destinations), the notification outbox and delivery log, sealed secret rows and
-//! process-wide metadata.
+//! destinations), the notification outbox and delivery log, scheduled reports and their runs,
+//! sealed secret rows and process-wide metadata.
 //!
 //! Each concern is a trait in its own module, with its row types beside it: [`EventLog`],
-//! [`Catalog`], [`Outbox`], [`SecretRows`] and [`Meta`]. [`Store`] is all of them at once; the
+//! [`Catalog`], [`Outbox`], [`Reports`], [`SecretRows`] and [`Meta`]. [`Store`] is all of them at once; the
 //! pipeline shares one `Arc<dyn Store>`, and code that needs a single concern takes just that
 //! trait (the secrets store, for one, takes only [`SecretRows`]). [`open`] opens the store a
 //! configuration names; [`SqliteStore`] is the embedded backend (a PostgreSQL one is meant to
@@ -32,6 +32,7 @@ pub mod contract;
 mod events;
 mod meta;
 mod outbox;
+mod reports;
 mod secrets;
 mod sqlite;
 
@@ -46,6 +47,9 @@ pub use outbox::{
     ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, DeliveryView, DueDelivery,
     NewNotification, NotificationCursor, NotificationFilter, NotificationView, OpenAlert, Outbox,
 };
+pub use reports::{
+    FinishedRun, NewReportRun, REPORT_KIND, ReportRun, Reports, RunStatus, StoredReport,
+};
 pub use secrets::{
     KekUsage, PositionedSecretRow, RewrappedSecretRow, SecretInfo, SecretPut, SecretRow,
     SecretRows, SecretWritePolicy,
@@ -56,9 +60,9 @@ pub use sqlite::SqliteStore;
 /// threads; every method that writes is atomic (one transaction) and durable when it returns.
 ///
 /// Nothing to implement: a type that implements every concern is a `Store`.
-pub trait Store: EventLog + Catalog + Outbox + Meta + SecretRows + Send + Sync {}
+pub trait Store: EventLog + Catalog + Outbox + Reports + Meta + SecretRows + Send + Sync {}
 
-impl<T: EventLog + Catalog + Outbox + Meta + SecretRows + Send + Sync> Store for T {}
+impl<T: EventLog + Catalog + Outbox + Reports + Meta + SecretRows + Send + Sync> Store for T {}
 
 /// The URL scheme of the embedded SQLite backend.
 const SQLITE_SCHEME: &str = "sqlite";

@@ -2,7 +2,7 @@
 //!
 //! This module opens the file, configures its connections, migrates the schema and runs the
 //! background checkpointer; each concern's trait is implemented in its own file ([`events`],
-//! [`catalog`], [`outbox`], [`secrets`], [`meta`]) on the connections and helpers kept here.
+//! [`catalog`], [`outbox`], [`reports`], [`secrets`], [`meta`]) on the connections and helpers kept here.
 //!
 //! Durability: the database runs in WAL mode with `synchronous=FULL`, so every commit fsyncs
 //! the WAL before it returns; an appended event survives a power cut once `append_events`
@@ -24,6 +24,7 @@ mod catalog;
 mod events;
 mod meta;
 mod outbox;
+mod reports;
 mod secrets;
 #[cfg(test)]
 mod tests;
@@ -37,7 +38,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use crate::store::{StoreError, StoreResult};
 
 /// Newest schema version this build creates and understands.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Meta key holding the schema version; not writable through
 /// [`Meta::set_meta`](crate::store::Meta::set_meta).
@@ -177,6 +178,38 @@ CREATE TABLE secret_keks (
 const SCHEMA_V3: &str = "
 DROP INDEX IF EXISTS rules_by_id;
 DROP INDEX IF EXISTS destinations_by_id;
+";
+
+/// Schema version 4: scheduled reports and their runs. A report's notifications carry the run
+/// id as their `group_key`; the partial index finds a run's notifications without adding to
+/// the cost of any other notification's insert.
+const SCHEMA_V4: &str = "
+CREATE TABLE reports (
+    tenant        TEXT    NOT NULL,
+    id            TEXT    NOT NULL,
+    version       INTEGER NOT NULL,
+    enabled       INTEGER NOT NULL,
+    body          TEXT    NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE TABLE report_runs (
+    tenant          TEXT    NOT NULL,
+    run_id          TEXT    NOT NULL,
+    report_id       TEXT    NOT NULL,
+    version         INTEGER NOT NULL,
+    scheduled_ms    INTEGER NOT NULL,
+    trigger         TEXT    NOT NULL CHECK (trigger IN ('schedule', 'manual')),
+    status          TEXT    NOT NULL CHECK (status IN ('due', 'complete', 'partial', 'failed')),
+    created_at_ms   INTEGER NOT NULL,
+    generated_at_ms INTEGER,
+    generation_ms   INTEGER,
+    error           TEXT,
+    PRIMARY KEY (tenant, run_id)
+) WITHOUT ROWID;
+CREATE INDEX report_runs_due ON report_runs (scheduled_ms) WHERE status = 'due';
+CREATE INDEX report_runs_by_report ON report_runs (tenant, report_id, scheduled_ms);
+CREATE INDEX notifications_by_run ON notifications (tenant, group_key) WHERE kind = 'report';
 ";
 
 /// The embedded SQLite [`Store`](crate::store::Store). See the module docs for durability and
@@ -392,6 +425,10 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     if found < 3 {
         tx.execute_batch(SCHEMA_V3)
             .map_err(db("migrate schema to v3"))?;
+    }
+    if found < 4 {
+        tx.execute_batch(SCHEMA_V4)
+            .map_err(db("migrate schema to v4"))?;
     }
     if found < SCHEMA_VERSION {
         tx.execute(

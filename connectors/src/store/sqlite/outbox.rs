@@ -159,7 +159,10 @@ fn query_fair_due(
 }
 
 /// Loads the deliveries (with attempt logs) of one notification into a view.
-fn notification_view(tx: &Transaction<'_>, row: NotificationRow) -> StoreResult<NotificationView> {
+pub(super) fn notification_view(
+    tx: &Transaction<'_>,
+    row: NotificationRow,
+) -> StoreResult<NotificationView> {
     const OP: &str = "read notification deliveries";
     let payload = serde_json::from_str(&row.payload).map_err(|e| {
         StoreError::Corrupt(format!("notification {} payload is not JSON: {e}", row.id))
@@ -217,7 +220,7 @@ fn notification_view(tx: &Transaction<'_>, row: NotificationRow) -> StoreResult<
 }
 
 /// A `notifications` row before its deliveries are attached.
-struct NotificationRow {
+pub(super) struct NotificationRow {
     id: String,
     tenant: String,
     rule_id: String,
@@ -227,7 +230,7 @@ struct NotificationRow {
     created_at_ms: i64,
 }
 
-fn notification_row(row: &Row<'_>) -> rusqlite::Result<NotificationRow> {
+pub(super) fn notification_row(row: &Row<'_>) -> rusqlite::Result<NotificationRow> {
     Ok(NotificationRow {
         id: row.get(0)?,
         tenant: row.get(1)?,
@@ -239,7 +242,8 @@ fn notification_row(row: &Row<'_>) -> rusqlite::Result<NotificationRow> {
     })
 }
 
-const NOTIFICATION_COLUMNS: &str = "id, tenant, rule_id, kind, group_key, payload, created_at_ms";
+pub(super) const NOTIFICATION_COLUMNS: &str =
+    "id, tenant, rule_id, kind, group_key, payload, created_at_ms";
 
 impl Outbox for SqliteStore {
     fn commit_step(
@@ -536,7 +540,7 @@ impl Outbox for SqliteStore {
 const ENQUEUE_OP: &str = "enqueue notifications";
 
 /// Refuses notifications whose payload is not JSON, before anything is written.
-fn check_payloads(notifications: &[NewNotification]) -> StoreResult<()> {
+pub(super) fn check_payloads(notifications: &[NewNotification]) -> StoreResult<()> {
     for n in notifications {
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&n.payload) {
             return Err(StoreError::InvalidInput(format!(
@@ -550,7 +554,7 @@ fn check_payloads(notifications: &[NewNotification]) -> StoreResult<()> {
 
 /// Inserts notifications (and their deliveries, due at `now_ms`, and open-alert effects) inside
 /// `tx`; returns how many were new. See [`Outbox::enqueue_notifications`] for what each does.
-fn enqueue_in(
+pub(super) fn enqueue_in(
     tx: &Transaction<'_>,
     notifications: &[NewNotification],
     now_ms: i64,

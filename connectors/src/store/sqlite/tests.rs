@@ -29,12 +29,12 @@ fn the_schema_version_is_kept_in_meta() {
     let (_dir, store) = open();
     assert_eq!(
         store.get_meta("schema_version").expect("get").as_deref(),
-        Some("3")
+        Some("4")
     );
 }
 
-/// A version-2 database (ids still indexed globally) opens as version 3 with its rules and
-/// destinations kept, and then holds the same id for two tenants.
+/// A version-2 database (ids still indexed globally) opens as the current version with its rules
+/// and destinations kept, and then holds the same id for two tenants (and has the report tables).
 #[test]
 fn migrates_a_version_2_database_keeping_its_rows() {
     use crate::store::{Catalog, StoredRule};
@@ -54,7 +54,12 @@ fn migrates_a_version_2_database_keeping_its_rows() {
     let store = SqliteStore::open(&path).expect("migrate");
     assert_eq!(
         store.get_meta("schema_version").expect("get").as_deref(),
-        Some("3")
+        Some("4")
+    );
+    assert!(
+        crate::store::Reports::list_reports(&store, None)
+            .expect("report table")
+            .is_empty()
     );
     let kept = store.get_rule("a", "r1").expect("get").expect("kept");
     assert_eq!(kept.updated_at_ms, 7);
@@ -92,7 +97,7 @@ fn refuses_a_database_from_a_newer_version() {
         SqliteStore::open(&path),
         Err(StoreError::SchemaTooNew {
             found: 99,
-            supported: 3
+            supported: 4
         })
     ));
 }
