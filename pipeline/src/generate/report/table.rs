@@ -183,7 +183,7 @@ fn kind_of(data_type: &DataType) -> ColumnKind {
 }
 
 /// A number as a person reads it: thousands separators, whole numbers without a fraction, others
-/// with two decimals (`1,234,567`, `0.25`, `-1,234.50`).
+/// with two decimals, and none from 1,000 up (`1,234,567`, `0.25`, `-1,235`).
 pub fn format_number(value: f64) -> String {
     if !value.is_finite() {
         return value.to_string();
@@ -193,10 +193,10 @@ pub fn format_number(value: f64) -> String {
     } else {
         format!("{:.2}", value)
     };
-    let (sign, digits) = match rounded.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", rounded.as_str()),
-    };
+    // `-0.00` reads as zero, without a sign.
+    let negative = rounded.starts_with('-') && rounded.bytes().any(|b| (b'1'..=b'9').contains(&b));
+    let sign = if negative { "-" } else { "" };
+    let digits = rounded.trim_start_matches('-');
     let (whole, fraction) = match digits.split_once('.') {
         Some((w, f)) => (w, Some(f)),
         None => (digits, None),
@@ -208,13 +208,6 @@ pub fn format_number(value: f64) -> String {
         }
         grouped.push(c);
     }
-    let sign = if grouped.chars().all(|c| c == '0' || c == ',')
-        && fraction.is_none_or(|f| f.chars().all(|c| c == '0'))
-    {
-        ""
-    } else {
-        sign
-    };
     match fraction {
         Some(f) => format!("{sign}{grouped}.{f}"),
         None => format!("{sign}{grouped}"),
