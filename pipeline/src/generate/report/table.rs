@@ -284,6 +284,38 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_keep_the_query_zone_and_decimals_are_numbers() {
+        use sql::arrow::array::{Decimal128Array, TimestampMicrosecondArray};
+        use sql::arrow::datatypes::TimeUnit;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "orders.order_ts.hour",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("Asia/Seoul".into())),
+                true,
+            ),
+            Field::new("orders.revenue", DataType::Decimal128(12, 2), true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![Some(1_717_200_000_000_000)])
+                    .with_timezone("Asia/Seoul"),
+            ),
+            Arc::new(
+                Decimal128Array::from(vec![Some(123_456_789)])
+                    .with_precision_and_scale(12, 2)
+                    .unwrap(),
+            ),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+        let table = Table::from_batches(&schema, &[batch]).unwrap();
+        assert_eq!(
+            table.rows,
+            vec![vec![json!("2024-06-01T09:00:00+09:00"), json!(1234567.89)]]
+        );
+        assert_eq!(table.columns[1].kind, ColumnKind::Number);
+    }
+
+    #[test]
     fn an_empty_answer_has_columns_and_no_rows() {
         let (schema, _) = answer();
         let table = Table::from_batches(&schema, &[]).unwrap();
