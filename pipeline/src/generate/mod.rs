@@ -7,6 +7,9 @@
 //! ([`TemplateLimits`]). A template that fails at render time (a runaway loop on real data, a
 //! field this notification lacks) never loses the notification nor holds up others: the payload
 //! carries the default message, saying the template failed and why, and the error.
+//!
+//! Scheduled BI reports (tables, charts drawn in-process, the email document) are rendered by
+//! [`report`].
 
 use std::sync::Arc;
 
@@ -15,6 +18,7 @@ use operators::{Attrs, CompiledRule, Event, Intent, IntentKind, Num, RuleMeta, S
 use serde_json::{Value, json};
 
 mod renderer;
+pub mod report;
 mod template;
 
 pub use renderer::{RenderJob, Renderer, RuleVersion};
