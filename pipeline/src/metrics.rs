@@ -55,6 +55,10 @@ pub struct Metrics {
     pub dashboard_queries: Family<Labels, Counter>,
     /// One dashboard query (spec or SQL over HTTP), cached or not.
     pub dashboard_query_seconds: Histogram,
+    /// Report runs generated, by `status` (`complete`, `partial`, `failed`).
+    pub report_runs: Family<Labels, Counter>,
+    /// Generating one report run: its queries, charts and layout.
+    pub report_generation_seconds: Histogram,
 }
 
 impl Metrics {
@@ -83,6 +87,8 @@ impl Metrics {
             deliveries_dead: Gauge::default(),
             dashboard_queries: Family::default(),
             dashboard_query_seconds: latency(),
+            report_runs: Family::default(),
+            report_generation_seconds: latency(),
             registry: Registry::default(),
         };
         registry.register(
@@ -184,6 +190,16 @@ impl Metrics {
             "dashboard_query_seconds",
             "One dashboard query over HTTP",
             m.dashboard_query_seconds.clone(),
+        );
+        registry.register(
+            "report_runs",
+            "Report runs generated, by status",
+            m.report_runs.clone(),
+        );
+        registry.register(
+            "report_generation_seconds",
+            "Generating one report run (queries, charts, layout)",
+            m.report_generation_seconds.clone(),
         );
         Metrics { registry, ..m }
     }

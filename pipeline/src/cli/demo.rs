@@ -4,7 +4,9 @@
 //! rules set up through the real HTTP API, starts a local webhook receiver that verifies each
 //! signature, and runs a synthetic commerce producer: orders, refunds, ad spend and sign-ups at a
 //! realistic rate with bursts, the odd very large order, and a revenue dip every few minutes.
-//! Notifications print as the receiver gets them, and go to `notifications.jsonl` as well.
+//! Notifications print as the receiver gets them, and go to `notifications.jsonl` as well. A
+//! weekly report over the demo warehouse (charts, ABC classes, CSV answers) is defined too and
+//! run once at start into a file destination: its page is printed, to open in a browser.
 //! Ctrl-C stops cleanly; a second run resumes with the same data.
 
 use std::collections::HashSet;
@@ -81,6 +83,11 @@ pub async fn run(
         .await
         .context("setting up the demo tenant")?;
 
+    let files = data_dir.join("files").join(TENANT);
+    let report_page = run_report_once(&client, &base, &files)
+        .await
+        .context("running the demo report")?;
+
     println!();
     println!("Tidemark demo is running.");
     println!("  API:            {base}   (API key: {API_KEY})");
@@ -92,6 +99,10 @@ pub async fn run(
             .join(TENANT)
             .join("notifications.jsonl")
             .display()
+    );
+    println!(
+        "  weekly report:  {}   (open it in a browser; every Monday 09:00 Asia/Seoul it runs again)",
+        report_page.display()
     );
     println!(
         "  try:            curl -H 'Authorization: Bearer {API_KEY}' {base}/v1/notifications?limit=5"
@@ -244,7 +255,99 @@ async fn setup(client: &reqwest::Client, base: &str, receiver: &Receiver) -> any
         let id = rule["id"].as_str().unwrap_or_default().to_string();
         put(client, format!("{base}/v1/rules/{id}"), rule).await?;
     }
+    put(
+        client,
+        format!("{base}/v1/destinations/reports-file"),
+        json!({"id": "reports-file", "kind": "file", "config": {"path": "reports.jsonl"}}),
+    )
+    .await?;
+    put(
+        client,
+        format!("{base}/v1/reports/{REPORT}"),
+        weekly_report(),
+    )
+    .await?;
     Ok(())
+}
+
+/// The demo's report id.
+const REPORT: &str = "weekly-revenue";
+
+/// A weekly report over the demo warehouse (the calendar year 2025, so its ranges are fixed):
+/// revenue by channel, the monthly trend per channel, the ABC classes of products and the
+/// channels' ROAS quadrant, every Monday 09:00 in the shop's zone.
+fn weekly_report() -> Value {
+    json!({
+        "id": REPORT,
+        "name": "Weekly revenue",
+        "schedule": {"cron": "0 9 * * MON", "catch_up": "latest"},
+        "title": "Revenue 2025: {{ blocks.revenue.total }} KRW",
+        "intro": "{{ blocks.revenue.row_count }} channels, {{ blocks.orders.total }} paid orders; \
+                  {{ blocks.products.row_count }} products ranked by revenue.",
+        "blocks": [
+            {"name": "revenue", "title": "Revenue by channel, 2025",
+             "query": {"measures": ["orders.revenue"], "dimensions": ["orders.channel"],
+                       "time": {"dimension": "orders.date", "range": ["2025-01-01", "2025-12-31"]},
+                       "order": [{"member": "orders.revenue", "direction": "desc"}]}},
+            {"name": "trend", "title": "Revenue by month and channel",
+             "query": {"measures": ["orders.revenue"], "dimensions": ["orders.channel"],
+                       "time": {"dimension": "orders.date", "grain": "month",
+                                "range": ["2025-01-01", "2025-12-31"]}}},
+            {"name": "products", "title": "ABC classes of products",
+             "query": {"measures": ["order_items.revenue"], "dimensions": ["order_items.product"],
+                       "analysis": {"type": "abc", "measure": "order_items.revenue"},
+                       "order": [{"member": "order_items.revenue", "direction": "desc"}],
+                       "limit": 40}},
+            {"name": "orders", "title": "Paid orders by channel", "chart": "none",
+             "query": {"measures": ["orders.orders"], "dimensions": ["orders.channel"],
+                       "time": {"dimension": "orders.date", "range": ["2025-01-01", "2025-12-31"]}}}
+        ],
+        "destinations": ["reports-file"]
+    })
+}
+
+/// Runs the demo report once, now, and waits for it to be written: the path of its page.
+async fn run_report_once(
+    client: &reqwest::Client,
+    base: &str,
+    files: &std::path::Path,
+) -> anyhow::Result<PathBuf> {
+    let asked = client
+        .post(format!("{base}/v1/reports/{REPORT}/run"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await?;
+    anyhow::ensure!(asked.status().is_success(), "run: {}", asked.text().await?);
+    let run_id = asked.json::<Value>().await?["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let runs: Value = client
+            .get(format!("{base}/v1/reports/{REPORT}/runs?limit=5"))
+            .bearer_auth(API_KEY)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let run = runs["runs"]
+            .as_array()
+            .and_then(|runs| runs.iter().find(|r| r["run_id"] == run_id.as_str()));
+        if let Some(run) = run
+            && let Some(delivery) = run["deliveries"]
+                .as_array()
+                .and_then(|d| d.iter().find(|d| d["status"] == "delivered"))
+        {
+            let id = delivery["notification_id"].as_str().unwrap_or_default();
+            return Ok(files.join("reports").join(id).join("index.html"));
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the demo report was not delivered within two minutes: {runs}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// The synthetic shop: ~40 orders/s with noise and bursts, refunds, ad spend, sign-ups.

@@ -33,6 +33,7 @@ mod events;
 pub mod listener;
 mod notifications;
 pub mod query;
+pub mod reports;
 mod rules;
 mod secrets;
 

@@ -17,6 +17,7 @@ impl EngineThread {
         mut self,
         batches: std_mpsc::Receiver<Committed>,
         rules: std_mpsc::Receiver<RuleUpdate>,
+        schedules: std_mpsc::Receiver<operators::ScheduleChange>,
         outbox: std_mpsc::SyncSender<Step>,
         tick: Duration,
         max_batch: usize,
@@ -43,6 +44,7 @@ impl EngineThread {
             while let Ok(update) = rules.try_recv() {
                 changes.push(self.rules.apply(update));
             }
+            let schedule_changes: Vec<operators::ScheduleChange> = schedules.try_iter().collect();
             let max_seq = committed.iter().map(|c| c.max_seq).max().unwrap_or(0);
             let events: Vec<Event> = committed
                 .iter_mut()
@@ -52,6 +54,7 @@ impl EngineThread {
             let output = match self.engine.step(StepInput {
                 events,
                 rules: changes,
+                schedules: schedule_changes,
                 clock_ms: Some(now_ms()),
                 ..Default::default()
             }) {
@@ -69,10 +72,13 @@ impl EngineThread {
                 intents: self.with_meta(output.intents),
                 processed: (max_seq > 0).then_some(max_seq),
                 accepted_at: committed.iter().map(|c| c.accepted_at).collect(),
+                due_runs: output.due_runs,
             };
             // An idle tick with nothing to enqueue and no position to record has nothing to hand over.
-            let idle =
-                step.intents.is_empty() && step.processed.is_none() && step.accepted_at.is_empty();
+            let idle = step.intents.is_empty()
+                && step.processed.is_none()
+                && step.accepted_at.is_empty()
+                && step.due_runs.is_empty();
             if !idle && outbox.send(step).is_err() {
                 tracing::error!("the outbox thread stopped; the server must be restarted");
                 return;

@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use connectors::store::{AppendOutcome, NewEvent, NewNotification, Store, StoreError, StoreResult};
+use connectors::store::{
+    AppendOutcome, NewEvent, NewNotification, NewReportRun, Store, StoreError, StoreResult,
+};
 use operators::engine::EngineStats;
 use operators::{AttrValue, Engine, EngineConfig, Event, OpenAlert, StepInput};
 use tokio::sync::{mpsc, oneshot};
@@ -77,6 +79,8 @@ pub struct Runtime {
     metrics: Arc<Metrics>,
     ingest_tx: Mutex<Option<mpsc::Sender<IngestRequest>>>,
     rule_tx: Mutex<std_mpsc::Sender<RuleUpdate>>,
+    schedule_tx: Mutex<std_mpsc::Sender<operators::ScheduleChange>>,
+    report_wake: Arc<tokio::sync::Notify>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stats: Arc<Mutex<EngineStats>>,
     stopping: Arc<AtomicBool>,
@@ -119,11 +123,14 @@ impl Runtime {
             intents: engine_thread.with_meta(first.intents),
             processed: (after > processed).then_some(after),
             accepted_at: Vec::new(),
+            due_runs: first.due_runs,
         };
 
         let (ingest_tx, ingest_rx) = mpsc::channel::<IngestRequest>(1024);
         let (batch_tx, batch_rx) = std_mpsc::sync_channel::<Committed>(4);
         let (rule_tx, rule_rx) = std_mpsc::channel::<RuleUpdate>();
+        let (schedule_tx, schedule_rx) = std_mpsc::channel::<operators::ScheduleChange>();
+        let report_wake = Arc::new(tokio::sync::Notify::new());
         let (step_tx, step_rx) = std_mpsc::sync_channel::<Step>(4);
         let stopping = Arc::new(AtomicBool::new(false));
         let stats = engine_thread.stats.clone();
@@ -136,6 +143,7 @@ impl Runtime {
                 metrics: metrics.clone(),
                 renderer: generate::Renderer::new(templates),
                 latencies: latencies.clone(),
+                report_wake: report_wake.clone(),
             };
             std::thread::Builder::new()
                 .name("tidemark-outbox".into())
@@ -153,12 +161,16 @@ impl Runtime {
         };
         let stepper = std::thread::Builder::new()
             .name("tidemark-engine".into())
-            .spawn(move || engine_thread.run(batch_rx, rule_rx, step_tx, tick, max_batch))?;
+            .spawn(move || {
+                engine_thread.run(batch_rx, rule_rx, schedule_rx, step_tx, tick, max_batch)
+            })?;
         Ok(Arc::new(Runtime {
             store,
             metrics,
             ingest_tx: Mutex::new(Some(ingest_tx)),
             rule_tx: Mutex::new(rule_tx),
+            schedule_tx: Mutex::new(schedule_tx),
+            report_wake,
             threads: Mutex::new(vec![committer, stepper, outbox]),
             stats,
             stopping,
@@ -217,6 +229,20 @@ impl Runtime {
         if let Ok(tx) = self.rule_tx.lock() {
             let _ = tx.send(update);
         }
+    }
+
+    /// Tells the dataflow about a report's schedule change (an upsert of its new schedule, or
+    /// its removal when deleted or disabled); it applies from the next epoch.
+    pub fn schedule_changed(&self, change: operators::ScheduleChange) {
+        if let Ok(tx) = self.schedule_tx.lock() {
+            let _ = tx.send(change);
+        }
+    }
+
+    /// What wakes the report generator when runs become due (the outbox thread and
+    /// `POST /v1/reports/{id}/run` notify it).
+    pub fn report_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.report_wake.clone()
     }
 
     /// Engine counters.

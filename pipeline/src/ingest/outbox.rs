@@ -17,6 +17,8 @@ pub(super) struct Step {
     pub(super) processed: Option<u64>,
     /// When the step's batches were accepted, for the acceptance-to-enqueue latency.
     pub(super) accepted_at: Vec<Instant>,
+    /// Report runs the schedules made due in the step.
+    pub(super) due_runs: Vec<operators::DueRun>,
 }
 
 pub(super) struct OutboxThread {
@@ -24,6 +26,8 @@ pub(super) struct OutboxThread {
     pub(super) metrics: Arc<Metrics>,
     pub(super) renderer: generate::Renderer,
     pub(super) latencies: Arc<Mutex<Vec<f64>>>,
+    /// Wakes the report generator when runs become due.
+    pub(super) report_wake: Arc<tokio::sync::Notify>,
 }
 
 impl OutboxThread {
@@ -48,6 +52,9 @@ impl OutboxThread {
                     }
                 }
             }
+            if !step.due_runs.is_empty() {
+                self.record_due_runs(&step.due_runs);
+            }
             if let Ok(mut samples) = self.latencies.lock() {
                 for accepted_at in &step.accepted_at {
                     let latency = accepted_at.elapsed().as_secs_f64();
@@ -55,6 +62,41 @@ impl OutboxThread {
                     if samples.len() < MAX_LATENCY_SAMPLES {
                         samples.push(latency);
                     }
+                }
+            }
+        }
+    }
+
+    /// Records the runs that became due, for the report generator. A run id already recorded
+    /// adds nothing, so a run emitted again after a restart is generated once. Should the
+    /// store refuse for a while, the runs are retried here; were the process to die first, the
+    /// schedules restart from the last recorded run and their catch-up policy emits them again.
+    fn record_due_runs(&self, due: &[operators::DueRun]) {
+        let now = now_ms();
+        let runs: Vec<NewReportRun> = due
+            .iter()
+            .map(|run| NewReportRun {
+                tenant: run.tenant.clone(),
+                report_id: run.report_id.clone(),
+                run_id: run.run_id.clone(),
+                version: run.version,
+                scheduled_ms: run.scheduled_ms,
+                trigger: "schedule".into(),
+                created_at_ms: now,
+            })
+            .collect();
+        let mut retries = 0;
+        loop {
+            match self.store.add_runs(&runs) {
+                Ok(added) => {
+                    tracing::debug!(due = runs.len(), added, "report runs due");
+                    self.report_wake.notify_one();
+                    return;
+                }
+                Err(e) => {
+                    retries += 1;
+                    tracing::error!(error = %e, retries, "could not record due report runs; retrying");
+                    std::thread::sleep(Duration::from_millis(200 * retries.min(25)));
                 }
             }
         }

@@ -98,8 +98,10 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
         after = last.seq;
         pending.extend(page.iter().filter_map(decoded));
     }
+    let schedules = recover_schedules(store, &time_zones)?;
     tracing::info!(
         rules = rules.len(),
+        schedules = schedules.len(),
         open_alerts = restore.len(),
         history = history.len(),
         unprocessed = pending.len(),
@@ -111,13 +113,47 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
             history,
             rules,
             restore,
+            schedules,
             clock_ms: Some(clock),
-            ..Default::default()
         },
         rules: active,
         processed,
         after,
     })
+}
+
+/// The enabled reports' schedules, each starting after its last scheduled run (so no slot runs
+/// twice, and the report's catch-up policy decides what the downtime missed).
+fn recover_schedules(
+    store: &dyn Store,
+    time_zones: &HashMap<String, String>,
+) -> anyhow::Result<Vec<operators::ScheduleChange>> {
+    let last: HashMap<(String, String), i64> = store
+        .last_scheduled_runs()?
+        .into_iter()
+        .map(|(tenant, report, at)| ((tenant, report), at))
+        .collect();
+    let mut schedules = Vec::new();
+    for report in store.list_reports(None)? {
+        if !report.enabled {
+            continue;
+        }
+        let tz = time_zones
+            .get(&report.tenant)
+            .map(String::as_str)
+            .unwrap_or("UTC");
+        let key = (report.tenant.clone(), report.id.clone());
+        match crate::generate::report::schedule_of(&report, tz, last.get(&key).copied()) {
+            Ok(schedule) => schedules.push(operators::ScheduleChange::Upsert(schedule)),
+            Err(e) => tracing::error!(
+                tenant = %report.tenant,
+                report = %report.id,
+                error = %e,
+                "skipping a stored report whose schedule no longer reads"
+            ),
+        }
+    }
+    Ok(schedules)
 }
 
 /// A stored event back as the dataflow's event; one that no longer decodes is left out, said

@@ -16,7 +16,9 @@ use tokio::sync::watch;
 use crate::auth::AuthThrottle;
 use crate::config::{Config, KekProvider};
 use crate::deliver;
+use crate::generate::report::{ReportContext, ReportGenerator};
 use crate::http::query::{self, DashboardState};
+use crate::http::reports::ReportsState;
 use crate::http::{self, AppState, key_hash};
 use crate::ingest::Runtime;
 use crate::metrics::Metrics;
@@ -33,6 +35,7 @@ pub struct Server {
     stop: watch::Sender<bool>,
     http: tokio::task::JoinHandle<()>,
     sender: tokio::task::JoinHandle<()>,
+    reports: tokio::task::JoinHandle<()>,
     pgwire: Option<tokio::task::JoinHandle<()>>,
     _lock: std::fs::File,
 }
@@ -189,15 +192,34 @@ impl Server {
         let throttle = Arc::new(AuthThrottle::new(config.server.auth_failures_per_minute));
         let app_state = AppState::new(runtime.clone(), secrets.clone(), throttle.clone())
             .with_sink_settings(sink_settings.clone());
-        let app =
-            http::router(app_state.clone(), config.server.max_body_bytes).merge(query::router(
-                DashboardState {
-                    app: app_state,
-                    engine: dashboards.clone(),
-                    queries: queries.clone(),
+        let dashboard_state = DashboardState {
+            app: app_state.clone(),
+            engine: dashboards.clone(),
+            queries: queries.clone(),
+        };
+        let generator = Arc::new(ReportGenerator::new(
+            store.clone(),
+            ReportContext {
+                engine: dashboards.clone(),
+                queries: queries.clone(),
+                templates: config.templates.limits(),
+            },
+            metrics.clone(),
+            runtime.report_wake(),
+        ));
+        let app = http::router(app_state, config.server.max_body_bytes)
+            .merge(query::router(
+                dashboard_state.clone(),
+                config.server.max_body_bytes,
+            ))
+            .merge(http::reports::router(
+                ReportsState {
+                    dashboards: dashboard_state,
+                    generator: generator.clone(),
                 },
                 config.server.max_body_bytes,
             ));
+        let reports = tokio::spawn(generator.run(stop_rx.clone()));
         if let Some(pg_addr) = pgwire_addr
             && pgwire_tls.is_none()
             && !pg_addr.ip().is_loopback()
@@ -254,6 +276,7 @@ impl Server {
             stop,
             http,
             sender,
+            reports,
             pgwire,
             _lock: lock,
         })
@@ -269,5 +292,6 @@ impl Server {
         let runtime = self.runtime.clone();
         let _ = tokio::task::spawn_blocking(move || runtime.shutdown()).await;
         let _ = self.sender.await;
+        let _ = self.reports.await;
     }
 }
