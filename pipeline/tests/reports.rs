@@ -1,14 +1,18 @@
 //! Scheduled reports end to end against the real `tidemark serve` over a generated warehouse:
 //! a report defined through the API, run by hand and by its schedule, generated with its charts
-//! and CSV answers, delivered to a file destination, its runs and deliveries visible; bad
-//! definitions refused at creation naming the field.
+//! and CSV answers, delivered to a file destination and by email to a real SMTP server (one
+//! message per recipient, a failing recipient retried alone), its runs and deliveries visible;
+//! bad definitions refused at creation naming the field.
 
+#[path = "../../connectors/tests/support/smtp.rs"]
+mod smtp;
 #[path = "support/shop.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use mailparse::{MailHeaderMap, ParsedMail};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{KEY_A, KEY_B, Shop, close};
@@ -323,4 +327,147 @@ async fn a_schedule_runs_without_a_restart_and_a_deleted_report_stops() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = call(&shop, "GET", "/v1/reports/minutely/runs", KEY_A, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Every part of a message, depth first.
+fn parts<'a>(mail: &'a ParsedMail<'a>, out: &mut Vec<&'a ParsedMail<'a>>) {
+    out.push(mail);
+    for part in &mail.subparts {
+        parts(part, out);
+    }
+}
+
+#[tokio::test]
+async fn a_report_by_email_reaches_each_recipient_once_and_a_failing_one_is_retried_alone() {
+    let server = smtp::SmtpServer::start(&[]);
+    // The SMTP server listens on loopback: the operator's allow-list says so.
+    let shop = Shop::start_with(|_| {
+        (
+            String::new(),
+            "[outbound]\nallow_private_networks = [\"127.0.0.1/32\"]\n".to_string(),
+        )
+    })
+    .await;
+    let (status, body) = call(
+        &shop,
+        "POST",
+        "/v1/destinations",
+        KEY_A,
+        Some(json!({"id": "mail", "kind": "email", "config": {
+            "host": "127.0.0.1", "port": server.port, "tls": "none",
+            "from": "Reports <reports@shop.example>", "to": ["ops@shop.example"],
+            "list_id": "reports.shop.example"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut report = weekly_report();
+    report["blocks"] = json!([report["blocks"][0].clone()]);
+    report["intro"] = Value::Null;
+    report["destinations"] = json!([{"destination": "mail",
+        "to": ["ceo@shop.example", "tempfail@shop.example", "cfo@shop.example"]}]);
+    let (status, body) = call(&shop, "POST", "/v1/reports", KEY_A, Some(report)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = call(&shop, "POST", "/v1/reports/weekly/run", KEY_A, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    // Two recipients get it; the one the server answers 451 stays pending, retried on its own.
+    let run = wait_for_run(&shop, "weekly", Duration::from_secs(60), |run| {
+        let deliveries = run["deliveries"].as_array().cloned().unwrap_or_default();
+        deliveries.len() == 3
+            && deliveries
+                .iter()
+                .filter(|d| d["status"] == "delivered")
+                .count()
+                == 2
+            && deliveries.iter().any(|d| {
+                d["recipient"] == "tempfail@shop.example"
+                    && d["attempts"].as_u64().unwrap_or(0) >= 2
+            })
+    })
+    .await;
+    assert_eq!(run["status"], "complete", "{run}");
+    let failing = run["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["recipient"] == "tempfail@shop.example")
+        .unwrap();
+    assert_eq!(failing["status"], "pending", "{failing}");
+    assert!(
+        failing["last_error"].as_str().unwrap_or("").contains("451"),
+        "{failing}"
+    );
+
+    // Meanwhile the others were sent once each, whatever the retries of the failing one.
+    let received = server.received();
+    let mut recipients: Vec<String> = received.iter().flat_map(|(to, _)| to.clone()).collect();
+    recipients.sort();
+    assert_eq!(
+        recipients,
+        ["ceo@shop.example", "cfo@shop.example"],
+        "one message each"
+    );
+    let paid = shop.paid_by_channel("shop-a");
+    for (to, raw) in &received {
+        assert_eq!(to.len(), 1, "one envelope per recipient");
+        let mail = mailparse::parse_mail(raw).expect("MIME");
+        let headers = &mail.headers;
+        assert_eq!(
+            headers.get_first_value("To").as_deref(),
+            Some(to[0].as_str())
+        );
+        let notification = run["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["recipient"] == to[0].as_str())
+            .unwrap()["notification_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let message_id = headers.get_first_value("Message-ID").unwrap_or_default();
+        assert!(
+            message_id.contains(&notification),
+            "{message_id} vs {notification}"
+        );
+        assert!(
+            headers
+                .get_first_value("List-Id")
+                .unwrap_or_default()
+                .contains("reports.shop.example")
+        );
+        let mut all = Vec::new();
+        parts(&mail, &mut all);
+        let of_type = |t: &str| -> Vec<&&ParsedMail> {
+            all.iter().filter(|p| p.ctype.mimetype == t).collect()
+        };
+        assert_eq!(of_type("multipart/alternative").len(), 1);
+        let html = of_type("text/html")[0].get_body().unwrap();
+        assert!(!of_type("text/plain").is_empty());
+        // The chart is an inline image the HTML refers to by its Content-ID.
+        let images = of_type("image/png");
+        assert_eq!(images.len(), 1, "one chart");
+        let cid = images[0]
+            .headers
+            .get_first_value("Content-ID")
+            .unwrap()
+            .trim_matches(|c| c == '<' || c == '>')
+            .to_string();
+        assert!(
+            html.contains(&format!("cid:{cid}")),
+            "{cid} not in the HTML"
+        );
+        assert_eq!(&images[0].get_body_raw().unwrap()[..4], b"\x89PNG");
+        // The CSV attachment is the block's answer: paid revenue per channel, from the files.
+        let csv = String::from_utf8(of_type("text/csv")[0].get_body_raw().unwrap()).unwrap();
+        let mut lines = csv.lines();
+        assert_eq!(lines.next(), Some("orders.channel,orders.revenue"));
+        let mut seen = 0;
+        for line in lines {
+            let (channel, revenue) = line.split_once(',').unwrap();
+            assert!(close(revenue.parse().unwrap(), paid[channel].0), "{line}");
+            seen += 1;
+        }
+        assert_eq!(seen, paid.len());
+    }
 }
