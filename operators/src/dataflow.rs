@@ -97,6 +97,8 @@ pub(crate) struct WorkerStats {
     pub(crate) retired: u64,
     /// Events currently held for windows (or to be retired next epoch).
     pub(crate) retained: u64,
+    /// The earliest next slot of the worker's report schedules.
+    pub(crate) next_due_ms: Option<i64>,
 }
 
 /// What a worker reports to the engine.
@@ -292,6 +294,7 @@ impl TenantState {
             retired: self.retired,
             retained: (self.retire_at.len() + self.retire_next.len()) as u64
                 + self.retire_next_unheld,
+            next_due_ms: self.schedules.first_due_ms(),
         }
     }
 

@@ -265,6 +265,16 @@ impl Engine {
         stats
     }
 
+    /// The earliest instant at which a report schedule comes due, as of the last step: a
+    /// caller that steps only when there is work steps by then, so due runs are not late by
+    /// its idle interval.
+    pub fn next_due_ms(&self) -> Option<i64> {
+        self.worker_stats
+            .iter()
+            .filter_map(|shared| shared.lock().ok().and_then(|w| w.next_due_ms))
+            .min()
+    }
+
     /// Whether a rule is active.
     pub fn has_rule(&self, tenant: &str, rule_id: &str) -> bool {
         self.rules

@@ -41,7 +41,12 @@ impl ScheduleIndex {
         self.entries.is_empty()
     }
 
-    /// The next slot of a schedule, if it is held and has one.
+    /// The earliest next slot of any schedule held: when the clock next has work here.
+    pub fn first_due_ms(&self) -> Option<i64> {
+        self.due.first().map(|(at, _, _)| *at)
+    }
+
+    /// The next slot of the schedule `(tenant, report_id)`, if it has one.
     pub fn next_due_ms(&self, tenant: &str, report_id: &str) -> Option<i64> {
         self.entries
             .get(&(tenant.to_string(), report_id.to_string()))

@@ -25,7 +25,13 @@ impl EngineThread {
         let mut open = true;
         while open {
             let mut committed = Vec::new();
-            match batches.recv_timeout(tick) {
+            // Idle, the thread steps once per tick to move the clock, or at the next report
+            // schedule's slot if that comes first, so a due run is not late by the tick.
+            let wait = self.engine.next_due_ms().map_or(tick, |due| {
+                let until = u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0);
+                tick.min(Duration::from_millis(until))
+            });
+            match batches.recv_timeout(wait) {
                 Ok(batch) => committed.push(batch),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => open = false,

@@ -5,6 +5,7 @@ pub mod dashboard;
 pub mod ingest;
 pub mod isolation;
 pub mod matching;
+pub mod reports;
 pub mod secrets;
 pub mod trino;
 
@@ -119,6 +120,32 @@ pub enum Which {
         #[arg(long, default_value_t = 200_000)]
         orders: usize,
     },
+    /// Scheduled reports: a 6-block weekly report generated over the demo warehouse (goal p50
+    /// ≤ 500 ms, p95 ≤ 1 s, ≤ 200 MB added), charts alone (≤ 20 ms each), and 100,000 report
+    /// schedules in the dataflow (due runs out ≤ 50 ms p99 after their instant; changes O(log n)).
+    Reports {
+        /// Warehouse root (generated there when missing; default: a directory under $TMPDIR).
+        #[arg(long)]
+        warehouse: Option<std::path::PathBuf>,
+        /// Orders to generate when the warehouse is missing.
+        #[arg(long, default_value_t = 1_000_000)]
+        orders: usize,
+        /// Timed report runs.
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+        /// Untimed runs before them.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Report schedules in the schedule phase.
+        #[arg(long, default_value_t = 100_000)]
+        schedules: usize,
+        /// Tenants they belong to.
+        #[arg(long, default_value_t = 1_000)]
+        tenants: usize,
+        /// Length of the real-time schedule phase, seconds.
+        #[arg(long, default_value_t = 150)]
+        seconds: u64,
+    },
     /// Dashboard queries over Trino: through Tidemark with pushdown, in Trino directly, and
     /// with pushdown off; latency ratio and rows/bytes transferred (needs a seeded Trino:
     /// `bash .ci/trino.sh start`).
@@ -231,6 +258,26 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
                 queries,
                 tarpits,
                 orders,
+            })
+            .await?
+        }
+        Which::Reports {
+            warehouse,
+            orders,
+            iterations,
+            warmup,
+            schedules,
+            tenants,
+            seconds,
+        } => {
+            reports::run(reports::ReportsBenchArgs {
+                warehouse,
+                orders,
+                iterations,
+                warmup,
+                schedules,
+                tenants,
+                seconds,
             })
             .await?
         }
