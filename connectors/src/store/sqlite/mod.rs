@@ -180,11 +180,12 @@ DROP INDEX IF EXISTS rules_by_id;
 DROP INDEX IF EXISTS destinations_by_id;
 ";
 
-/// Schema version 4: scheduled reports and their runs. A report's notifications carry the run
+/// Schema version 4: scheduled reports and their runs (`IF NOT EXISTS`, so a database whose
+/// recorded version is older than its tables, as a restored backup's can be, still migrates). A report's notifications carry the run
 /// id as their `group_key`; the partial index finds a run's notifications without adding to
 /// the cost of any other notification's insert.
 const SCHEMA_V4: &str = "
-CREATE TABLE reports (
+CREATE TABLE IF NOT EXISTS reports (
     tenant        TEXT    NOT NULL,
     id            TEXT    NOT NULL,
     version       INTEGER NOT NULL,
@@ -193,7 +194,7 @@ CREATE TABLE reports (
     updated_at_ms INTEGER NOT NULL,
     PRIMARY KEY (tenant, id)
 ) WITHOUT ROWID;
-CREATE TABLE report_runs (
+CREATE TABLE IF NOT EXISTS report_runs (
     tenant          TEXT    NOT NULL,
     run_id          TEXT    NOT NULL,
     report_id       TEXT    NOT NULL,
@@ -207,9 +208,9 @@ CREATE TABLE report_runs (
     error           TEXT,
     PRIMARY KEY (tenant, run_id)
 ) WITHOUT ROWID;
-CREATE INDEX report_runs_due ON report_runs (scheduled_ms) WHERE status = 'due';
-CREATE INDEX report_runs_by_report ON report_runs (tenant, report_id, scheduled_ms);
-CREATE INDEX notifications_by_run ON notifications (tenant, group_key) WHERE kind = 'report';
+CREATE INDEX IF NOT EXISTS report_runs_due ON report_runs (scheduled_ms) WHERE status = 'due';
+CREATE INDEX IF NOT EXISTS report_runs_by_report ON report_runs (tenant, report_id, scheduled_ms);
+CREATE INDEX IF NOT EXISTS notifications_by_run ON notifications (tenant, group_key) WHERE kind = 'report';
 ";
 
 /// The embedded SQLite [`Store`](crate::store::Store). See the module docs for durability and
