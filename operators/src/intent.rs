@@ -75,8 +75,9 @@ pub fn intent_id(parts: &[&str]) -> String {
 }
 
 /// `prefix` and 32 hex digits: the first 16 bytes of SHA-256 over the length-prefixed `parts`
-/// (so moving a boundary between parts changes the id). Notification and report-run ids.
-pub(crate) fn hashed_id(prefix: &str, parts: &[&str]) -> String {
+/// (so moving a boundary between parts changes the id). Notification and report-run ids, and
+/// the pipeline's ids derived from them.
+pub fn hashed_id(prefix: &str, parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
     for part in parts {
         hasher.update((part.len() as u64).to_le_bytes());

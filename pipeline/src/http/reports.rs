@@ -21,7 +21,6 @@ use chrono_tz::Tz;
 use connectors::store::{NewReportRun, ReportRun, StoredReport};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::query::{DashboardState, refusal_error, sql_error};
 use super::{ApiError, ApiResult, Tenant, blocking, new_id, not_found, valid_id};
@@ -96,13 +95,7 @@ fn report_json(stored: &StoredReport, tenant_tz: &str) -> Value {
 }
 
 async fn tenant_tz(state: &ReportsState, tenant: &str) -> ApiResult<String> {
-    let t = tenant.to_string();
-    Ok(
-        blocking(state.dashboards.app.store(), move |s| s.get_tenant(&t))
-            .await?
-            .map(|t| t.time_zone)
-            .unwrap_or_else(|| "UTC".into()),
-    )
+    super::rules::tenant_tz(&state.dashboards.app, tenant).await
 }
 
 async fn load_report(state: &ReportsState, tenant: &str, id: &str) -> ApiResult<StoredReport> {
@@ -299,16 +292,7 @@ async fn delete_report(
 /// A run asked for by hand, as of now: its id is derived from the report and the instant (and
 /// kept apart from the scheduled runs' ids), so asking twice in the same millisecond runs once.
 fn manual_run_id(tenant: &str, report_id: &str, at_ms: i64) -> String {
-    let mut hash = Sha256::new();
-    for part in [tenant, report_id, "manual", &at_ms.to_string()] {
-        hash.update(part.as_bytes());
-        hash.update([0]);
-    }
-    let hex: String = hash.finalize()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("run_{hex}")
+    operators::intent::hashed_id("run_", &[tenant, report_id, "manual", &at_ms.to_string()])
 }
 
 async fn run_report(

@@ -14,7 +14,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use connectors::store::{NewNotification, REPORT_KIND, RunStatus, StoredDestination};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 use sql::DashboardEngine;
 
 use super::chart::{self, ChartSpec};
@@ -331,16 +330,10 @@ fn local_time(at: DateTime<Utc>, tz: Tz) -> String {
         .to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// Deterministic notification id for one (run, destination, recipient).
+/// Deterministic notification id for one (run, destination, recipient): the dataflow's own
+/// notification id over those parts.
 pub fn notification_id(run_id: &str, destination: &str, recipient: Option<&str>) -> String {
-    let mut hash = Sha256::new();
-    for part in [run_id, destination, recipient.unwrap_or("")] {
-        hash.update(part.as_bytes());
-        hash.update([0]);
-    }
-    let digest = hash.finalize();
-    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-    format!("ntf_{hex}")
+    operators::intent::intent_id(&[run_id, destination, recipient.unwrap_or("")])
 }
 
 /// The notifications of a generated run: one per destination, and for email destinations one
@@ -423,17 +416,11 @@ pub fn notifications(
     out
 }
 
-/// An email destination's own recipients (`config.to`).
+/// An email destination's own recipients (`config.to`), read as the email sink reads its
+/// configuration.
 fn email_recipients(destination: &StoredDestination) -> Vec<String> {
-    serde_json::from_str::<Value>(&destination.config)
-        .ok()
-        .and_then(|c| {
-            c.get("to")?.as_array().map(|to| {
-                to.iter()
-                    .filter_map(|a| a.as_str().map(str::to_string))
-                    .collect()
-            })
-        })
+    serde_json::from_str::<connectors::sinks::EmailConfig>(&destination.config)
+        .map(|config| config.to)
         .unwrap_or_default()
 }
 
