@@ -24,7 +24,8 @@
 use super::{
     AppendOutcome, ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, EventLog,
     FinishedRun, NewEvent, NewNotification, NewReportRun, NotificationCursor, NotificationFilter,
-    REPORT_KIND, RunStatus, Store, StoreError, StoredDestination, StoredReport, StoredRule, Tenant,
+    NewDeadLetter, REPORT_KIND, RunStatus, SourcePosition, SourceProgress, Store, StoreError,
+    StoredDestination, StoredReport, StoredRule, Tenant,
 };
 
 /// One `#[test]` per store behaviour, each on a fresh store from `$open`, a function returning
@@ -54,6 +55,7 @@ macro_rules! store_contract_tests {
             meta_round_trips_and_guards_schema_version,
             reports_are_tenant_scoped,
             report_runs_are_added_once_and_finished_once_with_their_notifications,
+            source_positions_and_dead_letters_commit_with_their_events,
         );
     };
     (@each $open:path; $($behaviour:ident),* $(,)?) => {
@@ -939,4 +941,78 @@ pub fn report_runs_are_added_once_and_finished_once_with_their_notifications(sto
             ("b".to_string(), "weekly".to_string(), 1_000)
         ]
     );
+}
+
+fn position(source: &str, partition: u32, next_offset: i64) -> SourcePosition {
+    SourcePosition {
+        source: source.to_owned(),
+        partition,
+        next_offset,
+    }
+}
+
+fn dead_letter(tenant: Option<&str>, offset: i64) -> NewDeadLetter {
+    NewDeadLetter {
+        source: "orders".to_owned(),
+        tenant: tenant.map(str::to_owned),
+        topic: "orders".to_owned(),
+        partition: 1,
+        offset,
+        raw: b"{not json".to_vec(),
+        raw_len: 9,
+        error: "not JSON".to_owned(),
+    }
+}
+
+/// A source batch's partition positions and dead letters are durable with its events: the next
+/// batch's position replaces the stored one, a batch of refused records alone still moves its
+/// partition on, and a tenant sees only its own dead letters (none of a record whose tenant is
+/// unknown).
+pub fn source_positions_and_dead_letters_commit_with_their_events(store: &dyn Store) {
+    assert!(store.source_positions("orders").expect("read").is_empty());
+    let mut progress = SourceProgress {
+        positions: vec![position("orders", 0, 10), position("orders", 1, 4)],
+        dead_letters: vec![dead_letter(Some("a"), 3)],
+    };
+    progress.merge(SourceProgress {
+        positions: vec![position("orders", 1, 7), position("orders", 0, 9)],
+        dead_letters: vec![dead_letter(None, 6)],
+    });
+    let outcomes = store
+        .append_from_source(&[event("a", "e1"), event("a", "e2")], &progress)
+        .expect("append");
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(
+        store.source_positions("orders").expect("read"),
+        vec![position("orders", 0, 10), position("orders", 1, 7)]
+    );
+    assert!(store.source_positions("other").expect("read").is_empty());
+
+    // Only refused records: the position still moves.
+    let outcomes = store
+        .append_from_source(
+            &[],
+            &SourceProgress {
+                positions: vec![position("orders", 1, 8)],
+                dead_letters: vec![dead_letter(Some("a"), 7)],
+            },
+        )
+        .expect("append");
+    assert!(outcomes.is_empty());
+    assert_eq!(
+        store.source_positions("orders").expect("read")[1],
+        position("orders", 1, 8)
+    );
+
+    let letters = store.dead_letters("a", 0, 10).expect("read");
+    assert_eq!(
+        letters.iter().map(|d| d.letter.offset).collect::<Vec<_>>(),
+        vec![3, 7]
+    );
+    assert_eq!(letters[0].letter, dead_letter(Some("a"), 3));
+    assert!(letters[0].id < letters[1].id);
+    let after = store.dead_letters("a", letters[0].id, 10).expect("read");
+    assert_eq!(after.len(), 1);
+    assert!(store.dead_letters("b", 0, 10).expect("read").is_empty());
+    assert_eq!(store.event_count("a").expect("count"), 2);
 }

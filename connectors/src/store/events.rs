@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::StoreResult;
+use super::{SourceProgress, StoreResult};
 
 /// An event to append to the log. The idempotency key is `(tenant, id)`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -74,7 +74,19 @@ pub trait EventLog: Send + Sync {
     /// unless `(tenant, id)` is already in the log — or earlier in the same batch — in which
     /// case it is reported as [`AppendOutcome::Duplicate`] with the original position.
     /// Outcomes are in input order. When this returns `Ok`, every event is durable.
-    fn append_events(&self, events: &[NewEvent]) -> StoreResult<Vec<AppendOutcome>>;
+    fn append_events(&self, events: &[NewEvent]) -> StoreResult<Vec<AppendOutcome>> {
+        self.append_from_source(events, &SourceProgress::default())
+    }
+
+    /// [`EventLog::append_events`], recording in the same transaction where the sources that
+    /// delivered the events got to (each partition's next offset replaces the stored one) and
+    /// the records they refused: the log and the positions are durable together or not at all.
+    /// `events` may be empty (a batch of refused records still moves its partition on).
+    fn append_from_source(
+        &self,
+        events: &[NewEvent],
+        progress: &SourceProgress,
+    ) -> StoreResult<Vec<AppendOutcome>>;
 
     /// Up to `limit` events with `seq > after_seq`, in `seq` order (replay on restart).
     fn events_after(&self, after_seq: u64, limit: usize) -> StoreResult<Vec<StoredEvent>>;

@@ -3,7 +3,8 @@
 //! sealed secret rows and process-wide metadata.
 //!
 //! Each concern is a trait in its own module, with its row types beside it: [`EventLog`],
-//! [`Catalog`], [`Outbox`], [`Reports`], [`SecretRows`] and [`Meta`]. [`Store`] is all of them at once; the
+//! [`Catalog`], [`Outbox`], [`Reports`], [`Sources`] (source positions and dead letters),
+//! [`SecretRows`] and [`Meta`]. [`Store`] is all of them at once; the
 //! pipeline shares one `Arc<dyn Store>`, and code that needs a single concern takes just that
 //! trait (the secrets store, for one, takes only [`SecretRows`]). [`open`] opens the store a
 //! configuration names; [`SqliteStore`] is the embedded backend (a PostgreSQL one is meant to
@@ -34,6 +35,7 @@ mod meta;
 mod outbox;
 mod reports;
 mod secrets;
+mod sources;
 mod sqlite;
 
 use std::ffi::OsStr;
@@ -54,15 +56,24 @@ pub use secrets::{
     KekUsage, PositionedSecretRow, RewrappedSecretRow, SecretInfo, SecretPut, SecretRow,
     SecretRows, SecretWritePolicy,
 };
+pub use sources::{
+    DEAD_LETTER_RAW_BYTES, DeadLetter, NewDeadLetter, SourcePosition, SourceProgress, Sources,
+};
 pub use sqlite::SqliteStore;
 
 /// The durable state of Tidemark: every concern at once. Implementations are shared between
 /// threads; every method that writes is atomic (one transaction) and durable when it returns.
 ///
 /// Nothing to implement: a type that implements every concern is a `Store`.
-pub trait Store: EventLog + Catalog + Outbox + Reports + Meta + SecretRows + Send + Sync {}
+pub trait Store:
+    EventLog + Catalog + Outbox + Reports + Sources + Meta + SecretRows + Send + Sync
+{
+}
 
-impl<T: EventLog + Catalog + Outbox + Reports + Meta + SecretRows + Send + Sync> Store for T {}
+impl<T: EventLog + Catalog + Outbox + Reports + Sources + Meta + SecretRows + Send + Sync> Store
+    for T
+{
+}
 
 /// The URL scheme of the embedded SQLite backend.
 const SQLITE_SCHEME: &str = "sqlite";

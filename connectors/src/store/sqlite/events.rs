@@ -4,7 +4,9 @@ use rusqlite::{Row, params};
 
 use super::{SqliteStore, clamp_i64, db};
 use crate::clock::now_ms;
-use crate::store::{AppendOutcome, EventLog, NewEvent, StoreError, StoreResult, StoredEvent};
+use crate::store::{
+    AppendOutcome, EventLog, NewEvent, SourceProgress, StoreError, StoreResult, StoredEvent,
+};
 
 /// Columns of a [`StoredEvent`], in [`event_from_row`] order.
 const EVENT_COLUMNS: &str = "seq, id, tenant, event_type, ts_ms, body, received_at_ms";
@@ -22,13 +24,18 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
 }
 
 impl EventLog for SqliteStore {
-    fn append_events(&self, events: &[NewEvent]) -> StoreResult<Vec<AppendOutcome>> {
+    fn append_from_source(
+        &self,
+        events: &[NewEvent],
+        progress: &SourceProgress,
+    ) -> StoreResult<Vec<AppendOutcome>> {
         const OP: &str = "append events";
-        if events.is_empty() {
+        if events.is_empty() && progress.is_empty() {
             return Ok(Vec::new());
         }
         let received_at_ms = now_ms();
         self.write(OP, |tx| {
+            super::sources::record_progress(tx, progress, received_at_ms)?;
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO events (tenant, id, event_type, ts_ms, body, received_at_ms)

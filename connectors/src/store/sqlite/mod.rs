@@ -2,7 +2,7 @@
 //!
 //! This module opens the file, configures its connections, migrates the schema and runs the
 //! background checkpointer; each concern's trait is implemented in its own file ([`events`],
-//! [`catalog`], [`outbox`], [`reports`], [`secrets`], [`meta`]) on the connections and helpers kept here.
+//! [`catalog`], [`outbox`], [`reports`], [`sources`], [`secrets`], [`meta`]) on the connections and helpers kept here.
 //!
 //! Durability: the database runs in WAL mode with `synchronous=FULL`, so every commit fsyncs
 //! the WAL before it returns; an appended event survives a power cut once `append_events`
@@ -26,6 +26,7 @@ mod meta;
 mod outbox;
 mod reports;
 mod secrets;
+mod sources;
 #[cfg(test)]
 mod tests;
 
@@ -38,7 +39,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use crate::store::{StoreError, StoreResult};
 
 /// Newest schema version this build creates and understands.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Meta key holding the schema version; not writable through
 /// [`Meta::set_meta`](crate::store::Meta::set_meta).
@@ -211,6 +212,31 @@ CREATE TABLE IF NOT EXISTS report_runs (
 CREATE INDEX IF NOT EXISTS report_runs_due ON report_runs (scheduled_ms) WHERE status = 'due';
 CREATE INDEX IF NOT EXISTS report_runs_by_report ON report_runs (tenant, report_id, scheduled_ms);
 CREATE INDEX IF NOT EXISTS notifications_by_run ON notifications (tenant, group_key) WHERE kind = 'report';
+";
+
+/// Schema version 5: where each source partition got to, and the records sources refused.
+/// Both are written in the transaction that appends the events the records carried.
+const SCHEMA_V5: &str = "
+CREATE TABLE IF NOT EXISTS source_positions (
+    source        TEXT    NOT NULL,
+    partition     INTEGER NOT NULL,
+    next_offset   INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (source, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS source_dead_letters (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms     INTEGER NOT NULL,
+    source    TEXT    NOT NULL,
+    tenant    TEXT,
+    topic     TEXT    NOT NULL,
+    partition INTEGER NOT NULL,
+    offset    INTEGER NOT NULL,
+    raw       BLOB    NOT NULL,
+    raw_len   INTEGER NOT NULL,
+    error     TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS source_dead_letters_by_tenant ON source_dead_letters (tenant, id);
 ";
 
 /// The embedded SQLite [`Store`](crate::store::Store). See the module docs for durability and
@@ -430,6 +456,10 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     if found < 4 {
         tx.execute_batch(SCHEMA_V4)
             .map_err(db("migrate schema to v4"))?;
+    }
+    if found < 5 {
+        tx.execute_batch(SCHEMA_V5)
+            .map_err(db("migrate schema to v5"))?;
     }
     if found < SCHEMA_VERSION {
         tx.execute(
