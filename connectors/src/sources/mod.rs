@@ -7,5 +7,6 @@
 //! passes it in as the function that turns one JSON document into an event.
 
 pub mod events;
+pub mod fluvio;
 
 pub use events::{BatchError, DecodedBatch, FieldError, Limits, Position, Rejected, decode_batch};
