@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use connectors::outbound::{OutboundGuard, OutboundPolicy};
 use connectors::sinks::SinkSettings;
+use connectors::sources::fluvio::FluvioSourceConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,16 @@ pub struct Config {
     pub ingest: IngestSettings,
     /// How much a rule's message template may do (`[templates]`).
     pub templates: TemplateSettings,
+    /// Where events stream in from besides `POST /v1/events` (`[[sources.fluvio]]`).
+    pub sources: SourcesSettings,
+}
+
+/// Event sources (`[sources]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesSettings {
+    /// Fluvio topics (`[[sources.fluvio]]`), each bound to its tenant(s).
+    pub fluvio: Vec<FluvioSourceConfig>,
 }
 
 /// Rule message templates (`[templates]`): each render is bounded in steps, output and time, so
@@ -438,6 +449,7 @@ impl Default for Config {
             dashboard: DashboardSettings::default(),
             ingest: IngestSettings::default(),
             templates: TemplateSettings::default(),
+            sources: SourcesSettings::default(),
         }
     }
 }
@@ -636,6 +648,7 @@ impl Config {
             _ => {}
         }
         self.validate_query_limits()?;
+        self.validate_sources()?;
         if !(1..=64).contains(&self.engine.workers) {
             return Err(key(
                 "engine.workers",
@@ -742,6 +755,25 @@ impl Config {
                     &format!("tenants[{i}].time_zone"),
                     format!("'{}' is not an IANA time zone", t.time_zone),
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks `[[sources.fluvio]]`: each source on its own, and no two sharing a name (their
+    /// positions would mix).
+    fn validate_sources(&self) -> anyhow::Result<()> {
+        let tenants: Vec<&str> = self.tenants.iter().map(|t| t.id.as_str()).collect();
+        let mut names = std::collections::HashSet::new();
+        for (i, source) in self.sources.fluvio.iter().enumerate() {
+            source
+                .validate(&tenants)
+                .map_err(|e| anyhow::anyhow!("invalid configuration: sources.fluvio[{i}].{e}"))?;
+            if !names.insert(source.name()) {
+                bail!(
+                    "invalid configuration: sources.fluvio[{i}].name: '{}' is already another source's name; give each source its own",
+                    source.name()
+                );
             }
         }
         Ok(())

@@ -11,6 +11,13 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(String, String)>;
 
+fn source_partition(source: &str, partition: &str) -> Labels {
+    vec![
+        ("source".to_string(), source.to_string()),
+        ("partition".to_string(), partition.to_string()),
+    ]
+}
+
 /// Every metric Tidemark exports.
 pub struct Metrics {
     registry: Registry,
@@ -59,6 +66,16 @@ pub struct Metrics {
     pub report_runs: Family<Labels, Counter>,
     /// Generating one report run: its queries, charts and layout.
     pub report_generation_seconds: Histogram,
+    /// Records a source logged, by `source` and `partition` (dead letters included).
+    pub source_records: Family<Labels, Counter>,
+    /// Records a source refused into the dead-letter table, by `source`.
+    pub source_dead_letters: Family<Labels, Counter>,
+    /// Records produced to a partition but not yet logged, by `source` and `partition`.
+    pub source_lag: Family<Labels, Gauge>,
+    /// 1 while a source is connected and reading, 0 while it retries, by `source`.
+    pub source_up: Family<Labels, Gauge>,
+    /// Times a source lost its connection or failed a commit and started again, by `source`.
+    pub source_errors: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -89,6 +106,11 @@ impl Metrics {
             dashboard_query_seconds: latency(),
             report_runs: Family::default(),
             report_generation_seconds: latency(),
+            source_records: Family::default(),
+            source_dead_letters: Family::default(),
+            source_lag: Family::default(),
+            source_up: Family::default(),
+            source_errors: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -201,7 +223,61 @@ impl Metrics {
             "Generating one report run (queries, charts, layout)",
             m.report_generation_seconds.clone(),
         );
+        registry.register(
+            "source_records",
+            "Records a source logged, by source and partition",
+            m.source_records.clone(),
+        );
+        registry.register(
+            "source_dead_letters",
+            "Records a source refused into the dead-letter table, by source",
+            m.source_dead_letters.clone(),
+        );
+        registry.register(
+            "source_lag",
+            "Records produced but not yet logged (high watermark - next offset), by source and partition",
+            m.source_lag.clone(),
+        );
+        registry.register(
+            "source_up",
+            "1 while a source is connected and reading, by source",
+            m.source_up.clone(),
+        );
+        registry.register(
+            "source_errors",
+            "Times a source lost its connection or a commit and started again, by source",
+            m.source_errors.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Counts a committed source batch: `records` read from `partition`, `dead` of them refused.
+    pub fn source_records(&self, source: &str, partition: &str, records: u64, dead: u64) {
+        self.source_records
+            .get_or_create(&source_partition(source, partition))
+            .inc_by(records);
+        if dead > 0 {
+            Self::inc(&self.source_dead_letters, "source", source, dead);
+        }
+    }
+
+    /// Sets a partition's lag.
+    pub fn set_source_lag(&self, source: &str, partition: &str, lag: i64) {
+        self.source_lag
+            .get_or_create(&source_partition(source, partition))
+            .set(lag);
+    }
+
+    /// Marks a source connected (or not).
+    pub fn set_source_up(&self, source: &str, up: bool) {
+        self.source_up
+            .get_or_create(&vec![("source".to_string(), source.to_string())])
+            .set(i64::from(up));
+    }
+
+    /// Counts a source's restart after an error.
+    pub fn source_errors(&self, source: &str) {
+        Self::inc(&self.source_errors, "source", source, 1);
     }
 
     /// Counts one of a labelled family.

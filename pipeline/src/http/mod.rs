@@ -36,6 +36,7 @@ pub mod query;
 pub mod reports;
 mod rules;
 mod secrets;
+mod sources;
 
 use crate::auth::AuthThrottle;
 pub use crate::auth::key_hash;
@@ -43,6 +44,7 @@ use crate::deliver::SecretsHandle;
 use crate::generate;
 use crate::ingest::{RuleUpdate, Runtime, now_ms};
 use crate::metrics::Metrics;
+use crate::server::sources::SourcesHealth;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -55,6 +57,8 @@ pub struct AppState {
     throttle: Arc<AuthThrottle>,
     /// The outbound guard and limits destinations are checked against when defined.
     sink_settings: Arc<SinkSettings>,
+    /// The event sources' health, for `/healthz`.
+    sources: SourcesHealth,
 }
 
 impl AppState {
@@ -71,6 +75,7 @@ impl AppState {
             keys: Default::default(),
             throttle,
             sink_settings: Default::default(),
+            sources: Default::default(),
         }
     }
 
@@ -81,6 +86,11 @@ impl AppState {
             sink_settings: settings,
             ..self
         }
+    }
+
+    /// The state with the event sources whose health `/healthz` shows.
+    pub fn with_sources(self, sources: SourcesHealth) -> AppState {
+        AppState { sources, ..self }
     }
 
     fn store(&self) -> Arc<dyn Store> {
@@ -96,6 +106,7 @@ impl AppState {
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/v1/sources/dead-letters", get(sources::list_dead_letters))
         .route("/metrics", get(metrics))
         .route("/v1/events", post(events::post_events))
         .route("/v1/rules", get(rules::list_rules).post(rules::create_rule))
@@ -309,8 +320,15 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     )
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// `"ok"`, or `"degraded"` while a source cannot read (each source's state, partitions and lag
+/// are listed under `sources`).
+async fn healthz(State(state): State<AppState>) -> Json<Value> {
+    let status = if state.sources.all_healthy() {
+        "ok"
+    } else {
+        "degraded"
+    };
+    Json(json!({"status": status, "sources": state.sources.snapshot()}))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -6,6 +6,8 @@ use super::*;
 pub(super) struct IngestRequest {
     pub(super) events: Vec<NewEvent>,
     pub(super) parsed: Vec<Event>,
+    /// Where a source got to with these events, and what it refused (empty over HTTP).
+    pub(super) progress: SourceProgress,
     pub(super) reply: oneshot::Sender<Result<Vec<AppendOutcome>, IngestError>>,
 }
 
@@ -39,8 +41,12 @@ pub(super) fn commit_loop(
             .iter_mut()
             .flat_map(|r| std::mem::take(&mut r.events))
             .collect();
+        let mut progress = SourceProgress::default();
+        for request in &mut waiting {
+            progress.merge(std::mem::take(&mut request.progress));
+        }
         let started = Instant::now();
-        let result = store.append_events(&all);
+        let result = store.append_from_source(&all, &progress);
         metrics
             .ingest_commit_seconds
             .observe(started.elapsed().as_secs_f64());

@@ -24,7 +24,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use connectors::store::{
-    AppendOutcome, NewEvent, NewNotification, NewReportRun, Store, StoreError, StoreResult,
+    AppendOutcome, NewEvent, NewNotification, NewReportRun, SourceProgress, Store, StoreError,
+    StoreResult,
 };
 use operators::engine::EngineStats;
 use operators::{AttrValue, Engine, EngineConfig, Event, OpenAlert, StepInput};
@@ -186,6 +187,28 @@ impl Runtime {
         tenant: &str,
         parsed: Vec<Event>,
     ) -> Result<Vec<AppendOutcome>, IngestError> {
+        self.submit(Some(tenant), parsed, SourceProgress::default())
+            .await
+    }
+
+    /// Appends a source's events (each of its own tenant) together with where the source got
+    /// to and what it refused, all in one transaction; returns once committed, one outcome per
+    /// event. Refused records alone (no events) still move the source's position on.
+    pub async fn ingest_from_source(
+        &self,
+        parsed: Vec<Event>,
+        progress: SourceProgress,
+    ) -> Result<Vec<AppendOutcome>, IngestError> {
+        self.submit(None, parsed, progress).await
+    }
+
+    /// Hands events to the committer: under `tenant`, or each under its own when `None`.
+    async fn submit(
+        &self,
+        tenant: Option<&str>,
+        parsed: Vec<Event>,
+        progress: SourceProgress,
+    ) -> Result<Vec<AppendOutcome>, IngestError> {
         let sender = self
             .ingest_tx
             .lock()
@@ -196,7 +219,7 @@ impl Runtime {
             .iter()
             .map(|e| NewEvent {
                 id: e.id.to_string(),
-                tenant: tenant.to_string(),
+                tenant: tenant.unwrap_or(&e.tenant).to_string(),
                 event_type: e.event_type.to_string(),
                 ts_ms: e.ts_ms,
                 body: stored_body(e),
@@ -207,6 +230,7 @@ impl Runtime {
             .send(IngestRequest {
                 events,
                 parsed,
+                progress,
                 reply,
             })
             .await

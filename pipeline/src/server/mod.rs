@@ -2,6 +2,7 @@
 //! The only place that opens the store, the secrets and the engines.
 
 pub mod dashboards;
+pub mod sources;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub struct Server {
     http: tokio::task::JoinHandle<()>,
     sender: tokio::task::JoinHandle<()>,
     reports: tokio::task::JoinHandle<()>,
+    sources: Vec<tokio::task::JoinHandle<()>>,
     pgwire: Option<tokio::task::JoinHandle<()>>,
     _lock: std::fs::File,
 }
@@ -190,8 +192,16 @@ impl Server {
         }
         let (stop, stop_rx) = watch::channel(false);
         let throttle = Arc::new(AuthThrottle::new(config.server.auth_failures_per_minute));
+        let sources_health = sources::SourcesHealth::default();
         let app_state = AppState::new(runtime.clone(), secrets.clone(), throttle.clone())
-            .with_sink_settings(sink_settings.clone());
+            .with_sink_settings(sink_settings.clone())
+            .with_sources(sources_health.clone());
+        let source_tasks = sources::start(
+            &config.sources.fluvio,
+            runtime.clone(),
+            sources_health,
+            stop_rx.clone(),
+        );
         let dashboard_state = DashboardState {
             app: app_state.clone(),
             engine: dashboards.clone(),
@@ -277,6 +287,7 @@ impl Server {
             http,
             sender,
             reports,
+            sources: source_tasks,
             pgwire,
             _lock: lock,
         })
@@ -288,6 +299,10 @@ impl Server {
         let _ = self.http.await;
         if let Some(pgwire) = self.pgwire {
             let _ = pgwire.await;
+        }
+        // Sources commit what they hold through the runtime, so they stop before it.
+        for source in self.sources {
+            let _ = source.await;
         }
         let runtime = self.runtime.clone();
         let _ = tokio::task::spawn_blocking(move || runtime.shutdown()).await;

@@ -95,7 +95,9 @@ impl TenantBinding {
             TenantBinding::Field { field, tenants } => {
                 let named = match document.get(field) {
                     Some(Value::String(named)) => named,
-                    Some(_) => return Err(FieldError::new(field, format!("{field}: must be a string"))),
+                    Some(_) => {
+                        return Err(FieldError::new(field, format!("{field}: must be a string")));
+                    }
                     None => {
                         return Err(FieldError::new(
                             field,
@@ -156,12 +158,17 @@ impl FluvioSourceConfig {
             return Err("name: must not be empty".into());
         }
         if self.partitions.as_ref().is_some_and(Vec::is_empty) {
-            return Err("partitions: must list at least one partition, or be left out for all".into());
+            return Err(
+                "partitions: must list at least one partition, or be left out for all".into(),
+            );
         }
         let unknown = |tenant: &str| !configured.contains(&tenant);
         match (&self.tenant, self.multi_tenant) {
             (Some(_), true) => {
-                return Err("tenant: a multi_tenant topic names its tenants in `tenants`, not `tenant`".into());
+                return Err(
+                    "tenant: a multi_tenant topic names its tenants in `tenants`, not `tenant`"
+                        .into(),
+                );
             }
             (None, false) => {
                 return Err("tenant: must name the tenant this topic's events belong to (or set multi_tenant = true with tenant_field and tenants)".into());
@@ -171,7 +178,10 @@ impl FluvioSourceConfig {
                     return Err("tenant_field: only a topic marked multi_tenant = true may take the tenant from its records".into());
                 }
                 if !self.tenants.is_empty() {
-                    return Err("tenants: only a topic marked multi_tenant = true lists several tenants".into());
+                    return Err(
+                        "tenants: only a topic marked multi_tenant = true lists several tenants"
+                            .into(),
+                    );
                 }
                 if unknown(tenant) {
                     return Err(format!("tenant: '{tenant}' is not a configured tenant"));
@@ -182,7 +192,9 @@ impl FluvioSourceConfig {
                     return Err("tenant_field: a multi_tenant topic must name the field holding each event's tenant".into());
                 }
                 if self.tenants.is_empty() {
-                    return Err("tenants: a multi_tenant topic must list the tenants it carries".into());
+                    return Err(
+                        "tenants: a multi_tenant topic must list the tenants it carries".into(),
+                    );
                 }
                 if let Some(tenant) = self.tenants.iter().find(|t| unknown(t)) {
                     return Err(format!("tenants: '{tenant}' is not a configured tenant"));
@@ -227,13 +239,28 @@ mod tests {
     fn a_topic_is_bound_to_one_configured_tenant() {
         assert_eq!(base().validate(&["acme"]), Ok(()));
         assert_eq!(base().name(), "fluvio:orders");
-        assert!(base().validate(&["globex"]).unwrap_err().contains("'acme' is not a configured tenant"));
+        assert!(
+            base()
+                .validate(&["globex"])
+                .unwrap_err()
+                .contains("'acme' is not a configured tenant")
+        );
         let mut no_tenant = base();
         no_tenant.tenant = None;
-        assert!(no_tenant.validate(&["acme"]).unwrap_err().starts_with("tenant:"));
+        assert!(
+            no_tenant
+                .validate(&["acme"])
+                .unwrap_err()
+                .starts_with("tenant:")
+        );
         let mut field = base();
         field.tenant_field = Some("tenant".into());
-        assert!(field.validate(&["acme"]).unwrap_err().contains("only a topic marked multi_tenant"));
+        assert!(
+            field
+                .validate(&["acme"])
+                .unwrap_err()
+                .contains("only a topic marked multi_tenant")
+        );
         let mut no_port = base();
         no_port.endpoint = "localhost".into();
         assert!(no_port.validate(&["acme"]).unwrap_err().contains("no port"));
@@ -244,17 +271,36 @@ mod tests {
         let mut multi = base();
         multi.tenant = None;
         multi.multi_tenant = true;
-        assert!(multi.validate(&["acme"]).unwrap_err().starts_with("tenant_field:"));
+        assert!(
+            multi
+                .validate(&["acme"])
+                .unwrap_err()
+                .starts_with("tenant_field:")
+        );
         multi.tenant_field = Some("shop".into());
-        assert!(multi.validate(&["acme"]).unwrap_err().starts_with("tenants:"));
+        assert!(
+            multi
+                .validate(&["acme"])
+                .unwrap_err()
+                .starts_with("tenants:")
+        );
         multi.tenants = vec!["acme".into(), "initech".into()];
         assert!(multi.validate(&["acme"]).unwrap_err().contains("'initech'"));
         assert_eq!(multi.validate(&["acme", "initech"]), Ok(()));
         let binding = multi.binding();
-        assert_eq!(binding.tenant_of(&serde_json::json!({"shop": "initech"})), Ok("initech"));
-        let other = binding.tenant_of(&serde_json::json!({"shop": "globex"})).unwrap_err();
+        assert_eq!(
+            binding.tenant_of(&serde_json::json!({"shop": "initech"})),
+            Ok("initech")
+        );
+        let other = binding
+            .tenant_of(&serde_json::json!({"shop": "globex"}))
+            .unwrap_err();
         assert_eq!(other.field, "shop");
-        assert!(other.message.contains("'globex' is not a tenant this topic carries"));
+        assert!(
+            other
+                .message
+                .contains("'globex' is not a tenant this topic carries")
+        );
         assert!(binding.tenant_of(&serde_json::json!({})).is_err());
         assert!(binding.tenant_of(&serde_json::json!({"shop": 7})).is_err());
     }
@@ -270,6 +316,11 @@ mod tests {
         let unknown = serde_json::from_value::<FluvioSourceConfig>(serde_json::json!({
             "endpoint": "127.0.0.1:9003", "topic": "orders", "tenant": "acme", "offset": 3
         }));
-        assert!(unknown.unwrap_err().to_string().contains("unknown field `offset`"));
+        assert!(
+            unknown
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field `offset`")
+        );
     }
 }

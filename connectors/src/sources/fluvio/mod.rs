@@ -81,9 +81,8 @@ pub fn decode_record<E>(
                         let at = serde_json::to_value(r.position)
                             .ok()
                             .and_then(|p| {
-                                p.as_object().and_then(|o| {
-                                    o.iter().next().map(|(k, v)| format!("{k} {v}"))
-                                })
+                                p.as_object()
+                                    .and_then(|o| o.iter().next().map(|(k, v)| format!("{k} {v}")))
                             })
                             .unwrap_or_default();
                         format!("{at}: {}", r.error.message)
@@ -145,19 +144,45 @@ mod tests {
         let mixed = decode("{\"id\":\"a\"}\n{\"x\":1}\nnot json");
         assert_eq!(mixed.events, vec!["a"]);
         let why = mixed.refused.expect("refused");
-        assert!(why.starts_with("line 2: id: is required; line 3: "), "{why}");
+        assert!(
+            why.starts_with("line 2: id: is required; line 3: "),
+            "{why}"
+        );
         let oversized = decode(&format!("{{\"id\":\"{}\"}}", "x".repeat(300)));
         assert!(oversized.events.is_empty());
-        assert!(oversized.refused.expect("refused").contains("more than max_record_bytes (200)"));
+        assert!(
+            oversized
+                .refused
+                .expect("refused")
+                .contains("more than max_record_bytes (200)")
+        );
         let too_many = decode(r#"[{"id":"a"},{"id":"b"},{"id":"c"},{"id":"d"}]"#);
-        assert!(too_many.refused.expect("refused").contains("more than 3 events"));
-        assert!(decode(" \n").refused.expect("refused").contains("no event document"));
-        assert!(decode_record(&[0xff, 0xfe], &config(), parse, String::as_str).refused.expect("refused").contains("not UTF-8"));
+        assert!(
+            too_many
+                .refused
+                .expect("refused")
+                .contains("more than 3 events")
+        );
+        assert!(
+            decode(" \n")
+                .refused
+                .expect("refused")
+                .contains("no event document")
+        );
+        assert!(
+            decode_record(&[0xff, 0xfe], &config(), parse, String::as_str)
+                .refused
+                .expect("refused")
+                .contains("not UTF-8")
+        );
     }
 
     #[test]
     fn dead_letters_keep_a_bounded_prefix() {
         assert_eq!(dead_letter_bytes(b"abc"), b"abc");
-        assert_eq!(dead_letter_bytes(&vec![7; 10_000]).len(), DEAD_LETTER_RAW_BYTES);
+        assert_eq!(
+            dead_letter_bytes(&vec![7; 10_000]).len(),
+            DEAD_LETTER_RAW_BYTES
+        );
     }
 }

@@ -65,8 +65,13 @@ impl FluvioTopic {
         timeout: Duration,
     ) -> Result<FluvioTopic, SourceError> {
         let config = FluvioClusterConfig::new(endpoint);
-        let fluvio = bounded(endpoint, timeout, "connect", Fluvio::connect_with_config(&config))
-            .await?;
+        let fluvio = bounded(
+            endpoint,
+            timeout,
+            "connect",
+            Fluvio::connect_with_config(&config),
+        )
+        .await?;
         let connected = FluvioTopic {
             fluvio,
             endpoint: endpoint.to_owned(),
@@ -91,9 +96,12 @@ impl FluvioTopic {
 
     /// How many partitions the topic has.
     pub async fn partition_count(&self) -> Result<u32, SourceError> {
-        let admin = bounded(&self.endpoint, self.timeout, "connect the admin API", async {
-            Ok(self.fluvio.admin().await)
-        })
+        let admin = bounded(
+            &self.endpoint,
+            self.timeout,
+            "connect the admin API",
+            async { Ok(self.fluvio.admin().await) },
+        )
         .await?;
         let topics = bounded(
             &self.endpoint,
@@ -130,9 +138,12 @@ impl FluvioTopic {
     /// Each partition's high watermark (the offset the next produced record will get, once
     /// replicated), as the controller last heard from the SPUs: what lag is measured against.
     pub async fn high_watermarks(&self) -> Result<Vec<(u32, i64)>, SourceError> {
-        let admin = bounded(&self.endpoint, self.timeout, "connect the admin API", async {
-            Ok(self.fluvio.admin().await)
-        })
+        let admin = bounded(
+            &self.endpoint,
+            self.timeout,
+            "connect the admin API",
+            async { Ok(self.fluvio.admin().await) },
+        )
         .await?;
         let partitions = bounded(
             &self.endpoint,
@@ -153,7 +164,8 @@ impl FluvioTopic {
         Ok(marks)
     }
 
-    /// One partition's records from `from` (an absolute offset), or from the end when `None`:
+    /// One partition's records from `from` (an absolute offset), or from the first record the
+    /// partition still holds when `None`:
     /// a stream that ends with an error when the connection breaks (the source then reconnects
     /// from its stored position; the client's own retries are off so that nothing is read past
     /// a gap).
@@ -164,7 +176,7 @@ impl FluvioTopic {
     ) -> Result<impl Stream<Item = Result<SourceRecord, SourceError>> + use<>, SourceError> {
         let offset = match from {
             Some(offset) => Offset::absolute(offset).map_err(|e| self.error(e))?,
-            None => Offset::end(),
+            None => Offset::beginning(),
         };
         let config = ConsumerConfigExtBuilder::default()
             .topic(self.topic.clone())
@@ -213,6 +225,8 @@ async fn bounded<T>(
             }
             Err(error(format!("cannot {what}: {e:#}")))
         }
-        Err(_) => Err(error(format!("cannot {what}: no answer within {timeout:?}"))),
+        Err(_) => Err(error(format!(
+            "cannot {what}: no answer within {timeout:?}"
+        ))),
     }
 }
