@@ -2,6 +2,7 @@
 //! never in timed tests.
 
 pub mod dashboard;
+pub mod fluvio;
 pub mod ingest;
 pub mod isolation;
 pub mod matching;
@@ -119,6 +120,25 @@ pub enum Which {
         /// Orders in the noisy tenant's warehouse.
         #[arg(long, default_value_t = 200_000)]
         orders: usize,
+    },
+    /// The Fluvio source: records/s from a topic into the log and through matching, against
+    /// `fluvio consume` reading the same topic raw (goal ≥ 200,000 events/s and ≥ 0.8× raw).
+    Fluvio {
+        /// The Fluvio controller, host:port.
+        #[arg(long, env = "FLUVIO_SC")]
+        endpoint: String,
+        /// Events produced to the topic.
+        #[arg(long, default_value_t = 500_000)]
+        events: usize,
+        /// Partitions of the topic.
+        #[arg(long, default_value_t = 2)]
+        partitions: u32,
+        /// Dataflow workers.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// The `fluvio` CLI, for the raw consume.
+        #[arg(long, default_value = "fluvio")]
+        fluvio_bin: String,
     },
     /// Scheduled reports: a 6-block weekly report generated over the demo warehouse (goal p50
     /// ≤ 500 ms, p95 ≤ 1 s, ≤ 200 MB added), charts alone (≤ 20 ms each), and 100,000 report
@@ -258,6 +278,22 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
                 queries,
                 tarpits,
                 orders,
+            })
+            .await?
+        }
+        Which::Fluvio {
+            endpoint,
+            events,
+            partitions,
+            workers,
+            fluvio_bin,
+        } => {
+            fluvio::run(fluvio::FluvioBenchArgs {
+                endpoint,
+                events,
+                partitions,
+                workers,
+                fluvio_bin,
             })
             .await?
         }

@@ -1,0 +1,224 @@
+//! The Fluvio source: records/s from a topic into the durable log and through matching, against
+//! the `fluvio` CLI reading the same topic raw in the same run.
+//!
+//! A fresh topic gets `events` order events (spread over its partitions by key), then:
+//! 1. raw: `fluvio consume <topic> -B -d` per partition, one after the other, output counted and
+//!    thrown away (the rate a plain consumer reaches on this machine);
+//! 2. Tidemark: a server with 20 rules whose `[[sources.fluvio]]` reads the topic from the
+//!    beginning; the clock runs from start-up until every partition's stored position reached
+//!    the end (`logged`) and until the engine processed every event (`matched`).
+//!
+//! Needs a Fluvio cluster: `--endpoint` or `FLUVIO_SC` (`eval "$(bash .ci/fluvio.sh start)"`
+//! starts one and puts the `fluvio` CLI on PATH).
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use connectors::sources::fluvio::{FluvioSourceConfig, StartPosition};
+use fluvio::metadata::topic::TopicSpec;
+use fluvio::{Fluvio, FluvioClusterConfig};
+use serde_json::json;
+use tokio::io::AsyncBufReadExt;
+
+use crate::config::{Config, TenantConfig};
+use crate::server::Server;
+
+/// Parameters.
+pub struct FluvioBenchArgs {
+    /// The Fluvio controller, `host:port`.
+    pub endpoint: String,
+    /// Events produced.
+    pub events: usize,
+    /// Partitions of the topic.
+    pub partitions: u32,
+    /// Dataflow workers.
+    pub workers: usize,
+    /// The `fluvio` CLI.
+    pub fluvio_bin: String,
+}
+
+const TENANT: &str = "bench";
+const KEY: &str = "bench-key-fluvio-0000";
+
+fn order(n: usize, now_ms: i64) -> String {
+    let channels = ["naver", "kakao", "google", "meta", "direct"];
+    json!({
+        "id": format!("e{n:012}"),
+        "type": if n % 10 == 0 { "refund" } else { "order" },
+        "ts": now_ms,
+        "attrs": {"amount": (n * 7919 % 2_000_000) as f64, "channel": channels[n % 5], "country": "KR"}
+    })
+    .to_string()
+}
+
+fn config(dir: &std::path::Path, workers: usize) -> Config {
+    let mut config = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
+    config.server.listen = "127.0.0.1:0".into();
+    config.engine.workers = workers;
+    config.tenants = vec![TenantConfig {
+        id: TENANT.into(),
+        name: None,
+        time_zone: "Asia/Seoul".into(),
+        api_key: KEY.into(),
+        previous_api_keys: Vec::new(),
+    }];
+    config
+}
+
+/// Runs the benchmark.
+pub async fn run(args: FluvioBenchArgs) -> anyhow::Result<serde_json::Value> {
+    let fluvio = Fluvio::connect_with_config(&FluvioClusterConfig::new(&args.endpoint))
+        .await
+        .with_context(|| format!("cannot connect to Fluvio at {}", args.endpoint))?;
+    let topic = format!("tidemark-bench-{}", std::process::id());
+    let admin = fluvio.admin().await;
+    let _ = admin.delete::<TopicSpec>(topic.clone()).await;
+    admin
+        .create(
+            topic.clone(),
+            false,
+            TopicSpec::new_computed(args.partitions, 1, None),
+        )
+        .await
+        .context("cannot create the benchmark topic")?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Produce.
+    let now = chrono::Utc::now().timestamp_millis();
+    let producer = fluvio.topic_producer(topic.clone()).await?;
+    let started = Instant::now();
+    let mut outputs = Vec::with_capacity(args.events);
+    for n in 0..args.events {
+        outputs.push(producer.send(format!("k{}", n % 97), order(n, now)).await?);
+    }
+    producer.flush().await?;
+    let mut ends = vec![0i64; args.partitions as usize];
+    for output in outputs {
+        let stored = output.wait().await?;
+        let end = &mut ends[stored.partition_id() as usize];
+        *end = (*end).max(stored.offset() + 1);
+    }
+    let produce_seconds = started.elapsed().as_secs_f64();
+
+    // Raw: the CLI reads each partition to its end.
+    let started = Instant::now();
+    let mut raw_records = 0u64;
+    for partition in 0..args.partitions {
+        let mut child = tokio::process::Command::new(&args.fluvio_bin)
+            .args(["consume", &topic, "-B", "-d", "-p", &partition.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot run {}", args.fluvio_bin))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        while lines.next_line().await?.is_some() {
+            raw_records += 1;
+        }
+        child.wait().await?;
+    }
+    let raw_seconds = started.elapsed().as_secs_f64();
+
+    // Tidemark: rules first, then a server whose source reads the topic.
+    let dir = std::env::temp_dir().join(format!("tidemark-bench-fluvio-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    {
+        let server = Server::start(config(&dir, args.workers)).await?;
+        let client = connectors::http::client();
+        let base = format!("http://{}", server.addr);
+        for r in 0..20 {
+            let rule = if r % 5 == 4 {
+                json!({"id": format!("rev{r}"), "kind": "threshold", "event_type": "order",
+                       "aggregate": {"fn": "sum", "attr": "amount"}, "window": {"size": "1h", "slide": "10m"},
+                       "group_by": ["channel"], "condition": {"op": ">", "value": 1e12}})
+            } else {
+                json!({"id": format!("big{r}"), "kind": "match", "event_type": "order",
+                       "filter": {"and": [{"attr": "amount", "op": ">=", "value": 1_990_000 + r * 500},
+                                          {"attr": "channel", "op": "in", "value": ["naver", "kakao"]}]}})
+            };
+            let response = client
+                .post(format!("{base}/v1/rules"))
+                .bearer_auth(KEY)
+                .json(&rule)
+                .send()
+                .await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "creating a rule failed: {}",
+                response.text().await?
+            );
+        }
+        server.shutdown().await;
+    }
+    let mut with_source = config(&dir, args.workers);
+    let source = FluvioSourceConfig {
+        name: None,
+        endpoint: args.endpoint.clone(),
+        topic: topic.clone(),
+        partitions: None,
+        tenant: Some(TENANT.into()),
+        multi_tenant: false,
+        tenant_field: None,
+        tenants: Vec::new(),
+        start: StartPosition::Beginning,
+        max_record_bytes: 1 << 20,
+        max_record_events: 10_000,
+        max_batch_records: 4_096,
+    };
+    let name = source.name();
+    with_source.sources.fluvio = vec![source];
+    let started = Instant::now();
+    let server = Server::start(with_source).await?;
+    let store = server.runtime.store().clone();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let logged = loop {
+        let positions = {
+            let (store, name) = (store.clone(), name.clone());
+            tokio::task::spawn_blocking(move || store.source_positions(&name)).await??
+        };
+        let done = ends.iter().enumerate().all(|(p, end)| {
+            positions
+                .iter()
+                .any(|s| s.partition as usize == p && s.next_offset >= *end)
+        });
+        if done {
+            break started.elapsed();
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the source did not reach the end in 600 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    while server.runtime.stats().events < args.events as u64 {
+        anyhow::ensure!(Instant::now() < deadline, "the engine did not process every event");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let matched = started.elapsed();
+    let logged_count = store.event_count(TENANT)?;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = admin.delete::<TopicSpec>(topic.clone()).await;
+
+    let rate = |n: f64, seconds: f64| (n / seconds).round();
+    let raw_rate = rate(raw_records as f64, raw_seconds);
+    let logged_rate = rate(args.events as f64, logged.as_secs_f64());
+    Ok(json!({
+        "benchmark": "fluvio",
+        "events": args.events,
+        "partitions": args.partitions,
+        "workers": args.workers,
+        "produce_events_per_sec": rate(args.events as f64, produce_seconds),
+        "raw_consume": {"records": raw_records, "seconds": raw_seconds, "records_per_sec": raw_rate},
+        "tidemark": {
+            "events_logged": logged_count,
+            "logged_seconds": logged.as_secs_f64(),
+            "logged_events_per_sec": logged_rate,
+            "matched_seconds": matched.as_secs_f64(),
+            "matched_events_per_sec": rate(args.events as f64, matched.as_secs_f64()),
+        },
+        "vs_raw": (logged_rate / raw_rate * 100.0).round() / 100.0,
+        "goal": "logged and matched >= 200,000 events/s and >= 0.8x the raw consume rate",
+    }))
+}
