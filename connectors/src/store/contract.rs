@@ -23,8 +23,8 @@
 
 use super::{
     AppendOutcome, ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, EventLog,
-    FinishedRun, NewEvent, NewNotification, NewReportRun, NotificationCursor, NotificationFilter,
-    NewDeadLetter, REPORT_KIND, RunStatus, SourcePosition, SourceProgress, Store, StoreError,
+    FinishedRun, NewDeadLetter, NewEvent, NewNotification, NewReportRun, NotificationCursor,
+    NotificationFilter, REPORT_KIND, RunStatus, SourcePosition, SourceProgress, Store, StoreError,
     StoredDestination, StoredReport, StoredRule, Tenant,
 };
 

@@ -97,6 +97,10 @@ pub trait Sources: Send + Sync {
     fn source_positions(&self, source: &str) -> StoreResult<Vec<SourcePosition>>;
 
     /// Up to `limit` of `tenant`'s dead letters with `id > after_id`, oldest first.
-    fn dead_letters(&self, tenant: &str, after_id: u64, limit: usize)
-    -> StoreResult<Vec<DeadLetter>>;
+    fn dead_letters(
+        &self,
+        tenant: &str,
+        after_id: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<DeadLetter>>;
 }
