@@ -581,6 +581,7 @@ impl OutboundSettings {
         Ok(SinkSettings {
             outbound: OutboundGuard::new(policy),
             max_timeout: self.max_timeout.get(),
+            ..SinkSettings::default()
         })
     }
 }
