@@ -40,7 +40,11 @@ fn config(server: &SmtpServer, to: &[&str]) -> EmailConfig {
 }
 
 fn notification<'a>(id: &'a str, payload: &'a str) -> OutgoingNotification<'a> {
-    OutgoingNotification { id, payload }
+    OutgoingNotification {
+        tenant: "shop-a",
+        id,
+        payload,
+    }
 }
 
 const PNG_1: &[u8] = b"\x89PNG\r\n\x1a\nchart one";
@@ -293,7 +297,7 @@ async fn auth_uses_the_password_from_the_secrets_store() {
         )
     };
     let mut destination = Destination::parse("email", &stored("smtp-password")).expect("config");
-    destination.validate(&loopback()).expect("valid");
+    destination.validate("shop-a", &loopback()).expect("valid");
     destination
         .check_secrets("shop-a", &secrets)
         .await
@@ -437,7 +441,7 @@ fn configuration_errors_name_the_field() {
     let settings = SinkSettings::default();
     let field = |json: &str| {
         Destination::parse("email", json)
-            .and_then(|d| d.validate(&settings))
+            .and_then(|d| d.validate("shop-a", &settings))
             .err()
             .and_then(|e| e.field().map(str::to_owned))
     };

@@ -50,6 +50,7 @@ fn report() -> String {
 
 fn notification(payload: &str) -> OutgoingNotification<'_> {
     OutgoingNotification {
+        tenant: "shop-a",
         id: "rpt_weekly_1",
         payload,
     }
@@ -129,7 +130,7 @@ async fn an_alert_is_one_message_through_a_stored_destination() {
         slack.api_base
     );
     let destination = Destination::parse("slack", &stored).expect("config");
-    destination.validate(&loopback()).expect("valid");
+    destination.validate("shop-a", &loopback()).expect("valid");
     let result = connectors::sinks::Sinks::new(&loopback())
         .expect("sinks")
         .deliver(

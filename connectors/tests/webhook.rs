@@ -84,6 +84,7 @@ fn loopback() -> SinkSettings {
 
 fn notification(id: &str) -> OutgoingNotification<'_> {
     OutgoingNotification {
+        tenant: "shop-a",
         id,
         payload: PAYLOAD,
     }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use connectors::outbound::{OutboundGuard, OutboundPolicy};
-use connectors::sinks::SinkSettings;
+use connectors::sinks::fluvio::config::{DEFAULT_TIMEOUT, DEFAULT_TOPIC_PREFIX};
+use connectors::sinks::{FluvioSettings, SinkError, SinkSettings};
 use connectors::sources::fluvio::FluvioSourceConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -29,6 +30,8 @@ pub struct Config {
     pub sender: SenderConfig,
     /// Where deliveries may connect: the guard on tenant-supplied URLs (`[outbound]`).
     pub outbound: OutboundSettings,
+    /// The operator's own systems destinations deliver to (`[sinks]`).
+    pub sinks: SinksSettings,
     /// Tenants created (or updated) at start-up, with their API keys.
     pub tenants: Vec<TenantConfig>,
     /// The secrets store: where its key-encryption key lives, and re-wrap batching.
@@ -371,6 +374,54 @@ pub struct OutboundSettings {
     pub max_timeout: DurationSetting,
 }
 
+/// The operator's own systems destinations deliver to (`[sinks]`), as opposed to the URLs and
+/// hosts tenants name (those go through `[outbound]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinksSettings {
+    /// The Fluvio cluster `fluvio` destinations write to (`[sinks.fluvio]`); without it, Fluvio
+    /// destinations are refused.
+    pub fluvio: Option<FluvioSinkSettings>,
+}
+
+/// The Fluvio cluster `fluvio` destinations write to (`[sinks.fluvio]`). Tenants name only a
+/// topic, which must exist and start with their prefix. The connection is plaintext (no TLS).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FluvioSinkSettings {
+    /// The cluster's SC (streaming controller) public address, `host:port`, e.g.
+    /// `"127.0.0.1:9003"`.
+    pub endpoint: String,
+    /// What every topic of a tenant starts with, `{tenant}` standing for the tenant id (default
+    /// `"{tenant}-"`: tenant `acme` writes only to `acme-…` topics). Must contain `{tenant}`;
+    /// otherwise only lowercase letters, digits and `-`.
+    #[serde(default = "default_fluvio_topic_prefix")]
+    pub topic_prefix: String,
+    /// Longest one delivery may take — connecting, sending, flushing, the record's offset
+    /// acknowledged — e.g. `"10s"` (the default); a slower one is retried.
+    #[serde(default = "default_fluvio_timeout")]
+    pub timeout: DurationSetting,
+}
+
+fn default_fluvio_topic_prefix() -> String {
+    DEFAULT_TOPIC_PREFIX.to_owned()
+}
+
+fn default_fluvio_timeout() -> DurationSetting {
+    DurationSetting::from(DEFAULT_TIMEOUT)
+}
+
+impl FluvioSinkSettings {
+    /// The sinks' form of these settings.
+    pub fn settings(&self) -> FluvioSettings {
+        FluvioSettings {
+            endpoint: self.endpoint.trim().to_owned(),
+            topic_prefix: self.topic_prefix.clone(),
+            timeout: self.timeout.get(),
+        }
+    }
+}
+
 /// Secrets store settings (`[secrets]`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -444,6 +495,7 @@ impl Default for Config {
             engine: EngineSettings::default(),
             sender: SenderConfig::default(),
             outbound: OutboundSettings::default(),
+            sinks: SinksSettings::default(),
             tenants: Vec::new(),
             secrets: SecretsConfig::default(),
             dashboard: DashboardSettings::default(),
@@ -593,6 +645,7 @@ impl OutboundSettings {
         Ok(SinkSettings {
             outbound: OutboundGuard::new(policy),
             max_timeout: self.max_timeout.get(),
+            ..SinkSettings::default()
         })
     }
 }
@@ -619,6 +672,23 @@ impl Config {
         })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// What sinks and destination checks share: the outbound guard and timeout maximum
+    /// (`[outbound]`, with this server's own endpoints `own_endpoints`; see
+    /// [`OutboundSettings::sink_settings`]), the operator's Fluvio cluster (`[sinks.fluvio]`) and
+    /// the topics `[[sources.fluvio]]` read, which no destination may write to: a notification
+    /// written there would come back as an event.
+    pub fn sink_settings(&self, own_endpoints: Vec<SocketAddr>) -> anyhow::Result<SinkSettings> {
+        let mut reserved_topics: Vec<String> =
+            self.sources.fluvio.iter().map(|s| s.topic.trim().to_owned()).collect();
+        reserved_topics.sort();
+        reserved_topics.dedup();
+        Ok(SinkSettings {
+            fluvio: self.sinks.fluvio.as_ref().map(FluvioSinkSettings::settings),
+            reserved_topics,
+            ..self.outbound.sink_settings(own_endpoints)?
+        })
     }
 
     /// Checks values serde cannot.
@@ -697,6 +767,16 @@ impl Config {
         }
         if self.outbound.max_timeout.get().is_zero() {
             return Err(key("outbound.max_timeout", "must be longer than 0s".into()));
+        }
+        if let Some(fluvio) = &self.sinks.fluvio
+            && let Err(e) = fluvio.settings().validate()
+        {
+            return Err(match e {
+                SinkError::InvalidField { field, reason } => {
+                    key(&format!("sinks.fluvio.{field}"), reason)
+                }
+                e => key("sinks.fluvio", e.to_string()),
+            });
         }
         if self.sender.max_attempts == 0 {
             return Err(key("sender.max_attempts", "must be at least 1".into()));
@@ -1065,6 +1145,83 @@ mod tests {
             e.contains("outbound.allow_private_networks") && e.contains("intranet"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn fluvio_sink_section_loads_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidemark.toml");
+        assert!(Config::default().sinks.fluvio.is_none());
+        let settings = Config::default().sink_settings(Vec::new()).unwrap();
+        assert!(settings.fluvio.is_none() && settings.reserved_topics.is_empty());
+
+        std::fs::write(&file, "[sinks.fluvio]\nendpoint = \"127.0.0.1:9003\"\n").unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        let fluvio = config.sink_settings(Vec::new()).unwrap().fluvio.unwrap();
+        assert_eq!(fluvio, FluvioSettings::new("127.0.0.1:9003"));
+        assert_eq!(fluvio.topic_prefix, "{tenant}-");
+        assert_eq!(fluvio.timeout, Duration::from_secs(10));
+
+        std::fs::write(
+            &file,
+            "[sinks.fluvio]\nendpoint = \"fluvio.internal:9003\"\n\
+             topic_prefix = \"tm-{tenant}-\"\ntimeout = \"2s\"\n",
+        )
+        .unwrap();
+        let fluvio = Config::load(Some(&file)).unwrap().sinks.fluvio.unwrap();
+        assert_eq!(fluvio.settings().prefix_for("acme"), "tm-acme-");
+        assert_eq!(fluvio.timeout.get(), Duration::from_secs(2));
+
+        for (text, expected) in [
+            (
+                "endpoint = \"localhost\"",
+                "sinks.fluvio.endpoint: 'localhost' is not host:port",
+            ),
+            (
+                "endpoint = \"127.0.0.1:9003\"\ntopic_prefix = \"shared-\"",
+                "sinks.fluvio.topic_prefix: 'shared-' does not contain {tenant}",
+            ),
+            (
+                "endpoint = \"127.0.0.1:9003\"\ntopic_prefix = \"{tenant}_\"",
+                "sinks.fluvio.topic_prefix: '{tenant}_' may hold only",
+            ),
+            (
+                "endpoint = \"127.0.0.1:9003\"\ntimeout = \"soon\"",
+                "sinks.fluvio.timeout",
+            ),
+            (
+                "endpoint = \"127.0.0.1:9003\"\ntimeout = \"0s\"",
+                "sinks.fluvio.timeout",
+            ),
+            ("topic_prefix = \"{tenant}-\"", "endpoint"),
+            ("endpoint = \"127.0.0.1:9003\"\ntopic = \"x\"", "topic"),
+        ] {
+            std::fs::write(&file, format!("[sinks.fluvio]\n{text}\n")).unwrap();
+            let e = Config::load(Some(&file)).unwrap_err().to_string();
+            assert!(e.contains(expected), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn source_topics_are_reserved_from_fluvio_destinations() {
+        use connectors::sinks::SinkConfig;
+        use connectors::sinks::fluvio::config::FluvioConfig;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidemark.toml");
+        std::fs::write(
+            &file,
+            "[[tenants]]\nid = \"acme\"\napi_key = \"tm_acme_0123456789abcdef\"\n\
+             [sinks.fluvio]\nendpoint = \"127.0.0.1:9003\"\n\
+             [[sources.fluvio]]\nendpoint = \"127.0.0.1:9003\"\ntopic = \"acme-orders\"\ntenant = \"acme\"\n\
+             [[sources.fluvio]]\nname = \"orders-again\"\nendpoint = \"127.0.0.1:9003\"\ntopic = \"acme-orders\"\ntenant = \"acme\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        let settings = config.sink_settings(Vec::new()).unwrap();
+        assert_eq!(settings.reserved_topics, ["acme-orders"]);
+        let refused = FluvioConfig::new("acme-orders").validate(&settings).unwrap_err();
+        assert!(refused.to_string().contains("reads events from"), "{refused}");
+        FluvioConfig::new("acme-alerts").validate(&settings).unwrap();
     }
 
     #[test]

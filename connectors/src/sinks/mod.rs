@@ -4,15 +4,16 @@
 //! JSON: serde types, [`SinkConfig::validate`], the credentials it holds) and `sink.rs` (the
 //! protocol: one attempt → a [`DeliveryResult`]) — so a reader guesses the path right:
 //! [`webhook`] (Standard Webhooks signing, in `webhook/signer.rs`), [`email`] (SMTP),
-//! [`slack`] (the Web API) and [`file`](mod@file) (JSON lines). Beside them: [`message`] (the payload as the sinks that show
+//! [`slack`] (the Web API), [`fluvio`] (a record on the operator's Fluvio cluster) and
+//! [`file`](mod@file) (JSON lines). Beside them: [`message`] (the payload as the sinks that show
 //! a person a message read it: subject, text, HTML, attachments, recipient), [`credential`]
 //! (inline or stored credentials, resolved under the destination's own tenant), [`registry`]
 //! (which kinds exist: a stored destination's kind to its config parser and its sink) and
 //! [`retry`], the backoff policy a sender applies between attempts.
 //!
 //! A sink never returns an error: every attempt ends in a [`DeliveryResult`] that says whether
-//! the notification arrived, may arrive if tried again, or never will. Adding a kind (Fluvio) is a folder implementing [`Sink`] and [`SinkConfig`] plus one line in
-//! [`registry`].
+//! the notification arrived, may arrive if tried again, or never will. Adding a kind is a folder
+//! implementing [`Sink`] and [`SinkConfig`] plus one line in [`registry`].
 //!
 //! Every URL or host a destination names is the tenant's choice, so it goes through the
 //! [`crate::outbound`] guard: when the destination is defined ([`SinkConfig::validate`],
@@ -20,12 +21,13 @@
 //! carries the guard and the deployment's limits to both.
 //!
 //! Every delivery carries the notification id as its idempotency key (`webhook-id` header,
-//! `id` field, an email's `Message-ID`; Slack has none, see [`slack`]), because delivery is at-least-once: a sender that dies after the receiver
+//! `id` field, an email's `Message-ID`, a Fluvio record's key; Slack has none, see [`slack`]), because delivery is at-least-once: a sender that dies after the receiver
 //! accepted but before the outcome was recorded will deliver again.
 
 pub mod credential;
 pub mod email;
 pub mod file;
+pub mod fluvio;
 pub mod message;
 pub mod registry;
 pub mod retry;
@@ -45,6 +47,7 @@ use crate::secrets::SecretsError;
 pub use credential::{Credential, SecretLookup};
 pub use email::{EmailConfig, EmailSink};
 pub use file::{FileConfig, FileSink};
+pub use fluvio::{FluvioConfig, FluvioSettings, FluvioSink};
 pub use message::Message;
 pub use registry::{Destination, Sinks};
 pub use retry::RetryPolicy;
@@ -60,14 +63,21 @@ pub struct SinkSettings {
     /// The longest request timeout a destination may set (`timeout_ms`); a longer one is
     /// refused when the destination is defined and cut to this at delivery.
     pub max_timeout: Duration,
+    /// The operator's Fluvio cluster (`[sinks.fluvio]`); without one, Fluvio destinations are
+    /// refused.
+    pub fluvio: Option<FluvioSettings>,
+    /// Fluvio topics no destination may name: the topics this server reads events from.
+    pub reserved_topics: Vec<String>,
 }
 
 impl Default for SinkSettings {
-    /// Public addresses only; requests of at most 30 s.
+    /// Public addresses only; requests of at most 30 s; no Fluvio cluster.
     fn default() -> Self {
         Self {
             outbound: OutboundGuard::default(),
             max_timeout: Duration::from_secs(30),
+            fluvio: None,
+            reserved_topics: Vec::new(),
         }
     }
 }
@@ -75,6 +85,8 @@ impl Default for SinkSettings {
 /// What a sink is asked to deliver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutgoingNotification<'a> {
+    /// The tenant the notification (and its destination) belongs to.
+    pub tenant: &'a str,
     /// The notification id: the idempotency key every sink passes on.
     pub id: &'a str,
     /// The rendered notification, JSON text.
@@ -109,6 +121,13 @@ pub trait SinkConfig: Any + std::fmt::Debug + Send + Sync {
     /// outbound guard's checks that need no resolution); an error names the field as the
     /// destination shows it (`config.url`) and says why.
     fn validate(&self, settings: &SinkSettings) -> Result<(), SinkError>;
+
+    /// Checks what depends on whose destination it is, `tenant`'s (a Fluvio topic must start
+    /// with the tenant's prefix); an error names the field like [`SinkConfig::validate`]'s.
+    /// Kinds whose configuration means the same for every tenant have nothing to check.
+    fn check_tenant(&self, _tenant: &str, _settings: &SinkSettings) -> Result<(), SinkError> {
+        Ok(())
+    }
 
     /// Every URL it connects to that the tenant chose, each with its field (`config.url`):
     /// what [`Destination::check_outbound`] resolves and checks (an SMTP relay as

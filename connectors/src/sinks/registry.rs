@@ -14,8 +14,8 @@ use async_trait::async_trait;
 
 use super::credential::{self, SecretLookup};
 use super::{
-    DeliveryResult, EmailSink, FileSink, OutgoingNotification, Sink, SinkConfig, SinkError,
-    SinkSettings, SlackSink, WebhookSink,
+    DeliveryResult, EmailSink, FileSink, FluvioSink, OutgoingNotification, Sink, SinkConfig,
+    SinkError, SinkSettings, SlackSink, WebhookSink,
 };
 use crate::outbound::OutboundError;
 
@@ -25,6 +25,7 @@ static KINDS: &[Kind] = &[
     Kind::of::<FileSink>("file"),
     Kind::of::<EmailSink>("email"),
     Kind::of::<SlackSink>("slack"),
+    Kind::of::<FluvioSink>("fluvio"),
 ];
 
 /// One kind: its name, how its configuration is read, how its sink is built.
@@ -60,7 +61,7 @@ fn build_sink<S: Sink>(settings: &SinkSettings) -> Result<Box<dyn AnySink>, Sink
     Ok(Box::new(S::build(settings)?))
 }
 
-/// The kinds as an error lists them: `"webhook", "file", "email" or "slack"`.
+/// The kinds as an error lists them: `"webhook", "file", "email", "slack" or "fluvio"`.
 pub(super) fn expected_kinds() -> String {
     let quoted: Vec<String> = KINDS.iter().map(|k| format!("{:?}", k.name)).collect();
     match quoted.split_last() {
@@ -133,10 +134,12 @@ impl Destination {
         config.downcast_ref()
     }
 
-    /// Checks what the configuration's types cannot (see [`SinkConfig::validate`]), so a
-    /// destination that can never be delivered to is refused when it is defined.
-    pub fn validate(&self, settings: &SinkSettings) -> Result<(), SinkError> {
-        self.config.validate(settings)
+    /// Checks what the configuration's types cannot, for a destination of `tenant` (see
+    /// [`SinkConfig::validate`] and [`SinkConfig::check_tenant`]), so a destination that can
+    /// never be delivered to is refused when it is defined.
+    pub fn validate(&self, tenant: &str, settings: &SinkSettings) -> Result<(), SinkError> {
+        self.config.validate(settings)?;
+        self.config.check_tenant(tenant, settings)
     }
 
     /// Resolves every URL the destination connects to and checks every address through the
@@ -255,11 +258,11 @@ mod tests {
         let err =
             Destination::parse("webhook", r#"{"url":"x","urll":"y"}"#).expect_err("unknown field");
         assert!(err.to_string().contains("urll"), "{err}");
-        let err = Destination::parse("fluvio", "{}").expect_err("unknown kind");
+        let err = Destination::parse("kafka", "{}").expect_err("unknown kind");
         assert!(matches!(err, SinkError::UnknownKind(_)));
         assert_eq!(
             err.to_string(),
-            r#"unknown destination kind "fluvio"; expected "webhook", "file", "email" or "slack""#
+            r#"unknown destination kind "kafka"; expected "webhook", "file", "email", "slack" or "fluvio""#
         );
     }
 

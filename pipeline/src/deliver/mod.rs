@@ -319,6 +319,7 @@ async fn deliver(due: DueDelivery, context: Context<'_>, store: Arc<dyn Store>) 
         ),
         Ok(destination) => {
             let notification = OutgoingNotification {
+                tenant: &due.tenant,
                 id: &due.notification_id,
                 payload: &due.payload,
             };

@@ -1,4 +1,4 @@
-//! `/v1/destinations`: where notifications are delivered (webhook, file).
+//! `/v1/destinations`: where notifications are delivered (webhook, email, Slack, Fluvio, file).
 
 use super::*;
 
@@ -29,9 +29,11 @@ pub(super) fn destination_json(d: &StoredDestination) -> Value {
     json!({"id": d.id, "kind": d.kind, "config": config, "updated_at_ms": d.updated_at_ms})
 }
 
-/// The body and its parsed configuration, checked (parsed once, for every check that follows).
+/// The body and its parsed configuration, checked as `tenant`'s (parsed once, for every check
+/// that follows).
 pub(super) fn parse_destination(
     state: &AppState,
+    tenant: &str,
     body: &Bytes,
 ) -> ApiResult<(DestinationBody, Destination)> {
     let parsed: DestinationBody = serde_json::from_slice(body).map_err(|e| {
@@ -44,7 +46,7 @@ pub(super) fn parse_destination(
     let destination =
         Destination::parse(&parsed.kind, &parsed.config.to_string()).map_err(destination_error)?;
     destination
-        .validate(&state.sink_settings)
+        .validate(tenant, &state.sink_settings)
         .map_err(destination_error)?;
     Ok((parsed, destination))
 }
@@ -126,7 +128,7 @@ pub(super) async fn create_destination(
     Tenant(tenant): Tenant,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (parsed, mut destination) = parse_destination(&state, &body)?;
+    let (parsed, mut destination) = parse_destination(&state, &tenant, &body)?;
     check_stored_credentials(&state, &tenant, &mut destination).await?;
     check_outbound(&state, &destination).await?;
     let id = parsed.id.clone().unwrap_or_else(|| new_id("dst"));
@@ -154,7 +156,7 @@ pub(super) async fn update_destination(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     load_destination(&state, &tenant, &id).await?;
-    let (parsed, mut destination) = parse_destination(&state, &body)?;
+    let (parsed, mut destination) = parse_destination(&state, &tenant, &body)?;
     check_stored_credentials(&state, &tenant, &mut destination).await?;
     check_outbound(&state, &destination).await?;
     if let Some(body_id) = &parsed.id

@@ -180,7 +180,7 @@ impl Server {
         };
         // Destinations may not point back at this server, whatever the allow-list says.
         let own_endpoints = std::iter::once(addr).chain(pgwire_addr).collect();
-        let sink_settings = match config.outbound.sink_settings(own_endpoints) {
+        let sink_settings = match config.sink_settings(own_endpoints) {
             Ok(settings) => Arc::new(settings),
             Err(e) => {
                 runtime.shutdown();

@@ -300,7 +300,11 @@ mod tests {
     }
 
     fn notification<'a>(id: &'a str, payload: &'a str) -> OutgoingNotification<'a> {
-        OutgoingNotification { id, payload }
+        OutgoingNotification {
+            tenant: "a",
+            id,
+            payload,
+        }
     }
 
     #[tokio::test]
