@@ -680,8 +680,12 @@ impl Config {
     /// the topics `[[sources.fluvio]]` read, which no destination may write to: a notification
     /// written there would come back as an event.
     pub fn sink_settings(&self, own_endpoints: Vec<SocketAddr>) -> anyhow::Result<SinkSettings> {
-        let mut reserved_topics: Vec<String> =
-            self.sources.fluvio.iter().map(|s| s.topic.trim().to_owned()).collect();
+        let mut reserved_topics: Vec<String> = self
+            .sources
+            .fluvio
+            .iter()
+            .map(|s| s.topic.trim().to_owned())
+            .collect();
         reserved_topics.sort();
         reserved_topics.dedup();
         Ok(SinkSettings {
@@ -1219,9 +1223,16 @@ mod tests {
         let config = Config::load(Some(&file)).unwrap();
         let settings = config.sink_settings(Vec::new()).unwrap();
         assert_eq!(settings.reserved_topics, ["acme-orders"]);
-        let refused = FluvioConfig::new("acme-orders").validate(&settings).unwrap_err();
-        assert!(refused.to_string().contains("reads events from"), "{refused}");
-        FluvioConfig::new("acme-alerts").validate(&settings).unwrap();
+        let refused = FluvioConfig::new("acme-orders")
+            .validate(&settings)
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("reads events from"),
+            "{refused}"
+        );
+        FluvioConfig::new("acme-alerts")
+            .validate(&settings)
+            .unwrap();
     }
 
     #[test]

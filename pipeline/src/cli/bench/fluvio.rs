@@ -6,7 +6,12 @@
 //!    thrown away (the rate a plain consumer reaches on this machine);
 //! 2. Tidemark: a server with 20 rules whose `[[sources.fluvio]]` reads the topic from the
 //!    beginning; the clock runs from start-up until every partition's stored position reached
-//!    the end (`logged`) and until the engine processed every event (`matched`).
+//!    the end (`logged`) and until the engine processed every event (`matched`);
+//! 3. after a SIGKILL: `tidemark serve` as a child process with the same data directory, a
+//!    producer streaming at `stream_rate` events/s; the child is killed with SIGKILL, started
+//!    again a second later, and the clock runs from that restart until the lag — the age of the
+//!    oldest produced record not yet logged — is under 1 s (goal: within 5 s). The log must
+//!    then hold every event produced, once.
 //!
 //! Needs a Fluvio cluster: `--endpoint` or `FLUVIO_SC` (`eval "$(bash .ci/fluvio.sh start)"`
 //! starts one and puts the `fluvio` CLI on PATH).
@@ -36,6 +41,8 @@ pub struct FluvioBenchArgs {
     pub workers: usize,
     /// The `fluvio` CLI.
     pub fluvio_bin: String,
+    /// Events/s the producer streams while the server is killed and restarted.
+    pub stream_rate: usize,
 }
 
 const TENANT: &str = "bench";
@@ -171,6 +178,7 @@ pub async fn run(args: FluvioBenchArgs) -> anyhow::Result<serde_json::Value> {
     };
     let name = source.name();
     with_source.sources.fluvio = vec![source];
+    let sources = with_source.sources.clone();
     let started = Instant::now();
     let server = Server::start(with_source).await?;
     let store = server.runtime.store().clone();
@@ -188,18 +196,29 @@ pub async fn run(args: FluvioBenchArgs) -> anyhow::Result<serde_json::Value> {
         if done {
             break started.elapsed();
         }
-        anyhow::ensure!(Instant::now() < deadline, "the source did not reach the end in 600 s");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the source did not reach the end in 600 s"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     while server.runtime.stats().events < args.events as u64 {
-        anyhow::ensure!(Instant::now() < deadline, "the engine did not process every event");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the engine did not process every event"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let matched = started.elapsed();
     let logged_count = store.event_count(TENANT)?;
+    let mut child_config = config(&dir, args.workers);
+    child_config.sources = sources;
     server.shutdown().await;
+
+    let recovery = kill_and_recover(&fluvio, &topic, child_config, &dir, &args).await;
     let _ = std::fs::remove_dir_all(&dir);
     let _ = admin.delete::<TopicSpec>(topic.clone()).await;
+    let recovery = recovery?;
 
     let rate = |n: f64, seconds: f64| (n / seconds).round();
     let raw_rate = rate(raw_records as f64, raw_seconds);
@@ -219,6 +238,201 @@ pub async fn run(args: FluvioBenchArgs) -> anyhow::Result<serde_json::Value> {
             "matched_events_per_sec": rate(args.events as f64, matched.as_secs_f64()),
         },
         "vs_raw": (logged_rate / raw_rate * 100.0).round() / 100.0,
-        "goal": "logged and matched >= 200,000 events/s and >= 0.8x the raw consume rate",
+        "after_sigkill": recovery,
+        "goal": "logged and matched >= 200,000 events/s and >= 0.8x the raw consume rate; \
+                 after a SIGKILL, lag under 1 s within 5 s of the restart",
     }))
+}
+
+/// The records one partition received while streaming: the instant each was acknowledged,
+/// by offset (from `first`).
+#[derive(Default)]
+struct Produced {
+    first: Option<i64>,
+    acked: Vec<Instant>,
+}
+
+impl Produced {
+    /// When the record at `offset` was acknowledged, if it was.
+    fn at(&self, offset: i64) -> Option<Instant> {
+        let first = self.first?;
+        usize::try_from(offset - first)
+            .ok()
+            .and_then(|i| self.acked.get(i).copied())
+    }
+}
+
+/// Phase 3: `tidemark serve` streaming from the topic, killed with SIGKILL and started again;
+/// how long until its lag is under 1 s.
+async fn kill_and_recover(
+    fluvio: &Fluvio,
+    topic: &str,
+    mut config: Config,
+    dir: &std::path::Path,
+    args: &FluvioBenchArgs,
+) -> anyhow::Result<serde_json::Value> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    config.server.listen = format!("127.0.0.1:{port}");
+    let file = dir.join("bench-serve.toml");
+    std::fs::write(
+        &file,
+        toml::to_string(&config).context("the child's configuration")?,
+    )?;
+    let base = format!("http://127.0.0.1:{port}");
+    let exe = std::env::current_exe()?;
+    let log = dir.join("bench-serve.log");
+    let spawn = || -> anyhow::Result<tokio::process::Child> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        Ok(tokio::process::Command::new(&exe)
+            .arg("serve")
+            .arg("--config")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()?)
+    };
+    let client = connectors::http::client();
+    let partitions = args.partitions as usize;
+    let produced: Arc<Mutex<Vec<Produced>>> = Arc::new(Mutex::new(
+        (0..partitions).map(|_| Produced::default()).collect(),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // The producer: `stream_rate` events/s in 10 ms steps, each record's acknowledgement
+    // recorded by another task in the order they were sent.
+    let producer = Arc::new(fluvio.topic_producer(topic.to_owned()).await?);
+    let (acks_tx, mut acks_rx) = tokio::sync::mpsc::unbounded_channel::<fluvio::ProduceOutput>();
+    let acks = {
+        let produced = produced.clone();
+        tokio::spawn(async move {
+            while let Some(output) = acks_rx.recv().await {
+                let Ok(stored) = output.wait().await else {
+                    continue;
+                };
+                let mut produced = produced.lock().expect("lock");
+                let p = &mut produced[stored.partition_id() as usize];
+                let first = *p.first.get_or_insert(stored.offset());
+                let i = (stored.offset() - first) as usize;
+                if p.acked.len() <= i {
+                    p.acked.resize(i + 1, Instant::now());
+                }
+                p.acked[i] = Instant::now();
+            }
+        })
+    };
+    let streaming = {
+        let (producer, stop) = (producer.clone(), stop.clone());
+        let (rate, first_id) = (args.stream_rate, args.events);
+        tokio::spawn(async move {
+            let step = Duration::from_millis(10);
+            let per_step = (rate / 100).max(1);
+            let mut n = first_id;
+            let mut tick = tokio::time::interval(step);
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let now = chrono::Utc::now().timestamp_millis();
+                for _ in 0..per_step {
+                    let output = producer.send(format!("k{}", n % 97), order(n, now)).await?;
+                    let _ = acks_tx.send(output);
+                    n += 1;
+                }
+                producer.flush().await?;
+            }
+            anyhow::Ok(n - first_id)
+        })
+    };
+
+    // The lag: the age of the oldest acknowledged record the child has not logged, from its
+    // partitions' next offsets in /healthz (updated at every commit).
+    let lag = || async {
+        let health: serde_json::Value = client
+            .get(format!("{base}/healthz"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let source = health["sources"].as_object()?.values().next()?.clone();
+        let now = Instant::now();
+        let produced = produced.lock().expect("lock");
+        let mut worst = Duration::ZERO;
+        for (p, records) in produced.iter().enumerate() {
+            let next = source["partitions"][p.to_string()]["next_offset"].as_i64()?;
+            if let Some(at) = records.at(next) {
+                worst = worst.max(now.saturating_duration_since(at));
+            }
+        }
+        Some(worst)
+    };
+    let wait_lag_under = |limit: Duration, within: Duration| async move {
+        let started = Instant::now();
+        loop {
+            if let Some(lag) = lag().await
+                && lag < limit
+            {
+                return Ok(started.elapsed());
+            }
+            anyhow::ensure!(
+                started.elapsed() < within,
+                "the lag stayed over {limit:?} for {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+
+    let outcome = async {
+        let mut child = spawn()?;
+        wait_lag_under(Duration::from_secs(1), Duration::from_secs(60)).await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        child.kill().await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut child = spawn()?;
+        let recovered = wait_lag_under(Duration::from_secs(1), Duration::from_secs(60)).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.store(true, Ordering::Relaxed);
+        let streamed = streaming.await??;
+        drop(producer);
+        acks.await?;
+        let total = (args.events + streamed) as u64;
+        let started = Instant::now();
+        let logged = loop {
+            let stats: serde_json::Value = client
+                .get(format!("{base}/v1/stats"))
+                .bearer_auth(KEY)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let logged = stats["events"].as_u64().unwrap_or(0);
+            if logged >= total || started.elapsed() > Duration::from_secs(60) {
+                break logged;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        child.kill().await?;
+        anyhow::ensure!(
+            logged == total,
+            "after the SIGKILL the log holds {logged} events; {total} were produced"
+        );
+        anyhow::Ok(json!({
+            "stream_events_per_sec": args.stream_rate,
+            "streamed_events": streamed,
+            "events_logged_total": logged,
+            "lag_under_1s_after_restart_seconds": recovered.as_secs_f64(),
+        }))
+    }
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    outcome.with_context(|| format!("the SIGKILL phase (the server's log: {})", log.display()))
 }

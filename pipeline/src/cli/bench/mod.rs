@@ -139,6 +139,9 @@ pub enum Which {
         /// The `fluvio` CLI, for the raw consume.
         #[arg(long, default_value = "fluvio")]
         fluvio_bin: String,
+        /// Events/s streamed while a server is killed and restarted.
+        #[arg(long, default_value_t = 50_000)]
+        stream_rate: usize,
     },
     /// Scheduled reports: a 6-block weekly report generated over the demo warehouse (goal p50
     /// ≤ 500 ms, p95 ≤ 1 s, ≤ 200 MB added), charts alone (≤ 20 ms each), and 100,000 report
@@ -287,6 +290,7 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
             partitions,
             workers,
             fluvio_bin,
+            stream_rate,
         } => {
             fluvio::run(fluvio::FluvioBenchArgs {
                 endpoint,
@@ -294,6 +298,7 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
                 partitions,
                 workers,
                 fluvio_bin,
+                stream_rate,
             })
             .await?
         }
