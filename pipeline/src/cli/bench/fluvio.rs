@@ -52,7 +52,7 @@ fn order(n: usize, now_ms: i64) -> String {
     let channels = ["naver", "kakao", "google", "meta", "direct"];
     json!({
         "id": format!("e{n:012}"),
-        "type": if n % 10 == 0 { "refund" } else { "order" },
+        "type": if n.is_multiple_of(10) { "refund" } else { "order" },
         "ts": now_ms,
         "attrs": {"amount": (n * 7919 % 2_000_000) as f64, "channel": channels[n % 5], "country": "KR"}
     })
