@@ -84,9 +84,13 @@ enum WarehouseAction {
     },
 }
 
+/// Tidemark's own messages from `info` up; the Fluvio client's only from `warn` (at `info` it
+/// logs every producer and socket it opens or closes). `TIDEMARK_LOG` replaces this.
+const DEFAULT_LOG: &str = "info,fluvio=warn,fluvio_socket=warn";
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TIDEMARK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
