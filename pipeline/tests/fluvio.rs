@@ -6,7 +6,9 @@
 //! - SIGKILLs while a producer streams: the log holds exactly the produced events and every
 //!   matching notification reaches a real receiver once by id;
 //! - malformed records are dead-lettered with their offsets, the good ones around them logged;
-//! - a cluster stopped and started again under a running server: the source recovers by itself.
+//! - a cluster stopped and started again under a running server: the source recovers by itself;
+//! - events in on one topic, their notifications out on another (a `fluvio` destination), keyed
+//!   by notification id; a destination naming the source's topic or another tenant's is refused.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
@@ -20,6 +22,7 @@ use axum::http::{HeaderMap, StatusCode};
 use connectors::store::Store;
 use fluvio::metadata::topic::TopicSpec;
 use fluvio::{Fluvio, FluvioClusterConfig, Offset, RecordKey};
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 const KEY: &str = "fluvio-test-key-0001";
@@ -760,4 +763,145 @@ async fn a_cluster_stopped_and_started_again_under_a_running_server_is_read_agai
     let health = healthz(&client, &setup.base).await.expect("server answers");
     assert_eq!(health["status"], "ok", "{health}");
     stop_cluster(base.path());
+}
+
+/// Every record of partition 0 of `topic` until `count` have arrived: (key, value).
+async fn read_records(fluvio: &Fluvio, topic: &str, count: usize) -> Vec<(String, Value)> {
+    let mut stream = fluvio
+        .consumer_with_config(
+            fluvio::consumer::ConsumerConfigExtBuilder::default()
+                .topic(topic.to_owned())
+                .partition(0)
+                .offset_start(Offset::beginning())
+                .build()
+                .unwrap(),
+        )
+        .await
+        .expect("consumer");
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while records.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let next = tokio::time::timeout(left, stream.next()).await;
+        let record = match next {
+            Ok(Some(record)) => record.expect("record"),
+            _ => panic!("{} of {count} records on {topic} after 60 s", records.len()),
+        };
+        let key = String::from_utf8(record.key().expect("a key").to_vec()).unwrap();
+        let value = serde_json::from_slice(record.value()).expect("the value is JSON");
+        records.push((key, value));
+    }
+    records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_in_on_one_topic_come_out_as_notifications_keyed_by_id_on_another() {
+    let sc = fluvio_sc();
+    let fluvio = connect(&sc).await;
+    let orders = create_topic(&fluvio, "shop-orders", 1).await;
+    let alerts = create_topic(&fluvio, "shop-alerts", 1).await;
+    let setup = Setup::new(&format!(
+        "{}[sinks.fluvio]\nendpoint = \"{sc}\"\n",
+        source(&sc, &orders)
+    ));
+    let _server = setup.start();
+    wait_healthy(&setup).await;
+    let client = client();
+    let post = |key: &'static str, path: &'static str, body: Value| {
+        let request = client
+            .post(format!("{}/v1/{path}", setup.base))
+            .bearer_auth(key)
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+
+    // Writing back into the topic events come from, or into another tenant's topics: refused.
+    let (status, body) = post(
+        KEY,
+        "destinations",
+        json!({"id": "loop", "kind": "fluvio", "config": {"topic": orders}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("reads events from"), "{body}");
+    let (status, body) = post(
+        OTHER_KEY,
+        "destinations",
+        json!({"id": "theirs", "kind": "fluvio", "config": {"topic": alerts}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("config.topic"), "{body}");
+
+    for (path, body) in [
+        (
+            "destinations",
+            json!({"id": "stream", "kind": "fluvio", "config": {"topic": alerts}}),
+        ),
+        (
+            "rules",
+            json!({"id": "big", "kind": "match", "event_type": "order",
+                         "filter": {"attr": "amount", "op": ">=", "value": 1_000_000},
+                         "destinations": ["stream"]}),
+        ),
+    ] {
+        let (status, body) = post(KEY, path, body).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    // 70 orders, every 7th big: 10 notifications.
+    let now = chrono::Utc::now().timestamp_millis();
+    produce_orders(&fluvio, &orders, 0..70, now, 1_000, Duration::ZERO).await;
+    let records = read_records(&fluvio, &alerts, 10).await;
+
+    let mut events: Vec<String> = records
+        .iter()
+        .map(|(_, value)| value["payload"]["event"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    events.sort();
+    let expected: Vec<String> = (0..70)
+        .filter(|n: &usize| n.is_multiple_of(7))
+        .map(|n| format!("e{n:06}"))
+        .collect();
+    assert_eq!(events, expected, "one record per matching event");
+    let mut keys: Vec<&str> = records.iter().map(|(key, _)| key.as_str()).collect();
+    for (key, value) in &records {
+        assert_eq!(value["id"], key.as_str(), "the value carries the key");
+        assert_eq!(value["payload"]["rule"]["id"], "big", "{value}");
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), 10, "each notification under its own key");
+
+    // The keys are the notification ids the API shows, each delivered.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let delivered: Vec<String> = loop {
+        let page: Value = client
+            .get(format!(
+                "{}/v1/notifications?status=delivered&limit=100",
+                setup.base
+            ))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut ids: Vec<String> = page["notifications"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|n| n["id"].as_str().unwrap().to_owned())
+            .collect();
+        if ids.len() >= 10 || Instant::now() > deadline {
+            ids.sort();
+            break ids;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(delivered, keys);
 }
