@@ -216,7 +216,10 @@ impl Engine {
                 let next = epoch + 1;
                 inputs.epochs.send(input);
                 inputs.epochs.advance_to(next);
-                worker.step_while(|| inputs.probe.less_than(&next));
+                // Waiting for the other workers' progress, a worker polls briefly and then
+                // parks until a message wakes it: on a machine with as many cores as workers,
+                // stepping without parking burns the cores the commit thread and the sources need.
+                worker.step_or_park_while(None, || inputs.probe.less_than(&next));
                 if output.send(WorkerOutput::Done { epoch }).is_err() {
                     return;
                 }
