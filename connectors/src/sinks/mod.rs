@@ -303,3 +303,19 @@ impl SinkError {
         }
     }
 }
+
+/// An error with its sources, each cause once, e.g. "error sending request: connection refused"
+/// (for the debug log; tenants see a sink's classification only).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -35,7 +35,7 @@ use serde::de::IgnoredAny;
 use super::{FluvioConfig, FluvioSettings};
 use crate::clock::now_secs;
 use crate::sinks::{
-    DeliveryResult, OutgoingNotification, Sink, SinkConfig, SinkError, SinkSettings,
+    DeliveryResult, OutgoingNotification, Sink, SinkConfig, SinkError, SinkSettings, error_chain,
 };
 
 /// How long to wait for the client to learn of a topic the SC already has.
@@ -115,21 +115,6 @@ impl Failure {
         tracing::debug!(error = %error_chain(error), "cannot connect to the Fluvio cluster");
         Self::Connect
     }
-}
-
-/// An error with its sources, e.g. "Socket error: connection refused".
-fn error_chain(error: &(dyn Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 impl FluvioSink {

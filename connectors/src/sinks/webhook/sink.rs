@@ -23,7 +23,9 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION
 use super::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, WebhookConfig, WebhookSigner};
 use crate::clock::now_secs;
 use crate::outbound::{OutboundGuard, refusal_in};
-use crate::sinks::{DeliveryResult, OutgoingNotification, Sink, SinkError, SinkSettings};
+use crate::sinks::{
+    DeliveryResult, OutgoingNotification, Sink, SinkError, SinkSettings, error_chain,
+};
 
 /// Response bodies logged (at debug) are cut to this many bytes.
 const MAX_ERROR_BODY_BYTES: usize = 512;
@@ -215,21 +217,6 @@ async fn read_truncated(response: &mut reqwest::Response, max: usize) -> String 
         text.push('…');
     }
     text.trim().to_owned()
-}
-
-/// An error with its sources, e.g. "error sending request: connection refused".
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Parses a `Retry-After` value: delay in seconds, or an HTTP-date (a past date means 0).

@@ -10,7 +10,7 @@ use std::time::Duration;
 use fluvio::consumer::{ConsumerConfigExtBuilder, RetryMode};
 use fluvio::metadata::partition::PartitionSpec;
 use fluvio::metadata::topic::TopicSpec;
-use fluvio::{Fluvio, FluvioClusterConfig, Offset};
+use fluvio::{Fluvio, FluvioAdmin, FluvioClusterConfig, Offset};
 use futures::{Stream, StreamExt};
 
 /// Why the source cannot read now. Every variant is retried (with backoff) by the source.
@@ -94,15 +94,20 @@ impl FluvioTopic {
         }
     }
 
-    /// How many partitions the topic has.
-    pub async fn partition_count(&self) -> Result<u32, SourceError> {
-        let admin = bounded(
+    /// The controller's admin API, within the call timeout.
+    async fn admin(&self) -> Result<FluvioAdmin, SourceError> {
+        bounded(
             &self.endpoint,
             self.timeout,
             "connect the admin API",
             async { Ok(self.fluvio.admin().await) },
         )
-        .await?;
+        .await
+    }
+
+    /// How many partitions the topic has.
+    pub async fn partition_count(&self) -> Result<u32, SourceError> {
+        let admin = self.admin().await?;
         let topics = bounded(
             &self.endpoint,
             self.timeout,
@@ -138,13 +143,7 @@ impl FluvioTopic {
     /// Each partition's high watermark (the offset the next produced record will get, once
     /// replicated), as the controller last heard from the SPUs: what lag is measured against.
     pub async fn high_watermarks(&self) -> Result<Vec<(u32, i64)>, SourceError> {
-        let admin = bounded(
-            &self.endpoint,
-            self.timeout,
-            "connect the admin API",
-            async { Ok(self.fluvio.admin().await) },
-        )
-        .await?;
+        let admin = self.admin().await?;
         let partitions = bounded(
             &self.endpoint,
             self.timeout,
