@@ -189,6 +189,52 @@ pub struct DashboardSettings {
     pub ga4: Option<Ga4Settings>,
     /// What one query, one tenant and all dashboard queries together may use.
     pub limits: QueryLimitsSettings,
+    /// The event log as tables (`raw_events` and the model's `[events.*]` mappings).
+    pub live: LiveSettings,
+}
+
+/// Live tables (`[dashboard.live]`): accepted events are rows of `raw_events` and of the tables
+/// the semantic model maps their types to, queryable at once and compacted into the warehouse's
+/// Parquet files in the background.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveSettings {
+    /// Serve the event log as tables (default true).
+    pub enabled: bool,
+    /// How often new events are read from the log, e.g. `"200ms"` (a query reads them too).
+    pub poll_every: DurationSetting,
+    /// How often read events are compacted into Parquet files, e.g. `"5s"`.
+    pub compact_every: DurationSetting,
+    /// Compact sooner once this many events wait in memory.
+    pub max_tail_events: usize,
+    /// Merge a day's live files of a table once it has this many.
+    pub merge_files: usize,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        let options = sql::live::LiveOptions::default();
+        LiveSettings {
+            enabled: true,
+            poll_every: DurationSetting::from(options.poll_every),
+            compact_every: DurationSetting::from(options.compact_every),
+            max_tail_events: options.max_tail_events,
+            merge_files: options.merge_files,
+        }
+    }
+}
+
+impl LiveSettings {
+    /// The engine's form of these settings.
+    pub fn options(&self) -> sql::live::LiveOptions {
+        sql::live::LiveOptions {
+            poll_every: self.poll_every.get(),
+            compact_every: self.compact_every.get(),
+            max_tail_events: self.max_tail_events.max(1),
+            merge_files: self.merge_files.max(2),
+            ..sql::live::LiveOptions::default()
+        }
+    }
 }
 
 /// Limits on dashboard queries (`[dashboard.limits]`): `/v1/query`, `/v1/sql` and pgwire share
@@ -520,6 +566,7 @@ impl Default for DashboardSettings {
             trino: None,
             ga4: None,
             limits: QueryLimitsSettings::default(),
+            live: LiveSettings::default(),
         }
     }
 }

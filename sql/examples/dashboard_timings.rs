@@ -40,6 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             cache_entries: if ttl == 0 { 0 } else { 1000 },
             sources: Vec::new(),
             limits: sql::QueryLimits::default(),
+            live: None,
         })
     };
     let uncached = engine(0).await?;

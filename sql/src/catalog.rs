@@ -37,6 +37,7 @@ use datafusion::object_store::local::LocalFileSystem;
 use datafusion::prelude::SessionConfig;
 
 use crate::SqlError;
+use crate::live::LiveTables;
 use crate::source::ExternalSource;
 
 /// The only catalog a tenant session has.
@@ -44,7 +45,7 @@ pub const CATALOG: &str = "tidemark";
 /// The schema holding the tenant's tables.
 pub const SCHEMA: &str = "public";
 /// The object-store URL the warehouse root is served under.
-const STORE_URL: &str = "tidemark://warehouse";
+pub(crate) const STORE_URL: &str = "tidemark://warehouse";
 
 /// Checks a tenant id before it becomes part of a path: 1–64 of `[A-Za-z0-9_-]`.
 pub fn validate_tenant(tenant: &str) -> Result<(), SqlError> {
@@ -136,9 +137,19 @@ impl Warehouse {
         })
     }
 
+    /// The warehouse root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The runtime (object stores, caches, memory pool) every tenant session shares.
     pub fn runtime(&self) -> Arc<RuntimeEnv> {
         Arc::clone(&self.runtime)
+    }
+
+    /// A bare session for reading file footers (schemas), never for tenant queries.
+    pub(crate) fn inference(&self) -> &SessionState {
+        &self.inference
     }
 
     /// The session configuration every tenant session uses.
@@ -402,6 +413,8 @@ pub struct TenantSchema {
     warehouse: Arc<Warehouse>,
     tenant: String,
     tables: Mutex<HashMap<String, BuiltTable>>,
+    /// The event log's tables, when live tables are on.
+    live: Option<Arc<LiveTables>>,
 }
 
 /// A table provider and the file listing it was built from.
@@ -409,12 +422,18 @@ type BuiltTable = (Listing, Arc<dyn TableProvider>);
 
 impl TenantSchema {
     /// The schema of `tenant`, which must already be validated.
-    pub fn new(warehouse: Arc<Warehouse>, tenant: &str) -> Self {
+    pub fn new(warehouse: Arc<Warehouse>, tenant: &str, live: Option<Arc<LiveTables>>) -> Self {
         Self {
             warehouse,
             tenant: tenant.to_string(),
             tables: Mutex::new(HashMap::new()),
+            live,
         }
+    }
+
+    /// The live tables, if `name` is one of them.
+    fn live(&self, name: &str) -> Option<&Arc<LiveTables>> {
+        self.live.as_ref().filter(|live| live.is_live(name))
     }
 
     /// The tenant this schema serves.
@@ -426,12 +445,25 @@ impl TenantSchema {
 #[async_trait]
 impl SchemaProvider for TenantSchema {
     fn table_names(&self) -> Vec<String> {
-        self.warehouse.table_names(&self.tenant)
+        let mut names = self.warehouse.table_names(&self.tenant);
+        if let Some(live) = &self.live {
+            names.extend(live.table_names().map(str::to_owned));
+            names.sort();
+            names.dedup();
+        }
+        names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         if !is_table_name(name) {
             return Ok(None);
+        }
+        if let Some(live) = self.live(name) {
+            let table = live
+                .provider(&self.tenant, name)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            return Ok(Some(table));
         }
         let Some(listing) = self.warehouse.list(name, &self.tenant) else {
             return Ok(None);
@@ -458,7 +490,8 @@ impl SchemaProvider for TenantSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        is_table_name(name) && self.warehouse.list(name, &self.tenant).is_some()
+        is_table_name(name)
+            && (self.live(name).is_some() || self.warehouse.list(name, &self.tenant).is_some())
     }
 }
 

@@ -22,6 +22,7 @@ use crate::catalog::{
     CATALOG, SCHEMA, TenantCatalogList, TenantSchema, Warehouse, validate_tenant,
 };
 use crate::functions;
+use crate::live::{LiveConfig, LiveTables};
 use crate::limits::{self, QueryLimits, QueryMemoryPool, TotalMemory};
 use crate::model::SemanticModel;
 use crate::read_only::check_read_only;
@@ -47,6 +48,9 @@ pub struct EngineConfig {
     pub sources: Vec<Arc<dyn ExternalSource>>,
     /// What one query may cost (SQL size, expression depth, memory, answer rows).
     pub limits: QueryLimits,
+    /// The event log as tables (`raw_events` and the model's `[events.*]` mappings); `None`
+    /// serves the warehouse files only.
+    pub live: Option<LiveConfig>,
 }
 
 /// An answer.
@@ -85,6 +89,7 @@ struct Inner {
     limits: QueryLimits,
     /// The memory budget every running query draws from.
     memory: Arc<TotalMemory>,
+    live: Option<Arc<LiveTables>>,
 }
 
 /// A tenant's tables and the session the engine itself plans and runs its queries in (never
@@ -159,6 +164,17 @@ impl DashboardEngine {
             }
         }
         let model = SemanticModel::load(&config.models)?;
+        let live = match config.live {
+            Some(live) => {
+                let (warehouse, model) = (Arc::clone(&warehouse), model.clone());
+                Some(
+                    tokio::task::spawn_blocking(move || LiveTables::open(warehouse, &model, live))
+                        .await
+                        .map_err(|e| SqlError::Internal(format!("live tables: {e}")))??,
+                )
+            }
+            None => None,
+        };
         let engine = Self {
             inner: Arc::new(Inner {
                 warehouse,
@@ -169,10 +185,16 @@ impl DashboardEngine {
                 tenants: RwLock::new(HashMap::new()),
                 memory: TotalMemory::new(config.limits.total_memory_bytes),
                 limits: config.limits.clone(),
+                live,
             }),
         };
         engine.check_model_against_data().await?;
         Ok(engine)
+    }
+
+    /// The live tables, when on: run [`LiveTables::run`] to keep them current and compacted.
+    pub fn live(&self) -> Option<Arc<LiveTables>> {
+        self.inner.live.clone()
     }
 
     /// The loaded semantic model (for catalogs of members, docs, UIs).
@@ -342,7 +364,11 @@ impl DashboardEngine {
         let t = tenants
             .entry(tenant.to_string())
             .or_insert_with(|| {
-                let schema = Arc::new(TenantSchema::new(Arc::clone(&self.inner.warehouse), tenant));
+                let schema = Arc::new(TenantSchema::new(
+                    Arc::clone(&self.inner.warehouse),
+                    tenant,
+                    self.inner.live.clone(),
+                ));
                 Tenant {
                     ctx: self.context(Arc::clone(&schema)),
                     schema,
@@ -364,10 +390,7 @@ impl DashboardEngine {
         let key = tables.as_ref().map(|tables| CacheKey {
             tenant: tenant.to_string(),
             plan: plan.display_indent_schema().to_string(),
-            freshness: self
-                .inner
-                .warehouse
-                .freshness(tenant, tables.iter().map(TableReference::table)),
+            freshness: self.freshness(tenant, tables),
         });
         // Whether every table read is a warehouse table (in the tenant's default schema).
         let warehouse_only = tables.is_some_and(|tables| {
@@ -431,6 +454,27 @@ impl DashboardEngine {
             cached: false,
             warnings,
         })
+    }
+
+    /// The freshness of `tenant`'s `tables`: their files and, for live tables, the events read.
+    fn freshness(&self, tenant: &str, tables: &BTreeSet<TableReference>) -> u64 {
+        let files = self
+            .inner
+            .warehouse
+            .freshness(tenant, tables.iter().map(TableReference::table));
+        match &self.inner.live {
+            Some(live) => {
+                let events = live.freshness(
+                    tenant,
+                    tables
+                        .iter()
+                        .filter(|t| t.schema().is_none_or(|s| s == SCHEMA))
+                        .map(TableReference::table),
+                );
+                files ^ events.rotate_left(17)
+            }
+            None => files,
+        }
     }
 
     /// Resolves every member of every source against the first tenant that has the source's

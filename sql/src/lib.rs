@@ -15,6 +15,7 @@
 //!     cache_entries: 1_000,
 //!     sources: Vec::new(),
 //!     limits: sql::QueryLimits::default(),
+//!     live: None,
 //! })
 //! .await?;
 //! let spec = serde_json::json!({
@@ -75,6 +76,7 @@ pub mod error;
 pub mod functions;
 pub mod ga4;
 pub mod limits;
+pub mod live;
 pub mod model;
 pub mod read_only;
 pub mod source;

@@ -300,6 +300,8 @@ impl Source {
 #[derive(Debug, Clone, Default)]
 pub struct SemanticModel {
     sources: BTreeMap<String, Source>,
+    /// Event types mapped to warehouse tables (`[events.<type>]`, see [`crate::live::mapping`]).
+    events: BTreeMap<String, crate::live::EventMapping>,
 }
 
 impl SemanticModel {
@@ -336,6 +338,11 @@ impl SemanticModel {
         self.sources.values()
     }
 
+    /// The event types mapped to warehouse tables, by event type.
+    pub fn event_mappings(&self) -> impl Iterator<Item = &crate::live::EventMapping> {
+        self.events.values()
+    }
+
     fn add_toml(&mut self, path: &Path, text: &str) -> Result<(), SqlError> {
         let file: raw::File = toml::from_str(text).map_err(|e| SqlError::Model {
             file: path.to_path_buf(),
@@ -352,6 +359,20 @@ impl SemanticModel {
             }
             let source = raw.into_source(&name, path)?;
             self.sources.insert(name, source);
+        }
+        for (event_type, raw) in file.events {
+            if let Some(existing) = self.events.get(&event_type) {
+                return Err(SqlError::Model {
+                    file: path.to_path_buf(),
+                    member: format!("events.{event_type}"),
+                    message: format!(
+                        "event type already mapped in {}",
+                        existing.file.display()
+                    ),
+                });
+            }
+            let mapping = raw.check(&event_type, path)?;
+            self.events.insert(event_type, mapping);
         }
         Ok(())
     }
@@ -500,6 +521,8 @@ mod raw {
     pub struct File {
         #[serde(default)]
         pub sources: BTreeMap<String, RawSource>,
+        #[serde(default)]
+        pub events: BTreeMap<String, crate::live::mapping::RawMapping>,
     }
 
     #[derive(Debug, Deserialize)]

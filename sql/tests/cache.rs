@@ -22,6 +22,7 @@ async fn engine_with_cache(
         cache_entries,
         sources: Vec::new(),
         limits: sql::QueryLimits::default(),
+        live: None,
     })
     .await
     .unwrap()

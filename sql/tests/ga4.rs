@@ -730,6 +730,7 @@ async fn the_dashboard_engine_serves_ga4_tables_per_tenant() {
         cache_entries: 0,
         sources: vec![Arc::new(source)],
         limits: sql::QueryLimits::default(),
+        live: None,
     })
     .await
     .unwrap();
@@ -1242,6 +1243,7 @@ async fn spec_engine(standin: &StandIn) -> (sql::DashboardEngine, tempfile::Temp
         cache_entries: 0,
         sources: vec![Arc::new(source)],
         limits: sql::QueryLimits::default(),
+        live: None,
     })
     .await
     .unwrap();

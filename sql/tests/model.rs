@@ -17,6 +17,7 @@ async fn start(f: &common::Fixture, model: &str) -> Result<DashboardEngine, SqlE
         cache_entries: 1,
         sources: Vec::new(),
         limits: sql::QueryLimits::default(),
+        live: None,
     })
     .await
 }
@@ -89,6 +90,7 @@ async fn the_demo_model_fits_the_demo_tables() {
         cache_entries: 1,
         sources: Vec::new(),
         limits: sql::QueryLimits::default(),
+        live: None,
     })
     .await;
     // The same file twice defines every source twice.

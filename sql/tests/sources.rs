@@ -85,6 +85,7 @@ async fn engine(
         cache_entries: 100,
         sources,
         limits: sql::QueryLimits::default(),
+        live: None,
     })
     .await;
     (f.dir, engine)

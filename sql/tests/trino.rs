@@ -44,6 +44,7 @@ async fn engine(source: Arc<TrinoSource>, dir: &tempfile::TempDir) -> DashboardE
         cache_entries: 0,
         sources: vec![source],
         limits: sql::QueryLimits::default(),
+        live: None,
     })
     .await
     .expect("engine")
@@ -612,6 +613,7 @@ filter = "status = 'paid'"
         cache_entries: 0,
         sources: vec![Arc::clone(&source) as _],
         limits: sql::QueryLimits::default(),
+        live: None,
     })
     .await
     .expect("engine over a model naming trino tables");

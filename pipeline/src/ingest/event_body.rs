@@ -30,6 +30,18 @@ pub fn event_from_stored(body: &str, tenant: &str) -> Result<Event, StoredEventE
     Ok(Event::from_json(&document, tenant)?)
 }
 
+/// The attributes a stored body holds, without decoding the rest (live tables read every event).
+pub fn stored_attributes(
+    body: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Attributes {
+        #[serde(default)]
+        attrs: serde_json::Map<String, serde_json::Value>,
+    }
+    Ok(serde_json::from_str::<Attributes>(body)?.attrs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,6 +56,9 @@ mod tests {
         assert_eq!(event.ts_ms, 1_764_028_800_000);
         assert_eq!(stored_body(&event), STORED);
         assert_eq!(stored_body(&event), event.to_json().to_string());
+        let attrs = stored_attributes(STORED).unwrap();
+        assert_eq!(attrs["channel"], "naver");
+        assert_eq!(attrs["amount"], 250000);
     }
 
     #[test]

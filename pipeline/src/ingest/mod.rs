@@ -37,7 +37,7 @@ use crate::metrics::Metrics;
 
 mod commit;
 mod engine;
-mod event_body;
+pub mod event_body;
 mod outbox;
 mod recovery;
 mod rules;

@@ -10,6 +10,7 @@ use anyhow::Context;
 use connectors::ga4::Ga4Config;
 use sql::ga4::{Ga4Source, Ga4SourceConfig, Ga4TenantConfig};
 use sql::trino::{TrinoSource, TrinoSourceConfig};
+use sql::live::LiveConfig;
 use sql::{DashboardEngine, EngineConfig, ExternalSource};
 
 use crate::config::Config;
@@ -93,6 +94,7 @@ const BUILT_IN_MODEL: &str = include_str!("../../../sql/models/commerce.toml");
 pub async fn open_engine(
     config: &Config,
     secrets: &crate::deliver::SecretsHandle,
+    store: Arc<dyn connectors::store::Store>,
 ) -> anyhow::Result<DashboardEngine> {
     let warehouse = config.warehouse_dir();
     std::fs::create_dir_all(&warehouse)
@@ -110,6 +112,13 @@ pub async fn open_engine(
         cache_entries: config.dashboard.cache_entries,
         sources: open_sources(config, secrets).await?,
         limits: config.dashboard.limits.query_limits(),
+        live: config.dashboard.live.enabled.then(|| LiveConfig {
+            store,
+            decode: Arc::new(|body: &str| {
+                crate::ingest::event_body::stored_attributes(body).map_err(|e| e.to_string())
+            }),
+            options: config.dashboard.live.options(),
+        }),
     })
     .await
     .context("cannot start the dashboard engine")

@@ -37,6 +37,8 @@ pub struct Server {
     http: tokio::task::JoinHandle<()>,
     sender: tokio::task::JoinHandle<()>,
     reports: tokio::task::JoinHandle<()>,
+    /// Keeps live tables read and compacted.
+    live: Option<tokio::task::JoinHandle<()>>,
     sources: Vec<tokio::task::JoinHandle<()>>,
     pgwire: Option<tokio::task::JoinHandle<()>>,
     _lock: std::fs::File,
@@ -142,7 +144,7 @@ impl Server {
         let store = open_store(&config)?;
         create_tenants(&config, store.as_ref())?;
         let secrets = Arc::new(open_secrets(&config, store.clone()).await?);
-        let dashboards = dashboards::open_engine(&config, &secrets).await?;
+        let dashboards = dashboards::open_engine(&config, &secrets, store.clone()).await?;
         let queries = QueryRuntime::start(
             &config.dashboard.limits,
             config.dashboard.query_timeout.get(),
@@ -230,6 +232,9 @@ impl Server {
                 config.server.max_body_bytes,
             ));
         let reports = tokio::spawn(generator.run(stop_rx.clone()));
+        let live = dashboards
+            .live()
+            .map(|live| tokio::spawn(live.run(stop_rx.clone())));
         if let Some(pg_addr) = pgwire_addr
             && pgwire_tls.is_none()
             && !pg_addr.ip().is_loopback()
@@ -287,6 +292,7 @@ impl Server {
             http,
             sender,
             reports,
+            live,
             sources: source_tasks,
             pgwire,
             _lock: lock,
@@ -308,5 +314,8 @@ impl Server {
         let _ = tokio::task::spawn_blocking(move || runtime.shutdown()).await;
         let _ = self.sender.await;
         let _ = self.reports.await;
+        if let Some(live) = self.live {
+            let _ = live.await;
+        }
     }
 }

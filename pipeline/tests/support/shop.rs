@@ -27,6 +27,7 @@ pub struct Shop {
     pub base: String,
     pub pg_port: u16,
     pub warehouse: PathBuf,
+    config: PathBuf,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -84,6 +85,24 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Starts `tidemark serve` on `config`, its log appended to `log`.
+fn spawn(config: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    tidemark()
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start tidemark serve")
+}
+
 impl Shop {
     pub async fn start() -> Shop {
         Shop::start_with(|_| (String::new(), String::new())).await
@@ -137,39 +156,46 @@ api_key = "{KEY_C}"
         )
         .expect("write config");
         let log = dir.path().join("tidemark.log");
-        let child = tidemark()
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start tidemark serve");
+        let child = spawn(&config, &log);
         let mut shop = Shop {
             child,
             base: format!("http://127.0.0.1:{port}"),
             pg_port,
             warehouse,
+            config,
             log,
             _dir: dir,
         };
+        shop.wait_healthy().await;
+        shop
+    }
+
+    async fn wait_healthy(&mut self) {
         let http = connectors::http::client();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let health = http.get(format!("{}/healthz", shop.base)).send().await;
+            let health = http.get(format!("{}/healthz", self.base)).send().await;
             if health.is_ok_and(|r| r.status().is_success())
-                && std::net::TcpStream::connect(("127.0.0.1", pg_port)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", self.pg_port)).is_ok()
             {
-                return shop;
+                return;
             }
-            if let Ok(Some(status)) = shop.child.try_wait() {
-                let log = std::fs::read_to_string(&shop.log).unwrap_or_default();
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
                 panic!("tidemark serve exited with {status} before it was healthy:\n{log}");
             }
             assert!(Instant::now() < deadline, "tidemark never became healthy");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Kills the server (SIGKILL: no shutdown of any kind) and starts it again on the same data
+    /// directory, warehouse and configuration.
+    pub async fn kill_and_restart(&mut self) {
+        self.child.kill().expect("kill tidemark");
+        self.child.wait().expect("reap tidemark");
+        self.child = spawn(&self.config, &self.log);
+        self.wait_healthy().await;
     }
 
     /// The server's process id.

@@ -60,6 +60,7 @@ pub async fn fixture() -> Fixture {
         cache_entries: 100,
         sources: Vec::new(),
         limits: sql::QueryLimits::default(),
+        live: None,
     })
     .await
     .unwrap();

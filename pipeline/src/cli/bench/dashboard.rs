@@ -313,6 +313,7 @@ pub async fn run(args: DashboardBenchArgs) -> anyhow::Result<Value> {
             cache_entries: entries,
             sources: Vec::new(),
             limits: sql::QueryLimits::default(),
+            live: None,
         })
     };
     let cold = engine(0).await?;

@@ -150,6 +150,7 @@ pub async fn run(args: ReportsBenchArgs) -> anyhow::Result<Value> {
         cache_entries: 0,
         sources: Vec::new(),
         limits: sql::QueryLimits::default(),
+        live: None,
     })
     .await?;
     let queries = QueryRuntime::start(&QueryLimitsSettings::default(), Duration::from_secs(60))

@@ -81,6 +81,7 @@ pub async fn run(args: TrinoBenchArgs) -> anyhow::Result<serde_json::Value> {
                 cache_entries: 0,
                 sources: vec![source],
                 limits: sql::QueryLimits::default(),
+                live: None,
             })
             .await
         }
