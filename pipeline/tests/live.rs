@@ -108,7 +108,10 @@ fn live_files(shop: &Shop, table: &str, tenant: &str) -> Vec<String> {
 /// Rows in `tenant`'s live files of `orders` (replaced parts included, until they are deleted).
 fn rows_in_live_files(shop: &Shop, tenant: &str) -> usize {
     use sql::datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
-    let dir = shop.warehouse.join("orders").join(format!("tenant={tenant}"));
+    let dir = shop
+        .warehouse
+        .join("orders")
+        .join(format!("tenant={tenant}"));
     live_files(shop, "orders", tenant)
         .iter()
         .map(|name| {
@@ -149,7 +152,12 @@ async fn an_order_is_in_the_next_answer_and_compaction_changes_nothing() {
         let events: Vec<Value> = (0..50)
             .map(|i| {
                 let channel = ["naver", "kakao", "google"][i % 3];
-                order(&format!("o-{round}-{i}"), 1_000 * (i as i64 + 1), channel, now + i as i64)
+                order(
+                    &format!("o-{round}-{i}"),
+                    1_000 * (i as i64 + 1),
+                    channel,
+                    now + i as i64,
+                )
             })
             .collect();
         let answer = post_events(&shop, KEY_A, &events).await;
@@ -166,8 +174,14 @@ async fn an_order_is_in_the_next_answer_and_compaction_changes_nothing() {
     let live = query(&shop, KEY_A, &today_by_channel()).await;
     let rows = live["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 3, "{live}");
-    let spec_sum: f64 = rows.iter().map(|r| r["orders.revenue"].as_f64().unwrap()).sum();
-    let spec_n: i64 = rows.iter().map(|r| r["orders.orders"].as_i64().unwrap()).sum();
+    let spec_sum: f64 = rows
+        .iter()
+        .map(|r| r["orders.revenue"].as_f64().unwrap())
+        .sum();
+    let spec_n: i64 = rows
+        .iter()
+        .map(|r| r["orders.orders"].as_i64().unwrap())
+        .sum();
     assert_eq!((spec_n, spec_sum), (expected_n, expected_sum), "{live}");
 
     // What no column took is kept; the event id is a column.
@@ -177,13 +191,19 @@ async fn an_order_is_in_the_next_answer_and_compaction_changes_nothing() {
         "SELECT event_attributes, device, status FROM orders WHERE event_id = 'o-0-1'",
     )
     .await;
-    assert_eq!(kept["rows"][0]["event_attributes"], r#"{"coupon":"W10"}"#, "{kept}");
+    assert_eq!(
+        kept["rows"][0]["event_attributes"], r#"{"coupon":"W10"}"#,
+        "{kept}"
+    );
     assert_eq!(kept["rows"][0]["status"], "paid");
 
     // Compaction writes the events into the warehouse; every answer stays the same.
     wait_compacted(&shop, "shop-a", expected_n as usize).await;
     assert_eq!(live_totals(&shop, KEY_A).await, (expected_n, expected_sum));
-    assert_eq!(query(&shop, KEY_A, &today_by_channel()).await["rows"], live["rows"]);
+    assert_eq!(
+        query(&shop, KEY_A, &today_by_channel()).await["rows"],
+        live["rows"]
+    );
 
     // More rounds on the same day are merged into one file once there are three.
     for round in 6..10 {
@@ -201,7 +221,8 @@ async fn an_order_is_in_the_next_answer_and_compaction_changes_nothing() {
         files.iter().any(|f| {
             let parts: Vec<&str> = f.trim_end_matches(".parquet").rsplitn(3, '-').collect();
             // a merged file spans several rounds: its range starts at the first event
-            parts.len() == 3 && parts[1].trim_start_matches('0') == "1"
+            parts.len() == 3
+                && parts[1].trim_start_matches('0') == "1"
                 && parts[0].parse::<u64>().unwrap() > 301
         }),
         "no merged file among {files:?}"
@@ -217,7 +238,10 @@ async fn an_order_is_in_the_next_answer_and_compaction_changes_nothing() {
     std::fs::write(dir.join(".live-tmp-half"), b"PAR1 half a file").unwrap();
     std::fs::copy(dir.join(&files[0]), dir.join(&unfinished)).unwrap();
     shop.kill_and_restart().await;
-    assert!(!dir.join(&unfinished).exists(), "an unfinished round's file was kept");
+    assert!(
+        !dir.join(&unfinished).exists(),
+        "an unfinished round's file was kept"
+    );
     assert!(!dir.join(".live-tmp-half").exists());
     assert_eq!(live_totals(&shop, KEY_A).await, (expected_n, expected_sum));
     assert_eq!(
@@ -258,7 +282,11 @@ async fn killed_while_ingesting_and_compacting_every_acknowledged_order_counts_o
         }
         shop.kill_and_restart().await;
         let n = acknowledged.len() as i64;
-        assert_eq!(live_totals(&shop, KEY_A).await, (n, 10.0 * n as f64), "after kill {kill}");
+        assert_eq!(
+            live_totals(&shop, KEY_A).await,
+            (n, 10.0 * n as f64),
+            "after kill {kill}"
+        );
     }
     let (_, distinct) = sql(
         &shop,
@@ -292,7 +320,12 @@ async fn unmapped_events_are_raw_events_and_tenants_see_only_their_own() {
         raw["rows"],
         json!([{"event_type": "order", "n": 1}, {"event_type": "signup", "n": 5}])
     );
-    let (_, plan) = sql(&shop, KEY_A, "SELECT attributes FROM raw_events WHERE event_id = 's0'").await;
+    let (_, plan) = sql(
+        &shop,
+        KEY_A,
+        "SELECT attributes FROM raw_events WHERE event_id = 's0'",
+    )
+    .await;
     assert_eq!(plan["rows"][0]["attributes"], r#"{"plan":"free"}"#);
     // No mapping, no table of its own; the catalog is otherwise intact.
     let (status, body) = sql(&shop, KEY_A, "SELECT * FROM signups").await;

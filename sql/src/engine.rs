@@ -22,8 +22,8 @@ use crate::catalog::{
     CATALOG, SCHEMA, TenantCatalogList, TenantSchema, Warehouse, validate_tenant,
 };
 use crate::functions;
-use crate::live::{LiveConfig, LiveTables};
 use crate::limits::{self, QueryLimits, QueryMemoryPool, TotalMemory};
+use crate::live::{LiveConfig, LiveTables};
 use crate::model::SemanticModel;
 use crate::read_only::check_read_only;
 use crate::source::{ExternalSource, check_schema_name};

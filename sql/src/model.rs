@@ -365,10 +365,7 @@ impl SemanticModel {
                 return Err(SqlError::Model {
                     file: path.to_path_buf(),
                     member: format!("events.{event_type}"),
-                    message: format!(
-                        "event type already mapped in {}",
-                        existing.file.display()
-                    ),
+                    message: format!("event type already mapped in {}", existing.file.display()),
                 });
             }
             let mapping = raw.check(&event_type, path)?;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use connectors::ga4::Ga4Config;
 use sql::ga4::{Ga4Source, Ga4SourceConfig, Ga4TenantConfig};
-use sql::trino::{TrinoSource, TrinoSourceConfig};
 use sql::live::LiveConfig;
+use sql::trino::{TrinoSource, TrinoSourceConfig};
 use sql::{DashboardEngine, EngineConfig, ExternalSource};
 
 use crate::config::Config;

@@ -71,7 +71,7 @@ pub fn visible(files: &[LiveFile], watermark: u64) -> Vec<LiveFile> {
         .filter(|f| !finished.iter().any(|g| g.replaces(f)))
         .map(|f| (*f).clone())
         .collect();
-    visible.sort_by(|a, b| (a.date, a.first, a.last).cmp(&(b.date, b.first, b.last)));
+    visible.sort_by_key(|f| (f.date, f.first, f.last));
     visible.dedup_by(|a, b| (a.date, a.first, a.last) == (b.date, b.first, b.last));
     visible
 }

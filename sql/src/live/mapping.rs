@@ -87,13 +87,16 @@ impl ColumnType {
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
             ),
             ColumnType::Integer => existing.is_integer() || existing.is_floating(),
-            ColumnType::Number => existing.is_floating() || matches!(
-                existing,
-                DataType::Decimal32(..)
-                    | DataType::Decimal64(..)
-                    | DataType::Decimal128(..)
-                    | DataType::Decimal256(..)
-            ),
+            ColumnType::Number => {
+                existing.is_floating()
+                    || matches!(
+                        existing,
+                        DataType::Decimal32(..)
+                            | DataType::Decimal64(..)
+                            | DataType::Decimal128(..)
+                            | DataType::Decimal256(..)
+                    )
+            }
             ColumnType::Boolean => matches!(existing, DataType::Boolean),
             ColumnType::Timestamp => matches!(existing, DataType::Timestamp(..)),
             ColumnType::Date => matches!(existing, DataType::Date32 | DataType::Date64),
@@ -171,7 +174,8 @@ pub(crate) fn local_day<Z: TimeZone>(zone: &Z, ts_ms: i64) -> i32 {
 
 /// The date `day` days after the Unix epoch.
 pub(crate) fn date_of_day(day: i32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date") + chrono::TimeDelta::days(i64::from(day))
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")
+        + chrono::TimeDelta::days(i64::from(day))
 }
 
 pub(crate) fn days_since_epoch(date: NaiveDate) -> i32 {
@@ -215,7 +219,10 @@ impl RawMapping {
         if !is_table_name(&self.table) {
             return Err(error(
                 format!("{at}.table"),
-                format!("`{}` is not a warehouse table name (a lowercase identifier)", self.table),
+                format!(
+                    "`{}` is not a warehouse table name (a lowercase identifier)",
+                    self.table
+                ),
             ));
         }
         if self.table == RAW_TABLE {
@@ -237,7 +244,10 @@ impl RawMapping {
         for (name, raw) in self.columns {
             let member = format!("{at}.columns.{name}");
             if !is_identifier(&name) || name.len() > 64 {
-                return Err(error(member, "a column name must be a lowercase identifier".into()));
+                return Err(error(
+                    member,
+                    "a column name must be a lowercase identifier".into(),
+                ));
             }
             if name == EVENT_ID_COLUMN || name == ATTRIBUTES_COLUMN {
                 return Err(error(
@@ -342,11 +352,7 @@ pub(crate) fn raw_schema() -> SchemaRef {
         Field::new("seq", DataType::Int64, true),
         Field::new(EVENT_ID_COLUMN, DataType::Utf8, true),
         Field::new("event_type", DataType::Utf8, true),
-        Field::new(
-            "event_time",
-            ColumnType::Timestamp.arrow_type(),
-            true,
-        ),
+        Field::new("event_time", ColumnType::Timestamp.arrow_type(), true),
         Field::new("attributes", DataType::Utf8, true),
     ]))
 }
@@ -458,9 +464,9 @@ impl RowsBuilder {
                 },
                 ColumnSource::Date => match column.ty {
                     ColumnType::Date => Some(Typed::Date(mapping.day(event.ts_ms))),
-                    ColumnType::String => {
-                        Some(Typed::String(date_of_day(mapping.day(event.ts_ms)).to_string()))
-                    }
+                    ColumnType::String => Some(Typed::String(
+                        date_of_day(mapping.day(event.ts_ms)).to_string(),
+                    )),
                     _ => None,
                 },
                 ColumnSource::Value(value) => convert(value, column.ty),
@@ -494,7 +500,9 @@ impl RowsBuilder {
             Some(Typed::String(event.id.clone())),
             Some(Typed::String(event.event_type.clone())),
             event.ts_ms.checked_mul(1000).map(Typed::Timestamp),
-            Some(Typed::String(Value::Object(event.attrs.clone()).to_string())),
+            Some(Typed::String(
+                Value::Object(event.attrs.clone()).to_string(),
+            )),
         ];
         self.push_row(row);
     }
@@ -506,7 +514,9 @@ impl RowsBuilder {
     }
 
     /// The rows built so far, as one batch; the builder is empty again.
-    pub(crate) fn finish(&mut self) -> datafusion::arrow::error::Result<datafusion::arrow::array::RecordBatch> {
+    pub(crate) fn finish(
+        &mut self,
+    ) -> datafusion::arrow::error::Result<datafusion::arrow::array::RecordBatch> {
         let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(|c| c.finish()).collect();
         datafusion::arrow::array::RecordBatch::try_new(Arc::clone(&self.schema), arrays)
     }
@@ -640,7 +650,10 @@ mod tests {
         let cases = [
             ("table = \"Orders\"", "events.order.table"),
             ("table = \"raw_events\"", "events.order.table"),
-            ("table = \"orders\"\ntime_zone = \"Mars/Base\"", "events.order.time_zone"),
+            (
+                "table = \"orders\"\ntime_zone = \"Mars/Base\"",
+                "events.order.time_zone",
+            ),
             (
                 "table = \"orders\"\n[columns]\nx = { from = \"body\", type = \"string\" }",
                 "events.order.columns.x",
@@ -675,6 +688,9 @@ mod tests {
                 .unwrap();
         b.event_type = "refund".into();
         let error = table_schema(&[&a, &b]).unwrap_err().to_string();
-        assert!(error.contains("is a string here but a number in events.order"), "{error}");
+        assert!(
+            error.contains("is a string here but a number in events.order"),
+            "{error}"
+        );
     }
 }

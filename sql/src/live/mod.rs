@@ -64,8 +64,7 @@ const READ_CHUNK: usize = 20_000;
 const ROW_GROUP_ROWS: usize = 65_536;
 
 /// Decodes a stored event body into its attributes (the pipeline owns the body's form).
-pub type DecodeAttributes =
-    Arc<dyn Fn(&str) -> Result<Map<String, Value>, String> + Send + Sync>;
+pub type DecodeAttributes = Arc<dyn Fn(&str) -> Result<Map<String, Value>, String> + Send + Sync>;
 
 /// How live tables are kept.
 #[derive(Debug, Clone)]
@@ -140,6 +139,12 @@ pub struct RoundReport {
     pub watermark: u64,
 }
 
+/// A tenant and one of its tables.
+type Key = (String, String);
+
+/// Rows being built for one tenant's table, with each row's date and time.
+type Building = (RowsBuilder, Vec<i32>, Vec<i64>);
+
 /// Rows of one tenant's table read from the log in one step, with each row's date and time.
 #[derive(Debug, Clone)]
 struct TailBatch {
@@ -152,6 +157,9 @@ struct TailBatch {
     ts_ms: Vec<i64>,
 }
 
+/// A built table provider and the fingerprint of the operator's files it was built over.
+type Provider = (u64, Arc<LiveTable>);
+
 /// The events after the watermark, in memory.
 #[derive(Debug, Default)]
 struct Tail {
@@ -159,9 +167,9 @@ struct Tail {
     applied: u64,
     /// Each read step's last position and event count, oldest first.
     steps: VecDeque<(u64, usize)>,
-    groups: HashMap<(String, String), Vec<TailBatch>>,
+    groups: HashMap<Key, Vec<TailBatch>>,
     /// The last log position that reached each group (its freshness).
-    group_last: HashMap<(String, String), u64>,
+    group_last: HashMap<Key, u64>,
     events: usize,
 }
 
@@ -181,7 +189,7 @@ pub struct LiveTables {
     reading: Mutex<()>,
     /// Held while a round or a merge runs.
     compacting: Mutex<()>,
-    providers: Mutex<HashMap<(String, String), (u64, Arc<LiveTable>)>>,
+    providers: Mutex<HashMap<Key, Provider>>,
 }
 
 impl std::fmt::Debug for LiveTables {
@@ -226,8 +234,7 @@ impl LiveTables {
         for (table, mappings) in &by_table {
             schemas.insert(table.clone(), mapping::table_schema(mappings)?);
             let time = mappings.iter().flat_map(|m| &m.columns).find(|c| {
-                c.source == mapping::ColumnSource::Time
-                    && c.ty == mapping::ColumnType::Timestamp
+                c.source == mapping::ColumnSource::Time && c.ty == mapping::ColumnType::Timestamp
             });
             if let Some(time) = time {
                 time_columns.insert(table.clone(), time.name.clone());
@@ -236,7 +243,9 @@ impl LiveTables {
         let watermark = match config.store.get_meta(WATERMARK_KEY).map_err(store_error)? {
             None => 0,
             Some(text) => text.parse().map_err(|_| {
-                SqlError::Internal(format!("live tables: store meta {WATERMARK_KEY} = {text:?} is not a log position"))
+                SqlError::Internal(format!(
+                    "live tables: store meta {WATERMARK_KEY} = {text:?} is not a log position"
+                ))
             })?,
         };
         let live = Arc::new(LiveTables {
@@ -338,10 +347,9 @@ impl LiveTables {
     fn build(
         &self,
         events: Vec<connectors::store::StoredEvent>,
-    ) -> Result<Vec<((String, String), TailBatch)>, SqlError> {
+    ) -> Result<Vec<(Key, TailBatch)>, SqlError> {
         let step_last = events.last().map_or(0, |e| e.seq);
-        let mut builders: HashMap<(String, String), (RowsBuilder, Vec<i32>, Vec<i64>)> =
-            HashMap::new();
+        let mut builders: HashMap<Key, Building> = HashMap::new();
         for stored in events {
             let attrs = match (self.decode)(&stored.body) {
                 Ok(attrs) => attrs,
@@ -361,7 +369,11 @@ impl LiveTables {
             let mut push = |table: &str, day: i32, mapping: Option<&EventMapping>| {
                 let key = (event.tenant.clone(), table.to_string());
                 let (rows, days, ts) = builders.entry(key).or_insert_with(|| {
-                    (RowsBuilder::new(Arc::clone(&self.schemas[table])), Vec::new(), Vec::new())
+                    (
+                        RowsBuilder::new(Arc::clone(&self.schemas[table])),
+                        Vec::new(),
+                        Vec::new(),
+                    )
                 });
                 match mapping {
                     Some(mapping) => rows.push_mapped(mapping, &event),
@@ -379,7 +391,9 @@ impl LiveTables {
             .into_iter()
             .map(|(key, (mut rows, days, ts_ms))| {
                 debug_assert_eq!(rows.len(), days.len());
-                let batch = rows.finish().map_err(|e| SqlError::Internal(e.to_string()))?;
+                let batch = rows
+                    .finish()
+                    .map_err(|e| SqlError::Internal(e.to_string()))?;
                 Ok((
                     key,
                     TailBatch {
@@ -405,7 +419,10 @@ impl LiveTables {
     }
 
     fn table_dir(&self, table: &str, tenant: &str) -> PathBuf {
-        self.warehouse.root().join(table).join(format!("tenant={tenant}"))
+        self.warehouse
+            .root()
+            .join(table)
+            .join(format!("tenant={tenant}"))
     }
 
     /// One compaction round: the tail's oldest events (up to [`LiveOptions::round_events`],
@@ -425,7 +442,7 @@ impl LiveTables {
                 upto = last;
                 events += count;
             }
-            let work: Vec<((String, String), Vec<TailBatch>)> = tail
+            let work: Vec<(Key, Vec<TailBatch>)> = tail
                 .groups
                 .iter()
                 .map(|(key, batches)| {
@@ -490,8 +507,14 @@ impl LiveTables {
         let schema = Arc::clone(&self.schemas[table]);
         let parts: Vec<RecordBatch> = batches.iter().map(|b| b.batch.clone()).collect();
         let all = concat_batches(&schema, &parts).map_err(internal)?;
-        let days: Vec<i32> = batches.iter().flat_map(|b| b.days.iter().copied()).collect();
-        let ts: Vec<i64> = batches.iter().flat_map(|b| b.ts_ms.iter().copied()).collect();
+        let days: Vec<i32> = batches
+            .iter()
+            .flat_map(|b| b.days.iter().copied())
+            .collect();
+        let ts: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| b.ts_ms.iter().copied())
+            .collect();
         let mut order: Vec<u32> = (0..days.len() as u32).collect();
         order.sort_by_key(|&i| (days[i as usize], ts[i as usize]));
         fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
@@ -660,7 +683,13 @@ impl LiveTables {
                 Ok(Ok(Some(report))) => {
                     last_round = Instant::now();
                     if report.events > 0 {
-                        tracing::debug!(events = report.events, files = report.files, merged = report.merged, watermark = report.watermark, "live tables compacted");
+                        tracing::debug!(
+                            events = report.events,
+                            files = report.files,
+                            merged = report.merged,
+                            watermark = report.watermark,
+                            "live tables compacted"
+                        );
                     }
                 }
                 Ok(Ok(None)) => {}
@@ -779,7 +808,8 @@ fn write_file(dir: &Path, name: &str, rows: &RecordBatch) -> Result<(), SqlError
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
     let file = fs::File::create(&temp).map_err(|e| io_error(&temp, e))?;
-    let mut writer = ArrowWriter::try_new(file, rows.schema(), Some(properties)).map_err(internal)?;
+    let mut writer =
+        ArrowWriter::try_new(file, rows.schema(), Some(properties)).map_err(internal)?;
     writer.write(rows).map_err(internal)?;
     let file = writer.into_inner().map_err(internal)?;
     file.sync_all().map_err(|e| io_error(&temp, e))?;
