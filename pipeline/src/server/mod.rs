@@ -37,8 +37,10 @@ pub struct Server {
     http: tokio::task::JoinHandle<()>,
     sender: tokio::task::JoinHandle<()>,
     reports: tokio::task::JoinHandle<()>,
+    /// The event log's tables (`[dashboard.live]`), when on.
+    pub live: Option<Arc<sql::live::LiveTables>>,
     /// Keeps live tables read and compacted.
-    live: Option<tokio::task::JoinHandle<()>>,
+    live_task: Option<tokio::task::JoinHandle<()>>,
     sources: Vec<tokio::task::JoinHandle<()>>,
     pgwire: Option<tokio::task::JoinHandle<()>>,
     _lock: std::fs::File,
@@ -232,8 +234,9 @@ impl Server {
                 config.server.max_body_bytes,
             ));
         let reports = tokio::spawn(generator.run(stop_rx.clone()));
-        let live = dashboards
-            .live()
+        let live = dashboards.live();
+        let live_task = live
+            .clone()
             .map(|live| tokio::spawn(live.run(stop_rx.clone())));
         if let Some(pg_addr) = pgwire_addr
             && pgwire_tls.is_none()
@@ -293,6 +296,7 @@ impl Server {
             sender,
             reports,
             live,
+            live_task,
             sources: source_tasks,
             pgwire,
             _lock: lock,
@@ -314,7 +318,7 @@ impl Server {
         let _ = tokio::task::spawn_blocking(move || runtime.shutdown()).await;
         let _ = self.sender.await;
         let _ = self.reports.await;
-        if let Some(live) = self.live {
+        if let Some(live) = self.live_task {
             let _ = live.await;
         }
     }

@@ -50,14 +50,14 @@ pub struct DashboardBenchArgs {
 
 /// One benchmark query: the dashboard spec, the equivalent DuckDB SQL, and the column whose sum
 /// both answers must agree on (Tidemark's name, DuckDB's position).
-struct BenchQuery {
-    name: &'static str,
-    spec: Value,
+pub(crate) struct BenchQuery {
+    pub(crate) name: &'static str,
+    pub(crate) spec: Value,
     duckdb: &'static str,
     check: (&'static str, usize),
 }
 
-fn queries() -> Vec<BenchQuery> {
+pub(crate) fn queries() -> Vec<BenchQuery> {
     vec![
         BenchQuery {
             name: "revenue_by_day_and_channel_month",

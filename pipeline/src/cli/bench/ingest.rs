@@ -27,6 +27,8 @@ pub struct IngestBenchArgs {
     pub rate: usize,
     /// Latency-phase length, s.
     pub seconds: u64,
+    /// Live tables on (events read into `raw_events`/`orders` and compacted into Parquet).
+    pub live: bool,
 }
 
 const TENANTS: usize = 10;
@@ -59,6 +61,7 @@ pub async fn run(args: IngestBenchArgs) -> anyhow::Result<serde_json::Value> {
     };
     config.server.listen = "127.0.0.1:0".into();
     config.engine.workers = args.workers;
+    config.dashboard.live.enabled = args.live;
     config.tenants = (0..TENANTS)
         .map(|i| TenantConfig {
             id: format!("bench-{i}"),
@@ -196,6 +199,7 @@ pub async fn run(args: IngestBenchArgs) -> anyhow::Result<serde_json::Value> {
     Ok(json!({
         "benchmark": "ingest",
         "workers": args.workers,
+        "live_tables": args.live,
         "clients": args.clients,
         "batch": args.batch,
         "events": accepted,

@@ -5,6 +5,7 @@ pub mod dashboard;
 pub mod fluvio;
 pub mod ingest;
 pub mod isolation;
+pub mod live;
 pub mod matching;
 pub mod reports;
 pub mod secrets;
@@ -56,6 +57,32 @@ pub enum Which {
         /// Length of the latency phase, seconds.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Live tables (`[dashboard.live]`): `on` (the default, as in `serve`) or `off`.
+        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+        live: String,
+    },
+    /// Live tables: the dashboard queries over the demo warehouse plus the live tail, without
+    /// and with 50,000 events/s of ingest (goal ≤ 1.25× p50), and compaction's lag behind the
+    /// log at 100,000 events/s (goal < 10 s).
+    Live {
+        /// Warehouse root (generated there when missing; default: a directory under $TMPDIR).
+        #[arg(long)]
+        warehouse: Option<std::path::PathBuf>,
+        /// Orders to generate when the warehouse is missing.
+        #[arg(long, default_value_t = 1_000_000)]
+        orders: usize,
+        /// Ingest rate while the queries run, events/s.
+        #[arg(long, default_value_t = 50_000)]
+        rate: usize,
+        /// Ingest rate of the compaction phase, events/s.
+        #[arg(long, default_value_t = 100_000)]
+        compact_rate: usize,
+        /// Length of the compaction phase, seconds.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Timed runs per query and phase.
+        #[arg(long, default_value_t = 15)]
+        iterations: usize,
     },
     /// Secrets store: decrypt throughput with a cached KEK, end-to-end gets, bulk puts, and
     /// the re-wrap rate of a KEK rotation over every stored secret.
@@ -222,6 +249,7 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
             clients,
             rate,
             seconds,
+            live,
         } => {
             ingest::run(ingest::IngestBenchArgs {
                 workers,
@@ -230,6 +258,25 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
                 clients,
                 rate,
                 seconds,
+                live: live == "on",
+            })
+            .await?
+        }
+        Which::Live {
+            warehouse,
+            orders,
+            rate,
+            compact_rate,
+            seconds,
+            iterations,
+        } => {
+            live::run(live::LiveBenchArgs {
+                warehouse,
+                orders,
+                rate,
+                compact_rate,
+                seconds,
+                iterations,
             })
             .await?
         }
