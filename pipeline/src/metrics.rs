@@ -76,6 +76,10 @@ pub struct Metrics {
     pub source_up: Family<Labels, Gauge>,
     /// Times a source lost its connection or failed a commit and started again, by `source`.
     pub source_errors: Family<Labels, Counter>,
+    /// Events read into live tables and not yet compacted into Parquet files.
+    pub live_tail_events: Gauge,
+    /// The last event-log position every live table's files cover.
+    pub live_compacted_seq: Gauge,
 }
 
 impl Metrics {
@@ -111,6 +115,8 @@ impl Metrics {
             source_lag: Family::default(),
             source_up: Family::default(),
             source_errors: Family::default(),
+            live_tail_events: Gauge::default(),
+            live_compacted_seq: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -247,6 +253,16 @@ impl Metrics {
             "source_errors",
             "Times a source lost its connection or a commit and started again, by source",
             m.source_errors.clone(),
+        );
+        registry.register(
+            "live_tail_events",
+            "Events read into live tables, not yet compacted into Parquet files",
+            m.live_tail_events.clone(),
+        );
+        registry.register(
+            "live_compacted_seq",
+            "The last event-log position the live tables' Parquet files cover",
+            m.live_compacted_seq.clone(),
         );
         Metrics { registry, ..m }
     }

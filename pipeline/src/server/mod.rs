@@ -235,9 +235,28 @@ impl Server {
             ));
         let reports = tokio::spawn(generator.run(stop_rx.clone()));
         let live = dashboards.live();
-        let live_task = live
-            .clone()
-            .map(|live| tokio::spawn(live.run(stop_rx.clone())));
+        let live_task = live.clone().map(|live| {
+            let (metrics, stop) = (metrics.clone(), stop_rx.clone());
+            tokio::spawn(async move {
+                let gauges = {
+                    let (live, mut stop) = (live.clone(), stop.clone());
+                    async move {
+                        while !*stop.borrow() {
+                            let status = live.status();
+                            metrics.live_tail_events.set(status.tail_events as i64);
+                            metrics
+                                .live_compacted_seq
+                                .set(i64::try_from(status.watermark).unwrap_or(i64::MAX));
+                            tokio::select! {
+                                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                                _ = stop.changed() => {}
+                            }
+                        }
+                    }
+                };
+                tokio::join!(live.run(stop), gauges);
+            })
+        });
         if let Some(pg_addr) = pgwire_addr
             && pgwire_tls.is_none()
             && !pg_addr.ip().is_loopback()

@@ -59,6 +59,8 @@ pub use table::LiveTable;
 pub const WATERMARK_KEY: &str = "live.compacted_seq";
 /// Events read from the log per call while catching up.
 const READ_CHUNK: usize = 20_000;
+/// A live file this large is not merged again (merges rewrite only the newest small files).
+const MERGED_FILE_BYTES: u64 = 64 * 1024 * 1024;
 /// Rows per Parquet row group of a live file: small enough that a time filter skips most of a
 /// day's file.
 const ROW_GROUP_ROWS: usize = 65_536;
@@ -407,13 +409,19 @@ impl LiveTables {
             .collect()
     }
 
-    /// The compacted watermark and `tenant`'s tail rows of `table`, taken together.
-    fn snapshot(&self, tenant: &str, table: &str) -> (u64, Vec<RecordBatch>) {
+    /// The compacted watermark and `tenant`'s tail rows of `table` (each batch with the last
+    /// position of the step that read it, which identifies it), taken together.
+    fn snapshot(&self, tenant: &str, table: &str) -> (u64, Vec<(u64, RecordBatch)>) {
         let tail = lock(&self.tail);
         let batches = tail
             .groups
             .get(&(tenant.to_string(), table.to_string()))
-            .map(|batches| batches.iter().map(|b| b.batch.clone()).collect())
+            .map(|batches| {
+                batches
+                    .iter()
+                    .map(|b| (b.step_last, b.batch.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
         (tail.watermark, batches)
     }
@@ -548,7 +556,18 @@ impl LiveTables {
         }
         let schema = Arc::clone(&self.schemas[table]);
         let mut merged = 0;
-        for (date, parts) in by_date {
+        for (date, mut parts) in by_date {
+            // The newest small files, contiguous in log order: a merged file's range must not
+            // span a file it leaves out, and a day's big files are not rewritten again and again.
+            parts.sort_by_key(|f| f.first);
+            let small = parts
+                .iter()
+                .rev()
+                .take_while(|f| {
+                    fs::metadata(dir.join(&f.name)).is_ok_and(|m| m.len() < MERGED_FILE_BYTES)
+                })
+                .count();
+            let parts = parts.split_off(parts.len() - small);
             if parts.len() < self.options.merge_files.max(2) {
                 continue;
             }

@@ -1,9 +1,10 @@
 //! [`LiveTable`]: one tenant's live table as a DataFusion table — its Parquet files (the
 //! operator's and the finished compaction rounds') united with the tail's rows.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::config::TableParquetOptions;
@@ -35,6 +36,9 @@ pub struct LiveTable {
     table: String,
     schema: SchemaRef,
     options: ListingOptions,
+    /// Tail batches in this table's schema, by the read step that made them: a batch is cast
+    /// once, not on every scan.
+    conformed: Mutex<Vec<(u64, RecordBatch)>>,
 }
 
 impl LiveTable {
@@ -109,7 +113,32 @@ impl LiveTable {
             schema: Arc::new(Schema::new(fields)),
             options,
             live,
+            conformed: Mutex::new(Vec::new()),
         })
+    }
+}
+
+impl LiveTable {
+    /// The tail's batches in this table's schema, cast once per batch and kept while the tail
+    /// holds the batch.
+    fn conformed(&self, tail: Vec<(u64, RecordBatch)>) -> Result<Vec<RecordBatch>, SqlError> {
+        let mut cache = self.conformed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rows = Vec::with_capacity(tail.len());
+        let mut kept = Vec::with_capacity(tail.len());
+        for (step, batch) in tail {
+            let done = cache
+                .iter()
+                .find(|(s, _)| *s == step)
+                .map(|(_, b)| b.clone());
+            let batch = match done {
+                Some(batch) => batch,
+                None => conform(&batch, &self.schema)?,
+            };
+            kept.push((step, batch.clone()));
+            rows.push(batch);
+        }
+        *cache = kept;
+        Ok(rows)
     }
 }
 
@@ -168,10 +197,8 @@ impl TableProvider for LiveTable {
             inputs.push(listing.scan(state, projection, filters, limit).await?);
         }
         if !tail.is_empty() {
-            let rows = tail
-                .iter()
-                .map(|batch| conform(batch, &self.schema))
-                .collect::<Result<Vec<_>, _>>()
+            let rows = self
+                .conformed(tail)
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             inputs.push(MemorySourceConfig::try_new_exec(
                 &[rows],
