@@ -114,6 +114,9 @@ pub async fn run(
     println!(
         "                  curl -H 'Authorization: Bearer {API_KEY}' '{base}/v1/sql?format=csv' -d 'SELECT channel, sum(revenue) FROM orders GROUP BY channel'"
     );
+    println!(
+        "  live orders:    curl -H 'Authorization: Bearer {API_KEY}' {base}/v1/query -d '{{\"measures\": [\"orders.revenue\", \"orders.orders\"], \"dimensions\": [\"orders.channel\"], \"time\": {{\"dimension\": \"orders.date\", \"range\": \"today\"}}}}'"
+    );
     if let Some(pg) = server.pgwire_addr {
         println!(
             "  psql:           psql 'postgres://{TENANT}:{API_KEY}@{}:{}/tidemark' -c 'SELECT status, count(*) FROM orders GROUP BY status'",

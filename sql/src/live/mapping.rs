@@ -425,6 +425,23 @@ fn lookup<'a>(attrs: &'a Map<String, Value>, path: &[String]) -> Option<&'a Valu
     Some(value)
 }
 
+/// The attributes of an event except those columns took, serialized as a JSON object without
+/// copying the map.
+struct Leftover<'a> {
+    attrs: &'a Map<String, Value>,
+    taken: &'a [&'a str],
+}
+
+impl serde::Serialize for Leftover<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(
+            self.attrs
+                .iter()
+                .filter(|(key, _)| !self.taken.contains(&key.as_str())),
+        )
+    }
+}
+
 /// Builds the rows of one live table, event by event, in the table's live schema.
 pub(crate) struct RowsBuilder {
     schema: SchemaRef,
@@ -447,7 +464,8 @@ impl RowsBuilder {
 
     /// Appends the row of `event` under `mapping`.
     pub(crate) fn push_mapped(&mut self, mapping: &EventMapping, event: &LiveEvent) {
-        let mut leftover = event.attrs.clone();
+        // Top-level attributes a column took (the rest are kept as JSON).
+        let mut taken: Vec<&str> = Vec::new();
         let mut row: Vec<Option<Typed>> = vec![None; self.schema.fields().len()];
         for column in &mapping.columns {
             let Ok(index) = self.schema.index_of(&column.name) else {
@@ -475,7 +493,7 @@ impl RowsBuilder {
                         let typed = convert(value, column.ty);
                         // Taken by its column: no longer left over, unless it did not fit.
                         if typed.is_some() && path.len() == 1 {
-                            leftover.remove(&path[0]);
+                            taken.push(&path[0]);
                         }
                         typed
                     }
@@ -488,7 +506,11 @@ impl RowsBuilder {
             row[index] = Some(Typed::String(event.id.clone()));
         }
         if let Ok(index) = self.schema.index_of(ATTRIBUTES_COLUMN) {
-            row[index] = Some(Typed::String(Value::Object(leftover).to_string()));
+            let leftover = Leftover {
+                attrs: &event.attrs,
+                taken: &taken,
+            };
+            row[index] = serde_json::to_string(&leftover).ok().map(Typed::String);
         }
         self.push_row(row);
     }
@@ -500,9 +522,7 @@ impl RowsBuilder {
             Some(Typed::String(event.id.clone())),
             Some(Typed::String(event.event_type.clone())),
             event.ts_ms.checked_mul(1000).map(Typed::Timestamp),
-            Some(Typed::String(
-                Value::Object(event.attrs.clone()).to_string(),
-            )),
+            serde_json::to_string(&event.attrs).ok().map(Typed::String),
         ];
         self.push_row(row);
     }

@@ -318,10 +318,24 @@ impl LiveTables {
     }
 
     /// Reads the events the log has after the tail into it. Returns the last position read.
+    ///
+    /// The tail holds at most four times [`LiveOptions::max_tail_events`]: past that (a long log
+    /// to catch up on at first start, or compaction failing) reading waits for compaction, and
+    /// queries see the log only up to the tail's end until it catches up.
     pub fn refresh(&self) -> Result<u64, SqlError> {
         let _reading = lock(&self.reading);
         loop {
-            let after = lock(&self.tail).applied;
+            let (after, held) = {
+                let tail = lock(&self.tail);
+                (tail.applied, tail.events)
+            };
+            if held >= self.options.max_tail_events.saturating_mul(4) {
+                tracing::debug!(
+                    held,
+                    "live tables: the tail is full; reading waits for compaction"
+                );
+                return Ok(after);
+            }
             let events = self
                 .store
                 .events_after(after, READ_CHUNK)
@@ -351,7 +365,8 @@ impl LiveTables {
         events: Vec<connectors::store::StoredEvent>,
     ) -> Result<Vec<(Key, TailBatch)>, SqlError> {
         let step_last = events.last().map_or(0, |e| e.seq);
-        let mut builders: HashMap<Key, Building> = HashMap::new();
+        // tenant → table → rows: looked up by reference, so no key is allocated per event.
+        let mut by_tenant: HashMap<String, HashMap<&str, Building>> = HashMap::new();
         for stored in events {
             let attrs = match (self.decode)(&stored.body) {
                 Ok(attrs) => attrs,
@@ -368,14 +383,19 @@ impl LiveTables {
                 ts_ms: stored.ts_ms,
                 attrs,
             };
+            if !by_tenant.contains_key(&event.tenant) {
+                by_tenant.insert(event.tenant.clone(), HashMap::new());
+            }
+            let tables = by_tenant
+                .get_mut(&event.tenant)
+                .expect("inserted above when missing");
             let mut push = |table: &str, day: i32, mapping: Option<&EventMapping>| {
-                let key = (event.tenant.clone(), table.to_string());
-                let (rows, days, ts) = builders.entry(key).or_insert_with(|| {
-                    (
-                        RowsBuilder::new(Arc::clone(&self.schemas[table])),
-                        Vec::new(),
-                        Vec::new(),
-                    )
+                let (table, schema) = self
+                    .schemas
+                    .get_key_value(table)
+                    .expect("every mapped table has a schema");
+                let (rows, days, ts) = tables.entry(table.as_str()).or_insert_with(|| {
+                    (RowsBuilder::new(Arc::clone(schema)), Vec::new(), Vec::new())
                 });
                 match mapping {
                     Some(mapping) => rows.push_mapped(mapping, &event),
@@ -389,6 +409,11 @@ impl LiveTables {
                 push(&mapping.table, mapping.day(event.ts_ms), Some(mapping));
             }
         }
+        let builders = by_tenant.into_iter().flat_map(|(tenant, tables)| {
+            tables
+                .into_iter()
+                .map(move |(table, building)| ((tenant.clone(), table.to_string()), building))
+        });
         builders
             .into_iter()
             .map(|(key, (mut rows, days, ts_ms))| {

@@ -83,6 +83,10 @@ pub enum Which {
         /// Timed runs per query and phase.
         #[arg(long, default_value_t = 15)]
         iterations: usize,
+        /// Live tables `on` (the default) or `off`: the same queries and ingest over the
+        /// warehouse files alone, without the compaction phase.
+        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+        live: String,
     },
     /// Secrets store: decrypt throughput with a cached KEK, end-to-end gets, bulk puts, and
     /// the re-wrap rate of a KEK rotation over every stored secret.
@@ -269,6 +273,7 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
             compact_rate,
             seconds,
             iterations,
+            live,
         } => {
             live::run(live::LiveBenchArgs {
                 warehouse,
@@ -277,6 +282,7 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
                 compact_rate,
                 seconds,
                 iterations,
+                live: live == "on",
             })
             .await?
         }
