@@ -46,6 +46,20 @@ pub struct Server {
     _lock: std::fs::File,
 }
 
+/// Lowers the calling thread's CPU priority (nice 10): background work that must yield to
+/// ingest and queries when the machine is saturated, and catches up when it is not.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its arguments; on Linux, PRIO_PROCESS with a thread id
+    // changes that one thread.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, 10) != 0 {
+            tracing::debug!("cannot lower the live tables thread's priority");
+        }
+    }
+}
+
 /// Takes the data directory's lock: one process per store, since the sender re-queues every
 /// unfinished claim it finds at start-up.
 fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
@@ -236,33 +250,36 @@ impl Server {
         let reports = tokio::spawn(generator.run(stop_rx.clone()));
         let live = dashboards.live();
         let live_task = live.clone().map(|live| {
-            let (metrics, stop) = (metrics.clone(), stop_rx.clone());
+            let (metrics, mut stop) = (metrics.clone(), stop_rx.clone());
+            let worker = {
+                let (live, stop) = (live.clone(), stop_rx.clone());
+                std::thread::Builder::new()
+                    .name("tidemark-live".into())
+                    .spawn(move || {
+                        lower_priority();
+                        live.run(|| *stop.borrow());
+                    })
+            };
             tokio::spawn(async move {
-                let gauges = {
-                    let (live, mut stop) = (live.clone(), stop.clone());
-                    async move {
-                        while !*stop.borrow() {
-                            let status = live.status();
-                            metrics.live_tail_events.set(status.tail_events as i64);
-                            metrics
-                                .live_compacted_seq
-                                .set(i64::try_from(status.watermark).unwrap_or(i64::MAX));
-                            tokio::select! {
-                                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                                _ = stop.changed() => {}
-                            }
-                        }
+                while !*stop.borrow() {
+                    let status = live.status();
+                    metrics.live_tail_events.set(status.tail_events as i64);
+                    metrics
+                        .live_compacted_seq
+                        .set(i64::try_from(status.watermark).unwrap_or(i64::MAX));
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        _ = stop.changed() => {}
                     }
-                };
-                tokio::join!(live.run(stop), gauges);
+                }
+                match worker {
+                    Ok(worker) => {
+                        let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot start the live tables thread"),
+                }
             })
         });
-        if let Some(pg_addr) = pgwire_addr
-            && pgwire_tls.is_none()
-            && !pg_addr.ip().is_loopback()
-        {
-            tracing::warn!(%pg_addr, "pgwire listens beyond loopback without TLS: API keys cross the network in the clear; set dashboard.pgwire_tls_cert and pgwire_tls_key");
-        }
         let pgwire = pgwire_listener.map(|listener| {
             tokio::spawn(crate::pgwire::serve(
                 listener,

@@ -698,31 +698,29 @@ impl LiveTables {
         dirs
     }
 
-    /// Keeps live tables current until `stop` turns true: reads the log every
+    /// Keeps live tables current until `stop()` is true: reads the log every
     /// [`LiveOptions::poll_every`] and compacts every [`LiveOptions::compact_every`] (sooner
-    /// when the tail holds [`LiveOptions::max_tail_events`]). A failing step is logged and
-    /// retried on the next tick; nothing is lost, since the tail is re-read from the log.
-    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    /// when the tail holds [`LiveOptions::max_tail_events`]). Blocking: run it on a thread of
+    /// its own (the server runs it at a low CPU priority, so that ingest and queries come first
+    /// when the machine is busy; queries read the log themselves, so they stay current). A
+    /// failing step is logged and retried on the next tick; nothing is lost, since the tail is
+    /// re-read from the log.
+    pub fn run(&self, stop: impl Fn() -> bool) {
         let mut last_round = Instant::now();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.options.poll_every) => {}
-                _ = stop.changed() => {}
-            }
-            if *stop.borrow() {
+        while !stop() {
+            std::thread::sleep(self.options.poll_every);
+            if stop() {
                 return;
             }
             let due = last_round.elapsed() >= self.options.compact_every
                 || self.status().tail_events >= self.options.max_tail_events;
-            let live = Arc::clone(&self);
-            let step = tokio::task::spawn_blocking(move || {
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 if due {
-                    live.compact().map(Some)
+                    self.compact().map(Some)
                 } else {
-                    live.refresh().map(|_| None)
+                    self.refresh().map(|_| None)
                 }
-            })
-            .await;
+            }));
             match step {
                 Ok(Ok(Some(report))) => {
                     last_round = Instant::now();
@@ -738,7 +736,7 @@ impl LiveTables {
                 }
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "live tables: a step failed; retrying"),
-                Err(e) => tracing::error!(error = %e, "live tables: a step panicked; retrying"),
+                Err(_) => tracing::error!("live tables: a step panicked; retrying"),
             }
         }
     }
