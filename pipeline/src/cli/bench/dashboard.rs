@@ -25,7 +25,6 @@ use sql::arrow::compute::cast;
 use sql::arrow::datatypes::DataType;
 use sql::{DashboardEngine, EngineConfig, QueryResult};
 
-use crate::cli::warehouse;
 use crate::server::dashboards::built_in_model;
 
 /// The DuckDB runner, written next to the plan at run time so the binary works from any directory.
@@ -286,22 +285,12 @@ fn duckdb_sum(result: &Value, column: usize) -> Option<f64> {
 
 /// Runs the benchmark.
 pub async fn run(args: DashboardBenchArgs) -> anyhow::Result<Value> {
-    let root = args.warehouse.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("tidemark-bench-warehouse-{}", args.orders))
-    });
-    let mut generated = Value::Null;
-    if !warehouse::exists(&root, TENANT) {
-        eprintln!(
-            "generating a {}-order warehouse in {} …",
-            args.orders,
-            root.display()
-        );
-        let (root, orders) = (root.clone(), args.orders);
-        let summary =
-            tokio::task::spawn_blocking(move || warehouse::generate(&root, TENANT, orders, 42))
-                .await??;
-        generated = json!({"seconds": summary.elapsed_seconds, "tables": summary.tables});
-    }
+    let (root, summary) =
+        super::bench_warehouse(args.warehouse.clone(), TENANT, args.orders).await?;
+    let generated = summary.map_or(
+        Value::Null,
+        |summary| json!({"seconds": summary.elapsed_seconds, "tables": summary.tables}),
+    );
     let models_dir =
         std::env::temp_dir().join(format!("tidemark-bench-models-{}", std::process::id()));
     let model = built_in_model(&models_dir)?;

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::cli::warehouse;
 use crate::config::{Config, TenantConfig};
 use crate::server::Server;
 
@@ -164,19 +163,7 @@ impl Round for f64 {
 
 /// Runs the benchmark.
 pub async fn run(args: LiveBenchArgs) -> anyhow::Result<Value> {
-    let root = args.warehouse.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("tidemark-bench-warehouse-{}", args.orders))
-    });
-    if !warehouse::exists(&root, TENANT) {
-        eprintln!(
-            "generating a {}-order warehouse in {} …",
-            args.orders,
-            root.display()
-        );
-        let (root, orders) = (root.clone(), args.orders);
-        tokio::task::spawn_blocking(move || warehouse::generate(&root, TENANT, orders, 42))
-            .await??;
-    }
+    let (root, _) = super::bench_warehouse(args.warehouse.clone(), TENANT, args.orders).await?;
     // Live files land in the warehouse: run on a copy of the tenant's directories so the shared
     // warehouse stays as generated.
     let dir = std::env::temp_dir().join(format!("tidemark-bench-live-{}", std::process::id()));

@@ -402,6 +402,31 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo warehouse a benchmark reads: `given`, or a directory under $TMPDIR named by its
+/// size; `tenant`'s `orders` orders are generated there (seed 42) when missing, and the summary
+/// of that generation is returned with it.
+pub(crate) async fn bench_warehouse(
+    given: Option<std::path::PathBuf>,
+    tenant: &'static str,
+    orders: usize,
+) -> anyhow::Result<(std::path::PathBuf, Option<crate::cli::warehouse::Summary>)> {
+    let root = given
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("tidemark-bench-warehouse-{orders}")));
+    if crate::cli::warehouse::exists(&root, tenant) {
+        return Ok((root, None));
+    }
+    eprintln!(
+        "generating a {orders}-order warehouse in {} …",
+        root.display()
+    );
+    let dir = root.clone();
+    let summary = tokio::task::spawn_blocking(move || {
+        crate::cli::warehouse::generate(&dir, tenant, orders, 42)
+    })
+    .await??;
+    Ok((root, Some(summary)))
+}
+
 /// The machine a figure was measured on: CPU model, logical CPUs, and the build profile.
 fn machine() -> serde_json::Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();

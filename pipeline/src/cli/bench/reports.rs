@@ -22,7 +22,6 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sql::{DashboardEngine, EngineConfig};
 
-use crate::cli::warehouse;
 use crate::config::QueryLimitsSettings;
 use crate::generate::TemplateLimits;
 use crate::generate::report::{
@@ -127,19 +126,7 @@ fn memory_mib(field: &str) -> f64 {
 
 /// Runs the benchmark.
 pub async fn run(args: ReportsBenchArgs) -> anyhow::Result<Value> {
-    let root = args.warehouse.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("tidemark-bench-warehouse-{}", args.orders))
-    });
-    if !warehouse::exists(&root, TENANT) {
-        eprintln!(
-            "generating a {}-order warehouse in {} …",
-            args.orders,
-            root.display()
-        );
-        let (root, orders) = (root.clone(), args.orders);
-        tokio::task::spawn_blocking(move || warehouse::generate(&root, TENANT, orders, 42))
-            .await??;
-    }
+    let (root, _) = super::bench_warehouse(args.warehouse.clone(), TENANT, args.orders).await?;
     let models_dir =
         std::env::temp_dir().join(format!("tidemark-bench-models-{}", std::process::id()));
     let model = built_in_model(&models_dir)?;
