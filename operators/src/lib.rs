@@ -11,6 +11,7 @@
 //! rule and schedule changes and clock readings, one epoch at a time, and gets back notification
 //! [`intent::Intent`]s and report [`schedule::DueRun`]s, both with deterministic ids.
 
+pub mod audience;
 pub mod dataflow;
 pub mod engine;
 pub mod event;

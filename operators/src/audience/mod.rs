@@ -1,0 +1,562 @@
+//! Audiences: who of a tenant's contacts is in which audience, kept up to date by
+//! differential-dataflow as contacts, events, definitions and the clock change.
+//!
+//! ```text
+//! contacts (tenant → id, fields)  ⋈ definitions (tenant → contact conditions)
+//!      → per (tenant, audience, contact): Base { version, mask of the conditions it meets }
+//! events ((tenant, type) → contact, ts, attrs) ⋈ event atoms ((tenant, type) → filter, window)
+//!      → per (tenant, audience, contact): Hit { atom, value }, valid while now ∈ [ts, ts + window)
+//! Base ∪ Hits → reduce: counts and sums per atom, the formula → member (+1) or not
+//!      → membership diffs: +1 a contact entered, −1 it left, at the instant it happened
+//! ```
+//!
+//! Time is the wall clock in milliseconds. "In the last N days" is a temporal filter, as in
+//! Materialize: a hit is inserted at `max(now, ts)` and its retraction is scheduled at
+//! `ts + window` in the same breath, so a contact leaves "ordered in the last 14 days" the
+//! moment the clock passes the 14 days, with no event arriving. Events themselves leave the
+//! dataflow `max_window` after their time (the longest window a definition may use).
+//!
+//! The engine runs on one timely worker owned by the caller's thread; [`AudienceEngine::step`]
+//! applies the changes given since the last step at the step's instant and returns the
+//! membership changes up to it, consolidated: a contact that entered and left within one
+//! instant does not appear.
+
+pub mod definition;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use differential_dataflow::AsCollection;
+use differential_dataflow::input::{Input, InputSession};
+use serde::{Deserialize, Serialize};
+use timely::communication::Allocator;
+use timely::communication::allocator::thread::Thread;
+use timely::dataflow::ProbeHandle;
+use timely::dataflow::operators::core::Map;
+use timely::worker::Worker;
+
+pub use definition::{
+    Audience, AudienceError, CONTACT_ATTR, Contact, DAY_MS, EventAtom, Formula, Measure,
+    contact_mask,
+};
+
+use crate::event::Event;
+use crate::predicate::Predicate;
+use crate::value::{AttrValue, Attrs, Num, SmolStr};
+
+/// Logical time: the wall clock, ms since the epoch.
+type Time = u64;
+
+/// (tenant, audience, contact).
+type MemberKey = (SmolStr, SmolStr, SmolStr);
+/// A contact row: tenant → (contact id, its view).
+type ContactRow = (SmolStr, (SmolStr, Attrs));
+/// (tenant, event type): the key events and atoms meet on.
+type TypeKey = (SmolStr, SmolStr);
+
+/// What the reduce sees per (tenant, audience, contact).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum Part {
+    /// The contact exists: the definition version and the contact conditions it meets.
+    Base { version: u64, mask: u64 },
+    /// One event counting for an atom now, with the value it adds to the atom's sum.
+    Hit { atom: u8, value: Num },
+}
+
+/// A definition's contact side, keyed by tenant.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct DefRow {
+    audience: SmolStr,
+    version: u64,
+    conditions: Vec<Predicate>,
+}
+
+/// One event atom of a definition, keyed by (tenant, event type).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct AtomRow {
+    audience: SmolStr,
+    atom: u8,
+    spec: EventAtom,
+}
+
+/// An event as audiences keep it, keyed by (tenant, event type).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct EventRow {
+    contact: SmolStr,
+    ts_ms: i64,
+    id: SmolStr,
+    attrs: Attrs,
+}
+
+/// A contact entering or leaving an audience.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MembershipChange {
+    /// When, ms since the epoch.
+    pub at_ms: i64,
+    /// Tenant.
+    pub tenant: SmolStr,
+    /// Audience id.
+    pub audience: SmolStr,
+    /// Contact id.
+    pub contact: SmolStr,
+    /// Entered (true) or left (false).
+    pub entered: bool,
+}
+
+/// Engine settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AudienceConfig {
+    /// The longest window a definition may use, days; events stay this long.
+    pub max_window_days: u32,
+}
+
+impl Default for AudienceConfig {
+    fn default() -> Self {
+        AudienceConfig {
+            max_window_days: 400,
+        }
+    }
+}
+
+/// Counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AudienceStats {
+    /// Contacts held.
+    pub contacts: u64,
+    /// Audiences defined.
+    pub audiences: u64,
+    /// Memberships (contact, audience) now.
+    pub memberships: u64,
+    /// Events fed since start.
+    pub events: u64,
+    /// Updates fed to the dataflow since start (contacts, definitions, events).
+    pub updates: u64,
+}
+
+/// Formulas by (tenant, audience, version), read by the reduce.
+type Registry = Rc<RefCell<HashMap<(SmolStr, SmolStr, u64), Rc<Formula>>>>;
+
+/// The running audience dataflow. Not `Send`: it lives on the thread that steps it.
+pub struct AudienceEngine {
+    worker: Worker,
+    contacts_in: InputSession<Time, ContactRow, isize>,
+    defs_in: InputSession<Time, (SmolStr, DefRow), isize>,
+    atoms_in: InputSession<Time, (TypeKey, AtomRow), isize>,
+    events_in: InputSession<Time, (TypeKey, EventRow), isize>,
+    probe: ProbeHandle<Time>,
+    output: Rc<RefCell<Vec<(MemberKey, Time, isize)>>>,
+    registry: Registry,
+    max_window_ms: i64,
+    /// The last instant stepped to; every change up to it is final.
+    time: Time,
+    next_version: u64,
+    /// Each contact's view as last given (to retract it on change).
+    contacts: HashMap<(SmolStr, SmolStr), Attrs>,
+    /// Each audience as last given, with its version.
+    audiences: HashMap<(SmolStr, SmolStr), (u64, Audience)>,
+    /// Versions replaced in the current step, dropped from the registry once it is done.
+    retired: Vec<(SmolStr, SmolStr, u64)>,
+    /// Members and the instant each entered, per (tenant, audience).
+    members: HashMap<(SmolStr, SmolStr), BTreeMap<SmolStr, i64>>,
+    /// Changes waiting for the next step.
+    pending: Pending,
+    stats: AudienceStats,
+}
+
+#[derive(Default)]
+struct Pending {
+    contacts: Vec<(ContactRow, isize)>,
+    defs: Vec<((SmolStr, DefRow), isize)>,
+    atoms: Vec<((TypeKey, AtomRow), isize)>,
+    events: Vec<(TypeKey, EventRow)>,
+}
+
+impl AudienceEngine {
+    /// Builds the dataflow on a worker of the calling thread.
+    pub fn new(config: AudienceConfig) -> AudienceEngine {
+        let mut worker = Worker::new(
+            timely::WorkerConfig::default(),
+            Allocator::Thread(Thread::default()),
+            Some(std::time::Instant::now()),
+        );
+        let output: Rc<RefCell<Vec<(MemberKey, Time, isize)>>> = Rc::default();
+        let registry: Registry = Rc::default();
+        let sink = Rc::clone(&output);
+        let formulas = Rc::clone(&registry);
+        let probe = ProbeHandle::new();
+        let probe_handle = probe.clone();
+        let (contacts_in, defs_in, atoms_in, events_in) = worker.dataflow::<Time, _, _>(|scope| {
+            let (contacts_in, contacts) =
+                scope.new_collection::<(SmolStr, (SmolStr, Attrs)), isize>();
+            let (defs_in, defs) = scope.new_collection::<(SmolStr, DefRow), isize>();
+            let (atoms_in, atoms) = scope.new_collection::<((SmolStr, SmolStr), AtomRow), isize>();
+            let (events_in, events) =
+                scope.new_collection::<((SmolStr, SmolStr), EventRow), isize>();
+
+            let base = contacts.join_map(defs, |tenant, (contact, view), def| {
+                (
+                    (tenant.clone(), def.audience.clone(), contact.clone()),
+                    Part::Base {
+                        version: def.version,
+                        mask: contact_mask(&def.conditions, view),
+                    },
+                )
+            });
+            let hits = events
+                .join_map(atoms, |(tenant, _), event, atom| {
+                    let counts = atom
+                        .spec
+                        .filter
+                        .as_ref()
+                        .is_none_or(|f| f.eval(&event.attrs));
+                    counts.then(|| {
+                        (
+                            (tenant.clone(), atom.audience.clone(), event.contact.clone()),
+                            atom.atom,
+                            Num(atom.spec.value_of(&event.attrs)),
+                            event.ts_ms,
+                            atom.spec.window_ms,
+                        )
+                    })
+                })
+                .inner
+                .flat_map::<Vec<((MemberKey, Part), Time, isize)>, _, _>(
+                    |(hit, time, diff): (Option<_>, Time, isize)| {
+                        // The temporal filter: a hit counts from its event's time (or now, if
+                        // that is later) until its window has passed.
+                        let mut out = Vec::new();
+                        if let Some((key, atom, value, ts_ms, window_ms)) = hit {
+                            let from = time.max(ts_ms.max(0) as Time);
+                            let until = ts_ms.saturating_add(window_ms).max(0) as Time;
+                            if until > from {
+                                let part = Part::Hit { atom, value };
+                                out.push(((key.clone(), part.clone()), from, diff));
+                                out.push(((key, part), until, -diff));
+                            }
+                        }
+                        out
+                    },
+                )
+                .as_collection();
+
+            base.concat(hits)
+                .reduce(
+                    move |key: &MemberKey, parts: &[(&Part, isize)], out: &mut Vec<((), isize)>| {
+                        if is_member(&formulas, key, parts) {
+                            out.push(((), 1));
+                        }
+                    },
+                )
+                .inspect(move |((key, ()), time, diff)| {
+                    sink.borrow_mut().push((key.clone(), *time, *diff));
+                })
+                .probe_with(&probe_handle);
+            (contacts_in, defs_in, atoms_in, events_in)
+        });
+        AudienceEngine {
+            worker,
+            contacts_in,
+            defs_in,
+            atoms_in,
+            events_in,
+            probe,
+            output,
+            registry,
+            max_window_ms: i64::from(config.max_window_days) * DAY_MS,
+            time: 0,
+            next_version: 1,
+            contacts: HashMap::new(),
+            audiences: HashMap::new(),
+            retired: Vec::new(),
+            members: HashMap::new(),
+            pending: Pending::default(),
+            stats: AudienceStats::default(),
+        }
+    }
+
+    /// Adds or changes a contact, from the next step on.
+    pub fn upsert_contact(&mut self, tenant: &str, id: &str, contact: &Contact) {
+        let key = (SmolStr::new(tenant), SmolStr::new(id));
+        let view = contact.view(id);
+        if let Some(old) = self.contacts.get(&key) {
+            if *old == view {
+                return;
+            }
+            self.pending
+                .contacts
+                .push(((key.0.clone(), (key.1.clone(), old.clone())), -1));
+        }
+        self.pending
+            .contacts
+            .push(((key.0.clone(), (key.1.clone(), view.clone())), 1));
+        self.contacts.insert(key, view);
+    }
+
+    /// Removes a contact from every audience, from the next step on.
+    pub fn delete_contact(&mut self, tenant: &str, id: &str) {
+        let key = (SmolStr::new(tenant), SmolStr::new(id));
+        if let Some(old) = self.contacts.remove(&key) {
+            self.pending.contacts.push(((key.0, (key.1, old)), -1));
+        }
+    }
+
+    /// Adds or replaces an audience definition, from the next step on.
+    pub fn upsert_audience(&mut self, audience: Audience) {
+        let key = (audience.tenant.clone(), audience.id.clone());
+        self.retract_audience(&key);
+        let version = self.next_version;
+        self.next_version += 1;
+        self.registry.borrow_mut().insert(
+            (key.0.clone(), key.1.clone(), version),
+            Rc::new(audience.formula.clone()),
+        );
+        self.pending.defs.push((
+            (
+                key.0.clone(),
+                DefRow {
+                    audience: key.1.clone(),
+                    version,
+                    conditions: audience.contact_conditions.clone(),
+                },
+            ),
+            1,
+        ));
+        for (i, atom) in audience.atoms.iter().enumerate() {
+            self.pending.atoms.push((
+                (
+                    (key.0.clone(), atom.event_type.clone()),
+                    AtomRow {
+                        audience: key.1.clone(),
+                        atom: i as u8,
+                        spec: atom.clone(),
+                    },
+                ),
+                1,
+            ));
+        }
+        self.members.entry(key.clone()).or_default();
+        self.audiences.insert(key, (version, audience));
+    }
+
+    /// Removes an audience, from the next step on; it reports no more changes.
+    pub fn remove_audience(&mut self, tenant: &str, id: &str) {
+        let key = (SmolStr::new(tenant), SmolStr::new(id));
+        self.retract_audience(&key);
+        // Its members are dropped after the next step: an audience removed and defined again
+        // before it is a replacement, whose members change only by what the new definition
+        // changes.
+        self.audiences.remove(&key);
+    }
+
+    fn retract_audience(&mut self, key: &(SmolStr, SmolStr)) {
+        let Some((version, old)) = self.audiences.get(key) else {
+            return;
+        };
+        self.pending.defs.push((
+            (
+                key.0.clone(),
+                DefRow {
+                    audience: key.1.clone(),
+                    version: *version,
+                    conditions: old.contact_conditions.clone(),
+                },
+            ),
+            -1,
+        ));
+        for (i, atom) in old.atoms.iter().enumerate() {
+            self.pending.atoms.push((
+                (
+                    (key.0.clone(), atom.event_type.clone()),
+                    AtomRow {
+                        audience: key.1.clone(),
+                        atom: i as u8,
+                        spec: atom.clone(),
+                    },
+                ),
+                -1,
+            ));
+        }
+        self.retired.push((key.0.clone(), key.1.clone(), *version));
+    }
+
+    /// Feeds an event; only events naming a contact (attribute `customer_id`, a string or a
+    /// whole number) and younger than the longest window matter.
+    pub fn event(&mut self, event: &Event) {
+        let Some(contact) = contact_of(&event.attrs) else {
+            return;
+        };
+        self.stats.events += 1;
+        self.pending.events.push((
+            (event.tenant.clone(), event.event_type.clone()),
+            EventRow {
+                contact,
+                ts_ms: event.ts_ms,
+                id: event.id.clone(),
+                attrs: event.attrs.clone(),
+            },
+        ));
+    }
+
+    /// Applies the changes given since the last step at `now_ms` (or just after the last
+    /// step, if the clock has not moved on), runs the dataflow until everything up to that
+    /// instant is final, and returns the membership changes since the last step, in time order.
+    pub fn step(&mut self, now_ms: i64) -> Vec<MembershipChange> {
+        let now = (now_ms.max(0) as Time).max(self.time + 1);
+        self.contacts_in.advance_to(now);
+        self.defs_in.advance_to(now);
+        self.atoms_in.advance_to(now);
+        self.events_in.advance_to(now);
+        let pending = std::mem::take(&mut self.pending);
+        self.stats.updates += (pending.contacts.len()
+            + pending.defs.len()
+            + pending.atoms.len()
+            + pending.events.len()) as u64;
+        for (row, diff) in pending.contacts {
+            self.contacts_in.update(row, diff);
+        }
+        for (row, diff) in pending.defs {
+            self.defs_in.update(row, diff);
+        }
+        for (row, diff) in pending.atoms {
+            self.atoms_in.update(row, diff);
+        }
+        for (key, row) in pending.events {
+            let until = row.ts_ms.saturating_add(self.max_window_ms);
+            if until <= now as i64 {
+                continue;
+            }
+            self.events_in.update_at((key.clone(), row.clone()), now, 1);
+            self.events_in.update_at((key, row), until as Time, -1);
+        }
+        let next = now + 1;
+        self.contacts_in.advance_to(next);
+        self.defs_in.advance_to(next);
+        self.atoms_in.advance_to(next);
+        self.events_in.advance_to(next);
+        self.contacts_in.flush();
+        self.defs_in.flush();
+        self.atoms_in.flush();
+        self.events_in.flush();
+        while self.probe.less_than(&next) {
+            self.worker.step();
+        }
+        self.time = now;
+        {
+            let mut registry = self.registry.borrow_mut();
+            for key in self.retired.drain(..) {
+                registry.remove(&key);
+            }
+        }
+        self.changes()
+    }
+
+    /// Drains the dataflow's output into membership changes and applies them to the members.
+    fn changes(&mut self) -> Vec<MembershipChange> {
+        let mut raw = std::mem::take(&mut *self.output.borrow_mut());
+        raw.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        // Consolidate (key, time): the reduce emits one net change per key and time, but a
+        // change may arrive in more than one batch.
+        let mut merged: Vec<(MemberKey, Time, isize)> = Vec::with_capacity(raw.len());
+        for (key, time, diff) in raw {
+            match merged.last_mut() {
+                Some(last) if last.0 == key && last.1 == time => last.2 += diff,
+                _ => merged.push((key, time, diff)),
+            }
+        }
+        let mut out = Vec::new();
+        for ((tenant, audience, contact), time, diff) in merged {
+            if diff == 0 {
+                continue;
+            }
+            let key = (tenant.clone(), audience.clone());
+            if !self.audiences.contains_key(&key) {
+                // A removed audience: its members leave with it, silently.
+                continue;
+            }
+            let members = self.members.entry(key).or_default();
+            let entered = diff > 0;
+            if entered {
+                members.insert(contact.clone(), time as i64);
+            } else {
+                members.remove(&contact);
+            }
+            out.push(MembershipChange {
+                at_ms: time as i64,
+                tenant,
+                audience,
+                contact,
+                entered,
+            });
+        }
+        let audiences = &self.audiences;
+        self.members.retain(|key, _| audiences.contains_key(key));
+        out
+    }
+
+    /// The members of an audience and when each entered, by contact id; `None` for an
+    /// unknown audience.
+    pub fn members(&self, tenant: &str, audience: &str) -> Option<&BTreeMap<SmolStr, i64>> {
+        self.members
+            .get(&(SmolStr::new(tenant), SmolStr::new(audience)))
+    }
+
+    /// Whether a contact is a member now.
+    pub fn is_member(&self, tenant: &str, audience: &str, contact: &str) -> bool {
+        self.members(tenant, audience)
+            .is_some_and(|m| m.contains_key(contact))
+    }
+
+    /// The last instant stepped to.
+    pub fn time_ms(&self) -> i64 {
+        self.time as i64
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> AudienceStats {
+        AudienceStats {
+            contacts: self.contacts.len() as u64,
+            audiences: self.audiences.len() as u64,
+            memberships: self.members.values().map(|m| m.len() as u64).sum(),
+            ..self.stats
+        }
+    }
+}
+
+/// The contact an event belongs to: its `customer_id`, a string or a whole number.
+pub fn contact_of(attrs: &Attrs) -> Option<SmolStr> {
+    match attrs.get(CONTACT_ATTR)? {
+        AttrValue::Str(s) if !s.is_empty() => Some(s.clone()),
+        AttrValue::Num(n) if n.0.fract() == 0.0 && n.0.abs() < 9e15 => {
+            Some(SmolStr::new(format!("{}", n.0 as i64)))
+        }
+        _ => None,
+    }
+}
+
+/// The reduce's logic: a contact with its Base part is a member when its definition's formula
+/// holds over the mask and the atoms' counts and sums.
+fn is_member(registry: &Registry, key: &MemberKey, parts: &[(&Part, isize)]) -> bool {
+    let mut base = None;
+    let mut counts = [0i64; definition::MAX_EVENT_ATOMS];
+    let mut sums = [0f64; definition::MAX_EVENT_ATOMS];
+    for (part, diff) in parts {
+        match part {
+            Part::Base { version, mask } if *diff > 0 => base = Some((*version, *mask)),
+            Part::Base { .. } => {}
+            Part::Hit { atom, value } => {
+                let i = usize::from(*atom);
+                counts[i] += *diff as i64;
+                sums[i] += value.0 * *diff as f64;
+            }
+        }
+    }
+    let Some((version, mask)) = base else {
+        return false;
+    };
+    let registry = registry.borrow();
+    let Some(formula) = registry.get(&(key.0.clone(), key.1.clone(), version)) else {
+        return false;
+    };
+    formula.eval(mask, &counts, &sums)
+}
