@@ -22,9 +22,10 @@
 //! dev-dependencies only: the suite panics by design and has no place in a running server.
 
 use super::{
-    AppendOutcome, ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, EventLog,
-    FinishedRun, NewDeadLetter, NewEvent, NewNotification, NewReportRun, NotificationCursor,
-    NotificationFilter, REPORT_KIND, RunStatus, SourcePosition, SourceProgress, Store, StoreError,
+    AppendOutcome, AudienceSize, AudienceStep, ClaimLimits, DeliveryAttempt, DeliveryNext,
+    DeliveryStatus, EventLog, FinishedRun, Member, MembershipChangeRow, NewDeadLetter, NewEvent,
+    NewNotification, NewReportRun, NotificationCursor, NotificationFilter, REPORT_KIND, RunStatus,
+    SourcePosition, SourceProgress, Store, StoreError, StoredAudience, StoredContact,
     StoredDestination, StoredReport, StoredRule, Tenant,
 };
 
@@ -56,6 +57,8 @@ macro_rules! store_contract_tests {
             reports_are_tenant_scoped,
             report_runs_are_added_once_and_finished_once_with_their_notifications,
             source_positions_and_dead_letters_commit_with_their_events,
+            contacts_and_audiences_are_tenant_scoped,
+            an_audience_step_commits_members_log_sizes_and_position_together,
         );
     };
     (@each $open:path; $($behaviour:ident),* $(,)?) => {
@@ -1015,4 +1018,208 @@ pub fn source_positions_and_dead_letters_commit_with_their_events(store: &dyn St
     assert_eq!(after.len(), 1);
     assert!(store.dead_letters("b", 0, 10).expect("read").is_empty());
     assert_eq!(store.event_count("a").expect("count"), 2);
+}
+
+fn contact(tenant: &str, id: &str, email: &str) -> StoredContact {
+    StoredContact {
+        tenant: tenant.to_owned(),
+        id: id.to_owned(),
+        body: format!(r#"{{"email":"{email}"}}"#),
+        updated_at_ms: 5,
+    }
+}
+
+fn change(tenant: &str, contact: &str, at_ms: i64, entered: bool) -> MembershipChangeRow {
+    MembershipChangeRow {
+        tenant: tenant.to_owned(),
+        audience: "vip".to_owned(),
+        contact: contact.to_owned(),
+        at_ms,
+        entered,
+    }
+}
+
+/// Contacts and audiences are keyed by (tenant, id); listing pages in (tenant, id) order; a
+/// bulk upsert replaces what it names and keeps the rest.
+pub fn contacts_and_audiences_are_tenant_scoped(store: &dyn Store) {
+    store
+        .put_contacts(&[
+            contact("a", "c1", "one@a.example"),
+            contact("a", "c2", "two@a.example"),
+            contact("b", "c1", "one@b.example"),
+        ])
+        .expect("put");
+    store
+        .put_contacts(&[contact("a", "c1", "new@a.example")])
+        .expect("replace");
+    assert_eq!(
+        store.get_contact("a", "c1").expect("get").map(|c| c.body),
+        Some(r#"{"email":"new@a.example"}"#.to_owned())
+    );
+    assert_eq!(
+        store.get_contact("b", "c1").expect("get").map(|c| c.body),
+        Some(r#"{"email":"one@b.example"}"#.to_owned())
+    );
+    assert_eq!(store.contact_count("a").expect("count"), 2);
+    let page = store.list_contacts(None, None, 2).expect("list");
+    assert_eq!(
+        page.iter()
+            .map(|c| (c.tenant.as_str(), c.id.as_str()))
+            .collect::<Vec<_>>(),
+        [("a", "c1"), ("a", "c2")]
+    );
+    let rest = store
+        .list_contacts(None, Some(("a", "c2")), 10)
+        .expect("list");
+    assert_eq!(
+        rest.iter()
+            .map(|c| (c.tenant.as_str(), c.id.as_str()))
+            .collect::<Vec<_>>(),
+        [("b", "c1")]
+    );
+    assert_eq!(
+        store
+            .list_contacts(Some("b"), None, 10)
+            .expect("list")
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .put_contacts(&[contact("a", "", "x@a.example")])
+            .is_err()
+    );
+    assert!(store.delete_contact("a", "c2").expect("delete"));
+    assert!(!store.delete_contact("a", "c2").expect("delete again"));
+    assert_eq!(store.contact_count("a").expect("count"), 1);
+
+    let audience = StoredAudience {
+        tenant: "a".into(),
+        id: "vip".into(),
+        version: 1,
+        body: r#"{"where":{}}"#.into(),
+        updated_at_ms: 9,
+    };
+    store.put_audience(&audience).expect("put audience");
+    store
+        .put_audience(&StoredAudience {
+            tenant: "b".into(),
+            ..audience.clone()
+        })
+        .expect("put audience");
+    assert_eq!(
+        store.get_audience("a", "vip").expect("get"),
+        Some(audience.clone())
+    );
+    assert_eq!(store.list_audiences(Some("a")).expect("list").len(), 1);
+    assert_eq!(store.list_audiences(None).expect("list").len(), 2);
+    assert!(store.delete_audience("a", "vip").expect("delete"));
+    assert!(store.get_audience("a", "vip").expect("get").is_none());
+    assert!(store.get_audience("b", "vip").expect("get").is_some());
+}
+
+/// One step's contact changes, membership changes, sizes and position are written together;
+/// members follow the changes; deleting a contact or an audience removes its memberships.
+pub fn an_audience_step_commits_members_log_sizes_and_position_together(store: &dyn Store) {
+    assert_eq!(store.audience_position().expect("position"), 0);
+    store
+        .put_audience(&StoredAudience {
+            tenant: "a".into(),
+            id: "vip".into(),
+            version: 1,
+            body: "{}".into(),
+            updated_at_ms: 1,
+        })
+        .expect("put audience");
+    store
+        .put_contacts(&[
+            contact("a", "c1", "1@a.example"),
+            contact("a", "c2", "2@a.example"),
+        ])
+        .expect("put");
+    store
+        .commit_audience_step(&AudienceStep {
+            contacts_put: vec![contact("a", "c3", "3@a.example")],
+            contacts_deleted: vec![],
+            changes: vec![
+                change("a", "c1", 1_000, true),
+                change("a", "c2", 1_000, true),
+                change("a", "c3", 1_000, true),
+            ],
+            sizes: vec![AudienceSize {
+                tenant: "a".into(),
+                audience: "vip".into(),
+                at_ms: 1_000,
+                size: 3,
+            }],
+            position: 17,
+        })
+        .expect("step");
+    assert_eq!(store.audience_position().expect("position"), 17);
+    assert!(store.get_contact("a", "c3").expect("get").is_some());
+    assert_eq!(store.audience_size("a", "vip").expect("size"), 3);
+    store
+        .commit_audience_step(&AudienceStep {
+            contacts_put: vec![],
+            contacts_deleted: vec![("a".into(), "c3".into())],
+            changes: vec![change("a", "c2", 61_000, false)],
+            sizes: vec![AudienceSize {
+                tenant: "a".into(),
+                audience: "vip".into(),
+                at_ms: 61_000,
+                size: 1,
+            }],
+            position: 18,
+        })
+        .expect("step");
+    assert!(store.get_contact("a", "c3").expect("get").is_none());
+    let members = store
+        .audience_members("a", "vip", None, 10)
+        .expect("members");
+    assert_eq!(
+        members,
+        [Member {
+            contact: "c1".into(),
+            since_ms: 1_000
+        }]
+    );
+    assert_eq!(store.all_members().expect("all").len(), 1);
+    assert!(
+        store
+            .audience_members("b", "vip", None, 10)
+            .expect("members")
+            .is_empty()
+    );
+    let sizes = store.audience_sizes("a", Some("vip"), 0).expect("sizes");
+    assert_eq!(
+        sizes.iter().map(|s| (s.at_ms, s.size)).collect::<Vec<_>>(),
+        [(1_000, 3), (61_000, 1)]
+    );
+    let history = store
+        .membership_changes("a", None, Some("c2"), 10)
+        .expect("changes");
+    assert_eq!(
+        history
+            .iter()
+            .map(|c| (c.at_ms, c.entered))
+            .collect::<Vec<_>>(),
+        [(61_000, false), (1_000, true)]
+    );
+    assert!(store.delete_contact("a", "c1").expect("delete"));
+    assert_eq!(store.audience_size("a", "vip").expect("size"), 0);
+    store
+        .commit_audience_step(&AudienceStep {
+            changes: vec![change("a", "c2", 62_000, true)],
+            position: 19,
+            ..AudienceStep::default()
+        })
+        .expect("step");
+    assert!(store.delete_audience("a", "vip").expect("delete"));
+    assert!(store.all_members().expect("all").is_empty());
+    assert!(
+        store
+            .audience_sizes("a", None, 0)
+            .expect("sizes")
+            .is_empty()
+    );
 }

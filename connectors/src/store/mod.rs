@@ -3,7 +3,8 @@
 //! sealed secret rows and process-wide metadata.
 //!
 //! Each concern is a trait in its own module, with its row types beside it: [`EventLog`],
-//! [`Catalog`], [`Outbox`], [`Reports`], [`Sources`] (source positions and dead letters),
+//! [`Catalog`], [`Outbox`], [`Reports`], [`Sources`] (source positions and dead letters), [`Audiences`] (CRM contacts,
+//! audiences and their members),
 //! [`SecretRows`] and [`Meta`]. [`Store`] is all of them at once; the
 //! pipeline shares one `Arc<dyn Store>`, and code that needs a single concern takes just that
 //! trait (the secrets store, for one, takes only [`SecretRows`]). [`open`] opens the store a
@@ -27,6 +28,7 @@
 //! Everything is tenant-scoped: every read or update that takes a tenant filters by it, so a
 //! caller holding tenant A's credential cannot see or change tenant B's rows by guessing ids.
 
+mod audiences;
 mod catalog;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
@@ -42,6 +44,10 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use audiences::{
+    AudienceSize, AudienceStep, Audiences, Member, MembershipChangeRow, StoredAudience,
+    StoredContact,
+};
 pub use catalog::{Catalog, StoredDestination, StoredRule, Tenant};
 pub use events::{AppendOutcome, EventLog, NewEvent, StoredEvent};
 pub use meta::Meta;
@@ -66,12 +72,13 @@ pub use sqlite::SqliteStore;
 ///
 /// Nothing to implement: a type that implements every concern is a `Store`.
 pub trait Store:
-    EventLog + Catalog + Outbox + Reports + Sources + Meta + SecretRows + Send + Sync
+    EventLog + Catalog + Outbox + Reports + Sources + Audiences + Meta + SecretRows + Send + Sync
 {
 }
 
-impl<T: EventLog + Catalog + Outbox + Reports + Sources + Meta + SecretRows + Send + Sync> Store
-    for T
+impl<
+    T: EventLog + Catalog + Outbox + Reports + Sources + Audiences + Meta + SecretRows + Send + Sync,
+> Store for T
 {
 }
 

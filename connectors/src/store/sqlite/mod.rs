@@ -2,7 +2,7 @@
 //!
 //! This module opens the file, configures its connections, migrates the schema and runs the
 //! background checkpointer; each concern's trait is implemented in its own file ([`events`],
-//! [`catalog`], [`outbox`], [`reports`], [`sources`], [`secrets`], [`meta`]) on the connections and helpers kept here.
+//! [`catalog`], [`outbox`], [`reports`], [`sources`], [`secrets`], [`meta`], [`audiences`]) on the connections and helpers kept here.
 //!
 //! Durability: the database runs in WAL mode with `synchronous=FULL`, so every commit fsyncs
 //! the WAL before it returns; an appended event survives a power cut once `append_events`
@@ -20,6 +20,7 @@
 //! automatic checkpoint stays as a backstop should the WAL grow past
 //! [`WAL_AUTOCHECKPOINT_PAGES`].
 
+mod audiences;
 mod catalog;
 mod events;
 mod meta;
@@ -39,7 +40,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use crate::store::{StoreError, StoreResult};
 
 /// Newest schema version this build creates and understands.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// Meta key holding the schema version; not writable through
 /// [`Meta::set_meta`](crate::store::Meta::set_meta).
@@ -237,6 +238,53 @@ CREATE TABLE IF NOT EXISTS source_dead_letters (
     error     TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS source_dead_letters_by_tenant ON source_dead_letters (tenant, id);
+";
+
+/// Schema version 6: CRM contacts and audiences, the audiences' members as the audience engine
+/// last committed them, the log of their changes, and sizes over time (one per audience and
+/// minute).
+const SCHEMA_V6: &str = "
+CREATE TABLE IF NOT EXISTS contacts (
+    tenant        TEXT    NOT NULL,
+    id            TEXT    NOT NULL,
+    body          TEXT    NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audiences (
+    tenant        TEXT    NOT NULL,
+    id            TEXT    NOT NULL,
+    version       INTEGER NOT NULL,
+    body          TEXT    NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audience_members (
+    tenant   TEXT    NOT NULL,
+    audience TEXT    NOT NULL,
+    contact  TEXT    NOT NULL,
+    since_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, audience, contact)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS audience_members_by_contact ON audience_members (tenant, contact);
+CREATE TABLE IF NOT EXISTS audience_changes (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant   TEXT    NOT NULL,
+    audience TEXT    NOT NULL,
+    contact  TEXT    NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    entered  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audience_changes_by_audience ON audience_changes (tenant, audience, seq);
+CREATE INDEX IF NOT EXISTS audience_changes_by_contact ON audience_changes (tenant, contact, seq);
+CREATE TABLE IF NOT EXISTS audience_sizes (
+    tenant    TEXT    NOT NULL,
+    audience  TEXT    NOT NULL,
+    minute_ms INTEGER NOT NULL,
+    at_ms     INTEGER NOT NULL,
+    size      INTEGER NOT NULL,
+    PRIMARY KEY (tenant, audience, minute_ms)
+) WITHOUT ROWID;
 ";
 
 /// The embedded SQLite [`Store`](crate::store::Store). See the module docs for durability and
@@ -460,6 +508,10 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     if found < 5 {
         tx.execute_batch(SCHEMA_V5)
             .map_err(db("migrate schema to v5"))?;
+    }
+    if found < 6 {
+        tx.execute_batch(SCHEMA_V6)
+            .map_err(db("migrate schema to v6"))?;
     }
     if found < SCHEMA_VERSION {
         tx.execute(

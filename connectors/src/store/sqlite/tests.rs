@@ -29,7 +29,7 @@ fn the_schema_version_is_kept_in_meta() {
     let (_dir, store) = open();
     assert_eq!(
         store.get_meta("schema_version").expect("get").as_deref(),
-        Some("5")
+        Some("6")
     );
 }
 
@@ -54,7 +54,7 @@ fn migrates_a_version_2_database_keeping_its_rows() {
     let store = SqliteStore::open(&path).expect("migrate");
     assert_eq!(
         store.get_meta("schema_version").expect("get").as_deref(),
-        Some("5")
+        Some("6")
     );
     assert!(
         crate::store::Reports::list_reports(&store, None)
@@ -97,7 +97,7 @@ fn refuses_a_database_from_a_newer_version() {
         SqliteStore::open(&path),
         Err(StoreError::SchemaTooNew {
             found: 99,
-            supported: 5
+            supported: 6
         })
     ));
 }

@@ -1,6 +1,7 @@
 //! `tidemark bench …`: benchmarks that print JSON. Targets live here and in BENCHMARKS.md,
 //! never in timed tests.
 
+pub mod audiences;
 pub mod dashboard;
 pub mod fluvio;
 pub mod ingest;
@@ -200,6 +201,39 @@ pub enum Which {
         #[arg(long, default_value_t = 150)]
         seconds: u64,
     },
+    /// CRM audiences on differential-dataflow: 1,000,000 contacts, one audience per tenant,
+    /// a stream of events and contact updates (goal ≥ 200,000 updates/s, update → membership
+    /// change p99 ≤ 250 ms), memory per contact-in-audience, and the same audiences recomputed
+    /// from scratch by DataFusion (they must agree) as a cost ratio.
+    Audiences {
+        /// Contacts, spread over the tenants.
+        #[arg(long, default_value_t = 1_000_000)]
+        contacts: usize,
+        /// Tenants, one audience each.
+        #[arg(long, default_value_t = 100)]
+        tenants: usize,
+        /// Events over the last 100 days loaded before the stream.
+        #[arg(long, default_value_t = 3_000_000)]
+        history: usize,
+        /// Updates in the throughput phase.
+        #[arg(long, default_value_t = 4_000_000)]
+        updates: usize,
+        /// Updates per step in the throughput phase.
+        #[arg(long, default_value_t = 20_000)]
+        batch: usize,
+        /// Share of updates that change a contact (the rest are events).
+        #[arg(long, default_value_t = 0.2)]
+        contact_share: f64,
+        /// Rate of the latency phase, updates/s.
+        #[arg(long, default_value_t = 200_000)]
+        rate: usize,
+        /// Length of the latency phase, seconds.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// A step every this many ms in the latency phase.
+        #[arg(long, default_value_t = 50)]
+        tick_ms: u64,
+    },
     /// Dashboard queries over Trino: through Tidemark with pushdown, in Trino directly, and
     /// with pushdown off; latency ratio and rows/bytes transferred (needs a seeded Trino:
     /// `bash .ci/trino.sh start`).
@@ -375,6 +409,30 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
             })
             .await?
         }
+        Which::Audiences {
+            contacts,
+            tenants,
+            history,
+            updates,
+            batch,
+            contact_share,
+            rate,
+            seconds,
+            tick_ms,
+        } => {
+            audiences::run(audiences::AudienceBenchArgs {
+                contacts,
+                tenants,
+                history,
+                updates,
+                batch,
+                contact_share,
+                rate,
+                seconds,
+                tick_ms,
+            })
+            .await?
+        }
         Which::Trino {
             url,
             catalog,
@@ -442,4 +500,41 @@ fn machine() -> serde_json::Value {
         "logical_cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
     })
+}
+
+/// The `p`-th percentile of sorted samples (nearest rank).
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// n, p50, p95, p99 and max of samples.
+pub(crate) fn summary(mut samples: Vec<f64>) -> serde_json::Value {
+    samples.sort_by(f64::total_cmp);
+    serde_json::json!({
+        "n": samples.len(),
+        "p50": percentile(&samples, 50.0),
+        "p95": percentile(&samples, 95.0),
+        "p99": percentile(&samples, 99.0),
+        "max": samples.last().copied().unwrap_or(0.0),
+    })
+}
+
+/// A `/proc/self/status` field in MiB (`VmRSS`, `VmHWM`).
+pub(crate) fn memory_mib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
 }

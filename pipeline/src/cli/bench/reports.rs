@@ -27,6 +27,7 @@ use crate::generate::TemplateLimits;
 use crate::generate::report::{
     ReportContext, ReportSpec, RunRef, Table, auto_chart, generate, render, run,
 };
+use super::{memory_mib, summary};
 use crate::queries::QueryRuntime;
 use crate::server::dashboards::built_in_model;
 
@@ -89,40 +90,6 @@ fn weekly_report() -> Value {
     })
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn summary(mut samples: Vec<f64>) -> Value {
-    samples.sort_by(f64::total_cmp);
-    json!({
-        "n": samples.len(),
-        "p50": percentile(&samples, 50.0),
-        "p95": percentile(&samples, 95.0),
-        "p99": percentile(&samples, 99.0),
-        "max": samples.last().copied().unwrap_or(0.0),
-    })
-}
-
-/// A `/proc/self/status` field in MiB (`VmRSS`, `VmHWM`).
-fn memory_mib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
 
 /// Runs the benchmark.
 pub async fn run(args: ReportsBenchArgs) -> anyhow::Result<Value> {
