@@ -5,6 +5,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the data path and where new pieces go.
 
+pub mod audiences;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -81,6 +81,8 @@ pub struct AudienceStep {
     pub changes: Vec<MembershipChangeRow>,
     /// The new sizes of the audiences the changes touched.
     pub sizes: Vec<AudienceSize>,
+    /// Event types seen for the first time in the step: (tenant, type).
+    pub new_event_types: Vec<(String, String)>,
     /// The event log position the engine has consumed up to (inclusive).
     pub position: u64,
 }
@@ -122,6 +124,10 @@ pub trait Audiences: Send + Sync {
     /// Records one engine step: contacts changed by events, membership changes (members and
     /// log), sizes, and the position, all or nothing.
     fn commit_audience_step(&self, step: &AudienceStep) -> StoreResult<()>;
+
+    /// Every event type the audience engine has seen, (tenant, type): what an audience may
+    /// refer to.
+    fn known_event_types(&self) -> StoreResult<Vec<(String, String)>>;
 
     /// The event log position the audience engine last committed, 0 before its first step.
     fn audience_position(&self) -> StoreResult<u64>;

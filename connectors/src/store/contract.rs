@@ -1152,10 +1152,18 @@ pub fn an_audience_step_commits_members_log_sizes_and_position_together(store: &
                 at_ms: 1_000,
                 size: 3,
             }],
+            new_event_types: vec![("a".into(), "order".into()), ("b".into(), "visit".into())],
             position: 17,
         })
         .expect("step");
     assert_eq!(store.audience_position().expect("position"), 17);
+    assert_eq!(
+        store.known_event_types().expect("types"),
+        [
+            ("a".to_owned(), "order".to_owned()),
+            ("b".to_owned(), "visit".to_owned())
+        ]
+    );
     assert!(store.get_contact("a", "c3").expect("get").is_some());
     assert_eq!(store.audience_size("a", "vip").expect("size"), 3);
     store
@@ -1169,6 +1177,7 @@ pub fn an_audience_step_commits_members_log_sizes_and_position_together(store: &
                 at_ms: 61_000,
                 size: 1,
             }],
+            new_event_types: vec![("a".into(), "order".into())],
             position: 18,
         })
         .expect("step");

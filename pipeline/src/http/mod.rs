@@ -28,6 +28,7 @@ use operators::{CompiledRule, Event, RuleSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+mod audiences;
 mod destinations;
 mod events;
 pub mod listener;
@@ -59,6 +60,8 @@ pub struct AppState {
     sink_settings: Arc<SinkSettings>,
     /// The event sources' health, for `/healthz`.
     sources: SourcesHealth,
+    /// The audience engine's handle (contacts, audiences), when it runs.
+    audiences: Option<Arc<crate::audiences::AudienceService>>,
 }
 
 impl AppState {
@@ -76,6 +79,7 @@ impl AppState {
             throttle,
             sink_settings: Default::default(),
             sources: Default::default(),
+            audiences: None,
         }
     }
 
@@ -91,6 +95,14 @@ impl AppState {
     /// The state with the event sources whose health `/healthz` shows.
     pub fn with_sources(self, sources: SourcesHealth) -> AppState {
         AppState { sources, ..self }
+    }
+
+    /// The state with the audience engine's handle.
+    pub fn with_audiences(self, audiences: Arc<crate::audiences::AudienceService>) -> AppState {
+        AppState {
+            audiences: Some(audiences),
+            ..self
+        }
     }
 
     fn store(&self) -> Arc<dyn Store> {
@@ -145,6 +157,29 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             "/v1/secrets/{name}/rollback",
             post(secrets::rollback_secret),
         )
+        .route("/v1/contacts", get(audiences::list_contacts))
+        .route("/v1/contacts/bulk", post(audiences::bulk_contacts))
+        .route(
+            "/v1/contacts/{id}",
+            get(audiences::get_contact)
+                .put(audiences::put_contact)
+                .delete(audiences::delete_contact),
+        )
+        .route(
+            "/v1/audiences",
+            get(audiences::list_audiences).post(audiences::create_audience),
+        )
+        .route(
+            "/v1/audiences/{id}",
+            get(audiences::get_audience)
+                .put(audiences::update_audience)
+                .delete(audiences::delete_audience),
+        )
+        .route(
+            "/v1/audiences/{id}/members",
+            get(audiences::audience_members),
+        )
+        .route("/v1/audiences/{id}/sizes", get(audiences::audience_sizes))
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))

@@ -14,6 +14,7 @@ use connectors::secrets::{
 use connectors::store::{SecretRows, Store, Tenant};
 use tokio::sync::watch;
 
+use crate::audiences::AudienceService;
 use crate::auth::AuthThrottle;
 use crate::config::{Config, KekProvider};
 use crate::deliver;
@@ -42,6 +43,8 @@ pub struct Server {
     /// Keeps live tables read and compacted.
     live_task: Option<tokio::task::JoinHandle<()>>,
     sources: Vec<tokio::task::JoinHandle<()>>,
+    /// CRM contacts and audiences (the audience engine's thread).
+    pub audiences: Arc<AudienceService>,
     pgwire: Option<tokio::task::JoinHandle<()>>,
     _lock: std::fs::File,
 }
@@ -211,7 +214,15 @@ impl Server {
         let (stop, stop_rx) = watch::channel(false);
         let throttle = Arc::new(AuthThrottle::new(config.server.auth_failures_per_minute));
         let sources_health = sources::SourcesHealth::default();
+        let audiences = match AudienceService::start(store.clone(), Default::default()) {
+            Ok(audiences) => audiences,
+            Err(e) => {
+                runtime.shutdown();
+                return Err(e.context("cannot start the audience engine"));
+            }
+        };
         let app_state = AppState::new(runtime.clone(), secrets.clone(), throttle.clone())
+            .with_audiences(audiences.clone())
             .with_sink_settings(sink_settings.clone())
             .with_sources(sources_health.clone());
         let source_tasks = sources::start(
@@ -327,6 +338,7 @@ impl Server {
             addr,
             pgwire_addr,
             runtime,
+            audiences,
             stop,
             http,
             sender,
@@ -352,6 +364,8 @@ impl Server {
         }
         let runtime = self.runtime.clone();
         let _ = tokio::task::spawn_blocking(move || runtime.shutdown()).await;
+        let audiences = self.audiences.clone();
+        let _ = tokio::task::spawn_blocking(move || audiences.shutdown()).await;
         let _ = self.sender.await;
         let _ = self.reports.await;
         if let Some(live) = self.live_task {

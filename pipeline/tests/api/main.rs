@@ -5,6 +5,7 @@
 //! Waits poll with short sleeps under one overall deadline; the only timing asserted is the
 //! order "a fast destination is served before a slow one finishes".
 
+mod audiences;
 mod delivery;
 mod events;
 mod harness;

@@ -18,3 +18,11 @@ pub mod sink;
 
 pub use config::{EmailConfig, SmtpTls};
 pub use sink::EmailSink;
+
+/// Whether `text` is an email address a message can be sent to (`a@b`, RFC 5321 as `lettre`
+/// reads it), or why not: what a contact's address is checked with when it is stored.
+pub fn check_address(text: &str) -> Result<(), String> {
+    text.parse::<lettre::Address>()
+        .map(|_| ())
+        .map_err(|e| format!("'{text}' is not an email address: {e}"))
+}

@@ -1,5 +1,5 @@
 //! [`Audiences`] on SQLite: the `contacts`, `audiences`, `audience_members`,
-//! `audience_changes` and `audience_sizes` tables; the engine's position is the meta key
+//! `audience_changes`, `audience_sizes` and `event_types` tables; the engine's position is the meta key
 //! [`AUDIENCE_POSITION_KEY`], written in the step's transaction.
 
 use rusqlite::{OptionalExtension, Row, params};
@@ -256,8 +256,31 @@ impl Audiences for SqliteStore {
                 ])
                 .map_err(db(OP))?;
             }
+            let mut types = tx
+                .prepare_cached(
+                    "INSERT INTO event_types (tenant, event_type) VALUES (?1, ?2)
+                     ON CONFLICT (tenant, event_type) DO NOTHING",
+                )
+                .map_err(db(OP))?;
+            for (tenant, event_type) in &step.new_event_types {
+                types.execute([tenant, event_type]).map_err(db(OP))?;
+            }
             put_meta(tx, AUDIENCE_POSITION_KEY, &step.position.to_string())
         })
+    }
+
+    fn known_event_types(&self) -> StoreResult<Vec<(String, String)>> {
+        const OP: &str = "read event types";
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT tenant, event_type FROM event_types ORDER BY tenant, event_type",
+            )
+            .map_err(db(OP))?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(db(OP))?;
+        rows.collect::<Result<_, _>>().map_err(db(OP))
     }
 
     fn audience_position(&self) -> StoreResult<u64> {

@@ -241,8 +241,8 @@ CREATE INDEX IF NOT EXISTS source_dead_letters_by_tenant ON source_dead_letters 
 ";
 
 /// Schema version 6: CRM contacts and audiences, the audiences' members as the audience engine
-/// last committed them, the log of their changes, and sizes over time (one per audience and
-/// minute).
+/// last committed them, the log of their changes, sizes over time (one per audience and
+/// minute), and the event types the audience engine has seen per tenant.
 const SCHEMA_V6: &str = "
 CREATE TABLE IF NOT EXISTS contacts (
     tenant        TEXT    NOT NULL,
@@ -284,6 +284,11 @@ CREATE TABLE IF NOT EXISTS audience_sizes (
     at_ms     INTEGER NOT NULL,
     size      INTEGER NOT NULL,
     PRIMARY KEY (tenant, audience, minute_ms)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS event_types (
+    tenant     TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    PRIMARY KEY (tenant, event_type)
 ) WITHOUT ROWID;
 ";
 

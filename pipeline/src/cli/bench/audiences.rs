@@ -172,7 +172,9 @@ struct Workload {
 impl Workload {
     fn new(contacts: usize, tenants: usize) -> Workload {
         let mut rng = StdRng::seed_from_u64(7);
-        let contacts = (0..contacts).map(|_| ContactState::random(&mut rng)).collect();
+        let contacts = (0..contacts)
+            .map(|_| ContactState::random(&mut rng))
+            .collect();
         Workload {
             rng,
             tenants,
@@ -258,7 +260,12 @@ impl Workload {
                     (0..self.contacts.len()).map(|n| ((n % self.tenants) % 4) as i64),
                 )) as ArrayRef,
                 Self::strings(self.contacts.len(), |n| {
-                    (if self.contacts[n].vip { "vip" } else { "standard" }).to_string()
+                    (if self.contacts[n].vip {
+                        "vip"
+                    } else {
+                        "standard"
+                    })
+                    .to_string()
                 }),
                 Self::strings(self.contacts.len(), |n| {
                     COUNTRIES[usize::from(self.contacts[n].country)].to_string()
@@ -413,9 +420,7 @@ fn incremental(args: &AudienceBenchArgs) -> anyhow::Result<(EnginePart, Workload
     }
     let throughput_s = started.elapsed().as_secs_f64();
     let updates_per_s = args.updates as f64 / throughput_s;
-    eprintln!(
-        "throughput: {updates_per_s:.0} updates/s, {changes} membership changes"
-    );
+    eprintln!("throughput: {updates_per_s:.0} updates/s, {changes} membership changes");
 
     // Latency at a fixed rate.
     let mut latency_ms = Vec::new();
@@ -545,7 +550,9 @@ async fn recompute(workload: &Workload, now: i64, sizes: &[u64]) -> anyhow::Resu
         }
         timings.push(started.elapsed().as_secs_f64() * 1e3);
     }
-    let differing: Vec<usize> = (0..sizes.len()).filter(|&t| answer[t] != sizes[t]).collect();
+    let differing: Vec<usize> = (0..sizes.len())
+        .filter(|&t| answer[t] != sizes[t])
+        .collect();
     anyhow::ensure!(
         differing.is_empty(),
         "the engine and the recompute disagree for {} tenants, e.g. t{:03}: engine {}, SQL {}",

@@ -22,12 +22,12 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sql::{DashboardEngine, EngineConfig};
 
+use super::{memory_mib, summary};
 use crate::config::QueryLimitsSettings;
 use crate::generate::TemplateLimits;
 use crate::generate::report::{
     ReportContext, ReportSpec, RunRef, Table, auto_chart, generate, render, run,
 };
-use super::{memory_mib, summary};
 use crate::queries::QueryRuntime;
 use crate::server::dashboards::built_in_model;
 
@@ -89,7 +89,6 @@ fn weekly_report() -> Value {
         "destinations": ["ops-email"]
     })
 }
-
 
 /// Runs the benchmark.
 pub async fn run(args: ReportsBenchArgs) -> anyhow::Result<Value> {
