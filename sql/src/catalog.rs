@@ -37,6 +37,7 @@ use datafusion::object_store::local::LocalFileSystem;
 use datafusion::prelude::SessionConfig;
 
 use crate::SqlError;
+use crate::crm::CrmTables;
 use crate::live::LiveTables;
 use crate::source::ExternalSource;
 
@@ -415,6 +416,8 @@ pub struct TenantSchema {
     tables: Mutex<HashMap<String, BuiltTable>>,
     /// The event log's tables, when live tables are on.
     live: Option<Arc<LiveTables>>,
+    /// The audiences' tables, once attached.
+    crm: Arc<CrmTables>,
 }
 
 /// A table provider and the file listing it was built from.
@@ -422,13 +425,24 @@ type BuiltTable = (Listing, Arc<dyn TableProvider>);
 
 impl TenantSchema {
     /// The schema of `tenant`, which must already be validated.
-    pub fn new(warehouse: Arc<Warehouse>, tenant: &str, live: Option<Arc<LiveTables>>) -> Self {
+    pub fn new(
+        warehouse: Arc<Warehouse>,
+        tenant: &str,
+        live: Option<Arc<LiveTables>>,
+        crm: Arc<CrmTables>,
+    ) -> Self {
         Self {
             warehouse,
             tenant: tenant.to_string(),
             tables: Mutex::new(HashMap::new()),
             live,
+            crm,
         }
+    }
+
+    /// Whether `name` is a CRM table served here.
+    fn crm(&self, name: &str) -> bool {
+        crate::crm::is_crm_table(name) && self.crm.attached()
     }
 
     /// The live tables, if `name` is one of them.
@@ -448,9 +462,12 @@ impl SchemaProvider for TenantSchema {
         let mut names = self.warehouse.table_names(&self.tenant);
         if let Some(live) = &self.live {
             names.extend(live.table_names().map(str::to_owned));
-            names.sort();
-            names.dedup();
         }
+        if self.crm.attached() {
+            names.extend(crate::crm::TABLES.map(str::to_owned));
+        }
+        names.sort();
+        names.dedup();
         names
     }
 
@@ -464,6 +481,9 @@ impl SchemaProvider for TenantSchema {
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             return Ok(Some(table));
+        }
+        if self.crm(name) {
+            return Ok(Some(self.crm.provider(&self.tenant, name).await?));
         }
         let Some(listing) = self.warehouse.list(name, &self.tenant) else {
             return Ok(None);
@@ -491,7 +511,9 @@ impl SchemaProvider for TenantSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         is_table_name(name)
-            && (self.live(name).is_some() || self.warehouse.list(name, &self.tenant).is_some())
+            && (self.live(name).is_some()
+                || self.crm(name)
+                || self.warehouse.list(name, &self.tenant).is_some())
     }
 }
 

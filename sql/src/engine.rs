@@ -21,6 +21,7 @@ use crate::cache::{CacheKey, CacheStats, PlanCache, ResultCache};
 use crate::catalog::{
     CATALOG, SCHEMA, TenantCatalogList, TenantSchema, Warehouse, validate_tenant,
 };
+use crate::crm::CrmTables;
 use crate::functions;
 use crate::limits::{self, QueryLimits, QueryMemoryPool, TotalMemory};
 use crate::live::{LiveConfig, LiveTables};
@@ -90,6 +91,8 @@ struct Inner {
     /// The memory budget every running query draws from.
     memory: Arc<TotalMemory>,
     live: Option<Arc<LiveTables>>,
+    /// The audiences' tables, once [`DashboardEngine::attach_crm`] is called.
+    crm: Arc<CrmTables>,
 }
 
 /// A tenant's tables and the session the engine itself plans and runs its queries in (never
@@ -186,6 +189,7 @@ impl DashboardEngine {
                 memory: TotalMemory::new(config.limits.total_memory_bytes),
                 limits: config.limits.clone(),
                 live,
+                crm: Arc::default(),
             }),
         };
         engine.check_model_against_data().await?;
@@ -195,6 +199,12 @@ impl DashboardEngine {
     /// The live tables, when on: run [`LiveTables::run`] to keep them current and compacted.
     pub fn live(&self) -> Option<Arc<LiveTables>> {
         self.inner.live.clone()
+    }
+
+    /// Serves the tenants' audiences as tables (`audience_members`, `audience_sizes`) from
+    /// `store`, from now on.
+    pub fn attach_crm(&self, store: Arc<dyn connectors::store::Audiences>) {
+        self.inner.crm.attach(store);
     }
 
     /// The loaded semantic model (for catalogs of members, docs, UIs).
@@ -368,6 +378,7 @@ impl DashboardEngine {
                     Arc::clone(&self.inner.warehouse),
                     tenant,
                     self.inner.live.clone(),
+                    Arc::clone(&self.inner.crm),
                 ));
                 Tenant {
                     ctx: self.context(Arc::clone(&schema)),
@@ -506,7 +517,11 @@ fn cache_tables(plan: &LogicalPlan) -> Option<BTreeSet<TableReference>> {
     let _ = plan.apply_with_subqueries(|node| {
         match node {
             LogicalPlan::TableScan(scan) => {
-                if scan.table_name.schema() == Some("information_schema") {
+                // Catalog introspection changes with the set of tables; CRM tables with every
+                // step of the audience engine.
+                if scan.table_name.schema() == Some("information_schema")
+                    || crate::crm::is_crm_table(scan.table_name.table())
+                {
                     cacheable = false;
                 }
                 tables.insert(scan.table_name.clone());

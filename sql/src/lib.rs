@@ -71,6 +71,7 @@
 
 pub mod cache;
 pub mod catalog;
+pub mod crm;
 pub mod engine;
 pub mod error;
 pub mod functions;

@@ -221,6 +221,7 @@ impl Server {
                 return Err(e.context("cannot start the audience engine"));
             }
         };
+        dashboards.attach_crm(store.clone());
         let app_state = AppState::new(runtime.clone(), secrets.clone(), throttle.clone())
             .with_audiences(audiences.clone())
             .with_sink_settings(sink_settings.clone())

@@ -1,7 +1,7 @@
 //! CRM contacts and audiences over the API: contacts checked field by field and stored one by
 //! one or in bulk; audiences refused when they name what the tenant does not have; members that
-//! follow events, contact changes (over the API and by `customer.*` events) and deletions; and a
-//! SIGKILL that loses no member.
+//! follow events, contact changes (over the API and by `customer.*` events) and deletions, also
+//! as tables of the dashboard engine; and a SIGKILL that loses no member.
 
 use std::collections::BTreeSet;
 
@@ -263,6 +263,27 @@ async fn audience_members_follow_events_contacts_and_a_restart() {
     assert_eq!(status, StatusCode::OK, "{sizes}");
     let last = sizes["sizes"].as_array().expect("sizes").last().cloned();
     assert_eq!(last.map(|s| s["size"].clone()), Some(json!(2)), "{sizes}");
+
+    // The same members and sizes as tables of the dashboard engine, never a stale cached answer.
+    let sql = "SELECT audience, contact FROM audience_members ORDER BY contact";
+    let (status, body) = server.post_text(KEY_A, "/v1/sql", sql).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["rows"],
+        json!([{"audience": "vip-spenders", "contact": "c1"},
+               {"audience": "vip-spenders", "contact": "c3"}]),
+        "{body}"
+    );
+    let (_, body) = server
+        .post_text(
+            KEY_A,
+            "/v1/sql",
+            "SELECT size FROM audience_sizes WHERE audience = 'vip-spenders' ORDER BY at DESC LIMIT 1",
+        )
+        .await;
+    assert_eq!(body["rows"], json!([{"size": 2}]), "{body}");
+    let (_, body) = server.post_text(KEY_B, "/v1/sql", sql).await;
+    assert_eq!(body["rows"], json!([]), "another tenant sees none: {body}");
 
     // Deleting the audience removes it and its members.
     assert_eq!(
