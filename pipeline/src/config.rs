@@ -362,6 +362,9 @@ pub struct ServerConfig {
     /// its logins are refused (429 / SQLSTATE 28000) for the rest of that minute. A pgwire
     /// user name (a tenant) may fail four times as often, from all addresses together.
     pub auth_failures_per_minute: u32,
+    /// The URL people reach this server at (`https://crm.shop.example`), for the unsubscribe
+    /// links of campaign messages; empty: `http://` and the listen address.
+    pub public_url: String,
 }
 
 /// Engine settings.
@@ -633,6 +636,7 @@ impl Default for ServerConfig {
             max_header_bytes: 32 * 1024,
             shutdown_grace: DurationSetting::from(Duration::from_secs(10)),
             auth_failures_per_minute: 20,
+            public_url: String::new(),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod audiences;
 pub mod auth;
+pub mod campaigns;
 pub mod cli;
 pub mod config;
 pub mod deliver;

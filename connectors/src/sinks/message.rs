@@ -12,6 +12,9 @@
 //!   one with a `content_id` is an inline image, the others are attached files.
 //! - `recipient` (optional): one email address. Reports fan out one notification per
 //!   recipient, so a failed recipient is retried alone and the others are never sent twice.
+//! - `unsubscribe_url` (optional): an https or http URL that unsubscribes the recipient with
+//!   one POST (RFC 8058); email carries it as `List-Unsubscribe` with
+//!   `List-Unsubscribe-Post: List-Unsubscribe=One-Click`.
 //!
 //! A payload that does not fit is refused with a message naming the field; sinks answer it as
 //! a permanent failure, since the same bytes will never fit.
@@ -37,6 +40,8 @@ pub struct Message {
     /// The one recipient this notification is for, when it names one (reports); otherwise the
     /// destination's own recipients.
     pub recipient: Option<String>,
+    /// Where the recipient unsubscribes with one POST (CRM campaigns).
+    pub unsubscribe_url: Option<String>,
 }
 
 /// An inline image or an attached file.
@@ -83,6 +88,8 @@ struct Payload {
     attachments: Vec<PayloadAttachment>,
     #[serde(default)]
     recipient: Option<String>,
+    #[serde(default)]
+    unsubscribe_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -132,12 +139,21 @@ impl Message {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
+        if let Some(url) = &payload.unsubscribe_url
+            && (!(url.starts_with("https://") || url.starts_with("http://"))
+                || url.contains(['\r', '\n', '<', '>', ' ']))
+        {
+            return Err(format!(
+                "unsubscribe_url: '{url}' is not an http(s) URL fit for a header"
+            ));
+        }
         Ok(Message {
             subject,
             text: payload.message,
             html: payload.html,
             attachments,
             recipient: payload.recipient,
+            unsubscribe_url: payload.unsubscribe_url,
         })
     }
 

@@ -141,6 +141,9 @@ pub trait Audiences: Send + Sync {
         limit: usize,
     ) -> StoreResult<Vec<Member>>;
 
+    /// Whether a contact is a member of an audience now.
+    fn is_member(&self, tenant: &str, audience: &str, contact: &str) -> StoreResult<bool>;
+
     /// Members of an audience now.
     fn audience_size(&self, tenant: &str, audience: &str) -> StoreResult<u64>;
 

@@ -22,10 +22,11 @@
 //! dev-dependencies only: the suite panics by design and has no place in a running server.
 
 use super::{
-    AppendOutcome, AudienceSize, AudienceStep, ClaimLimits, DeliveryAttempt, DeliveryNext,
-    DeliveryStatus, EventLog, FinishedRun, Member, MembershipChangeRow, NewDeadLetter, NewEvent,
-    NewNotification, NewReportRun, NotificationCursor, NotificationFilter, REPORT_KIND, RunStatus,
-    SourcePosition, SourceProgress, Store, StoreError, StoredAudience, StoredContact,
+    AppendOutcome, AudienceSize, AudienceStep, CampaignSend, ClaimLimits, DeliveryAttempt,
+    DeliveryNext, DeliveryStatus, EventLog, FinishedRun, Member, MembershipChangeRow,
+    NewDeadLetter, NewEvent, NewNotification, NewReportRun, NewSend, NotificationCursor,
+    NotificationFilter, REPORT_KIND, RunStatus, SendOutcome, SendStatus, SourcePosition,
+    SourceProgress, Store, StoreError, StoredAudience, StoredCampaign, StoredContact,
     StoredDestination, StoredReport, StoredRule, Tenant,
 };
 
@@ -59,6 +60,7 @@ macro_rules! store_contract_tests {
             source_positions_and_dead_letters_commit_with_their_events,
             contacts_and_audiences_are_tenant_scoped,
             an_audience_step_commits_members_log_sizes_and_position_together,
+            campaign_sends_are_added_once_and_finished_once_with_their_notifications,
         );
     };
     (@each $open:path; $($behaviour:ident),* $(,)?) => {
@@ -1193,6 +1195,9 @@ pub fn an_audience_step_commits_members_log_sizes_and_position_together(store: &
         }]
     );
     assert_eq!(store.all_members().expect("all").len(), 1);
+    assert!(store.is_member("a", "vip", "c1").expect("member"));
+    assert!(!store.is_member("a", "vip", "c2").expect("member"));
+    assert!(!store.is_member("b", "vip", "c1").expect("member"));
     assert!(
         store
             .audience_members("b", "vip", None, 10)
@@ -1230,5 +1235,128 @@ pub fn an_audience_step_commits_members_log_sizes_and_position_together(store: &
             .audience_sizes("a", None, 0)
             .expect("sizes")
             .is_empty()
+    );
+}
+
+fn send(contact: &str, instance: &str, due_ms: i64) -> NewSend {
+    NewSend {
+        tenant: "a".into(),
+        campaign: "winback".into(),
+        instance: instance.into(),
+        contact: contact.into(),
+        channel: "email".into(),
+        due_ms,
+    }
+}
+
+/// A send's key is its idempotency key: added twice it is one send; finished, it enqueues its
+/// notification in the same transaction, and finishing it again changes and enqueues nothing.
+/// Held sends come due again; the campaigns' position moves with the sends it produced.
+pub fn campaign_sends_are_added_once_and_finished_once_with_their_notifications(store: &dyn Store) {
+    let campaign = StoredCampaign {
+        tenant: "a".into(),
+        id: "winback".into(),
+        version: 1,
+        body: "{}".into(),
+        expanded_at_ms: None,
+        updated_at_ms: 1,
+    };
+    store.put_campaign(&campaign).expect("put");
+    assert_eq!(
+        store.get_campaign("a", "winback").expect("get"),
+        Some(campaign)
+    );
+    assert!(store.get_campaign("b", "winback").expect("get").is_none());
+    assert_eq!(store.campaign_position().expect("position"), 0);
+    let added = store
+        .add_sends(
+            &[
+                send("c1", "enter@100", 100),
+                send("c2", "enter@100", 100),
+                send("c1", "enter@100", 100),
+            ],
+            Some(7),
+            Some(("a", "winback", 50)),
+        )
+        .expect("add");
+    assert_eq!(added, 2, "the repeated key is one send");
+    assert_eq!(store.campaign_position().expect("position"), 7);
+    assert_eq!(
+        store
+            .get_campaign("a", "winback")
+            .expect("get")
+            .and_then(|c| c.expanded_at_ms),
+        Some(50)
+    );
+    assert_eq!(
+        store
+            .add_sends(&[send("c1", "enter@100", 100)], None, None)
+            .expect("add"),
+        0,
+        "a send already there is left alone"
+    );
+    assert!(store.due_sends(99, 10).expect("due").is_empty());
+    let due = store.due_sends(100, 10).expect("due");
+    assert_eq!(due.len(), 2);
+    assert!(due.iter().all(|s| s.status == SendStatus::Pending));
+    let sent = SendOutcome {
+        send: send("c1", "enter@100", 100),
+        status: SendStatus::Sent,
+        reason: None,
+        notification: Some(notification("a", "n-c1", "campaign", &[])),
+    };
+    let held = SendOutcome {
+        send: send("c2", "enter@100", 500),
+        status: SendStatus::Held,
+        reason: Some("quiet hours".into()),
+        notification: None,
+    };
+    store
+        .finish_sends(&[sent.clone(), held], 120)
+        .expect("finish");
+    store.finish_sends(&[sent], 130).expect("finish again");
+    assert_eq!(
+        store
+            .list_notifications("a", &NotificationFilter::default())
+            .expect("notifications")
+            .len(),
+        1
+    );
+    assert!(store.due_sends(499, 10).expect("due").is_empty());
+    let due: Vec<CampaignSend> = store.due_sends(500, 10).expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].status, SendStatus::Held);
+    store
+        .finish_sends(
+            &[SendOutcome {
+                send: send("c2", "enter@100", 500),
+                status: SendStatus::Capped,
+                reason: Some("1 message per day".into()),
+                notification: None,
+            }],
+            600,
+        )
+        .expect("finish");
+    let counts = store.campaign_counts("a", "winback").expect("counts");
+    assert_eq!(counts.get(&SendStatus::Sent), Some(&1));
+    assert_eq!(counts.get(&SendStatus::Capped), Some(&1));
+    assert_eq!(store.sent_since("a", "c1", 120).expect("count"), 1);
+    assert_eq!(store.sent_since("a", "c1", 121).expect("count"), 0);
+    assert_eq!(
+        store.contact_sends("a", "c2", 10).expect("sends")[0].status,
+        SendStatus::Capped
+    );
+    store
+        .add_sends(&[send("c3", "enter@900", 900)], None, None)
+        .expect("add");
+    assert!(store.delete_campaign("a", "winback").expect("delete"));
+    assert!(
+        store.due_sends(i64::MAX, 10).expect("due").is_empty(),
+        "waiting sends go with it"
+    );
+    assert_eq!(
+        store.contact_sends("a", "c1", 10).expect("sends").len(),
+        1,
+        "history stays"
     );
 }

@@ -4,7 +4,7 @@
 //!
 //! Each concern is a trait in its own module, with its row types beside it: [`EventLog`],
 //! [`Catalog`], [`Outbox`], [`Reports`], [`Sources`] (source positions and dead letters), [`Audiences`] (CRM contacts,
-//! audiences and their members),
+//! audiences and their members), [`Campaigns`] (campaigns and their sends),
 //! [`SecretRows`] and [`Meta`]. [`Store`] is all of them at once; the
 //! pipeline shares one `Arc<dyn Store>`, and code that needs a single concern takes just that
 //! trait (the secrets store, for one, takes only [`SecretRows`]). [`open`] opens the store a
@@ -29,6 +29,7 @@
 //! caller holding tenant A's credential cannot see or change tenant B's rows by guessing ids.
 
 mod audiences;
+mod campaigns;
 mod catalog;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
@@ -48,6 +49,7 @@ pub use audiences::{
     AudienceSize, AudienceStep, Audiences, Member, MembershipChangeRow, StoredAudience,
     StoredContact,
 };
+pub use campaigns::{CampaignSend, Campaigns, NewSend, SendOutcome, SendStatus, StoredCampaign};
 pub use catalog::{Catalog, StoredDestination, StoredRule, Tenant};
 pub use events::{AppendOutcome, EventLog, NewEvent, StoredEvent};
 pub use meta::Meta;
@@ -72,12 +74,32 @@ pub use sqlite::SqliteStore;
 ///
 /// Nothing to implement: a type that implements every concern is a `Store`.
 pub trait Store:
-    EventLog + Catalog + Outbox + Reports + Sources + Audiences + Meta + SecretRows + Send + Sync
+    EventLog
+    + Catalog
+    + Outbox
+    + Reports
+    + Sources
+    + Audiences
+    + Campaigns
+    + Meta
+    + SecretRows
+    + Send
+    + Sync
 {
 }
 
 impl<
-    T: EventLog + Catalog + Outbox + Reports + Sources + Audiences + Meta + SecretRows + Send + Sync,
+    T: EventLog
+        + Catalog
+        + Outbox
+        + Reports
+        + Sources
+        + Audiences
+        + Campaigns
+        + Meta
+        + SecretRows
+        + Send
+        + Sync,
 > Store for T
 {
 }

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 mod renderer;
 pub mod report;
-mod template;
+pub mod template;
 
 pub use renderer::{RenderJob, Renderer, RuleVersion};
 pub use template::{TRUNCATED_MARKER, TemplateError, TemplateLimits, render, render_within};

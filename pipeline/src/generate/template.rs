@@ -85,17 +85,30 @@ pub fn render(
     context: &Value,
     limits: &TemplateLimits,
 ) -> Result<String, TemplateError> {
-    render_capped(template, context, limits).map(|(message, _)| message)
+    render_capped(template, context, limits, false).map(|(message, _)| message)
 }
 
-/// [`render`], saying also whether the message was cut.
+/// [`render`] for HTML: every value the template prints is HTML-escaped unless marked `safe`.
+pub fn render_html(
+    template: &str,
+    context: &Value,
+    limits: &TemplateLimits,
+) -> Result<String, TemplateError> {
+    render_capped(template, context, limits, true).map(|(message, _)| message)
+}
+
+/// [`render`] (or [`render_html`]), saying also whether the message was cut.
 fn render_capped(
     template: &str,
     context: &Value,
     limits: &TemplateLimits,
+    html: bool,
 ) -> Result<(String, bool), TemplateError> {
     let mut env = Environment::new();
     env.set_fuel(Some(limits.fuel));
+    if html {
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+    }
     let compiled = env
         .template_from_str(template)
         .map_err(|e| TemplateError::Syntax(shorten(e.to_string())))?;
@@ -118,6 +131,15 @@ pub fn render_within(
     context: Value,
     limits: &TemplateLimits,
 ) -> Result<(String, bool), TemplateError> {
+    render_within_as(template, context, limits, false)
+}
+
+fn render_within_as(
+    template: &str,
+    context: Value,
+    limits: &TemplateLimits,
+    html: bool,
+) -> Result<(String, bool), TemplateError> {
     let running = DEADLINE_THREADS.fetch_add(1, Ordering::SeqCst);
     let slot = ThreadSlot;
     if running >= MAX_DEADLINE_THREADS {
@@ -129,7 +151,7 @@ pub fn render_within(
         .name("tidemark-template".into())
         .spawn(move || {
             let _slot = slot;
-            let _ = tx.send(render_capped(&template, &context, &limits_copy));
+            let _ = tx.send(render_capped(&template, &context, &limits_copy, html));
         });
     if let Err(e) = spawned {
         return Err(TemplateError::Failed(format!(
@@ -163,11 +185,29 @@ pub fn check(
     samples: &[Value],
     limits: &TemplateLimits,
 ) -> Result<(), TemplateError> {
+    check_as(template, samples, limits, false)
+}
+
+/// [`check`] for an HTML template ([`render_html`]).
+pub fn check_html(
+    template: &str,
+    sample: &Value,
+    limits: &TemplateLimits,
+) -> Result<(), TemplateError> {
+    check_as(template, std::slice::from_ref(sample), limits, true)
+}
+
+fn check_as(
+    template: &str,
+    samples: &[Value],
+    limits: &TemplateLimits,
+    html: bool,
+) -> Result<(), TemplateError> {
     Environment::new()
         .template_from_str(template)
         .map_err(|e| TemplateError::Syntax(shorten(e.to_string())))?;
     for sample in samples {
-        match render_within(template, sample.clone(), limits) {
+        match render_within_as(template, sample.clone(), limits, html) {
             Ok((_, false)) | Err(TemplateError::Failed(_)) => {}
             Ok((_, true)) => {
                 return Err(TemplateError::TooLong {

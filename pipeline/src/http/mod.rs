@@ -29,6 +29,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 mod audiences;
+mod campaigns;
 mod destinations;
 mod events;
 pub mod listener;
@@ -62,6 +63,8 @@ pub struct AppState {
     sources: SourcesHealth,
     /// The audience engine's handle (contacts, audiences), when it runs.
     audiences: Option<Arc<crate::audiences::AudienceService>>,
+    /// The key unsubscribe links are signed with, when campaigns run.
+    unsubscribe_key: Option<crate::campaigns::TokenKey>,
 }
 
 impl AppState {
@@ -80,6 +83,7 @@ impl AppState {
             sink_settings: Default::default(),
             sources: Default::default(),
             audiences: None,
+            unsubscribe_key: None,
         }
     }
 
@@ -101,6 +105,14 @@ impl AppState {
     pub fn with_audiences(self, audiences: Arc<crate::audiences::AudienceService>) -> AppState {
         AppState {
             audiences: Some(audiences),
+            ..self
+        }
+    }
+
+    /// The state with campaigns' unsubscribe links checked against `key`.
+    pub fn with_unsubscribe_key(self, key: crate::campaigns::TokenKey) -> AppState {
+        AppState {
+            unsubscribe_key: Some(key),
             ..self
         }
     }
@@ -180,6 +192,22 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             get(audiences::audience_members),
         )
         .route("/v1/audiences/{id}/sizes", get(audiences::audience_sizes))
+        .route(
+            "/v1/contacts/{id}/messages",
+            get(campaigns::contact_messages),
+        )
+        .route(
+            "/v1/campaigns",
+            get(campaigns::list_campaigns).post(campaigns::create_campaign),
+        )
+        .route(
+            "/v1/campaigns/{id}",
+            get(campaigns::get_campaign).delete(campaigns::delete_campaign),
+        )
+        .route(
+            "/unsubscribe/{token}",
+            get(campaigns::unsubscribe_page).post(campaigns::unsubscribe),
+        )
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))

@@ -45,6 +45,8 @@ pub struct Server {
     sources: Vec<tokio::task::JoinHandle<()>>,
     /// CRM contacts and audiences (the audience engine's thread).
     pub audiences: Arc<AudienceService>,
+    /// The campaign thread.
+    campaigns: std::thread::JoinHandle<()>,
     pgwire: Option<tokio::task::JoinHandle<()>>,
     _lock: std::fs::File,
 }
@@ -222,8 +224,36 @@ impl Server {
             }
         };
         dashboards.attach_crm(store.clone());
+        let unsubscribe_key = {
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || crate::campaigns::token_key(store.as_ref()))
+                .await?
+            {
+                Ok(key) => key,
+                Err(e) => {
+                    runtime.shutdown();
+                    return Err(anyhow::Error::new(e).context("cannot read the unsubscribe key"));
+                }
+            }
+        };
+        let public_url = if config.server.public_url.is_empty() {
+            format!("http://{addr}")
+        } else {
+            config.server.public_url.trim_end_matches('/').to_string()
+        };
+        let campaigns = crate::campaigns::start(
+            crate::campaigns::CampaignContext {
+                store: store.clone(),
+                templates: config.templates.limits(),
+                public_url,
+                key: unsubscribe_key.clone(),
+            },
+            stop_rx.clone(),
+        )
+        .context("cannot start the campaign thread")?;
         let app_state = AppState::new(runtime.clone(), secrets.clone(), throttle.clone())
             .with_audiences(audiences.clone())
+            .with_unsubscribe_key(unsubscribe_key)
             .with_sink_settings(sink_settings.clone())
             .with_sources(sources_health.clone());
         let source_tasks = sources::start(
@@ -340,6 +370,7 @@ impl Server {
             pgwire_addr,
             runtime,
             audiences,
+            campaigns,
             stop,
             http,
             sender,
@@ -367,6 +398,8 @@ impl Server {
         let _ = tokio::task::spawn_blocking(move || runtime.shutdown()).await;
         let audiences = self.audiences.clone();
         let _ = tokio::task::spawn_blocking(move || audiences.shutdown()).await;
+        let campaigns = self.campaigns;
+        let _ = tokio::task::spawn_blocking(move || campaigns.join()).await;
         let _ = self.sender.await;
         let _ = self.reports.await;
         if let Some(live) = self.live_task {

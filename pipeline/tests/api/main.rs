@@ -6,6 +6,7 @@
 //! order "a fast destination is served before a slow one finishes".
 
 mod audiences;
+mod campaigns;
 mod delivery;
 mod events;
 mod harness;
@@ -17,3 +18,6 @@ mod serving;
 mod templates;
 mod thresholds;
 mod walls;
+
+#[path = "../../../connectors/tests/support/smtp.rs"]
+mod smtp;

@@ -414,6 +414,7 @@ struct Prepared {
     from: Mailbox,
     reply_to: Option<Mailbox>,
     list_id: Option<String>,
+    unsubscribe_url: Option<String>,
     message_id: String,
     subject: String,
     body: Body,
@@ -449,6 +450,7 @@ impl Prepared {
             from,
             reply_to,
             list_id,
+            unsubscribe_url: message.unsubscribe_url.clone(),
             subject: message.subject.clone(),
             body: body(message)?,
             recipients,
@@ -471,6 +473,18 @@ impl Prepared {
                 HeaderName::new_from_ascii_str("List-Id"),
                 list_id.clone(),
             ));
+        }
+        if let Some(url) = &self.unsubscribe_url {
+            // RFC 8058 one-click: mail clients POST `List-Unsubscribe=One-Click` to the URL.
+            builder = builder
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                    format!("<{url}>"),
+                ))
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                    "List-Unsubscribe=One-Click".to_owned(),
+                ));
         }
         let built = match &self.body {
             Body::Single(part) => builder.singlepart(part.clone()),

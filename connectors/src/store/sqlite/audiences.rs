@@ -333,6 +333,16 @@ impl Audiences for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(db(OP))
     }
 
+    fn is_member(&self, tenant: &str, audience: &str, contact: &str) -> StoreResult<bool> {
+        const OP: &str = "look up a member";
+        let conn = self.reader();
+        conn.prepare_cached(
+            "SELECT 1 FROM audience_members WHERE tenant = ?1 AND audience = ?2 AND contact = ?3",
+        )
+        .and_then(|mut stmt| stmt.exists([tenant, audience, contact]))
+        .map_err(db(OP))
+    }
+
     fn audience_size(&self, tenant: &str, audience: &str) -> StoreResult<u64> {
         const OP: &str = "count audience members";
         let conn = self.reader();

@@ -2,7 +2,7 @@
 //!
 //! This module opens the file, configures its connections, migrates the schema and runs the
 //! background checkpointer; each concern's trait is implemented in its own file ([`events`],
-//! [`catalog`], [`outbox`], [`reports`], [`sources`], [`secrets`], [`meta`], [`audiences`]) on the connections and helpers kept here.
+//! [`catalog`], [`outbox`], [`reports`], [`sources`], [`secrets`], [`meta`], [`audiences`], [`campaigns`]) on the connections and helpers kept here.
 //!
 //! Durability: the database runs in WAL mode with `synchronous=FULL`, so every commit fsyncs
 //! the WAL before it returns; an appended event survives a power cut once `append_events`
@@ -21,6 +21,7 @@
 //! [`WAL_AUTOCHECKPOINT_PAGES`].
 
 mod audiences;
+mod campaigns;
 mod catalog;
 mod events;
 mod meta;
@@ -242,7 +243,8 @@ CREATE INDEX IF NOT EXISTS source_dead_letters_by_tenant ON source_dead_letters 
 
 /// Schema version 6: CRM contacts and audiences, the audiences' members as the audience engine
 /// last committed them, the log of their changes, sizes over time (one per audience and
-/// minute), and the event types the audience engine has seen per tenant.
+/// minute), the event types the audience engine has seen per tenant, and campaigns with one
+/// row per (campaign, instance, contact, channel) send.
 const SCHEMA_V6: &str = "
 CREATE TABLE IF NOT EXISTS contacts (
     tenant        TEXT    NOT NULL,
@@ -290,6 +292,33 @@ CREATE TABLE IF NOT EXISTS event_types (
     event_type TEXT NOT NULL,
     PRIMARY KEY (tenant, event_type)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS campaigns (
+    tenant         TEXT    NOT NULL,
+    id             TEXT    NOT NULL,
+    version        INTEGER NOT NULL,
+    body           TEXT    NOT NULL,
+    expanded_at_ms INTEGER,
+    updated_at_ms  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS campaign_sends (
+    tenant          TEXT    NOT NULL,
+    campaign        TEXT    NOT NULL,
+    instance        TEXT    NOT NULL,
+    contact         TEXT    NOT NULL,
+    channel         TEXT    NOT NULL,
+    due_ms          INTEGER NOT NULL,
+    status          TEXT    NOT NULL CHECK (status IN ('pending', 'held', 'sent', 'capped',
+                                                       'unsubscribed', 'not_member', 'failed')),
+    reason          TEXT,
+    notification_id TEXT,
+    updated_at_ms   INTEGER NOT NULL,
+    PRIMARY KEY (tenant, campaign, instance, contact, channel)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS campaign_sends_due ON campaign_sends (due_ms)
+    WHERE status IN ('pending', 'held');
+CREATE INDEX IF NOT EXISTS campaign_sends_by_contact
+    ON campaign_sends (tenant, contact, updated_at_ms);
 ";
 
 /// The embedded SQLite [`Store`](crate::store::Store). See the module docs for durability and

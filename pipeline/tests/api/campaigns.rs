@@ -1,0 +1,260 @@
+//! CRM campaigns end to end with a real SMTP server: a contact entering an audience gets the
+//! campaign's email once (HTML escaped, a one-click unsubscribe link that works), contacts
+//! without consent get nothing, an announcement respects a frequency cap across campaigns and an
+//! unsubscribe, a SIGKILL sends nothing twice, and bad definitions are 400s naming the field.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use mailparse::MailHeaderMap;
+use serde_json::{Value, json};
+
+use crate::harness::*;
+use crate::smtp::SmtpServer;
+
+async fn contact(server: &Tidemark, id: &str, consent: bool, name: &str) {
+    let (status, body) = server
+        .put(
+            KEY_A,
+            &format!("/v1/contacts/{id}"),
+            json!({"email": format!("{id}@shop.example"), "time_zone": "Asia/Seoul",
+                   "consent": {"email": consent}, "attributes": {"first_name": name}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+fn order(id: &str, customer: &str) -> Value {
+    event(id, "order", json!({"customer_id": customer, "amount": 10}))
+}
+
+/// Waits until the SMTP server holds `n` messages; returns them as (recipient, raw).
+async fn mails(smtp: &SmtpServer, n: usize) -> Vec<(String, Vec<u8>)> {
+    eventually(&format!("{n} messages"), async || {
+        let received = smtp.received();
+        (received.len() >= n).then(|| {
+            received
+                .into_iter()
+                .map(|(to, raw)| (to.join(","), raw))
+                .collect()
+        })
+    })
+    .await
+}
+
+async fn counts(server: &Tidemark, id: &str) -> Value {
+    let (status, body) = server.get(KEY_A, &format!("/v1/campaigns/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["counts"].clone()
+}
+
+async fn setup(smtp: &SmtpServer) -> Tidemark {
+    let server = Tidemark::start().await;
+    let (status, body) = server
+        .post(
+            KEY_A,
+            "/v1/destinations",
+            json!({"id": "mail", "kind": "email", "config": {
+                "host": "127.0.0.1", "port": smtp.port, "tls": "none",
+                "from": "Shop <news@shop.example>", "to": ["ops@shop.example"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    server.send_events(KEY_A, &[order("seed", "nobody")]).await;
+    eventually("order known", async || {
+        let (status, _) = server
+            .post(
+                KEY_A,
+                "/v1/audiences",
+                json!({"id": "buyers", "where":
+                    {"event": "order", "in_last_days": 30, "op": ">=", "value": 1}}),
+            )
+            .await;
+        (status == StatusCode::CREATED).then_some(())
+    })
+    .await;
+    server
+}
+
+#[tokio::test]
+async fn entering_contacts_get_one_email_each_and_unsubscribe_in_one_click() {
+    let smtp = SmtpServer::start(&[]);
+    let mut server = setup(&smtp).await;
+    contact(&server, "c1", true, "<b>Kim</b>").await;
+    contact(&server, "c2", false, "Lee").await;
+    contact(&server, "c3", true, "Park").await;
+    let (status, body) = server
+        .post(
+            KEY_A,
+            "/v1/campaigns",
+            json!({"id": "welcome", "trigger": {"type": "enter", "audience": "buyers"},
+                   "channel": "email", "destination": "mail",
+                   "content": {"subject": "Thanks, {{ contact.first_name }}",
+                               "html": "<p>Hello {{ contact.first_name }}</p>",
+                               "text": "Hello {{ contact.first_name }}"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    server
+        .send_events(
+            KEY_A,
+            &[order("o1", "c1"), order("o2", "c2"), order("o3", "c3")],
+        )
+        .await;
+    let received = mails(&smtp, 2).await;
+    eventually("c2 refused for consent", async || {
+        (counts(&server, "welcome").await["unsubscribed"] == 1).then_some(())
+    })
+    .await;
+    let mut recipients: Vec<&str> = received.iter().map(|(to, _)| to.as_str()).collect();
+    recipients.sort();
+    assert_eq!(recipients, ["c1@shop.example", "c3@shop.example"]);
+    let (_, raw) = received
+        .iter()
+        .find(|(to, _)| to == "c1@shop.example")
+        .expect("c1's message");
+    let mail = mailparse::parse_mail(raw).expect("MIME");
+    let unsubscribe = mail
+        .headers
+        .get_first_value("List-Unsubscribe")
+        .expect("List-Unsubscribe");
+    assert_eq!(
+        mail.headers
+            .get_first_value("List-Unsubscribe-Post")
+            .as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+    let html = mail
+        .subparts
+        .iter()
+        .flat_map(|p| std::iter::once(p).chain(p.subparts.iter()))
+        .find(|p| p.ctype.mimetype == "text/html")
+        .expect("an HTML part")
+        .get_body()
+        .expect("body");
+    assert!(
+        html.contains("&lt;b&gt;Kim") && !html.contains("<b>"),
+        "escaped: {html}"
+    );
+    assert_eq!(counts(&server, "welcome").await["sent"], 2);
+
+    // One click: the URL in the header, POSTed as RFC 8058 says, without a key.
+    let url = unsubscribe.trim_start_matches('<').trim_end_matches('>');
+    let response = server.http.get(url).send().await.expect("unsubscribe page");
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_, c1) = server.get(KEY_A, "/v1/contacts/c1").await;
+    assert_eq!(c1["consent"]["email"], true, "a GET changes nothing");
+    let response = server
+        .http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .expect("one-click");
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_, c1) = server.get(KEY_A, "/v1/contacts/c1").await;
+    assert_eq!(c1["consent"]["email"], false, "{c1}");
+    let forged = format!("{}x", url.trim_end_matches('/'));
+    let response = server.http.post(&forged).send().await.expect("forged");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    // An announcement to every consenting contact, capped at one campaign message a day:
+    // c1 unsubscribed, c3 had one today, c4 (new, never ordered) gets it.
+    contact(&server, "c4", true, "Choi").await;
+    let (status, body) = server
+        .post(
+            KEY_A,
+            "/v1/campaigns",
+            json!({"id": "news", "trigger": {"type": "announcement"},
+                   "channel": "email", "destination": "mail",
+                   "frequency_cap": {"max": 1, "per_days": 1},
+                   "content": {"subject": "News", "text": "News for {{ contact.first_name }}"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let received = mails(&smtp, 3).await;
+    eventually("c3 capped", async || {
+        (counts(&server, "news").await["capped"] == 1).then_some(())
+    })
+    .await;
+    let news = counts(&server, "news").await;
+    assert_eq!(news["sent"], 1, "{news}");
+    assert_eq!(news["unsubscribed"], 0, "c1 is not listed at all: {news}");
+    assert_eq!(received[2].0, "c4@shop.example");
+    let (_, messages) = server.get(KEY_A, "/v1/contacts/c3/messages").await;
+    let statuses: Vec<&str> = messages["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["status"].as_str().expect("status"))
+        .collect();
+    assert!(
+        statuses.contains(&"capped") && statuses.contains(&"sent"),
+        "{messages}"
+    );
+
+    // A SIGKILL: nothing is sent again.
+    server.restart(|_| {}).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(smtp.received().len(), 3, "no message twice after a restart");
+    assert_eq!(counts(&server, "welcome").await["sent"], 2);
+}
+
+#[tokio::test]
+async fn bad_campaigns_are_refused_naming_the_field() {
+    let smtp = SmtpServer::start(&[]);
+    let server = setup(&smtp).await;
+    let (status, body) = server
+        .post(
+            KEY_A,
+            "/v1/destinations",
+            json!({"id": "hook", "kind": "webhook", "config": {"url": "http://127.0.0.1:9/sms"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let good = json!({"trigger": {"type": "enter", "audience": "buyers"},
+        "channel": "email", "destination": "mail",
+        "content": {"subject": "Hi", "text": "Hi {{ contact.first_name }}"}});
+    let with = |path: &[&str], value: Value| {
+        let mut spec = good.clone();
+        let mut at = &mut spec;
+        for key in &path[..path.len() - 1] {
+            at = &mut at[*key];
+        }
+        at[path[path.len() - 1]] = value;
+        spec
+    };
+    for (spec, field) in [
+        (
+            with(&["content", "html"], json!("<p>{{ contact.first_name </p>")),
+            "content.html",
+        ),
+        (
+            with(&["trigger", "audience"], json!("nobody-here")),
+            "trigger.audience",
+        ),
+        (with(&["destination"], json!("hook")), "destination"),
+        (with(&["destination"], json!("missing")), "destination"),
+        (with(&["channel"], json!("webhook")), "consent"),
+        (with(&["trigger", "delay"], json!("soon")), "trigger.delay"),
+        (
+            with(&["quiet_hours"], json!({"from": "25:00", "to": "08:00"})),
+            "quiet_hours.from",
+        ),
+        (
+            with(&["frequency_cap"], json!({"max": 0})),
+            "frequency_cap.max",
+        ),
+    ] {
+        let (status, body) = server.post(KEY_A, "/v1/campaigns", spec.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{spec}: {body}");
+        assert_eq!(error_field(&body), field, "{spec}: {body}");
+    }
+    let (status, body) = server.post(KEY_A, "/v1/campaigns", good.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, list) = server.get(KEY_A, "/v1/campaigns").await;
+    assert_eq!(list["campaigns"].as_array().map(Vec::len), Some(1));
+    let (_, other) = server.get(KEY_B, "/v1/campaigns").await;
+    assert_eq!(other["campaigns"].as_array().map(Vec::len), Some(0));
+}
