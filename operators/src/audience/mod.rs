@@ -32,8 +32,12 @@ use differential_dataflow::input::{Input, InputSession};
 use serde::{Deserialize, Serialize};
 use timely::communication::Allocator;
 use timely::communication::allocator::thread::Thread;
-use timely::dataflow::ProbeHandle;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::core::Map;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::{ProbeHandle, Stream};
 use timely::worker::Worker;
 
 pub use definition::{
@@ -193,6 +197,8 @@ impl AudienceEngine {
             let (atoms_in, atoms) = scope.new_collection::<((SmolStr, SmolStr), AtomRow), isize>();
             let (events_in, events) =
                 scope.new_collection::<((SmolStr, SmolStr), EventRow), isize>();
+            // An event's retraction is stamped with the instant it leaves the longest window.
+            let events = hold_until_due(events.inner).as_collection();
 
             let base = contacts.join_map(defs, |tenant, (contact, view), def| {
                 (
@@ -237,8 +243,8 @@ impl AudienceEngine {
                         }
                         out
                     },
-                )
-                .as_collection();
+                );
+            let hits = hold_until_due(hits).as_collection();
 
             base.concat(hits)
                 .reduce(
@@ -521,6 +527,56 @@ impl AudienceEngine {
             ..self.stats
         }
     }
+}
+
+/// Passes updates on, except those stamped later than the time they are sent at (a window's
+/// end, a future event's start): those are held here and released when the frontier reaches
+/// their time. Differential's batchers would otherwise keep them and walk all of them at every
+/// step, making a step cost as much as every pending retraction.
+fn hold_until_due<'scope, D: Clone + 'static>(
+    stream: Stream<'scope, Time, Vec<(D, Time, isize)>>,
+) -> Stream<'scope, Time, Vec<(D, Time, isize)>> {
+    stream.unary_frontier::<CapacityContainerBuilder<Vec<(D, Time, isize)>>, _, _, _>(
+        Pipeline,
+        "HoldUntilDue",
+        |_initial, _info| {
+            let mut pending: BTreeMap<Time, Vec<(D, Time, isize)>> = BTreeMap::new();
+            // A capability at the earliest held time: every release is delayed from it.
+            let mut held: Option<Capability<Time>> = None;
+            move |(input, frontier), output| {
+                input.for_each(|cap, data| {
+                    // Messages of this dataflow always carry a time; one without may be passed on.
+                    let now = cap.least().copied().unwrap_or(Time::MAX);
+                    let mut session = output.session(&cap);
+                    for (datum, time, diff) in data.drain(..) {
+                        if time <= now {
+                            session.give((datum, time, diff));
+                        } else {
+                            pending.entry(time).or_default().push((datum, time, diff));
+                            if held.as_ref().is_none_or(|h| time < *h.time()) {
+                                held = Some(cap.delayed(&time, 0));
+                            }
+                        }
+                    }
+                });
+                let Some(cap) = held.as_mut() else { return };
+                while let Some(entry) = pending.first_entry() {
+                    let time = *entry.key();
+                    if frontier.less_than(&time) {
+                        break;
+                    }
+                    let due = entry.remove();
+                    output
+                        .session(&cap.delayed(&time))
+                        .give_iterator(due.into_iter());
+                }
+                match pending.first_key_value() {
+                    Some((&next, _)) => cap.downgrade(&next),
+                    None => held = None,
+                }
+            }
+        },
+    )
 }
 
 /// The contact an event belongs to: its `customer_id`, a string or a whole number.
