@@ -232,6 +232,22 @@ impl Warehouse {
         names
     }
 
+    /// Whether `tenant`'s `table` holds files loaded into the warehouse, as opposed to only the
+    /// files live tables compacted from the tenant's events (whose columns are the event
+    /// mapping's, not the model's).
+    pub fn has_loaded_files(&self, table: &str, tenant: &str) -> bool {
+        let Ok(entries) = fs::read_dir(self.table_dir(table, tenant)) else {
+            return false;
+        };
+        entries.flatten().any(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            !name.starts_with(crate::live::files::PREFIX)
+                && !name.starts_with(['.', '_'])
+                && (name.ends_with(Format::Parquet.extension())
+                    || name.ends_with(Format::Csv.extension()))
+        })
+    }
+
     /// The tenants that have data for `table`, sorted (used to check models against real files).
     pub fn tenants_with(&self, table: &str) -> Vec<String> {
         let Ok(entries) = fs::read_dir(self.root.join(table)) else {

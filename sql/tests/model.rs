@@ -97,3 +97,51 @@ async fn the_demo_model_fits_the_demo_tables() {
     assert!(matches!(engine, Err(SqlError::Model { .. })));
     assert!(f.engine.model().source("web_sessions").is_some());
 }
+
+/// A tenant whose `orders` hold only files live tables compacted from its events (columns of
+/// the event mapping, not the model's) does not stop the engine from starting: the model is
+/// checked against a tenant with loaded files.
+#[tokio::test]
+async fn compacted_event_files_of_one_tenant_do_not_fail_the_start() {
+    use std::sync::Arc;
+
+    use sql::arrow::array::{ArrayRef, Float64Array};
+    let f = fixture().await;
+    let root = f.warehouse();
+    common::write(
+        &root,
+        "orders",
+        "0-live-only",
+        "live-2026-12-03-00000000000000000001-00000000000000000002.parquet",
+        vec![(
+            "revenue",
+            Arc::new(Float64Array::from(vec![1.0, 2.0])) as ArrayRef,
+        )],
+    );
+    let started = start(
+        &f,
+        r#"
+        [sources.orders]
+        table = "orders"
+        [sources.orders.measures.orders]
+        type = "count_distinct"
+        column = "order_id"
+    "#,
+    )
+    .await;
+    assert!(started.is_ok(), "{:?}", started.err());
+    // A typo is still caught, against the tenants with loaded files.
+    let err = start(
+        &f,
+        r#"
+        [sources.orders]
+        table = "orders"
+        [sources.orders.measures.orders]
+        type = "count_distinct"
+        column = "order_idd"
+    "#,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("order_idd"), "{err}");
+}
