@@ -11,8 +11,9 @@
 //! ```
 //!
 //! Triggers: `enter` / `leave` an audience (optionally after `delay`, and only if the contact is
-//! still in (or still out of) it then), or `announcement`: every contact with the channel's
-//! consent — or every member of `audience` — `at` an instant (default: when created).
+//! still in (or still out of) it then); `scheduled`: the members of `audience` at each instant
+//! of a cron schedule; or `announcement`: every contact with the channel's consent — or every
+//! member of `audience` — `at` an instant (default: when created).
 //! Channels: `email` (the destination is an email destination; the recipient is the contact's
 //! address) and `webhook` (the destination is a webhook, for SMS, Kakao or push providers; the
 //! JSON carries the contact and the rendered `text`). Consent: the contact must have
@@ -58,6 +59,14 @@ pub enum Trigger {
         audience: String,
         #[serde(default)]
         delay: Option<String>,
+    },
+    /// The members of `audience` at each instant of a cron schedule (the reports' cron, in
+    /// `time_zone`, else the tenant's); after downtime, the latest missed instant only.
+    Scheduled {
+        cron: String,
+        #[serde(default)]
+        time_zone: Option<String>,
+        audience: String,
     },
     /// Every consenting contact (or every member of `audience`) at `at`.
     Announcement {
@@ -157,7 +166,9 @@ impl CampaignSpec {
     /// The audience it follows or sends to, if any.
     pub fn audience(&self) -> Option<&str> {
         match &self.trigger {
-            Trigger::Enter { audience, .. } | Trigger::Leave { audience, .. } => Some(audience),
+            Trigger::Enter { audience, .. }
+            | Trigger::Leave { audience, .. }
+            | Trigger::Scheduled { audience, .. } => Some(audience),
             Trigger::Announcement { audience, .. } => audience.as_deref(),
         }
     }
@@ -174,7 +185,7 @@ impl CampaignSpec {
                 .as_deref()
                 .and_then(|d| crate::config::DurationSetting::parse(d).ok())
                 .map_or(0, |d| d.as_millis()),
-            Trigger::Announcement { .. } => 0,
+            Trigger::Scheduled { .. } | Trigger::Announcement { .. } => 0,
         }
     }
 
@@ -200,6 +211,21 @@ impl CampaignSpec {
         } = &self.trigger
         {
             crate::config::DurationSetting::parse(delay).map_err(|e| err("trigger.delay", e))?;
+        }
+        if let Trigger::Scheduled {
+            cron, time_zone, ..
+        } = &self.trigger
+        {
+            operators::schedule::Cron::parse(cron)
+                .map_err(|e| err("trigger.cron", e.to_string()))?;
+            if let Some(zone) = time_zone {
+                zone.parse::<chrono_tz::Tz>().map_err(|_| {
+                    err(
+                        "trigger.time_zone",
+                        format!("'{zone}' is not an IANA time zone"),
+                    )
+                })?;
+            }
         }
         if self.channel == Channel::Webhook && self.consent.is_none() {
             return Err(err(

@@ -157,7 +157,7 @@ fn follow_changes(store: &dyn Store, campaigns: &[Loaded]) -> Result<bool, Store
             let (audience, on_enter) = match &c.spec.trigger {
                 Trigger::Enter { audience, .. } => (audience, true),
                 Trigger::Leave { audience, .. } => (audience, false),
-                Trigger::Announcement { .. } => continue,
+                Trigger::Scheduled { .. } | Trigger::Announcement { .. } => continue,
             };
             // A campaign follows the changes made after it was defined.
             if c.stored.tenant != change.tenant
@@ -182,26 +182,86 @@ fn follow_changes(store: &dyn Store, campaigns: &[Loaded]) -> Result<bool, Store
     Ok(changes.len() == CHANGES_PER_ROUND)
 }
 
-/// Lists the recipients of every announcement whose instant has come, once.
+/// The latest instant of `cron` in `zone` after `after_ms` and at or before `now_ms` (a
+/// schedule that was down for several runs runs the latest only), if one has come.
+pub fn latest_slot(
+    cron: &operators::schedule::Cron,
+    zone: Tz,
+    after_ms: i64,
+    now_ms: i64,
+) -> Option<i64> {
+    // Walk forward from a little before now, looking further back only when nothing is
+    // found: a cron has at most 60 instants an hour, so each walk ends.
+    const HOUR: i64 = 3_600_000;
+    for lookback in [HOUR, 24 * HOUR, 32 * 24 * HOUR, 366 * 24 * HOUR, i64::MAX] {
+        let start = after_ms.max(now_ms.saturating_sub(lookback));
+        let mut latest = None;
+        let mut from = start;
+        for _ in 0..operators::schedule::MAX_CATCH_UP {
+            match cron.next_after(from, zone) {
+                Some(slot) if slot <= now_ms => {
+                    latest = Some(slot);
+                    from = slot;
+                }
+                _ => break,
+            }
+        }
+        if latest.is_some() || start == after_ms {
+            return latest;
+        }
+    }
+    None
+}
+
+/// Lists the recipients of every announcement whose instant has come, once, and of every
+/// scheduled campaign whose next instant has come.
 fn expand_announcements(
     store: &dyn Store,
     campaigns: &[Loaded],
     now: i64,
 ) -> Result<bool, StoreError> {
     let mut expanded = false;
+    let mut zones = HashMap::new();
     for c in campaigns {
-        let Trigger::Announcement { at, audience } = &c.spec.trigger else {
-            continue;
+        let (at, audience, instance) = match &c.spec.trigger {
+            Trigger::Announcement { at, audience } => {
+                let at = at.map_or(c.stored.updated_at_ms, |t| t.timestamp_millis());
+                if c.stored.expanded_at_ms.is_some() || at > now {
+                    continue;
+                }
+                (
+                    at,
+                    audience.clone(),
+                    format!("announce@{}", c.stored.version),
+                )
+            }
+            Trigger::Scheduled {
+                cron,
+                time_zone,
+                audience,
+            } => {
+                let Ok(cron) = operators::schedule::Cron::parse(cron) else {
+                    continue;
+                };
+                let zone = match time_zone.as_deref().and_then(|z| z.parse().ok()) {
+                    Some(zone) => zone,
+                    None => zone_of(store, &Contact::default(), &c.stored.tenant, &mut zones),
+                };
+                // The last run's instant is kept where an announcement keeps its listing.
+                let after = c.stored.expanded_at_ms.unwrap_or(c.stored.updated_at_ms);
+                let Some(slot) = latest_slot(&cron, zone, after, now) else {
+                    continue;
+                };
+                (slot, Some(audience.clone()), format!("run@{slot}"))
+            }
+            Trigger::Enter { .. } | Trigger::Leave { .. } => continue,
         };
-        let at = at.map_or(c.stored.updated_at_ms, |t| t.timestamp_millis());
-        if c.stored.expanded_at_ms.is_some() || at > now {
-            continue;
-        }
+        let audience = &audience;
         let (tenant, id) = (c.stored.tenant.as_str(), c.stored.id.as_str());
         let send = |contact: &str| NewSend {
             tenant: tenant.to_string(),
             campaign: id.to_string(),
-            instance: format!("announce@{}", c.stored.version),
+            instance: instance.clone(),
             contact: contact.to_string(),
             channel: c.spec.channel.as_str().to_string(),
             due_ms: at,
@@ -528,4 +588,30 @@ fn message(
         created_at_ms: now,
         destination_ids: vec![spec.destination.clone()],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_runs_its_latest_missed_instant_once() {
+        let cron = operators::schedule::Cron::parse("0 9 * * *").expect("cron");
+        let seoul: Tz = "Asia/Seoul".parse().expect("zone");
+        let day = 86_400_000;
+        // 2026-12-01 00:00 UTC is 09:00 in Seoul.
+        let nine = 1_764_547_200_000;
+        assert_eq!(latest_slot(&cron, seoul, nine - 1, nine - 1), None);
+        assert_eq!(latest_slot(&cron, seoul, nine - 1, nine), Some(nine));
+        assert_eq!(
+            latest_slot(&cron, seoul, nine, nine + day - 1),
+            None,
+            "once per instant"
+        );
+        assert_eq!(
+            latest_slot(&cron, seoul, nine, nine + 3 * day + 5),
+            Some(nine + 3 * day),
+            "after three days down: the latest only"
+        );
+    }
 }
