@@ -258,3 +258,119 @@ async fn bad_campaigns_are_refused_naming_the_field() {
     let (_, other) = server.get(KEY_B, "/v1/campaigns").await;
     assert_eq!(other["campaigns"].as_array().map(Vec::len), Some(0));
 }
+
+/// Waits up to `limit` for `check`.
+async fn within<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_sigkill_during_a_10000_recipient_announcement_reaches_each_consenting_contact_once() {
+    let smtp = SmtpServer::start(&[]);
+    let mut server = setup(&smtp).await;
+    // 10,000 contacts; every tenth has not consented to email.
+    let lines: String = (0..10_000)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"id": format!("p{i:05}"), "email": format!("p{i:05}@shop.example"),
+                       "consent": {"email": i % 10 != 0}})
+            )
+        })
+        .collect();
+    let (status, body) = server.post_text(KEY_A, "/v1/contacts/bulk", &lines).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["upserted"], 10_000, "{body}");
+    let (status, body) = server
+        .post(
+            KEY_A,
+            "/v1/campaigns",
+            json!({"id": "launch", "trigger": {"type": "announcement"},
+                   "channel": "email", "destination": "mail",
+                   "content": {"subject": "We launched", "text": "Hello {{ contact.id }}"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Killed once some of the messages are out, the rest still being decided and delivered.
+    within(
+        Duration::from_secs(120),
+        "the first 500 messages",
+        async || (smtp.received().len() >= 500).then_some(()),
+    )
+    .await;
+    server.restart(|_| {}).await;
+    within(
+        Duration::from_secs(300),
+        "9,000 messages sent",
+        async || {
+            let counts = counts(&server, "launch").await;
+            (counts["sent"] == 9_000 && counts["pending"] == 0).then_some(())
+        },
+    )
+    .await;
+    let (_, stats) = server.get(KEY_A, "/v1/stats").await;
+    within(
+        Duration::from_secs(300),
+        "every message delivered",
+        async || {
+            let (_, notifications) = server
+                .get(KEY_A, "/v1/notifications?status=pending&limit=1")
+                .await;
+            (notifications["notifications"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+                && smtp.received().len() >= 9_000)
+                .then_some(())
+        },
+    )
+    .await;
+
+    let mut by_recipient: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (to, raw) in smtp.received() {
+        let mail = mailparse::parse_mail(&raw).expect("MIME");
+        let id = mail
+            .headers
+            .get_first_value("Message-ID")
+            .expect("Message-ID");
+        by_recipient.entry(to.join(",")).or_default().push(id);
+    }
+    assert_eq!(
+        by_recipient.len(),
+        9_000,
+        "every consenting contact, no other: {stats}"
+    );
+    assert!(
+        by_recipient.keys().all(|to| {
+            let n: usize = to[1..6].parse().expect("number");
+            !n.is_multiple_of(10)
+        }),
+        "no message to a contact without consent"
+    );
+    // A message whose SMTP transaction was in flight when the server died may be sent again
+    // with the same Message-ID (the send's notification id): the relay accepted it but the
+    // server never recorded it. Never a second message of another id, never more than the
+    // sender had in flight.
+    let repeated: Vec<_> = by_recipient
+        .iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .collect();
+    for (to, ids) in &repeated {
+        assert!(ids.iter().all(|id| id == &ids[0]), "{to}: {ids:?}");
+    }
+    assert!(
+        repeated.len() <= 8,
+        "{} repeated: more than the sender has in flight to one destination (8)",
+        repeated.len()
+    );
+}
