@@ -16,7 +16,8 @@
 //! member of `audience` — `at` an instant (default: when created).
 //! Channels: `email` (the destination is an email destination; the recipient is the contact's
 //! address) and `webhook` (the destination is a webhook, for SMS, Kakao or push providers; the
-//! JSON carries the contact and the rendered `text`). Consent: the contact must have
+//! JSON carries the contact and the rendered `text`), and `slack` for internal announcements
+//! (one message to the destination's channel, no contacts). Consent: the contact must have
 //! `consent.<consent>` true at send time, where `consent` defaults to `email` for email and
 //! must be named for a webhook.
 
@@ -83,6 +84,8 @@ pub enum Trigger {
 pub enum Channel {
     Email,
     Webhook,
+    /// An internal announcement: one message to a Slack channel, not to contacts.
+    Slack,
 }
 
 impl Channel {
@@ -91,7 +94,13 @@ impl Channel {
         match self {
             Channel::Email => "email",
             Channel::Webhook => "webhook",
+            Channel::Slack => "slack",
         }
+    }
+
+    /// Whether messages go to contacts (rather than to the team, once).
+    pub fn to_contacts(self) -> bool {
+        self != Channel::Slack
     }
 }
 
@@ -226,6 +235,14 @@ impl CampaignSpec {
                     )
                 })?;
             }
+        }
+        if self.channel == Channel::Slack
+            && !matches!(self.trigger, Trigger::Announcement { audience: None, .. })
+        {
+            return Err(err(
+                "trigger",
+                "a Slack campaign is an internal announcement: trigger {\"type\": \"announcement\"} without an audience",
+            ));
         }
         if self.channel == Channel::Webhook && self.consent.is_none() {
             return Err(err(

@@ -46,6 +46,8 @@ const CHANGES_PER_ROUND: usize = 5_000;
 const SENDS_PER_ROUND: usize = 1_000;
 /// Recipients listed per transaction when an announcement expands.
 const EXPAND_PAGE: usize = 5_000;
+/// The "contact" of an internal announcement's one send: the team, not a contact.
+const TEAM: &str = "";
 /// How long an unsubscribe link works.
 const UNSUBSCRIBE_VALID_MS: i64 = 365 * 86_400_000;
 /// The notification kind of campaign messages.
@@ -267,53 +269,69 @@ fn expand_announcements(
             due_ms: at,
         };
         let mut total = 0usize;
-        match audience {
-            Some(audience) => {
-                let mut after: Option<String> = None;
-                loop {
-                    let page =
-                        store.audience_members(tenant, audience, after.as_deref(), EXPAND_PAGE)?;
-                    let sends: Vec<NewSend> = page.iter().map(|m| send(&m.contact)).collect();
-                    total += store.add_sends(&sends, None, None)?;
-                    if page.len() < EXPAND_PAGE {
-                        break;
+        if !c.spec.channel.to_contacts() {
+            // An internal announcement: one message, to the team.
+            total += store.add_sends(&[send(TEAM)], None, None)?;
+        } else {
+            match audience {
+                Some(audience) => {
+                    let mut after: Option<String> = None;
+                    loop {
+                        let page = store.audience_members(
+                            tenant,
+                            audience,
+                            after.as_deref(),
+                            EXPAND_PAGE,
+                        )?;
+                        let sends: Vec<NewSend> = page.iter().map(|m| send(&m.contact)).collect();
+                        total += store.add_sends(&sends, None, None)?;
+                        if page.len() < EXPAND_PAGE {
+                            break;
+                        }
+                        after = page.last().map(|m| m.contact.clone());
                     }
-                    after = page.last().map(|m| m.contact.clone());
                 }
-            }
-            None => {
-                let consent = c.spec.consent_channel();
-                let mut after: Option<String> = None;
-                loop {
-                    let page = store.list_contacts(
-                        Some(tenant),
-                        after.as_deref().map(|a| (tenant, a)),
-                        EXPAND_PAGE,
-                    )?;
-                    // Contacts that never consented are not recipients; consent is checked
-                    // again when each message goes out.
-                    let sends: Vec<NewSend> = page
-                        .iter()
-                        .filter(|row| {
-                            serde_json::from_str::<Contact>(&row.body)
-                                .is_ok_and(|contact| contact.consent.get(consent) == Some(&true))
-                        })
-                        .map(|row| send(&row.id))
-                        .collect();
-                    total += store.add_sends(&sends, None, None)?;
-                    if page.len() < EXPAND_PAGE {
-                        break;
+                None => {
+                    let consent = c.spec.consent_channel();
+                    let mut after: Option<String> = None;
+                    loop {
+                        let page = store.list_contacts(
+                            Some(tenant),
+                            after.as_deref().map(|a| (tenant, a)),
+                            EXPAND_PAGE,
+                        )?;
+                        // Contacts that never consented are not recipients; consent is checked
+                        // again when each message goes out.
+                        let sends: Vec<NewSend> = page
+                            .iter()
+                            .filter(|row| {
+                                serde_json::from_str::<Contact>(&row.body).is_ok_and(|contact| {
+                                    contact.consent.get(consent) == Some(&true)
+                                })
+                            })
+                            .map(|row| send(&row.id))
+                            .collect();
+                        total += store.add_sends(&sends, None, None)?;
+                        if page.len() < EXPAND_PAGE {
+                            break;
+                        }
+                        after = page.last().map(|row| row.id.clone());
                     }
-                    after = page.last().map(|row| row.id.clone());
                 }
             }
         }
-        store.add_sends(&[], None, Some((tenant, id, now)))?;
+        // A scheduled campaign remembers the instant it ran for; an announcement, when.
+        let listed = match c.spec.trigger {
+            Trigger::Scheduled { .. } => at,
+            _ => now,
+        };
+        store.add_sends(&[], None, Some((tenant, id, listed)))?;
         tracing::info!(
             tenant,
             campaign = id,
+            instance,
             recipients = total,
-            "campaigns: announcement listed"
+            "campaigns: recipients listed"
         );
         expanded = true;
     }
@@ -375,6 +393,18 @@ fn decide(
             continue;
         };
         let spec = &campaign.spec;
+        if !spec.channel.to_contacts() {
+            outcomes.push(match team_message(context, campaign, send, now) {
+                Ok(notification) => SendOutcome {
+                    send: send.clone(),
+                    status: SendStatus::Sent,
+                    reason: None,
+                    notification: Some(notification),
+                },
+                Err(reason) => refuse(send, SendStatus::Failed, reason),
+            });
+            continue;
+        }
         let Some(stored) = store.get_contact(&send.tenant, &send.contact)? else {
             outcomes.push(refuse(
                 send,
@@ -440,7 +470,7 @@ fn decide(
                     continue;
                 }
             },
-            Channel::Webhook => None,
+            Channel::Webhook | Channel::Slack => None,
         };
         let zone = zone_of(store, &contact, &send.tenant, &mut zones);
         if let Some((from, to)) = spec.quiet_hours()
@@ -512,6 +542,41 @@ pub fn notification_id(send: &NewSend) -> String {
     ])
 }
 
+/// An internal announcement's one message, to the team's channel.
+fn team_message(
+    context: &CampaignContext,
+    campaign: &Loaded,
+    send: &NewSend,
+    now: i64,
+) -> Result<NewNotification, String> {
+    let spec = &campaign.spec;
+    let data = json!({
+        "contact": {},
+        "campaign": {"id": campaign.stored.id, "name": spec.name.clone().unwrap_or_else(|| campaign.stored.id.clone())},
+    });
+    let limits = &context.templates;
+    let text = template::render(&spec.content.text, &data, limits)
+        .map_err(|e| format!("content.text: {e}"))?;
+    let subject = spec
+        .content
+        .subject
+        .as_deref()
+        .map(|s| template::render(s, &data, limits))
+        .transpose()
+        .map_err(|e| format!("content.subject: {e}"))?;
+    Ok(NewNotification {
+        id: notification_id(send),
+        tenant: send.tenant.clone(),
+        rule_id: campaign.stored.id.clone(),
+        kind: CAMPAIGN_KIND.to_string(),
+        group_key: send.instance.clone(),
+        payload: json!({"message": text, "subject": subject, "campaign": campaign.stored.id})
+            .to_string(),
+        created_at_ms: now,
+        destination_ids: vec![spec.destination.clone()],
+    })
+}
+
 /// The rendered message of a send as a notification.
 fn message(
     context: &CampaignContext,
@@ -573,7 +638,7 @@ fn message(
                 "campaign": campaign.stored.id,
             })
         }
-        Channel::Webhook => json!({
+        Channel::Webhook | Channel::Slack => json!({
             "campaign": campaign.stored.id, "contact": data["contact"], "channel": consent,
             "message": text, "unsubscribe_url": unsubscribe_url,
         }),

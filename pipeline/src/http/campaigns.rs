@@ -5,7 +5,7 @@
 use connectors::store::{SendStatus, StoredCampaign};
 
 use super::*;
-use crate::campaigns::{CampaignSpec, Channel, TokenError};
+use crate::campaigns::{CampaignSpec, TokenError};
 
 fn invalid(e: crate::campaigns::CampaignError) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_campaign", e.to_string()).field(e.field)
@@ -76,10 +76,7 @@ pub(super) async fn create_campaign(
         .map_err(invalid)?;
     let (t, d) = (tenant.clone(), spec.destination.clone());
     let destination = blocking(state.store(), move |s| s.get_destination(&t, &d)).await?;
-    let wanted = match spec.channel {
-        Channel::Email => "email",
-        Channel::Webhook => "webhook",
-    };
+    let wanted = spec.channel.as_str();
     match destination {
         None => {
             return Err(invalid_field(

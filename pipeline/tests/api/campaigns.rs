@@ -374,3 +374,76 @@ async fn a_sigkill_during_a_10000_recipient_announcement_reaches_each_consenting
         repeated.len()
     );
 }
+
+#[tokio::test]
+async fn an_internal_announcement_is_one_slack_message() {
+    use standins::slack::{CHANNEL, SlackStandIn, TOKEN};
+    let slack = SlackStandIn::start().await;
+    let smtp = SmtpServer::start(&[]);
+    let server = setup(&smtp).await;
+    contact(&server, "c1", true, "Kim").await;
+    let (status, body) = server
+        .post(
+            KEY_A,
+            "/v1/destinations",
+            json!({"id": "team", "kind": "slack", "config": {
+                "token": TOKEN, "channel": CHANNEL, "api_base": slack.api_base}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = server
+        .post(
+            KEY_A,
+            "/v1/campaigns",
+            json!({"id": "launch-day", "channel": "slack", "destination": "team",
+                   "trigger": {"type": "announcement", "audience": "buyers"},
+                   "content": {"text": "Launch"}}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "to the team, not an audience: {body}"
+    );
+    assert_eq!(error_field(&body), "trigger");
+    let (status, body) = server
+        .post(
+            KEY_A,
+            "/v1/campaigns",
+            json!({"id": "launch-day", "channel": "slack", "destination": "team",
+                   "trigger": {"type": "announcement"},
+                   "content": {"subject": "Launch", "text": "{{ campaign.id }}: we launch today"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let posted = eventually("the Slack message", async || {
+        let calls = slack.calls();
+        let posts: Vec<_> = calls
+            .into_iter()
+            .filter(|c| c.method == "chat.postMessage")
+            .collect();
+        (!posts.is_empty()).then_some(posts)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        slack
+            .calls()
+            .iter()
+            .filter(|c| c.method == "chat.postMessage")
+            .count(),
+        1,
+        "one message, not one per contact"
+    );
+    assert!(
+        posted[0]
+            .arguments
+            .to_string()
+            .contains("launch-day: we launch today"),
+        "{:?}",
+        posted[0].arguments
+    );
+    assert_eq!(slack.violations(), Vec::<String>::new());
+    assert_eq!(counts(&server, "launch-day").await["sent"], 1);
+    assert!(smtp.received().is_empty(), "no email to contacts");
+}
