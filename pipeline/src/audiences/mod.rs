@@ -285,6 +285,11 @@ struct Worker {
     /// Event types already recorded in the store, per tenant.
     recorded_types: HashSet<(String, String)>,
     position: u64,
+    /// The log position recovery read events up to: later events all reached the engine.
+    recovered_to: u64,
+    /// Of the events up to `recovered_to`, the engine holds those with an event time from
+    /// here on; an audience with a longer window has the older ones read back first.
+    held_since_ms: i64,
 }
 
 fn run(
@@ -300,6 +305,8 @@ fn run(
         known,
         recorded_types: HashSet::new(),
         position: 0,
+        recovered_to: 0,
+        held_since_ms: i64::MAX,
     };
     while let Err(e) = worker.recover() {
         tracing::error!(error = %e, "audiences: recovery failed; trying again in 5 s");
@@ -371,7 +378,10 @@ impl Worker {
                 stored,
                 reply,
             } => {
-                let outcome = self.store.put_audience(&stored);
+                let since = now_ms().saturating_sub(audience.longest_window_ms());
+                let outcome = self
+                    .read_back(since)
+                    .and_then(|_| self.store.put_audience(&stored));
                 if outcome.is_ok() {
                     self.engine.upsert_audience(*audience);
                 }
@@ -516,6 +526,37 @@ impl Worker {
         }
     }
 
+    /// Feeds the engine the events up to `recovered_to` with an event time from `since_ms` on
+    /// that it does not hold yet (those before `held_since_ms`); how many.
+    fn read_back(&mut self, since_ms: i64) -> Result<usize, StoreError> {
+        if since_ms >= self.held_since_ms {
+            return Ok(0);
+        }
+        let mut events = 0;
+        let mut after_seq = 0;
+        'read: loop {
+            let page = self
+                .store
+                .events_since_ts(since_ms, after_seq, EVENTS_PER_STEP)?;
+            let Some(last) = page.last() else { break };
+            after_seq = last.seq;
+            for stored in &page {
+                if stored.seq > self.recovered_to {
+                    break 'read;
+                }
+                if stored.ts_ms >= self.held_since_ms {
+                    continue;
+                }
+                if let Ok(event) = event_from_stored(&stored.body, &stored.tenant) {
+                    self.engine.event(&event);
+                    events += 1;
+                }
+            }
+        }
+        self.held_since_ms = since_ms;
+        Ok(events)
+    }
+
     /// Rebuilds the engine from the store and commits what changed while the server was down.
     fn recover(&mut self) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
@@ -581,26 +622,13 @@ impl Worker {
             self.recorded_types.insert((tenant, event_type));
         }
         let now = now_ms();
-        let mut events = 0usize;
-        if longest > 0 {
-            let mut after_seq = 0;
-            'read: loop {
-                let page = self
-                    .store
-                    .events_since_ts(now - longest, after_seq, EVENTS_PER_STEP)?;
-                let Some(last) = page.last() else { break };
-                after_seq = last.seq;
-                for stored in &page {
-                    if stored.seq > self.position {
-                        break 'read;
-                    }
-                    if let Ok(event) = event_from_stored(&stored.body, &stored.tenant) {
-                        self.engine.event(&event);
-                        events += 1;
-                    }
-                }
-            }
-        }
+        self.recovered_to = self.position;
+        let events = if longest > 0 {
+            self.read_back(now - longest)?
+        } else {
+            self.held_since_ms = now;
+            0
+        };
         self.engine.step(now);
         // What the engine holds now against what was committed: the difference happened
         // while the server was down, and is recorded as changes at this instant.

@@ -298,3 +298,61 @@ async fn audience_members_follow_events_contacts_and_a_restart() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// Events from before a restart count for an audience defined after it: the engine reads the
+/// log back as far as the new audience's window reaches.
+#[tokio::test]
+async fn an_audience_defined_after_a_restart_counts_the_events_before_it() {
+    let mut server = Tidemark::start().await;
+    for id in ["c1", "c2"] {
+        let (status, body) = server
+            .put(
+                KEY_A,
+                &format!("/v1/contacts/{id}"),
+                json!({"attributes": {"tier": "vip"}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    server
+        .send_events(
+            KEY_A,
+            &[order("o1", "c1", 10, 5), order("o2", "c2", 10, 60)],
+        )
+        .await;
+    // The engine has seen the events (their type is known) before the server goes down.
+    eventually("order known", async || {
+        let (status, _) = server
+            .post(
+                KEY_A,
+                "/v1/audiences",
+                json!({"id": "probe", "where": {"event": "order", "in_last_days": 1, "op": ">=", "value": 1}}),
+            )
+            .await;
+        (status == StatusCode::CREATED).then_some(())
+    })
+    .await;
+    assert_eq!(
+        server.delete(KEY_A, "/v1/audiences/probe").await.0,
+        StatusCode::NO_CONTENT
+    );
+    server.restart(|_| {}).await;
+    let (status, body) = server
+        .post(
+            KEY_A,
+            "/v1/audiences",
+            json!({"id": "recent", "where": {"event": "order", "in_last_days": 30, "op": ">=", "value": 1}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    members_become(&server, KEY_A, "recent", &["c1"]).await;
+    let (status, body) = server
+        .post(
+            KEY_A,
+            "/v1/audiences",
+            json!({"id": "quarter", "where": {"event": "order", "in_last_days": 90, "op": ">=", "value": 1}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    members_become(&server, KEY_A, "quarter", &["c1", "c2"]).await;
+}
