@@ -106,6 +106,7 @@ fn render_capped(
 ) -> Result<(String, bool), TemplateError> {
     let mut env = Environment::new();
     env.set_fuel(Some(limits.fuel));
+    env.add_filter("format", bounded_format);
     if html {
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
     }
@@ -121,6 +122,74 @@ fn render_capped(
         }
         Err(e) => Err(TemplateError::Failed(shorten(e.to_string()))),
     }
+}
+
+/// Widest field a `format` filter may pad to, characters.
+const MAX_FORMAT_WIDTH: u64 = 1_000;
+
+/// minijinja's printf-style `format` filter, refusing a field width or precision over
+/// [`MAX_FORMAT_WIDTH`] (or one taken from the arguments, `*`): the filter builds the padded
+/// string in one step, so `"%2230000000000d" | format(1)` would try to allocate terabytes — one
+/// template instruction, which fuel does not bound, and an abort no writer limit can catch —
+/// and a mapping key that is not ASCII, on which minijinja's parser panics.
+fn bounded_format(
+    state: &minijinja::State,
+    format: &minijinja::Value,
+    args: minijinja::value::Rest<minijinja::Value>,
+) -> Result<minijinja::Value, minijinja::Error> {
+    if let Some(text) = format.as_str() {
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                continue;
+            }
+            // A mapping key, `%(name)`: ASCII only (minijinja 2.24 reads it byte by byte and
+            // panics inside a multi-byte character).
+            if chars.peek() == Some(&'(') {
+                for k in chars.by_ref() {
+                    if k == ')' {
+                        break;
+                    }
+                    if !k.is_ascii() {
+                        return Err(minijinja::Error::new(
+                            ErrorKind::InvalidOperation,
+                            "format: a %(key) must be ASCII",
+                        ));
+                    }
+                }
+            }
+            // The conversion spec: flags, width, precision, up to the conversion letter.
+            let mut number: u64 = 0;
+            while let Some(&next) = chars.peek() {
+                if next.is_ascii_alphabetic() || next == '%' {
+                    chars.next();
+                    break;
+                }
+                chars.next();
+                match next {
+                    '0'..='9' => {
+                        number = number
+                            .saturating_mul(10)
+                            .saturating_add(u64::from(next as u8 - b'0'));
+                        if number > MAX_FORMAT_WIDTH {
+                            return Err(minijinja::Error::new(
+                                ErrorKind::InvalidOperation,
+                                format!("format: a width or precision over {MAX_FORMAT_WIDTH}"),
+                            ));
+                        }
+                    }
+                    '*' => {
+                        return Err(minijinja::Error::new(
+                            ErrorKind::InvalidOperation,
+                            "format: widths from the arguments ('*') are not supported",
+                        ));
+                    }
+                    _ => number = 0,
+                }
+            }
+        }
+    }
+    minijinja::filters::format(state, format, args)
 }
 
 /// [`render`] on a thread of its own, waited for at most `limits.timeout`; a render still
@@ -298,6 +367,35 @@ impl io::Write for CappedWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_format_wider_than_the_limit_is_an_error_not_an_allocation() {
+        let limits = TemplateLimits::default();
+        let context = serde_json::json!({"n": 7});
+        assert_eq!(
+            render(
+                "{{ '%05d|%-6s|%.2f' | format(n, 'ab', 1.5) }}",
+                &context,
+                &limits
+            ),
+            Ok("00007|ab    |1.50".to_string())
+        );
+        // What the fuzzer found: a width of 22 trillion.
+        let found = "{{ \"%2230000000000stat000000000000000000d\" | format(x) }}";
+        for template in [
+            found,
+            "{{ '%(키)s' | format(x) }}",
+            "{{ '%2000d' | format(1) }}",
+            "{{ '%.5000f' | format(1.0) }}",
+            "{{ '%*d' | format(5, 1) }}",
+        ] {
+            let outcome = render(template, &context, &limits);
+            assert!(
+                matches!(&outcome, Err(TemplateError::Failed(m)) if m.contains("format:")),
+                "{template}: {outcome:?}"
+            );
+        }
+    }
     use serde_json::json;
 
     const NESTED: &str =
