@@ -107,6 +107,7 @@ fn render_capped(
     let mut env = Environment::new();
     env.set_fuel(Some(limits.fuel));
     env.add_filter("format", bounded_format);
+    env.add_filter("indent", bounded_indent);
     if html {
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
     }
@@ -190,6 +191,28 @@ fn bounded_format(
         }
     }
     minijinja::filters::format(state, format, args)
+}
+
+/// minijinja's `indent` filter, refusing a width over [`MAX_FORMAT_WIDTH`]: it builds the
+/// indentation in one step, as `format` does its padding.
+fn bounded_indent(
+    value: minijinja::value::StringInput<'_>,
+    width: Option<usize>,
+    first: Option<bool>,
+    blank: Option<bool>,
+    kwargs: minijinja::value::Kwargs,
+) -> Result<minijinja::Value, minijinja::Error> {
+    let asked = match width {
+        Some(width) => Some(width),
+        None => kwargs.peek::<Option<usize>>("width")?,
+    };
+    if asked.is_some_and(|w| w as u64 > MAX_FORMAT_WIDTH) {
+        return Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("indent: a width over {MAX_FORMAT_WIDTH}"),
+        ));
+    }
+    minijinja::filters::indent(value, width, first, blank, kwargs)
 }
 
 /// [`render`] on a thread of its own, waited for at most `limits.timeout`; a render still
@@ -380,6 +403,10 @@ mod tests {
             ),
             Ok("00007|ab    |1.50".to_string())
         );
+        assert_eq!(
+            render("{{ 'a\nb' | indent(2, first=true) }}", &context, &limits),
+            Ok("  a\n  b".to_string())
+        );
         // What the fuzzer found: a width of 22 trillion.
         let found = "{{ \"%2230000000000stat000000000000000000d\" | format(x) }}";
         for template in [
@@ -388,10 +415,12 @@ mod tests {
             "{{ '%2000d' | format(1) }}",
             "{{ '%.5000f' | format(1.0) }}",
             "{{ '%*d' | format(5, 1) }}",
+            "{{ 'a\nb' | indent(10000000000000) }}",
+            "{{ 'a\nb' | indent(width=10000000000000) }}",
         ] {
             let outcome = render(template, &context, &limits);
             assert!(
-                matches!(&outcome, Err(TemplateError::Failed(m)) if m.contains("format:")),
+                matches!(&outcome, Err(TemplateError::Failed(m)) if m.contains("format:") || m.contains("indent:")),
                 "{template}: {outcome:?}"
             );
         }
