@@ -108,6 +108,30 @@ struct Loaded {
     spec: CampaignSpec,
 }
 
+impl Loaded {
+    /// What templates see as `campaign`.
+    fn template_view(&self) -> Value {
+        json!({
+            "id": self.stored.id,
+            "name": self.spec.name.clone().unwrap_or_else(|| self.stored.id.clone()),
+        })
+    }
+
+    /// A send's notification: its id derived from the send's key, to the campaign's destination.
+    fn notification(&self, send: &NewSend, payload: Value, now: i64) -> NewNotification {
+        NewNotification {
+            id: notification_id(send),
+            tenant: send.tenant.clone(),
+            rule_id: self.stored.id.clone(),
+            kind: CAMPAIGN_KIND.to_string(),
+            group_key: send.instance.clone(),
+            payload: payload.to_string(),
+            created_at_ms: now,
+            destination_ids: vec![self.spec.destination.clone()],
+        }
+    }
+}
+
 fn load_campaigns(store: &dyn Store) -> Result<Vec<Loaded>, StoreError> {
     Ok(store
         .list_campaigns(None)?
@@ -550,10 +574,7 @@ fn team_message(
     now: i64,
 ) -> Result<NewNotification, String> {
     let spec = &campaign.spec;
-    let data = json!({
-        "contact": {},
-        "campaign": {"id": campaign.stored.id, "name": spec.name.clone().unwrap_or_else(|| campaign.stored.id.clone())},
-    });
+    let data = json!({"contact": {}, "campaign": campaign.template_view()});
     let limits = &context.templates;
     let text = template::render(&spec.content.text, &data, limits)
         .map_err(|e| format!("content.text: {e}"))?;
@@ -564,17 +585,11 @@ fn team_message(
         .map(|s| template::render(s, &data, limits))
         .transpose()
         .map_err(|e| format!("content.subject: {e}"))?;
-    Ok(NewNotification {
-        id: notification_id(send),
-        tenant: send.tenant.clone(),
-        rule_id: campaign.stored.id.clone(),
-        kind: CAMPAIGN_KIND.to_string(),
-        group_key: send.instance.clone(),
-        payload: json!({"message": text, "subject": subject, "campaign": campaign.stored.id})
-            .to_string(),
-        created_at_ms: now,
-        destination_ids: vec![spec.destination.clone()],
-    })
+    Ok(campaign.notification(
+        send,
+        json!({"message": text, "subject": subject, "campaign": campaign.stored.id}),
+        now,
+    ))
 }
 
 /// The rendered message of a send as a notification.
@@ -605,7 +620,7 @@ fn message(
     person.insert("time_zone".into(), json!(contact.time_zone));
     let data = json!({
         "contact": person,
-        "campaign": {"id": campaign.stored.id, "name": spec.name.clone().unwrap_or_else(|| campaign.stored.id.clone())},
+        "campaign": campaign.template_view(),
         "unsubscribe_url": unsubscribe_url,
     });
     let limits = &context.templates;
@@ -643,16 +658,7 @@ fn message(
             "message": text, "unsubscribe_url": unsubscribe_url,
         }),
     };
-    Ok(NewNotification {
-        id: notification_id(send),
-        tenant: send.tenant.clone(),
-        rule_id: campaign.stored.id.clone(),
-        kind: CAMPAIGN_KIND.to_string(),
-        group_key: send.instance.clone(),
-        payload: payload.to_string(),
-        created_at_ms: now,
-        destination_ids: vec![spec.destination.clone()],
-    })
+    Ok(campaign.notification(send, payload, now))
 }
 
 #[cfg(test)]

@@ -35,6 +35,26 @@ async fn members_become(server: &Tidemark, key: &str, audience: &str, expected: 
     .await;
 }
 
+/// Waits until the audience engine has read an `order` event of shop A from the log: until an
+/// audience counting orders is accepted (it is deleted again).
+async fn order_known(server: &Tidemark) {
+    eventually("order known as an event type", async || {
+        let (status, _) = server
+            .post(
+                KEY_A,
+                "/v1/audiences",
+                json!({"id": "probe", "where": {"event": "order", "in_last_days": 1, "op": ">=", "value": 1}}),
+            )
+            .await;
+        (status == StatusCode::CREATED).then_some(())
+    })
+    .await;
+    assert_eq!(
+        server.delete(KEY_A, "/v1/audiences/probe").await.0,
+        StatusCode::NO_CONTENT
+    );
+}
+
 fn order(id: &str, customer: &str, amount: i64, days_ago: i64) -> Value {
     json!({"id": id, "type": "order", "ts": now_ms() - days_ago * day_ms(),
            "attrs": {"customer_id": customer, "amount": amount}})
@@ -145,21 +165,7 @@ async fn audience_members_follow_events_contacts_and_a_restart() {
         )
         .await;
     // The engine learns the tenant's event types from the log.
-    eventually("order known as an event type", async || {
-        let (status, _) = server
-            .post(
-                KEY_A,
-                "/v1/audiences",
-                json!({"id": "probe", "where": {"event": "order", "in_last_days": 1, "op": ">=", "value": 1}}),
-            )
-            .await;
-        (status == StatusCode::CREATED).then_some(())
-    })
-    .await;
-    assert_eq!(
-        server.delete(KEY_A, "/v1/audiences/probe").await.0,
-        StatusCode::NO_CONTENT
-    );
+    order_known(&server).await;
 
     let vip_spenders = json!({"id": "vip-spenders", "name": "VIPs who spent 100+ in 30 days",
         "where": {"and": [
@@ -321,21 +327,7 @@ async fn an_audience_defined_after_a_restart_counts_the_events_before_it() {
         )
         .await;
     // The engine has seen the events (their type is known) before the server goes down.
-    eventually("order known", async || {
-        let (status, _) = server
-            .post(
-                KEY_A,
-                "/v1/audiences",
-                json!({"id": "probe", "where": {"event": "order", "in_last_days": 1, "op": ">=", "value": 1}}),
-            )
-            .await;
-        (status == StatusCode::CREATED).then_some(())
-    })
-    .await;
-    assert_eq!(
-        server.delete(KEY_A, "/v1/audiences/probe").await.0,
-        StatusCode::NO_CONTENT
-    );
+    order_known(&server).await;
     server.restart(|_| {}).await;
     let (status, body) = server
         .post(

@@ -4,7 +4,7 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::meta::put_meta;
+use super::meta::{put_meta, read_position};
 use super::{SqliteStore, clamp_i64, db};
 use crate::store::{
     AudienceSize, AudienceStep, Audiences, Member, MembershipChangeRow, StoreError, StoreResult,
@@ -284,23 +284,7 @@ impl Audiences for SqliteStore {
     }
 
     fn audience_position(&self) -> StoreResult<u64> {
-        const OP: &str = "read audience position";
-        let conn = self.reader();
-        let text: Option<String> = conn
-            .prepare_cached("SELECT value FROM meta WHERE key = ?1")
-            .and_then(|mut stmt| {
-                stmt.query_row([AUDIENCE_POSITION_KEY], |row| row.get(0))
-                    .optional()
-            })
-            .map_err(db(OP))?;
-        match text {
-            None => Ok(0),
-            Some(text) => text.parse().map_err(|_| {
-                StoreError::Corrupt(format!(
-                    "meta.{AUDIENCE_POSITION_KEY} is not a position: {text:?}"
-                ))
-            }),
-        }
+        read_position(self, AUDIENCE_POSITION_KEY, "read audience position")
     }
 
     fn audience_members(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::meta::put_meta;
+use super::meta::{put_meta, read_position};
 use super::outbox::{check_payloads, enqueue_in};
 use super::{SqliteStore, clamp_i64, db};
 use crate::store::{
@@ -195,23 +195,7 @@ impl Campaigns for SqliteStore {
     }
 
     fn campaign_position(&self) -> StoreResult<u64> {
-        const OP: &str = "read campaign position";
-        let conn = self.reader();
-        let text: Option<String> = conn
-            .prepare_cached("SELECT value FROM meta WHERE key = ?1")
-            .and_then(|mut stmt| {
-                stmt.query_row([CAMPAIGN_POSITION_KEY], |row| row.get(0))
-                    .optional()
-            })
-            .map_err(db(OP))?;
-        match text {
-            None => Ok(0),
-            Some(text) => text.parse().map_err(|_| {
-                StoreError::Corrupt(format!(
-                    "meta.{CAMPAIGN_POSITION_KEY} is not a position: {text:?}"
-                ))
-            }),
-        }
+        read_position(self, CAMPAIGN_POSITION_KEY, "read campaign position")
     }
 
     fn due_sends(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<CampaignSend>> {

@@ -44,3 +44,19 @@ pub(super) fn put_meta(tx: &Transaction<'_>, key: &str, value: &str) -> StoreRes
     .map_err(db("set meta"))?;
     Ok(())
 }
+
+/// A log position kept under `key` (0 when none is), read on the read connection: where the
+/// audience engine and the campaigns each got to.
+pub(super) fn read_position(store: &SqliteStore, key: &str, op: &'static str) -> StoreResult<u64> {
+    let conn = store.reader();
+    let text: Option<String> = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")
+        .and_then(|mut stmt| stmt.query_row([key], |row| row.get(0)).optional())
+        .map_err(db(op))?;
+    match text {
+        None => Ok(0),
+        Some(text) => text
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("meta.{key} is not a position: {text:?}"))),
+    }
+}
