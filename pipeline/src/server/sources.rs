@@ -44,6 +44,9 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How often lag is measured.
 const WATERMARK_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a partition's stream may deliver nothing before the reader asks the cluster whether
+/// records are waiting past its position (then the stream has stalled and is opened again).
+const STALL_CHECK: Duration = Duration::from_secs(5);
 
 /// Every source's health, as `/healthz` shows it.
 #[derive(Clone, Default)]
@@ -476,7 +479,24 @@ async fn read_partition(
                 return Ok(());
             }
         };
-        while let Some(item) = records.next().await {
+        loop {
+            let item = match tokio::time::timeout(STALL_CHECK, records.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(_) => {
+                    // Quiet for a while. A stream whose partition holds records past its position
+                    // has stalled (the cluster stopped sending and nothing will wake it): open the
+                    // partition again from the first record not yet read.
+                    if let Some(next) = expected
+                        && let Ok(Some(high)) = topic.high_watermark(partition).await
+                        && high > next
+                    {
+                        tracing::warn!(%source, partition, next, high_watermark = high, "the partition's stream delivered nothing while records wait; opening it again");
+                        continue 'open;
+                    }
+                    continue;
+                }
+            };
             let record = match item {
                 Ok(record) => record,
                 Err(e) => {

@@ -163,6 +163,14 @@ impl FluvioTopic {
         Ok(marks)
     }
 
+    /// One partition's high watermark, when the controller knows the partition.
+    pub async fn high_watermark(&self, partition: u32) -> Result<Option<i64>, SourceError> {
+        let marks = self.high_watermarks().await?;
+        Ok(marks
+            .into_iter()
+            .find_map(|(p, mark)| (p == partition).then_some(mark)))
+    }
+
     /// One partition's records from `from` (an absolute offset), or from the first record the
     /// partition still holds when `None`:
     /// a stream that ends with an error when the connection breaks (the source then reconnects
