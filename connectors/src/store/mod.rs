@@ -36,6 +36,7 @@ pub mod contract;
 mod events;
 mod meta;
 mod outbox;
+mod postgres;
 mod reports;
 mod secrets;
 mod sources;
@@ -67,6 +68,7 @@ pub use secrets::{
 pub use sources::{
     DEAD_LETTER_RAW_BYTES, DeadLetter, NewDeadLetter, SourcePosition, SourceProgress, Sources,
 };
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// The durable state of Tidemark: every concern at once. Implementations are shared between
@@ -107,15 +109,26 @@ impl<
 /// The URL scheme of the embedded SQLite backend.
 const SQLITE_SCHEME: &str = "sqlite";
 
+/// The URL schemes of the PostgreSQL backend (libpq accepts both).
+const POSTGRES_SCHEMES: [&str; 2] = ["postgres", "postgresql"];
+
 /// Opens the store at `location`: a `sqlite://` URL (`sqlite:///var/lib/tidemark.db`,
 /// `sqlite://data/tidemark.db`) or a plain file path, both meaning the SQLite database file
-/// there (created, with its directory, if missing). Any other `scheme://` is refused with
-/// [`StoreError::UnsupportedScheme`] until a backend for it exists.
+/// there (created, with its directory, if missing), or a `postgres://` URL, meaning that
+/// PostgreSQL database (see [`PostgresStore::open`]). Any other `scheme://` is refused with
+/// [`StoreError::UnsupportedScheme`].
 pub fn open(location: impl AsRef<OsStr>) -> StoreResult<Arc<dyn Store>> {
     let location = location.as_ref();
     let path = match location.to_str().and_then(|text| text.split_once("://")) {
         Some((scheme, rest)) if is_scheme(scheme) => {
             // Schemes are case-insensitive (RFC 3986).
+            if POSTGRES_SCHEMES
+                .iter()
+                .any(|known| scheme.eq_ignore_ascii_case(known))
+            {
+                let url = location.to_str().unwrap_or_default();
+                return Ok(Arc::new(PostgresStore::open(url)?));
+            }
             if !scheme.eq_ignore_ascii_case(SQLITE_SCHEME) {
                 return Err(StoreError::UnsupportedScheme {
                     scheme: scheme.to_owned(),
@@ -148,6 +161,24 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// PostgreSQL failed an operation (or the connection to it broke).
+    #[error("store: {op} failed: {source}")]
+    Postgres {
+        /// What the store was doing.
+        op: &'static str,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// No connection to the database could be had in time (it is down or every pooled
+    /// connection is busy).
+    #[error("store: {op} failed: the database is unavailable: {message}")]
+    Unavailable {
+        /// What the store was doing.
+        op: &'static str,
+        /// Why.
+        message: String,
+    },
     /// The database file or its directory could not be prepared.
     #[error("store: cannot open {path}: {source}")]
     Open {
@@ -177,7 +208,9 @@ pub enum StoreError {
         supported: i64,
     },
     /// The location names a kind of store this build cannot open.
-    #[error("store: {scheme}:// stores are not supported yet; use a sqlite:// URL or a file path")]
+    #[error(
+        "store: {scheme}:// stores are not supported; use a sqlite:// URL, a file path or a postgres:// URL"
+    )]
     UnsupportedScheme {
         /// The URL scheme given, e.g. `postgres`.
         scheme: String,
@@ -198,9 +231,36 @@ impl StoreError {
                         | rusqlite::ErrorCode::DiskFull
                 )
             ),
-            Self::Open { .. } => true,
+            Self::Postgres { source, .. } => postgres_transient(source),
+            Self::Open { .. } | Self::Unavailable { .. } => true,
             _ => false,
         }
+    }
+}
+
+/// Whether a PostgreSQL error may pass: the connection broke, the server is starting or
+/// shutting down or out of connections, or a transaction lost a conflict.
+fn postgres_transient(error: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    if error.is_closed() {
+        return true;
+    }
+    match error.code() {
+        // No SQL state: an I/O error or a timeout on the way.
+        None => true,
+        Some(code) => [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::LOCK_NOT_AVAILABLE,
+            SqlState::QUERY_CANCELED,
+            SqlState::DISK_FULL,
+            SqlState::IO_ERROR,
+        ]
+        .contains(code),
     }
 }
 

@@ -2,7 +2,8 @@
 
 use rusqlite::{OptionalExtension, Transaction};
 
-use super::{SCHEMA_VERSION_KEY, SqliteStore, db};
+use super::{SqliteStore, db};
+use crate::store::meta::check_meta_key;
 use crate::store::{Meta, StoreError, StoreResult};
 
 impl Meta for SqliteStore {
@@ -21,16 +22,6 @@ impl Meta for SqliteStore {
         check_meta_key(key)?;
         self.write("set meta", |tx| put_meta(tx, key, value))
     }
-}
-
-/// Refuses the key the store keeps its schema version under.
-pub(super) fn check_meta_key(key: &str) -> StoreResult<()> {
-    if key == SCHEMA_VERSION_KEY {
-        return Err(StoreError::InvalidInput(format!(
-            "meta key {SCHEMA_VERSION_KEY:?} is reserved for the store itself"
-        )));
-    }
-    Ok(())
 }
 
 /// Sets `key` inside `tx`: [`Meta::set_meta`] in its own transaction, and the checkpoint of

@@ -43,9 +43,7 @@ use crate::store::{StoreError, StoreResult};
 /// Newest schema version this build creates and understands.
 const SCHEMA_VERSION: i64 = 6;
 
-/// Meta key holding the schema version; not writable through
-/// [`Meta::set_meta`](crate::store::Meta::set_meta).
-const SCHEMA_VERSION_KEY: &str = "schema_version";
+use crate::store::meta::SCHEMA_VERSION_KEY;
 
 /// How long a statement waits for another process's lock before failing with `busy`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
-use super::meta::{check_meta_key, put_meta};
+use super::meta::put_meta;
+use crate::store::meta::check_meta_key;
 use super::{SqliteStore, clamp_i64, db};
 use crate::store::{
     ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, DeliveryView, DueDelivery,

@@ -171,9 +171,9 @@ fn opens_sqlite_urls_and_plain_paths() {
 
 #[test]
 fn refuses_stores_it_has_no_backend_for() {
-    let refused = crate::store::open("postgres://tidemark@localhost/tidemark");
+    let refused = crate::store::open("mysql://tidemark@localhost/tidemark");
     assert!(
-        matches!(&refused, Err(StoreError::UnsupportedScheme { scheme }) if scheme == "postgres"),
+        matches!(&refused, Err(StoreError::UnsupportedScheme { scheme }) if scheme == "mysql"),
         "{:?}",
         refused.err()
     );

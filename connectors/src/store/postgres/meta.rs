@@ -1,0 +1,50 @@
+//! [`Meta`] on PostgreSQL: the `meta` table, which also holds the schema version.
+
+use deadpool_postgres::Transaction;
+
+use super::{PostgresStore, pg};
+use crate::store::meta::check_meta_key;
+use crate::store::{Meta, StoreError, StoreResult};
+
+impl Meta for PostgresStore {
+    fn get_meta(&self, key: &str) -> StoreResult<Option<String>> {
+        const OP: &str = "get meta";
+        self.read(OP, async |tx| {
+            let row = tx
+                .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
+                .await
+                .map_err(pg(OP))?;
+            Ok(row.map(|row| row.get(0)))
+        })
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> StoreResult<()> {
+        check_meta_key(key)?;
+        self.write("set meta", async |tx| put_meta(tx, key, value).await)
+    }
+}
+
+/// Sets `key` inside `tx`: [`Meta::set_meta`] in its own transaction, and the checkpoint of
+/// [`Outbox::commit_step`](crate::store::Outbox::commit_step) in the step's.
+pub(super) async fn put_meta(tx: &Transaction<'_>, key: &str, value: &str) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[&key, &value],
+    )
+    .await
+    .map_err(pg("set meta"))?;
+    Ok(())
+}
+
+/// A log position kept under `key` (0 when none is): where the audience engine and the
+/// campaigns each got to.
+pub(super) fn read_position(store: &PostgresStore, key: &str) -> StoreResult<u64> {
+    let text: Option<String> = store.get_meta(key)?;
+    match text {
+        None => Ok(0),
+        Some(text) => text
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("meta.{key} is not a position: {text:?}"))),
+    }
+}

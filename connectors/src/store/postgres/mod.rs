@@ -1,0 +1,507 @@
+//! The shared [`Store`](crate::store::Store): one PostgreSQL database, which several Tidemark
+//! processes may use at once.
+//!
+//! This module connects (a `postgres://` URL; the password from the URL, or `PGPASSWORD`), keeps
+//! the connection pool, migrates the schema and runs every statement; each concern's trait is
+//! implemented in its own file ([`events`], [`catalog`], [`outbox`], [`reports`], [`sources`],
+//! [`secrets`], [`meta`], [`audiences`], [`campaigns`]) on the helpers kept here.
+//!
+//! Blocking calls over an async driver: the store traits are synchronous (see the parent
+//! module), and `tokio-postgres` is async. The store owns a small tokio runtime of its own whose
+//! one thread drives the connections' sockets; a store method builds its future on the caller's
+//! thread and waits for it there ([`PostgresStore::block`]). Client futures only exchange
+//! messages with the connection tasks, so this works from any thread, a tokio worker's included
+//! (which it blocks for the call, exactly as the SQLite store does).
+//!
+//! Writes: every write transaction first takes one transaction-scoped advisory lock
+//! ([`WRITE_LOCK`]), so writes are serialized across every process on the database, as on
+//! SQLite: a read-modify-write (a rule's version, a claim, a run finished once) needs no retry
+//! loop, and the event log's `seq` values commit in increasing order, so a reader that has seen
+//! `seq` N never later finds a new row below it. Reads run in `REPEATABLE READ READ ONLY`
+//! transactions, one consistent snapshot each, beside the writer.
+//!
+//! Durability: PostgreSQL's own (`synchronous_commit` as the server is configured; on by
+//! default): a write method returns after its commit is flushed.
+
+mod audiences;
+mod campaigns;
+mod catalog;
+mod events;
+mod meta;
+mod outbox;
+mod reports;
+mod secrets;
+mod sources;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Transaction;
+use tokio_postgres::{IsolationLevel, NoTls};
+
+use crate::store::{StoreError, StoreResult};
+
+/// Newest schema version this build creates and understands: the same data model as the
+/// SQLite store's version of the same number.
+const SCHEMA_VERSION: i64 = 6;
+
+use crate::store::meta::SCHEMA_VERSION_KEY;
+
+/// The advisory lock every write transaction holds: one writer at a time on the database.
+const WRITE_LOCK: i64 = 0x7469_6465_6d61_726b; // "tidemark"
+
+/// The advisory lock a migration holds, so two processes starting together migrate once.
+const MIGRATE_LOCK: i64 = 0x7469_6465_6d69_6772; // "tidemigr"
+
+/// Connections kept open at most.
+const POOL_SIZE: usize = 16;
+
+/// How long a call waits for a pooled connection, and for a new one to connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The whole schema at version 6, applied to an empty database. Column types follow the SQLite
+/// schema's: integers are `BIGINT` (flags 0/1 too), text `TEXT`, bytes `BYTEA`. The dead letter's
+/// record offset is `record_offset` (`offset` is reserved in PostgreSQL).
+const SCHEMA_V6: &str = "
+CREATE TABLE events (
+    seq            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant         TEXT   NOT NULL,
+    id             TEXT   NOT NULL,
+    event_type     TEXT   NOT NULL,
+    ts_ms          BIGINT NOT NULL,
+    body           TEXT   NOT NULL,
+    received_at_ms BIGINT NOT NULL,
+    UNIQUE (tenant, id)
+);
+CREATE TABLE rules (
+    tenant        TEXT   NOT NULL,
+    id            TEXT   NOT NULL,
+    version       BIGINT NOT NULL,
+    enabled       BIGINT NOT NULL,
+    body          TEXT   NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE TABLE destinations (
+    tenant        TEXT   NOT NULL,
+    id            TEXT   NOT NULL,
+    kind          TEXT   NOT NULL,
+    config        TEXT   NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE TABLE tenants (
+    id        TEXT PRIMARY KEY,
+    name      TEXT NOT NULL,
+    time_zone TEXT NOT NULL
+);
+CREATE TABLE api_keys (
+    key_hash TEXT PRIMARY KEY,
+    tenant   TEXT NOT NULL
+);
+CREATE TABLE notifications (
+    id            TEXT PRIMARY KEY,
+    tenant        TEXT   NOT NULL,
+    rule_id       TEXT   NOT NULL,
+    kind          TEXT   NOT NULL,
+    group_key     TEXT   NOT NULL,
+    payload       TEXT   NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);
+CREATE INDEX notifications_by_tenant ON notifications (tenant, created_at_ms, id);
+CREATE INDEX notifications_by_run ON notifications (tenant, group_key) WHERE kind = 'report';
+CREATE TABLE deliveries (
+    notification_id    TEXT   NOT NULL,
+    destination_id     TEXT   NOT NULL,
+    tenant             TEXT   NOT NULL,
+    status             TEXT   NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+    attempts           BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at_ms BIGINT,
+    last_error         TEXT,
+    claimed            BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (notification_id, destination_id)
+);
+CREATE INDEX deliveries_by_status ON deliveries (status, next_attempt_at_ms);
+CREATE TABLE delivery_attempts (
+    notification_id TEXT   NOT NULL,
+    destination_id  TEXT   NOT NULL,
+    attempt         BIGINT NOT NULL,
+    at_ms           BIGINT NOT NULL,
+    outcome         TEXT   NOT NULL,
+    status_code     BIGINT,
+    error           TEXT,
+    duration_ms     BIGINT NOT NULL
+);
+CREATE INDEX delivery_attempts_by_delivery ON delivery_attempts (notification_id, destination_id);
+CREATE TABLE open_alerts (
+    tenant          TEXT   NOT NULL,
+    rule_id         TEXT   NOT NULL,
+    group_key       TEXT   NOT NULL,
+    since_ms        BIGINT NOT NULL,
+    notification_id TEXT   NOT NULL,
+    PRIMARY KEY (tenant, rule_id, group_key)
+);
+CREATE TABLE secrets (
+    id            BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    tenant        TEXT   NOT NULL,
+    name          TEXT   NOT NULL,
+    version       BIGINT NOT NULL,
+    kek_version   BIGINT NOT NULL,
+    dek_nonce     BYTEA  NOT NULL,
+    wrapped_dek   BYTEA  NOT NULL,
+    value_nonce   BYTEA  NOT NULL,
+    ciphertext    BYTEA  NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    UNIQUE (tenant, name, version)
+);
+CREATE TABLE secret_keks (
+    kek_version   BIGINT PRIMARY KEY,
+    encryptions   BIGINT NOT NULL DEFAULT 0,
+    rewrap_cursor BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE reports (
+    tenant        TEXT   NOT NULL,
+    id            TEXT   NOT NULL,
+    version       BIGINT NOT NULL,
+    enabled       BIGINT NOT NULL,
+    body          TEXT   NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE TABLE report_runs (
+    tenant          TEXT   NOT NULL,
+    run_id          TEXT   NOT NULL,
+    report_id       TEXT   NOT NULL,
+    version         BIGINT NOT NULL,
+    scheduled_ms    BIGINT NOT NULL,
+    trigger         TEXT   NOT NULL CHECK (trigger IN ('schedule', 'manual')),
+    status          TEXT   NOT NULL CHECK (status IN ('due', 'complete', 'partial', 'failed')),
+    created_at_ms   BIGINT NOT NULL,
+    generated_at_ms BIGINT,
+    generation_ms   BIGINT,
+    error           TEXT,
+    PRIMARY KEY (tenant, run_id)
+);
+CREATE INDEX report_runs_due ON report_runs (scheduled_ms) WHERE status = 'due';
+CREATE INDEX report_runs_by_report ON report_runs (tenant, report_id, scheduled_ms);
+CREATE TABLE source_positions (
+    source        TEXT   NOT NULL,
+    partition     BIGINT NOT NULL,
+    next_offset   BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (source, partition)
+);
+CREATE TABLE source_dead_letters (
+    id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at_ms         BIGINT NOT NULL,
+    source        TEXT   NOT NULL,
+    tenant        TEXT,
+    topic         TEXT   NOT NULL,
+    partition     BIGINT NOT NULL,
+    record_offset BIGINT NOT NULL,
+    raw           BYTEA  NOT NULL,
+    raw_len       BIGINT NOT NULL,
+    error         TEXT   NOT NULL
+);
+CREATE INDEX source_dead_letters_by_tenant ON source_dead_letters (tenant, id);
+CREATE TABLE contacts (
+    tenant        TEXT   NOT NULL,
+    id            TEXT   NOT NULL,
+    body          TEXT   NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE TABLE audiences (
+    tenant        TEXT   NOT NULL,
+    id            TEXT   NOT NULL,
+    version       BIGINT NOT NULL,
+    body          TEXT   NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE TABLE audience_members (
+    tenant   TEXT   NOT NULL,
+    audience TEXT   NOT NULL,
+    contact  TEXT   NOT NULL,
+    since_ms BIGINT NOT NULL,
+    PRIMARY KEY (tenant, audience, contact)
+);
+CREATE INDEX audience_members_by_contact ON audience_members (tenant, contact);
+CREATE TABLE audience_changes (
+    seq      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant   TEXT   NOT NULL,
+    audience TEXT   NOT NULL,
+    contact  TEXT   NOT NULL,
+    at_ms    BIGINT NOT NULL,
+    entered  BIGINT NOT NULL
+);
+CREATE INDEX audience_changes_by_audience ON audience_changes (tenant, audience, seq);
+CREATE INDEX audience_changes_by_contact ON audience_changes (tenant, contact, seq);
+CREATE TABLE audience_sizes (
+    tenant    TEXT   NOT NULL,
+    audience  TEXT   NOT NULL,
+    minute_ms BIGINT NOT NULL,
+    at_ms     BIGINT NOT NULL,
+    size      BIGINT NOT NULL,
+    PRIMARY KEY (tenant, audience, minute_ms)
+);
+CREATE TABLE event_types (
+    tenant     TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    PRIMARY KEY (tenant, event_type)
+);
+CREATE TABLE campaigns (
+    tenant         TEXT   NOT NULL,
+    id             TEXT   NOT NULL,
+    version        BIGINT NOT NULL,
+    body           TEXT   NOT NULL,
+    expanded_at_ms BIGINT,
+    updated_at_ms  BIGINT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE TABLE campaign_sends (
+    tenant          TEXT   NOT NULL,
+    campaign        TEXT   NOT NULL,
+    instance        TEXT   NOT NULL,
+    contact         TEXT   NOT NULL,
+    channel         TEXT   NOT NULL,
+    due_ms          BIGINT NOT NULL,
+    status          TEXT   NOT NULL CHECK (status IN ('pending', 'held', 'sent', 'capped',
+                                                      'unsubscribed', 'not_member', 'failed')),
+    reason          TEXT,
+    notification_id TEXT,
+    updated_at_ms   BIGINT NOT NULL,
+    PRIMARY KEY (tenant, campaign, instance, contact, channel)
+);
+CREATE INDEX campaign_sends_due ON campaign_sends (due_ms) WHERE status IN ('pending', 'held');
+CREATE INDEX campaign_sends_by_contact ON campaign_sends (tenant, contact, updated_at_ms);
+";
+
+/// The shared PostgreSQL [`Store`](crate::store::Store). See the module docs.
+pub struct PostgresStore {
+    pool: Pool,
+    /// Drives the pooled connections' sockets; dropped last.
+    runtime: tokio::runtime::Runtime,
+    /// The database, as the logs name it (no password).
+    target: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user[:password]@host[:port]/database`,
+    /// with libpq's query options such as `connect_timeout`; a password missing from the URL is
+    /// taken from `PGPASSWORD`) and brings the schema up to date.
+    pub fn open(url: &str) -> StoreResult<Self> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+            StoreError::InvalidInput(format!("the PostgreSQL URL cannot be read: {e}"))
+        })?;
+        if config.get_password().is_none()
+            && let Ok(password) = std::env::var("PGPASSWORD")
+        {
+            config.password(password);
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            return Err(StoreError::InvalidInput(
+                "sslmode=require: this build connects to PostgreSQL without TLS; \
+                 use sslmode=disable or prefer on a trusted network"
+                    .to_owned(),
+            ));
+        }
+        let target = describe(&config);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("postgres-io")
+            .enable_all()
+            .build()
+            .map_err(|source| StoreError::Open {
+                path: target.clone(),
+                source,
+            })?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = {
+            let _context = runtime.enter();
+            Pool::builder(manager)
+                .max_size(POOL_SIZE)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(CONNECT_TIMEOUT))
+                .create_timeout(Some(CONNECT_TIMEOUT))
+                .build()
+                .map_err(|e| StoreError::InvalidInput(format!("PostgreSQL pool: {e}")))?
+        };
+        let store = Self {
+            pool,
+            runtime,
+            target,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Waits on this thread for `future`, which may use the pool (connections are made and
+    /// driven on the store's runtime).
+    fn block<F: Future>(&self, future: F) -> F::Output {
+        let _context = self.runtime.enter();
+        futures::executor::block_on(future)
+    }
+
+    /// A pooled connection.
+    async fn client(&self, op: &'static str) -> StoreResult<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| pool_error(op, e))
+    }
+
+    /// Runs `f` in a write transaction holding [`WRITE_LOCK`] and commits it.
+    fn write<T>(
+        &self,
+        op: &'static str,
+        f: impl AsyncFnOnce(&Transaction<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        self.block(async {
+            let mut client = self.client(op).await?;
+            let tx = client.transaction().await.map_err(pg(op))?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+                .await
+                .map_err(pg(op))?;
+            let out = f(&tx).await?;
+            tx.commit().await.map_err(pg(op))?;
+            Ok(out)
+        })
+    }
+
+    /// Runs `f` in a read-only transaction (one consistent snapshot).
+    fn read<T>(
+        &self,
+        op: &'static str,
+        f: impl AsyncFnOnce(&Transaction<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        self.block(async {
+            let mut client = self.client(op).await?;
+            let tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(pg(op))?;
+            let out = f(&tx).await?;
+            tx.commit().await.map_err(pg(op))?;
+            Ok(out)
+        })
+    }
+
+    fn migrate(&self) -> StoreResult<()> {
+        const OP: &str = "migrate schema";
+        let found = self.block(async {
+            let mut client = self.client(OP).await?;
+            let tx = client.transaction().await.map_err(pg(OP))?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
+                .await
+                .map_err(pg(OP))?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            )
+            .await
+            .map_err(pg("create meta table"))?;
+            let found = tx
+                .query_opt(
+                    "SELECT value FROM meta WHERE key = $1",
+                    &[&SCHEMA_VERSION_KEY],
+                )
+                .await
+                .map_err(pg("read schema version"))?
+                .map(|row| row.get::<_, String>(0));
+            let found = match found {
+                None => 0,
+                Some(text) => text.parse::<i64>().map_err(|_| {
+                    StoreError::Corrupt(format!("meta.schema_version is not a number: {text:?}"))
+                })?,
+            };
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::SchemaTooNew {
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            // One arm per version step; each runs once, inside this transaction. The PostgreSQL
+            // store starts at version 6.
+            if found < 6 {
+                tx.batch_execute(SCHEMA_V6)
+                    .await
+                    .map_err(pg("create schema v6"))?;
+            }
+            if found < SCHEMA_VERSION {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ($1, $2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    &[&SCHEMA_VERSION_KEY, &SCHEMA_VERSION.to_string()],
+                )
+                .await
+                .map_err(pg("record schema version"))?;
+            }
+            tx.commit().await.map_err(pg(OP))?;
+            Ok(found)
+        })?;
+        if found < SCHEMA_VERSION {
+            tracing::info!(database = %self.target, from = found, to = SCHEMA_VERSION, "store schema migrated");
+        }
+        Ok(())
+    }
+}
+
+/// `user@host:port/database`, for logs and errors (never the password).
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{}@{host}:{port}/{}",
+        config.get_user().unwrap_or("?"),
+        config.get_dbname().unwrap_or("?")
+    )
+}
+
+/// Maps a driver error to a [`StoreError`], naming the operation.
+fn pg(op: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |source| StoreError::Postgres { op, source }
+}
+
+fn pool_error(op: &'static str, error: deadpool_postgres::PoolError) -> StoreError {
+    match error {
+        deadpool_postgres::PoolError::Backend(source) => StoreError::Postgres { op, source },
+        other => StoreError::Unavailable {
+            op,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// PostgreSQL integers are signed; positions and limits beyond `i64::MAX` mean "everything".
+fn clamp_i64(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
+/// A stored `BIGINT` that must not be negative (a seq, a count), as the traits' `u64`.
+fn unsigned(value: i64, what: &str) -> StoreResult<u64> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} is negative: {value}")))
+}
