@@ -22,6 +22,10 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Where the SQLite store and other files live.
     pub data_dir: PathBuf,
+    /// The store, when it is not the SQLite file in `data_dir`: a `postgres://` URL
+    /// (`postgres://user@host:5432/tidemark`; a password missing from it is read from
+    /// `PGPASSWORD`), a `sqlite://` URL or a file path (`TIDEMARK_STORE`).
+    pub store: Option<String>,
     /// HTTP server.
     pub server: ServerConfig,
     /// Dataflow engine and ingest batching.
@@ -540,6 +544,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("tidemark-data"),
+            store: None,
             server: ServerConfig::default(),
             engine: EngineSettings::default(),
             sender: SenderConfig::default(),
@@ -992,9 +997,25 @@ impl Config {
         })
     }
 
-    /// The SQLite store's file.
+    /// The SQLite store's file in `data_dir`, used when `store` is not set.
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join("tidemark.db")
+    }
+
+    /// Where the store is: `store` when set, else the SQLite file in `data_dir`.
+    pub fn store_location(&self) -> std::ffi::OsString {
+        match &self.store {
+            Some(location) => location.into(),
+            None => self.store_path().into_os_string(),
+        }
+    }
+
+    /// The store's location as logs and errors may show it: a URL's password is left out.
+    pub fn store_display(&self) -> String {
+        match &self.store {
+            Some(location) => redact_password(location),
+            None => self.store_path().display().to_string(),
+        }
     }
 
     /// The local KEK file.
@@ -1335,5 +1356,48 @@ mod tests {
         std::fs::write(&file, "[secrets]\nkek = \"vault\"\n").unwrap();
         let e = Config::load(Some(&file)).unwrap_err().to_string();
         assert!(e.contains("secrets.kek"), "{e}");
+    }
+}
+
+/// `scheme://user:password@host/…` without the password.
+fn redact_password(location: &str) -> String {
+    let Some((scheme, rest)) = location.split_once("://") else {
+        return location.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        _ => location.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod store_location_tests {
+    use super::*;
+
+    #[test]
+    fn a_store_url_is_shown_without_its_password() {
+        assert_eq!(
+            redact_password("postgres://tidemark:s3cret@db.internal:5432/tidemark"),
+            "postgres://tidemark:***@db.internal:5432/tidemark"
+        );
+        assert_eq!(
+            redact_password("postgres://tidemark@db/tidemark"),
+            "postgres://tidemark@db/tidemark"
+        );
+        let config = Config {
+            store: Some("postgres://u:p@h/db".into()),
+            ..Config::default()
+        };
+        assert_eq!(config.store_location(), "postgres://u:p@h/db");
+        assert_eq!(config.store_display(), "postgres://u:***@h/db");
+        let embedded = Config::default();
+        assert_eq!(
+            embedded.store_location(),
+            embedded.data_dir.join("tidemark.db").into_os_string()
+        );
     }
 }

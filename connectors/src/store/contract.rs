@@ -43,6 +43,7 @@ macro_rules! store_contract_tests {
             recent_event_replay_skips_old_event_times,
             rules_and_destinations_are_tenant_scoped,
             tenants_and_api_keys,
+            listings_order_text_byte_wise,
             replacing_api_keys_revokes_every_other_key,
             enqueue_is_idempotent_and_tenant_scoped,
             retry_then_deliver_and_retry_then_dead,
@@ -284,6 +285,43 @@ pub fn tenants_and_api_keys(store: &dyn Store) {
         store.put_api_key("a", "plaintext-key"),
         Err(StoreError::InvalidInput(_))
     ));
+}
+
+/// Listings order ids byte-wise, whatever the database's locale: upper case before `_` before
+/// lower case, the same on every store.
+pub fn listings_order_text_byte_wise(store: &dyn Store) {
+    for id in ["b", "B", "a", "A", "_"] {
+        let tenant = Tenant {
+            id: id.to_owned(),
+            name: format!("Shop {id}"),
+            time_zone: "UTC".to_owned(),
+        };
+        store.put_tenant(&tenant).expect("put tenant");
+        store
+            .put_rule(&StoredRule {
+                tenant: "acme".to_owned(),
+                id: id.to_owned(),
+                version: 1,
+                enabled: true,
+                body: "{}".to_owned(),
+                updated_at_ms: 5,
+            })
+            .expect("put rule");
+    }
+    let tenants: Vec<String> = store
+        .list_tenants()
+        .expect("list tenants")
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(tenants, ["A", "B", "_", "a", "b"]);
+    let rules: Vec<String> = store
+        .list_rules(Some("acme"))
+        .expect("list rules")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(rules, ["A", "B", "_", "a", "b"]);
 }
 
 /// Replacing the API keys leaves exactly the given ones: a key not in the list (another

@@ -58,6 +58,7 @@ pub use outbox::{
     ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, DeliveryView, DueDelivery,
     NewNotification, NotificationCursor, NotificationFilter, NotificationView, OpenAlert, Outbox,
 };
+pub use postgres::PostgresStore;
 pub use reports::{
     FinishedRun, NewReportRun, REPORT_KIND, ReportRun, Reports, RunStatus, StoredReport,
 };
@@ -68,7 +69,6 @@ pub use secrets::{
 pub use sources::{
     DEAD_LETTER_RAW_BYTES, DeadLetter, NewDeadLetter, SourcePosition, SourceProgress, Sources,
 };
-pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// The durable state of Tidemark: every concern at once. Implementations are shared between

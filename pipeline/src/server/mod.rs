@@ -92,8 +92,8 @@ fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
 /// Opens the configured store: the one handle a process shares between its runtime, sender,
 /// API and secrets.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let path = config.store_path();
-    connectors::store::open(&path).with_context(|| format!("cannot open store {}", path.display()))
+    connectors::store::open(config.store_location())
+        .with_context(|| format!("cannot open store {}", config.store_display()))
 }
 
 /// Creates the configured tenants and makes their configured keys the only valid ones: a key

@@ -29,6 +29,8 @@ pub(crate) struct Settings {
     /// refuses unless allowed, so the tests allow 127.0.0.1 as an operator would allow their
     /// own network; the guard's own tests allow nothing.
     pub(crate) allow_private_networks: &'static [&'static str],
+    /// `store`: a `postgres://` URL, or none for the SQLite file in the data directory.
+    pub(crate) store: Option<String>,
 }
 
 impl Default for Settings {
@@ -37,6 +39,7 @@ impl Default for Settings {
             allowed_lateness: "200ms",
             max_attempts: 3,
             allow_private_networks: &["127.0.0.1/32"],
+            store: None,
         }
     }
 }
@@ -45,7 +48,7 @@ impl Settings {
     pub(crate) fn toml(&self, data_dir: &Path, port: u16) -> String {
         format!(
             r#"data_dir = "{data_dir}"
-
+{store}
 [server]
 listen = "127.0.0.1:{port}"
 
@@ -76,6 +79,10 @@ api_key = "{KEY_B}"
             lateness = self.allowed_lateness,
             max_attempts = self.max_attempts,
             allowed = self.allow_private_networks,
+            store = match &self.store {
+                Some(url) => format!("store = {url:?}\n"),
+                None => String::new(),
+            },
         )
     }
 }

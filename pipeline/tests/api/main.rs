@@ -12,6 +12,7 @@ mod events;
 mod harness;
 mod metrics;
 mod outbound;
+mod postgres;
 mod retries;
 mod rules;
 mod serving;

@@ -37,17 +37,16 @@ mod tests;
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use deadpool_postgres::Transaction;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{IsolationLevel, NoTls};
 
+use crate::store::meta::SCHEMA_VERSION_KEY;
 use crate::store::{StoreError, StoreResult};
 
 /// Newest schema version this build creates and understands: the same data model as the
 /// SQLite store's version of the same number.
 const SCHEMA_VERSION: i64 = 6;
-
-use crate::store::meta::SCHEMA_VERSION_KEY;
 
 /// The advisory lock every write transaction holds: one writer at a time on the database.
 const WRITE_LOCK: i64 = 0x7469_6465_6d61_726b; // "tidemark"
@@ -62,91 +61,94 @@ const POOL_SIZE: usize = 16;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The whole schema at version 6, applied to an empty database. Column types follow the SQLite
-/// schema's: integers are `BIGINT` (flags 0/1 too), text `TEXT`, bytes `BYTEA`. The dead letter's
-/// record offset is `record_offset` (`offset` is reserved in PostgreSQL).
-const SCHEMA_V6: &str = "
+/// schema's: integers are `BIGINT` (flags 0/1 too), text `TEXT`, bytes `BYTEA`. Every text column
+/// is `COLLATE "C"`: compared and ordered byte-wise, as SQLite's `BINARY` collation does, whatever
+/// the database's default locale, so listings and page cursors mean the same on both stores and
+/// ordered scans use the keys' indexes. The dead letter's record offset is `record_offset`
+/// (`offset` is reserved in PostgreSQL).
+const SCHEMA_V6: &str = r#"
 CREATE TABLE events (
     seq            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    tenant         TEXT   NOT NULL,
-    id             TEXT   NOT NULL,
-    event_type     TEXT   NOT NULL,
+    tenant         TEXT COLLATE "C"   NOT NULL,
+    id             TEXT COLLATE "C"   NOT NULL,
+    event_type     TEXT COLLATE "C"   NOT NULL,
     ts_ms          BIGINT NOT NULL,
-    body           TEXT   NOT NULL,
+    body           TEXT COLLATE "C"   NOT NULL,
     received_at_ms BIGINT NOT NULL,
     UNIQUE (tenant, id)
 );
 CREATE TABLE rules (
-    tenant        TEXT   NOT NULL,
-    id            TEXT   NOT NULL,
+    tenant        TEXT COLLATE "C"   NOT NULL,
+    id            TEXT COLLATE "C"   NOT NULL,
     version       BIGINT NOT NULL,
     enabled       BIGINT NOT NULL,
-    body          TEXT   NOT NULL,
+    body          TEXT COLLATE "C"   NOT NULL,
     updated_at_ms BIGINT NOT NULL,
     PRIMARY KEY (tenant, id)
 );
 CREATE TABLE destinations (
-    tenant        TEXT   NOT NULL,
-    id            TEXT   NOT NULL,
-    kind          TEXT   NOT NULL,
-    config        TEXT   NOT NULL,
+    tenant        TEXT COLLATE "C"   NOT NULL,
+    id            TEXT COLLATE "C"   NOT NULL,
+    kind          TEXT COLLATE "C"   NOT NULL,
+    config        TEXT COLLATE "C"   NOT NULL,
     updated_at_ms BIGINT NOT NULL,
     PRIMARY KEY (tenant, id)
 );
 CREATE TABLE tenants (
-    id        TEXT PRIMARY KEY,
-    name      TEXT NOT NULL,
-    time_zone TEXT NOT NULL
+    id        TEXT COLLATE "C" PRIMARY KEY,
+    name      TEXT COLLATE "C" NOT NULL,
+    time_zone TEXT COLLATE "C" NOT NULL
 );
 CREATE TABLE api_keys (
-    key_hash TEXT PRIMARY KEY,
-    tenant   TEXT NOT NULL
+    key_hash TEXT COLLATE "C" PRIMARY KEY,
+    tenant   TEXT COLLATE "C" NOT NULL
 );
 CREATE TABLE notifications (
-    id            TEXT PRIMARY KEY,
-    tenant        TEXT   NOT NULL,
-    rule_id       TEXT   NOT NULL,
-    kind          TEXT   NOT NULL,
-    group_key     TEXT   NOT NULL,
-    payload       TEXT   NOT NULL,
+    id            TEXT COLLATE "C" PRIMARY KEY,
+    tenant        TEXT COLLATE "C"   NOT NULL,
+    rule_id       TEXT COLLATE "C"   NOT NULL,
+    kind          TEXT COLLATE "C"   NOT NULL,
+    group_key     TEXT COLLATE "C"   NOT NULL,
+    payload       TEXT COLLATE "C"   NOT NULL,
     created_at_ms BIGINT NOT NULL
 );
 CREATE INDEX notifications_by_tenant ON notifications (tenant, created_at_ms, id);
 CREATE INDEX notifications_by_run ON notifications (tenant, group_key) WHERE kind = 'report';
 CREATE TABLE deliveries (
-    notification_id    TEXT   NOT NULL,
-    destination_id     TEXT   NOT NULL,
-    tenant             TEXT   NOT NULL,
-    status             TEXT   NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+    notification_id    TEXT COLLATE "C"   NOT NULL,
+    destination_id     TEXT COLLATE "C"   NOT NULL,
+    tenant             TEXT COLLATE "C"   NOT NULL,
+    status             TEXT COLLATE "C"   NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
     attempts           BIGINT NOT NULL DEFAULT 0,
     next_attempt_at_ms BIGINT,
-    last_error         TEXT,
+    last_error         TEXT COLLATE "C",
     claimed            BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (notification_id, destination_id)
 );
 CREATE INDEX deliveries_by_status ON deliveries (status, next_attempt_at_ms);
 CREATE TABLE delivery_attempts (
-    notification_id TEXT   NOT NULL,
-    destination_id  TEXT   NOT NULL,
+    notification_id TEXT COLLATE "C"   NOT NULL,
+    destination_id  TEXT COLLATE "C"   NOT NULL,
     attempt         BIGINT NOT NULL,
     at_ms           BIGINT NOT NULL,
-    outcome         TEXT   NOT NULL,
+    outcome         TEXT COLLATE "C"   NOT NULL,
     status_code     BIGINT,
-    error           TEXT,
+    error           TEXT COLLATE "C",
     duration_ms     BIGINT NOT NULL
 );
 CREATE INDEX delivery_attempts_by_delivery ON delivery_attempts (notification_id, destination_id);
 CREATE TABLE open_alerts (
-    tenant          TEXT   NOT NULL,
-    rule_id         TEXT   NOT NULL,
-    group_key       TEXT   NOT NULL,
+    tenant          TEXT COLLATE "C"   NOT NULL,
+    rule_id         TEXT COLLATE "C"   NOT NULL,
+    group_key       TEXT COLLATE "C"   NOT NULL,
     since_ms        BIGINT NOT NULL,
-    notification_id TEXT   NOT NULL,
+    notification_id TEXT COLLATE "C"   NOT NULL,
     PRIMARY KEY (tenant, rule_id, group_key)
 );
 CREATE TABLE secrets (
     id            BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    tenant        TEXT   NOT NULL,
-    name          TEXT   NOT NULL,
+    tenant        TEXT COLLATE "C"   NOT NULL,
+    name          TEXT COLLATE "C"   NOT NULL,
     version       BIGINT NOT NULL,
     kek_version   BIGINT NOT NULL,
     dek_nonce     BYTEA  NOT NULL,
@@ -162,32 +164,32 @@ CREATE TABLE secret_keks (
     rewrap_cursor BIGINT NOT NULL DEFAULT 0
 );
 CREATE TABLE reports (
-    tenant        TEXT   NOT NULL,
-    id            TEXT   NOT NULL,
+    tenant        TEXT COLLATE "C"   NOT NULL,
+    id            TEXT COLLATE "C"   NOT NULL,
     version       BIGINT NOT NULL,
     enabled       BIGINT NOT NULL,
-    body          TEXT   NOT NULL,
+    body          TEXT COLLATE "C"   NOT NULL,
     updated_at_ms BIGINT NOT NULL,
     PRIMARY KEY (tenant, id)
 );
 CREATE TABLE report_runs (
-    tenant          TEXT   NOT NULL,
-    run_id          TEXT   NOT NULL,
-    report_id       TEXT   NOT NULL,
+    tenant          TEXT COLLATE "C"   NOT NULL,
+    run_id          TEXT COLLATE "C"   NOT NULL,
+    report_id       TEXT COLLATE "C"   NOT NULL,
     version         BIGINT NOT NULL,
     scheduled_ms    BIGINT NOT NULL,
-    trigger         TEXT   NOT NULL CHECK (trigger IN ('schedule', 'manual')),
-    status          TEXT   NOT NULL CHECK (status IN ('due', 'complete', 'partial', 'failed')),
+    trigger         TEXT COLLATE "C"   NOT NULL CHECK (trigger IN ('schedule', 'manual')),
+    status          TEXT COLLATE "C"   NOT NULL CHECK (status IN ('due', 'complete', 'partial', 'failed')),
     created_at_ms   BIGINT NOT NULL,
     generated_at_ms BIGINT,
     generation_ms   BIGINT,
-    error           TEXT,
+    error           TEXT COLLATE "C",
     PRIMARY KEY (tenant, run_id)
 );
 CREATE INDEX report_runs_due ON report_runs (scheduled_ms) WHERE status = 'due';
 CREATE INDEX report_runs_by_report ON report_runs (tenant, report_id, scheduled_ms);
 CREATE TABLE source_positions (
-    source        TEXT   NOT NULL,
+    source        TEXT COLLATE "C"   NOT NULL,
     partition     BIGINT NOT NULL,
     next_offset   BIGINT NOT NULL,
     updated_at_ms BIGINT NOT NULL,
@@ -196,96 +198,113 @@ CREATE TABLE source_positions (
 CREATE TABLE source_dead_letters (
     id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at_ms         BIGINT NOT NULL,
-    source        TEXT   NOT NULL,
-    tenant        TEXT,
-    topic         TEXT   NOT NULL,
+    source        TEXT COLLATE "C"   NOT NULL,
+    tenant        TEXT COLLATE "C",
+    topic         TEXT COLLATE "C"   NOT NULL,
     partition     BIGINT NOT NULL,
     record_offset BIGINT NOT NULL,
     raw           BYTEA  NOT NULL,
     raw_len       BIGINT NOT NULL,
-    error         TEXT   NOT NULL
+    error         TEXT COLLATE "C"   NOT NULL
 );
 CREATE INDEX source_dead_letters_by_tenant ON source_dead_letters (tenant, id);
 CREATE TABLE contacts (
-    tenant        TEXT   NOT NULL,
-    id            TEXT   NOT NULL,
-    body          TEXT   NOT NULL,
+    tenant        TEXT COLLATE "C"   NOT NULL,
+    id            TEXT COLLATE "C"   NOT NULL,
+    body          TEXT COLLATE "C"   NOT NULL,
     updated_at_ms BIGINT NOT NULL,
     PRIMARY KEY (tenant, id)
 );
 CREATE TABLE audiences (
-    tenant        TEXT   NOT NULL,
-    id            TEXT   NOT NULL,
+    tenant        TEXT COLLATE "C"   NOT NULL,
+    id            TEXT COLLATE "C"   NOT NULL,
     version       BIGINT NOT NULL,
-    body          TEXT   NOT NULL,
+    body          TEXT COLLATE "C"   NOT NULL,
     updated_at_ms BIGINT NOT NULL,
     PRIMARY KEY (tenant, id)
 );
 CREATE TABLE audience_members (
-    tenant   TEXT   NOT NULL,
-    audience TEXT   NOT NULL,
-    contact  TEXT   NOT NULL,
+    tenant   TEXT COLLATE "C"   NOT NULL,
+    audience TEXT COLLATE "C"   NOT NULL,
+    contact  TEXT COLLATE "C"   NOT NULL,
     since_ms BIGINT NOT NULL,
     PRIMARY KEY (tenant, audience, contact)
 );
 CREATE INDEX audience_members_by_contact ON audience_members (tenant, contact);
 CREATE TABLE audience_changes (
     seq      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    tenant   TEXT   NOT NULL,
-    audience TEXT   NOT NULL,
-    contact  TEXT   NOT NULL,
+    tenant   TEXT COLLATE "C"   NOT NULL,
+    audience TEXT COLLATE "C"   NOT NULL,
+    contact  TEXT COLLATE "C"   NOT NULL,
     at_ms    BIGINT NOT NULL,
     entered  BIGINT NOT NULL
 );
 CREATE INDEX audience_changes_by_audience ON audience_changes (tenant, audience, seq);
 CREATE INDEX audience_changes_by_contact ON audience_changes (tenant, contact, seq);
 CREATE TABLE audience_sizes (
-    tenant    TEXT   NOT NULL,
-    audience  TEXT   NOT NULL,
+    tenant    TEXT COLLATE "C"   NOT NULL,
+    audience  TEXT COLLATE "C"   NOT NULL,
     minute_ms BIGINT NOT NULL,
     at_ms     BIGINT NOT NULL,
     size      BIGINT NOT NULL,
     PRIMARY KEY (tenant, audience, minute_ms)
 );
 CREATE TABLE event_types (
-    tenant     TEXT NOT NULL,
-    event_type TEXT NOT NULL,
+    tenant     TEXT COLLATE "C" NOT NULL,
+    event_type TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant, event_type)
 );
 CREATE TABLE campaigns (
-    tenant         TEXT   NOT NULL,
-    id             TEXT   NOT NULL,
+    tenant         TEXT COLLATE "C"   NOT NULL,
+    id             TEXT COLLATE "C"   NOT NULL,
     version        BIGINT NOT NULL,
-    body           TEXT   NOT NULL,
+    body           TEXT COLLATE "C"   NOT NULL,
     expanded_at_ms BIGINT,
     updated_at_ms  BIGINT NOT NULL,
     PRIMARY KEY (tenant, id)
 );
 CREATE TABLE campaign_sends (
-    tenant          TEXT   NOT NULL,
-    campaign        TEXT   NOT NULL,
-    instance        TEXT   NOT NULL,
-    contact         TEXT   NOT NULL,
-    channel         TEXT   NOT NULL,
+    tenant          TEXT COLLATE "C"   NOT NULL,
+    campaign        TEXT COLLATE "C"   NOT NULL,
+    instance        TEXT COLLATE "C"   NOT NULL,
+    contact         TEXT COLLATE "C"   NOT NULL,
+    channel         TEXT COLLATE "C"   NOT NULL,
     due_ms          BIGINT NOT NULL,
-    status          TEXT   NOT NULL CHECK (status IN ('pending', 'held', 'sent', 'capped',
+    status          TEXT COLLATE "C"   NOT NULL CHECK (status IN ('pending', 'held', 'sent', 'capped',
                                                       'unsubscribed', 'not_member', 'failed')),
-    reason          TEXT,
-    notification_id TEXT,
+    reason          TEXT COLLATE "C",
+    notification_id TEXT COLLATE "C",
     updated_at_ms   BIGINT NOT NULL,
     PRIMARY KEY (tenant, campaign, instance, contact, channel)
 );
 CREATE INDEX campaign_sends_due ON campaign_sends (due_ms) WHERE status IN ('pending', 'held');
 CREATE INDEX campaign_sends_by_contact ON campaign_sends (tenant, contact, updated_at_ms);
-";
+"#;
 
 /// The shared PostgreSQL [`Store`](crate::store::Store). See the module docs.
 pub struct PostgresStore {
     pool: Pool,
-    /// Drives the pooled connections' sockets; dropped last.
-    runtime: tokio::runtime::Runtime,
+    /// Drives the pooled connections' sockets; dropped after the pool (fields drop in order).
+    runtime: IoRuntime,
     /// The database, as the logs name it (no password).
     target: String,
+}
+
+/// The store's own runtime. Dropping a tokio runtime waits for its tasks and panics when that
+/// happens inside another runtime (a store dropped by an async test or a server task), so this
+/// one is shut down in the background instead: its connection tasks are cancelled, which closes
+/// the sockets.
+struct IoRuntime {
+    handle: tokio::runtime::Handle,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for IoRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -336,8 +355,12 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        let runtime = IoRuntime {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        };
         let pool = {
-            let _context = runtime.enter();
+            let _context = runtime.handle.enter();
             Pool::builder(manager)
                 .max_size(POOL_SIZE)
                 .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -358,7 +381,7 @@ impl PostgresStore {
     /// Waits on this thread for `future`, which may use the pool (connections are made and
     /// driven on the store's runtime).
     fn block<F: Future>(&self, future: F) -> F::Output {
-        let _context = self.runtime.enter();
+        let _context = self.runtime.handle.enter();
         futures::executor::block_on(future)
     }
 

@@ -38,12 +38,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use crate::store::meta::SCHEMA_VERSION_KEY;
 use crate::store::{StoreError, StoreResult};
 
 /// Newest schema version this build creates and understands.
 const SCHEMA_VERSION: i64 = 6;
-
-use crate::store::meta::SCHEMA_VERSION_KEY;
 
 /// How long a statement waits for another process's lock before failing with `busy`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -7,8 +7,8 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::meta::put_meta;
-use crate::store::meta::check_meta_key;
 use super::{SqliteStore, clamp_i64, db};
+use crate::store::meta::check_meta_key;
 use crate::store::{
     ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, DeliveryView, DueDelivery,
     NewNotification, NotificationFilter, NotificationView, OpenAlert, Outbox, StoreError,

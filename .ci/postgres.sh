@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# A private PostgreSQL server on loopback, for the PostgreSQL store's tests and
+# `tidemark bench ingest --store postgres`.
+#
+#   source .ci/postgres.sh && postgres_start   # in a script: exports POSTGRES_URL
+#   bash .ci/postgres.sh start                  # by hand: prints the export line, leaves it running
+#   bash .ci/postgres.sh stop                   # stops the one `start` left running
+#
+# The server is Debian's `postgresql` package (installed when missing). `initdb` runs as the
+# unprivileged `postgres` user into a fresh directory under /tmp; the server listens on
+# 127.0.0.1 on a free port (and on a socket in that directory), trusts connections from
+# loopback only, and is stopped (and its directory removed) by `postgres_stop`.
+
+postgres_bin() {
+    local dir
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [[ -n "$dir" && -x "$dir/initdb" ]] && echo "$dir"
+}
+
+postgres_start() {
+    local bin
+    if ! bin=$(postgres_bin); then
+        echo "installing PostgreSQL (Debian's postgresql package)" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2 || return 1
+        bin=$(postgres_bin) || { echo "no initdb after installing postgresql" >&2; return 1; }
+    fi
+    # The package's own cluster is not used (and not needed).
+    POSTGRES_DIR=$(mktemp -d /tmp/tidemark-postgres.XXXXXX)
+    chown postgres: "$POSTGRES_DIR"
+    local port
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+    runuser -u postgres -- "$bin/initdb" -D "$POSTGRES_DIR/data" -U postgres \
+        --auth-host=trust --auth-local=trust -E UTF8 --locale=C.UTF-8 >"$POSTGRES_DIR/initdb.log" 2>&1 ||
+        { cat "$POSTGRES_DIR/initdb.log" >&2; return 1; }
+    # Loopback only; enough connections for the tests' servers and pools.
+    runuser -u postgres -- "$bin/pg_ctl" -D "$POSTGRES_DIR/data" -l "$POSTGRES_DIR/server.log" -w \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $POSTGRES_DIR -c max_connections=400" start >&2 ||
+        { cat "$POSTGRES_DIR/server.log" >&2; return 1; }
+    export POSTGRES_DIR POSTGRES_BIN="$bin" POSTGRES_PORT="$port"
+    # The tests create a database of their own per test on this server.
+    export POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+postgres_stop() {
+    if [[ -n "${POSTGRES_DIR:-}" && -d "$POSTGRES_DIR/data" ]]; then
+        runuser -u postgres -- "${POSTGRES_BIN:-$(postgres_bin)}/pg_ctl" -D "$POSTGRES_DIR/data" \
+            -m immediate stop >/dev/null 2>&1 || true
+        rm -rf "$POSTGRES_DIR"
+    fi
+}
+
+case "${1:-}" in
+start)
+    postgres_start || exit 1
+    echo "export POSTGRES_DIR=$POSTGRES_DIR POSTGRES_BIN=$POSTGRES_BIN POSTGRES_PORT=$POSTGRES_PORT"
+    echo "export POSTGRES_URL=$POSTGRES_URL"
+    ;;
+stop)
+    postgres_stop
+    ;;
+esac
