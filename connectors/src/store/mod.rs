@@ -8,8 +8,8 @@
 //! [`SecretRows`] and [`Meta`]. [`Store`] is all of them at once; the
 //! pipeline shares one `Arc<dyn Store>`, and code that needs a single concern takes just that
 //! trait (the secrets store, for one, takes only [`SecretRows`]). [`open`] opens the store a
-//! configuration names; [`SqliteStore`] is the embedded backend (a PostgreSQL one is meant to
-//! follow behind the same traits, which is why no SQL dialect detail leaks out of `sqlite/`).
+//! configuration names; [`SqliteStore`] is the embedded backend and [`PostgresStore`] the
+//! shared one (a `postgres://` URL); no SQL dialect detail leaks out of `sqlite/` or `postgres/`.
 //! Every backend must pass the same behaviour tests, the `contract` module (built for this
 //! crate's tests and for the `contract-tests` feature).
 //!
@@ -22,8 +22,8 @@
 //! nothing to gain from yielding inside it, and a blocking call keeps the transaction's shape
 //! plain to read. Async code (HTTP handlers, the sender, the secrets store) moves calls onto
 //! tokio's blocking pool through one `spawn_blocking` helper where it lives, and makes few,
-//! batched calls. A PostgreSQL backend implements the same traits with a blocking client and a
-//! connection pool, so neither the traits nor their callers change with the backend.
+//! batched calls. The PostgreSQL backend implements the same traits by waiting on its async client
+//! and connection pool, so neither the traits nor their callers change with the backend.
 //!
 //! Everything is tenant-scoped: every read or update that takes a tenant filters by it, so a
 //! caller holding tenant A's credential cannot see or change tenant B's rows by guessing ids.
