@@ -2,6 +2,8 @@
 //!
 //! Units are in the names (`_seconds`, `_total`); counters get `_total` from the encoder.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -80,6 +82,20 @@ pub struct Metrics {
     pub live_tail_events: Gauge,
     /// The last event-log position every live table's files cover.
     pub live_compacted_seq: Gauge,
+    /// A PostgreSQL store's pooled connections, by `state` (`in_use`, `idle`); the rest of the
+    /// `store_*` metrics are also a PostgreSQL store's (the embedded one has no pool).
+    store_pool_connections: Family<Labels, Gauge>,
+    /// Connections the pool may open.
+    store_pool_max_connections: Gauge,
+    /// Calls waiting for a pooled connection.
+    store_pool_waiting: Gauge,
+    /// Write transactions.
+    store_writes: Counter,
+    /// Time writes waited for the store's write lock (held by another writer, in this process
+    /// or another).
+    store_write_lock_wait_seconds: Counter<f64, AtomicU64>,
+    /// Writes that waited more than a millisecond for the write lock.
+    store_write_lock_contended: Counter,
 }
 
 impl Metrics {
@@ -117,6 +133,12 @@ impl Metrics {
             source_errors: Family::default(),
             live_tail_events: Gauge::default(),
             live_compacted_seq: Gauge::default(),
+            store_pool_connections: Family::default(),
+            store_pool_max_connections: Gauge::default(),
+            store_pool_waiting: Gauge::default(),
+            store_writes: Counter::default(),
+            store_write_lock_wait_seconds: Counter::default(),
+            store_write_lock_contended: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -264,7 +286,62 @@ impl Metrics {
             "The last event-log position the live tables' Parquet files cover",
             m.live_compacted_seq.clone(),
         );
+        registry.register(
+            "store_pool_connections",
+            "A PostgreSQL store's pooled connections, by state (in_use, idle)",
+            m.store_pool_connections.clone(),
+        );
+        registry.register(
+            "store_pool_max_connections",
+            "Connections a PostgreSQL store's pool may open",
+            m.store_pool_max_connections.clone(),
+        );
+        registry.register(
+            "store_pool_waiting",
+            "Calls waiting for a pooled PostgreSQL connection",
+            m.store_pool_waiting.clone(),
+        );
+        registry.register(
+            "store_writes",
+            "Write transactions on a PostgreSQL store",
+            m.store_writes.clone(),
+        );
+        registry.register(
+            "store_write_lock_wait_seconds",
+            "Time PostgreSQL writes waited for the store's write lock (held by another writer, in this process or another)",
+            m.store_write_lock_wait_seconds.clone(),
+        );
+        registry.register(
+            "store_write_lock_contended",
+            "PostgreSQL writes that waited more than a millisecond for the write lock",
+            m.store_write_lock_contended.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Shows a shared store's pool and write contention (its counters are cumulative since
+    /// the store opened; the exported counters are moved up to them).
+    pub fn set_store_pool(&self, stats: &connectors::store::PoolStats) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let in_use = stats.open.saturating_sub(stats.idle);
+        for (state, n) in [("in_use", in_use), ("idle", stats.idle)] {
+            self.store_pool_connections
+                .get_or_create(&vec![("state".to_string(), state.to_string())])
+                .set(gauge(n));
+        }
+        self.store_pool_max_connections.set(gauge(stats.max_size));
+        self.store_pool_waiting.set(gauge(stats.waiting));
+        self.store_writes
+            .inc_by(stats.writes.saturating_sub(self.store_writes.get()));
+        self.store_write_lock_contended.inc_by(
+            stats
+                .write_lock_contended
+                .saturating_sub(self.store_write_lock_contended.get()),
+        );
+        let waited = stats.write_lock_wait_seconds - self.store_write_lock_wait_seconds.get();
+        if waited > 0.0 {
+            self.store_write_lock_wait_seconds.inc_by(waited);
+        }
     }
 
     /// Counts a committed source batch: `records` read from `partition`, `dead` of them refused.

@@ -13,6 +13,32 @@ pub trait Meta: Send + Sync {
 
     /// Sets a process-wide metadata value.
     fn set_meta(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    /// The connection pool and write contention, for a store that has them (PostgreSQL); the
+    /// embedded store has one connection and no pool.
+    fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
+}
+
+/// A shared store's connection pool and writes, as `/metrics` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PoolStats {
+    /// Connections the pool may open.
+    pub max_size: usize,
+    /// Connections open now.
+    pub open: usize,
+    /// Open connections idle in the pool.
+    pub idle: usize,
+    /// Calls waiting for a connection now.
+    pub waiting: usize,
+    /// Write transactions committed or attempted since the store opened.
+    pub writes: u64,
+    /// Time write transactions spent waiting for the write lock (another writer, possibly in
+    /// another process, held it), in total: the store's conflicts, as writes are serialized.
+    pub write_lock_wait_seconds: f64,
+    /// Write transactions that waited more than a millisecond for the lock.
+    pub write_lock_contended: u64,
 }
 
 /// Refuses the key the store keeps its schema version under.

@@ -1,8 +1,10 @@
-//! The command line: `tidemark serve`, `demo`, `bench …`, `secrets …` and `warehouse generate`.
+//! The command line: `tidemark serve`, `demo`, `bench …`, `secrets …`, `store …` and
+//! `warehouse generate`.
 
 pub mod bench;
 pub mod demo;
 pub mod secrets;
+pub mod store;
 pub mod warehouse;
 
 use std::path::PathBuf;
@@ -57,6 +59,8 @@ enum Command {
     },
     /// Manage tenants' stored credentials (envelope-encrypted) and rotate the KEK.
     Secrets(secrets::SecretsArgs),
+    /// Move the store: copy an embedded installation into PostgreSQL.
+    Store(store::StoreArgs),
     /// The demo warehouse (Parquet) the dashboard engine reads.
     #[command(hide = true)]
     Warehouse {
@@ -138,6 +142,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => runtime.block_on(demo::run(data_dir, listen, seconds, warehouse_orders)),
         Command::Bench { which } => runtime.block_on(bench::run(which)),
         Command::Secrets(args) => runtime.block_on(secrets::run(args)),
+        Command::Store(args) => store::run(args),
         Command::Warehouse {
             action:
                 WarehouseAction::Generate {

@@ -75,7 +75,8 @@ pub(super) async fn post_events(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store_unavailable",
                     e.to_string(),
-                ),
+                )
+                .retry_after(1),
             })?
     };
     let accepted = outcomes

@@ -250,6 +250,22 @@ impl ApiError {
         self
     }
 
+    /// A store error: a 503 with `Retry-After` when it may pass (the database is down or
+    /// restarting), else a 500.
+    pub(crate) fn store(e: connectors::store::StoreError) -> ApiError {
+        if e.is_transient() {
+            tracing::warn!(error = %e, "request failed: the store is unavailable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the store is unavailable; retry shortly",
+            )
+            .retry_after(1)
+        } else {
+            ApiError::internal(e)
+        }
+    }
+
     pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %e, "request failed");
         ApiError::new(
@@ -285,7 +301,7 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(store.as_ref()))
         .await
         .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
+        .map_err(ApiError::store)
 }
 
 /// The authenticated tenant.
@@ -396,6 +412,9 @@ async fn healthz(State(state): State<AppState>) -> Json<Value> {
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let store = state.store();
+    if let Some(stats) = store.pool_stats() {
+        state.metrics().set_store_pool(&stats);
+    }
     if let Ok(counts) = blocking(store, |s| s.delivery_counts()).await {
         for (status, count) in counts {
             match status {

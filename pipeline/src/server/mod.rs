@@ -67,7 +67,7 @@ fn lower_priority() {
 
 /// Takes the data directory's lock: one process per store, since the sender re-queues every
 /// unfinished claim it finds at start-up.
-fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
+pub(crate) fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let path = config.data_dir.join("tidemark.lock");

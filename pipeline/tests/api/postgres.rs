@@ -122,6 +122,31 @@ async fn alerts_on_a_postgres_store_survive_a_kill_and_are_delivered_once() {
         2
     );
     assert!(!server._dir.path().join("data/tidemark.db").exists());
+    // The pool and the writes show in /metrics.
+    let (_, metrics) = server.metrics_text().await;
+    assert_eq!(
+        sample(&metrics, "tidemark_store_pool_max_connections"),
+        Some(16.0),
+        "{metrics}"
+    );
+    let in_use = sample(
+        &metrics,
+        "tidemark_store_pool_connections{state=\"in_use\"}",
+    );
+    let idle = sample(&metrics, "tidemark_store_pool_connections{state=\"idle\"}");
+    assert!(
+        in_use.unwrap_or(0.0) + idle.unwrap_or(0.0) >= 1.0,
+        "{metrics}"
+    );
+    let writes = sample(&metrics, "tidemark_store_writes_total").unwrap_or(0.0);
+    assert!(
+        writes >= 4.0,
+        "rules, events, notifications, deliveries: {metrics}"
+    );
+    assert!(
+        sample(&metrics, "tidemark_store_write_lock_wait_seconds_total").is_some(),
+        "{metrics}"
+    );
 
     server.restart(|_| {}).await;
     // The rule and the destination came back from the database; o1 again is a duplicate.
@@ -157,6 +182,179 @@ async fn alerts_on_a_postgres_store_survive_a_kill_and_are_delivered_once() {
     assert_eq!(receiver.requests("/hook").len(), 3);
     assert_eq!(event_count(&server, KEY_A).await, 4);
     assert_eq!(server.notifications(KEY_A, "rule_id=big").await.len(), 3);
+    drop(server);
+    database.drop_now().await;
+}
+
+/// The database goes away under a running server (its connections killed, new ones refused,
+/// as in a restart) and comes back: requests answer 503 with `Retry-After` meanwhile, the server
+/// stays up, nothing acknowledged is lost, and it carries on by itself afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_answers_503_and_the_server_recovers_without_a_restart() {
+    let database = ScratchDatabase::create("outage").await;
+    let mut server = Tidemark::start_with(Settings {
+        store: Some(database.url.clone()),
+        ..Settings::default()
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    server
+        .webhook(KEY_A, "hook", &receiver.url("/hook"), None)
+        .await;
+    server
+        .rule(
+            KEY_A,
+            json!({"id": "all", "kind": "match", "event_type": "order",
+                "template": "Order {{ event.id }}", "destinations": ["hook"]}),
+        )
+        .await;
+    server
+        .send_events(KEY_A, &[event("before", "order", json!({}))])
+        .await;
+    receiver.wait_for("/hook", 1).await;
+
+    let outage = format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+        name = database.name
+    );
+    execute(&database.admin_url, &outage).await;
+    let body = ndjson(&[event("during", "order", json!({}))]);
+    let refused = eventually(
+        "events refused with 503 while the database is away",
+        async || {
+            let response = server
+                .http
+                .post(format!("{}/v1/events", server.base))
+                .bearer_auth(KEY_A)
+                .body(body.clone())
+                .send()
+                .await
+                .ok()?;
+            (response.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(response)
+        },
+    )
+    .await;
+    assert_eq!(
+        refused.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    let refused: serde_json::Value = refused.json().await.expect("a JSON error");
+    assert_eq!(refused["error"]["code"], "store_unavailable", "{refused}");
+    let (status, listing) = server.get(KEY_A, "/v1/rules").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{listing}");
+    assert!(
+        matches!(server.child.try_wait(), Ok(None)),
+        "the server stays up while the database is away"
+    );
+
+    execute(
+        &database.admin_url,
+        &format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", database.name),
+    )
+    .await;
+    // Back without a restart: the refused event is sent again and goes through.
+    eventually("events accepted again", async || {
+        let (status, _) = server.post_text(KEY_A, "/v1/events", &body).await;
+        (status == StatusCode::OK).then_some(())
+    })
+    .await;
+    let during = server.notification_for(KEY_A, "all", "during").await;
+    server
+        .settled(KEY_A, during["id"].as_str().unwrap(), "delivered")
+        .await;
+    assert_eq!(event_count(&server, KEY_A).await, 2);
+    assert_eq!(receiver.wait_for("/hook", 2).await.len(), 2);
+    let (status, listing) = server.get(KEY_A, "/v1/rules").await;
+    assert_eq!(status, StatusCode::OK, "{listing}");
+    drop(server);
+    database.drop_now().await;
+}
+
+/// An embedded installation moves to PostgreSQL with `tidemark store migrate-from-sqlite`:
+/// after the move the server on the database has its rules, destinations, delivery history and
+/// events, and its secrets still open with the same key file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_installation_moves_to_postgres_with_its_history_and_secrets() {
+    let database = ScratchDatabase::create("migrate").await;
+    let mut server = Tidemark::start().await;
+    let receiver = Receiver::start().await;
+    let (status, body) = server
+        .put(KEY_A, "/v1/secrets/shop-hook", json!({ "value": SECRET }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let destination = json!({"id": "hook", "kind": "webhook",
+        "config": {"url": receiver.url("/hook"), "secret": {"secret": "shop-hook"}}});
+    let (status, body) = server.post(KEY_A, "/v1/destinations", destination).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    server
+        .rule(
+            KEY_A,
+            json!({"id": "all", "kind": "match", "event_type": "order",
+                "template": "Order {{ event.id }}", "destinations": ["hook"]}),
+        )
+        .await;
+    server
+        .send_events(KEY_A, &[event("o1", "order", json!({}))])
+        .await;
+    let o1 = server.notification_for(KEY_A, "all", "o1").await;
+    server
+        .settled(KEY_A, o1["id"].as_str().unwrap(), "delivered")
+        .await;
+
+    let url = database.url.clone();
+    server
+        .restart(move |data| {
+            let output = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+                .args(["store", "migrate-from-sqlite", "--from"])
+                .arg(data)
+                .args(["--to", &url])
+                .env_remove("TIDEMARK_STORE")
+                .output()
+                .expect("run tidemark store migrate-from-sqlite");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "{stderr}");
+            let summary: serde_json::Value =
+                serde_json::from_slice(&output.stdout).expect("a JSON summary");
+            assert_eq!(summary["tables"]["events"], 1, "{summary}");
+            assert_eq!(summary["tables"]["rules"], 1, "{summary}");
+            assert_eq!(summary["tables"]["secrets"], 1, "{summary}");
+            assert_eq!(summary["tables"]["deliveries"], 1, "{summary}");
+            // From now on the server keeps its state in the database.
+            let config = data.parent().expect("test dir").join("tidemark.toml");
+            let text = std::fs::read_to_string(&config).expect("read config");
+            std::fs::write(&config, format!("store = {url:?}\n{text}")).expect("write config");
+            std::fs::remove_file(data.join("tidemark.db")).expect("remove the SQLite file");
+        })
+        .await;
+
+    assert_eq!(event_count(&server, KEY_A).await, 1);
+    let (status, rule) = server.get(KEY_A, "/v1/rules/all").await;
+    assert_eq!(status, StatusCode::OK, "{rule}");
+    let (status, history) = server
+        .get(
+            KEY_A,
+            &format!("/v1/notifications/{}", o1["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    assert_eq!(history["deliveries"][0]["status"], "delivered", "{history}");
+    // A new event is matched and signed with the secret stored before the move.
+    server
+        .send_events(KEY_A, &[event("o2", "order", json!({}))])
+        .await;
+    let o2 = server.notification_for(KEY_A, "all", "o2").await;
+    server
+        .settled(KEY_A, o2["id"].as_str().unwrap(), "delivered")
+        .await;
+    let requests = receiver.wait_for("/hook", 2).await;
+    let signer = connectors::sinks::webhook::WebhookSigner::new(SECRET).expect("secret");
+    for request in &requests {
+        signer
+            .verify(&request.headers, &request.body, Duration::from_secs(300))
+            .expect("signed with the migrated secret");
+    }
+    assert!(database.count("SELECT count(*) FROM events").await == 2);
     drop(server);
     database.drop_now().await;
 }

@@ -22,6 +22,10 @@ impl Meta for PostgresStore {
         check_meta_key(key)?;
         self.write("set meta", async |tx| put_meta(tx, key, value).await)
     }
+
+    fn pool_stats(&self) -> Option<crate::store::PoolStats> {
+        Some(self.stats())
+    }
 }
 
 /// Sets `key` inside `tx`: [`Meta::set_meta`] in its own transaction, and the checkpoint of

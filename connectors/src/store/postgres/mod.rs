@@ -27,6 +27,7 @@ mod audiences;
 mod campaigns;
 mod catalog;
 mod events;
+mod import;
 mod meta;
 mod outbox;
 mod reports;
@@ -35,11 +36,14 @@ mod sources;
 #[cfg(test)]
 mod tests;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Transaction;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{IsolationLevel, NoTls};
+
+pub use import::ImportedTable;
 
 use crate::store::meta::SCHEMA_VERSION_KEY;
 use crate::store::{StoreError, StoreResult};
@@ -284,10 +288,31 @@ CREATE INDEX campaign_sends_by_contact ON campaign_sends (tenant, contact, updat
 /// The shared PostgreSQL [`Store`](crate::store::Store). See the module docs.
 pub struct PostgresStore {
     pool: Pool,
+    /// Writes and their waits for [`WRITE_LOCK`], for [`Meta::pool_stats`](crate::store::Meta).
+    writes: WriteCounters,
     /// Drives the pooled connections' sockets; dropped after the pool (fields drop in order).
     runtime: IoRuntime,
     /// The database, as the logs name it (no password).
     target: String,
+}
+
+/// Counters of write transactions and the time they waited for [`WRITE_LOCK`].
+#[derive(Default)]
+struct WriteCounters {
+    writes: AtomicU64,
+    contended: AtomicU64,
+    wait_nanos: AtomicU64,
+}
+
+impl WriteCounters {
+    fn record(&self, waited: Duration) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        if waited > Duration::from_millis(1) {
+            self.contended.fetch_add(1, Ordering::Relaxed);
+        }
+        let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        self.wait_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
 }
 
 /// The store's own runtime. Dropping a tokio runtime waits for its tasks and panics when that
@@ -371,6 +396,7 @@ impl PostgresStore {
         };
         let store = Self {
             pool,
+            writes: WriteCounters::default(),
             runtime,
             target,
         };
@@ -399,9 +425,11 @@ impl PostgresStore {
         self.block(async {
             let mut client = self.client(op).await?;
             let tx = client.transaction().await.map_err(pg(op))?;
+            let waiting = Instant::now();
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
                 .await
                 .map_err(pg(op))?;
+            self.writes.record(waiting.elapsed());
             let out = f(&tx).await?;
             tx.commit().await.map_err(pg(op))?;
             Ok(out)
@@ -427,6 +455,23 @@ impl PostgresStore {
             tx.commit().await.map_err(pg(op))?;
             Ok(out)
         })
+    }
+
+    /// The pool's connections and the writes' lock waits.
+    fn stats(&self) -> crate::store::PoolStats {
+        let status = self.pool.status();
+        crate::store::PoolStats {
+            max_size: status.max_size,
+            open: status.size,
+            idle: status.available,
+            waiting: status.waiting,
+            writes: self.writes.writes.load(Ordering::Relaxed),
+            write_lock_wait_seconds: Duration::from_nanos(
+                self.writes.wait_nanos.load(Ordering::Relaxed),
+            )
+            .as_secs_f64(),
+            write_lock_contended: self.writes.contended.load(Ordering::Relaxed),
+        }
     }
 
     fn migrate(&self) -> StoreResult<()> {
@@ -509,14 +554,32 @@ fn pg(op: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
     move |source| StoreError::Postgres { op, source }
 }
 
+/// No connection to be had: the server is down or refuses new connections (restarting, the
+/// database closed to connections, out of slots), or the pool stayed exhausted. Whatever the
+/// cause, the call may succeed later, so it is [`StoreError::Unavailable`] (a 503 to an API
+/// client, a retry for the pipeline's threads).
 fn pool_error(op: &'static str, error: deadpool_postgres::PoolError) -> StoreError {
-    match error {
-        deadpool_postgres::PoolError::Backend(source) => StoreError::Postgres { op, source },
-        other => StoreError::Unavailable {
-            op,
-            message: other.to_string(),
+    let message = match error {
+        deadpool_postgres::PoolError::Backend(source) => match source.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => with_causes(&source),
         },
+        other => with_causes(&other),
+    };
+    StoreError::Unavailable { op, message }
+}
+
+/// An error and its causes, `error: cause: cause` (the driver's "error connecting to server"
+/// says why only in its source).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
     }
+    text
 }
 
 /// PostgreSQL integers are signed; positions and limits beyond `i64::MAX` mean "everything".

@@ -219,3 +219,218 @@ fn a_store_used_and_dropped_inside_an_async_runtime_does_not_panic() {
     drop(runtime);
     assert_sample_log(&PostgresStore::open(&database.url).expect("reopen"), &seqs);
 }
+
+/// Every row of every table, as text, in a stable order: what a migration must carry over.
+fn dump_postgres(url: &str) -> Vec<(String, Vec<Vec<Option<String>>>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        let tables: Vec<String> = client
+            .query(
+                "SELECT table_name::text FROM information_schema.tables
+                 WHERE table_schema = current_schema() AND table_name <> 'meta'
+                 ORDER BY table_name",
+                &[],
+            )
+            .await
+            .expect("tables")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut dump = Vec::new();
+        for table in tables {
+            let rows = client
+                .query(&format!("SELECT * FROM {table}"), &[])
+                .await
+                .expect("rows");
+            let mut texts: Vec<Vec<Option<String>>> = rows
+                .iter()
+                .map(|row| {
+                    (0..row.len())
+                        .map(|i| match *row.columns()[i].type_() {
+                            tokio_postgres::types::Type::INT8 => {
+                                row.get::<_, Option<i64>>(i).map(|n| n.to_string())
+                            }
+                            tokio_postgres::types::Type::BYTEA => row
+                                .get::<_, Option<Vec<u8>>>(i)
+                                .map(|b| format!("{b:02x?}")),
+                            _ => row.get::<_, Option<String>>(i),
+                        })
+                        .collect()
+                })
+                .collect();
+            texts.sort();
+            dump.push((table, texts));
+        }
+        dump
+    })
+}
+
+/// The same, read from a SQLite file with the PostgreSQL tables' column names.
+fn dump_sqlite(
+    path: &std::path::Path,
+    like: &[(String, Vec<Vec<Option<String>>>)],
+    columns: &dyn Fn(&str) -> Vec<String>,
+) -> Vec<(String, Vec<Vec<Option<String>>>)> {
+    let connection = rusqlite::Connection::open(path).expect("open sqlite");
+    like.iter()
+        .map(|(table, _)| {
+            let names: Vec<String> = columns(table)
+                .into_iter()
+                .map(|c| {
+                    if c == "record_offset" {
+                        "\"offset\"".to_owned()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            let mut statement = connection
+                .prepare(&format!("SELECT {} FROM {table}", names.join(", ")))
+                .expect("prepare");
+            let mut texts: Vec<Vec<Option<String>>> = statement
+                .query_map([], |row| {
+                    (0..names.len())
+                        .map(|i| {
+                            Ok(match row.get_ref(i)? {
+                                rusqlite::types::ValueRef::Null => None,
+                                rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
+                                rusqlite::types::ValueRef::Real(x) => Some(x.to_string()),
+                                rusqlite::types::ValueRef::Text(t) => {
+                                    Some(String::from_utf8_lossy(t).into_owned())
+                                }
+                                rusqlite::types::ValueRef::Blob(b) => Some(format!("{b:02x?}")),
+                            })
+                        })
+                        .collect()
+                })
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows");
+            texts.sort();
+            (table.clone(), texts)
+        })
+        .collect()
+}
+
+/// An embedded installation with something in every concern, copied into PostgreSQL: every
+/// table holds the same rows afterwards, positions included, and the log goes on from there.
+#[test]
+fn an_embedded_store_is_copied_into_postgres_row_for_row() {
+    use crate::store::contract;
+    use crate::store::{SecretRow, SecretRows, SecretWritePolicy, SqliteStore, Store};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("tidemark.db");
+    {
+        let sqlite = SqliteStore::open(&path).expect("open sqlite");
+        let store: &dyn Store = &sqlite;
+        // Each behaviour assumes its own concern starts empty; in this order they do not meet.
+        contract::campaign_sends_are_added_once_and_finished_once_with_their_notifications(store);
+        append_sample_log(store);
+        contract::rules_and_destinations_are_tenant_scoped(store);
+        contract::tenants_and_api_keys(store);
+        contract::retry_then_deliver_and_retry_then_dead(store);
+        contract::open_alerts_follow_firing_and_resolved(store);
+        contract::report_runs_are_added_once_and_finished_once_with_their_notifications(store);
+        contract::source_positions_and_dead_letters_commit_with_their_events(store);
+        contract::an_audience_step_commits_members_log_sizes_and_position_together(store);
+        sqlite
+            .put_secret_rows(
+                &[SecretRow {
+                    tenant: "acme".into(),
+                    name: "smtp".into(),
+                    version: 1,
+                    kek_version: 1,
+                    dek_nonce: vec![1; 12],
+                    wrapped_dek: vec![2; 48],
+                    value_nonce: vec![3; 12],
+                    ciphertext: vec![4, 5, 6],
+                    created_at_ms: 7,
+                }],
+                &SecretWritePolicy {
+                    keep_versions: 5,
+                    max_kek_encryptions: 1_000_000,
+                },
+            )
+            .expect("put secret");
+        sqlite.set_meta("engine.processed_seq", "3").expect("meta");
+    }
+
+    let (database, store) = open();
+    let imported = store.import_sqlite(&path).expect("import");
+    assert!(imported.iter().any(|t| t.table == "events" && t.rows > 0));
+
+    let copied = dump_postgres(&database.url);
+    let columns = |table: &str| -> Vec<String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let (client, connection) =
+                tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+                    .await
+                    .expect("connect");
+            tokio::spawn(connection);
+            let statement = client
+                .prepare(&format!("SELECT * FROM {table} LIMIT 0"))
+                .await
+                .expect("prepare");
+            statement
+                .columns()
+                .iter()
+                .map(|c| c.name().to_owned())
+                .collect()
+        })
+    };
+    let original = dump_sqlite(&path, &copied, &columns);
+    for ((table, rows), (_, expected)) in copied.iter().zip(&original) {
+        assert_eq!(rows, expected, "table {table}");
+    }
+    let filled = copied.iter().filter(|(_, rows)| !rows.is_empty()).count();
+    assert!(
+        filled >= 15,
+        "most tables hold rows: {filled} of {}",
+        copied.len()
+    );
+    assert_eq!(
+        store
+            .get_meta("engine.processed_seq")
+            .expect("meta")
+            .as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        store
+            .get_secret_row("acme", "smtp", None)
+            .expect("secret")
+            .map(|r| r.ciphertext),
+        Some(vec![4, 5, 6])
+    );
+
+    // The log goes on after the copied events.
+    let last = store
+        .events_after(0, 100_000)
+        .expect("read")
+        .last()
+        .map(|e| e.seq);
+    let next = store
+        .append_events(&[crate::store::contract::event("acme", "after-import")])
+        .expect("append")[0]
+        .seq();
+    assert!(Some(next) > last, "{next} after {last:?}");
+
+    // A database that already holds something is refused, and left as it was.
+    let again = store.import_sqlite(&path);
+    assert!(
+        matches!(&again, Err(StoreError::InvalidInput(m)) if m.contains("not empty")),
+        "{again:?}"
+    );
+}

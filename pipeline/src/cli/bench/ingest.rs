@@ -29,6 +29,56 @@ pub struct IngestBenchArgs {
     pub seconds: u64,
     /// Live tables on (events read into `raw_events`/`orders` and compacted into Parquet).
     pub live: bool,
+    /// A PostgreSQL server's URL to run on (in a scratch database), instead of SQLite.
+    pub store: Option<String>,
+}
+
+/// A database created on the given server for one run, dropped at the end.
+struct ScratchDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl ScratchDatabase {
+    async fn create(admin_url: &str) -> anyhow::Result<ScratchDatabase> {
+        let name = format!("tidemark_bench_ingest_{}", std::process::id());
+        let (server, _) = admin_url.rsplit_once('/').ok_or_else(|| {
+            anyhow::anyhow!("--store {admin_url}: expected postgres://user@host:port/database")
+        })?;
+        let url = format!("{server}/{name}");
+        postgres_execute(
+            admin_url,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await?;
+        postgres_execute(admin_url, &format!("CREATE DATABASE {name}")).await?;
+        Ok(ScratchDatabase {
+            admin_url: admin_url.to_owned(),
+            name,
+            url,
+        })
+    }
+
+    async fn drop_now(self) -> anyhow::Result<()> {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        postgres_execute(&self.admin_url, &sql).await
+    }
+}
+
+async fn postgres_execute(url: &str, sql: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("cannot connect to the benchmark's PostgreSQL server: {sql}"))?;
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute(sql)
+        .await
+        .with_context(|| sql.to_owned())?;
+    drop(client);
+    let _ = driver.await;
+    Ok(())
 }
 
 const TENANTS: usize = 10;
@@ -55,8 +105,13 @@ fn ndjson(tenant_index: usize, first: usize, count: usize, now_ms: i64) -> Strin
 pub async fn run(args: IngestBenchArgs) -> anyhow::Result<serde_json::Value> {
     let dir = std::env::temp_dir().join(format!("tidemark-bench-ingest-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let scratch = match &args.store {
+        Some(url) => Some(ScratchDatabase::create(url).await?),
+        None => None,
+    };
     let mut config = Config {
         data_dir: dir.clone(),
+        store: scratch.as_ref().map(|s| s.url.clone()),
         ..Config::default()
     };
     config.server.listen = "127.0.0.1:0".into();
@@ -196,8 +251,12 @@ pub async fn run(args: IngestBenchArgs) -> anyhow::Result<serde_json::Value> {
     let stats = server.runtime.stats();
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some(scratch) = scratch {
+        scratch.drop_now().await?;
+    }
     Ok(json!({
         "benchmark": "ingest",
+        "store": if args.store.is_some() { "postgres" } else { "sqlite" },
         "workers": args.workers,
         "live_tables": args.live,
         "clients": args.clients,

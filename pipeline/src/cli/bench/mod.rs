@@ -61,6 +61,10 @@ pub enum Which {
         /// Live tables (`[dashboard.live]`): `on` (the default, as in `serve`) or `off`.
         #[arg(long, default_value = "on", value_parser = ["on", "off"])]
         live: String,
+        /// The store: a `postgres://` URL of a server on which the benchmark creates a scratch
+        /// database (dropped at the end); by default the embedded SQLite file.
+        #[arg(long)]
+        store: Option<String>,
     },
     /// Live tables: the dashboard queries over the demo warehouse plus the live tail, without
     /// and with 50,000 events/s of ingest (goal ≤ 1.25× p50), and compaction's lag behind the
@@ -288,6 +292,7 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
             rate,
             seconds,
             live,
+            store,
         } => {
             ingest::run(ingest::IngestBenchArgs {
                 workers,
@@ -297,6 +302,7 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
                 rate,
                 seconds,
                 live: live == "on",
+                store,
             })
             .await?
         }
