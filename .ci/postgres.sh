@@ -19,10 +19,10 @@ postgres_bin() {
 
 postgres_start() {
     local bin
-    if ! bin=$(postgres_bin); then
-        echo "installing PostgreSQL (Debian's postgresql package)" >&2
+    if ! bin=$(postgres_bin) || ! command -v openssl >/dev/null; then
+        echo "installing PostgreSQL (Debian's postgresql package) and openssl" >&2
         DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2 || return 1
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql openssl >&2 || return 1
         bin=$(postgres_bin) || { echo "no initdb after installing postgresql" >&2; return 1; }
     fi
     # The package's own cluster is not used (and not needed).
@@ -33,10 +33,28 @@ postgres_start() {
     runuser -u postgres -- "$bin/initdb" -D "$POSTGRES_DIR/data" -U postgres \
         --auth-host=trust --auth-local=trust -E UTF8 --locale=C.UTF-8 >"$POSTGRES_DIR/initdb.log" 2>&1 ||
         { cat "$POSTGRES_DIR/initdb.log" >&2; return 1; }
+    # TLS for the tests that ask for it (sslmode=require): a scratch CA and a certificate for
+    # 127.0.0.1 signed by it; clients that do not ask for TLS connect without it.
+    local tls="$POSTGRES_DIR/tls"
+    mkdir -p "$tls"
+    {
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3 \
+            -subj "/CN=Tidemark test CA" -keyout "$tls/ca.key" -out "$tls/ca.crt" &&
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                -subj "/CN=127.0.0.1" -keyout "$tls/server.key" -out "$tls/server.csr" &&
+            printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+                >"$tls/server.ext" &&
+            openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+                -CAcreateserial -days 3 -extfile "$tls/server.ext" -out "$tls/server.crt"
+    } >"$POSTGRES_DIR/tls.log" 2>&1 || { cat "$POSTGRES_DIR/tls.log" >&2; return 1; }
+    chown -R postgres: "$tls"
+    chmod 600 "$tls/server.key"
     # Loopback only; enough connections for the tests' servers and pools.
     runuser -u postgres -- "$bin/pg_ctl" -D "$POSTGRES_DIR/data" -l "$POSTGRES_DIR/server.log" -w \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $POSTGRES_DIR -c max_connections=400" start >&2 ||
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $POSTGRES_DIR -c max_connections=400 -c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key" start >&2 ||
         { cat "$POSTGRES_DIR/server.log" >&2; return 1; }
+    # The CA a client verifies the server with.
+    export POSTGRES_CA_FILE="$tls/ca.crt"
     export POSTGRES_DIR POSTGRES_BIN="$bin" POSTGRES_PORT="$port"
     # The tests create a database of their own per test on this server.
     export POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
@@ -54,7 +72,7 @@ case "${1:-}" in
 start)
     postgres_start || exit 1
     echo "export POSTGRES_DIR=$POSTGRES_DIR POSTGRES_BIN=$POSTGRES_BIN POSTGRES_PORT=$POSTGRES_PORT"
-    echo "export POSTGRES_URL=$POSTGRES_URL"
+    echo "export POSTGRES_URL=$POSTGRES_URL POSTGRES_CA_FILE=$POSTGRES_CA_FILE"
     ;;
 stop)
     postgres_stop

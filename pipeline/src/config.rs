@@ -16,6 +16,41 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+/// `store`: where the state lives when it is not the embedded SQLite file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StoreSetting {
+    /// `store = "postgres://…"` (or a `sqlite://` URL or a file path).
+    Url(String),
+    /// `[store]` with `url` and what a URL cannot carry.
+    Table(StoreTable),
+}
+
+/// `[store]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreTable {
+    /// The database URL, as `store = "…"` takes it.
+    pub url: String,
+    /// A file holding the password (its first line), e.g. a mounted secret; it wins over the
+    /// URL's password and `PGPASSWORD`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PEM certificates to verify the server with, besides the system's roots
+    /// (`sslmode=require`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl StoreSetting {
+    /// The URL.
+    pub fn url(&self) -> &str {
+        match self {
+            StoreSetting::Url(url) | StoreSetting::Table(StoreTable { url, .. }) => url,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -24,8 +59,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The store, when it is not the SQLite file in `data_dir`: a `postgres://` URL
     /// (`postgres://user@host:5432/tidemark`; a password missing from it is read from
-    /// `PGPASSWORD`), a `sqlite://` URL or a file path (`TIDEMARK_STORE`).
-    pub store: Option<String>,
+    /// `PGPASSWORD`), a `sqlite://` URL or a file path (`TIDEMARK_STORE`); or a `[store]`
+    /// table with the URL and a password file and CA file.
+    pub store: Option<StoreSetting>,
     /// HTTP server.
     pub server: ServerConfig,
     /// Dataflow engine and ingest batching.
@@ -1005,7 +1041,7 @@ impl Config {
     /// Where the store is: `store` when set, else the SQLite file in `data_dir`.
     pub fn store_location(&self) -> std::ffi::OsString {
         match &self.store {
-            Some(location) => location.into(),
+            Some(store) => store.url().into(),
             None => self.store_path().into_os_string(),
         }
     }
@@ -1013,7 +1049,7 @@ impl Config {
     /// The store's location as logs and errors may show it: a URL's password is left out.
     pub fn store_display(&self) -> String {
         match &self.store {
-            Some(location) => redact_password(location),
+            Some(store) => redact_password(store.url()),
             None => self.store_path().display().to_string(),
         }
     }
@@ -1360,7 +1396,7 @@ mod tests {
 }
 
 /// `scheme://user:password@host/…` without the password.
-fn redact_password(location: &str) -> String {
+pub(crate) fn redact_password(location: &str) -> String {
     let Some((scheme, rest)) = location.split_once("://") else {
         return location.to_owned();
     };
@@ -1389,11 +1425,41 @@ mod store_location_tests {
             "postgres://tidemark@db/tidemark"
         );
         let config = Config {
-            store: Some("postgres://u:p@h/db".into()),
+            store: Some(StoreSetting::Url("postgres://u:p@h/db".into())),
             ..Config::default()
         };
         assert_eq!(config.store_location(), "postgres://u:p@h/db");
         assert_eq!(config.store_display(), "postgres://u:***@h/db");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidemark.toml");
+        std::fs::write(
+            &file,
+            "[store]\nurl = \"postgres://u:p@h/db?sslmode=require\"\n\
+             password_file = \"/run/secrets/pg\"\nca_file = \"/etc/ssl/db-ca.pem\"\n",
+        )
+        .unwrap();
+        let table = Config::load(Some(&file)).unwrap();
+        assert_eq!(
+            table.store,
+            Some(StoreSetting::Table(StoreTable {
+                url: "postgres://u:p@h/db?sslmode=require".into(),
+                password_file: Some("/run/secrets/pg".into()),
+                ca_file: Some("/etc/ssl/db-ca.pem".into()),
+            }))
+        );
+        assert_eq!(
+            table.store_display(),
+            "postgres://u:***@h/db?sslmode=require"
+        );
+        std::fs::write(
+            &file,
+            "[store]\nurl = \"postgres://h/db\"\npasword_file = \"x\"\n",
+        )
+        .unwrap();
+        assert!(
+            Config::load(Some(&file)).is_err(),
+            "a misspelt key is refused"
+        );
         let embedded = Config::default();
         assert_eq!(
             embedded.store_location(),

@@ -19,6 +19,24 @@ pub trait Meta: Send + Sync {
     fn pool_stats(&self) -> Option<PoolStats> {
         None
     }
+
+    /// Waits until this process may run the engine (the dataflow, the sender, the schedulers)
+    /// on a store several processes can share, calling `standing_by` once if another holds it
+    /// now; `None` for a store only this process can use (SQLite: the data directory's lock
+    /// sees to that).
+    fn wait_to_lead(&self, standing_by: &dyn Fn()) -> StoreResult<Option<Box<dyn Leadership>>> {
+        let _ = standing_by;
+        Ok(None)
+    }
+}
+
+/// The engine lease of a process on a shared store, from [`Meta::wait_to_lead`]. It lasts as
+/// long as the process (or its connection) lives; whoever waits next takes it over.
+pub trait Leadership: Send {
+    /// Whether this process still holds the lease: after a lost connection it is taken again
+    /// unless another process took it meanwhile (`Ok(false)`: this one must stop leading). An
+    /// error means the database cannot be asked now.
+    fn check(&mut self) -> StoreResult<bool>;
 }
 
 /// A shared store's connection pool and writes, as `/metrics` shows them.

@@ -53,12 +53,12 @@ pub use audiences::{
 pub use campaigns::{CampaignSend, Campaigns, NewSend, SendOutcome, SendStatus, StoredCampaign};
 pub use catalog::{Catalog, StoredDestination, StoredRule, Tenant};
 pub use events::{AppendOutcome, EventLog, NewEvent, StoredEvent};
-pub use meta::{Meta, PoolStats};
+pub use meta::{Leadership, Meta, PoolStats};
 pub use outbox::{
     ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, DeliveryView, DueDelivery,
     NewNotification, NotificationCursor, NotificationFilter, NotificationView, OpenAlert, Outbox,
 };
-pub use postgres::{ImportedTable, PostgresStore};
+pub use postgres::{ImportedTable, PostgresOptions, PostgresStore};
 pub use reports::{
     FinishedRun, NewReportRun, REPORT_KIND, ReportRun, Reports, RunStatus, StoredReport,
 };

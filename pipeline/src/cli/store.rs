@@ -4,9 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use connectors::store::PostgresStore;
 
-use crate::config::Config;
+use crate::config::{Config, StoreSetting};
 use crate::server;
 
 /// `tidemark store`.
@@ -41,17 +40,13 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
     match args.action {
         StoreAction::MigrateFromSqlite { from, to, config } => {
             let target = match to {
-                Some(url) => url,
+                Some(url) => StoreSetting::Url(url),
                 None => Config::load(config.as_deref())?.store.context(
                     "no target: give --to postgres://… or set `store` in the configuration",
                 )?,
             };
-            let target_display = Config {
-                store: Some(target.clone()),
-                ..Config::default()
-            }
-            .store_display();
-            if !(target.starts_with("postgres://") || target.starts_with("postgresql://")) {
+            let target_display = crate::config::redact_password(target.url());
+            if !server::is_postgres_url(target.url()) {
                 anyhow::bail!("the target must be a postgres:// URL, not {target_display}");
             }
             // The embedded server must not be running on it meanwhile.
@@ -61,8 +56,7 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
             };
             let _lock = server::lock_data_dir(&source)?;
             let sqlite = source.store_path();
-            let store = PostgresStore::open(&target)
-                .with_context(|| format!("cannot open store {target_display}"))?;
+            let store = server::open_postgres(&target)?;
             let tables = store.import_sqlite(&sqlite).with_context(|| {
                 format!("cannot copy {} into {target_display}", sqlite.display())
             })?;

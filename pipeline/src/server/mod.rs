@@ -11,12 +11,12 @@ use anyhow::Context;
 use connectors::secrets::{
     AwsKekSettings, AwsSecretsManager, KekSource, LocalKeyFile, Secrets, SecretsOptions,
 };
-use connectors::store::{SecretRows, Store, Tenant};
+use connectors::store::{PostgresOptions, PostgresStore, SecretRows, Store, Tenant};
 use tokio::sync::watch;
 
 use crate::audiences::AudienceService;
 use crate::auth::AuthThrottle;
-use crate::config::{Config, KekProvider};
+use crate::config::{Config, KekProvider, StoreSetting};
 use crate::deliver;
 use crate::generate::report::{ReportContext, ReportGenerator};
 use crate::http::query::{self, DashboardState};
@@ -92,8 +92,96 @@ pub(crate) fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
 /// Opens the configured store: the one handle a process shares between its runtime, sender,
 /// API and secrets.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    connectors::store::open(config.store_location())
-        .with_context(|| format!("cannot open store {}", config.store_display()))
+    match &config.store {
+        Some(setting) if is_postgres_url(setting.url()) => {
+            Ok(Arc::new(open_postgres(setting)?) as Arc<dyn Store>)
+        }
+        Some(StoreSetting::Table(_)) => anyhow::bail!(
+            "[store] password_file and ca_file are for a postgres:// URL, not {}",
+            config.store_display()
+        ),
+        _ => connectors::store::open(config.store_location())
+            .with_context(|| format!("cannot open store {}", config.store_display())),
+    }
+}
+
+/// On a store several servers share, waits until this one may run (the engine, the sender, the
+/// schedulers, the API: one server at a time, the others standing by), then watches the lease
+/// on a thread of its own and stops the process if another server took it over (its
+/// supervisor starts it again, to stand by). On the embedded store, returns at once.
+async fn hold_the_engine_lease(store: &Arc<dyn Store>) -> anyhow::Result<()> {
+    let lease = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || {
+            store.wait_to_lead(&|| {
+                tracing::info!(
+                    "another server runs on this database; standing by to take over when it stops"
+                );
+            })
+        })
+        .await??
+    };
+    let Some(mut lease) = lease else {
+        return Ok(());
+    };
+    tracing::info!("this server holds the engine lease on its database");
+    std::thread::Builder::new()
+        .name("tidemark-lease".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                match lease.check() {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(
+                            "another server took over the engine lease on this database; stopping"
+                        );
+                        std::process::exit(3);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot check the engine lease; retrying");
+                    }
+                }
+            }
+        })
+        .context("cannot start the engine lease thread")?;
+    Ok(())
+}
+
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres_url(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+}
+
+/// Opens the PostgreSQL store `setting` names, with its password file and CA file.
+pub fn open_postgres(setting: &StoreSetting) -> anyhow::Result<PostgresStore> {
+    let display = crate::config::redact_password(setting.url());
+    let options = match setting {
+        StoreSetting::Url(_) => PostgresOptions::default(),
+        StoreSetting::Table(table) => PostgresOptions {
+            password: match &table.password_file {
+                Some(path) => Some(read_password_file(path)?),
+                None => None,
+            },
+            ca_file: table.ca_file.clone(),
+        },
+    };
+    PostgresStore::open_with(setting.url(), &options)
+        .with_context(|| format!("cannot open store {display}"))
+}
+
+/// A password file's first line (a trailing newline is not part of the password).
+fn read_password_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the store's password file {}", path.display()))?;
+    let password = text.lines().next().unwrap_or_default();
+    anyhow::ensure!(
+        !password.is_empty(),
+        "the store's password file {} is empty",
+        path.display()
+    );
+    Ok(password.to_owned())
 }
 
 /// Creates the configured tenants and makes their configured keys the only valid ones: a key
@@ -163,6 +251,7 @@ impl Server {
             _ => None,
         };
         let store = open_store(&config)?;
+        hold_the_engine_lease(&store).await?;
         create_tenants(&config, store.as_ref())?;
         let secrets = Arc::new(open_secrets(&config, store.clone()).await?);
         let dashboards = dashboards::open_engine(&config, &secrets, store.clone()).await?;

@@ -160,12 +160,23 @@ impl Tidemark {
     }
 
     async fn start_in(dir: tempfile::TempDir, settings: Settings) -> Tidemark {
+        let mut server = Tidemark::spawn_in(dir, settings);
+        server.wait_healthy().await;
+        server
+    }
+
+    /// Starts a server without waiting for it to answer (one standing by answers nothing).
+    pub(crate) fn spawn_with(settings: Settings) -> Tidemark {
+        Tidemark::spawn_in(tempfile::tempdir().expect("temp dir"), settings)
+    }
+
+    fn spawn_in(dir: tempfile::TempDir, settings: Settings) -> Tidemark {
         let port = free_port();
         let config = dir.path().join("tidemark.toml");
         std::fs::write(&config, settings.toml(dir.path(), port)).expect("write config");
         let log = dir.path().join("tidemark.log");
         let child = spawn(&config, &log);
-        let mut server = Tidemark {
+        Tidemark {
             child,
             base: format!("http://127.0.0.1:{port}"),
             log,
@@ -174,9 +185,12 @@ impl Tidemark {
                 .build()
                 .expect("HTTP client"),
             _dir: dir,
-        };
-        server.wait_healthy().await;
-        server
+        }
+    }
+
+    /// What the server logged so far.
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Kills the server (SIGKILL), runs `between` on its data directory while it is down, and
@@ -189,7 +203,7 @@ impl Tidemark {
         self.wait_healthy().await;
     }
 
-    async fn wait_healthy(&mut self) {
+    pub(crate) async fn wait_healthy(&mut self) {
         let deadline = Instant::now() + DEADLINE;
         loop {
             let health = self.http.get(format!("{}/healthz", self.base)).send().await;

@@ -359,6 +359,83 @@ async fn an_embedded_installation_moves_to_postgres_with_its_history_and_secrets
     database.drop_now().await;
 }
 
+/// Two servers on one database: the second stands by (answers nothing) while the first runs;
+/// when the first is SIGKILLed the second takes over by itself, with the rules, destinations and
+/// history, and every notification is delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_server_takes_over_when_the_running_one_is_killed() {
+    let database = ScratchDatabase::create("standby").await;
+    let on_database = || Settings {
+        store: Some(database.url.clone()),
+        ..Settings::default()
+    };
+    let mut first = Tidemark::start_with(on_database()).await;
+    let receiver = Receiver::start().await;
+    first
+        .webhook(KEY_A, "hook", &receiver.url("/hook"), None)
+        .await;
+    first
+        .rule(
+            KEY_A,
+            json!({"id": "all", "kind": "match", "event_type": "order",
+                "template": "Order {{ event.id }}", "destinations": ["hook"]}),
+        )
+        .await;
+    first
+        .send_events(KEY_A, &[event("o1", "order", json!({}))])
+        .await;
+    receiver.wait_for("/hook", 1).await;
+
+    let mut second = Tidemark::spawn_with(on_database());
+    eventually("the second server standing by", async || {
+        second.log_text().contains("standing by").then_some(())
+    })
+    .await;
+    let health = second
+        .http
+        .get(format!("{}/healthz", second.base))
+        .send()
+        .await;
+    assert!(health.is_err(), "a server standing by does not answer");
+    // The first carries on alone meanwhile.
+    first
+        .send_events(KEY_A, &[event("o2", "order", json!({}))])
+        .await;
+    receiver.wait_for("/hook", 2).await;
+
+    let _ = first.child.kill();
+    let _ = first.child.wait();
+    second.wait_healthy().await;
+    assert!(second.log_text().contains("holds the engine lease"));
+    assert_eq!(event_count(&second, KEY_A).await, 2);
+    second
+        .send_events(KEY_A, &[event("o3", "order", json!({}))])
+        .await;
+    let o3 = second.notification_for(KEY_A, "all", "o3").await;
+    second
+        .settled(KEY_A, o3["id"].as_str().unwrap(), "delivered")
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let requests = receiver.requests("/hook");
+    let mut ids: Vec<String> = requests.iter().map(|r| r.webhook_id()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        (ids.len(), requests.len()),
+        (3, 3),
+        "each notification once"
+    );
+
+    // The killed one, started again, stands by behind the new one.
+    let third = Tidemark::spawn_with(on_database());
+    eventually("the restarted server standing by", async || {
+        third.log_text().contains("standing by").then_some(())
+    })
+    .await;
+    drop((first, second, third));
+    database.drop_now().await;
+}
+
 /// A database that is not there: the server says which store it could not open (without the
 /// password) and exits, instead of starting without its data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,11 +2,12 @@
 //! identity column.
 //!
 //! An append is one transaction: the batch goes into a temporary table with `COPY … FROM STDIN
-//! BINARY` (one round trip for the whole batch), one `INSERT … SELECT … ON CONFLICT DO NOTHING`
-//! moves its first occurrence of every (tenant, id) into the log in batch order, and one join
-//! reads back every event's `seq`, new or already logged.
+//! BINARY` (one round trip for the whole batch; only the first occurrence of each (tenant, id)),
+//! one `INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING` moves them into the log in batch order
+//! and answers the new `seq`s, and only when some were already logged does one join read theirs.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use futures::pin_mut;
 use tokio_postgres::Row;
@@ -80,68 +81,81 @@ impl EventLog for PostgresStore {
                 ],
             );
             pin_mut!(writer);
+            // Only the first occurrence of each (tenant, id) in the batch goes in; the others
+            // are duplicates of it whatever happens.
+            let mut first: HashMap<(&str, &str), usize> = HashMap::with_capacity(events.len());
             for (ord, event) in events.iter().enumerate() {
-                writer
-                    .as_mut()
-                    .write(&[
-                        &clamp_i64(ord),
-                        &event.tenant,
-                        &event.id,
-                        &event.event_type,
-                        &event.ts_ms,
-                        &event.body,
-                    ])
-                    .await
-                    .map_err(pg(OP))?;
+                if let Entry::Vacant(slot) = first.entry((&event.tenant, &event.id)) {
+                    slot.insert(ord);
+                    writer
+                        .as_mut()
+                        .write(&[
+                            &clamp_i64(ord),
+                            &event.tenant,
+                            &event.id,
+                            &event.event_type,
+                            &event.ts_ms,
+                            &event.body,
+                        ])
+                        .await
+                        .map_err(pg(OP))?;
+                }
             }
             writer.finish().await.map_err(pg(OP))?;
-            // The first occurrence of each (tenant, id) in the batch, in batch order; the
-            // identity column numbers rows in the order they are inserted.
-            let appended: HashSet<i64> = tx
+            // In batch order: the identity column numbers rows in the order they are inserted.
+            let inserted = tx
                 .query(
-                    "WITH inserted AS (
-                        INSERT INTO events (tenant, id, event_type, ts_ms, body, received_at_ms)
-                        SELECT tenant, id, event_type, ts_ms, body, $1
-                        FROM (SELECT DISTINCT ON (tenant, id) *
-                              FROM incoming_events ORDER BY tenant, id, ord) AS first
-                        ORDER BY ord
-                        ON CONFLICT (tenant, id) DO NOTHING
-                        RETURNING seq
-                     )
-                     SELECT seq FROM inserted",
+                    "INSERT INTO events (tenant, id, event_type, ts_ms, body, received_at_ms)
+                     SELECT tenant, id, event_type, ts_ms, body, $1
+                     FROM incoming_events ORDER BY ord
+                     ON CONFLICT (tenant, id) DO NOTHING
+                     RETURNING seq, tenant, id",
                     &[&received_at_ms],
                 )
                 .await
-                .map_err(pg(OP))?
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
-            let rows = tx
-                .query(
-                    "SELECT i.ord, e.seq FROM incoming_events i
-                     JOIN events e ON e.tenant = i.tenant AND e.id = i.id
-                     ORDER BY i.ord",
-                    &[],
-                )
-                .await
                 .map_err(pg(OP))?;
-            if rows.len() != events.len() {
-                return Err(StoreError::Corrupt(format!(
-                    "{} of {} appended events were not found in the log",
-                    events.len() - rows.len().min(events.len()),
-                    events.len()
-                )));
+            // By the batch position of each first occurrence: its seq, and whether it is new.
+            let mut seqs: HashMap<usize, (i64, bool)> = HashMap::with_capacity(first.len());
+            for row in &inserted {
+                let key = (row.get::<_, &str>(1), row.get::<_, &str>(2));
+                if let Some(&ord) = first.get(&key) {
+                    seqs.insert(ord, (row.get(0), true));
+                }
             }
-            let mut first_seen = HashSet::with_capacity(appended.len());
-            rows.iter()
-                .map(|row| {
-                    let seq: i64 = row.get(1);
-                    let seq_u = unsigned(seq, "events.seq")?;
-                    // A seq this insert created is `Appended` at its first occurrence only.
-                    Ok(if appended.contains(&seq) && first_seen.insert(seq) {
-                        AppendOutcome::Appended { seq: seq_u }
+            // Events already in the log: their seq (one lookup, only when there are some).
+            if seqs.len() < first.len() {
+                let logged = tx
+                    .query(
+                        "SELECT i.ord, e.seq FROM incoming_events i
+                         JOIN events e ON e.tenant = i.tenant AND e.id = i.id",
+                        &[],
+                    )
+                    .await
+                    .map_err(pg(OP))?;
+                for row in &logged {
+                    if let Ok(ord) = usize::try_from(row.get::<_, i64>(0)) {
+                        seqs.entry(ord).or_insert((row.get(1), false));
+                    }
+                }
+            }
+            events
+                .iter()
+                .enumerate()
+                .map(|(ord, event)| {
+                    let key = (event.tenant.as_str(), event.id.as_str());
+                    let found = first.get(&key).and_then(|at| Some((*at, *seqs.get(at)?)));
+                    let Some((at, (seq, appended))) = found else {
+                        return Err(StoreError::Corrupt(format!(
+                            "appended event {:?} of tenant {:?} is not in the log",
+                            event.id, event.tenant
+                        )));
+                    };
+                    let seq = unsigned(seq, "events.seq")?;
+                    // Appended at its first occurrence only.
+                    Ok(if appended && at == ord {
+                        AppendOutcome::Appended { seq }
                     } else {
-                        AppendOutcome::Duplicate { seq: seq_u }
+                        AppendOutcome::Duplicate { seq }
                     })
                 })
                 .collect()

@@ -26,6 +26,13 @@ impl Meta for PostgresStore {
     fn pool_stats(&self) -> Option<crate::store::PoolStats> {
         Some(self.stats())
     }
+
+    fn wait_to_lead(
+        &self,
+        standing_by: &dyn Fn(),
+    ) -> StoreResult<Option<Box<dyn crate::store::Leadership>>> {
+        Ok(Some(self.wait_for_lease(standing_by)))
+    }
 }
 
 /// Sets `key` inside `tx`: [`Meta::set_meta`] in its own transaction, and the checkpoint of

@@ -28,6 +28,7 @@ mod campaigns;
 mod catalog;
 mod events;
 mod import;
+mod lease;
 mod meta;
 mod outbox;
 mod reports;
@@ -35,6 +36,7 @@ mod secrets;
 mod sources;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -285,9 +287,20 @@ CREATE INDEX campaign_sends_due ON campaign_sends (due_ms) WHERE status IN ('pen
 CREATE INDEX campaign_sends_by_contact ON campaign_sends (tenant, contact, updated_at_ms);
 "#;
 
+/// What a `postgres://` URL cannot carry (`[store]` in the server's configuration).
+#[derive(Debug, Clone, Default)]
+pub struct PostgresOptions {
+    /// The password (read from a file by the caller); takes precedence over the URL's.
+    pub password: Option<String>,
+    /// PEM certificates to trust besides the system's roots, for `sslmode=require`.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
 /// The shared PostgreSQL [`Store`](crate::store::Store). See the module docs.
 pub struct PostgresStore {
     pool: Pool,
+    /// Connections outside the pool (the engine lease's).
+    direct: Direct,
     /// Writes and their waits for [`WRITE_LOCK`], for [`Meta::pool_stats`](crate::store::Meta).
     writes: WriteCounters,
     /// Drives the pooled connections' sockets; dropped after the pool (fields drop in order).
@@ -312,6 +325,45 @@ impl WriteCounters {
         }
         let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
         self.wait_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+/// Opens connections of its own, outside the pool, driven on the store's runtime.
+#[derive(Clone)]
+struct Direct {
+    config: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Direct {
+    async fn connect(&self, op: &'static str) -> StoreResult<tokio_postgres::Client> {
+        let unavailable = |e: tokio_postgres::Error| StoreError::Unavailable {
+            op,
+            message: with_causes(&e),
+        };
+        match &self.tls {
+            Some(tls) => {
+                let (client, connection) = self
+                    .config
+                    .connect(tls.clone())
+                    .await
+                    .map_err(unavailable)?;
+                self.handle.spawn(connection);
+                Ok(client)
+            }
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await.map_err(unavailable)?;
+                self.handle.spawn(connection);
+                Ok(client)
+            }
+        }
+    }
+
+    /// Waits on this thread for `future` (see [`PostgresStore::block`]).
+    fn block<F: Future>(&self, future: F) -> F::Output {
+        let _context = self.handle.enter();
+        futures::executor::block_on(future)
     }
 }
 
@@ -342,13 +394,26 @@ impl std::fmt::Debug for PostgresStore {
 
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user[:password]@host[:port]/database`,
-    /// with libpq's query options such as `connect_timeout`; a password missing from the URL is
-    /// taken from `PGPASSWORD`) and brings the schema up to date.
+    /// with libpq's query options such as `connect_timeout` and `sslmode`; a password missing
+    /// from the URL is taken from `PGPASSWORD`) and brings the schema up to date.
     pub fn open(url: &str) -> StoreResult<Self> {
+        Self::open_with(url, &PostgresOptions::default())
+    }
+
+    /// [`open`](Self::open), with what a URL cannot carry: a password read from a file, a CA
+    /// certificate to verify the server with.
+    ///
+    /// TLS: `sslmode=require` connects only over TLS and verifies the server's certificate and
+    /// name against the system's roots and `options.ca_file` (libpq's `verify-full`: an
+    /// encrypted connection to an unverified server is not offered). `disable` and `prefer`
+    /// (the default) connect without TLS.
+    pub fn open_with(url: &str, options: &PostgresOptions) -> StoreResult<Self> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             StoreError::InvalidInput(format!("the PostgreSQL URL cannot be read: {e}"))
         })?;
-        if config.get_password().is_none()
+        if let Some(password) = &options.password {
+            config.password(password.as_str());
+        } else if config.get_password().is_none()
             && let Ok(password) = std::env::var("PGPASSWORD")
         {
             config.password(password);
@@ -356,13 +421,16 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(StoreError::InvalidInput(
-                "sslmode=require: this build connects to PostgreSQL without TLS; \
-                 use sslmode=disable or prefer on a trusted network"
-                    .to_owned(),
-            ));
-        }
+        let tls = match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Require => Some(tls::connector(options)?),
+            _ if options.ca_file.is_some() => {
+                return Err(StoreError::InvalidInput(
+                    "a CA file is given but the URL does not ask for TLS: add sslmode=require"
+                        .to_owned(),
+                ));
+            }
+            _ => None,
+        };
         let target = describe(&config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -373,13 +441,18 @@ impl PostgresStore {
                 path: target.clone(),
                 source,
             })?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let direct = Direct {
+            config: config.clone(),
+            tls: tls.clone(),
+            handle: runtime.handle().clone(),
+        };
+        let manager = match tls {
+            Some(tls) => Manager::from_config(config, tls, manager_config),
+            None => Manager::from_config(config, NoTls, manager_config),
+        };
         let runtime = IoRuntime {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
@@ -396,6 +469,7 @@ impl PostgresStore {
         };
         let store = Self {
             pool,
+            direct,
             writes: WriteCounters::default(),
             runtime,
             target,

@@ -434,3 +434,83 @@ fn an_embedded_store_is_copied_into_postgres_row_for_row() {
         "{again:?}"
     );
 }
+
+/// The test server's CA (the test command's server speaks TLS to clients that ask).
+fn test_ca_file() -> std::path::PathBuf {
+    std::env::var_os("POSTGRES_CA_FILE")
+        .unwrap_or_else(|| {
+            panic!(
+                "POSTGRES_CA_FILE is not set: the TLS tests need the test server's CA. The test \
+                 command starts the server and sets it; by hand: \
+                 eval \"$(bash .ci/postgres.sh start)\""
+            )
+        })
+        .into()
+}
+
+/// `sslmode=require` encrypts and verifies: with the server's CA the store connects over TLS;
+/// without it the server is not trusted and nothing is sent.
+#[test]
+fn sslmode_require_connects_over_tls_to_a_verified_server_only() {
+    use super::PostgresOptions;
+    let database = ScratchDatabase::new();
+    let url = format!("{}?sslmode=require", database.url);
+    let store = PostgresStore::open_with(
+        &url,
+        &PostgresOptions {
+            ca_file: Some(test_ca_file()),
+            ..PostgresOptions::default()
+        },
+    )
+    .expect("open over TLS");
+    let seqs = append_sample_log(&store);
+    assert_sample_log(&store, &seqs);
+    // The store's connections are encrypted, as the server sees them.
+    let encrypted = count_on(
+        &database.url,
+        &format!(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)
+             WHERE datname = '{}' AND ssl AND pid <> pg_backend_pid()",
+            database.name
+        ),
+    );
+    assert!(encrypted >= 1, "no TLS connection from the store");
+    drop(store);
+
+    let unverified = PostgresStore::open(&url);
+    match unverified {
+        Err(e) => assert!(
+            e.to_string().to_lowercase().contains("certificate"),
+            "the error says why: {e}"
+        ),
+        Ok(_) => panic!("connected to a server whose certificate nobody vouches for"),
+    }
+
+    // A CA file without TLS asked for is a mistake, said as much.
+    let plain = PostgresStore::open_with(
+        &database.url,
+        &PostgresOptions {
+            ca_file: Some(test_ca_file()),
+            ..PostgresOptions::default()
+        },
+    );
+    assert!(
+        matches!(&plain, Err(StoreError::InvalidInput(m)) if m.contains("sslmode=require")),
+        "{plain:?}"
+    );
+}
+
+/// One number `sql` answers on `url`.
+fn count_on(url: &str, sql: &str) -> i64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client.query_one(sql, &[]).await.expect(sql).get(0)
+    })
+}

@@ -111,7 +111,9 @@ pub async fn run(args: IngestBenchArgs) -> anyhow::Result<serde_json::Value> {
     };
     let mut config = Config {
         data_dir: dir.clone(),
-        store: scratch.as_ref().map(|s| s.url.clone()),
+        store: scratch
+            .as_ref()
+            .map(|s| crate::config::StoreSetting::Url(s.url.clone())),
         ..Config::default()
     };
     config.server.listen = "127.0.0.1:0".into();
