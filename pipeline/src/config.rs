@@ -405,6 +405,9 @@ pub struct ServerConfig {
     /// The URL people reach this server at (`https://crm.shop.example`), for the unsubscribe
     /// links of campaign messages; empty: `http://` and the listen address.
     pub public_url: String,
+    /// The URL the other servers on a shared store reach this one at, to forward requests to
+    /// it while it runs (`http://10.0.0.5:8080`); empty: `http://` and the listen address.
+    pub internal_url: String,
 }
 
 /// Engine settings.
@@ -678,6 +681,7 @@ impl Default for ServerConfig {
             shutdown_grace: DurationSetting::from(Duration::from_secs(10)),
             auth_failures_per_minute: 20,
             public_url: String::new(),
+            internal_url: String::new(),
         }
     }
 }

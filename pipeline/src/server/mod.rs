@@ -3,6 +3,7 @@
 
 pub mod dashboards;
 pub mod sources;
+mod standby;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -103,49 +104,6 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         _ => connectors::store::open(config.store_location())
             .with_context(|| format!("cannot open store {}", config.store_display())),
     }
-}
-
-/// On a store several servers share, waits until this one may run (the engine, the sender, the
-/// schedulers, the API: one server at a time, the others standing by), then watches the lease
-/// on a thread of its own and stops the process if another server took it over (its
-/// supervisor starts it again, to stand by). On the embedded store, returns at once.
-async fn hold_the_engine_lease(store: &Arc<dyn Store>) -> anyhow::Result<()> {
-    let lease = {
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || {
-            store.wait_to_lead(&|| {
-                tracing::info!(
-                    "another server runs on this database; standing by to take over when it stops"
-                );
-            })
-        })
-        .await??
-    };
-    let Some(mut lease) = lease else {
-        return Ok(());
-    };
-    tracing::info!("this server holds the engine lease on its database");
-    std::thread::Builder::new()
-        .name("tidemark-lease".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(1));
-                match lease.check() {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::error!(
-                            "another server took over the engine lease on this database; stopping"
-                        );
-                        std::process::exit(3);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot check the engine lease; retrying");
-                    }
-                }
-            }
-        })
-        .context("cannot start the engine lease thread")?;
-    Ok(())
 }
 
 /// Whether `url` names a PostgreSQL database.
@@ -251,7 +209,7 @@ impl Server {
             _ => None,
         };
         let store = open_store(&config)?;
-        hold_the_engine_lease(&store).await?;
+        let shared = standby::hold_the_engine_lease(&config, &store).await?;
         create_tenants(&config, store.as_ref())?;
         let secrets = Arc::new(open_secrets(&config, store.clone()).await?);
         let dashboards = dashboards::open_engine(&config, &secrets, store.clone()).await?;
@@ -274,6 +232,17 @@ impl Server {
             }
         };
         let addr = listener.local_addr()?;
+        if shared {
+            let url = if config.server.internal_url.is_empty() {
+                format!("http://{addr}")
+            } else {
+                config.server.internal_url.clone()
+            };
+            if let Err(e) = standby::publish_running_url(&store, url).await {
+                runtime.shutdown();
+                return Err(e);
+            }
+        }
         let pgwire_listener = match config.pgwire_addr()? {
             Some(pg_addr) => match tokio::net::TcpListener::bind(pg_addr).await {
                 Ok(listener) => Some(listener),
