@@ -368,8 +368,9 @@ async fn an_embedded_installation_moves_to_postgres_with_its_history_and_secrets
 
 /// Three servers on one database, events posted round-robin to all three while the running one
 /// is SIGKILLed and started again: the servers standing by forward what they get to the running
-/// one, the next one takes over by itself, every acknowledged event is in the log once, and
-/// every notification reaches the receiver (by id: at least once, none missing, none made twice).
+/// one, the next one takes over by itself, every acknowledged event is in the log once, every
+/// notification reaches the receiver (by id: at least once, none missing, none made twice), and
+/// a report due every minute is sent once per run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_servers_on_one_database_take_over_from_a_killed_one_and_lose_nothing() {
     const EVENTS: usize = 300;
@@ -406,6 +407,21 @@ async fn three_servers_on_one_database_take_over_from_a_killed_one_and_lose_noth
                 "template": "Order {{ event.id }}", "destinations": ["hook"]}),
         )
         .await;
+    // A report due every minute, made on a server standing by: its runs come from whichever
+    // server runs when they are due.
+    servers[1]
+        .webhook(KEY_A, "reports", &receiver.url("/reports"), None)
+        .await;
+    let (status, body) = servers[2]
+        .post(
+            KEY_A,
+            "/v1/reports",
+            json!({"id": "minutely", "name": "Every minute", "schedule": {"cron": "* * * * *"},
+                "title": "Minute", "destinations": ["reports"],
+                "blocks": [{"name": "one", "chart": "none", "sql": "SELECT 1 AS one"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 
     // The producer: batches round-robin over the three, each retried until acknowledged.
     let mut acknowledged = 0;
@@ -497,6 +513,42 @@ async fn three_servers_on_one_database_take_over_from_a_killed_one_and_lose_noth
     matched.sort();
     matched.dedup();
     assert_eq!(matched.len(), EVENTS, "every event's notification arrived");
+    // The report's due runs, made by the server that took over: each delivered, once. (The
+    // next whole minute may be up to a minute away.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let runs = loop {
+        let (status, body) = servers[1].get(KEY_A, "/v1/reports/minutely/runs").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let runs: Vec<serde_json::Value> = body["runs"].as_array().cloned().unwrap_or_default();
+        let finished = !runs.is_empty()
+            && runs.iter().all(|run| {
+                run["deliveries"]
+                    .as_array()
+                    .is_some_and(|d| !d.is_empty() && d.iter().all(|d| d["status"] == "delivered"))
+            });
+        if finished {
+            break runs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no run delivered: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let reported: Vec<String> = receiver
+        .requests("/reports")
+        .iter()
+        .map(|r| r.webhook_id())
+        .collect();
+    for run in &runs {
+        assert_eq!(run["trigger"], "schedule", "{run}");
+        let id = run["deliveries"][0]["notification_id"]
+            .as_str()
+            .unwrap_or_default();
+        let sent = reported.iter().filter(|r| *r == id).count();
+        assert_eq!(sent, 1, "run {} sent {sent} times", run["run_id"]);
+    }
+
     // Exactly one of the three runs now; the one killed and started again stands by.
     eventually("the restarted server standing by", async || {
         servers[0].log_text().contains("standing by").then_some(())
