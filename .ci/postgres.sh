@@ -5,6 +5,8 @@
 #   source .ci/postgres.sh && postgres_start   # in a script: exports POSTGRES_URL
 #   bash .ci/postgres.sh start                  # by hand: prints the export line, leaves it running
 #   bash .ci/postgres.sh stop                   # stops the one `start` left running
+#   bash .ci/postgres.sh pause | resume         # stops it keeping its data / starts it again
+#                                               # (with POSTGRES_DIR and POSTGRES_BIN from start)
 #
 # The server is Debian's `postgresql` package (installed when missing). `initdb` runs as the
 # unprivileged `postgres` user into a fresh directory under /tmp; the server listens on
@@ -49,15 +51,27 @@ postgres_start() {
     } >"$POSTGRES_DIR/tls.log" 2>&1 || { cat "$POSTGRES_DIR/tls.log" >&2; return 1; }
     chown -R postgres: "$tls"
     chmod 600 "$tls/server.key"
-    # Loopback only; enough connections for the tests' servers and pools.
-    runuser -u postgres -- "$bin/pg_ctl" -D "$POSTGRES_DIR/data" -l "$POSTGRES_DIR/server.log" -w \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $POSTGRES_DIR -c max_connections=400 -c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key" start >&2 ||
-        { cat "$POSTGRES_DIR/server.log" >&2; return 1; }
+    # Loopback only; enough connections for the tests' servers and pools. Kept for `resume`.
+    echo "-c listen_addresses=127.0.0.1 -p $port -k $POSTGRES_DIR -c max_connections=400 -c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key" \
+        >"$POSTGRES_DIR/options"
+    POSTGRES_BIN="$bin" postgres_resume || return 1
     # The CA a client verifies the server with.
     export POSTGRES_CA_FILE="$tls/ca.crt"
     export POSTGRES_DIR POSTGRES_BIN="$bin" POSTGRES_PORT="$port"
     # The tests create a database of their own per test on this server.
     export POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+# Stops the server (fast shutdown: sessions ended, as in a restart) and keeps its data.
+postgres_pause() {
+    runuser -u postgres -- "$POSTGRES_BIN/pg_ctl" -D "$POSTGRES_DIR/data" -m fast -w stop >&2
+}
+
+# Starts the server in $POSTGRES_DIR again, as it was started.
+postgres_resume() {
+    runuser -u postgres -- "$POSTGRES_BIN/pg_ctl" -D "$POSTGRES_DIR/data" -l "$POSTGRES_DIR/server.log" \
+        -w -o "$(cat "$POSTGRES_DIR/options")" start >&2 ||
+        { cat "$POSTGRES_DIR/server.log" >&2; return 1; }
 }
 
 postgres_stop() {
@@ -76,5 +90,11 @@ start)
     ;;
 stop)
     postgres_stop
+    ;;
+pause)
+    postgres_pause
+    ;;
+resume)
+    postgres_resume
     ;;
 esac

@@ -186,12 +186,66 @@ async fn alerts_on_a_postgres_store_survive_a_kill_and_are_delivered_once() {
     database.drop_now().await;
 }
 
-/// The database goes away under a running server (its connections killed, new ones refused,
-/// as in a restart) and comes back: requests answer 503 with `Retry-After` meanwhile, the server
-/// stays up, nothing acknowledged is lost, and it carries on by itself afterwards.
+/// A PostgreSQL server of one test's own (`.ci/postgres.sh`), to stop and start under a running
+/// Tidemark; stopped and removed when dropped.
+struct PrivateServer {
+    env: Vec<(String, String)>,
+    url: String,
+}
+
+impl PrivateServer {
+    const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.ci/postgres.sh");
+
+    fn start() -> PrivateServer {
+        let output = Command::new("bash")
+            .args([Self::SCRIPT, "start"])
+            .output()
+            .expect("run .ci/postgres.sh start");
+        assert!(
+            output.status.success(),
+            "cannot start a PostgreSQL server: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let env: Vec<(String, String)> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.strip_prefix("export "))
+            .flat_map(|line| line.split_whitespace())
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let url = env
+            .iter()
+            .find(|(k, _)| k == "POSTGRES_URL")
+            .map(|(_, v)| v.clone())
+            .expect("POSTGRES_URL from .ci/postgres.sh start");
+        PrivateServer { env, url }
+    }
+
+    /// `pause` (a fast shutdown, as in a restart), `resume` or `stop`.
+    fn run(&self, action: &str) {
+        let status = Command::new("bash")
+            .args([Self::SCRIPT, action])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .status()
+            .expect("run .ci/postgres.sh");
+        assert!(status.success(), ".ci/postgres.sh {action} failed");
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        self.run("stop");
+    }
+}
+
+/// The database server is stopped under a running Tidemark and started again: requests answer
+/// 503 with `Retry-After` meanwhile, the server stays up, nothing acknowledged is lost, and it
+/// carries on by itself afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_answers_503_and_the_server_recovers_without_a_restart() {
-    let database = ScratchDatabase::create("outage").await;
+async fn a_database_restart_answers_503_and_the_server_recovers_without_a_restart() {
+    let database = tokio::task::spawn_blocking(PrivateServer::start)
+        .await
+        .expect("join");
     let mut server = Tidemark::start_with(Settings {
         store: Some(database.url.clone()),
         ..Settings::default()
@@ -213,22 +267,10 @@ async fn a_database_outage_answers_503_and_the_server_recovers_without_a_restart
         .await;
     receiver.wait_for("/hook", 1).await;
 
-    // Closed to new connections first (committed on its own, so no connection slips in
-    // between), then every open one ended.
-    let name = &database.name;
-    execute(
-        &database.admin_url,
-        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
-    )
-    .await;
-    execute(
-        &database.admin_url,
-        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
-    )
-    .await;
+    database.run("pause");
     let body = ndjson(&[event("during", "order", json!({}))]);
     let refused = eventually(
-        "events refused with 503 while the database is away",
+        "events refused with 503 while the database is down",
         async || {
             let response = server
                 .http
@@ -252,14 +294,10 @@ async fn a_database_outage_answers_503_and_the_server_recovers_without_a_restart
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{listing}");
     assert!(
         matches!(server.child.try_wait(), Ok(None)),
-        "the server stays up while the database is away"
+        "the server stays up while the database is down"
     );
 
-    execute(
-        &database.admin_url,
-        &format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", database.name),
-    )
-    .await;
+    database.run("resume");
     // Back without a restart: the refused event is sent again and goes through.
     eventually("events accepted again", async || {
         let (status, _) = server.post_text(KEY_A, "/v1/events", &body).await;
@@ -275,7 +313,9 @@ async fn a_database_outage_answers_503_and_the_server_recovers_without_a_restart
     let (status, listing) = server.get(KEY_A, "/v1/rules").await;
     assert_eq!(status, StatusCode::OK, "{listing}");
     drop(server);
-    database.drop_now().await;
+    tokio::task::spawn_blocking(move || drop(database))
+        .await
+        .expect("join");
 }
 
 /// An embedded installation moves to PostgreSQL with `tidemark store migrate-from-sqlite`:
