@@ -68,3 +68,18 @@ pub(crate) fn check_meta_key(key: &str) -> StoreResult<()> {
     }
     Ok(())
 }
+
+/// The schema version a store holds (`text`, its `meta` value; 0 for a new store), refused when
+/// it is newer than `supported`, the newest this build knows.
+pub(crate) fn stored_schema_version(text: Option<&str>, supported: i64) -> StoreResult<i64> {
+    let found = match text {
+        None => 0,
+        Some(text) => text.parse::<i64>().map_err(|_| {
+            StoreError::Corrupt(format!("meta.schema_version is not a number: {text:?}"))
+        })?,
+    };
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
+    }
+    Ok(found)
+}

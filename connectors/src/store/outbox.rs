@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::StoreResult;
 use super::catalog::StoredDestination;
+use super::meta::check_meta_key;
+use super::{StoreError, StoreResult};
 
 /// A notification intent to put in the outbox.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -298,4 +299,32 @@ pub trait Outbox: Send + Sync {
     /// by the only process using this store: claims left by a crashed predecessor are then
     /// retried at once instead of after their lease. Returns how many were released.
     fn release_claims(&self, now_ms: i64) -> StoreResult<usize>;
+}
+
+/// Refuses notifications whose payload is not JSON, before anything is written.
+pub(crate) fn check_payloads(notifications: &[NewNotification]) -> StoreResult<()> {
+    for n in notifications {
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&n.payload) {
+            return Err(StoreError::InvalidInput(format!(
+                "notification {} payload is not JSON: {e}",
+                n.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks what [`Outbox::commit_step`] is given before anything is written (payloads are JSON,
+/// the checkpoint's key is not the store's own); whether there is anything to write.
+pub(crate) fn check_step(
+    notifications: &[(i64, Vec<NewNotification>)],
+    checkpoint: Option<(&str, &str)>,
+) -> StoreResult<bool> {
+    for (_, batch) in notifications {
+        check_payloads(batch)?;
+    }
+    if let Some((key, _)) = checkpoint {
+        check_meta_key(key)?;
+    }
+    Ok(notifications.iter().any(|(_, batch)| !batch.is_empty()) || checkpoint.is_some())
 }

@@ -180,3 +180,18 @@ pub trait Reports: Send + Sync {
     /// report id, ms). The schedules restart from there, so no slot runs twice.
     fn last_scheduled_runs(&self) -> StoreResult<Vec<(String, String, i64)>>;
 }
+
+/// Checks a finished run before anything is written: it is not `due`, and its notifications'
+/// payloads are JSON.
+pub(crate) fn check_finished(
+    finished: &FinishedRun,
+    notifications: &[NewNotification],
+) -> StoreResult<()> {
+    if finished.status == RunStatus::Due {
+        return Err(super::StoreError::InvalidInput(format!(
+            "run {} cannot finish as due",
+            finished.run_id
+        )));
+    }
+    super::outbox::check_payloads(notifications)
+}

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::StoreResult;
+use super::{StoreError, StoreResult};
 
 /// One sealed version of a tenant's secret, as stored.
 ///
@@ -198,4 +198,28 @@ pub trait SecretRows: Send + Sync {
     /// Forgets every KEK version below `kek_version` (and its counter). Refused while a row is
     /// still sealed under one of them.
     fn retire_kek_versions_before(&self, kek_version: u32) -> StoreResult<Vec<u32>>;
+}
+
+/// The KEK version a put's rows are sealed under, checked against the active one: `Err` with
+/// [`SecretPut::StaleKek`] when a row is sealed under an older one (nothing may be written).
+/// Rows of one put are sealed under one KEK; mixed versions are a caller's bug.
+pub(crate) fn kek_version_of_put(
+    rows: &[SecretRow],
+    active: Option<u32>,
+) -> StoreResult<Result<u32, SecretPut>> {
+    let mut kek_versions = std::collections::BTreeSet::new();
+    for row in rows {
+        if let Some(active) = active
+            && row.kek_version < active
+        {
+            return Ok(Err(SecretPut::StaleKek { active }));
+        }
+        kek_versions.insert(row.kek_version);
+    }
+    match kek_versions.into_iter().collect::<Vec<_>>()[..] {
+        [kek_version] => Ok(Ok(kek_version)),
+        _ => Err(StoreError::InvalidInput(
+            "all rows of one secrets put must be sealed under the same KEK version".to_owned(),
+        )),
+    }
 }

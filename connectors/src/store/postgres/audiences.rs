@@ -322,15 +322,8 @@ impl Audiences for PostgresStore {
 
     fn get_contact(&self, tenant: &str, id: &str) -> StoreResult<Option<StoredContact>> {
         const OP: &str = "get contact";
-        self.read(OP, async |tx| {
-            tx.query_opt(
-                &format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE tenant = $1 AND id = $2"),
-                &[&tenant, &id],
-            )
-            .await
-            .map_err(pg(OP))?
-            .map(|row| contact_from_row(&row, OP))
-            .transpose()
+        self.get_keyed(OP, ("contacts", CONTACT_COLUMNS), tenant, id, |row| {
+            contact_from_row(row, OP)
         })
     }
 
@@ -406,33 +399,15 @@ impl Audiences for PostgresStore {
 
     fn get_audience(&self, tenant: &str, id: &str) -> StoreResult<Option<StoredAudience>> {
         const OP: &str = "get audience";
-        self.read(OP, async |tx| {
-            tx.query_opt(
-                &format!("SELECT {AUDIENCE_COLUMNS} FROM audiences WHERE tenant = $1 AND id = $2"),
-                &[&tenant, &id],
-            )
-            .await
-            .map_err(pg(OP))?
-            .map(|row| audience_from_row(&row, OP))
-            .transpose()
+        self.get_keyed(OP, ("audiences", AUDIENCE_COLUMNS), tenant, id, |row| {
+            audience_from_row(row, OP)
         })
     }
 
     fn list_audiences(&self, tenant: Option<&str>) -> StoreResult<Vec<StoredAudience>> {
         const OP: &str = "list audiences";
-        self.read(OP, async |tx| {
-            tx.query(
-                &format!(
-                    "SELECT {AUDIENCE_COLUMNS} FROM audiences WHERE $1::TEXT IS NULL OR tenant = $1
-                     ORDER BY tenant, id"
-                ),
-                &[&tenant],
-            )
-            .await
-            .map_err(pg(OP))?
-            .iter()
-            .map(|row| audience_from_row(row, OP))
-            .collect()
+        self.list_keyed(OP, ("audiences", AUDIENCE_COLUMNS), tenant, |row| {
+            audience_from_row(row, OP)
         })
     }
 

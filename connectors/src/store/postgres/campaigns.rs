@@ -25,8 +25,9 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
 use super::meta::{put_meta, read_position};
-use super::outbox::{check_payloads, enqueue_in};
+use super::outbox::enqueue_in;
 use super::{PostgresStore, clamp_i64, pg, unsigned};
+use crate::store::outbox::check_payloads;
 use crate::store::{
     CampaignSend, Campaigns, MembershipChangeRow, NewNotification, NewSend, SendOutcome,
     SendStatus, StoreError, StoreResult, StoredCampaign,
@@ -263,33 +264,15 @@ impl Campaigns for PostgresStore {
 
     fn get_campaign(&self, tenant: &str, id: &str) -> StoreResult<Option<StoredCampaign>> {
         const OP: &str = "get campaign";
-        self.read(OP, async |tx| {
-            tx.query_opt(
-                &format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE tenant = $1 AND id = $2"),
-                &[&tenant, &id],
-            )
-            .await
-            .map_err(pg(OP))?
-            .map(|row| campaign_from_row(&row, OP))
-            .transpose()
+        self.get_keyed(OP, ("campaigns", CAMPAIGN_COLUMNS), tenant, id, |row| {
+            campaign_from_row(row, OP)
         })
     }
 
     fn list_campaigns(&self, tenant: Option<&str>) -> StoreResult<Vec<StoredCampaign>> {
         const OP: &str = "list campaigns";
-        self.read(OP, async |tx| {
-            tx.query(
-                &format!(
-                    "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE $1::TEXT IS NULL OR tenant = $1
-                     ORDER BY tenant, id"
-                ),
-                &[&tenant],
-            )
-            .await
-            .map_err(pg(OP))?
-            .iter()
-            .map(|row| campaign_from_row(row, OP))
-            .collect()
+        self.list_keyed(OP, ("campaigns", CAMPAIGN_COLUMNS), tenant, |row| {
+            campaign_from_row(row, OP)
         })
     }
 

@@ -85,50 +85,21 @@ impl Catalog for PostgresStore {
     }
 
     fn get_rule(&self, tenant: &str, id: &str) -> StoreResult<Option<StoredRule>> {
-        const OP: &str = "get rule";
-        self.read(OP, async |tx| {
-            tx.query_opt(
-                &format!("SELECT {RULE_COLUMNS} FROM rules WHERE tenant = $1 AND id = $2"),
-                &[&tenant, &id],
-            )
-            .await
-            .map_err(pg(OP))?
-            .as_ref()
-            .map(rule_from_row)
-            .transpose()
-        })
+        self.get_keyed(
+            "get rule",
+            ("rules", RULE_COLUMNS),
+            tenant,
+            id,
+            rule_from_row,
+        )
     }
 
     fn list_rules(&self, tenant: Option<&str>) -> StoreResult<Vec<StoredRule>> {
-        const OP: &str = "list rules";
-        self.read(OP, async |tx| {
-            tx.query(
-                &format!(
-                    "SELECT {RULE_COLUMNS} FROM rules WHERE $1::TEXT IS NULL OR tenant = $1
-                     ORDER BY tenant, id"
-                ),
-                &[&tenant],
-            )
-            .await
-            .map_err(pg(OP))?
-            .iter()
-            .map(rule_from_row)
-            .collect()
-        })
+        self.list_keyed("list rules", ("rules", RULE_COLUMNS), tenant, rule_from_row)
     }
 
     fn delete_rule(&self, tenant: &str, id: &str) -> StoreResult<bool> {
-        const OP: &str = "delete rule";
-        self.write(OP, async |tx| {
-            let n = tx
-                .execute(
-                    "DELETE FROM rules WHERE tenant = $1 AND id = $2",
-                    &[&tenant, &id],
-                )
-                .await
-                .map_err(pg(OP))?;
-            Ok(n > 0)
-        })
+        self.delete_keyed("delete rule", "rules", tenant, id)
     }
 
     fn put_destination(&self, destination: &StoredDestination) -> StoreResult<()> {
@@ -155,51 +126,21 @@ impl Catalog for PostgresStore {
     }
 
     fn get_destination(&self, tenant: &str, id: &str) -> StoreResult<Option<StoredDestination>> {
-        const OP: &str = "get destination";
-        self.read(OP, async |tx| {
-            let row = tx
-                .query_opt(
-                    &format!(
-                        "SELECT {DESTINATION_COLUMNS} FROM destinations
-                         WHERE tenant = $1 AND id = $2"
-                    ),
-                    &[&tenant, &id],
-                )
-                .await
-                .map_err(pg(OP))?;
-            Ok(row.as_ref().map(destination_from_row))
+        let table = ("destinations", DESTINATION_COLUMNS);
+        self.get_keyed("get destination", table, tenant, id, |row| {
+            Ok(destination_from_row(row))
         })
     }
 
     fn list_destinations(&self, tenant: &str) -> StoreResult<Vec<StoredDestination>> {
-        const OP: &str = "list destinations";
-        self.read(OP, async |tx| {
-            let rows = tx
-                .query(
-                    &format!(
-                        "SELECT {DESTINATION_COLUMNS} FROM destinations WHERE tenant = $1
-                         ORDER BY id"
-                    ),
-                    &[&tenant],
-                )
-                .await
-                .map_err(pg(OP))?;
-            Ok(rows.iter().map(destination_from_row).collect())
+        let table = ("destinations", DESTINATION_COLUMNS);
+        self.list_keyed("list destinations", table, Some(tenant), |row| {
+            Ok(destination_from_row(row))
         })
     }
 
     fn delete_destination(&self, tenant: &str, id: &str) -> StoreResult<bool> {
-        const OP: &str = "delete destination";
-        self.write(OP, async |tx| {
-            let n = tx
-                .execute(
-                    "DELETE FROM destinations WHERE tenant = $1 AND id = $2",
-                    &[&tenant, &id],
-                )
-                .await
-                .map_err(pg(OP))?;
-            Ok(n > 0)
-        })
+        self.delete_keyed("delete destination", "destinations", tenant, id)
     }
 
     fn put_tenant(&self, tenant: &Tenant) -> StoreResult<()> {

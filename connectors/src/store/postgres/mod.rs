@@ -28,6 +28,7 @@ mod campaigns;
 mod catalog;
 mod events;
 mod import;
+mod keyed;
 mod lease;
 mod meta;
 mod outbox;
@@ -47,7 +48,7 @@ use tokio_postgres::{IsolationLevel, NoTls};
 
 pub use import::ImportedTable;
 
-use crate::store::meta::SCHEMA_VERSION_KEY;
+use crate::store::meta::{SCHEMA_VERSION_KEY, stored_schema_version};
 use crate::store::{StoreError, StoreResult};
 
 /// Newest schema version this build creates and understands: the same data model as the
@@ -569,18 +570,7 @@ impl PostgresStore {
                 .await
                 .map_err(pg("read schema version"))?
                 .map(|row| row.get::<_, String>(0));
-            let found = match found {
-                None => 0,
-                Some(text) => text.parse::<i64>().map_err(|_| {
-                    StoreError::Corrupt(format!("meta.schema_version is not a number: {text:?}"))
-                })?,
-            };
-            if found > SCHEMA_VERSION {
-                return Err(StoreError::SchemaTooNew {
-                    found,
-                    supported: SCHEMA_VERSION,
-                });
-            }
+            let found = stored_schema_version(found.as_deref(), SCHEMA_VERSION)?;
             // One arm per version step; each runs once, inside this transaction. The PostgreSQL
             // store starts at version 6.
             if found < 6 {

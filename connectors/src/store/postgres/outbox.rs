@@ -22,7 +22,7 @@ use tokio_postgres::Row;
 
 use super::meta::put_meta;
 use super::{PostgresStore, clamp_i64, pg, unsigned};
-use crate::store::meta::check_meta_key;
+use crate::store::outbox::check_step;
 use crate::store::{
     ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, DeliveryView, DueDelivery,
     NewNotification, NotificationFilter, NotificationView, OpenAlert, Outbox, StoreError,
@@ -327,13 +327,7 @@ impl Outbox for PostgresStore {
         notifications: &[(i64, Vec<NewNotification>)],
         checkpoint: Option<(&str, &str)>,
     ) -> StoreResult<usize> {
-        for (_, batch) in notifications {
-            check_payloads(batch)?;
-        }
-        if let Some((key, _)) = checkpoint {
-            check_meta_key(key)?;
-        }
-        if notifications.iter().all(|(_, batch)| batch.is_empty()) && checkpoint.is_none() {
+        if !check_step(notifications, checkpoint)? {
             return Ok(0);
         }
         self.write(ENQUEUE_OP, async |tx| {
@@ -667,19 +661,6 @@ impl Outbox for PostgresStore {
 
 /// What [`Outbox::commit_step`] reports failing as.
 const ENQUEUE_OP: &str = "enqueue notifications";
-
-/// Refuses notifications whose payload is not JSON, before anything is written.
-pub(super) fn check_payloads(notifications: &[NewNotification]) -> StoreResult<()> {
-    for n in notifications {
-        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&n.payload) {
-            return Err(StoreError::InvalidInput(format!(
-                "notification {} payload is not JSON: {e}",
-                n.id
-            )));
-        }
-    }
-    Ok(())
-}
 
 /// What the new notifications of one enqueue do to one open alert `(tenant, rule, group)`.
 #[derive(Default)]

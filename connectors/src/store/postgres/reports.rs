@@ -12,10 +12,9 @@
 
 use tokio_postgres::Row;
 
-use super::outbox::{
-    NOTIFICATION_COLUMNS, check_payloads, enqueue_in, notification_row, notification_views,
-};
+use super::outbox::{NOTIFICATION_COLUMNS, enqueue_in, notification_row, notification_views};
 use super::{PostgresStore, clamp_i64, pg, unsigned};
+use crate::store::reports::check_finished;
 use crate::store::{
     FinishedRun, NewNotification, NewReportRun, NotificationView, REPORT_KIND, ReportRun, Reports,
     RunStatus, StoreError, StoreResult, StoredReport,
@@ -102,48 +101,20 @@ impl Reports for PostgresStore {
 
     fn get_report(&self, tenant: &str, id: &str) -> StoreResult<Option<StoredReport>> {
         const OP: &str = "get report";
-        self.read(OP, async |tx| {
-            tx.query_opt(
-                &format!("SELECT {REPORT_COLUMNS} FROM reports WHERE tenant = $1 AND id = $2"),
-                &[&tenant, &id],
-            )
-            .await
-            .map_err(pg(OP))?
-            .map(|row| report_from_row(&row, OP))
-            .transpose()
+        self.get_keyed(OP, ("reports", REPORT_COLUMNS), tenant, id, |row| {
+            report_from_row(row, OP)
         })
     }
 
     fn list_reports(&self, tenant: Option<&str>) -> StoreResult<Vec<StoredReport>> {
         const OP: &str = "list reports";
-        self.read(OP, async |tx| {
-            tx.query(
-                &format!(
-                    "SELECT {REPORT_COLUMNS} FROM reports WHERE $1::TEXT IS NULL OR tenant = $1
-                     ORDER BY tenant, id"
-                ),
-                &[&tenant],
-            )
-            .await
-            .map_err(pg(OP))?
-            .iter()
-            .map(|row| report_from_row(row, OP))
-            .collect()
+        self.list_keyed(OP, ("reports", REPORT_COLUMNS), tenant, |row| {
+            report_from_row(row, OP)
         })
     }
 
     fn delete_report(&self, tenant: &str, id: &str) -> StoreResult<bool> {
-        const OP: &str = "delete report";
-        self.write(OP, async |tx| {
-            let n = tx
-                .execute(
-                    "DELETE FROM reports WHERE tenant = $1 AND id = $2",
-                    &[&tenant, &id],
-                )
-                .await
-                .map_err(pg(OP))?;
-            Ok(n > 0)
-        })
+        self.delete_keyed("delete report", "reports", tenant, id)
     }
 
     fn add_runs(&self, runs: &[NewReportRun]) -> StoreResult<usize> {
@@ -214,13 +185,7 @@ impl Reports for PostgresStore {
         notifications: &[NewNotification],
     ) -> StoreResult<bool> {
         const OP: &str = "finish report run";
-        if finished.status == RunStatus::Due {
-            return Err(StoreError::InvalidInput(format!(
-                "run {} cannot finish as due",
-                finished.run_id
-            )));
-        }
-        check_payloads(notifications)?;
+        check_finished(finished, notifications)?;
         self.write(OP, async |tx| {
             let updated = tx
                 .execute(

@@ -14,12 +14,11 @@
 //! Listings order names byte-wise (text columns are `COLLATE "C"`, as SQLite's default `BINARY` collation
 //! does). Nothing here logs or reports a byte of a nonce, wrapped key or ciphertext.
 
-use std::collections::BTreeSet;
-
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
 use super::{PostgresStore, clamp_i64, pg, unsigned};
+use crate::store::secrets::kek_version_of_put;
 use crate::store::{
     KekUsage, PositionedSecretRow, RewrappedSecretRow, SecretInfo, SecretPut, SecretRow,
     SecretRows, SecretWritePolicy, StoreError, StoreResult,
@@ -112,20 +111,9 @@ async fn put_secret_rows_in(
 ) -> StoreResult<SecretPut> {
     const OP: &str = "put secrets";
     let active = active_kek_version(tx, OP).await?;
-    let mut kek_versions: BTreeSet<u32> = BTreeSet::new();
-    for row in rows {
-        if let Some(active) = active
-            && row.kek_version < active
-        {
-            return Ok(SecretPut::StaleKek { active });
-        }
-        kek_versions.insert(row.kek_version);
-    }
-    // Rows of one put are sealed under one KEK; mixed versions mean a caller bug.
-    let [kek_version] = kek_versions.into_iter().collect::<Vec<_>>()[..] else {
-        return Err(StoreError::InvalidInput(
-            "all rows of one secrets put must be sealed under the same KEK version".to_owned(),
-        ));
+    let kek_version = match kek_version_of_put(rows, active)? {
+        Ok(kek_version) => kek_version,
+        Err(refused) => return Ok(refused),
     };
     register_kek_version(tx, kek_version, OP).await?;
     let row = tx

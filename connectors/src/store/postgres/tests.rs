@@ -61,8 +61,8 @@ impl Drop for ScratchDatabase {
     }
 }
 
-/// Runs one statement on its own connection.
-fn admin(url: &str, sql: &str) {
+/// Runs `f` with a client of its own on `url` (outside any store), on a runtime of its own.
+fn with_client<T>(url: &str, f: impl AsyncFnOnce(&tokio_postgres::Client) -> T) -> T {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -72,12 +72,20 @@ fn admin(url: &str, sql: &str) {
             .await
             .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
         let driver = tokio::spawn(connection);
+        let out = f(&client).await;
+        drop(client);
+        let _ = driver.await;
+        out
+    })
+}
+
+/// Runs one statement on its own connection.
+fn admin(url: &str, sql: &str) {
+    with_client(url, async |client| {
         client
             .batch_execute(sql)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        drop(client);
-        let _ = driver.await;
     });
 }
 
@@ -222,15 +230,7 @@ fn a_store_used_and_dropped_inside_an_async_runtime_does_not_panic() {
 
 /// Every row of every table, as text, in a stable order: what a migration must carry over.
 fn dump_postgres(url: &str) -> Vec<(String, Vec<Vec<Option<String>>>)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(connection);
+    with_client(url, async |client| {
         let tables: Vec<String> = client
             .query(
                 "SELECT table_name::text FROM information_schema.tables
@@ -369,16 +369,7 @@ fn an_embedded_store_is_copied_into_postgres_row_for_row() {
 
     let copied = dump_postgres(&database.url);
     let columns = |table: &str| -> Vec<String> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let (client, connection) =
-                tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
-                    .await
-                    .expect("connect");
-            tokio::spawn(connection);
+        with_client(&database.url, async |client| {
             let statement = client
                 .prepare(&format!("SELECT * FROM {table} LIMIT 0"))
                 .await
@@ -502,15 +493,7 @@ fn sslmode_require_connects_over_tls_to_a_verified_server_only() {
 
 /// One number `sql` answers on `url`.
 fn count_on(url: &str, sql: &str) -> i64 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(connection);
+    with_client(url, async |client| {
         client.query_one(sql, &[]).await.expect(sql).get(0)
     })
 }

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::meta::{put_meta, read_position};
-use super::outbox::{check_payloads, enqueue_in};
+use super::outbox::enqueue_in;
 use super::{SqliteStore, clamp_i64, db};
+use crate::store::outbox::check_payloads;
 use crate::store::{
     CampaignSend, Campaigns, MembershipChangeRow, NewSend, SendOutcome, SendStatus, StoreError,
     StoreResult, StoredCampaign,

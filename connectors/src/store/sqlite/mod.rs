@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use crate::store::meta::SCHEMA_VERSION_KEY;
+use crate::store::meta::{SCHEMA_VERSION_KEY, stored_schema_version};
 use crate::store::{StoreError, StoreResult};
 
 /// Newest schema version this build creates and understands.
@@ -507,18 +507,7 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
         )
         .optional()
         .map_err(db("read schema version"))?;
-    let found = match found {
-        None => 0,
-        Some(text) => text.parse::<i64>().map_err(|_| {
-            StoreError::Corrupt(format!("meta.schema_version is not a number: {text:?}"))
-        })?,
-    };
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        });
-    }
+    let found = stored_schema_version(found.as_deref(), SCHEMA_VERSION)?;
     // One arm per version step; each runs once, inside this transaction.
     if found < 1 {
         tx.execute_batch(SCHEMA_V1)

@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::meta::put_meta;
 use super::{SqliteStore, clamp_i64, db};
-use crate::store::meta::check_meta_key;
+use crate::store::outbox::check_step;
 use crate::store::{
     ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, DeliveryView, DueDelivery,
     NewNotification, NotificationFilter, NotificationView, OpenAlert, Outbox, StoreError,
@@ -252,13 +252,7 @@ impl Outbox for SqliteStore {
         notifications: &[(i64, Vec<NewNotification>)],
         checkpoint: Option<(&str, &str)>,
     ) -> StoreResult<usize> {
-        for (_, batch) in notifications {
-            check_payloads(batch)?;
-        }
-        if let Some((key, _)) = checkpoint {
-            check_meta_key(key)?;
-        }
-        if notifications.iter().all(|(_, batch)| batch.is_empty()) && checkpoint.is_none() {
+        if !check_step(notifications, checkpoint)? {
             return Ok(0);
         }
         self.write(ENQUEUE_OP, |tx| {
@@ -539,19 +533,6 @@ impl Outbox for SqliteStore {
 
 /// What [`Outbox::commit_step`] reports failing as.
 const ENQUEUE_OP: &str = "enqueue notifications";
-
-/// Refuses notifications whose payload is not JSON, before anything is written.
-pub(super) fn check_payloads(notifications: &[NewNotification]) -> StoreResult<()> {
-    for n in notifications {
-        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&n.payload) {
-            return Err(StoreError::InvalidInput(format!(
-                "notification {} payload is not JSON: {e}",
-                n.id
-            )));
-        }
-    }
-    Ok(())
-}
 
 /// Inserts notifications (and their deliveries, due at `now_ms`, and open-alert effects) inside
 /// `tx`; returns how many were new. See [`Outbox::enqueue_notifications`] for what each does.

@@ -2,13 +2,12 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::outbox::{
-    NOTIFICATION_COLUMNS, check_payloads, enqueue_in, notification_row, notification_view,
-};
+use super::outbox::{NOTIFICATION_COLUMNS, enqueue_in, notification_row, notification_view};
 use super::{SqliteStore, clamp_i64, db};
+use crate::store::reports::check_finished;
 use crate::store::{
     FinishedRun, NewNotification, NewReportRun, NotificationView, REPORT_KIND, ReportRun, Reports,
-    RunStatus, StoreError, StoreResult, StoredReport,
+    RunStatus, StoreResult, StoredReport,
 };
 
 fn report_from_row(row: &Row<'_>) -> rusqlite::Result<StoredReport> {
@@ -165,13 +164,7 @@ impl Reports for SqliteStore {
         notifications: &[NewNotification],
     ) -> StoreResult<bool> {
         const OP: &str = "finish report run";
-        if finished.status == RunStatus::Due {
-            return Err(StoreError::InvalidInput(format!(
-                "run {} cannot finish as due",
-                finished.run_id
-            )));
-        }
-        check_payloads(notifications)?;
+        check_finished(finished, notifications)?;
         self.write(OP, |tx| {
             let updated = tx
                 .prepare_cached(

@@ -1,11 +1,10 @@
 //! [`SecretRows`] on SQLite: the `secrets` table (one row per sealed version) and
 //! `secret_keks` (per-KEK-version counters and re-wrap cursors).
 
-use std::collections::BTreeSet;
-
 use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use super::{SqliteStore, clamp_i64, db};
+use crate::store::secrets::kek_version_of_put;
 use crate::store::{
     KekUsage, PositionedSecretRow, RewrappedSecretRow, SecretInfo, SecretPut, SecretRow,
     SecretRows, SecretWritePolicy, StoreError, StoreResult,
@@ -58,20 +57,9 @@ fn put_secret_rows_in(
 ) -> StoreResult<SecretPut> {
     const OP: &str = "put secrets";
     let active = active_kek_version(tx, OP)?;
-    let mut kek_versions: BTreeSet<u32> = BTreeSet::new();
-    for row in rows {
-        if let Some(active) = active
-            && row.kek_version < active
-        {
-            return Ok(SecretPut::StaleKek { active });
-        }
-        kek_versions.insert(row.kek_version);
-    }
-    // Rows of one put are sealed under one KEK; mixed versions mean a caller bug.
-    let [kek_version] = kek_versions.into_iter().collect::<Vec<_>>()[..] else {
-        return Err(StoreError::InvalidInput(
-            "all rows of one secrets put must be sealed under the same KEK version".to_owned(),
-        ));
+    let kek_version = match kek_version_of_put(rows, active)? {
+        Ok(kek_version) => kek_version,
+        Err(refused) => return Ok(refused),
     };
     register_kek_version(tx, kek_version, OP)?;
     let encryptions: u64 = tx
