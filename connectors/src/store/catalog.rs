@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::StoreResult;
+use super::{StoreError, StoreResult};
 
 /// An alert rule as stored; `body` is the rule's JSON definition, opaque to the store.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -106,4 +106,19 @@ pub trait Catalog: Send + Sync {
 
     /// The tenant owning the API key with this hash, if any.
     fn tenant_for_api_key(&self, key_hash: &str) -> StoreResult<Option<String>>;
+}
+
+/// Keys are stored only as the lowercase hex SHA-256 of the key.
+pub(crate) fn check_key_hash(key_hash: &str) -> StoreResult<()> {
+    let well_formed = key_hash.len() == 64
+        && key_hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if well_formed {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidInput(
+            "key_hash must be the lowercase hex SHA-256 of the API key (64 characters)".to_owned(),
+        ))
+    }
 }

@@ -328,3 +328,53 @@ pub(crate) fn check_step(
     }
     Ok(notifications.iter().any(|(_, batch)| !batch.is_empty()) || checkpoint.is_some())
 }
+
+/// A due delivery as a backend reads it: live, or pointing at a destination that no longer
+/// exists (the claim marks those dead).
+pub(crate) enum DueRow {
+    Live(DueDelivery),
+    Orphan {
+        notification_id: String,
+        destination_id: String,
+    },
+}
+
+impl DueRow {
+    /// The delivery, unless its destination is gone.
+    pub(crate) fn live(self) -> Option<DueDelivery> {
+        match self {
+            DueRow::Live(due) => Some(due),
+            DueRow::Orphan { .. } => None,
+        }
+    }
+}
+
+/// A `notifications` row as a backend reads it, before its deliveries are joined in.
+pub(crate) struct NotificationRow {
+    pub(crate) id: String,
+    pub(crate) tenant: String,
+    pub(crate) rule_id: String,
+    pub(crate) kind: String,
+    pub(crate) group_key: String,
+    pub(crate) payload: String,
+    pub(crate) created_at_ms: i64,
+}
+
+impl NotificationRow {
+    /// The notification with its `deliveries`; a payload that is not JSON is corruption.
+    pub(crate) fn into_view(self, deliveries: Vec<DeliveryView>) -> StoreResult<NotificationView> {
+        let payload = serde_json::from_str(&self.payload).map_err(|e| {
+            StoreError::Corrupt(format!("notification {} payload is not JSON: {e}", self.id))
+        })?;
+        Ok(NotificationView {
+            id: self.id,
+            tenant: self.tenant,
+            rule_id: self.rule_id,
+            kind: self.kind,
+            group_key: self.group_key,
+            payload,
+            created_at_ms: self.created_at_ms,
+            deliveries,
+        })
+    }
+}

@@ -8,6 +8,7 @@
 use tokio_postgres::Row;
 
 use super::{PostgresStore, pg, unsigned};
+use crate::store::catalog::check_key_hash;
 use crate::store::{Catalog, StoreError, StoreResult, StoredDestination, StoredRule, Tenant};
 
 /// Columns of a [`StoredRule`], in [`rule_from_row`] order.
@@ -229,21 +230,5 @@ impl Catalog for PostgresStore {
                 .map_err(pg(OP))?;
             Ok(row.map(|row| row.get(0)))
         })
-    }
-}
-
-/// Keys are stored only as the lowercase hex SHA-256 of the key (the same check as the SQLite
-/// store's).
-fn check_key_hash(key_hash: &str) -> StoreResult<()> {
-    let well_formed = key_hash.len() == 64
-        && key_hash
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if well_formed {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidInput(
-            "key_hash must be the lowercase hex SHA-256 of the API key (64 characters)".to_owned(),
-        ))
     }
 }

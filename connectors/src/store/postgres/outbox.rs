@@ -22,7 +22,7 @@ use tokio_postgres::Row;
 
 use super::meta::put_meta;
 use super::{PostgresStore, clamp_i64, pg, unsigned};
-use crate::store::outbox::check_step;
+use crate::store::outbox::{DueRow, NotificationRow, check_step};
 use crate::store::{
     ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, DeliveryView, DueDelivery,
     NewNotification, NotificationFilter, NotificationView, OpenAlert, Outbox, StoreError,
@@ -92,15 +92,6 @@ fn status_from(text: &str) -> StoreResult<DeliveryStatus> {
 fn to_u32(value: i64, what: &str) -> StoreResult<u32> {
     u32::try_from(value)
         .map_err(|_| StoreError::Corrupt(format!("{what} is out of range: {value}")))
-}
-
-/// A due delivery row: live, or pointing at a destination that no longer exists.
-enum DueRow {
-    Live(DueDelivery),
-    Orphan {
-        notification_id: String,
-        destination_id: String,
-    },
 }
 
 fn due_from_row(row: &Row, op: &'static str) -> StoreResult<DueRow> {
@@ -274,33 +265,10 @@ pub(super) async fn notification_views(
     }
     rows.into_iter()
         .map(|row| {
-            let payload = serde_json::from_str(&row.payload).map_err(|e| {
-                StoreError::Corrupt(format!("notification {} payload is not JSON: {e}", row.id))
-            })?;
             let deliveries = deliveries.remove(&row.id).unwrap_or_default();
-            Ok(NotificationView {
-                id: row.id,
-                tenant: row.tenant,
-                rule_id: row.rule_id,
-                kind: row.kind,
-                group_key: row.group_key,
-                payload,
-                created_at_ms: row.created_at_ms,
-                deliveries,
-            })
+            row.into_view(deliveries)
         })
         .collect()
-}
-
-/// A `notifications` row before its deliveries are attached.
-pub(super) struct NotificationRow {
-    id: String,
-    tenant: String,
-    rule_id: String,
-    kind: String,
-    group_key: String,
-    payload: String,
-    created_at_ms: i64,
 }
 
 /// A row selected as [`NOTIFICATION_COLUMNS`].
@@ -371,13 +339,7 @@ impl Outbox for PostgresStore {
         let rows = self.read("read due deliveries", async |tx| {
             query_due(tx, now_ms, limit).await
         })?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|row| match row {
-                DueRow::Live(due) => Some(due),
-                DueRow::Orphan { .. } => None,
-            })
-            .collect())
+        Ok(rows.into_iter().filter_map(DueRow::live).collect())
     }
 
     fn claim_due_deliveries(

@@ -3,7 +3,8 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{SqliteStore, db};
-use crate::store::{Catalog, StoreError, StoreResult, StoredDestination, StoredRule, Tenant};
+use crate::store::catalog::check_key_hash;
+use crate::store::{Catalog, StoreResult, StoredDestination, StoredRule, Tenant};
 
 fn rule_from_row(row: &Row<'_>) -> rusqlite::Result<StoredRule> {
     Ok(StoredRule {
@@ -240,20 +241,5 @@ impl Catalog for SqliteStore {
         stmt.query_row([key_hash], |row| row.get(0))
             .optional()
             .map_err(db(OP))
-    }
-}
-
-/// Keys are stored only as the lowercase hex SHA-256 of the key.
-fn check_key_hash(key_hash: &str) -> StoreResult<()> {
-    let well_formed = key_hash.len() == 64
-        && key_hash
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if well_formed {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidInput(
-            "key_hash must be the lowercase hex SHA-256 of the API key (64 characters)".to_owned(),
-        ))
     }
 }

@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::meta::put_meta;
 use super::{SqliteStore, clamp_i64, db};
-use crate::store::outbox::check_step;
+use crate::store::outbox::{DueRow, NotificationRow, check_step};
 use crate::store::{
     ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, DeliveryView, DueDelivery,
     NewNotification, NotificationFilter, NotificationView, OpenAlert, Outbox, StoreError,
@@ -63,15 +63,6 @@ impl FromSql for DeliveryStatus {
         Self::parse(text)
             .ok_or_else(|| FromSqlError::Other(format!("unknown delivery status {text:?}").into()))
     }
-}
-
-/// A due delivery row: live, or pointing at a destination that no longer exists.
-enum DueRow {
-    Live(DueDelivery),
-    Orphan {
-        notification_id: String,
-        destination_id: String,
-    },
 }
 
 fn due_from_row(row: &Row<'_>) -> rusqlite::Result<DueRow> {
@@ -165,9 +156,6 @@ pub(super) fn notification_view(
     row: NotificationRow,
 ) -> StoreResult<NotificationView> {
     const OP: &str = "read notification deliveries";
-    let payload = serde_json::from_str(&row.payload).map_err(|e| {
-        StoreError::Corrupt(format!("notification {} payload is not JSON: {e}", row.id))
-    })?;
     let mut deliveries: Vec<DeliveryView> = {
         let mut stmt = tx
             .prepare_cached(
@@ -208,27 +196,7 @@ pub(super) fn notification_view(
             delivery.attempt_log.push(attempt);
         }
     }
-    Ok(NotificationView {
-        id: row.id,
-        tenant: row.tenant,
-        rule_id: row.rule_id,
-        kind: row.kind,
-        group_key: row.group_key,
-        payload,
-        created_at_ms: row.created_at_ms,
-        deliveries,
-    })
-}
-
-/// A `notifications` row before its deliveries are attached.
-pub(super) struct NotificationRow {
-    id: String,
-    tenant: String,
-    rule_id: String,
-    kind: String,
-    group_key: String,
-    payload: String,
-    created_at_ms: i64,
+    row.into_view(deliveries)
 }
 
 pub(super) fn notification_row(row: &Row<'_>) -> rusqlite::Result<NotificationRow> {
@@ -292,13 +260,7 @@ impl Outbox for SqliteStore {
 
     fn due_deliveries(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<DueDelivery>> {
         let rows = self.read("read due deliveries", |tx| query_due(tx, now_ms, limit))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|row| match row {
-                DueRow::Live(due) => Some(due),
-                DueRow::Orphan { .. } => None,
-            })
-            .collect())
+        Ok(rows.into_iter().filter_map(DueRow::live).collect())
     }
 
     fn claim_due_deliveries(
