@@ -1,11 +1,11 @@
 //! Durable state, split by concern: the event log, the catalog (tenants, API keys, rules,
 //! destinations), the notification outbox and delivery log, scheduled reports and their runs,
-//! sealed secret rows and process-wide metadata.
+//! saved console dashboards, sealed secret rows and process-wide metadata.
 //!
 //! Each concern is a trait in its own module, with its row types beside it: [`EventLog`],
 //! [`Catalog`], [`Outbox`], [`Reports`], [`Sources`] (source positions and dead letters), [`Audiences`] (CRM contacts,
-//! audiences and their members), [`Campaigns`] (campaigns and their sends),
-//! [`SecretRows`] and [`Meta`]. [`Store`] is all of them at once; the
+//! audiences and their members), [`Campaigns`] (campaigns and their sends), [`Dashboards`]
+//! (saved console dashboards), [`SecretRows`] and [`Meta`]. [`Store`] is all of them at once; the
 //! pipeline shares one `Arc<dyn Store>`, and code that needs a single concern takes just that
 //! trait (the secrets store, for one, takes only [`SecretRows`]). [`open`] opens the store a
 //! configuration names; [`SqliteStore`] is the embedded backend and [`PostgresStore`] the
@@ -33,6 +33,7 @@ mod campaigns;
 mod catalog;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
+mod dashboards;
 mod events;
 mod meta;
 mod outbox;
@@ -52,6 +53,7 @@ pub use audiences::{
 };
 pub use campaigns::{CampaignSend, Campaigns, NewSend, SendOutcome, SendStatus, StoredCampaign};
 pub use catalog::{Catalog, StoredDestination, StoredRule, Tenant};
+pub use dashboards::{Dashboards, StoredDashboard};
 pub use events::{AppendOutcome, EventLog, NewEvent, StoredEvent};
 pub use meta::{Leadership, Meta, PoolStats};
 pub use outbox::{
@@ -83,6 +85,7 @@ pub trait Store:
     + Sources
     + Audiences
     + Campaigns
+    + Dashboards
     + Meta
     + SecretRows
     + Send
@@ -98,6 +101,7 @@ impl<
         + Sources
         + Audiences
         + Campaigns
+        + Dashboards
         + Meta
         + SecretRows
         + Send

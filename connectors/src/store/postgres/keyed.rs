@@ -1,5 +1,5 @@
 //! Reading and deleting rows of the tables keyed by (tenant, id) — rules, destinations,
-//! reports, audiences, campaigns, contacts — written once for all of them.
+//! reports, audiences, campaigns, contacts, dashboards — written once for all of them.
 
 use tokio_postgres::Row;
 

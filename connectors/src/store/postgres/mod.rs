@@ -4,7 +4,7 @@
 //! This module connects (a `postgres://` URL; the password from the URL, or `PGPASSWORD`), keeps
 //! the connection pool, migrates the schema and runs every statement; each concern's trait is
 //! implemented in its own file ([`events`], [`catalog`], [`outbox`], [`reports`], [`sources`],
-//! [`secrets`], [`meta`], [`audiences`], [`campaigns`]) on the helpers kept here.
+//! [`secrets`], [`meta`], [`audiences`], [`campaigns`], [`dashboards`]) on the helpers kept here.
 //!
 //! Blocking calls over an async driver: the store traits are synchronous (see the parent
 //! module), and `tokio-postgres` is async. The store owns a small tokio runtime of its own whose
@@ -26,6 +26,7 @@
 mod audiences;
 mod campaigns;
 mod catalog;
+mod dashboards;
 mod events;
 mod import;
 mod keyed;
@@ -53,7 +54,7 @@ use crate::store::{StoreError, StoreResult};
 
 /// Newest schema version this build creates and understands: the same data model as the
 /// SQLite store's version of the same number.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// The advisory lock every write transaction holds: one writer at a time on the database.
 const WRITE_LOCK: i64 = 0x7469_6465_6d61_726b; // "tidemark"
@@ -286,6 +287,19 @@ CREATE TABLE campaign_sends (
 );
 CREATE INDEX campaign_sends_due ON campaign_sends (due_ms) WHERE status IN ('pending', 'held');
 CREATE INDEX campaign_sends_by_contact ON campaign_sends (tenant, contact, updated_at_ms);
+"#;
+
+/// Schema version 7: saved console dashboards, keyed by (tenant, id) like reports (`IF NOT
+/// EXISTS`, as the SQLite store's migrations are written).
+const SCHEMA_V7: &str = r#"
+CREATE TABLE IF NOT EXISTS dashboards (
+    tenant        TEXT COLLATE "C"   NOT NULL,
+    id            TEXT COLLATE "C"   NOT NULL,
+    title         TEXT COLLATE "C"   NOT NULL,
+    body          TEXT COLLATE "C"   NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
 "#;
 
 /// What a `postgres://` URL cannot carry (`[store]` in the server's configuration).
@@ -577,6 +591,11 @@ impl PostgresStore {
                 tx.batch_execute(SCHEMA_V6)
                     .await
                     .map_err(pg("create schema v6"))?;
+            }
+            if found < 7 {
+                tx.batch_execute(SCHEMA_V7)
+                    .await
+                    .map_err(pg("migrate schema to v7"))?;
             }
             if found < SCHEMA_VERSION {
                 tx.execute(

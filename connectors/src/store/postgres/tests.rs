@@ -111,7 +111,7 @@ fn the_schema_version_is_kept_in_meta_and_a_newer_one_is_refused() {
     let (database, store) = open();
     assert_eq!(
         store.get_meta("schema_version").expect("get").as_deref(),
-        Some("6")
+        Some("7")
     );
     drop(store);
     database.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'");
@@ -121,11 +121,48 @@ fn the_schema_version_is_kept_in_meta_and_a_newer_one_is_refused() {
             refused,
             Err(StoreError::SchemaTooNew {
                 found: 99,
-                supported: 6
+                supported: 7
             })
         ),
         "{refused:?}"
     );
+}
+
+/// A database at version 6 (no dashboards yet) upgrades in place to version 7: its rows are
+/// kept and it holds dashboards afterwards.
+#[test]
+fn a_version_6_database_is_migrated_to_hold_dashboards() {
+    use crate::store::{Dashboards, Reports, StoredDashboard};
+    let database = ScratchDatabase::new();
+    database.execute(super::SCHEMA_V6);
+    database.execute(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         INSERT INTO meta VALUES ('schema_version', '6');
+         INSERT INTO reports VALUES ('a', 'weekly', 1, 1, '{}', 7);",
+    );
+    let store = PostgresStore::open(&database.url).expect("migrate");
+    assert_eq!(
+        store.get_meta("schema_version").expect("get").as_deref(),
+        Some("7")
+    );
+    assert_eq!(
+        store
+            .get_report("a", "weekly")
+            .expect("get")
+            .map(|r| r.updated_at_ms),
+        Some(7)
+    );
+    let dashboard = StoredDashboard {
+        tenant: "a".into(),
+        id: "sales".into(),
+        title: "Sales".into(),
+        body: r#"{"panels":[]}"#.into(),
+        updated_at_ms: 8,
+    };
+    store.put_dashboard(&dashboard).expect("put dashboard");
+    drop(store);
+    let reopened = PostgresStore::open(&database.url).expect("reopen");
+    assert_eq!(reopened.list_dashboards("a").expect("list"), [dashboard]);
 }
 
 /// Several processes starting together on an empty database: each opens, the schema is created
@@ -324,7 +361,7 @@ fn dump_sqlite(
 #[test]
 fn an_embedded_store_is_copied_into_postgres_row_for_row() {
     use crate::store::contract;
-    use crate::store::{SecretRow, SecretRows, SecretWritePolicy, SqliteStore, Store};
+    use crate::store::{Dashboards, SecretRow, SecretRows, SecretWritePolicy, SqliteStore, Store};
 
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("tidemark.db");
@@ -341,6 +378,7 @@ fn an_embedded_store_is_copied_into_postgres_row_for_row() {
         contract::report_runs_are_added_once_and_finished_once_with_their_notifications(store);
         contract::source_positions_and_dead_letters_commit_with_their_events(store);
         contract::an_audience_step_commits_members_log_sizes_and_position_together(store);
+        contract::dashboards_are_tenant_scoped_and_listed_by_id(store);
         sqlite
             .put_secret_rows(
                 &[SecretRow {
@@ -366,6 +404,12 @@ fn an_embedded_store_is_copied_into_postgres_row_for_row() {
     let (database, store) = open();
     let imported = store.import_sqlite(&path).expect("import");
     assert!(imported.iter().any(|t| t.table == "events" && t.rows > 0));
+    assert!(
+        imported
+            .iter()
+            .any(|t| t.table == "dashboards" && t.rows == 5),
+        "{imported:?}"
+    );
 
     let copied = dump_postgres(&database.url);
     let columns = |table: &str| -> Vec<String> {
@@ -397,6 +441,15 @@ fn an_embedded_store_is_copied_into_postgres_row_for_row() {
             .expect("meta")
             .as_deref(),
         Some("3")
+    );
+    assert_eq!(
+        store
+            .list_dashboards("b")
+            .expect("dashboards")
+            .iter()
+            .map(|d| (d.id.as_str(), d.title.as_str()))
+            .collect::<Vec<_>>(),
+        [("a", "B's a")]
     );
     assert_eq!(
         store

@@ -2,7 +2,8 @@
 //!
 //! This module opens the file, configures its connections, migrates the schema and runs the
 //! background checkpointer; each concern's trait is implemented in its own file ([`events`],
-//! [`catalog`], [`outbox`], [`reports`], [`sources`], [`secrets`], [`meta`], [`audiences`], [`campaigns`]) on the connections and helpers kept here.
+//! [`catalog`], [`outbox`], [`reports`], [`sources`], [`secrets`], [`meta`], [`audiences`],
+//! [`campaigns`], [`dashboards`]) on the connections and helpers kept here.
 //!
 //! Durability: the database runs in WAL mode with `synchronous=FULL`, so every commit fsyncs
 //! the WAL before it returns; an appended event survives a power cut once `append_events`
@@ -23,6 +24,7 @@
 mod audiences;
 mod campaigns;
 mod catalog;
+mod dashboards;
 mod events;
 mod meta;
 mod outbox;
@@ -42,7 +44,7 @@ use crate::store::meta::{SCHEMA_VERSION_KEY, stored_schema_version};
 use crate::store::{StoreError, StoreResult};
 
 /// Newest schema version this build creates and understands.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// How long a statement waits for another process's lock before failing with `busy`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -318,6 +320,18 @@ CREATE INDEX IF NOT EXISTS campaign_sends_by_contact
     ON campaign_sends (tenant, contact, updated_at_ms);
 ";
 
+/// Schema version 7: saved console dashboards, keyed by (tenant, id) like reports.
+const SCHEMA_V7: &str = "
+CREATE TABLE IF NOT EXISTS dashboards (
+    tenant        TEXT    NOT NULL,
+    id            TEXT    NOT NULL,
+    title         TEXT    NOT NULL,
+    body          TEXT    NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+";
+
 /// The embedded SQLite [`Store`](crate::store::Store). See the module docs for durability and
 /// concurrency.
 #[derive(Debug)]
@@ -532,6 +546,10 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     if found < 6 {
         tx.execute_batch(SCHEMA_V6)
             .map_err(db("migrate schema to v6"))?;
+    }
+    if found < 7 {
+        tx.execute_batch(SCHEMA_V7)
+            .map_err(db("migrate schema to v7"))?;
     }
     if found < SCHEMA_VERSION {
         tx.execute(

@@ -29,7 +29,7 @@ fn the_schema_version_is_kept_in_meta() {
     let (_dir, store) = open();
     assert_eq!(
         store.get_meta("schema_version").expect("get").as_deref(),
-        Some("6")
+        Some("7")
     );
 }
 
@@ -54,7 +54,7 @@ fn migrates_a_version_2_database_keeping_its_rows() {
     let store = SqliteStore::open(&path).expect("migrate");
     assert_eq!(
         store.get_meta("schema_version").expect("get").as_deref(),
-        Some("6")
+        Some("7")
     );
     assert!(
         crate::store::Reports::list_reports(&store, None)
@@ -81,6 +81,57 @@ fn migrates_a_version_2_database_keeping_its_rows() {
     assert_eq!(global_indexes, 0);
 }
 
+/// A version-6 database (no dashboards yet) upgrades in place to version 7: its rows are kept
+/// and it holds dashboards afterwards.
+#[test]
+fn migrates_a_version_6_database_to_hold_dashboards() {
+    use crate::store::{Dashboards, Reports, StoredDashboard};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        for schema in [
+            super::SCHEMA_V1,
+            super::SCHEMA_V2,
+            super::SCHEMA_V3,
+            super::SCHEMA_V4,
+            super::SCHEMA_V5,
+            super::SCHEMA_V6,
+        ] {
+            conn.execute_batch(schema).expect("schema");
+        }
+        conn.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+             INSERT INTO meta VALUES ('schema_version', '6');
+             INSERT INTO reports VALUES ('a', 'weekly', 1, 1, '{}', 7);",
+        )
+        .expect("seed v6");
+    }
+    let store = SqliteStore::open(&path).expect("migrate");
+    assert_eq!(
+        store.get_meta("schema_version").expect("get").as_deref(),
+        Some("7")
+    );
+    assert_eq!(
+        store
+            .get_report("a", "weekly")
+            .expect("get")
+            .map(|r| r.updated_at_ms),
+        Some(7)
+    );
+    let dashboard = StoredDashboard {
+        tenant: "a".into(),
+        id: "sales".into(),
+        title: "Sales".into(),
+        body: r#"{"panels":[]}"#.into(),
+        updated_at_ms: 8,
+    };
+    store.put_dashboard(&dashboard).expect("put dashboard");
+    drop(store);
+    let reopened = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(reopened.list_dashboards("a").expect("list"), [dashboard]);
+}
+
 #[test]
 fn refuses_a_database_from_a_newer_version() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -97,7 +148,7 @@ fn refuses_a_database_from_a_newer_version() {
         SqliteStore::open(&path),
         Err(StoreError::SchemaTooNew {
             found: 99,
-            supported: 6
+            supported: 7
         })
     ));
 }
