@@ -573,6 +573,20 @@ pub struct TenantConfig {
     /// in the configuration stop working when the server starts.
     #[serde(default)]
     pub previous_api_keys: Vec<String>,
+    /// How the console shows numbers (a BCP 47 tag: `ko-KR`, `en-US`, `de-DE`).
+    #[serde(default = "default_locale")]
+    pub locale: String,
+    /// The currency money measures are in (ISO 4217: `KRW`, `USD`, `EUR`).
+    #[serde(default = "default_currency")]
+    pub currency: String,
+}
+
+fn default_locale() -> String {
+    "en-US".to_string()
+}
+
+fn default_currency() -> String {
+    "USD".to_string()
 }
 
 fn default_tz() -> String {
@@ -934,6 +948,21 @@ impl Config {
                 return Err(key(
                     &format!("tenants[{i}].time_zone"),
                     format!("'{}' is not an IANA time zone", t.time_zone),
+                ));
+            }
+            if t.currency.len() != 3 || !t.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(key(
+                    &format!("tenants[{i}].currency"),
+                    format!("'{}' is not an ISO 4217 code (e.g. KRW)", t.currency),
+                ));
+            }
+            let language = t.locale.split(['-', '_']).next().unwrap_or("");
+            if !(2..=3).contains(&language.len())
+                || !language.bytes().all(|b| b.is_ascii_alphabetic())
+            {
+                return Err(key(
+                    &format!("tenants[{i}].locale"),
+                    format!("'{}' is not a locale (e.g. ko-KR)", t.locale),
                 ));
             }
         }

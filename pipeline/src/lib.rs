@@ -10,6 +10,7 @@ pub mod auth;
 pub mod campaigns;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod deliver;
 pub mod generate;
 pub mod http;

@@ -52,6 +52,8 @@ pub async fn run(
         time_zone: "Asia/Seoul".into(),
         api_key: API_KEY.into(),
         previous_api_keys: Vec::new(),
+        locale: "ko-KR".into(),
+        currency: "KRW".into(),
     }];
     config.dashboard.pgwire_listen = "127.0.0.1:5433".into();
     let warehouse = config.warehouse_dir();
@@ -90,6 +92,9 @@ pub async fn run(
 
     println!();
     println!("Tidemark demo is running.");
+    println!(
+        "  console:        {base}/dashboards/{DASHBOARD}   (open it in a browser; sign in with the API key)"
+    );
     println!("  API:            {base}   (API key: {API_KEY})");
     println!("  data directory: {}", data_dir.display());
     println!(
@@ -270,7 +275,43 @@ async fn setup(client: &reqwest::Client, base: &str, receiver: &Receiver) -> any
         weekly_report(),
     )
     .await?;
+    put(
+        client,
+        format!("{base}/v1/dashboards/{DASHBOARD}"),
+        shop_dashboard(),
+    )
+    .await?;
     Ok(())
+}
+
+/// The demo's main dashboard, the console's first page for the shop.
+const DASHBOARD: &str = "shop";
+
+/// The shop's dashboard over 2025: the monthly trend per channel, revenue by channel, the ABC
+/// classes of brands and the countries' orders × order value quadrant.
+fn shop_dashboard() -> Value {
+    let year = json!({"dimension": "orders.date", "range": ["2025-01-01", "2025-12-31"]});
+    json!({
+        "id": DASHBOARD,
+        "title": "Shop overview 2025",
+        "panels": [
+            {"title": "Revenue by month and channel",
+             "spec": {"measures": ["orders.revenue"], "dimensions": ["orders.channel"],
+                      "time": {"dimension": "orders.date", "grain": "month",
+                               "range": ["2025-01-01", "2025-12-31"]}}},
+            {"title": "Revenue by channel",
+             "spec": {"measures": ["orders.revenue"], "dimensions": ["orders.channel"], "time": year,
+                      "order": [{"member": "orders.revenue", "direction": "desc"}]}},
+            {"title": "ABC classes of brands",
+             "spec": {"measures": ["order_items.revenue"], "dimensions": ["order_items.brand"],
+                      "analysis": {"type": "abc", "measure": "order_items.revenue"},
+                      "order": [{"member": "order_items.revenue", "direction": "desc"}]}},
+            {"title": "Countries: orders against order value",
+             "spec": {"measures": ["orders.orders", "orders.aov"], "dimensions": ["orders.country"],
+                      "time": year,
+                      "analysis": {"type": "quadrant", "x": "orders.orders", "y": "orders.aov"}}}
+        ]
+    })
 }
 
 /// The demo's report id.

@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 
 mod audiences;
 mod campaigns;
+pub mod dashboards;
 mod destinations;
 mod events;
 pub mod listener;
@@ -158,6 +159,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             get(notifications::get_notification),
         )
         .route("/v1/stats", get(notifications::stats))
+        .route("/v1/alerts", get(notifications::open_alerts))
         .route("/v1/secrets", get(secrets::list_secrets))
         .route(
             "/v1/secrets/{name}",
@@ -307,6 +309,12 @@ async fn blocking<T: Send + 'static>(
 /// The authenticated tenant.
 pub struct Tenant(pub String);
 
+/// A tenant the web console has already authenticated (by its session). The console sets it on
+/// the requests it hands to this router; it is a request extension, which nothing on the network
+/// can set.
+#[derive(Clone, Debug)]
+pub(crate) struct SignedIn(pub(crate) String);
+
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
@@ -314,6 +322,9 @@ impl FromRequestParts<AppState> for Tenant {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(SignedIn(tenant)) = parts.extensions.get::<SignedIn>() {
+            return Ok(Tenant(tenant.clone()));
+        }
         let client = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

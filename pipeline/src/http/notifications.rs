@@ -1,4 +1,5 @@
-//! `/v1/notifications` and `/v1/stats`: notifications with their deliveries, and the tenant's counts.
+//! `/v1/notifications`, `/v1/alerts` and `/v1/stats`: notifications with their deliveries, the
+//! alerts firing now, and the tenant's counts.
 
 use super::*;
 
@@ -94,4 +95,14 @@ pub(super) async fn stats(
     Ok(Json(
         json!({"tenant": tenant, "events": events, "rules": rules}),
     ))
+}
+
+/// The tenant's alerts that are FIRING now: one per (rule, group), with the instant the episode
+/// began and its latest firing notification.
+pub(super) async fn open_alerts(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+) -> ApiResult<Json<Value>> {
+    let alerts = blocking(state.store(), move |s| s.open_alerts(Some(&tenant))).await?;
+    Ok(Json(json!({ "alerts": alerts })))
 }

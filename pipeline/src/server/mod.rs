@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::audiences::AudienceService;
 use crate::auth::AuthThrottle;
 use crate::config::{Config, KekProvider, StoreSetting};
+use crate::console::{self, ConsoleState};
 use crate::deliver;
 use crate::generate::report::{ReportContext, ReportGenerator};
 use crate::http::query::{self, DashboardState};
@@ -140,6 +141,22 @@ fn read_password_file(path: &std::path::Path) -> anyhow::Result<String> {
         path.display()
     );
     Ok(password.to_owned())
+}
+
+/// Each configured tenant's locale, currency and zone, for the console.
+fn console_prefs(config: &Config) -> std::collections::HashMap<String, console::Prefs> {
+    config
+        .tenants
+        .iter()
+        .map(|t| {
+            let prefs = console::Prefs {
+                locale: t.locale.clone(),
+                currency: t.currency.clone(),
+                time_zone: t.time_zone.parse().unwrap_or(chrono_tz::Tz::UTC),
+            };
+            (t.id.clone(), prefs)
+        })
+        .collect()
 }
 
 /// Creates the configured tenants and makes their configured keys the only valid ones: a key
@@ -335,8 +352,12 @@ impl Server {
             metrics.clone(),
             runtime.report_wake(),
         ));
-        let app = http::router(app_state, config.server.max_body_bytes)
+        let api = http::router(app_state, config.server.max_body_bytes)
             .merge(query::router(
+                dashboard_state.clone(),
+                config.server.max_body_bytes,
+            ))
+            .merge(http::dashboards::router(
                 dashboard_state.clone(),
                 config.server.max_body_bytes,
             ))
@@ -347,6 +368,12 @@ impl Server {
                 },
                 config.server.max_body_bytes,
             ));
+        // The web console calls the API router in-process, as the signed-in tenant.
+        let app = api.clone().merge(console::router(ConsoleState::new(
+            api,
+            console_prefs(&config),
+            config.server.public_url.starts_with("https://"),
+        )));
         let reports = tokio::spawn(generator.run(stop_rx.clone()));
         let live = dashboards.live();
         let live_task = live.clone().map(|live| {

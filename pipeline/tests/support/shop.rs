@@ -139,6 +139,8 @@ pgwire_listen = "127.0.0.1:{pg_port}"
 [[tenants]]
 id = "shop-a"
 time_zone = "Asia/Seoul"
+locale = "ko-KR"
+currency = "KRW"
 api_key = "{KEY_A}"
 
 [[tenants]]

@@ -72,6 +72,8 @@ fn config(dir: &std::path::Path, workers: usize) -> Config {
         time_zone: "Asia/Seoul".into(),
         api_key: KEY.into(),
         previous_api_keys: Vec::new(),
+        locale: "en-US".into(),
+        currency: "USD".into(),
     }];
     config
 }

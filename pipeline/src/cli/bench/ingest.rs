@@ -126,6 +126,8 @@ pub async fn run(args: IngestBenchArgs) -> anyhow::Result<serde_json::Value> {
             time_zone: "Asia/Seoul".into(),
             api_key: format!("{KEY_PREFIX}{i}"),
             previous_api_keys: Vec::new(),
+            locale: "en-US".into(),
+            currency: "USD".into(),
         })
         .collect();
     let server = Server::start(config).await?;

@@ -65,6 +65,8 @@ pub async fn run(args: IsolationBenchArgs) -> anyhow::Result<Value> {
             time_zone: "Asia/Seoul".into(),
             api_key: key.into(),
             previous_api_keys: Vec::new(),
+            locale: "en-US".into(),
+            currency: "USD".into(),
         })
         .collect();
     config.dashboard.warehouse = Some(dir.join("warehouse"));

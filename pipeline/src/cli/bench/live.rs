@@ -184,6 +184,8 @@ pub async fn run(args: LiveBenchArgs) -> anyhow::Result<Value> {
         time_zone: "Asia/Seoul".into(),
         api_key: KEY.into(),
         previous_api_keys: Vec::new(),
+        locale: "en-US".into(),
+        currency: "USD".into(),
     }];
     let server = Server::start(config).await?;
     let live = server.live.clone();

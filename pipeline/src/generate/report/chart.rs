@@ -907,15 +907,8 @@ fn register_font() -> Result<(), ChartError> {
 /// Draws the chart `spec` asks for from `table`, as SVG and PNG.
 pub fn render(spec: &ChartSpec, table: &Table) -> Result<Chart, ChartError> {
     let prepared = prepare(spec, table)?;
-    register_font()?;
+    let svg = draw_svg(&prepared)?;
     let draw_error = |e: Box<dyn std::error::Error>| ChartError::Draw(e.to_string());
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(&root, &prepared).map_err(draw_error)?;
-        root.present()
-            .map_err(|e| ChartError::Draw(e.to_string()))?;
-    }
     let mut pixels = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
@@ -931,6 +924,23 @@ pub fn render(spec: &ChartSpec, table: &Table) -> Result<Chart, ChartError> {
         width: WIDTH,
         height: HEIGHT,
     })
+}
+
+/// Draws the chart `spec` asks for from `table` as SVG only (the console's charts).
+pub fn render_svg(spec: &ChartSpec, table: &Table) -> Result<String, ChartError> {
+    draw_svg(&prepare(spec, table)?)
+}
+
+fn draw_svg(prepared: &Prepared) -> Result<String, ChartError> {
+    register_font()?;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(&root, prepared).map_err(|e| ChartError::Draw(e.to_string()))?;
+        root.present()
+            .map_err(|e| ChartError::Draw(e.to_string()))?;
+    }
+    Ok(svg)
 }
 
 fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, png::EncodingError> {

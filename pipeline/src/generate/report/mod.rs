@@ -25,7 +25,7 @@ pub mod table;
 
 use connectors::store::StoredReport;
 
-pub use chart::{Chart, ChartError, ChartKind, ChartSpec, auto_chart, render};
+pub use chart::{Chart, ChartError, ChartKind, ChartSpec, auto_chart, render, render_svg};
 pub use definition::{DefinitionError, ReportSpec};
 pub use document::{
     Attachment, RenderedBlock, ReportDocument, ReportHeader, preview_html, render_report,
