@@ -289,7 +289,7 @@ const DASHBOARD: &str = "shop";
 
 /// The shop's dashboard over 2025: the monthly trend per channel, revenue by channel, the ABC
 /// classes of brands and the countries' orders × order value quadrant.
-fn shop_dashboard() -> Value {
+pub(crate) fn shop_dashboard() -> Value {
     let year = json!({"dimension": "orders.date", "range": ["2025-01-01", "2025-12-31"]});
     json!({
         "id": DASHBOARD,

@@ -2,6 +2,7 @@
 //! never in timed tests.
 
 pub mod audiences;
+pub mod console;
 pub mod dashboard;
 pub mod fluvio;
 pub mod ingest;
@@ -238,6 +239,25 @@ pub enum Which {
         #[arg(long, default_value_t = 50)]
         tick_ms: u64,
     },
+    /// The web console: the demo's main dashboard page, server time cold and warm, the complete
+    /// page in headless Chromium (DOMContentLoaded, through chromedriver) and bytes transferred.
+    Console {
+        /// Warehouse root (generated there when missing; default: a directory under $TMPDIR).
+        #[arg(long)]
+        warehouse: Option<std::path::PathBuf>,
+        /// Orders to generate when the warehouse is missing.
+        #[arg(long, default_value_t = 1_000_000)]
+        orders: usize,
+        /// Timed warm loads, over HTTP and in the browser each.
+        #[arg(long, default_value_t = 30)]
+        iterations: usize,
+        /// The WebDriver server for Chromium.
+        #[arg(long, default_value = "/usr/bin/chromedriver")]
+        chromedriver: std::path::PathBuf,
+        /// The Chromium binary.
+        #[arg(long, default_value = "/usr/bin/chromium")]
+        chromium: std::path::PathBuf,
+    },
     /// Dashboard queries over Trino: through Tidemark with pushdown, in Trino directly, and
     /// with pushdown off; latency ratio and rows/bytes transferred (needs a seeded Trino:
     /// `bash .ci/trino.sh start`).
@@ -436,6 +456,22 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
                 rate,
                 seconds,
                 tick_ms,
+            })
+            .await?
+        }
+        Which::Console {
+            warehouse,
+            orders,
+            iterations,
+            chromedriver,
+            chromium,
+        } => {
+            console::run(console::ConsoleBenchArgs {
+                warehouse,
+                orders,
+                iterations,
+                chromedriver,
+                chromium,
             })
             .await?
         }
