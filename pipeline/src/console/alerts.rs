@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::session::Session;
-use super::{CheckedForm, ConsoleState, FormPairs, Prefs, SignedInSession, urlencode};
+use super::{CheckedForm, ConsoleState, FormPairs, PageResult, Prefs, SignedInSession, urlencode};
 
 /// Rule kinds, aggregate functions and condition operators the form offers.
 const KINDS: [&str; 3] = ["match", "threshold", "change"];
@@ -208,20 +208,10 @@ pub(super) async fn edit_rule(
     State(state): State<ConsoleState>,
     SignedInSession(session): SignedInSession,
     Path(id): Path<String>,
-) -> Response {
-    let api = state
-        .api(
-            &session,
-            Method::GET,
-            &format!("/v1/rules/{}", urlencode(&id)),
-            None,
-        )
-        .await;
-    if !api.ok() {
-        let (message, _) = api.error();
-        return state.error(Some(&session), api.status, &message);
-    }
-    rule_form(&state, &session, form_of(&api.json()), None, StatusCode::OK).await
+) -> PageResult {
+    let uri = format!("/v1/rules/{}", urlencode(&id));
+    let api = state.fetch(&session, Method::GET, &uri, None).await?;
+    Ok(rule_form(&state, &session, form_of(&api.json()), None, StatusCode::OK).await)
 }
 
 /// Saves a posted rule through the API: `id` `None` creates it.
@@ -283,21 +273,17 @@ pub(super) async fn update_rule(
     save(&state, &session, &form, Some(&id)).await
 }
 
-async fn switch(state: &ConsoleState, session: &Session, id: &str, action: &str) -> Response {
+async fn switch(state: &ConsoleState, session: &Session, id: &str, action: &str) -> PageResult {
     let uri = format!("/v1/rules/{}/{action}", urlencode(id));
-    let api = state.api(session, Method::POST, &uri, None).await;
-    if !api.ok() {
-        let (message, _) = api.error();
-        return state.error(Some(session), api.status, &message);
-    }
-    Redirect::to("/alerts").into_response()
+    state.fetch(session, Method::POST, &uri, None).await?;
+    Ok(Redirect::to("/alerts").into_response())
 }
 
 pub(super) async fn enable_rule(
     State(state): State<ConsoleState>,
     Path(id): Path<String>,
     CheckedForm { session, .. }: CheckedForm,
-) -> Response {
+) -> PageResult {
     switch(&state, &session, &id, "enable").await
 }
 
@@ -305,7 +291,7 @@ pub(super) async fn disable_rule(
     State(state): State<ConsoleState>,
     Path(id): Path<String>,
     CheckedForm { session, .. }: CheckedForm,
-) -> Response {
+) -> PageResult {
     switch(&state, &session, &id, "disable").await
 }
 
@@ -376,14 +362,10 @@ pub(super) async fn notifications(
     State(state): State<ConsoleState>,
     SignedInSession(session): SignedInSession,
     Query(filter): Query<NotificationFilter>,
-) -> Response {
+) -> PageResult {
     let api = state
-        .api(&session, Method::GET, &notifications_uri(&filter, 50), None)
-        .await;
-    if !api.ok() {
-        let (message, _) = api.error();
-        return state.error(Some(&session), api.status, &message);
-    }
+        .fetch(&session, Method::GET, &notifications_uri(&filter, 50), None)
+        .await?;
     let prefs = state.prefs(&session.tenant);
     let body = api.json();
     let list: Vec<Value> = body["notifications"]
@@ -411,7 +393,7 @@ pub(super) async fn notifications(
     let live = filter.before.is_none()
         && filter.status.as_deref().unwrap_or("").is_empty()
         && filter.rule_id.as_deref().unwrap_or("").is_empty();
-    state.page(
+    Ok(state.page(
         "notifications.html",
         Some(&session),
         json!({
@@ -419,7 +401,7 @@ pub(super) async fn notifications(
             "status": filter.status, "rule_id": filter.rule_id, "live": live,
             "since": newest, "zone": prefs.zone_name(),
         }),
-    )
+    ))
 }
 
 #[derive(Deserialize)]

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::{Map, Value, json};
 
 use super::session::Session;
-use super::{CheckedForm, ConsoleState, FormPairs, Prefs, SignedInSession, urlencode};
+use super::{CheckedForm, ConsoleState, FormPairs, PageResult, Prefs, SignedInSession, urlencode};
 use crate::generate::report::{Table, auto_chart, render_svg};
 
 /// Analyses the builder offers.
@@ -287,25 +287,21 @@ pub(super) async fn explore_csv(
     State(state): State<ConsoleState>,
     SignedInSession(session): SignedInSession,
     RawQuery(query): RawQuery,
-) -> Response {
+) -> PageResult {
     let question = Question {
         form: FormPairs::parse(query.unwrap_or_default().as_bytes()),
     };
     let Some(spec) = question.spec(&state.prefs(&session.tenant)) else {
-        return state.error(
+        return Err(state.error(
             Some(&session),
             StatusCode::BAD_REQUEST,
             "choose a measure first",
-        );
+        ));
     };
     let api = state
-        .api(&session, Method::POST, "/v1/query?format=csv", Some(spec))
-        .await;
-    if !api.ok() {
-        let (message, _) = api.error();
-        return state.error(Some(&session), api.status, &message);
-    }
-    (
+        .fetch(&session, Method::POST, "/v1/query?format=csv", Some(spec))
+        .await?;
+    Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
             (
@@ -315,7 +311,7 @@ pub(super) async fn explore_csv(
         ],
         api.body,
     )
-        .into_response()
+        .into_response())
 }
 
 pub(super) async fn dashboards(
@@ -343,11 +339,9 @@ fn posted_panel(form: &FormPairs) -> Result<Value, String> {
 pub(super) async fn create_dashboard(
     State(state): State<ConsoleState>,
     CheckedForm { session, form }: CheckedForm,
-) -> Response {
-    let panel = match posted_panel(&form) {
-        Ok(panel) => panel,
-        Err(message) => return state.error(Some(&session), StatusCode::BAD_REQUEST, &message),
-    };
+) -> PageResult {
+    let panel = posted_panel(&form)
+        .map_err(|message| state.error(Some(&session), StatusCode::BAD_REQUEST, &message))?;
     let body = json!({"title": form.get("title").unwrap_or(""), "panels": [panel]});
     let api = state
         .api(&session, Method::POST, "/v1/dashboards", Some(body))
@@ -358,65 +352,45 @@ pub(super) async fn create_dashboard(
             Some(field) => format!("{field}: {message}"),
             None => message,
         };
-        return state.error(Some(&session), api.status, &message);
+        return Err(state.error(Some(&session), api.status, &message));
     }
     let id = api.json()["id"].as_str().unwrap_or_default().to_string();
-    Redirect::to(&format!("/dashboards/{}", urlencode(&id))).into_response()
+    Ok(Redirect::to(&format!("/dashboards/{}", urlencode(&id))).into_response())
 }
 
 pub(super) async fn add_panel(
     State(state): State<ConsoleState>,
     Path(id): Path<String>,
     CheckedForm { session, form }: CheckedForm,
-) -> Response {
-    let panel = match posted_panel(&form) {
-        Ok(panel) => panel,
-        Err(message) => return state.error(Some(&session), StatusCode::BAD_REQUEST, &message),
-    };
+) -> PageResult {
+    let panel = posted_panel(&form)
+        .map_err(|message| state.error(Some(&session), StatusCode::BAD_REQUEST, &message))?;
     let uri = format!("/v1/dashboards/{}", urlencode(&id));
-    let current = state.api(&session, Method::GET, &uri, None).await;
-    if !current.ok() {
-        let (message, _) = current.error();
-        return state.error(Some(&session), current.status, &message);
-    }
-    let current = current.json();
+    let current = state.fetch(&session, Method::GET, &uri, None).await?.json();
     let mut panels = current["panels"].as_array().cloned().unwrap_or_default();
     panels.push(panel);
     let body = json!({"title": current["title"], "panels": panels});
-    let api = state.api(&session, Method::PUT, &uri, Some(body)).await;
-    if !api.ok() {
-        let (message, _) = api.error();
-        return state.error(Some(&session), api.status, &message);
-    }
-    Redirect::to(&format!("/dashboards/{}", urlencode(&id))).into_response()
+    state.fetch(&session, Method::PUT, &uri, Some(body)).await?;
+    Ok(Redirect::to(&format!("/dashboards/{}", urlencode(&id))).into_response())
 }
 
 pub(super) async fn delete_dashboard(
     State(state): State<ConsoleState>,
     Path(id): Path<String>,
     CheckedForm { session, .. }: CheckedForm,
-) -> Response {
+) -> PageResult {
     let uri = format!("/v1/dashboards/{}", urlencode(&id));
-    let api = state.api(&session, Method::DELETE, &uri, None).await;
-    if !api.ok() {
-        let (message, _) = api.error();
-        return state.error(Some(&session), api.status, &message);
-    }
-    Redirect::to("/dashboards").into_response()
+    state.fetch(&session, Method::DELETE, &uri, None).await?;
+    Ok(Redirect::to("/dashboards").into_response())
 }
 
 pub(super) async fn dashboard(
     State(state): State<ConsoleState>,
     SignedInSession(session): SignedInSession,
     Path(id): Path<String>,
-) -> Response {
+) -> PageResult {
     let uri = format!("/v1/dashboards/{}", urlencode(&id));
-    let api = state.api(&session, Method::GET, &uri, None).await;
-    if !api.ok() {
-        let (message, _) = api.error();
-        return state.error(Some(&session), api.status, &message);
-    }
-    let dashboard = api.json();
+    let dashboard = state.fetch(&session, Method::GET, &uri, None).await?.json();
     let model = model(&state, &session).await;
     let panels = dashboard["panels"].as_array().cloned().unwrap_or_default();
     let answers = futures::future::join_all(panels.iter().map(|p| {
@@ -429,7 +403,7 @@ pub(super) async fn dashboard(
         )
     }))
     .await;
-    state.page(
+    Ok(state.page(
         "dashboard.html",
         Some(&session),
         json!({
@@ -438,7 +412,7 @@ pub(super) async fn dashboard(
             "panels": answers,
             "explore_links": panels.iter().map(|p| format!("/explore?spec={}", urlencode(&p["spec"].to_string()))).collect::<Vec<_>>(),
         }),
-    )
+    ))
 }
 
 #[cfg(test)]

@@ -172,6 +172,24 @@ impl ConsoleState {
         self.send(request).await
     }
 
+    /// Calls the API as the signed-in tenant; a failed call becomes the error page showing the
+    /// API's message with its status.
+    async fn fetch(
+        &self,
+        session: &Session,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> Result<Api, Response> {
+        let api = self.api(session, method, uri, body).await;
+        if api.ok() {
+            Ok(api)
+        } else {
+            let (message, _) = api.error();
+            Err(self.error(Some(session), api.status, &message))
+        }
+    }
+
     async fn send(&self, request: Request<Body>) -> Api {
         let response = match self.inner.api.clone().oneshot(request).await {
             Ok(response) => response,
@@ -217,6 +235,9 @@ fn with_page_headers(mut response: Response) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
+
+/// A page, or the error page that replaced it.
+type PageResult = Result<Response, Response>;
 
 /// An API answer.
 struct Api {

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 
-use super::{CheckedForm, ConsoleState, SignedInSession, urlencode};
+use super::{CheckedForm, ConsoleState, PageResult, SignedInSession, urlencode};
 
 pub(super) async fn home(
     State(state): State<ConsoleState>,
@@ -65,13 +65,9 @@ pub(super) async fn report(
     State(state): State<ConsoleState>,
     SignedInSession(session): SignedInSession,
     Path(id): Path<String>,
-) -> Response {
+) -> PageResult {
     let base = format!("/v1/reports/{}", urlencode(&id));
-    let report = state.api(&session, Method::GET, &base, None).await;
-    if !report.ok() {
-        let (message, _) = report.error();
-        return state.error(Some(&session), report.status, &message);
-    }
+    let report = state.fetch(&session, Method::GET, &base, None).await?;
     let runs = state
         .api(
             &session,
@@ -93,11 +89,11 @@ pub(super) async fn report(
                 .collect()
         })
         .unwrap_or_default();
-    state.page(
+    Ok(state.page(
         "report.html",
         Some(&session),
         json!({"section": "reports", "report": report.json(), "runs": runs, "zone": prefs.zone_name()}),
-    )
+    ))
 }
 
 /// The report rendered as its email shows it, for the page's frame. The document is the report
@@ -106,13 +102,9 @@ pub(super) async fn report_preview(
     State(state): State<ConsoleState>,
     SignedInSession(session): SignedInSession,
     Path(id): Path<String>,
-) -> Response {
+) -> PageResult {
     let uri = format!("/v1/reports/{}/preview", urlencode(&id));
-    let api = state.api(&session, Method::GET, &uri, None).await;
-    if !api.ok() {
-        let (message, _) = api.error();
-        return state.error(Some(&session), api.status, &message);
-    }
+    let api = state.fetch(&session, Method::GET, &uri, None).await?;
     let content_type = if api.content_type.is_empty() {
         "text/html; charset=utf-8".to_string()
     } else {
@@ -129,21 +121,17 @@ pub(super) async fn report_preview(
         header::X_FRAME_OPTIONS,
         HeaderValue::from_static("SAMEORIGIN"),
     );
-    response
+    Ok(response)
 }
 
 pub(super) async fn run_report(
     State(state): State<ConsoleState>,
     Path(id): Path<String>,
     CheckedForm { session, .. }: CheckedForm,
-) -> Response {
+) -> PageResult {
     let uri = format!("/v1/reports/{}/run", urlencode(&id));
-    let api = state.api(&session, Method::POST, &uri, None).await;
-    if !api.ok() {
-        let (message, _) = api.error();
-        return state.error(Some(&session), api.status, &message);
-    }
-    Redirect::to(&format!("/reports/{}", urlencode(&id))).into_response()
+    state.fetch(&session, Method::POST, &uri, None).await?;
+    Ok(Redirect::to(&format!("/reports/{}", urlencode(&id))).into_response())
 }
 
 pub(super) async fn secrets(

@@ -13,16 +13,15 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::routing::get;
 use connectors::store::StoredDashboard;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::query::DashboardState;
-use super::{ApiError, ApiResult, Tenant, blocking, new_id, not_found, valid_id};
+use super::query::{Caller, DashboardState};
+use super::{ApiError, ApiResult, blocking, new_id, not_found, valid_id};
 use crate::ingest::now_ms;
 
 /// The most panels one dashboard holds.
@@ -46,21 +45,6 @@ pub fn router(state: DashboardState, max_body_bytes: usize) -> Router {
         )
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
-}
-
-struct Caller(String);
-
-impl FromRequestParts<DashboardState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &DashboardState,
-    ) -> Result<Self, Self::Rejection> {
-        Tenant::from_request_parts(parts, &state.app)
-            .await
-            .map(|Tenant(tenant)| Caller(tenant))
-    }
 }
 
 /// A saved dashboard as the API reads and writes it.

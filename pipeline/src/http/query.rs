@@ -51,7 +51,7 @@ pub fn router(state: DashboardState, max_body_bytes: usize) -> Router {
 }
 
 /// The authenticated tenant, through the API's own key check.
-struct Caller(String);
+pub(super) struct Caller(pub(super) String);
 
 impl FromRequestParts<DashboardState> for Caller {
     type Rejection = ApiError;
