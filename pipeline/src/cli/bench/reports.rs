@@ -129,7 +129,10 @@ pub async fn run(args: ReportsBenchArgs) -> anyhow::Result<Value> {
         tenant: TENANT.into(),
         id: "ops-email".into(),
         kind: "email".into(),
-        config: json!({"to": ["ceo@shop.example", "cfo@shop.example"]}).to_string(),
+        // A whole email configuration: recipients are read from it as the email sink reads it.
+        config: json!({"host": "smtp.shop.example", "from": "Reports <reports@shop.example>",
+                       "to": ["ceo@shop.example", "cfo@shop.example"]})
+        .to_string(),
         updated_at_ms: 0,
     }];
 
@@ -145,6 +148,11 @@ pub async fn run(args: ReportsBenchArgs) -> anyhow::Result<Value> {
             generated.errors.is_empty(),
             "the bench report failed: {:?}",
             generated.errors
+        );
+        anyhow::ensure!(
+            notifications.len() == 2,
+            "the bench report made {} notifications, not one per recipient",
+            notifications.len()
         );
         if i >= args.warmup {
             timings.push(elapsed);
