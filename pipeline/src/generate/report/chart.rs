@@ -10,8 +10,9 @@
 //!
 //! Text is laid out with DejaVu Sans, shipped inside the binary and registered with plotters once,
 //! so a machine without fonts draws the same picture; nothing looks up system fonts. DejaVu Sans
-//! has no Hangul or CJK glyphs: such labels read in the SVG (the viewer's fonts draw them) but
-//! not in the PNG.
+//! has no Hangul: a PNG chart with a word it cannot draw is drawn whole with NanumSquare (also
+//! shipped; Hangul, Latin letters and digits) instead. The SVG always names the generic
+//! `sans-serif`, and the viewer's fonts draw its words.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -38,6 +39,13 @@ pub const MAX_SERIES: usize = 10;
 static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
 /// The family name charts ask for, under which [`FONT`] is registered.
 const FAMILY: &str = "sans-serif";
+/// The font for PNG charts whose words have letters [`FONT`] lacks — Hangul above all, for the
+/// Korean shops Tidemark serves (NanumSquare: Hangul, Latin letters and digits; licence in
+/// `assets/fonts/LICENSE-NanumSquare.txt`). SVG charts keep [`FAMILY`]: the browser or mail
+/// client draws their text with its own fonts.
+static FONT_HANGUL: &[u8] = include_bytes!("../../../assets/fonts/NanumSquareR.ttf");
+/// The family [`FONT_HANGUL`] is registered under.
+const FAMILY_HANGUL: &str = "NanumSquare";
 
 /// Series colours, in order (Tableau 10: distinct, readable on white).
 const PALETTE: [RGBColor; 10] = [
@@ -494,6 +502,8 @@ struct Prepared {
     y_desc: String,
     /// Said under the title: what was left out or summed.
     note: Option<String>,
+    /// The font family the words are drawn with.
+    family: &'static str,
 }
 
 /// Categories in first-seen order, and each one's position.
@@ -622,6 +632,7 @@ fn prepare(spec: &ChartSpec, table: &Table) -> Result<Prepared, ChartError> {
         x_desc: spec.x.clone(),
         y_desc,
         note,
+        family: FAMILY,
     })
 }
 
@@ -896,6 +907,8 @@ fn register_font() -> Result<(), ChartError> {
     let ok = *REGISTERED.get_or_init(|| {
         plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok()
             && plotters::style::register_font(FAMILY, FontStyle::Bold, FONT).is_ok()
+            && plotters::style::register_font(FAMILY_HANGUL, FontStyle::Normal, FONT_HANGUL).is_ok()
+            && plotters::style::register_font(FAMILY_HANGUL, FontStyle::Bold, FONT_HANGUL).is_ok()
     });
     if ok {
         Ok(())
@@ -906,8 +919,9 @@ fn register_font() -> Result<(), ChartError> {
 
 /// Draws the chart `spec` asks for from `table`, as SVG and PNG.
 pub fn render(spec: &ChartSpec, table: &Table) -> Result<Chart, ChartError> {
-    let prepared = prepare(spec, table)?;
+    let mut prepared = prepare(spec, table)?;
     let svg = draw_svg(&prepared)?;
+    prepared.family = bitmap_family(&prepared);
     let draw_error = |e: Box<dyn std::error::Error>| ChartError::Draw(e.to_string());
     let mut pixels = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
     {
@@ -958,8 +972,46 @@ fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, png::Encod
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-fn font(size: f64) -> TextStyle<'static> {
-    TextStyle::from((FAMILY, size).into_font()).color(&BLACK)
+fn font(family: &'static str, size: f64) -> TextStyle<'static> {
+    TextStyle::from((family, size).into_font()).color(&BLACK)
+}
+
+/// Every word a chart shows.
+fn words(prepared: &Prepared) -> Vec<&str> {
+    let mut out = vec![
+        prepared.title.as_str(),
+        prepared.x_desc.as_str(),
+        prepared.y_desc.as_str(),
+    ];
+    out.extend(prepared.note.as_deref());
+    match &prepared.plot {
+        Plot::Categories {
+            categories, series, ..
+        } => {
+            out.extend(categories.iter().map(String::as_str));
+            out.extend(series.iter().map(|s| s.name.as_str()));
+        }
+        Plot::Pareto { categories, .. } => out.extend(categories.iter().map(String::as_str)),
+        Plot::Quadrant { points, .. } => out.extend(points.iter().map(|(name, ..)| name.as_str())),
+    }
+    out
+}
+
+/// The family a PNG chart is drawn with: [`FAMILY_HANGUL`] when some word has a letter
+/// [`FONT`] lacks and it has, else [`FAMILY`].
+fn bitmap_family(prepared: &Prepared) -> &'static str {
+    use ab_glyph::Font as _;
+    let (Ok(main), Ok(hangul)) = (
+        ab_glyph::FontRef::try_from_slice(FONT),
+        ab_glyph::FontRef::try_from_slice(FONT_HANGUL),
+    ) else {
+        return FAMILY;
+    };
+    let wanted = words(prepared)
+        .iter()
+        .flat_map(|w| w.chars())
+        .any(|c| !c.is_whitespace() && main.glyph_id(c).0 == 0 && hangul.glyph_id(c).0 != 0);
+    if wanted { FAMILY_HANGUL } else { FAMILY }
 }
 
 /// Shortens a label to `max` characters, with an ellipsis.
@@ -994,13 +1046,13 @@ where
     root.draw(&Text::new(
         shorten(&prepared.title, 90),
         (center, 8),
-        font(18.0).pos(Pos::new(HPos::Center, VPos::Top)),
+        font(prepared.family, 18.0).pos(Pos::new(HPos::Center, VPos::Top)),
     ))?;
     let header = if let Some(note) = &prepared.note {
         root.draw(&Text::new(
             shorten(note, 110),
             (center, 32),
-            font(12.0)
+            font(prepared.family, 12.0)
                 .color(&MUTED)
                 .pos(Pos::new(HPos::Center, VPos::Top)),
         ))?;
@@ -1034,6 +1086,7 @@ where
 /// Writes category labels under the x axis, every `step`-th when they would overlap.
 fn draw_category_labels<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
+    family: &'static str,
     categories: &[String],
     position: impl Fn(usize) -> (i32, i32),
     slot: f64,
@@ -1053,7 +1106,7 @@ where
         root.draw(&Text::new(
             shorten(c, 16),
             (px, py + 6),
-            font(12.0).pos(Pos::new(HPos::Center, VPos::Top)),
+            font(family, 12.0).pos(Pos::new(HPos::Center, VPos::Top)),
         ))?;
     }
     Ok(())
@@ -1112,8 +1165,8 @@ where
         .y_label_formatter(&|v| format_number(*v))
         .x_desc(prepared.x_desc.as_str())
         .y_desc(prepared.y_desc.as_str())
-        .label_style(font(12.0))
-        .axis_desc_style(font(13.0))
+        .label_style(font(prepared.family, 12.0))
+        .axis_desc_style(font(prepared.family, 13.0))
         .light_line_style(WHITE)
         .draw()?;
     let slot = {
@@ -1122,7 +1175,7 @@ where
         f64::from(b - a)
     };
     let position = |i: usize| chart.backend_coord(&(i as f64 + 0.5, low));
-    draw_category_labels(root, categories, position, slot)?;
+    draw_category_labels(root, prepared.family, categories, position, slot)?;
     let m = series.len().max(1) as f64;
     let mut stack_up = vec![0.0f64; n];
     let mut stack_down = vec![0.0f64; n];
@@ -1192,7 +1245,7 @@ where
             .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
-            .label_font(font(12.0))
+            .label_font(font(prepared.family, 12.0))
             .draw()?;
     }
     Ok(())
@@ -1235,8 +1288,8 @@ where
         .y_label_formatter(&|v| format_number(*v))
         .x_desc(prepared.x_desc.as_str())
         .y_desc(prepared.y_desc.as_str())
-        .label_style(font(12.0))
-        .axis_desc_style(font(13.0))
+        .label_style(font(prepared.family, 12.0))
+        .axis_desc_style(font(prepared.family, 13.0))
         .light_line_style(WHITE)
         .draw()?;
     chart
@@ -1244,8 +1297,8 @@ where
         .y_labels(6)
         .y_label_formatter(&|v| format!("{v:.0}%"))
         .y_desc("cumulative share")
-        .label_style(font(12.0))
-        .axis_desc_style(font(13.0))
+        .label_style(font(prepared.family, 12.0))
+        .axis_desc_style(font(prepared.family, 13.0))
         .draw()?;
     let slot = {
         let (a, _) = chart.backend_coord(&(0.0, low));
@@ -1253,7 +1306,7 @@ where
         f64::from(b - a)
     };
     let position = |i: usize| chart.backend_coord(&(i as f64 + 0.5, low));
-    draw_category_labels(root, categories, position, slot)?;
+    draw_category_labels(root, prepared.family, categories, position, slot)?;
     for (class, name) in ["A", "B", "C"].iter().enumerate() {
         let color = CLASS_COLORS[class];
         let bars: Vec<Rectangle<(f64, f64)>> = values
@@ -1298,7 +1351,7 @@ where
         .position(SeriesLabelPosition::MiddleRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
-        .label_font(font(12.0))
+        .label_font(font(prepared.family, 12.0))
         .draw()?;
     Ok(())
 }
@@ -1340,8 +1393,8 @@ where
         .y_label_formatter(&|v| format_number(*v))
         .x_desc(prepared.x_desc.as_str())
         .y_desc(prepared.y_desc.as_str())
-        .label_style(font(12.0))
-        .axis_desc_style(font(13.0))
+        .label_style(font(prepared.family, 12.0))
+        .axis_desc_style(font(prepared.family, 13.0))
         .light_line_style(WHITE)
         .draw()?;
     let split_style = MUTED.stroke_width(1);
@@ -1368,7 +1421,7 @@ where
         body.draw(&Text::new(
             name,
             (px + dx - bx, py + dy - by),
-            font(14.0).color(&color).pos(pos),
+            font(prepared.family, 14.0).color(&color).pos(pos),
         ))?;
     }
     let color_of = |x: f64, y: f64| {
@@ -1395,7 +1448,7 @@ where
                         + Text::new(
                             shorten(name, 20),
                             (7, -3),
-                            font(11.0).pos(Pos::new(HPos::Left, VPos::Bottom)),
+                            font(prepared.family, 11.0).pos(Pos::new(HPos::Left, VPos::Bottom)),
                         )
                 }),
         )?;
@@ -1577,6 +1630,39 @@ mod tests {
             let above = pixel(&image, (x + w / 2.0) as u32, (y - 3.0) as u32);
             assert_ne!(above, centre);
         }
+    }
+
+    #[test]
+    fn hangul_words_are_drawn_with_letters_not_boxes_in_png() {
+        let channels = |name: &str| {
+            table(
+                &[
+                    ("orders.channel", ColumnKind::Text),
+                    ("orders.revenue", ColumnKind::Number),
+                ],
+                vec![
+                    vec![json!(name), json!(100)],
+                    vec![json!("naver"), json!(50)],
+                ],
+            )
+        };
+        let draw = |name: &str| render(&auto_chart(&channels(name)).unwrap(), &channels(name));
+        let (a, b) = (draw("가나다").unwrap(), draw("라마바").unwrap());
+        // A font without Hangul draws both names as the same three boxes: the images would be
+        // equal. With Hangul glyphs the labels differ.
+        assert_ne!(a.png, b.png);
+        // The SVG names the text and leaves the font to the reader's own.
+        assert!(texts(&elements(&a.svg)).iter().any(|t| t == "가나다"));
+        assert!(a.svg.contains("font-family=\"sans-serif\""));
+        // Latin words keep the main font.
+        let latin = prepare(&auto_chart(&by_channel()).unwrap(), &by_channel()).unwrap();
+        assert_eq!(bitmap_family(&latin), FAMILY);
+        let korean = prepare(
+            &auto_chart(&channels("가나다")).unwrap(),
+            &channels("가나다"),
+        )
+        .unwrap();
+        assert_eq!(bitmap_family(&korean), FAMILY_HANGUL);
     }
 
     #[test]
