@@ -10,10 +10,12 @@
 //!                   → schedules whose slot it passed → due report runs
 //! ```
 //!
-//! The engine (outside the dataflow, see [`crate::engine`]) routes every tenant's input to the
-//! worker that owns it and the operator reads it with the `Pipeline` pact (no exchange between
-//! workers), so the events ⋈ rules join is a lookup in the worker's own rule index, and window
-//! aggregates are kept incrementally beside the alert state that judges them. An epoch is processed once the input frontier has
+//! The engine (outside the dataflow, see [`crate::engine`]) splits every epoch's input into one
+//! share per owning worker, and the operator reads the shares through an `Exchange` pact on
+//! that owner (between threads of a process, or over TCP between the processes of a cluster),
+//! so the events ⋈ rules join is a lookup in the worker's own rule index, and window
+//! aggregates are kept incrementally beside the alert state that judges them. A worker merges
+//! the shares it gets for an epoch (one from each process of a cluster) in process order. An epoch is processed once the input frontier has
 //! passed it, in a fixed order: rule changes, schedule changes, restores, retirements, events,
 //! matches (by event time), recomputed windows, clock (windows, then report schedules).
 //!
@@ -30,8 +32,9 @@ use std::hash::BuildHasher;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
+use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Capability, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
@@ -53,7 +56,7 @@ use crate::window::{Side, WindowTable};
 const PREFETCH_AHEAD: usize = 4;
 
 /// How an event reached the engine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Arrival {
     /// A new event within the allowed lateness: matched and counted.
     OnTime,
@@ -68,11 +71,17 @@ pub(crate) enum Arrival {
 /// emptied buffer can go back to the engine for the next epoch, its memory already mapped and warm.
 pub(crate) type EventSlot = Option<(Event, Arrival)>;
 
-/// One worker's share of one epoch.
-#[derive(Clone, Debug, Default)]
+/// One worker's share of one epoch, from one process.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct EpochInput {
     /// The epoch.
     pub(crate) epoch: u64,
+    /// The worker (among the whole cluster's) that owns the share's tenants.
+    pub(crate) target: usize,
+    /// The process that fed it.
+    pub(crate) source: usize,
+    /// The latest epoch the feeding process had made durable.
+    pub(crate) committed: Option<u64>,
     /// The engine's watermark for this epoch.
     pub(crate) watermark_ms: i64,
     /// The clock reading that came with the epoch, if any (only then are windows judged and
@@ -86,6 +95,30 @@ pub(crate) struct EpochInput {
     pub(crate) restore: Vec<OpenAlert>,
     /// Events and how they arrived (all `Some`).
     pub(crate) events: Vec<EventSlot>,
+}
+
+impl EpochInput {
+    /// One epoch's shares for one worker as one input, in the order of the processes that fed
+    /// them (so every layout of the same cluster applies them alike): their changes and events
+    /// one after the other, the latest clock and watermark, the least durable epoch.
+    fn merge(mut shares: Vec<EpochInput>) -> Option<EpochInput> {
+        if shares.len() <= 1 {
+            return shares.pop();
+        }
+        shares.sort_by_key(|share| share.source);
+        let mut shares = shares.into_iter();
+        let mut merged = shares.next()?;
+        for share in shares {
+            merged.watermark_ms = merged.watermark_ms.max(share.watermark_ms);
+            merged.clock_ms = merged.clock_ms.max(share.clock_ms);
+            merged.committed = merged.committed.min(share.committed);
+            merged.rules.extend(share.rules);
+            merged.schedules.extend(share.schedules);
+            merged.restore.extend(share.restore);
+            merged.events.extend(share.events);
+        }
+        Some(merged)
+    }
 }
 
 /// Counters a worker shares with the engine.
@@ -110,6 +143,8 @@ pub(crate) enum WorkerOutput {
     DueRuns(Vec<DueRun>),
     /// An emptied event buffer, for the engine to fill again.
     Spare(Vec<EventSlot>),
+    /// The least durable epoch among the processes that fed an epoch.
+    Committed(Option<u64>),
     /// The worker finished the epoch.
     Done {
         /// Epoch.
@@ -139,7 +174,7 @@ pub(crate) fn build(
             // Intents go straight to the engine from here; the (empty) output stream only carries
             // progress, which the probe watches.
             .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
-                Pipeline,
+                Exchange::new(|share: &EpochInput| share.target as u64),
                 "TenantState",
                 move |_capability, _info| {
                     let mut tenants = TenantState::default();
@@ -167,10 +202,12 @@ pub(crate) fn build(
                             };
                             let mut intents = Vec::new();
                             let mut due_runs = Vec::new();
-                            for epoch in inputs {
-                                let spare = tenants.apply(epoch, &mut intents, &mut due_runs);
-                                let _ = output.send(WorkerOutput::Spare(spare));
-                            }
+                            let Some(epoch) = EpochInput::merge(inputs) else {
+                                continue;
+                            };
+                            let _ = output.send(WorkerOutput::Committed(epoch.committed));
+                            let spare = tenants.apply(epoch, &mut intents, &mut due_runs);
+                            let _ = output.send(WorkerOutput::Spare(spare));
                             if let Ok(mut shared) = stats.lock() {
                                 *shared = tenants.stats();
                             }

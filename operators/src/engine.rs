@@ -2,13 +2,24 @@
 //!
 //! Each [`Engine::step`] is one epoch (a coarse timestamp): a batch of events, rule changes,
 //! restored alerts and a clock reading go in together; the call returns once every worker has
-//! finished the epoch, with the intents and report runs it produced. Tenants are partitioned across workers by a
-//! stable hash: the engine splits the epoch's input by owner before it enters the dataflow and
-//! sends each worker its tenants' share over a channel (not a timely exchange), and each worker
-//! keeps its tenants' rules, windows, alert state and report schedules.
+//! finished the epoch, with the intents and report runs it produced. Tenants are partitioned
+//! across workers by a stable hash: the engine splits the epoch's input by owner, its workers
+//! feed the shares into the dataflow, and a timely `Exchange` on the owner takes each share to
+//! the worker that keeps that tenant's rules, windows, alert state and report schedules.
+//!
+//! In a cluster ([`ClusterConfig`]) N processes, each with its own engine, form one timely
+//! computation over TCP: the owner is chosen among all the cluster's workers, so an event
+//! ingested by any process is matched by the one worker that owns its tenant, and the intents
+//! come out of the owner's process. The processes step in lockstep: epoch `e` completes
+//! everywhere once every process has fed it. Every process sends every worker a share each
+//! epoch (empty or not), carrying its clock and the latest epoch whose output it has made
+//! durable, so each step also returns the epoch the whole cluster has made durable
+//! ([`StepOutput::cluster_committed`]).
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
 
 use crate::HashSet;
 use crate::dataflow::{Arrival, EpochInput, EventSlot, WorkerOutput, WorkerStats, build};
@@ -21,10 +32,12 @@ use crate::state::{OpenAlert, StateStats, tenant_hash};
 /// Engine settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineConfig {
-    /// Timely worker threads.
+    /// Timely worker threads (in a cluster: in this process).
     pub workers: usize,
     /// How far behind the clock an event may be and still count in its windows, ms.
     pub allowed_lateness_ms: i64,
+    /// The timely cluster this engine is one process of; `None` for a single process.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for EngineConfig {
@@ -32,8 +45,19 @@ impl Default for EngineConfig {
         EngineConfig {
             workers: 1,
             allowed_lateness_ms: 60_000,
+            cluster: None,
         }
     }
+}
+
+/// One process's place in a timely cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// This process's index, `0..addresses.len()`.
+    pub process: usize,
+    /// Every process's `host:port` for timely's exchange, in process order; each process must
+    /// run the same number of workers.
+    pub addresses: Vec<String>,
 }
 
 /// Engine failures.
@@ -58,7 +82,7 @@ pub enum EngineError {
 /// A change to the rule set.
 // Rule changes are rare and short-lived; boxing the rule would only add noise at every call site.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RuleChange {
     /// A new or changed (or re-enabled) rule.
     Upsert(Rule),
@@ -74,7 +98,7 @@ pub enum RuleChange {
 /// A change to the report schedules.
 // Like rule changes: rare, so boxing the schedule would only add noise.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ScheduleChange {
     /// A new or changed schedule; a change applies from this epoch's clock reading on.
     Upsert(Schedule),
@@ -103,6 +127,10 @@ pub struct StepInput {
     /// Current time, epoch ms; the watermark is this minus the allowed lateness. Report runs
     /// come due by this wall clock, not by the watermark.
     pub clock_ms: Option<i64>,
+    /// The latest epoch whose output (intents, due runs) this process has made durable, all
+    /// earlier ones included: the cluster's [`StepOutput::cluster_committed`] is the least of
+    /// these over its processes.
+    pub committed: Option<u64>,
 }
 
 /// An event that arrived after the allowed lateness: matched, but not counted in any window.
@@ -129,6 +157,10 @@ pub struct StepOutput {
     pub late: Vec<LateEvent>,
     /// Report runs whose slots this epoch's clock passed, by slot, tenant and report.
     pub due_runs: Vec<DueRun>,
+    /// The latest epoch every process of the cluster had made durable when it fed this one
+    /// (the least [`StepInput::committed`] any process gave with this epoch); a single process
+    /// gets back its own.
+    pub cluster_committed: Option<u64>,
 }
 
 /// Counters since start.
@@ -153,7 +185,12 @@ pub struct EngineStats {
 /// The running dataflow.
 pub struct Engine {
     config: EngineConfig,
-    senders: Vec<Sender<EpochInput>>,
+    /// One channel per worker of this process.
+    senders: Vec<Sender<Vec<EpochInput>>>,
+    /// This process's index in the cluster (0 alone).
+    process: usize,
+    /// Workers in the whole cluster.
+    peers: usize,
     outputs: Receiver<WorkerOutput>,
     guards: Option<timely::communication::WorkerGuards<()>>,
     worker_stats: Vec<Arc<Mutex<WorkerStats>>>,
@@ -182,12 +219,25 @@ impl Engine {
                 "allowed lateness must not be negative".into(),
             ));
         }
+        if let Some(cluster) = &config.cluster
+            && cluster.process >= cluster.addresses.len()
+        {
+            return Err(EngineError::Config(format!(
+                "cluster: process {} is not among the {} addresses (processes are numbered from 0)",
+                cluster.process,
+                cluster.addresses.len()
+            )));
+        }
         let workers = config.workers;
+        let (process, processes) = config
+            .cluster
+            .as_ref()
+            .map_or((0, 1), |c| (c.process, c.addresses.len()));
         let (out_tx, outputs) = mpsc::channel();
         let mut senders = Vec::with_capacity(workers);
         let mut receivers = Vec::with_capacity(workers);
         for _ in 0..workers {
-            let (tx, rx) = mpsc::channel::<EpochInput>();
+            let (tx, rx) = mpsc::channel::<Vec<EpochInput>>();
             senders.push(tx);
             receivers.push(Some(rx));
         }
@@ -197,13 +247,23 @@ impl Engine {
             .collect();
         let shared_stats = worker_stats.clone();
         let out_tx = Mutex::new(out_tx);
-        let timely_config = if workers == 1 {
-            timely::Config::thread()
-        } else {
-            timely::Config::process(workers)
+        let timely_config = match &config.cluster {
+            Some(cluster) => timely::Config {
+                communication: timely::CommunicationConfig::Cluster {
+                    threads: workers,
+                    process: cluster.process,
+                    addresses: cluster.addresses.clone(),
+                    report: false,
+                    zerocopy: false,
+                },
+                worker: timely::WorkerConfig::default(),
+            },
+            None if workers == 1 => timely::Config::thread(),
+            None => timely::Config::process(workers),
         };
         let guards = timely::execute(timely_config, move |worker| {
-            let index = worker.index();
+            // Worker indexes run over the whole cluster; this process's are contiguous.
+            let index = worker.index() - process * workers;
             let Some(epochs) = receivers.lock().ok().and_then(|mut r| r[index].take()) else {
                 return;
             };
@@ -211,10 +271,14 @@ impl Engine {
                 return;
             };
             let mut inputs = build(worker, output.clone(), shared_stats[index].clone());
-            while let Ok(input) = epochs.recv() {
-                let epoch = input.epoch;
+            while let Ok(shares) = epochs.recv() {
+                let Some(epoch) = shares.first().map(|share| share.epoch) else {
+                    return;
+                };
                 let next = epoch + 1;
-                inputs.epochs.send(input);
+                for share in shares {
+                    inputs.epochs.send(share);
+                }
                 inputs.epochs.advance_to(next);
                 // Waiting for the other workers' progress, a worker polls briefly and then
                 // parks until a message wakes it: on a machine with as many cores as workers,
@@ -229,6 +293,8 @@ impl Engine {
         Ok(Engine {
             config,
             senders,
+            process,
+            peers: workers * processes,
             outputs,
             guards: Some(guards),
             worker_stats,
@@ -290,27 +356,32 @@ impl Engine {
             .contains(&(tenant.to_string(), report_id.to_string()))
     }
 
+    /// The worker, among all the cluster's, that owns a tenant.
     fn worker_of(&self, tenant: &str) -> usize {
-        (tenant_hash(tenant) % self.senders.len() as u64) as usize
+        (tenant_hash(tenant) % self.peers as u64) as usize
     }
 
     /// Runs one epoch.
     pub fn step(&mut self, input: StepInput) -> Result<StepOutput, EngineError> {
         let epoch = self.epoch;
         let workers = self.senders.len();
+        let peers = self.peers;
         if let Some(clock) = input.clock_ms {
             self.watermark_ms = self
                 .watermark_ms
                 .max(clock - self.config.allowed_lateness_ms);
         }
         let watermark = self.watermark_ms;
-        let share = (input.events.len() + input.history.len()) / workers + 1;
-        let mut shares: Vec<EpochInput> = (0..workers)
-            .map(|_| {
+        let share = (input.events.len() + input.history.len()) / peers + 1;
+        let mut shares: Vec<EpochInput> = (0..peers)
+            .map(|target| {
                 let mut events = self.spare.pop().unwrap_or_default();
                 events.reserve(share + share / 4);
                 EpochInput {
                     epoch,
+                    target,
+                    source: self.process,
+                    committed: input.committed,
                     watermark_ms: watermark,
                     clock_ms: input.clock_ms,
                     events,
@@ -383,18 +454,28 @@ impl Engine {
             shares[worker].events.push(Some((event, Arrival::History)));
         }
 
-        for (sender, share) in self.senders.iter().zip(shares) {
-            sender.send(share).map_err(|_| EngineError::WorkerGone)?;
+        // Each of this process's workers feeds the shares of the workers with its index modulo
+        // the process's workers; the dataflow's exchange takes each share to its owner.
+        let mut feeds: Vec<Vec<EpochInput>> = (0..workers).map(|_| Vec::new()).collect();
+        for share in shares {
+            feeds[share.target % workers].push(share);
+        }
+        for (sender, feed) in self.senders.iter().zip(feeds) {
+            sender.send(feed).map_err(|_| EngineError::WorkerGone)?;
         }
         let mut intents = Vec::new();
         let mut due_runs = Vec::new();
+        let mut cluster_committed = input.committed;
         let mut done = 0;
         while done < workers {
             match self.outputs.recv() {
                 Ok(WorkerOutput::Intents(batch)) => intents.extend(batch),
                 Ok(WorkerOutput::DueRuns(batch)) => due_runs.extend(batch),
+                Ok(WorkerOutput::Committed(committed)) => {
+                    cluster_committed = cluster_committed.min(committed);
+                }
                 Ok(WorkerOutput::Spare(events)) => {
-                    if self.spare.len() < 2 * workers {
+                    if self.spare.len() < 2 * peers {
                         self.spare.push(events);
                     }
                 }
@@ -413,15 +494,23 @@ impl Engine {
             intents,
             late,
             due_runs,
+            cluster_committed,
         })
     }
 }
 
 impl Drop for Engine {
+    /// Closes the workers' input and waits for them. A cluster's workers finish only once every
+    /// process has closed its input, so a process of a cluster does not wait: it leaves its
+    /// workers to end with the process.
     fn drop(&mut self) {
         self.senders.clear();
         if let Some(guards) = self.guards.take() {
-            let _ = guards.join();
+            if self.config.cluster.is_some() {
+                std::mem::forget(guards);
+            } else {
+                let _ = guards.join();
+            }
         }
     }
 }

@@ -33,7 +33,8 @@ pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 pub use engine::{
-    Engine, EngineConfig, EngineError, RuleChange, ScheduleChange, StepInput, StepOutput,
+    ClusterConfig, Engine, EngineConfig, EngineError, RuleChange, ScheduleChange, StepInput,
+    StepOutput,
 };
 pub use event::{Event, EventDocument, EventError, EventTimeRange};
 pub use intent::{Intent, IntentKind};

@@ -35,6 +35,7 @@ fn engine(workers: usize) -> Engine {
     Engine::start(EngineConfig {
         workers,
         allowed_lateness_ms: MIN,
+        cluster: None,
     })
     .expect("engine starts")
 }

@@ -121,8 +121,10 @@ pub fn parse_catch_up(text: &str) -> Result<CatchUp, ScheduleError> {
     }
 }
 
-/// A checked report schedule, as it flows through the dataflow.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A checked report schedule, as it flows through the dataflow. Between the processes of a
+/// cluster it travels as its pattern and zone name, checked again on arrival.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "ScheduleWire", try_from = "ScheduleWire")]
 pub struct Schedule {
     /// Owning tenant.
     pub tenant: String,
@@ -141,6 +143,49 @@ pub struct Schedule {
     pub last_run_ms: Option<i64>,
     /// When the schedule was created or changed, epoch ms: slots before it never run.
     pub since_ms: i64,
+}
+
+/// A [`Schedule`] as it is serialized.
+#[derive(Clone, Serialize, Deserialize)]
+struct ScheduleWire {
+    tenant: String,
+    report_id: String,
+    version: u64,
+    spec: ScheduleSpec,
+    last_run_ms: Option<i64>,
+    since_ms: i64,
+}
+
+impl From<Schedule> for ScheduleWire {
+    fn from(schedule: Schedule) -> ScheduleWire {
+        ScheduleWire {
+            spec: ScheduleSpec {
+                cron: schedule.cron.as_str().to_string(),
+                timezone: schedule.timezone.name().to_string(),
+                catch_up: schedule.catch_up,
+            },
+            tenant: schedule.tenant,
+            report_id: schedule.report_id,
+            version: schedule.version,
+            last_run_ms: schedule.last_run_ms,
+            since_ms: schedule.since_ms,
+        }
+    }
+}
+
+impl TryFrom<ScheduleWire> for Schedule {
+    type Error = ScheduleError;
+
+    fn try_from(wire: ScheduleWire) -> Result<Schedule, ScheduleError> {
+        Ok(Schedule::new(
+            &wire.tenant,
+            &wire.report_id,
+            wire.version,
+            &wire.spec,
+            wire.since_ms,
+        )?
+        .with_last_run(wire.last_run_ms))
+    }
 }
 
 impl Schedule {

@@ -106,6 +106,7 @@ impl Runtime {
         let mut engine = Engine::start(EngineConfig {
             workers: config.engine.workers,
             allowed_lateness_ms: lateness,
+            cluster: None,
         })?;
 
         let recovered = recovery::recover(store.as_ref(), lateness)?;

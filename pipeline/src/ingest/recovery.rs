@@ -115,6 +115,7 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
             restore,
             schedules,
             clock_ms: Some(clock),
+            committed: None,
         },
         rules: active,
         processed,

@@ -476,6 +476,7 @@ pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
     let mut engine = Engine::start(EngineConfig {
         workers: args.workers,
         allowed_lateness_ms: ALLOWED_LATENESS_MS,
+        cluster: None,
     })?;
 
     let load: Vec<RuleChange> = defs

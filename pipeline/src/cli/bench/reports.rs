@@ -247,6 +247,7 @@ fn schedules_phase(n: usize, tenants: usize, seconds: u64) -> anyhow::Result<Val
     let mut engine = Engine::start(DataflowConfig {
         workers: 2,
         allowed_lateness_ms: 60_000,
+        cluster: None,
     })?;
     let now = connectors::clock::now_ms();
     // Adding everything, in steps of 10,000.
@@ -290,6 +291,7 @@ fn schedules_phase(n: usize, tenants: usize, seconds: u64) -> anyhow::Result<Val
     let mut small = Engine::start(DataflowConfig {
         workers: 2,
         allowed_lateness_ms: 60_000,
+        cluster: None,
     })?;
     let small_n = 10_000.min(n);
     small.step(StepInput {
