@@ -10,14 +10,22 @@
 //!
 //! Only [`Engine::step`] calls are timed: generating a batch happens between epochs, while the
 //! workers are idle, so `events_per_sec` is what the engine sustains on pre-parsed input.
+//!
+//! With `--processes N` the same workload runs on a timely cluster of N local processes (this
+//! binary, started once per process on loopback ports): event `n` is ingested by process
+//! `n mod N` and each tenant's rules are loaded through one of them, so most events cross to
+//! another process to reach their tenant's owner. Each process generates its share of every
+//! batch before the timed feed (a process generating while the others step would stall them),
+//! and the result is the whole workload over the slowest process's feed time, with the bytes
+//! the events that crossed between processes took on the wire.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use operators::rule::RuleSpec;
 use operators::{
-    AttrValue, Attrs, CompiledRule, Engine, EngineConfig, Event, IntentKind, Num, Rule, RuleChange,
-    SmolStr, StepInput,
+    AttrValue, Attrs, ClusterConfig, CompiledRule, Engine, EngineConfig, Event, IntentKind, Num,
+    Rule, RuleChange, SmolStr, StepInput,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -39,6 +47,13 @@ pub struct MatchBenchArgs {
     /// Rule updates (an upsert of an existing rule with the next version) per second of feed
     /// time; 0 for none.
     pub rule_updates_per_sec: f64,
+    /// Processes of the timely cluster the workload is split over (1: no cluster).
+    pub processes: usize,
+    /// This process's index, when it is one process of a cluster run (started by the run's
+    /// first process with the cluster's addresses); `None` starts such a run.
+    pub process: Option<usize>,
+    /// The cluster's addresses, in process order, for a process of a cluster run.
+    pub addresses: Vec<String>,
 }
 
 impl Default for MatchBenchArgs {
@@ -50,6 +65,9 @@ impl Default for MatchBenchArgs {
             events: 5_000_000,
             batch: 50_000,
             rule_updates_per_sec: 0.0,
+            processes: 1,
+            process: None,
+            addresses: Vec::new(),
         }
     }
 }
@@ -472,16 +490,30 @@ pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
         args.rule_updates_per_sec >= 0.0 && args.rule_updates_per_sec.is_finite(),
         "rule_updates_per_sec must be a finite number >= 0"
     );
+    anyhow::ensure!(
+        (1..=64).contains(&args.processes),
+        "processes must be 1 to 64"
+    );
+    if args.processes > 1 && args.process.is_none() {
+        return run_cluster(args);
+    }
+    let (me, of) = (args.process.unwrap_or(0), args.processes);
+    let cluster = args.process.map(|process| ClusterConfig {
+        process,
+        addresses: args.addresses.clone(),
+    });
     let (mut defs, thresholds) = generate_rules(args.tenants, args.rules)?;
     let mut engine = Engine::start(EngineConfig {
         workers: args.workers,
         allowed_lateness_ms: ALLOWED_LATENESS_MS,
-        cluster: None,
+        cluster,
     })?;
 
     let load: Vec<RuleChange> = defs
         .iter()
-        .map(|d| d.compile().map(RuleChange::Upsert))
+        .enumerate()
+        .filter(|(j, _)| j % of == me)
+        .map(|(_, d)| d.compile().map(RuleChange::Upsert))
         .collect::<anyhow::Result<_>>()?;
     let started = Instant::now();
     engine.step(StepInput {
@@ -499,13 +531,50 @@ pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
     let mut updates = 0u64;
     let mut fed = 0usize;
     let mut clock = T0;
+    // A process of a cluster generates its shares of all batches first (see the module doc).
+    let mut shares = std::collections::VecDeque::new();
+    let mut crossing = Crossing::default();
+    if args.process.is_some() {
+        let owners = Owners::new(args.workers, of);
+        while fed < args.events {
+            let len = args.batch.min(args.events - fed);
+            let share: Vec<Event> = source
+                .batch(len)
+                .into_iter()
+                .enumerate()
+                .filter(|(k, _)| (fed + k) % of == me)
+                .map(|(_, event)| event)
+                .collect();
+            for event in &share {
+                if owners.process_of(&event.tenant) != me {
+                    crossing.add(event)?;
+                }
+            }
+            fed += len;
+            clock = clock.max(source.base_ts(source.next));
+            shares.push_back((share, clock));
+        }
+        fed = 0;
+    }
+    let mut own = 0usize;
+    clock = T0;
     while fed < args.events {
         let len = args.batch.min(args.events - fed);
-        let events = source.batch(len);
+        let events = match shares.pop_front() {
+            Some((share, at)) => {
+                clock = at;
+                share
+            }
+            None => {
+                let batch = source.batch(len);
+                clock = clock.max(source.base_ts(source.next));
+                batch
+            }
+        };
+        own += events.len();
         fed += len;
-        clock = clock.max(source.base_ts(source.next));
         let mut rules = Vec::new();
-        if args.rule_updates_per_sec > 0.0 && !defs.is_empty() {
+        if args.rule_updates_per_sec > 0.0 && !defs.is_empty() && me == 0 {
             let due = (args.rule_updates_per_sec * feed.as_secs_f64()) as u64;
             while updates < due {
                 let pick = update_rng.random_range(0..defs.len());
@@ -545,6 +614,8 @@ pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
         "benchmark": "match",
         "params": {
             "workers": args.workers,
+            "processes": of,
+            "process": args.process,
             "tenants": args.tenants,
             "rules": args.rules,
             "events": args.events,
@@ -557,7 +628,10 @@ pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
             "event_time_span_ms": clock - T0,
         },
         "results": {
-            "events_per_sec": per_sec(fed as f64),
+            "events_per_sec": per_sec(own as f64),
+            "events_fed_here": own,
+            "events_sent_to_other_processes": crossing.events,
+            "bytes_sent_to_other_processes": crossing.bytes,
             "feed_seconds": secs,
             "epochs": epochs,
             "epoch_latency_ms": {
@@ -580,6 +654,122 @@ pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
     }))
 }
 
+/// Which process of a cluster owns a tenant, as the engine decides it.
+struct Owners {
+    workers: usize,
+    peers: u64,
+}
+
+impl Owners {
+    fn new(workers: usize, processes: usize) -> Owners {
+        Owners {
+            workers,
+            peers: (workers * processes) as u64,
+        }
+    }
+
+    fn process_of(&self, tenant: &str) -> usize {
+        (operators::state::tenant_hash(tenant) % self.peers) as usize / self.workers
+    }
+}
+
+/// Events a process fed whose owner is another process, and their size as timely's exchange
+/// encodes them (bincode).
+#[derive(Default)]
+struct Crossing {
+    events: u64,
+    bytes: u64,
+}
+
+impl Crossing {
+    fn add(&mut self, event: &Event) -> anyhow::Result<()> {
+        self.events += 1;
+        self.bytes += bincode::serialized_size(event)?;
+        Ok(())
+    }
+}
+
+/// Starts the run's `processes` as child processes of this binary, one cluster on loopback, and
+/// sums their reports: the whole workload over the slowest process's feed time.
+fn run_cluster(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
+    let addresses: Vec<String> = (0..args.processes)
+        .map(|_| -> anyhow::Result<String> {
+            let socket = std::net::TcpListener::bind("127.0.0.1:0")?;
+            Ok(socket.local_addr()?.to_string())
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let exe = std::env::current_exe().context("finding this binary to start the processes")?;
+    let children = (0..args.processes)
+        .map(|process| {
+            std::process::Command::new(&exe)
+                .args(["bench", "match"])
+                .args(["--workers", &args.workers.to_string()])
+                .args(["--tenants", &args.tenants.to_string()])
+                .args(["--rules", &args.rules.to_string()])
+                .args(["--events", &args.events.to_string()])
+                .args(["--batch", &args.batch.to_string()])
+                .args([
+                    "--rule-updates-per-sec",
+                    &args.rule_updates_per_sec.to_string(),
+                ])
+                .args(["--processes", &args.processes.to_string()])
+                .args(["--process", &process.to_string()])
+                .args(["--addresses", &addresses.join(",")])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .with_context(|| format!("starting process {process}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut reports = Vec::new();
+    for (process, child) in children.into_iter().enumerate() {
+        let out = child
+            .wait_with_output()
+            .with_context(|| format!("waiting for process {process}"))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "process {process} of the cluster failed ({})",
+            out.status
+        );
+        // Timely writes its connection progress to stdout before the report.
+        let start = out.stdout.iter().position(|b| *b == b'{').unwrap_or(0);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout[start..])
+            .with_context(|| format!("reading process {process}'s report"))?;
+        reports.push(report);
+    }
+    let result = |r: &serde_json::Value, key: &str| r["results"][key].as_f64().unwrap_or(0.0);
+    let slowest = reports
+        .iter()
+        .map(|r| result(r, "feed_seconds"))
+        .fold(0.0, f64::max);
+    let sum = |key: &str| reports.iter().map(|r| result(r, key)).sum::<f64>();
+    let crossed = sum("events_sent_to_other_processes");
+    Ok(json!({
+        "benchmark": "match",
+        "params": {
+            "workers": args.workers,
+            "processes": args.processes,
+            "tenants": args.tenants,
+            "rules": args.rules,
+            "events": args.events,
+            "batch": args.batch,
+            "rule_updates_per_sec": args.rule_updates_per_sec,
+            "seed": SEED,
+        },
+        "results": {
+            "events_per_sec": if slowest > 0.0 { args.events as f64 / slowest } else { 0.0 },
+            "feed_seconds": slowest,
+            "intents": sum("intents"),
+            "events_sent_to_other_processes": crossed,
+            "exchange_bytes_per_crossing_event": if crossed > 0.0 {
+                sum("bytes_sent_to_other_processes") / crossed
+            } else {
+                0.0
+            },
+        },
+        "processes": reports,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,6 +783,7 @@ mod tests {
             events: 4_000,
             batch: 500,
             rule_updates_per_sec: 1_000.0,
+            ..Default::default()
         })
         .expect("benchmark runs");
         let results = &report["results"];

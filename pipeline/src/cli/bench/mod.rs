@@ -38,6 +38,15 @@ pub enum Which {
         /// Rule updates per second applied during the feed.
         #[arg(long, default_value_t = 0.0)]
         rule_updates_per_sec: f64,
+        /// Local processes of one timely cluster to split the workload over.
+        #[arg(long, default_value_t = 1)]
+        processes: usize,
+        /// This process's index in a cluster run (set by the run for the processes it starts).
+        #[arg(long, hide = true)]
+        process: Option<usize>,
+        /// The cluster's addresses, comma-separated (set by the run for the processes it starts).
+        #[arg(long, hide = true, value_delimiter = ',')]
+        addresses: Vec<String>,
     },
     /// Durable ingest over HTTP (NDJSON) end to end into the outbox, and latency at a fixed rate.
     Ingest {
@@ -293,6 +302,9 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
             events,
             batch,
             rule_updates_per_sec,
+            processes,
+            process,
+            addresses,
         } => {
             let args = matching::MatchBenchArgs {
                 workers,
@@ -301,6 +313,9 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
                 events,
                 batch,
                 rule_updates_per_sec,
+                processes,
+                process,
+                addresses,
             };
             tokio::task::spawn_blocking(move || matching::run(&args)).await??
         }
