@@ -239,6 +239,26 @@ async fn bad_requests_name_the_problem() {
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert_eq!(answer.json()["error"]["field"], "sql");
 
+    // A pattern that is not a regular expression is the query's fault, whichever function
+    // or operator takes it.
+    for text in [
+        "SELECT channel FROM orders WHERE channel ~ '(' LIMIT 1",
+        "SELECT channel FROM orders WHERE regexp_like(channel, '[') LIMIT 1",
+        "SELECT regexp_replace(channel, '(', 'x') FROM orders LIMIT 1",
+    ] {
+        let answer = sql(&shop, KEY_A, text).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{text}");
+        let error = &answer.json()["error"];
+        assert_eq!(error["field"], "sql", "{error}");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("invalid regular expression"),
+            "{text}: {error}"
+        );
+    }
+
     let answer = sql(&shop, KEY_A, "SELECT no_such_column FROM orders").await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert!(

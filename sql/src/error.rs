@@ -111,6 +111,13 @@ impl SqlError {
         if let Some(source) = Self::from_source(&err, &message) {
             return source;
         }
+        // A pattern the query gives to `~`, `regexp_like` or `regexp_replace` that does not
+        // compile: DataFusion reports it as an external error while it simplifies the plan.
+        if let DataFusionError::External(external) = err.find_root()
+            && (external.is::<regex::Error>() || external.is::<regex_syntax::Error>())
+        {
+            return SqlError::bad("sql", format!("invalid regular expression: {external}"));
+        }
         match err.find_root() {
             DataFusionError::SQL(..)
             | DataFusionError::Plan(_)
@@ -233,6 +240,22 @@ mod tests {
         let err = SqlError::from(refusal);
         assert!(err.is_client_error(), "{err:?}");
         assert!(err.to_string().contains("sum(total_users)"), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_regular_expression_is_the_querys_fault() {
+        let Err(invalid) = regex_syntax::Parser::new().parse("(") else {
+            panic!("`(` is not a regular expression");
+        };
+        let err = SqlError::from_user_query(DataFusionError::Context(
+            "Optimizer rule 'simplify_expressions' failed".into(),
+            Box::new(DataFusionError::External(Box::new(invalid))),
+        ));
+        assert_eq!(err.code(), "bad_request");
+        assert!(
+            err.to_string().contains("invalid regular expression"),
+            "{err}"
+        );
     }
 
     #[test]
