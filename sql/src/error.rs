@@ -156,10 +156,14 @@ impl SqlError {
             .downcast_ref::<connectors::ga4::Ga4Error>()
             .map(|ga4| match ga4 {
                 // GA4 rejected the request itself (an unknown field, an incompatible
-                // dimension and metric): the query's fault, in GA4's words.
-                connectors::ga4::Ga4Error::Api {
-                    http_status: 400, ..
-                } => SqlError::bad("ga4", ga4.to_string()),
+                // dimension and metric), the tenant's key (401), its access to the property
+                // (403) or the property (404): the request's or the tenant's to fix, in GA4's
+                // words. Rate limits (429) are the source's.
+                connectors::ga4::Ga4Error::Api { http_status, .. }
+                    if (400..500).contains(http_status) && *http_status != 429 =>
+                {
+                    SqlError::bad("ga4", ga4.to_string())
+                }
                 _ => SqlError::Source(message.to_string()),
             })
     }
@@ -228,8 +232,19 @@ mod tests {
                 "{err}"
             );
         }
-        let outage = SqlError::from_user_query(api(503, "UNAVAILABLE"));
-        assert_eq!(outage.code(), "source_unavailable");
+        for (http_status, status) in [
+            (401, "UNAUTHENTICATED"),
+            (403, "PERMISSION_DENIED"),
+            (404, "NOT_FOUND"),
+        ] {
+            let err = SqlError::from_user_query(api(http_status, status));
+            assert_eq!(err.code(), "bad_request", "{http_status}");
+            assert!(err.to_string().contains(status), "{err}");
+        }
+        for (http_status, status) in [(429, "RESOURCE_EXHAUSTED"), (503, "UNAVAILABLE")] {
+            let outage = SqlError::from_user_query(api(http_status, status));
+            assert_eq!(outage.code(), "source_unavailable", "{http_status}");
+        }
         // A refusal raised inside the optimizer, as a spec's plan would meet it.
         let refusal = DataFusionError::Context(
             "Optimizer rule 'ga4_pushdown' failed".into(),
