@@ -121,7 +121,8 @@ pub struct SendOutcome {
 
 /// Campaigns and their sends. Every method that writes is one transaction.
 pub trait Campaigns: Send + Sync {
-    /// Inserts or replaces a campaign.
+    /// Inserts a campaign, or replaces its version, body and update time; a replaced campaign
+    /// keeps its `expanded_at_ms`, which only [`Campaigns::add_sends`] moves.
     fn put_campaign(&self, campaign: &StoredCampaign) -> StoreResult<()>;
 
     /// The campaign `id` of `tenant`, if any.

@@ -46,14 +46,10 @@ fn campaign_json(
     body
 }
 
-/// `POST /v1/campaigns`: checked whole (templates tried on a sample contact, the audience and
-/// the destination present and of the channel's kind), then stored; it acts from now on.
-pub(super) async fn create_campaign(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let mut value: Value = serde_json::from_slice(&body).map_err(|e| {
+/// A campaign document checked whole: templates tried on a sample contact, the audience and the
+/// destination present and of the channel's kind.
+async fn checked(state: &AppState, tenant: &str, body: &Bytes) -> ApiResult<(Value, CampaignSpec)> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
@@ -61,20 +57,13 @@ pub(super) async fn create_campaign(
         )
     })?;
     let spec = CampaignSpec::parse(&value).map_err(invalid)?;
-    let id = match &spec.id {
-        Some(id) => {
-            valid_id(id)?;
-            id.clone()
-        }
-        None => new_id("cmp"),
-    };
     let limits = state.runtime.template_limits();
     let checked = spec.clone();
     tokio::task::spawn_blocking(move || checked.check(&limits))
         .await
         .map_err(ApiError::internal)?
         .map_err(invalid)?;
-    let (t, d) = (tenant.clone(), spec.destination.clone());
+    let (t, d) = (tenant.to_string(), spec.destination.clone());
     let destination = blocking(state.store(), move |s| s.get_destination(&t, &d)).await?;
     let wanted = spec.channel.as_str();
     match destination {
@@ -96,7 +85,7 @@ pub(super) async fn create_campaign(
         Some(_) => {}
     }
     if let Some(audience) = spec.audience() {
-        let (t, a) = (tenant.clone(), audience.to_string());
+        let (t, a) = (tenant.to_string(), audience.to_string());
         if blocking(state.store(), move |s| s.get_audience(&t, &a))
             .await?
             .is_none()
@@ -107,6 +96,23 @@ pub(super) async fn create_campaign(
             ));
         }
     }
+    Ok((value, spec))
+}
+
+/// `POST /v1/campaigns`: checked whole (see [`checked`]), then stored; it acts from now on.
+pub(super) async fn create_campaign(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (mut value, spec) = checked(&state, &tenant, &body).await?;
+    let id = match &spec.id {
+        Some(id) => {
+            valid_id(id)?;
+            id.clone()
+        }
+        None => new_id("cmp"),
+    };
     let (t, i) = (tenant.clone(), id.clone());
     if blocking(state.store(), move |s| s.get_campaign(&t, &i))
         .await?
@@ -135,6 +141,84 @@ pub(super) async fn create_campaign(
         StatusCode::CREATED,
         Json(campaign_json(&stored, &Default::default())),
     ))
+}
+
+/// `PUT /v1/campaigns/{id}`: a new version of a campaign, checked as a new one is. Every message
+/// not yet sent (due, held for quiet hours, or triggered from now on) is rendered from it; what
+/// was sent stays as it was. The channel does not change (messages already listed carry it),
+/// and an announcement already listed cannot change (its recipients were chosen): create a new
+/// campaign instead.
+pub(super) async fn update_campaign(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let (t, i) = (tenant.clone(), id.clone());
+    let current = blocking(state.store(), move |s| s.get_campaign(&t, &i))
+        .await?
+        .ok_or_else(|| not_found("campaign", &id))?;
+    // What cannot change is said first, whatever else the new version gets wrong.
+    let before: Value = serde_json::from_str(&current.body).unwrap_or_default();
+    let after: Value = serde_json::from_slice(&body).unwrap_or_default();
+    if let Ok(before) = CampaignSpec::parse(&before) {
+        if let Some(channel) = after.get("channel").and_then(Value::as_str)
+            && channel != before.channel.as_str()
+        {
+            return Err(invalid_field(
+                "channel",
+                format!(
+                    "campaign '{id}' sends by {}; its channel cannot change (create a new \
+                     campaign)",
+                    before.channel.as_str()
+                ),
+            ));
+        }
+        if matches!(
+            before.trigger,
+            crate::campaigns::Trigger::Announcement { .. }
+        ) && let Some(listed) = current.expanded_at_ms
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already_sent",
+                format!(
+                    "announcement '{id}' was listed to its recipients at {listed} (ms since \
+                     1970); it cannot change any more: create a new campaign"
+                ),
+            ));
+        }
+    }
+    let (mut value, spec) = checked(&state, &tenant, &body).await?;
+    if spec.id.as_ref().is_some_and(|given| *given != id) {
+        return Err(invalid_field(
+            "id",
+            format!(
+                "the document names '{}' but the URL '{id}'",
+                spec.id.as_deref().unwrap_or("")
+            ),
+        ));
+    }
+    if let Some(obj) = value.as_object_mut() {
+        obj.remove("id");
+    }
+    let stored = StoredCampaign {
+        tenant: tenant.clone(),
+        id: id.clone(),
+        version: current.version + 1,
+        body: value.to_string(),
+        // Kept by the store as it is: the campaign thread's record of what it listed.
+        expanded_at_ms: current.expanded_at_ms,
+        updated_at_ms: now_ms(),
+    };
+    let copy = stored.clone();
+    let (t, i) = (tenant, id);
+    let counts = blocking(state.store(), move |s| {
+        s.put_campaign(&copy)?;
+        s.campaign_counts(&t, &i)
+    })
+    .await?;
+    Ok(Json(campaign_json(&stored, &counts)))
 }
 
 /// `GET /v1/campaigns`.

@@ -204,7 +204,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route(
             "/v1/campaigns/{id}",
-            get(campaigns::get_campaign).delete(campaigns::delete_campaign),
+            get(campaigns::get_campaign)
+                .put(campaigns::update_campaign)
+                .delete(campaigns::delete_campaign),
         )
         .route(
             "/unsubscribe/{token}",

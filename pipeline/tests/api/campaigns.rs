@@ -202,6 +202,89 @@ async fn entering_contacts_get_one_email_each_and_unsubscribe_in_one_click() {
 }
 
 #[tokio::test]
+async fn an_edited_campaign_sends_its_new_version_and_a_listed_announcement_stays_as_sent() {
+    let smtp = SmtpServer::start(&[]);
+    let server = setup(&smtp).await;
+    contact(&server, "c1", true, "Kim").await;
+    let welcome = |subject: &str, channel: &str| {
+        json!({"trigger": {"type": "enter", "audience": "buyers"},
+               "channel": channel, "destination": "mail",
+               "content": {"subject": subject, "text": "Hello {{ contact.first_name }}"}})
+    };
+    let mut first = welcome("Old subject", "email");
+    first["id"] = json!("welcome");
+    let (status, body) = server.post(KEY_A, "/v1/campaigns", first).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = server
+        .put(
+            KEY_A,
+            "/v1/campaigns/welcome",
+            welcome("Welcome, {{ contact.first_name }}", "email"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"], 2, "{body}");
+    assert_eq!(
+        body["content"]["subject"],
+        "Welcome, {{ contact.first_name }}"
+    );
+    // A contact entering after the edit gets the new version.
+    server.send_events(KEY_A, &[order("o1", "c1")]).await;
+    let received = mails(&smtp, 1).await;
+    let mail = mailparse::parse_mail(&received[0].1).expect("MIME");
+    assert_eq!(
+        mail.headers.get_first_value("Subject").as_deref(),
+        Some("Welcome, Kim")
+    );
+
+    // Checked as a new campaign is, and the channel stays.
+    let (status, body) = server
+        .put(
+            KEY_A,
+            "/v1/campaigns/welcome",
+            welcome("{{ broken", "email"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = server
+        .put(KEY_A, "/v1/campaigns/welcome", welcome("Hi", "webhook"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "channel", "{body}");
+    let (status, _) = server
+        .put(KEY_A, "/v1/campaigns/nothing", welcome("Hi", "email"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, body) = server.get(KEY_A, "/v1/campaigns/welcome").await;
+    assert_eq!(body["version"], 2, "refused edits change nothing: {body}");
+
+    // An announcement, once listed, cannot change: its recipients got what they got.
+    let (status, body) = server
+        .post(
+            KEY_A,
+            "/v1/campaigns",
+            json!({"id": "news", "trigger": {"type": "announcement"},
+                   "channel": "email", "destination": "mail",
+                   "content": {"subject": "News", "text": "News"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    mails(&smtp, 2).await;
+    let (status, body) = server
+        .put(
+            KEY_A,
+            "/v1/campaigns/news",
+            json!({"trigger": {"type": "announcement"}, "channel": "email",
+                   "destination": "mail", "content": {"subject": "News again", "text": "x"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "already_sent", "{body}");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(smtp.received().len(), 2, "nothing sent again");
+}
+
+#[tokio::test]
 async fn bad_campaigns_are_refused_naming_the_field() {
     let smtp = SmtpServer::start(&[]);
     let server = setup(&smtp).await;

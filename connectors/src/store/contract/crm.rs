@@ -274,6 +274,31 @@ pub fn campaign_sends_are_added_once_and_finished_once_with_their_notifications(
             .and_then(|c| c.expanded_at_ms),
         Some(50)
     );
+    // A new version of the campaign keeps the listing the campaign thread recorded: an edit
+    // racing the listing cannot make it list again.
+    store
+        .put_campaign(&StoredCampaign {
+            tenant: "a".into(),
+            id: "winback".into(),
+            version: 2,
+            body: "{\"edited\": true}".into(),
+            expanded_at_ms: None,
+            updated_at_ms: 2,
+        })
+        .expect("put again");
+    let edited = store
+        .get_campaign("a", "winback")
+        .expect("get")
+        .expect("there");
+    assert_eq!(
+        (
+            edited.version,
+            edited.body.as_str(),
+            edited.expanded_at_ms,
+            edited.updated_at_ms
+        ),
+        (2, "{\"edited\": true}", Some(50), 2)
+    );
     assert_eq!(
         store
             .add_sends(&[send("c1", "enter@100", 100)], None, None)

@@ -65,7 +65,6 @@ impl Campaigns for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (tenant, id) DO UPDATE SET
                     version = excluded.version, body = excluded.body,
-                    expanded_at_ms = excluded.expanded_at_ms,
                     updated_at_ms = excluded.updated_at_ms",
             )
             .and_then(|mut stmt| {
