@@ -241,7 +241,7 @@ pub struct DashboardSettings {
 pub struct LiveSettings {
     /// Serve the event log as tables (default true).
     pub enabled: bool,
-    /// How often new events are read from the log, e.g. `"200ms"` (a query reads them too).
+    /// How often new events are read from the log, e.g. `"50ms"` (a query reads them too).
     pub poll_every: DurationSetting,
     /// How often read events are compacted into Parquet files, e.g. `"5s"`.
     pub compact_every: DurationSetting,

@@ -88,7 +88,7 @@ pub struct LiveOptions {
 impl Default for LiveOptions {
     fn default() -> Self {
         LiveOptions {
-            poll_every: Duration::from_millis(200),
+            poll_every: Duration::from_millis(50),
             compact_every: Duration::from_secs(5),
             max_tail_events: 200_000,
             round_events: 250_000,

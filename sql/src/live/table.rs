@@ -1,12 +1,15 @@
 //! [`LiveTable`]: one tenant's live table as a DataFusion table — its Parquet files (the
 //! operator's and the finished compaction rounds') united with the tail's rows.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::pruning::PruningStatistics;
+use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -16,9 +19,13 @@ use datafusion::datasource::listing::{
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
+use datafusion::logical_expr::Accumulator;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::object_store::ObjectStoreExt;
 use datafusion::object_store::path::Path as StorePath;
+use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
@@ -140,6 +147,98 @@ impl LiveTable {
         *cache = kept;
         Ok(rows)
     }
+
+    /// The tail batches `filters` may keep rows of: each batch's min and max per column against
+    /// the filters (DataFusion's pruning predicate, as row groups of files are skipped). A
+    /// filter it cannot use keeps every batch; the kept rows are filtered above the scan.
+    fn prune(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+        rows: Vec<RecordBatch>,
+    ) -> Vec<RecordBatch> {
+        let Some(filter) = conjunction(filters.iter().cloned()) else {
+            return rows;
+        };
+        let Ok(schema) = DFSchema::try_from(self.schema.as_ref().clone()) else {
+            return rows;
+        };
+        let Ok(expr) = state.create_physical_expr(filter, &schema) else {
+            return rows;
+        };
+        let Some(predicate) = PruningPredicateBuilder::new()
+            .with_file_schema(Arc::clone(&self.schema))
+            .build(expr)
+        else {
+            return rows;
+        };
+        match predicate.prune(&TailStatistics { batches: &rows }) {
+            Ok(keep) => rows
+                .into_iter()
+                .zip(keep)
+                .filter_map(|(batch, keep)| keep.then_some(batch))
+                .collect(),
+            Err(_) => rows,
+        }
+    }
+}
+
+/// Per-batch statistics of tail rows, for DataFusion's pruning predicate.
+struct TailStatistics<'a> {
+    batches: &'a [RecordBatch],
+}
+
+impl TailStatistics<'_> {
+    /// Each batch's minimum (or maximum) of `column`.
+    fn extreme(&self, column: &Column, min: bool) -> Option<ArrayRef> {
+        let values = self
+            .batches
+            .iter()
+            .map(|batch| {
+                let array = batch.column_by_name(&column.name)?;
+                let mut accumulator: Box<dyn Accumulator> = if min {
+                    Box::new(MinAccumulator::try_new(array.data_type()).ok()?)
+                } else {
+                    Box::new(MaxAccumulator::try_new(array.data_type()).ok()?)
+                };
+                accumulator.update_batch(&[Arc::clone(array)]).ok()?;
+                accumulator.evaluate().ok()
+            })
+            .collect::<Option<Vec<ScalarValue>>>()?;
+        ScalarValue::iter_to_array(values).ok()
+    }
+}
+
+impl PruningStatistics for TailStatistics<'_> {
+    fn min_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.extreme(column, true)
+    }
+
+    fn max_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.extreme(column, false)
+    }
+
+    fn num_containers(&self) -> usize {
+        self.batches.len()
+    }
+
+    fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
+        let counts = self
+            .batches
+            .iter()
+            .map(|batch| Some(batch.column_by_name(&column.name)?.null_count() as u64))
+            .collect::<Option<Vec<u64>>>()?;
+        Some(Arc::new(UInt64Array::from(counts)))
+    }
+
+    fn row_counts(&self) -> Option<ArrayRef> {
+        let counts: Vec<u64> = self.batches.iter().map(|b| b.num_rows() as u64).collect();
+        Some(Arc::new(UInt64Array::from(counts)))
+    }
+
+    fn contained(&self, _column: &Column, _values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
+        None
+    }
 }
 
 #[async_trait]
@@ -200,6 +299,7 @@ impl TableProvider for LiveTable {
             let rows = self
                 .conformed(tail)
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let rows = self.prune(state, filters, rows);
             inputs.push(MemorySourceConfig::try_new_exec(
                 &[rows],
                 Arc::clone(&self.schema),
