@@ -6,7 +6,6 @@
 //! few allocations rather than one per name and value, and matching reads them without chasing
 //! pointers.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -257,6 +256,8 @@ impl fmt::Display for AttrValue {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use serde_json::json;
 
