@@ -50,6 +50,12 @@ impl Default for EngineConfig {
     }
 }
 
+/// The worker that owns `tenant` among `peers` workers (a cluster's workers are numbered
+/// process by process, so the owning process is this divided by its workers per process).
+pub fn owner(tenant: &str, peers: usize) -> usize {
+    (tenant_hash(tenant) % peers.max(1) as u64) as usize
+}
+
 /// One process's place in a timely cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterConfig {
@@ -358,7 +364,7 @@ impl Engine {
 
     /// The worker, among all the cluster's, that owns a tenant.
     fn worker_of(&self, tenant: &str) -> usize {
-        (tenant_hash(tenant) % self.peers as u64) as usize
+        owner(tenant, self.peers)
     }
 
     /// Runs one epoch.

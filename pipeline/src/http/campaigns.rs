@@ -48,14 +48,7 @@ fn campaign_json(
 
 /// A campaign document checked whole: templates tried on a sample contact, the audience and the
 /// destination present and of the channel's kind.
-async fn checked(state: &AppState, tenant: &str, body: &Bytes) -> ApiResult<(Value, CampaignSpec)> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("campaign: {e}"),
-        )
-    })?;
+async fn checked(state: &AppState, tenant: &str, value: Value) -> ApiResult<(Value, CampaignSpec)> {
     let spec = CampaignSpec::parse(&value).map_err(invalid)?;
     let limits = state.runtime.template_limits();
     let checked = spec.clone();
@@ -99,13 +92,24 @@ async fn checked(state: &AppState, tenant: &str, body: &Bytes) -> ApiResult<(Val
     Ok((value, spec))
 }
 
+/// A campaign document's JSON.
+fn document(body: &Bytes) -> ApiResult<Value> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("campaign: {e}"),
+        )
+    })
+}
+
 /// `POST /v1/campaigns`: checked whole (see [`checked`]), then stored; it acts from now on.
 pub(super) async fn create_campaign(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (mut value, spec) = checked(&state, &tenant, &body).await?;
+    let (mut value, spec) = checked(&state, &tenant, document(&body)?).await?;
     let id = match &spec.id {
         Some(id) => {
             valid_id(id)?;
@@ -160,7 +164,7 @@ pub(super) async fn update_campaign(
         .ok_or_else(|| not_found("campaign", &id))?;
     // What cannot change is said first, whatever else the new version gets wrong.
     let before: Value = serde_json::from_str(&current.body).unwrap_or_default();
-    let after: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let after = document(&body)?;
     if let Ok(before) = CampaignSpec::parse(&before) {
         if let Some(channel) = after.get("channel").and_then(Value::as_str)
             && channel != before.channel.as_str()
@@ -189,7 +193,7 @@ pub(super) async fn update_campaign(
             ));
         }
     }
-    let (mut value, spec) = checked(&state, &tenant, &body).await?;
+    let (mut value, spec) = checked(&state, &tenant, after).await?;
     if spec.id.as_ref().is_some_and(|given| *given != id) {
         return Err(invalid_field(
             "id",

@@ -535,7 +535,7 @@ pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
     let mut shares = std::collections::VecDeque::new();
     let mut crossing = Crossing::default();
     if args.process.is_some() {
-        let owners = Owners::new(args.workers, of);
+        let peers = args.workers * of;
         while fed < args.events {
             let len = args.batch.min(args.events - fed);
             let share: Vec<Event> = source
@@ -546,7 +546,7 @@ pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
                 .map(|(_, event)| event)
                 .collect();
             for event in &share {
-                if owners.process_of(&event.tenant) != me {
+                if operators::engine::owner(&event.tenant, peers) / args.workers != me {
                     crossing.add(event)?;
                 }
             }
@@ -652,25 +652,6 @@ pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
             "peak_rss_bytes": peak_rss_bytes(),
         },
     }))
-}
-
-/// Which process of a cluster owns a tenant, as the engine decides it.
-struct Owners {
-    workers: usize,
-    peers: u64,
-}
-
-impl Owners {
-    fn new(workers: usize, processes: usize) -> Owners {
-        Owners {
-            workers,
-            peers: (workers * processes) as u64,
-        }
-    }
-
-    fn process_of(&self, tenant: &str) -> usize {
-        (operators::state::tenant_hash(tenant) % self.peers) as usize / self.workers
-    }
 }
 
 /// Events a process fed whose owner is another process, and their size as timely's exchange
