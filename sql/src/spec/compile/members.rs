@@ -148,7 +148,16 @@ impl<'a> Compiler<'a> {
             }
         };
         Ok(match &measure.filter {
-            Some(filter) => expr.filter(self.sql(r, &m.member, filter)?).build()?,
+            Some(filter) => {
+                // The builder sets every parameter it holds: DISTINCT must be said again or a
+                // filtered distinct count would count every row.
+                let builder = expr.filter(self.sql(r, &m.member, filter)?);
+                if matches!(measure.aggregation, Aggregation::CountDistinct) {
+                    builder.distinct().build()?
+                } else {
+                    builder.build()?
+                }
+            }
             None => expr,
         })
     }
