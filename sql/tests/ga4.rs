@@ -949,12 +949,22 @@ async fn a_sorted_plain_scan_sends_its_order_and_limit() {
 
 /// Distinct users of the events on days `from..=to`, as GA4 computes `totalUsers`.
 fn users_between(events: &[Event], from: &str, to: &str) -> i64 {
+    users_where(events, from, to, |_| true)
+}
+
+/// Distinct users of the events on days `from..=to` that `keep` keeps.
+fn users_where(events: &[Event], from: &str, to: &str, keep: impl Fn(&Event) -> bool) -> i64 {
     events
         .iter()
-        .filter(|e| e.date >= date(from) && e.date <= date(to))
+        .filter(|e| e.date >= date(from) && e.date <= date(to) && keep(e))
         .map(|e| e.user)
         .collect::<BTreeSet<_>>()
         .len() as i64
+}
+
+/// The channels the events came from.
+fn channels(events: &[Event]) -> BTreeSet<String> {
+    events.iter().map(|e| e.channel.to_string()).collect()
 }
 
 async fn refused(ctx: &SessionContext, sql: &str, needles: &[&str]) {
@@ -1355,35 +1365,128 @@ async fn specs_over_ga4_users_answer_ga4s_numbers_or_refuse_with_400() {
         ]
     );
 
-    // A quarter is no GA4 dimension: a 400 that names the metric, never a 500.
+    // A quarter is no GA4 dimension, and a quarter's users are not its days' or months' users
+    // added up: each quarter of the range is its own report, labelled with the quarter's start.
+    let by_quarter = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users"], "dimensions": ["web.channel"],
+                    "time": {"dimension": "web.date", "grain": "quarter",
+                             "range": ["2025-11-15", "2026-01-14"]}}),
+        )
+        .await
+        .unwrap();
+    let mut got = spec_rows(&by_quarter);
+    got.sort();
+    let mut want: Vec<Vec<String>> = channels(&events)
+        .into_iter()
+        .map(|c| {
+            let users = users_where(&events, "2026-01-01", "2026-01-14", |e| e.channel == c);
+            vec!["2026-01-01".to_string(), c, users.to_string()]
+        })
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    // More quarters than it would send reports for: a 400 saying so, before anything is sent.
     let err = engine
         .query_spec(
             "acme",
             &json!({"measures": ["web.users"],
-                    "time": {"dimension": "web.date", "grain": "quarter", "range": range}}),
+                    "time": {"dimension": "web.date", "grain": "quarter",
+                             "range": ["2000-01-01", "2026-01-14"]}}),
         )
         .await
         .unwrap_err();
-    assert!(err.is_client_error(), "{err:?}");
-    assert!(err.to_string().contains("total_users"), "{err}");
+    assert_eq!(err.code(), "bad_request", "{err:?}");
+    assert!(err.to_string().contains("at most 60"), "{err}");
 
-    // Share and running total sum users across rows: refused with 400.
-    for analysis in ["share", "runningTotal"] {
-        let err = engine
-            .query_spec(
-                "acme",
-                &json!({"measures": ["web.users"], "dimensions": ["web.channel"],
-                        "time": {"dimension": "web.date", "range": range},
-                        "analysis": [{"type": analysis, "measure": "web.users"}]}),
-            )
-            .await
-            .unwrap_err();
-        assert!(err.is_client_error(), "{analysis}: {err:?}");
-        assert_eq!(err.code(), "bad_request");
+    // A share of users is the channel's users over the users of the whole bucket, as GA4
+    // counts both (a user on two channels is one user of the week): not over a sum of rows.
+    let shares = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users"], "dimensions": ["web.channel"],
+                    "time": {"dimension": "web.date", "grain": "week", "range": range},
+                    "analysis": [{"type": "share", "measure": "web.users"}]}),
+        )
+        .await
+        .unwrap();
+    let weeks = [
+        ("2025-12-29", "2026-01-01", "2026-01-04"),
+        ("2026-01-05", "2026-01-05", "2026-01-11"),
+        ("2026-01-12", "2026-01-12", "2026-01-14"),
+    ];
+    let rows = spec_rows(&shares);
+    assert!(!rows.is_empty());
+    let mut sum_of_shares = 0.0;
+    for row in &rows {
+        let (_, from, to) = weeks.iter().find(|w| w.0 == row[0]).expect("a known week");
+        let users = users_where(&events, from, to, |e| e.channel == row[1]);
+        let all = users_between(&events, from, to);
+        assert_eq!(row[2], users.to_string(), "{row:?}");
+        let share: f64 = row[3].parse().unwrap();
         assert!(
-            err.to_string().contains("total_users (totalUsers)")
-                && err.to_string().contains("window function"),
-            "{analysis}: {err}"
+            close(share, users as f64 / all as f64),
+            "{row:?}: {all} users in the week"
+        );
+        sum_of_shares += share;
+    }
+    // The stand-in's users visit on several channels, so the shares add up to more than one
+    // per week: proof the denominator is GA4's count, not the sum of the rows.
+    assert!(sum_of_shares > weeks.len() as f64 + 1e-9, "{sum_of_shares}");
+
+    // A running total of users is the users from the range's start to each bucket's end.
+    let running = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users"], "dimensions": ["web.channel"],
+                    "time": {"dimension": "web.date", "grain": "week", "range": range},
+                    "analysis": [{"type": "runningTotal", "measure": "web.users"}]}),
+        )
+        .await
+        .unwrap();
+    let rows = spec_rows(&running);
+    assert!(!rows.is_empty());
+    for row in &rows {
+        let (_, _, to) = weeks.iter().find(|w| w.0 == row[0]).expect("a known week");
+        let so_far = users_where(&events, "2026-01-01", to, |e| e.channel == row[1]);
+        assert_eq!(row[3], so_far.to_string(), "{row:?}");
+    }
+    // Without a grain, a running total adds users down the ranking: a 400 saying why.
+    let err = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users"], "dimensions": ["web.channel"],
+                    "time": {"dimension": "web.date", "range": range},
+                    "analysis": [{"type": "runningTotal", "measure": "web.users"}]}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "bad_request", "{err:?}");
+    assert!(err.to_string().contains("time grain"), "{err}");
+
+    // Comparing with the previous period: each day's users beside the users of the day a week
+    // before, both as GA4 counts them.
+    let compared = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users"],
+                    "time": {"dimension": "web.date", "grain": "day",
+                             "range": ["2026-01-08", "2026-01-14"]},
+                    "compare": "previousPeriod"}),
+        )
+        .await
+        .unwrap();
+    let rows = spec_rows(&compared);
+    assert_eq!(rows.len(), 7, "{rows:?}");
+    for row in &rows {
+        let day = date(&row[0]);
+        let before = (day - chrono::Duration::days(7)).to_string();
+        assert_eq!(row[1], users_between(&events, &row[0], &row[0]).to_string());
+        assert_eq!(
+            row[2],
+            users_between(&events, &before, &before).to_string(),
+            "{row:?}"
         );
     }
     // Over an additive measure they answer, and the shares add up to one.

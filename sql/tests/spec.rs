@@ -535,3 +535,54 @@ async fn monthly_buckets_of_a_date_roll_up_counts_minima_and_maxima() {
         ])]
     );
 }
+
+#[tokio::test]
+async fn shares_and_running_totals_of_a_distinct_count_are_counted_not_summed() {
+    let f = fixture().await;
+    // Paying customers: 10 (naver), 11 (kakao in June, naver in May), 12 (google). Customer 11
+    // is a naver and a kakao customer, so the channels' shares add up to more than one: each
+    // is the channel's customers over the 3 customers of the whole range, not over 2 + 1 + 1.
+    let spec = json!({
+        "measures": ["orders.customers"],
+        "dimensions": ["orders.channel"],
+        "time": {"dimension": "orders.date", "range": ["2024-05-01", "2024-06-30"]},
+        "analysis": [{"type": "share", "measure": "orders.customers"}]
+    });
+    let result = f.engine.query_spec("acme", &spec).await.unwrap();
+    let third = (1.0_f64 / 3.0).to_string();
+    let two_thirds = (2.0_f64 / 3.0).to_string();
+    assert_eq!(
+        rows(&result),
+        vec![
+            r(&["naver", "2", &two_thirds]),
+            r(&["google", "1", &third]),
+            r(&["kakao", "1", &third]),
+        ]
+    );
+    // By month: 1 customer in May, 3 in June, 3 from May through June (customer 11 bought in
+    // both months and is counted once), not 1 + 3.
+    let spec = json!({
+        "measures": ["orders.customers"],
+        "time": {"dimension": "orders.date", "grain": "month", "range": ["2024-05-01", "2024-06-30"]},
+        "analysis": [{"type": "runningTotal", "measure": "orders.customers"}]
+    });
+    let result = f.engine.query_spec("acme", &spec).await.unwrap();
+    assert_eq!(
+        rows(&result),
+        vec![r(&["2024-05-01", "1", "1"]), r(&["2024-06-01", "3", "3"])]
+    );
+    // A sum still adds up over the rows in the answer.
+    let spec = json!({
+        "measures": ["orders.revenue"],
+        "time": {"dimension": "orders.date", "grain": "month", "range": ["2024-05-01", "2024-06-30"]},
+        "analysis": [{"type": "runningTotal", "measure": "orders.revenue"}]
+    });
+    let result = f.engine.query_spec("acme", &spec).await.unwrap();
+    assert_eq!(
+        rows(&result),
+        vec![
+            r(&["2024-05-01", "80.0", "80.0"]),
+            r(&["2024-06-01", "600.0", "680.0"])
+        ]
+    );
+}

@@ -25,7 +25,7 @@ use crate::model::Grain;
 /// weeks`): a range is whole buckets of that grain, so both share one type.
 impl Grain {
     /// The start of the bucket containing `t`.
-    fn floor(self, t: NaiveDateTime) -> NaiveDateTime {
+    pub(crate) fn floor(self, t: NaiveDateTime) -> NaiveDateTime {
         let day = t.date();
         let date = match self {
             Grain::Hour => {
@@ -44,7 +44,7 @@ impl Grain {
     }
 
     /// `n` buckets of this grain as a [`Shift`].
-    fn times(self, n: u32) -> Shift {
+    pub(crate) fn times(self, n: u32) -> Shift {
         match self {
             Grain::Hour => Shift::Nanos(i64::from(n) * 3_600_000_000_000),
             Grain::Day => Shift::Days(n),

@@ -2,7 +2,7 @@
 //! `change`) added on top of the measures table.
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::ScalarValue;
+use datafusion::common::{Column, NullEquality, ScalarValue};
 use datafusion::functions::expr_fn::nullif;
 use datafusion::functions_aggregate::average::avg_udaf;
 use datafusion::functions_aggregate::median::median_udaf;
@@ -11,19 +11,30 @@ use datafusion::functions_window::expr_fn::{lag, rank};
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::utils::find_window_exprs;
 use datafusion::logical_expr::{
-    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, SortExpr, WindowFrame,
+    Expr, ExprFunctionExt, JoinType, LogicalPlan, LogicalPlanBuilder, SortExpr, WindowFrame,
     WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition, cast, ident, lit,
 };
 
-use super::Compiler;
+use super::measures::buckets;
+use super::time::time_literal;
+use super::{Compiler, Keys, Plan, field_type};
 use crate::SqlError;
 use crate::functions;
-use crate::model::MemberRef;
+use crate::ga4::Ga4Table;
+use crate::ga4::additivity::{Additivity, additivity};
+use crate::model::{Aggregation, MemberRef};
+use crate::spec::time::LocalRange;
 use crate::spec::{Analysis, Split};
 
 impl<'a> Compiler<'a> {
-    /// Adds the analysis columns.
-    pub(super) fn analyses(&self, plan: LogicalPlan) -> Result<LogicalPlan, SqlError> {
+    /// Adds the analysis columns. `measures` and `range` are the measures table's, for analyses
+    /// of a measure that does not add up across rows, which ask the sources again.
+    pub(super) async fn analyses(
+        &mut self,
+        measures: &Plan,
+        range: Option<LocalRange>,
+        plan: LogicalPlan,
+    ) -> Result<LogicalPlan, SqlError> {
         let spec = self.spec;
         let bucket: Vec<Expr> = spec
             .time
@@ -39,6 +50,20 @@ impl<'a> Compiler<'a> {
             .collect();
         let mut plan = plan;
         for analysis in &spec.analyses {
+            // A share or a running total of a measure that does not add up across rows (a
+            // distinct count, an average, a ratio, GA4 users) is no sum of the rows' values: the
+            // sources compute it over the whole bucket or the range so far.
+            match analysis {
+                Analysis::Share { measure } if !self.adds_up(measure).await? => {
+                    plan = self.share_of_totals(measures, range, plan, measure).await?;
+                    continue;
+                }
+                Analysis::RunningTotal { measure } if !self.adds_up(measure).await? => {
+                    plan = self.running_totals(measures, range, plan, measure).await?;
+                    continue;
+                }
+                _ => {}
+            }
             let mut columns: Vec<(String, Expr)> = Vec::new();
             match analysis {
                 Analysis::Abc {
@@ -170,6 +195,196 @@ impl<'a> Compiler<'a> {
         }
         Ok(plan)
     }
+
+    /// Whether the measure's value for a group is the sum of its values for the group's parts:
+    /// a sum or a count over a warehouse table, or a sum of a GA4 metric additive across every
+    /// dimension (event counts, revenue).
+    async fn adds_up(&mut self, m: &MemberRef) -> Result<bool, SqlError> {
+        let Some((_, measure)) = self.model.measure(m) else {
+            return Ok(false);
+        };
+        if !matches!(measure.aggregation, Aggregation::Sum | Aggregation::Count) {
+            return Ok(false);
+        }
+        let r = self.resolve(&m.source).await?;
+        let ga4: Vec<&Ga4Table> = r
+            .providers
+            .values()
+            .filter_map(|p| p.downcast_ref::<Ga4Table>())
+            .collect();
+        if ga4.is_empty() {
+            return Ok(true);
+        }
+        if !matches!(measure.aggregation, Aggregation::Sum) {
+            return Ok(false);
+        }
+        let additive = |name: &str| {
+            ga4.iter().any(|t| {
+                t.column(name)
+                    .is_some_and(|c| c.is_metric() && additivity(&c.api_name) == Additivity::Always)
+            })
+        };
+        Ok(self
+            .aggregate(&r, m)?
+            .column_refs()
+            .iter()
+            .all(|c| additive(&c.name)))
+    }
+
+    /// `<m>.share` of a measure that does not add up: each row's value over the measure the
+    /// sources compute for the row's whole bucket (or the whole range without a grain), before
+    /// measure filters and the limit.
+    async fn share_of_totals(
+        &mut self,
+        measures: &Plan,
+        range: Option<LocalRange>,
+        main: LogicalPlan,
+        measure: &MemberRef,
+    ) -> Result<LogicalPlan, SqlError> {
+        let name = measure.to_string();
+        let total = format!("__total.{name}");
+        let bucket = self.key_columns(Keys::Bucket);
+        let totals = self
+            .measures_table(measures, range, None, Keys::Bucket)
+            .await?;
+        let projection = bucket
+            .iter()
+            .map(|b| ident(b.as_str()).alias(format!("__total.{b}")))
+            .chain([ident(name.as_str()).alias(total.as_str())]);
+        let totals = LogicalPlanBuilder::from(totals)
+            .project(projection)?
+            .build()?;
+        let kept = columns_of(&main);
+        let joined = if bucket.is_empty() {
+            LogicalPlanBuilder::from(main).cross_join(totals)?
+        } else {
+            let left: Vec<Column> = bucket.iter().map(Column::new_unqualified).collect();
+            let right: Vec<Column> = bucket
+                .iter()
+                .map(|b| Column::new_unqualified(format!("__total.{b}")))
+                .collect();
+            LogicalPlanBuilder::from(main).join_detailed(
+                totals,
+                JoinType::Left,
+                (left, right),
+                None,
+                NullEquality::NullEqualsNull,
+            )?
+        };
+        let share = cast(ident(name.as_str()), DataType::Float64)
+            / nullif(cast(ident(total.as_str()), DataType::Float64), lit(0.0));
+        Ok(joined
+            .project(
+                kept.into_iter()
+                    .chain([share.alias(format!("{name}.share"))]),
+            )?
+            .build()?)
+    }
+
+    /// `<m>.running_total` of a measure that does not add up: for each bucket, the measure the
+    /// sources compute over the range from its start to the bucket's end, per dimension values.
+    async fn running_totals(
+        &mut self,
+        measures: &Plan,
+        range: Option<LocalRange>,
+        main: LogicalPlan,
+        measure: &MemberRef,
+    ) -> Result<LogicalPlan, SqlError> {
+        let name = measure.to_string();
+        let time = self.spec.time.as_ref();
+        let (Some(t), Some(grain), Some(bucket)) = (
+            time,
+            time.and_then(|t| t.grain),
+            time.and_then(|t| t.bucket_column()),
+        ) else {
+            return Err(SqlError::bad(
+                "analysis",
+                format!(
+                    "a running total without a time grain adds `{name}` up down the ranking, \
+                     and `{name}` does not add up across rows (a distinct count, an average, a \
+                     ratio or a non-additive GA4 metric): ask for it with a time grain, where \
+                     each bucket's running total is computed over the range up to it"
+                ),
+            ));
+        };
+        let Some(range) = range else {
+            return Err(SqlError::bad(
+                "time.range",
+                format!(
+                    "a running total of `{name}`, which does not add up across rows, is computed \
+                     over the range up to each bucket: the spec needs a time range"
+                ),
+            ));
+        };
+        let bucket_type = field_type(main.schema(), &bucket)?;
+        let dimensions = self.key_columns(Keys::Dimensions);
+        let mut stacked: Option<LogicalPlanBuilder> = None;
+        for (label, _, end) in buckets(grain, &range, "analysis")? {
+            let so_far = LocalRange {
+                start: range.start,
+                end,
+                ..range
+            };
+            let part = self
+                .measures_table(measures, Some(so_far), None, Keys::Dimensions)
+                .await?;
+            let label = cast(
+                time_literal(label, false, &bucket_type, t.timezone),
+                bucket_type.clone(),
+            );
+            let projection = std::iter::once(label.alias("__running.bucket"))
+                .chain(
+                    dimensions
+                        .iter()
+                        .map(|d| ident(d.as_str()).alias(format!("__running.{d}"))),
+                )
+                .chain([ident(name.as_str()).alias("__running.value")]);
+            let part = LogicalPlanBuilder::from(part)
+                .project(projection)?
+                .build()?;
+            stacked = Some(match stacked {
+                None => LogicalPlanBuilder::from(part),
+                Some(s) => s.union(part)?,
+            });
+        }
+        let Some(stacked) = stacked else {
+            return Err(SqlError::bad(
+                "time.range",
+                "the time range is empty: no bucket to total",
+            ));
+        };
+        let left: Vec<Column> = std::iter::once(&bucket)
+            .chain(&dimensions)
+            .map(Column::new_unqualified)
+            .collect();
+        let right: Vec<Column> = std::iter::once("__running.bucket".to_string())
+            .chain(dimensions.iter().map(|d| format!("__running.{d}")))
+            .map(Column::new_unqualified)
+            .collect();
+        let kept = columns_of(&main);
+        Ok(LogicalPlanBuilder::from(main)
+            .join_detailed(
+                stacked.build()?,
+                JoinType::Left,
+                (left, right),
+                None,
+                NullEquality::NullEqualsNull,
+            )?
+            .project(
+                kept.into_iter()
+                    .chain([ident("__running.value").alias(format!("{name}.running_total"))]),
+            )?
+            .build()?)
+    }
+}
+
+/// The columns of `plan`, as expressions.
+fn columns_of(plan: &LogicalPlan) -> Vec<Expr> {
+    plan.schema()
+        .columns()
+        .into_iter()
+        .map(Expr::Column)
+        .collect()
 }
 
 /// Adds named columns (which may contain window functions) to a plan.
@@ -177,12 +392,7 @@ fn add_columns(plan: LogicalPlan, columns: Vec<(String, Expr)>) -> Result<Logica
     if columns.is_empty() {
         return Ok(plan);
     }
-    let existing: Vec<Expr> = plan
-        .schema()
-        .columns()
-        .into_iter()
-        .map(Expr::Column)
-        .collect();
+    let existing = columns_of(&plan);
     let windows = find_window_exprs(columns.iter().map(|(_, e)| e));
     let plan = if windows.is_empty() {
         plan

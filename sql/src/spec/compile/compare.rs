@@ -1,12 +1,10 @@
 //! Period comparison: how far back the comparison period lies, and its measures table merged onto
 //! the current rows by key, with the `.compare`, `.change` and `.change_pct` columns.
 
-use datafusion::arrow::datatypes::DataType;
-use datafusion::common::ScalarValue;
-use datafusion::functions_aggregate::expr_fn::max;
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, ident, lit};
+use datafusion::common::{Column, NullEquality};
+use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, LogicalPlanBuilder, ident};
 
-use super::{CURRENT_COLUMN, Compiler, Plan, field_type};
+use super::{Compiler, Keys, Plan};
 use crate::SqlError;
 use crate::functions;
 use crate::model::MemberRef;
@@ -20,25 +18,23 @@ impl<'a> Compiler<'a> {
         &mut self,
         plan: &Plan,
         range: Option<LocalRange>,
-        with_keys: bool,
+        keys: Keys,
     ) -> Result<LogicalPlan, SqlError> {
-        let current = self.measures_table(plan, range, None, with_keys).await?;
+        let current = self.measures_table(plan, range, None, keys).await?;
         let (Some(compare), Some(range)) = (self.spec.compare, range) else {
             return Ok(current);
         };
         let shift = shift_of(compare, &range);
         let previous = self
-            .measures_table(plan, Some(range.back(shift)), Some(shift), with_keys)
+            .measures_table(plan, Some(range.back(shift)), Some(shift), keys)
             .await?;
-        let keys = if with_keys {
-            self.key_columns()
-        } else {
-            Vec::new()
-        };
+        let keys = self.key_columns(keys);
         self.merge_compare(current, previous, &keys, &plan.needed)
     }
 
-    /// Merges the comparison period's measures onto the current rows by key.
+    /// Merges the comparison period's measures onto the current rows by key: a left join, NULL
+    /// keys matching NULL keys, so each row keeps its own values and gains its comparison's
+    /// (no row's value is combined with another's, which a non-additive measure forbids).
     fn merge_compare(
         &self,
         current: LogicalPlan,
@@ -46,51 +42,45 @@ impl<'a> Compiler<'a> {
         keys: &[String],
         needed: &[MemberRef],
     ) -> Result<LogicalPlan, SqlError> {
-        let requested = &self.spec.measures;
-        let types: Vec<(String, DataType)> = needed
-            .iter()
-            .map(|m| Ok((m.to_string(), field_type(current.schema(), &m.to_string())?)))
-            .collect::<Result<_, SqlError>>()?;
         let compare_name = |m: &str| format!("{m}.compare");
-        let is_requested = |m: &str| requested.iter().any(|r| r.to_string() == m);
-        let side = |is_current: bool| -> Result<Vec<Expr>, SqlError> {
-            let mut exprs: Vec<Expr> = keys.iter().map(|k| ident(k.as_str())).collect();
-            for (m, t) in &types {
-                exprs.push(if is_current {
-                    ident(m.as_str())
-                } else {
-                    lit(ScalarValue::try_from(t)?).alias(m.as_str())
-                });
-            }
-            for (m, t) in types.iter().filter(|(m, _)| is_requested(m)) {
-                exprs.push(if is_current {
-                    lit(ScalarValue::try_from(t)?).alias(compare_name(m))
-                } else {
-                    ident(m.as_str()).alias(compare_name(m))
-                });
-            }
-            exprs.push(lit(is_current).alias(CURRENT_COLUMN));
-            Ok(exprs)
-        };
-        let current = LogicalPlanBuilder::from(current)
-            .project(side(true)?)?
-            .build()?;
-        let previous = LogicalPlanBuilder::from(previous)
-            .project(side(false)?)?
-            .build()?;
-        let mut aggregates: Vec<Expr> = types
+        let previous_key = |k: &str| format!("__previous.{k}");
+        let requested: Vec<String> = needed
             .iter()
-            .map(|(m, _)| max(ident(m.as_str())).alias(m.as_str()))
+            .filter(|m| self.spec.measures.contains(m))
+            .map(ToString::to_string)
             .collect();
-        for (m, _) in types.iter().filter(|(m, _)| is_requested(m)) {
-            aggregates.push(max(ident(compare_name(m))).alias(compare_name(m)));
-        }
-        aggregates.push(max(ident(CURRENT_COLUMN)).alias(CURRENT_COLUMN));
+        let previous = LogicalPlanBuilder::from(previous)
+            .project(
+                keys.iter()
+                    .map(|k| ident(k.as_str()).alias(previous_key(k)))
+                    .chain(
+                        requested
+                            .iter()
+                            .map(|m| ident(m.as_str()).alias(compare_name(m))),
+                    ),
+            )?
+            .build()?;
+        let joined = if keys.is_empty() {
+            LogicalPlanBuilder::from(current).cross_join(previous)?
+        } else {
+            let left: Vec<Column> = keys.iter().map(Column::new_unqualified).collect();
+            let right: Vec<Column> = keys
+                .iter()
+                .map(|k| Column::new_unqualified(previous_key(k)))
+                .collect();
+            LogicalPlanBuilder::from(current).join_detailed(
+                previous,
+                JoinType::Left,
+                (left, right),
+                None,
+                NullEquality::NullEqualsNull,
+            )?
+        };
         let mut projection: Vec<Expr> = keys.iter().map(|k| ident(k.as_str())).collect();
-        for (m, _) in &types {
-            projection.push(ident(m.as_str()));
+        for m in needed {
+            projection.push(ident(m.to_string()));
         }
-        for (m, _) in types.iter().filter(|(m, _)| is_requested(m)) {
+        for m in &requested {
             let (cur, prev) = (ident(m.as_str()), ident(compare_name(m)));
             projection.push(prev.clone());
             projection.push((cur.clone() - prev.clone()).alias(format!("{m}.change")));
@@ -100,12 +90,7 @@ impl<'a> Compiler<'a> {
                     .alias(format!("{m}.change_pct")),
             );
         }
-        Ok(LogicalPlanBuilder::from(current)
-            .union(previous)?
-            .aggregate(keys.iter().map(|k| ident(k.as_str())), aggregates)?
-            .filter(ident(CURRENT_COLUMN))?
-            .project(projection)?
-            .build()?)
+        Ok(joined.project(projection)?.build()?)
     }
 }
 

@@ -5,6 +5,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use chrono::NaiveDateTime;
+
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Column, ScalarValue, TableReference};
 use datafusion::datasource::provider_as_source;
@@ -16,9 +18,10 @@ use datafusion::logical_expr::{
 };
 
 use super::filters::applies;
-use super::time::{bucket, interval};
-use super::{Compiler, DAY_COLUMN, Plan, field_type};
+use super::time::{bucket, days_since_epoch, interval};
+use super::{Compiler, DAY_COLUMN, Keys, Plan, field_type};
 use crate::SqlError;
+use crate::ga4::Ga4Table;
 use crate::model::{Aggregation, Grain, MemberRef};
 use crate::spec::time::{LocalRange, Shift};
 
@@ -29,13 +32,9 @@ impl<'a> Compiler<'a> {
         plan: &Plan,
         range: Option<LocalRange>,
         shift: Option<Shift>,
-        with_keys: bool,
+        with_keys: Keys,
     ) -> Result<LogicalPlan, SqlError> {
-        let keys = if with_keys {
-            self.key_columns()
-        } else {
-            Vec::new()
-        };
+        let keys = self.key_columns(with_keys);
         let mut parts = Vec::new();
         for name in &plan.sources {
             let base = plan.base.get(name).cloned().unwrap_or_default();
@@ -129,16 +128,27 @@ impl<'a> Compiler<'a> {
         base: &[MemberRef],
         range: Option<LocalRange>,
         shift: Option<Shift>,
-        with_keys: bool,
+        keys: Keys,
     ) -> Result<LogicalPlan, SqlError> {
         let spec = self.spec;
         let r = self.resolve(name).await?;
+        // GA4 computes each bucket's metric itself (its users are distinct per bucket, not a sum
+        // of daily users): no roll-up over a GA4 table, and a grain GA4 has no date dimension
+        // for is asked for one bucket at a time.
+        let over_ga4 = r.providers.values().any(|p| p.is::<Ga4Table>());
+        let grain = spec.time.as_ref().and_then(|t| t.grain);
+        if over_ga4 && keys.bucket() && grain == Some(Grain::Quarter) {
+            return Box::pin(self.bucket_by_bucket(name, base, range, shift, keys)).await;
+        }
         let mut group = Vec::new();
         let mut predicates = Vec::new();
         let mut day_rollup: Option<(Grain, String)> = None;
+        let mut bucket_column = None;
         if let Some(t) = &spec.time {
             let (expr, data_type) = self.dimension(&r, &t.dimension.member)?;
-            if with_keys && let (Some(grain), Some(column)) = (t.grain, t.bucket_column()) {
+            if keys.bucket()
+                && let (Some(grain), Some(column)) = (t.grain, t.bucket_column())
+            {
                 let rollable = base.iter().all(|m| {
                     self.model.measure(m).is_some_and(|(_, m)| {
                         matches!(
@@ -150,9 +160,6 @@ impl<'a> Compiler<'a> {
                         )
                     })
                 });
-                // GA4 computes each bucket's metric itself (its users are distinct per bucket,
-                // not a sum of daily users): no roll-up over a GA4 table.
-                let over_ga4 = r.providers.values().any(|p| p.is::<crate::ga4::Ga4Table>());
                 if rollable
                     && !over_ga4
                     && matches!(data_type, DataType::Date32 | DataType::Date64)
@@ -160,10 +167,10 @@ impl<'a> Compiler<'a> {
                 {
                     // Group by the plain date first (a cheap integer key) and bucket the few
                     // resulting days afterwards: `date_trunc` per row is the costly part.
-                    day_rollup = Some((grain, column));
+                    day_rollup = Some((grain, column.clone()));
                     group.push(cast(expr.clone(), DataType::Date32).alias(DAY_COLUMN));
                 } else {
-                    let mut bucket = bucket(
+                    let bucket = bucket(
                         expr.clone(),
                         &data_type,
                         grain,
@@ -171,11 +178,9 @@ impl<'a> Compiler<'a> {
                         &t.dimension,
                         r.source,
                     )?;
-                    if let Some(shift) = shift {
-                        bucket = bucket + lit(interval(shift));
-                    }
-                    group.push(bucket.alias(column));
+                    group.push(bucket.alias(column.as_str()));
                 }
+                bucket_column = Some(column);
             }
             if let Some(range) = range {
                 predicates.push(self.range_predicate(
@@ -187,7 +192,7 @@ impl<'a> Compiler<'a> {
                 )?);
             }
         }
-        if with_keys {
+        if keys.dimensions() {
             for d in &spec.dimensions {
                 group.push(self.dimension(&r, &d.member)?.0.alias(d.to_string()));
             }
@@ -260,40 +265,148 @@ impl<'a> Compiler<'a> {
         if let Some(predicate) = conjunction(predicates) {
             builder = builder.filter(predicate)?;
         }
-        let daily = builder.aggregate(group, aggregates)?;
-        let Some((grain, column)) = day_rollup else {
-            return Ok(daily.build()?);
-        };
-        // Roll the daily rows up into the grain's buckets: sums and counts add up, minima and
-        // maxima of minima and maxima stay what they were.
-        let t = spec
+        let mut aggregated = builder.aggregate(group, aggregates)?;
+        if let Some((grain, column)) = day_rollup {
+            // Roll the daily rows up into the grain's buckets: sums and counts add up, minima
+            // and maxima of minima and maxima stay what they were.
+            let t = spec
+                .time
+                .as_ref()
+                .ok_or_else(|| SqlError::Internal("day roll-up without a time dimension".into()))?;
+            let bucket = bucket(
+                ident(DAY_COLUMN),
+                &DataType::Date32,
+                grain,
+                t.timezone,
+                &t.dimension,
+                source,
+            )?;
+            let keys = std::iter::once(bucket.alias(column))
+                .chain(spec.dimensions.iter().map(|d| ident(d.to_string())));
+            let mut rolled = Vec::new();
+            for m in base {
+                let name = m.to_string();
+                let value = ident(name.as_str());
+                let expr = match self.model.measure(m).map(|(_, m)| &m.aggregation) {
+                    Some(Aggregation::Min) => min(value),
+                    Some(Aggregation::Max) => max(value),
+                    _ => sum(value),
+                };
+                rolled.push(expr.alias(name));
+            }
+            aggregated = aggregated.aggregate(keys, rolled)?;
+        }
+        // The comparison period's buckets move onto the current ones after grouping, so the
+        // grouping itself stays what a source (GA4, Trino) can compute.
+        if let (Some(shift), Some(column)) = (shift, bucket_column) {
+            let schema = Arc::clone(aggregated.schema());
+            let projection = schema.columns().into_iter().map(|c| {
+                if c.name == column {
+                    (Expr::Column(c) + lit(interval(shift))).alias(column.as_str())
+                } else {
+                    Expr::Column(c)
+                }
+            });
+            aggregated = aggregated.project(projection)?;
+        }
+        Ok(aggregated.build()?)
+    }
+
+    /// One source's measures for a grain the source cannot group by (a quarter over GA4): the
+    /// range cut at bucket boundaries, each part aggregated over its own range as one group, and
+    /// the parts, labelled with their bucket, stacked.
+    async fn bucket_by_bucket(
+        &mut self,
+        name: &str,
+        base: &[MemberRef],
+        range: Option<LocalRange>,
+        shift: Option<Shift>,
+        keys: Keys,
+    ) -> Result<LogicalPlan, SqlError> {
+        let t = self
+            .spec
             .time
             .as_ref()
-            .ok_or_else(|| SqlError::Internal("day roll-up without a time dimension".into()))?;
-        let mut bucket = bucket(
-            ident(DAY_COLUMN),
-            &DataType::Date32,
-            grain,
-            t.timezone,
-            &t.dimension,
-            source,
-        )?;
-        if let Some(shift) = shift {
-            bucket = bucket + lit(interval(shift));
-        }
-        let keys = std::iter::once(bucket.alias(column))
-            .chain(spec.dimensions.iter().map(|d| ident(d.to_string())));
-        let mut rolled = Vec::new();
-        for m in base {
-            let name = m.to_string();
-            let value = ident(name.as_str());
-            let expr = match self.model.measure(m).map(|(_, m)| &m.aggregation) {
-                Some(Aggregation::Min) => min(value),
-                Some(Aggregation::Max) => max(value),
-                _ => sum(value),
+            .ok_or_else(|| SqlError::Internal("buckets without a time dimension".into()))?;
+        let (Some(grain), Some(column)) = (t.grain, t.bucket_column()) else {
+            return Err(SqlError::Internal("buckets without a grain".into()));
+        };
+        let Some(range) = range else {
+            return Err(SqlError::bad(
+                "time.range",
+                format!(
+                    "{grain} buckets over source `{name}` need a time range: GA4 has no {grain} \
+                     dimension and its metrics do not add up from finer buckets, so each {grain} \
+                     is asked for as a date range of its own"
+                ),
+            ));
+        };
+        let inner = if keys.dimensions() {
+            Keys::Dimensions
+        } else {
+            Keys::None
+        };
+        let mut stacked: Option<LogicalPlanBuilder> = None;
+        for (label, start, end) in buckets(grain, &range, "time.range")? {
+            let part_range = LocalRange {
+                start,
+                end,
+                ..range
             };
-            rolled.push(expr.alias(name));
+            let part =
+                Box::pin(self.aggregate_source(name, base, Some(part_range), None, inner)).await?;
+            let label = shift.map_or(label, |s| s.forward(label));
+            let label = lit(ScalarValue::Date32(Some(days_since_epoch(label.date()))));
+            let projection = std::iter::once(label.alias(column.as_str()))
+                .chain(part.schema().columns().into_iter().map(Expr::Column));
+            let part = LogicalPlanBuilder::from(part)
+                .project(projection)?
+                .build()?;
+            stacked = Some(match stacked {
+                None => LogicalPlanBuilder::from(part),
+                Some(s) => s.union(part)?,
+            });
         }
-        Ok(daily.aggregate(keys, rolled)?.build()?)
+        let stacked = stacked.ok_or_else(|| {
+            SqlError::bad(
+                "time.range",
+                "the time range is empty: no bucket to ask for",
+            )
+        })?;
+        Ok(stacked.build()?)
     }
+}
+
+/// At most this many queries an answer asked for bucket by bucket sends.
+pub(super) const MAX_BUCKET_QUERIES: usize = 60;
+
+/// The buckets of `grain` that `range` covers: `(bucket, start, end)`, local, the bucket's start
+/// and its part of the range. More than [`MAX_BUCKET_QUERIES`] is an error on `field`.
+pub(super) fn buckets(
+    grain: Grain,
+    range: &LocalRange,
+    field: &str,
+) -> Result<Vec<(NaiveDateTime, NaiveDateTime, NaiveDateTime)>, SqlError> {
+    let step = grain.times(1);
+    let mut out = Vec::new();
+    let mut bucket = grain.floor(range.start);
+    while bucket < range.end {
+        let next = step.forward(bucket);
+        if next <= bucket {
+            break;
+        }
+        if out.len() == MAX_BUCKET_QUERIES {
+            return Err(SqlError::bad(
+                field,
+                format!(
+                    "this answer is asked for one {grain} at a time (the measure does not add up \
+                     across {grain}s), at most {MAX_BUCKET_QUERIES} {grain}s per answer, and the \
+                     range holds more: shorten the range or use a coarser grain"
+                ),
+            ));
+        }
+        out.push((bucket, bucket.max(range.start), next.min(range.end)));
+        bucket = next;
+    }
+    Ok(out)
 }

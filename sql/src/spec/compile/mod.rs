@@ -96,6 +96,29 @@ struct Compiler<'a> {
     resolved: HashMap<String, Arc<Resolved<'a>>>,
 }
 
+/// The key columns a measures table is grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    /// The time bucket and the dimensions: the answer's rows.
+    All,
+    /// The time bucket only: a total per bucket.
+    Bucket,
+    /// The dimensions only: one range without buckets.
+    Dimensions,
+    /// None: one grand-total row.
+    None,
+}
+
+impl Keys {
+    fn bucket(self) -> bool {
+        matches!(self, Keys::All | Keys::Bucket)
+    }
+
+    fn dimensions(self) -> bool {
+        matches!(self, Keys::All | Keys::Dimensions)
+    }
+}
+
 /// A source bound to the tenant's tables: their providers and combined schema.
 struct Resolved<'a> {
     source: &'a Source,
@@ -118,10 +141,10 @@ impl<'a> Compiler<'a> {
     async fn run(&mut self) -> Result<Compiled, SqlError> {
         let spec = self.spec;
         let plan = self.measure_plan()?;
-        let keys = self.key_columns();
+        let keys = self.key_columns(Keys::All);
         let range = spec.time.as_ref().and_then(|t| t.range);
 
-        let mut main = self.compared_measures(&plan, range, true).await?;
+        let mut main = self.compared_measures(&plan, range, Keys::All).await?;
         let having: Vec<Expr> = spec
             .filters
             .iter()
@@ -131,7 +154,7 @@ impl<'a> Compiler<'a> {
         if let Some(predicate) = conjunction(having) {
             main = LogicalPlanBuilder::from(main).filter(predicate)?.build()?;
         }
-        main = self.analyses(main)?;
+        main = self.analyses(&plan, range, main).await?;
 
         let outputs = self.output_columns(&main);
         let sort = self.sort_exprs(&main, &keys)?;
@@ -150,7 +173,7 @@ impl<'a> Compiler<'a> {
                         .chain([lit(false).alias(TOTAL_COLUMN)]),
                 )?
                 .build()?;
-            let totals = self.compared_measures(&plan, range, false).await?;
+            let totals = self.compared_measures(&plan, range, Keys::None).await?;
             let present: BTreeSet<String> = totals
                 .schema()
                 .fields()
@@ -284,14 +307,15 @@ impl<'a> Compiler<'a> {
             .ok_or_else(|| SqlError::Internal(format!("source `{name}` vanished from the model")))
     }
 
-    /// The key columns: the time bucket and the dimensions.
-    fn key_columns(&self) -> Vec<String> {
+    /// The key columns `keys` names: the time bucket and/or the dimensions.
+    fn key_columns(&self, keys: Keys) -> Vec<String> {
         let spec = self.spec;
-        spec.time
-            .as_ref()
-            .and_then(|t| t.bucket_column())
+        let bucket = spec.time.as_ref().and_then(|t| t.bucket_column());
+        let dimensions = spec.dimensions.iter().map(ToString::to_string);
+        bucket
+            .filter(|_| keys.bucket())
             .into_iter()
-            .chain(spec.dimensions.iter().map(ToString::to_string))
+            .chain(dimensions.filter(|_| keys.dimensions()))
             .collect()
     }
 }

@@ -5,14 +5,14 @@ use std::collections::BTreeSet;
 
 use datafusion::logical_expr::{LogicalPlan, SortExpr, ident};
 
-use super::{CURRENT_COLUMN, Compiler};
+use super::{CURRENT_COLUMN, Compiler, Keys};
 use crate::SqlError;
 
 impl<'a> Compiler<'a> {
     /// The output columns, in order (the grand-total marker excluded).
     pub(super) fn output_columns(&self, plan: &LogicalPlan) -> Vec<String> {
         let spec = self.spec;
-        let mut out = self.key_columns();
+        let mut out = self.key_columns(Keys::All);
         out.extend(spec.measures.iter().map(ToString::to_string));
         if spec.compare.is_some() {
             for m in &spec.measures {

@@ -86,7 +86,7 @@ pub(super) fn bucket(
 
 /// A literal for local time `t` (in `tz`) typed like the column: a date (rounded up to the next
 /// whole day when `round_up` and `t` is not midnight), or a timestamp in the column's unit.
-fn time_literal(t: NaiveDateTime, round_up: bool, data_type: &DataType, tz: Tz) -> Expr {
+pub(super) fn time_literal(t: NaiveDateTime, round_up: bool, data_type: &DataType, tz: Tz) -> Expr {
     match data_type {
         DataType::Date32 | DataType::Date64 => {
             let mut date = t.date();
@@ -122,7 +122,7 @@ pub(super) fn time_bounds(v: TimeValue, data_type: &DataType, tz: Tz) -> (Expr, 
     )
 }
 
-fn days_since_epoch(date: NaiveDate) -> i32 {
+pub(super) fn days_since_epoch(date: NaiveDate) -> i32 {
     (date - NaiveDate::default()).num_days() as i32
 }
 
