@@ -10,13 +10,18 @@
 //!    (a full outer join on the keys, NULL-safe); then compute ratio measures
 //!    (`numerator / NULLIF(denominator, 0)`, as Float64).
 //! 3. **Compare**: the same for the comparison range, with its buckets moved forward onto the
-//!    current ones, merged the same way; adds `<m>.compare`, `<m>.change` (current − compare) and
-//!    `<m>.change_pct` (`pct_change`) for every requested measure.
+//!    current ones after grouping, left-joined on the keys (NULL matching NULL); adds
+//!    `<m>.compare`, `<m>.change` (current − compare) and `<m>.change_pct` (`pct_change`) for
+//!    every requested measure.
 //! 4. Measure filters (`HAVING`), then analyses, which add columns:
 //!    `abc` → `abc_share`, `abc_class`; `quadrant` → `quadrant_x_split`, `quadrant_y_split`,
 //!    `quadrant` (+ `quadrant_label`); `share` → `<m>.share` (of the total per time bucket, or of
 //!    the whole result without a grain); `runningTotal` → `<m>.running_total` (over time per
-//!    dimension values, or down the ranking without a grain); `rank` → `<m>.rank` (largest first,
+//!    dimension values, or down the ranking without a grain). For a measure that does not add
+//!    up across rows (distinct counts, averages, ratios, non-additive GA4 metrics) neither is a
+//!    window sum: a share's total is the measure computed per bucket by the sources, a running
+//!    total the measure over the range up to each bucket (one query per bucket), joined on;
+//!    `rank` → `<m>.rank` (largest first,
 //!    per time bucket); `change` → `<m>.previous`, `<m>.previous_change_pct` (the previous
 //!    bucket present in the result for the same dimension values).
 //! 5. Order (explicit keys, then default: time ascending, else first measure descending; always
