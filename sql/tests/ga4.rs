@@ -1716,6 +1716,7 @@ async fn generated_queries_answer_the_individual_sessions_numbers_or_refuse() {
 async fn every_spec_over_ga4_answers_or_is_a_400_never_a_500() {
     let standin = StandIn::start().await;
     let (engine, _dir) = spec_engine(&standin).await;
+    let events = standin.events(PROPERTY);
     let range = json!(["2026-01-01", "2026-01-14"]);
     let mut specs = Vec::new();
     for measure in ["web.users", "web.events"] {
@@ -1724,29 +1725,37 @@ async fn every_spec_over_ga4_answers_or_is_a_400_never_a_500() {
             json!({"type": "quadrant", "x": measure, "y": "web.events"}),
             json!({"type": "change", "measure": measure}),
             json!({"type": "rank", "measure": measure}),
+            json!({"type": "share", "measure": measure}),
+            json!({"type": "runningTotal", "measure": measure}),
         ] {
             let measures = if measure == "web.events" {
                 json!([measure])
             } else {
                 json!([measure, "web.events"])
             };
-            specs.push(json!({"measures": measures, "dimensions": ["web.channel"],
-                              "time": {"dimension": "web.date", "grain": "week", "range": range},
-                              "analysis": analysis}));
+            for grain in ["day", "week", "month"] {
+                specs.push(json!({"measures": measures, "dimensions": ["web.channel"],
+                                  "time": {"dimension": "web.date", "grain": grain, "range": range},
+                                  "analysis": analysis}));
+            }
         }
         for grain in ["day", "week", "month", "quarter", "year"] {
             specs.push(json!({"measures": [measure], "dimensions": ["web.channel"],
                               "time": {"dimension": "web.date", "grain": grain, "range": range},
                               "total": true}));
             specs.push(json!({"measures": [measure],
-                              "time": {"dimension": "web.date", "grain": grain, "range": range},
+                              "time": {"dimension": "web.date", "grain": grain,
+                                       "range": ["2026-01-08", "2026-01-14"]},
                               "compare": "previousPeriod"}));
         }
     }
     let (mut answered, mut refused) = (0, 0);
     for spec in specs {
         match engine.query_spec("acme", &spec).await {
-            Ok(_) => answered += 1,
+            Ok(result) => {
+                answered += 1;
+                check_users(&events, &spec, &result);
+            }
             Err(e) => {
                 refused += 1;
                 assert!(
@@ -1755,6 +1764,10 @@ async fn every_spec_over_ga4_answers_or_is_a_400_never_a_500() {
                 );
                 assert!(e.is_client_error(), "{spec}\n→ {e:?}");
                 assert!(e.to_string().contains("total_users"), "{spec}\n→ {e}");
+                // Only what has no GA4 meaning is refused: a cumulative share down the ranking
+                // (ABC) or a mean of the plotted points (quadrant) of users.
+                let kind = spec["analysis"]["type"].as_str().unwrap_or("");
+                assert!(kind == "abc" || kind == "quadrant", "{spec}\n→ {e}");
             }
         }
     }
@@ -1762,6 +1775,78 @@ async fn every_spec_over_ga4_answers_or_is_a_400_never_a_500() {
         answered > 0 && refused > 0,
         "{answered} answered, {refused} refused"
     );
+}
+
+/// Checks every number of users an answered spec holds — the users of each row, their share,
+/// running total and comparison — against distinct users counted from the individual events.
+fn check_users(events: &[Event], spec: &Value, result: &sql::QueryResult) {
+    let Some(batch) = result.batches.first() else {
+        return;
+    };
+    let names: Vec<String> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let at = |name: &str| names.iter().position(|n| n == name);
+    let time = &spec["time"];
+    let grain = time["grain"].as_str().unwrap_or("");
+    let (first, last) = (
+        date(time["range"][0].as_str().unwrap()),
+        date(time["range"][1].as_str().unwrap()),
+    );
+    let bucket = at(&format!("web.date.{grain}"));
+    for row in spec_rows(result) {
+        if at("is_total").is_some_and(|i| row[i] == "true") {
+            continue;
+        }
+        let (from, to) = match bucket {
+            Some(i) => {
+                let label = date(&row[i]);
+                let end = match grain {
+                    "day" => label,
+                    "week" => label + chrono::Days::new(6),
+                    "month" => label + chrono::Months::new(1) - chrono::Days::new(1),
+                    "quarter" => label + chrono::Months::new(3) - chrono::Days::new(1),
+                    _ => label + chrono::Months::new(12) - chrono::Days::new(1),
+                };
+                (label.max(first), end.min(last))
+            }
+            None => (first, last),
+        };
+        let channel = at("web.channel").map(|i| row[i].clone());
+        let count = |from: NaiveDate, to: NaiveDate, one_channel: bool| {
+            let (from, to) = (from.to_string(), to.to_string());
+            users_where(events, &from, &to, |e| {
+                !one_channel || channel.as_deref().is_none_or(|c| e.channel == c)
+            })
+        };
+        if let Some(i) = at("web.users") {
+            assert_eq!(row[i], count(from, to, true).to_string(), "{spec}: {row:?}");
+        }
+        if let Some(i) = at("web.users.share") {
+            let want = count(from, to, true) as f64 / count(from, to, false) as f64;
+            let got: f64 = row[i].parse().unwrap();
+            assert!(close(got, want), "{spec}: {row:?} ≠ {want}");
+        }
+        if let Some(i) = at("web.users.running_total") {
+            assert_eq!(
+                row[i],
+                count(first, to, true).to_string(),
+                "{spec}: {row:?}"
+            );
+        }
+        if let (Some(i), "day") = (at("web.users.compare"), grain) {
+            let days = (last - first).num_days() as u64 + 1;
+            let before = from - chrono::Days::new(days);
+            assert_eq!(
+                row[i],
+                count(before, before, true).to_string(),
+                "{spec}: {row:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
