@@ -160,6 +160,15 @@ pub trait Audiences: Send + Sync {
         since_ms: i64,
     ) -> StoreResult<Vec<AudienceSize>>;
 
+    /// Deletes up to `limit` changes from the front of the membership log, oldest first: those
+    /// made before `before_ms` that the campaigns have already followed (at or before
+    /// [`Campaigns::campaign_position`](super::Campaigns::campaign_position)), stopping at the
+    /// first change that is newer or not yet followed, so the log only ever loses its oldest
+    /// stretch. One short transaction; how many went (fewer than `limit`: nothing older is
+    /// left). Members, sizes and sends are not touched: membership is kept in the members, and
+    /// a triggered campaign's send, once added, needs no change from the log.
+    fn prune_membership_changes(&self, before_ms: i64, limit: usize) -> StoreResult<usize>;
+
     /// The membership changes of a contact (or of an audience), newest first, up to `limit`.
     fn membership_changes(
         &self,

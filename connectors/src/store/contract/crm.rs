@@ -224,6 +224,153 @@ pub fn an_audience_step_commits_members_log_sizes_and_position_together(store: &
     );
 }
 
+/// The membership log as campaigns read it: (at_ms, contact, entered) after position 0.
+fn log(store: &dyn Store) -> Vec<(i64, String, bool)> {
+    store
+        .membership_changes_after(0, 100)
+        .expect("log")
+        .into_iter()
+        .map(|(_, c)| (c.at_ms, c.contact, c.entered))
+        .collect()
+}
+
+/// Pruning the membership log removes, oldest first and in bounded batches, only changes older
+/// than the horizon that the campaigns have followed; it stops at the first newer or unfollowed
+/// change, leaves members and sizes as they are, and never gives a deleted change's number to a
+/// new one (which campaigns would then skip).
+pub fn the_membership_log_is_pruned_from_its_old_followed_front(store: &dyn Store) {
+    let step = |changes: Vec<MembershipChangeRow>, size: u64, position: u64| {
+        let at_ms = changes.last().map_or(0, |c| c.at_ms);
+        store
+            .commit_audience_step(&AudienceStep {
+                changes,
+                sizes: vec![AudienceSize {
+                    tenant: "a".into(),
+                    audience: "vip".into(),
+                    at_ms,
+                    size,
+                }],
+                position,
+                ..AudienceStep::default()
+            })
+            .expect("step");
+    };
+    let follow_to = |position: u64| {
+        store
+            .add_sends(&[], Some(position), None)
+            .expect("move the campaigns' position");
+    };
+    step(
+        vec![
+            change("a", "c1", 1_000, true),
+            change("a", "c2", 1_000, true),
+            change("a", "c3", 1_000, true),
+        ],
+        3,
+        1,
+    );
+    step(vec![change("a", "c2", 2_000, false)], 2, 2);
+    step(
+        vec![
+            change("a", "c4", 50_000, true),
+            change("a", "c3", 50_000, false),
+        ],
+        2,
+        3,
+    );
+    // An old instant logged after a recent one: behind the front, so it waits for it.
+    step(vec![change("a", "c5", 3_000, true)], 3, 4);
+    let seqs: Vec<u64> = store
+        .membership_changes_after(0, 100)
+        .expect("log")
+        .iter()
+        .map(|(seq, _)| *seq)
+        .collect();
+    assert_eq!(seqs.len(), 7);
+    let members = store.all_members().expect("members");
+    let sizes = store.audience_sizes("a", None, 0).expect("sizes");
+    assert_eq!(
+        members
+            .iter()
+            .map(|(_, _, m)| m.contact.as_str())
+            .collect::<Vec<_>>(),
+        ["c1", "c4", "c5"]
+    );
+
+    assert_eq!(
+        store.prune_membership_changes(10_000, 100).expect("prune"),
+        0,
+        "nothing the campaigns have not followed goes"
+    );
+    follow_to(seqs[1]);
+    assert_eq!(store.prune_membership_changes(10_000, 0).expect("prune"), 0);
+    assert_eq!(
+        store.prune_membership_changes(10_000, 100).expect("prune"),
+        2
+    );
+    assert_eq!(
+        log(store)[0],
+        (1_000, "c3".to_owned(), true),
+        "an old change the campaigns have not followed stays"
+    );
+
+    follow_to(seqs[6]);
+    assert_eq!(
+        store.prune_membership_changes(10_000, 1).expect("prune"),
+        1,
+        "one batch is at most `limit` changes"
+    );
+    assert_eq!(
+        store.prune_membership_changes(10_000, 100).expect("prune"),
+        1
+    );
+    assert_eq!(
+        store.prune_membership_changes(10_000, 100).expect("prune"),
+        0
+    );
+    assert_eq!(
+        log(store),
+        [
+            (50_000, "c4".to_owned(), true),
+            (50_000, "c3".to_owned(), false),
+            (3_000, "c5".to_owned(), true),
+        ],
+        "recent changes stay, and so does what was logged after them"
+    );
+    assert!(
+        store
+            .membership_changes("a", None, Some("c2"), 10)
+            .expect("history")
+            .is_empty(),
+        "a contact's pruned history is gone"
+    );
+    assert_eq!(store.all_members().expect("members"), members);
+    assert_eq!(store.audience_sizes("a", None, 0).expect("sizes"), sizes);
+    assert!(store.is_member("a", "vip", "c1").expect("member"));
+    assert_eq!(store.audience_size("a", "vip").expect("size"), 3);
+
+    // Everything followed and old: the log empties, and the next change is still one the
+    // campaigns follow.
+    assert_eq!(
+        store
+            .prune_membership_changes(i64::MAX, 100)
+            .expect("prune"),
+        3
+    );
+    assert!(log(store).is_empty());
+    step(vec![change("a", "c6", 60_000, true)], 4, 5);
+    let next = store
+        .membership_changes_after(seqs[6], 10)
+        .expect("after the position");
+    assert_eq!(
+        next.iter()
+            .map(|(_, c)| (c.contact.as_str(), c.at_ms))
+            .collect::<Vec<_>>(),
+        [("c6", 60_000)]
+    );
+    assert_eq!(store.all_members().expect("members").len(), 4);
+}
+
 fn send(contact: &str, instance: &str, due_ms: i64) -> NewSend {
     NewSend {
         tenant: "a".into(),

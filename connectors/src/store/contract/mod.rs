@@ -30,6 +30,7 @@ pub use crm::{
     an_audience_step_commits_members_log_sizes_and_position_together,
     campaign_sends_are_added_once_and_finished_once_with_their_notifications,
     contacts_and_audiences_are_tenant_scoped,
+    the_membership_log_is_pruned_from_its_old_followed_front,
 };
 pub use dashboards::{
     dashboards_are_put_replaced_and_deleted, dashboards_are_tenant_scoped_and_listed_by_id,
@@ -73,6 +74,7 @@ macro_rules! store_contract_tests {
             source_positions_and_dead_letters_commit_with_their_events,
             contacts_and_audiences_are_tenant_scoped,
             an_audience_step_commits_members_log_sizes_and_position_together,
+            the_membership_log_is_pruned_from_its_old_followed_front,
             campaign_sends_are_added_once_and_finished_once_with_their_notifications,
             dashboards_are_put_replaced_and_deleted,
             dashboards_are_tenant_scoped_and_listed_by_id,

@@ -23,7 +23,8 @@ use std::hash::Hash;
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
-use super::meta::{put_meta, read_position};
+use super::campaigns::CAMPAIGN_POSITION_KEY;
+use super::meta::{position_in, put_meta, read_position};
 use super::{PostgresStore, clamp_i64, pg, unsigned};
 use crate::store::{
     AudienceSize, AudienceStep, Audiences, Member, MembershipChangeRow, StoreError, StoreResult,
@@ -592,6 +593,31 @@ impl Audiences for PostgresStore {
                 })
             })
             .collect()
+        })
+    }
+
+    /// As on SQLite, in one statement under the store's write lock. `seq` is an identity
+    /// column, so a pruned log never hands a deleted change's number out again.
+    fn prune_membership_changes(&self, before_ms: i64, limit: usize) -> StoreResult<usize> {
+        const OP: &str = "prune membership changes";
+        if limit == 0 {
+            return Ok(0);
+        }
+        self.write(OP, async |tx| {
+            let followed = clamp_i64(position_in(tx, CAMPAIGN_POSITION_KEY, OP).await?);
+            let deleted = tx
+                .execute(
+                    "WITH front AS (
+                        SELECT seq, at_ms FROM audience_changes WHERE seq <= $1
+                        ORDER BY seq LIMIT $3)
+                     DELETE FROM audience_changes WHERE seq IN (
+                        SELECT seq FROM front WHERE seq < coalesce(
+                            (SELECT min(seq) FROM front WHERE at_ms >= $2), $1 + 1))",
+                    &[&followed, &before_ms, &clamp_i64(limit)],
+                )
+                .await
+                .map_err(pg(OP))?;
+            Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
         })
     }
 

@@ -34,7 +34,7 @@ use crate::store::{
 };
 
 /// The meta key of the campaigns' position in `audience_changes`.
-const CAMPAIGN_POSITION_KEY: &str = "campaign_position";
+pub(super) const CAMPAIGN_POSITION_KEY: &str = "campaign_position";
 
 /// Columns of a [`StoredCampaign`], in [`campaign_from_row`] order.
 const CAMPAIGN_COLUMNS: &str = "tenant, id, version, body, expanded_at_ms, updated_at_ms";

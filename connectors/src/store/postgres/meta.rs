@@ -51,7 +51,24 @@ pub(super) async fn put_meta(tx: &Transaction<'_>, key: &str, value: &str) -> St
 /// A log position kept under `key` (0 when none is): where the audience engine and the
 /// campaigns each got to.
 pub(super) fn read_position(store: &PostgresStore, key: &str) -> StoreResult<u64> {
-    let text: Option<String> = store.get_meta(key)?;
+    position_from(key, store.get_meta(key)?)
+}
+
+/// A log position kept under `key` (0 when none is), read inside `tx`: inside a write
+/// transaction, which holds the store's write lock, it cannot move until the transaction ends.
+pub(super) async fn position_in(
+    tx: &Transaction<'_>,
+    key: &str,
+    op: &'static str,
+) -> StoreResult<u64> {
+    let row = tx
+        .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
+        .await
+        .map_err(pg(op))?;
+    position_from(key, row.map(|row| row.get(0)))
+}
+
+fn position_from(key: &str, text: Option<String>) -> StoreResult<u64> {
     match text {
         None => Ok(0),
         Some(text) => text

@@ -1,10 +1,12 @@
 //! [`Audiences`] on SQLite: the `contacts`, `audiences`, `audience_members`,
 //! `audience_changes`, `audience_sizes` and `event_types` tables; the engine's position is the meta key
-//! [`AUDIENCE_POSITION_KEY`], written in the step's transaction.
+//! [`AUDIENCE_POSITION_KEY`], written in the step's transaction. `audience_changes.seq` is
+//! `AUTOINCREMENT`, so a pruned log never hands a deleted change's number out again.
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::meta::{put_meta, read_position};
+use super::campaigns::CAMPAIGN_POSITION_KEY;
+use super::meta::{position_in, put_meta, read_position};
 use super::{SqliteStore, clamp_i64, db};
 use crate::store::{
     AudienceSize, AudienceStep, Audiences, Member, MembershipChangeRow, StoreError, StoreResult,
@@ -388,6 +390,30 @@ impl Audiences for SqliteStore {
             })
             .map_err(db(OP))?;
         rows.collect::<Result<_, _>>().map_err(db(OP))
+    }
+
+    fn prune_membership_changes(&self, before_ms: i64, limit: usize) -> StoreResult<usize> {
+        const OP: &str = "prune membership changes";
+        if limit == 0 {
+            return Ok(0);
+        }
+        self.write(OP, |tx| {
+            let followed = position_in(tx, CAMPAIGN_POSITION_KEY, OP)?;
+            // The batch is the log's first `limit` followed changes, and it ends before the
+            // first recent one among them: at most `limit` rows are read, however long the log.
+            tx.prepare_cached(
+                "WITH front AS (
+                    SELECT seq, at_ms FROM audience_changes WHERE seq <= ?1
+                    ORDER BY seq LIMIT ?3)
+                 DELETE FROM audience_changes WHERE seq IN (
+                    SELECT seq FROM front WHERE seq < coalesce(
+                        (SELECT min(seq) FROM front WHERE at_ms >= ?2), ?1 + 1))",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![clamp_i64(followed), before_ms, clamp_i64(limit)])
+            })
+            .map_err(db(OP))
+        })
     }
 
     fn membership_changes(

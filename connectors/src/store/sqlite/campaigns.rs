@@ -15,7 +15,7 @@ use crate::store::{
 };
 
 /// The meta key of the campaigns' position in `audience_changes`.
-const CAMPAIGN_POSITION_KEY: &str = "campaign_position";
+pub(super) const CAMPAIGN_POSITION_KEY: &str = "campaign_position";
 
 const SEND_COLUMNS: &str = "tenant, campaign, instance, contact, channel, due_ms, status, reason, \
                             notification_id, updated_at_ms";

@@ -39,7 +39,16 @@ pub(super) fn put_meta(tx: &Transaction<'_>, key: &str, value: &str) -> StoreRes
 /// A log position kept under `key` (0 when none is), read on the read connection: where the
 /// audience engine and the campaigns each got to.
 pub(super) fn read_position(store: &SqliteStore, key: &str, op: &'static str) -> StoreResult<u64> {
-    let conn = store.reader();
+    position_in(&store.reader(), key, op)
+}
+
+/// A log position kept under `key` (0 when none is), read on `conn`: inside a write
+/// transaction, it cannot move until the transaction ends.
+pub(super) fn position_in(
+    conn: &rusqlite::Connection,
+    key: &str,
+    op: &'static str,
+) -> StoreResult<u64> {
     let text: Option<String> = conn
         .prepare_cached("SELECT value FROM meta WHERE key = ?1")
         .and_then(|mut stmt| stmt.query_row([key], |row| row.get(0)).optional())
