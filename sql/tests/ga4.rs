@@ -18,6 +18,7 @@ use sql::datafusion::catalog::MemorySchemaProvider;
 use sql::datafusion::common::ScalarValue;
 use sql::datafusion::datasource::MemTable;
 use sql::datafusion::execution::session_state::SessionStateBuilder;
+use sql::datafusion::parquet::arrow::ArrowWriter;
 use sql::datafusion::physical_plan::{ExecutionPlan, collect, displayable};
 use sql::datafusion::prelude::SessionContext;
 use sql::ga4::{Ga4Source, Ga4SourceConfig, Ga4TenantConfig};
@@ -1222,7 +1223,39 @@ column = "total_users"
 [sources.web.measures.events]
 type = "sum"
 column = "event_count"
+
+[sources.shop]
+table = "orders"
+
+[sources.shop.dimensions.date]
+column = "order_date"
+type = "time"
+grains = ["day", "week", "month", "quarter", "year"]
+
+[sources.shop.dimensions.channel]
+column = "channel"
+type = "string"
+
+[sources.shop.measures.orders]
+type = "count"
 "#;
+
+/// The shop's orders beside the GA4 property: on day `d` (0-based from 2026-01-01) of the 14,
+/// `d % 3 + 1` orders from each channel that had an event that day.
+fn shop_orders(events: &[Event]) -> Vec<(NaiveDate, String)> {
+    let mut days: BTreeSet<(NaiveDate, String)> = BTreeSet::new();
+    for e in events {
+        days.insert((e.date, e.channel.to_string()));
+    }
+    let first = date("2026-01-01");
+    let mut out = Vec::new();
+    for (day, channel) in days {
+        for _ in 0..((day - first).num_days() % 3 + 1) {
+            out.push((day, channel.clone()));
+        }
+    }
+    out
+}
 
 /// The dashboard engine for tenant `acme` over the stand-in, with [`WEB_MODEL`].
 async fn spec_engine(standin: &StandIn) -> (sql::DashboardEngine, tempfile::TempDir) {
@@ -1245,7 +1278,32 @@ async fn spec_engine(standin: &StandIn) -> (sql::DashboardEngine, tempfile::Temp
     let model = dir.path().join("web.toml");
     std::fs::write(&model, WEB_MODEL).unwrap();
     let warehouse = dir.path().join("warehouse");
-    std::fs::create_dir(&warehouse).unwrap();
+    let orders = warehouse.join("orders/tenant=acme");
+    std::fs::create_dir_all(&orders).unwrap();
+    let rows = shop_orders(&standin.events(PROPERTY));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("order_date", DataType::Date32, false),
+        Field::new("channel", DataType::Utf8, false),
+    ]));
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(Date32Array::from(
+                rows.iter()
+                    .map(|(d, _)| (*d - epoch).num_days() as i32)
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                rows.iter().map(|(_, c)| c.as_str()).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .unwrap();
+    let file = std::fs::File::create(orders.join("part-0.parquet")).unwrap();
+    let mut writer = ArrowWriter::try_new(file, schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
     let engine = sql::DashboardEngine::new(sql::EngineConfig {
         warehouse,
         models: vec![model],
@@ -1846,6 +1904,40 @@ fn check_users(events: &[Event], spec: &Value, result: &sql::QueryResult) {
                 "{spec}: {row:?}"
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn a_spec_over_ga4_users_and_warehouse_orders_answers_both_as_counted() {
+    let standin = StandIn::start().await;
+    let (engine, _dir) = spec_engine(&standin).await;
+    let events = standin.events(PROPERTY);
+    let orders = shop_orders(&events);
+    // Users from GA4 and orders from the warehouse, merged by day and channel: each keeps its
+    // own source's value (GA4's users are not combined with anything on the way).
+    let both = engine
+        .query_spec(
+            "acme",
+            &json!({"measures": ["web.users", "shop.orders"], "dimensions": ["web.channel"],
+                    "time": {"dimension": "web.date", "grain": "day",
+                             "range": ["2026-01-01", "2026-01-03"]},
+                    "analysis": [{"type": "share", "measure": "web.users"}]}),
+        )
+        .await
+        .unwrap();
+    let rows = spec_rows(&both);
+    assert!(rows.len() >= 3, "{rows:?}");
+    for row in &rows {
+        let users = users_where(&events, &row[0], &row[0], |e| e.channel == row[1]);
+        let day_users = users_between(&events, &row[0], &row[0]);
+        let day_orders = orders
+            .iter()
+            .filter(|(d, c)| d.to_string() == row[0] && *c == row[1])
+            .count();
+        assert_eq!(row[2], users.to_string(), "{row:?}");
+        assert_eq!(row[3], day_orders.to_string(), "{row:?}");
+        let share: f64 = row[4].parse().unwrap();
+        assert!(close(share, users as f64 / day_users as f64), "{row:?}");
     }
 }
 
