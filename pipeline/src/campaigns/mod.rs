@@ -90,7 +90,7 @@ pub fn start(
         .name("tidemark-campaigns".into())
         .spawn(move || {
             while !*stop.borrow() {
-                match round(&context) {
+                match round(&context, now_ms()) {
                     Ok(true) => {}
                     Ok(false) => std::thread::sleep(TICK),
                     Err(e) => {
@@ -149,12 +149,14 @@ fn load_campaigns(store: &dyn Store) -> Result<Vec<Loaded>, StoreError> {
         .collect())
 }
 
-/// One round: membership changes into sends, announcements due into sends, due sends decided.
-/// Whether there may be more work right away.
-fn round(context: &CampaignContext) -> Result<bool, StoreError> {
+/// One round at the instant `now` (ms since the epoch): membership changes into sends,
+/// announcements due into sends, due sends decided. Whether there may be more work right away.
+///
+/// The thread runs it on the wall clock; what a round decides — due or not, inside quiet hours
+/// or not, capped or not — depends on the store and `now` alone.
+pub fn round(context: &CampaignContext, now: i64) -> Result<bool, StoreError> {
     let store = context.store.as_ref();
     let campaigns = load_campaigns(store)?;
-    let now = now_ms();
     let mut busy = follow_changes(store, &campaigns)?;
     busy |= expand_announcements(store, &campaigns, now)?;
     let due = store.due_sends(now, SENDS_PER_ROUND)?;
