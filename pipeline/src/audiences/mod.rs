@@ -19,6 +19,7 @@
 //! whatever differs from the members it had committed (time passed while it was down).
 
 pub mod contact;
+pub mod retention;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};

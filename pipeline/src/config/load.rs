@@ -10,6 +10,7 @@ use connectors::sinks::SinkError;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 
+use super::crm::MIN_MEMBERSHIP_LOG_RETENTION;
 use super::{Config, KekProvider};
 
 impl Config {
@@ -158,6 +159,13 @@ impl Config {
         }
         if self.templates.timeout.get() < Duration::from_millis(10) {
             return Err(key("templates.timeout", "must be at least 10ms".into()));
+        }
+        if self.crm.membership_log_retention.get() < MIN_MEMBERSHIP_LOG_RETENTION {
+            return Err(key(
+                "crm.membership_log_retention",
+                "must be at least 1d: a contact's history keeps at least a day (e.g. \"90d\")"
+                    .into(),
+            ));
         }
         for (i, t) in self.tenants.iter().enumerate() {
             if t.id.is_empty() {

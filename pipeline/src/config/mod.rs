@@ -7,6 +7,7 @@
 //! `[server]`, `[engine]`, `[ingest]`, `[sources]` and `[templates]` in `server.rs`;
 //! `[dashboard]` with its limits, live tables, Trino and GA4 in `dashboard.rs`; `[sender]`,
 //! `[outbound]` and `[sinks]` in `delivery.rs`; `[[tenants]]` and `[secrets]` in `tenants.rs`;
+//! `[crm]` in `crm.rs`;
 //! written durations and instants in `time.rs`; loading and the checks serde cannot make in
 //! `load.rs`.
 
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod crm;
 mod dashboard;
 mod delivery;
 mod load;
@@ -24,6 +26,7 @@ mod tenants;
 mod tests;
 mod time;
 
+pub use crm::CrmSettings;
 pub use dashboard::{
     DashboardSettings, Ga4Settings, Ga4TenantSettings, LiveSettings, QueryLimitsSettings,
     TrinoSettings,
@@ -68,6 +71,8 @@ pub struct Config {
     pub templates: TemplateSettings,
     /// Where events stream in from besides `POST /v1/events` (`[[sources.fluvio]]`).
     pub sources: SourcesSettings,
+    /// CRM audiences and campaigns: the membership log's retention (`[crm]`).
+    pub crm: CrmSettings,
 }
 
 impl Default for Config {
@@ -86,6 +91,7 @@ impl Default for Config {
             ingest: IngestSettings::default(),
             templates: TemplateSettings::default(),
             sources: SourcesSettings::default(),
+            crm: CrmSettings::default(),
         }
     }
 }

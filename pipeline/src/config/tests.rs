@@ -73,6 +73,41 @@ fn templates_section_loads_and_is_checked() {
 }
 
 #[test]
+fn crm_section_loads_and_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tidemark.toml");
+    assert_eq!(
+        Config::default().crm.membership_log_retention.get(),
+        Duration::from_secs(90 * 86_400)
+    );
+    std::fs::write(&file, "[crm]\nmembership_log_retention = \"30d\"\n").unwrap();
+    let config = Config::load(Some(&file)).unwrap();
+    assert_eq!(
+        config.crm.membership_log_retention.get(),
+        Duration::from_secs(30 * 86_400)
+    );
+    for (value, problem) in [
+        ("\"12h\"", "must be at least 1d"),
+        ("\"90 days\"", "unknown unit"),
+        ("\"-5d\"", "not a duration"),
+    ] {
+        std::fs::write(
+            &file,
+            format!("[crm]\nmembership_log_retention = {value}\n"),
+        )
+        .unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(
+            e.contains("crm.membership_log_retention") && e.contains(problem),
+            "{value}: {e}"
+        );
+    }
+    std::fs::write(&file, "[crm]\nmembership_log_retension = \"30d\"\n").unwrap();
+    let e = Config::load(Some(&file)).unwrap_err().to_string();
+    assert!(e.contains("membership_log_retension"), "{e}");
+}
+
+#[test]
 fn defaults_are_valid() {
     Config::default().validate().unwrap();
 }

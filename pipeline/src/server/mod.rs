@@ -49,6 +49,7 @@ pub struct Server {
     pub audiences: Arc<AudienceService>,
     /// The campaign thread.
     campaigns: std::thread::JoinHandle<()>,
+    membership_log: std::thread::JoinHandle<()>,
     pgwire: Option<tokio::task::JoinHandle<()>>,
     _lock: std::fs::File,
 }
@@ -326,6 +327,12 @@ impl Server {
             stop_rx.clone(),
         )
         .context("cannot start the campaign thread")?;
+        let membership_log = crate::audiences::retention::start(
+            store.clone(),
+            config.crm.membership_log_retention.get(),
+            stop_rx.clone(),
+        )
+        .context("cannot start the membership log's pruning thread")?;
         let app_state = AppState::new(runtime.clone(), secrets.clone(), throttle.clone())
             .with_audiences(audiences.clone())
             .with_unsubscribe_key(unsubscribe_key)
@@ -456,6 +463,7 @@ impl Server {
             runtime,
             audiences,
             campaigns,
+            membership_log,
             stop,
             http,
             sender,
@@ -485,6 +493,8 @@ impl Server {
         let _ = tokio::task::spawn_blocking(move || audiences.shutdown()).await;
         let campaigns = self.campaigns;
         let _ = tokio::task::spawn_blocking(move || campaigns.join()).await;
+        let membership_log = self.membership_log;
+        let _ = tokio::task::spawn_blocking(move || membership_log.join()).await;
         let _ = self.sender.await;
         let _ = self.reports.await;
         if let Some(live) = self.live_task {
