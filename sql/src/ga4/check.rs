@@ -11,7 +11,8 @@
 //!
 //! - an aggregate over it is refused, except `SUM` of a metric additive across the dimensions
 //!   the aggregate rolls up ([`summable_across`]: `sessions` across session-scoped dimensions)
-//!   at a grain still known (not after a join, which may repeat rows, or a union);
+//!   at a grain still known (not after a join, which may repeat rows, or a union), and
+//!   `merge_value`, which takes a group's one value and fails on a second;
 //! - a window function that combines rows' values of it (`SUM`, `AVG`, `COUNT`, `MIN`, `MAX`…
 //!   `OVER`) is refused; ranking by it (`rank`, `row_number`) and moving it between rows
 //!   (`lag`, `lead`, `first_value`) combine nothing and are allowed.
@@ -310,6 +311,15 @@ fn aggregate_lineage(
     };
     if let Some(one) = single_row_aggregate(inner, schema, input, kept) {
         return Ok(one);
+    }
+    // `merge_value` takes a group's one value and fails on a second: it combines nothing.
+    if let Expr::AggregateFunction(AggregateFunction { func, params }) = inner
+        && func.name() == "merge_value"
+        && let [Expr::Column(c)] = params.args.as_slice()
+        && let Some(i) = schema.maybe_index_of_column(c)
+        && let Some(Carries::Value(arg)) = input.get(i)
+    {
+        return Ok(Carries::Value(arg.clone()));
     }
     if let Expr::AggregateFunction(AggregateFunction { func, params }) = inner
         && func.name() == "sum"

@@ -1,12 +1,15 @@
 //! Period comparison: how far back the comparison period lies, and its measures table merged onto
 //! the current rows by key, with the `.compare`, `.change` and `.change_pct` columns.
 
-use datafusion::common::{Column, NullEquality};
-use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, LogicalPlanBuilder, ident};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::functions_aggregate::expr_fn::max;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, ident, lit};
 
-use super::{Compiler, Keys, Plan};
+use super::{CURRENT_COLUMN, Compiler, Keys, Plan, field_type};
 use crate::SqlError;
 use crate::functions;
+use crate::functions::merge_value_udaf;
 use crate::model::MemberRef;
 use crate::spec::Compare;
 use crate::spec::time::{LocalRange, Shift};
@@ -32,9 +35,9 @@ impl<'a> Compiler<'a> {
         self.merge_compare(current, previous, &keys, &plan.needed)
     }
 
-    /// Merges the comparison period's measures onto the current rows by key: a left join, NULL
-    /// keys matching NULL keys, so each row keeps its own values and gains its comparison's
-    /// (no row's value is combined with another's, which a non-additive measure forbids).
+    /// Merges the comparison period's measures onto the current rows by key: UNION ALL of both,
+    /// each row carrying its own period's columns, grouped by the keys with `merge_value` (one
+    /// value per key and column, never two combined), then the current keys kept.
     fn merge_compare(
         &self,
         current: LogicalPlan,
@@ -42,45 +45,51 @@ impl<'a> Compiler<'a> {
         keys: &[String],
         needed: &[MemberRef],
     ) -> Result<LogicalPlan, SqlError> {
-        let compare_name = |m: &str| format!("{m}.compare");
-        let previous_key = |k: &str| format!("__previous.{k}");
-        let requested: Vec<String> = needed
+        let requested = &self.spec.measures;
+        let types: Vec<(String, DataType)> = needed
             .iter()
-            .filter(|m| self.spec.measures.contains(m))
-            .map(ToString::to_string)
-            .collect();
-        let previous = LogicalPlanBuilder::from(previous)
-            .project(
-                keys.iter()
-                    .map(|k| ident(k.as_str()).alias(previous_key(k)))
-                    .chain(
-                        requested
-                            .iter()
-                            .map(|m| ident(m.as_str()).alias(compare_name(m))),
-                    ),
-            )?
-            .build()?;
-        let joined = if keys.is_empty() {
-            LogicalPlanBuilder::from(current).cross_join(previous)?
-        } else {
-            let left: Vec<Column> = keys.iter().map(Column::new_unqualified).collect();
-            let right: Vec<Column> = keys
-                .iter()
-                .map(|k| Column::new_unqualified(previous_key(k)))
-                .collect();
-            LogicalPlanBuilder::from(current).join_detailed(
-                previous,
-                JoinType::Left,
-                (left, right),
-                None,
-                NullEquality::NullEqualsNull,
-            )?
+            .map(|m| Ok((m.to_string(), field_type(current.schema(), &m.to_string())?)))
+            .collect::<Result<_, SqlError>>()?;
+        let compare_name = |m: &str| format!("{m}.compare");
+        let is_requested = |m: &str| requested.iter().any(|r| r.to_string() == m);
+        let side = |is_current: bool| -> Result<Vec<Expr>, SqlError> {
+            let mut exprs: Vec<Expr> = keys.iter().map(|k| ident(k.as_str())).collect();
+            for (m, t) in &types {
+                exprs.push(if is_current {
+                    ident(m.as_str())
+                } else {
+                    lit(ScalarValue::try_from(t)?).alias(m.as_str())
+                });
+            }
+            for (m, t) in types.iter().filter(|(m, _)| is_requested(m)) {
+                exprs.push(if is_current {
+                    lit(ScalarValue::try_from(t)?).alias(compare_name(m))
+                } else {
+                    ident(m.as_str()).alias(compare_name(m))
+                });
+            }
+            exprs.push(lit(is_current).alias(CURRENT_COLUMN));
+            Ok(exprs)
         };
-        let mut projection: Vec<Expr> = keys.iter().map(|k| ident(k.as_str())).collect();
-        for m in needed {
-            projection.push(ident(m.to_string()));
+        let current = LogicalPlanBuilder::from(current)
+            .project(side(true)?)?
+            .build()?;
+        let previous = LogicalPlanBuilder::from(previous)
+            .project(side(false)?)?
+            .build()?;
+        let mut aggregates: Vec<Expr> = types
+            .iter()
+            .map(|(m, _)| merge(ident(m.as_str())).alias(m.as_str()))
+            .collect();
+        for (m, _) in types.iter().filter(|(m, _)| is_requested(m)) {
+            aggregates.push(merge(ident(compare_name(m))).alias(compare_name(m)));
         }
-        for m in &requested {
+        aggregates.push(max(ident(CURRENT_COLUMN)).alias(CURRENT_COLUMN));
+        let mut projection: Vec<Expr> = keys.iter().map(|k| ident(k.as_str())).collect();
+        for (m, _) in &types {
+            projection.push(ident(m.as_str()));
+        }
+        for (m, _) in types.iter().filter(|(m, _)| is_requested(m)) {
             let (cur, prev) = (ident(m.as_str()), ident(compare_name(m)));
             projection.push(prev.clone());
             projection.push((cur.clone() - prev.clone()).alias(format!("{m}.change")));
@@ -90,8 +99,18 @@ impl<'a> Compiler<'a> {
                     .alias(format!("{m}.change_pct")),
             );
         }
-        Ok(joined.project(projection)?.build()?)
+        Ok(LogicalPlanBuilder::from(current)
+            .union(previous)?
+            .aggregate(keys.iter().map(|k| ident(k.as_str())), aggregates)?
+            .filter(ident(CURRENT_COLUMN))?
+            .project(projection)?
+            .build()?)
     }
+}
+
+/// `merge_value(e)`: the one value of a group.
+pub(super) fn merge(e: Expr) -> Expr {
+    merge_value_udaf().call(vec![e])
 }
 
 /// How far back the comparison period is.

@@ -8,15 +8,16 @@ use std::sync::Arc;
 use chrono::NaiveDateTime;
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Column, NullEquality, ScalarValue, TableReference};
+use datafusion::common::{Column, ScalarValue, TableReference};
 use datafusion::datasource::provider_as_source;
-use datafusion::functions::expr_fn::{coalesce, nullif};
+use datafusion::functions::expr_fn::nullif;
 use datafusion::functions_aggregate::expr_fn::{max, min, sum};
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
     Expr, JoinType, LogicalPlan, LogicalPlanBuilder, cast, col, ident, lit,
 };
 
+use super::compare::merge;
 use super::filters::applies;
 use super::time::{bucket, days_since_epoch, interval};
 use super::{Compiler, DAY_COLUMN, Keys, Plan, field_type};
@@ -46,65 +47,51 @@ impl<'a> Compiler<'a> {
         let combined = if parts.len() == 1 {
             parts.remove(0).1
         } else {
-            // A full outer join on the keys, NULL matching NULL, each source's keys cast to the
-            // first one's types and coalesced: every row keeps each source's own value (no
-            // value is combined with another's, which a non-additive GA4 metric forbids).
+            // A full outer join on the keys, NULL matching NULL, done as UNION ALL + GROUP BY: each
+            // source contributes one row per key, and `merge_value` takes that source's value
+            // (never combining two, so a non-additive GA4 metric passes the plan check), with all
+            // sources computed at once.
             let key_types: Vec<DataType> = keys
                 .iter()
                 .map(|k| field_type(parts[0].1.schema(), k))
                 .collect::<Result<_, _>>()?;
-            let right_key = |k: &str| format!("__merge.{k}");
-            let mut merged: Option<(LogicalPlan, Vec<String>)> = None;
+            let mut all = Vec::new();
+            for (base, part) in &parts {
+                for m in base {
+                    all.push((m.to_string(), field_type(part.schema(), &m.to_string())?));
+                }
+            }
+            let mut union: Option<LogicalPlanBuilder> = None;
             for (base, part) in parts {
-                let names: Vec<String> = base.iter().map(ToString::to_string).collect();
-                let Some((left, mut measures)) = merged.take() else {
-                    let projection = keys
-                        .iter()
-                        .zip(&key_types)
-                        .map(|(k, t)| cast(ident(k.as_str()), t.clone()).alias(k.as_str()))
-                        .chain(names.iter().map(|m| ident(m.as_str())));
-                    let first = LogicalPlanBuilder::from(part)
-                        .project(projection)?
-                        .build()?;
-                    merged = Some((first, names));
-                    continue;
-                };
-                let projection = keys
+                let names: BTreeSet<String> = base.iter().map(ToString::to_string).collect();
+                let mut projection: Vec<Expr> = keys
                     .iter()
                     .zip(&key_types)
-                    .map(|(k, t)| cast(ident(k.as_str()), t.clone()).alias(right_key(k)))
-                    .chain(names.iter().map(|m| ident(m.as_str())));
-                let right = LogicalPlanBuilder::from(part)
+                    .map(|(k, t)| cast(ident(k.as_str()), t.clone()).alias(k.as_str()))
+                    .collect();
+                for (m, t) in &all {
+                    projection.push(if names.contains(m) {
+                        ident(m.as_str())
+                    } else {
+                        lit(ScalarValue::try_from(t)?).alias(m.as_str())
+                    });
+                }
+                let projected = LogicalPlanBuilder::from(part)
                     .project(projection)?
                     .build()?;
-                let joined = if keys.is_empty() {
-                    LogicalPlanBuilder::from(left).cross_join(right)?
-                } else {
-                    let on_left: Vec<Column> = keys.iter().map(Column::new_unqualified).collect();
-                    let on_right: Vec<Column> = keys
-                        .iter()
-                        .map(|k| Column::new_unqualified(right_key(k)))
-                        .collect();
-                    LogicalPlanBuilder::from(left).join_detailed(
-                        right,
-                        JoinType::Full,
-                        (on_left, on_right),
-                        None,
-                        NullEquality::NullEqualsNull,
-                    )?
-                };
-                measures.extend(names);
-                let projection = keys
-                    .iter()
-                    .map(|k| {
-                        coalesce(vec![ident(k.as_str()), ident(right_key(k))]).alias(k.as_str())
-                    })
-                    .chain(measures.iter().map(|m| ident(m.as_str())));
-                merged = Some((joined.project(projection)?.build()?, measures));
+                union = Some(match union {
+                    None => LogicalPlanBuilder::from(projected),
+                    Some(u) => u.union(projected)?,
+                });
             }
-            merged
-                .map(|(plan, _)| plan)
-                .ok_or_else(|| SqlError::Internal("no source to aggregate".into()))?
+            let union = union.ok_or_else(|| SqlError::Internal("no source to aggregate".into()))?;
+            union
+                .aggregate(
+                    keys.iter().map(|k| ident(k.as_str())),
+                    all.iter()
+                        .map(|(m, _)| merge(ident(m.as_str())).alias(m.as_str())),
+                )?
+                .build()?
         };
         let projection: Vec<Expr> = keys
             .iter()

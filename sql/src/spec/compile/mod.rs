@@ -7,10 +7,10 @@
 //!    filter (time range, dimension filters, segments), aggregate the base measures grouped by the
 //!    time bucket and the dimensions (conformed by name across sources).
 //! 2. **Across sources**: union the per-source aggregates and take, per key, each source's value
-//!    (a full outer join on the keys, NULL-safe); then compute ratio measures
+//!    (`merge_value`: a full outer join on the keys, NULL-safe); then compute ratio measures
 //!    (`numerator / NULLIF(denominator, 0)`, as Float64).
 //! 3. **Compare**: the same for the comparison range, with its buckets moved forward onto the
-//!    current ones after grouping, left-joined on the keys (NULL matching NULL); adds
+//!    current ones after grouping, merged by key (UNION ALL + `merge_value`); adds
 //!    `<m>.compare`, `<m>.change` (current − compare) and `<m>.change_pct` (`pct_change`) for
 //!    every requested measure.
 //! 4. Measure filters (`HAVING`), then analyses, which add columns:
