@@ -15,6 +15,7 @@ pub mod deliver;
 pub mod generate;
 pub mod http;
 pub mod ingest;
+pub mod memory;
 pub mod metrics;
 pub mod pgwire;
 pub mod queries;
