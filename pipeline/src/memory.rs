@@ -8,15 +8,9 @@
 //! all of what the burst before it freed, so the bursts' leftovers stack up within the delay,
 //! by an amount that depends on which threads freed what. [`return_freed`] ends such a burst.
 
-// The allocator the binary installs; referenced so its C library is linked wherever this
-// module is, tests included.
-use mimalloc as _;
-
-unsafe extern "C" {
-    /// mimalloc's `void mi_collect(bool force)`: frees the calling thread's empty pages and,
-    /// with `force`, purges every arena's free pages now instead of after the purge delay.
-    fn mi_collect(force: bool);
-}
+// mimalloc's `mi_collect(force)`: frees the calling thread's empty pages and, with `force`,
+// purges every arena's free pages now instead of after the purge delay.
+use libmimalloc_sys::mi_collect;
 
 /// Returns the memory the process has freed to the OS now, rather than after mimalloc's purge
 /// delay: the calling thread's empty pages, and the free pages of every thread's arena. Costs a
