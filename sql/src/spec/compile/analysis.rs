@@ -15,7 +15,7 @@ use datafusion::logical_expr::{
     WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition, cast, ident, lit,
 };
 
-use super::measures::buckets;
+use super::measures::{buckets, stack};
 use super::time::time_literal;
 use super::{Compiler, Keys, Plan, field_type};
 use crate::SqlError;
@@ -254,31 +254,16 @@ impl<'a> Compiler<'a> {
         let totals = LogicalPlanBuilder::from(totals)
             .project(projection)?
             .build()?;
-        let kept = columns_of(&main);
-        let joined = if bucket.is_empty() {
-            LogicalPlanBuilder::from(main).cross_join(totals)?
-        } else {
-            let left: Vec<Column> = bucket.iter().map(Column::new_unqualified).collect();
-            let right: Vec<Column> = bucket
-                .iter()
-                .map(|b| Column::new_unqualified(format!("__total.{b}")))
-                .collect();
-            LogicalPlanBuilder::from(main).join_detailed(
-                totals,
-                JoinType::Left,
-                (left, right),
-                None,
-                NullEquality::NullEqualsNull,
-            )?
-        };
         let share = cast(ident(name.as_str()), DataType::Float64)
             / nullif(cast(ident(total.as_str()), DataType::Float64), lit(0.0));
-        Ok(joined
-            .project(
-                kept.into_iter()
-                    .chain([share.alias(format!("{name}.share"))]),
-            )?
-            .build()?)
+        let side_keys: Vec<String> = bucket.iter().map(|b| format!("__total.{b}")).collect();
+        add_matched(
+            main,
+            totals,
+            &bucket,
+            &side_keys,
+            share.alias(format!("{name}.share")),
+        )
     }
 
     /// `<m>.running_total` of a measure that does not add up: for each bucket, the measure the
@@ -318,7 +303,7 @@ impl<'a> Compiler<'a> {
         };
         let bucket_type = field_type(main.schema(), &bucket)?;
         let dimensions = self.key_columns(Keys::Dimensions);
-        let mut stacked: Option<LogicalPlanBuilder> = None;
+        let mut parts = Vec::new();
         for (label, _, end) in buckets(grain, &range, "analysis")? {
             let so_far = LocalRange {
                 start: range.start,
@@ -339,43 +324,57 @@ impl<'a> Compiler<'a> {
                         .map(|d| ident(d.as_str()).alias(format!("__running.{d}"))),
                 )
                 .chain([ident(name.as_str()).alias("__running.value")]);
-            let part = LogicalPlanBuilder::from(part)
-                .project(projection)?
-                .build()?;
-            stacked = Some(match stacked {
-                None => LogicalPlanBuilder::from(part),
-                Some(s) => s.union(part)?,
-            });
+            parts.push(
+                LogicalPlanBuilder::from(part)
+                    .project(projection)?
+                    .build()?,
+            );
         }
-        let Some(stacked) = stacked else {
+        let Some(stacked) = stack(parts)? else {
             return Err(SqlError::bad(
                 "time.range",
                 "the time range is empty: no bucket to total",
             ));
         };
-        let left: Vec<Column> = std::iter::once(&bucket)
-            .chain(&dimensions)
-            .map(Column::new_unqualified)
-            .collect();
-        let right: Vec<Column> = std::iter::once("__running.bucket".to_string())
+        let side_keys: Vec<String> = std::iter::once("__running.bucket".to_string())
             .chain(dimensions.iter().map(|d| format!("__running.{d}")))
-            .map(Column::new_unqualified)
             .collect();
-        let kept = columns_of(&main);
-        Ok(LogicalPlanBuilder::from(main)
-            .join_detailed(
-                stacked.build()?,
-                JoinType::Left,
-                (left, right),
-                None,
-                NullEquality::NullEqualsNull,
-            )?
-            .project(
-                kept.into_iter()
-                    .chain([ident("__running.value").alias(format!("{name}.running_total"))]),
-            )?
-            .build()?)
+        let keys: Vec<String> = std::iter::once(bucket).chain(dimensions).collect();
+        add_matched(
+            main,
+            stacked,
+            &keys,
+            &side_keys,
+            ident("__running.value").alias(format!("{name}.running_total")),
+        )
     }
+}
+
+/// `main` with `column` (an expression over `side`'s columns) added: each row matched to the
+/// `side` row whose `side_keys` equal its `keys` (NULL matching NULL), NULL where none does; with
+/// no keys, `side`'s one row beside every row.
+fn add_matched(
+    main: LogicalPlan,
+    side: LogicalPlan,
+    keys: &[String],
+    side_keys: &[String],
+    column: Expr,
+) -> Result<LogicalPlan, SqlError> {
+    let kept = columns_of(&main);
+    let joined = if keys.is_empty() {
+        LogicalPlanBuilder::from(main).cross_join(side)?
+    } else {
+        let left: Vec<Column> = keys.iter().map(Column::new_unqualified).collect();
+        let right: Vec<Column> = side_keys.iter().map(Column::new_unqualified).collect();
+        LogicalPlanBuilder::from(main).join_detailed(
+            side,
+            JoinType::Left,
+            (left, right),
+            None,
+            NullEquality::NullEqualsNull,
+        )?
+    };
+    Ok(joined.project(kept.into_iter().chain([column]))?.build()?)
 }
 
 /// The columns of `plan`, as expressions.

@@ -61,7 +61,7 @@ impl<'a> Compiler<'a> {
                     all.push((m.to_string(), field_type(part.schema(), &m.to_string())?));
                 }
             }
-            let mut union: Option<LogicalPlanBuilder> = None;
+            let mut projected = Vec::new();
             for (base, part) in parts {
                 let names: BTreeSet<String> = base.iter().map(ToString::to_string).collect();
                 let mut projection: Vec<Expr> = keys
@@ -76,16 +76,15 @@ impl<'a> Compiler<'a> {
                         lit(ScalarValue::try_from(t)?).alias(m.as_str())
                     });
                 }
-                let projected = LogicalPlanBuilder::from(part)
-                    .project(projection)?
-                    .build()?;
-                union = Some(match union {
-                    None => LogicalPlanBuilder::from(projected),
-                    Some(u) => u.union(projected)?,
-                });
+                projected.push(
+                    LogicalPlanBuilder::from(part)
+                        .project(projection)?
+                        .build()?,
+                );
             }
-            let union = union.ok_or_else(|| SqlError::Internal("no source to aggregate".into()))?;
-            union
+            let union = stack(projected)?
+                .ok_or_else(|| SqlError::Internal("no source to aggregate".into()))?;
+            LogicalPlanBuilder::from(union)
                 .aggregate(
                     keys.iter().map(|k| ident(k.as_str())),
                     all.iter()
@@ -349,7 +348,7 @@ impl<'a> Compiler<'a> {
         } else {
             Keys::None
         };
-        let mut stacked: Option<LogicalPlanBuilder> = None;
+        let mut parts = Vec::new();
         for (label, start, end) in buckets(grain, &range, "time.range")? {
             let part_range = LocalRange {
                 start,
@@ -362,26 +361,36 @@ impl<'a> Compiler<'a> {
             let label = lit(ScalarValue::Date32(Some(days_since_epoch(label.date()))));
             let projection = std::iter::once(label.alias(column.as_str()))
                 .chain(part.schema().columns().into_iter().map(Expr::Column));
-            let part = LogicalPlanBuilder::from(part)
-                .project(projection)?
-                .build()?;
-            stacked = Some(match stacked {
-                None => LogicalPlanBuilder::from(part),
-                Some(s) => s.union(part)?,
-            });
+            parts.push(
+                LogicalPlanBuilder::from(part)
+                    .project(projection)?
+                    .build()?,
+            );
         }
-        let stacked = stacked.ok_or_else(|| {
+        stack(parts)?.ok_or_else(|| {
             SqlError::bad(
                 "time.range",
                 "the time range is empty: no bucket to ask for",
             )
-        })?;
-        Ok(stacked.build()?)
+        })
     }
 }
 
+/// `parts` stacked with UNION ALL; `None` when there are none.
+pub(super) fn stack(parts: Vec<LogicalPlan>) -> Result<Option<LogicalPlan>, SqlError> {
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        return Ok(None);
+    };
+    let mut stacked = LogicalPlanBuilder::from(first);
+    for part in parts {
+        stacked = stacked.union(part)?;
+    }
+    Ok(Some(stacked.build()?))
+}
+
 /// At most this many queries an answer asked for bucket by bucket sends.
-pub(super) const MAX_BUCKET_QUERIES: usize = 60;
+const MAX_BUCKET_QUERIES: usize = 60;
 
 /// The buckets of `grain` that `range` covers: `(bucket, start, end)`, local, the bucket's start
 /// and its part of the range. More than [`MAX_BUCKET_QUERIES`] is an error on `field`.
