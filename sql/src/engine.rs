@@ -17,7 +17,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::SqlError;
-use crate::cache::{CacheKey, CacheStats, PlanCache, ResultCache};
+use crate::cache::{CacheKey, CacheStats, CachedPlan, PlanCache, ResultCache};
 use crate::catalog::{
     CATALOG, SCHEMA, TenantCatalogList, TenantSchema, Warehouse, validate_tenant,
 };
@@ -30,8 +30,8 @@ use crate::read_only::check_read_only;
 use crate::source::{ExternalSource, check_schema_name};
 use crate::spec::{self, compile};
 
-/// Optimized dashboard plans kept for re-use (a few hundred dashboards' worth; a plan is a few
-/// kilobytes).
+/// Optimized dashboard plans kept for re-use (a few hundred dashboards' worth; a logical plan is
+/// a few kilobytes, a physical one more with its files' list and statistics).
 const PLAN_CACHE_ENTRIES: usize = 512;
 
 /// How to build a [`DashboardEngine`].
@@ -426,26 +426,40 @@ impl DashboardEngine {
                 SqlError::from(e)
             }
         };
-        // A dashboard spec over warehouse tables re-uses its optimized plan: the key holds the
-        // files' freshness, and the spec compiler resolves relative time ranges to literals, so
-        // the optimized plan of the same key is the same. User SQL (which may call `now()`, folded
-        // to a constant by the optimizer) and external sources are optimized every time.
+        // A dashboard spec over warehouse tables re-uses its optimized plan, and its physical plan
+        // where that can run again (see `cache`): the key holds the files' freshness, and the spec
+        // compiler resolves relative time ranges to literals, so the plans of the same key are the
+        // same. User SQL (which may call `now()`, folded to a constant by the optimizer) and
+        // external sources are optimized every time.
         let plan_key = key.as_ref().filter(|_| !user_sql && warehouse_only);
         let physical = if let Some(plan_key) = plan_key {
             let state = ctx.state();
-            let optimized = match self.inner.plans.get(plan_key) {
-                Some(optimized) => optimized,
+            match self.inner.plans.get(plan_key) {
+                Some(cached) => match cached.physical() {
+                    Some(copy) => copy.map_err(classify)?,
+                    None => state
+                        .query_planner()
+                        .create_physical_plan(&cached.logical, &state)
+                        .await
+                        .map_err(classify)?,
+                },
                 None => {
                     let optimized = state.optimize(&plan).map_err(classify)?;
-                    self.inner.plans.insert(plan_key.clone(), optimized.clone());
-                    optimized
+                    let physical = state
+                        .query_planner()
+                        .create_physical_plan(&optimized, &state)
+                        .await
+                        .map_err(classify)?;
+                    let cached = CachedPlan::new(optimized, &physical);
+                    // The kept plan never runs: this run takes a copy of it too.
+                    let run = match cached.physical() {
+                        Some(copy) => copy.map_err(classify)?,
+                        None => physical,
+                    };
+                    self.inner.plans.insert(plan_key.clone(), cached);
+                    run
                 }
-            };
-            state
-                .query_planner()
-                .create_physical_plan(&optimized, &state)
-                .await
-                .map_err(classify)?
+            }
         } else {
             let df = ctx.execute_logical_plan(plan).await.map_err(classify)?;
             df.create_physical_plan().await.map_err(classify)?
