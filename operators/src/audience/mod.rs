@@ -25,7 +25,9 @@ pub mod definition;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Deref;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use differential_dataflow::AsCollection;
 use differential_dataflow::input::{Input, InputSession};
@@ -55,7 +57,7 @@ type Time = u64;
 /// (tenant, audience, contact).
 type MemberKey = (SmolStr, SmolStr, SmolStr);
 /// A contact row: tenant → (contact id, its view).
-type ContactRow = (SmolStr, (SmolStr, Attrs));
+type ContactRow = (SmolStr, (SmolStr, Shared<Attrs>));
 /// (tenant, event type): the key events and atoms meet on.
 type TypeKey = (SmolStr, SmolStr);
 
@@ -66,6 +68,38 @@ enum Part {
     Base { version: u64, mask: u64 },
     /// One event counting for an atom now, with the value it adds to the atom's sum.
     Hit { atom: u8, value: Num },
+}
+
+/// A value shared by reference count. Differential's batches copy their values at every merge of
+/// an arrangement, and held retractions copy them once more: an event's or a contact's
+/// attributes are shared by those copies instead of allocated again for each.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Shared<T>(Arc<T>);
+
+impl<T> Shared<T> {
+    fn new(value: T) -> Self {
+        Shared(Arc::new(value))
+    }
+}
+
+impl<T> Deref for Shared<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Serialize> Serialize for Shared<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (*self.0).serialize(serializer)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Shared<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(deserializer).map(Shared::new)
+    }
 }
 
 /// A definition's contact side, keyed by tenant.
@@ -90,7 +124,7 @@ struct EventRow {
     contact: SmolStr,
     ts_ms: i64,
     id: SmolStr,
-    attrs: Attrs,
+    attrs: Shared<Attrs>,
 }
 
 /// A contact entering or leaving an audience.
@@ -156,7 +190,7 @@ pub struct AudienceEngine {
     time: Time,
     next_version: u64,
     /// Each contact's view as last given (to retract it on change).
-    contacts: HashMap<(SmolStr, SmolStr), Attrs>,
+    contacts: HashMap<(SmolStr, SmolStr), Shared<Attrs>>,
     /// Each audience as last given, with its version.
     audiences: HashMap<(SmolStr, SmolStr), (u64, Audience)>,
     /// Versions replaced in the current step, dropped from the registry once it is done.
@@ -191,8 +225,7 @@ impl AudienceEngine {
         let probe = ProbeHandle::new();
         let probe_handle = probe.clone();
         let (contacts_in, defs_in, atoms_in, events_in) = worker.dataflow::<Time, _, _>(|scope| {
-            let (contacts_in, contacts) =
-                scope.new_collection::<(SmolStr, (SmolStr, Attrs)), isize>();
+            let (contacts_in, contacts) = scope.new_collection::<ContactRow, isize>();
             let (defs_in, defs) = scope.new_collection::<(SmolStr, DefRow), isize>();
             let (atoms_in, atoms) = scope.new_collection::<((SmolStr, SmolStr), AtomRow), isize>();
             let (events_in, events) =
@@ -284,7 +317,7 @@ impl AudienceEngine {
     /// Adds or changes a contact, from the next step on.
     pub fn upsert_contact(&mut self, tenant: &str, id: &str, contact: &Contact) {
         let key = (SmolStr::new(tenant), SmolStr::new(id));
-        let view = contact.view(id);
+        let view = Shared::new(contact.view(id));
         if let Some(old) = self.contacts.get(&key) {
             if *old == view {
                 return;
@@ -399,7 +432,7 @@ impl AudienceEngine {
                 contact,
                 ts_ms: event.ts_ms,
                 id: event.id.clone(),
-                attrs: event.attrs.clone(),
+                attrs: Shared::new(event.attrs.clone()),
             },
         ));
     }
