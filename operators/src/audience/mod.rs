@@ -16,6 +16,10 @@
 //! moment the clock passes the 14 days, with no event arriving. Events themselves leave the
 //! dataflow `max_window` after their time (the longest window a definition may use).
 //!
+//! Inside the dataflow, tenants, event types, audiences and contacts are numbers (`Names`), so
+//! its arrangements sort and compare integers; attributes are shared by reference count
+//! (`Shared`), so the copies differential makes of every row do not copy them.
+//!
 //! The engine runs on one timely worker owned by the caller's thread; [`AudienceEngine::step`]
 //! applies the changes given since the last step at the step's instant and returns the
 //! membership changes up to it, consolidated: a contact that entered and left within one
@@ -54,12 +58,47 @@ use crate::value::{AttrValue, Attrs, Num, SmolStr};
 /// Logical time: the wall clock, ms since the epoch.
 type Time = u64;
 
+/// A tenant, event type, audience or contact id as the dataflow knows it: a number given by
+/// [`Names`], so the arrangements compare and hash numbers rather than strings.
+type Name = u32;
 /// (tenant, audience, contact).
-type MemberKey = (SmolStr, SmolStr, SmolStr);
+type MemberKey = (Name, Name, Name);
 /// A contact row: tenant → (contact id, its view).
-type ContactRow = (SmolStr, (SmolStr, Shared<Attrs>));
+type ContactRow = (Name, (Name, Shared<Attrs>));
 /// (tenant, event type): the key events and atoms meet on.
-type TypeKey = (SmolStr, SmolStr);
+type TypeKey = (Name, Name);
+
+/// The numbers of the names the dataflow has seen. A name keeps its number for the engine's
+/// life (a deleted contact's too: a few dozen bytes each).
+#[derive(Default)]
+struct Names {
+    numbers: HashMap<SmolStr, Name>,
+    names: Vec<SmolStr>,
+}
+
+impl Names {
+    /// The number of `name`, given now if it has none.
+    fn number(&mut self, name: &str) -> Name {
+        if let Some(&number) = self.numbers.get(name) {
+            return number;
+        }
+        let number = Name::try_from(self.names.len()).expect("fewer than 2^32 names");
+        let name = SmolStr::new(name);
+        self.names.push(name.clone());
+        self.numbers.insert(name, number);
+        number
+    }
+
+    /// The number of `name`, if it has one.
+    fn get(&self, name: &str) -> Option<Name> {
+        self.numbers.get(name).copied()
+    }
+
+    /// The name numbered `number`.
+    fn name(&self, number: Name) -> &SmolStr {
+        &self.names[number as usize]
+    }
+}
 
 /// What the reduce sees per (tenant, audience, contact).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -105,7 +144,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Shared<T> {
 /// A definition's contact side, keyed by tenant.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 struct DefRow {
-    audience: SmolStr,
+    audience: Name,
     version: u64,
     conditions: Vec<Predicate>,
 }
@@ -113,7 +152,7 @@ struct DefRow {
 /// One event atom of a definition, keyed by (tenant, event type).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 struct AtomRow {
-    audience: SmolStr,
+    audience: Name,
     atom: u8,
     spec: EventAtom,
 }
@@ -121,7 +160,7 @@ struct AtomRow {
 /// An event as audiences keep it, keyed by (tenant, event type).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 struct EventRow {
-    contact: SmolStr,
+    contact: Name,
     ts_ms: i64,
     id: SmolStr,
     attrs: Shared<Attrs>,
@@ -172,14 +211,14 @@ pub struct AudienceStats {
     pub updates: u64,
 }
 
-/// Formulas by (tenant, audience, version), read by the reduce.
-type Registry = Rc<RefCell<HashMap<(SmolStr, SmolStr, u64), Rc<Formula>>>>;
+/// Formulas by definition version (one sequence for all audiences), read by the reduce.
+type Registry = Rc<RefCell<HashMap<u64, Rc<Formula>>>>;
 
 /// The running audience dataflow. Not `Send`: it lives on the thread that steps it.
 pub struct AudienceEngine {
     worker: Worker,
     contacts_in: InputSession<Time, ContactRow, isize>,
-    defs_in: InputSession<Time, (SmolStr, DefRow), isize>,
+    defs_in: InputSession<Time, (Name, DefRow), isize>,
     atoms_in: InputSession<Time, (TypeKey, AtomRow), isize>,
     events_in: InputSession<Time, (TypeKey, EventRow), isize>,
     probe: ProbeHandle<Time>,
@@ -189,12 +228,14 @@ pub struct AudienceEngine {
     /// The last instant stepped to; every change up to it is final.
     time: Time,
     next_version: u64,
-    /// Each contact's view as last given (to retract it on change).
-    contacts: HashMap<(SmolStr, SmolStr), Shared<Attrs>>,
+    /// The numbers of tenants, event types, audiences and contacts.
+    names: Names,
+    /// Each contact's view as last given (to retract it on change), by (tenant, contact).
+    contacts: HashMap<(Name, Name), Shared<Attrs>>,
     /// Each audience as last given, with its version.
     audiences: HashMap<(SmolStr, SmolStr), (u64, Audience)>,
     /// Versions replaced in the current step, dropped from the registry once it is done.
-    retired: Vec<(SmolStr, SmolStr, u64)>,
+    retired: Vec<u64>,
     /// Members and the instant each entered, per (tenant, audience).
     members: HashMap<(SmolStr, SmolStr), BTreeMap<SmolStr, i64>>,
     /// Changes waiting for the next step.
@@ -205,7 +246,7 @@ pub struct AudienceEngine {
 #[derive(Default)]
 struct Pending {
     contacts: Vec<(ContactRow, isize)>,
-    defs: Vec<((SmolStr, DefRow), isize)>,
+    defs: Vec<((Name, DefRow), isize)>,
     atoms: Vec<((TypeKey, AtomRow), isize)>,
     events: Vec<(TypeKey, EventRow)>,
 }
@@ -226,16 +267,15 @@ impl AudienceEngine {
         let probe_handle = probe.clone();
         let (contacts_in, defs_in, atoms_in, events_in) = worker.dataflow::<Time, _, _>(|scope| {
             let (contacts_in, contacts) = scope.new_collection::<ContactRow, isize>();
-            let (defs_in, defs) = scope.new_collection::<(SmolStr, DefRow), isize>();
-            let (atoms_in, atoms) = scope.new_collection::<((SmolStr, SmolStr), AtomRow), isize>();
-            let (events_in, events) =
-                scope.new_collection::<((SmolStr, SmolStr), EventRow), isize>();
+            let (defs_in, defs) = scope.new_collection::<(Name, DefRow), isize>();
+            let (atoms_in, atoms) = scope.new_collection::<(TypeKey, AtomRow), isize>();
+            let (events_in, events) = scope.new_collection::<(TypeKey, EventRow), isize>();
             // An event's retraction is stamped with the instant it leaves the longest window.
             let events = hold_until_due(events.inner).as_collection();
 
             let base = contacts.join_map(defs, |tenant, (contact, view), def| {
                 (
-                    (tenant.clone(), def.audience.clone(), contact.clone()),
+                    (*tenant, def.audience, *contact),
                     Part::Base {
                         version: def.version,
                         mask: contact_mask(&def.conditions, view),
@@ -251,7 +291,7 @@ impl AudienceEngine {
                         .is_none_or(|f| f.eval(&event.attrs));
                     counts.then(|| {
                         (
-                            (tenant.clone(), atom.audience.clone(), event.contact.clone()),
+                            (*tenant, atom.audience, event.contact),
                             atom.atom,
                             Num(atom.spec.value_of(&event.attrs)),
                             event.ts_ms,
@@ -270,7 +310,7 @@ impl AudienceEngine {
                             let until = ts_ms.saturating_add(window_ms).max(0) as Time;
                             if until > from {
                                 let part = Part::Hit { atom, value };
-                                out.push(((key.clone(), part.clone()), from, diff));
+                                out.push(((key, part.clone()), from, diff));
                                 out.push(((key, part), until, -diff));
                             }
                         }
@@ -281,14 +321,14 @@ impl AudienceEngine {
 
             base.concat(hits)
                 .reduce(
-                    move |key: &MemberKey, parts: &[(&Part, isize)], out: &mut Vec<((), isize)>| {
-                        if is_member(&formulas, key, parts) {
+                    move |_: &MemberKey, parts: &[(&Part, isize)], out: &mut Vec<((), isize)>| {
+                        if is_member(&formulas, parts) {
                             out.push(((), 1));
                         }
                     },
                 )
                 .inspect(move |((key, ()), time, diff)| {
-                    sink.borrow_mut().push((key.clone(), *time, *diff));
+                    sink.borrow_mut().push((*key, *time, *diff));
                 })
                 .probe_with(&probe_handle);
             (contacts_in, defs_in, atoms_in, events_in)
@@ -302,6 +342,7 @@ impl AudienceEngine {
             probe,
             output,
             registry,
+            names: Names::default(),
             max_window_ms: i64::from(config.max_window_days) * DAY_MS,
             time: 0,
             next_version: 1,
@@ -316,7 +357,7 @@ impl AudienceEngine {
 
     /// Adds or changes a contact, from the next step on.
     pub fn upsert_contact(&mut self, tenant: &str, id: &str, contact: &Contact) {
-        let key = (SmolStr::new(tenant), SmolStr::new(id));
+        let key = (self.names.number(tenant), self.names.number(id));
         let view = Shared::new(contact.view(id));
         if let Some(old) = self.contacts.get(&key) {
             if *old == view {
@@ -324,17 +365,20 @@ impl AudienceEngine {
             }
             self.pending
                 .contacts
-                .push(((key.0.clone(), (key.1.clone(), old.clone())), -1));
+                .push(((key.0, (key.1, old.clone())), -1));
         }
         self.pending
             .contacts
-            .push(((key.0.clone(), (key.1.clone(), view.clone())), 1));
+            .push(((key.0, (key.1, view.clone())), 1));
         self.contacts.insert(key, view);
     }
 
     /// Removes a contact from every audience, from the next step on.
     pub fn delete_contact(&mut self, tenant: &str, id: &str) {
-        let key = (SmolStr::new(tenant), SmolStr::new(id));
+        let (Some(tenant), Some(id)) = (self.names.get(tenant), self.names.get(id)) else {
+            return;
+        };
+        let key = (tenant, id);
         if let Some(old) = self.contacts.remove(&key) {
             self.pending.contacts.push(((key.0, (key.1, old)), -1));
         }
@@ -346,15 +390,15 @@ impl AudienceEngine {
         self.retract_audience(&key);
         let version = self.next_version;
         self.next_version += 1;
-        self.registry.borrow_mut().insert(
-            (key.0.clone(), key.1.clone(), version),
-            Rc::new(audience.formula.clone()),
-        );
+        self.registry
+            .borrow_mut()
+            .insert(version, Rc::new(audience.formula.clone()));
+        let (tenant, id) = (self.names.number(&key.0), self.names.number(&key.1));
         self.pending.defs.push((
             (
-                key.0.clone(),
+                tenant,
                 DefRow {
-                    audience: key.1.clone(),
+                    audience: id,
                     version,
                     conditions: audience.contact_conditions.clone(),
                 },
@@ -364,9 +408,9 @@ impl AudienceEngine {
         for (i, atom) in audience.atoms.iter().enumerate() {
             self.pending.atoms.push((
                 (
-                    (key.0.clone(), atom.event_type.clone()),
+                    (tenant, self.names.number(&atom.event_type)),
                     AtomRow {
-                        audience: key.1.clone(),
+                        audience: id,
                         atom: i as u8,
                         spec: atom.clone(),
                     },
@@ -392,11 +436,12 @@ impl AudienceEngine {
         let Some((version, old)) = self.audiences.get(key) else {
             return;
         };
+        let (tenant, id) = (self.names.number(&key.0), self.names.number(&key.1));
         self.pending.defs.push((
             (
-                key.0.clone(),
+                tenant,
                 DefRow {
-                    audience: key.1.clone(),
+                    audience: id,
                     version: *version,
                     conditions: old.contact_conditions.clone(),
                 },
@@ -406,9 +451,9 @@ impl AudienceEngine {
         for (i, atom) in old.atoms.iter().enumerate() {
             self.pending.atoms.push((
                 (
-                    (key.0.clone(), atom.event_type.clone()),
+                    (tenant, self.names.number(&atom.event_type)),
                     AtomRow {
-                        audience: key.1.clone(),
+                        audience: id,
                         atom: i as u8,
                         spec: atom.clone(),
                     },
@@ -416,7 +461,7 @@ impl AudienceEngine {
                 -1,
             ));
         }
-        self.retired.push((key.0.clone(), key.1.clone(), *version));
+        self.retired.push(*version);
     }
 
     /// Feeds an event; only events naming a contact (attribute `customer_id`, a string or a
@@ -426,10 +471,14 @@ impl AudienceEngine {
             return;
         };
         self.stats.events += 1;
+        let key = (
+            self.names.number(&event.tenant),
+            self.names.number(&event.event_type),
+        );
         self.pending.events.push((
-            (event.tenant.clone(), event.event_type.clone()),
+            key,
             EventRow {
-                contact,
+                contact: self.names.number(&contact),
                 ts_ms: event.ts_ms,
                 id: event.id.clone(),
                 attrs: Shared::new(event.attrs.clone()),
@@ -465,7 +514,7 @@ impl AudienceEngine {
             if until <= now as i64 {
                 continue;
             }
-            self.events_in.update_at((key.clone(), row.clone()), now, 1);
+            self.events_in.update_at((key, row.clone()), now, 1);
             self.events_in.update_at((key, row), until as Time, -1);
         }
         let next = now + 1;
@@ -483,8 +532,8 @@ impl AudienceEngine {
         self.time = now;
         {
             let mut registry = self.registry.borrow_mut();
-            for key in self.retired.drain(..) {
-                registry.remove(&key);
+            for version in self.retired.drain(..) {
+                registry.remove(&version);
             }
         }
         self.changes()
@@ -503,11 +552,18 @@ impl AudienceEngine {
                 _ => merged.push((key, time, diff)),
             }
         }
+        // In time order, then by name, as the changes are reported.
+        let mut named: Vec<(Time, SmolStr, SmolStr, SmolStr, isize)> = merged
+            .into_iter()
+            .filter(|(_, _, diff)| *diff != 0)
+            .map(|((tenant, audience, contact), time, diff)| {
+                let name = |n| self.names.name(n).clone();
+                (time, name(tenant), name(audience), name(contact), diff)
+            })
+            .collect();
+        named.sort();
         let mut out = Vec::new();
-        for ((tenant, audience, contact), time, diff) in merged {
-            if diff == 0 {
-                continue;
-            }
+        for (time, tenant, audience, contact, diff) in named {
             let key = (tenant.clone(), audience.clone());
             if !self.audiences.contains_key(&key) {
                 // A removed audience: its members leave with it, silently.
@@ -625,7 +681,7 @@ pub fn contact_of(attrs: &Attrs) -> Option<SmolStr> {
 
 /// The reduce's logic: a contact with its Base part is a member when its definition's formula
 /// holds over the mask and the atoms' counts and sums.
-fn is_member(registry: &Registry, key: &MemberKey, parts: &[(&Part, isize)]) -> bool {
+fn is_member(registry: &Registry, parts: &[(&Part, isize)]) -> bool {
     let mut base = None;
     let mut counts = [0i64; definition::MAX_EVENT_ATOMS];
     let mut sums = [0f64; definition::MAX_EVENT_ATOMS];
@@ -644,7 +700,7 @@ fn is_member(registry: &Registry, key: &MemberKey, parts: &[(&Part, isize)]) -> 
         return false;
     };
     let registry = registry.borrow();
-    let Some(formula) = registry.get(&(key.0.clone(), key.1.clone(), version)) else {
+    let Some(formula) = registry.get(&version) else {
         return false;
     };
     formula.eval(mask, &counts, &sums)
