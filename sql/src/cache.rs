@@ -9,11 +9,14 @@
 //! physical planning too (listing the files, the physical optimizer). The key holds the freshness
 //! of the files, so a plan is never reused across a change of the data or its schema.
 //!
-//! A physical plan is kept only if it never ran and can run again from a reset copy
-//! (DataFusion's `reset_plan_states`, as recursive queries re-run their plans): not if a dynamic
-//! filter one node produces (a hash join's or a top-k's bounds) is read by another, e.g. pushed
-//! into a scan (copies share the reader's filter, which a reset does not renew), and not if it
-//! holds rows in memory (the live tail: each copy would stay alive in the cache).
+//! A physical plan is kept only if it never ran, and each run takes a copy of it: reset by
+//! DataFusion's `reset_plan_states` (as recursive queries re-run their plans), with the dynamic
+//! filters its nodes produce (a hash join's or a top-k's bounds) made anew and pushed down into
+//! the copy's scans again by DataFusion's post-optimization filter pushdown. What the scans also
+//! hold from the kept plan are its filters as planned, which never move. Not kept: plans whose
+//! copies would share a filter with the kept plan (a reset keeps an aggregate's), so that one run
+//! would read the bounds another left, and plans holding rows in memory (the live tail: each copy
+//! would stay alive in the cache).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,10 +26,13 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::config::ConfigOptions;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::filter_pushdown::FilterPushdown;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 
@@ -212,69 +218,74 @@ pub struct CachedPlan {
 
 impl CachedPlan {
     /// Keeps `logical` and, if it can be run again, `physical`, which must not have run.
-    pub fn new(logical: LogicalPlan, physical: &Arc<dyn ExecutionPlan>) -> Self {
-        let physical = runs_again(physical).then(|| Arc::clone(physical));
+    pub fn new(
+        logical: LogicalPlan,
+        physical: &Arc<dyn ExecutionPlan>,
+        config: &ConfigOptions,
+    ) -> Self {
+        let runs_again = fresh_copy(physical, config).is_ok_and(|copy| runs_again(physical, &copy));
+        let physical = runs_again.then(|| Arc::clone(physical));
         Self { logical, physical }
     }
 
     /// A fresh copy of the physical plan to run, if one is kept.
-    pub fn physical(&self) -> Option<DfResult<Arc<dyn ExecutionPlan>>> {
-        self.physical
-            .as_ref()
-            .map(|plan| reset_plan_states(Arc::clone(plan)))
+    pub fn physical(&self, config: &ConfigOptions) -> Option<DfResult<Arc<dyn ExecutionPlan>>> {
+        self.physical.as_ref().map(|plan| fresh_copy(plan, config))
     }
 }
 
-/// Whether a copy reset by `reset_plan_states` runs `plan` as a new plan would: no scan holds
-/// rows in memory, and no dynamic filter a node produces (a top-k's, a hash join's or an
-/// aggregate's bounds) is read by another node, e.g. pushed into a scan. Copies share what the
-/// readers hold, and a reset renews only some producers' filters (an aggregate's stays shared),
-/// so one run could start from the bounds another left, or read bounds that never move.
-fn runs_again(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    let mut produced = HashSet::new();
-    let mut unknown = false;
-    let in_memory = plan.exists(|node| {
-        for filter in node.dynamic_expressions_produced() {
-            match filter.expression_id() {
-                Some(id) => {
-                    produced.insert(id);
-                }
-                None => unknown = true,
-            }
-        }
+/// A copy of `plan` to run: reset by `reset_plan_states`, and, if a node of `plan` produces a
+/// dynamic filter, with the copy's filters pushed down again (DataFusion's post-optimization filter pushdown),
+/// so the scans read the new filters of this copy. What they read from the kept plan is as it
+/// was planned (the kept plan never runs): no bounds at all.
+fn fresh_copy(
+    plan: &Arc<dyn ExecutionPlan>,
+    config: &ConfigOptions,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let copy = reset_plan_states(Arc::clone(plan))?;
+    // Judged by the kept plan: a reset hash join has no filter until it is pushed down again.
+    if produced_filters(plan).is_empty() {
+        return Ok(copy);
+    }
+    FilterPushdown::new_post_optimization().optimize(copy, config)
+}
+
+/// The ids of the dynamic filters the nodes of `plan` produce (`None` for one without an id).
+fn produced_filters(plan: &Arc<dyn ExecutionPlan>) -> Vec<Option<u64>> {
+    let mut ids = Vec::new();
+    let _ = plan.apply(|node| {
+        ids.extend(
+            node.dynamic_expressions_produced()
+                .iter()
+                .map(|filter| filter.expression_id()),
+        );
+        Ok(TreeNodeRecursion::Continue)
+    });
+    ids
+}
+
+/// Whether copies of `kept` (such as `copy`) run as a new plan would: no scan holds rows in
+/// memory, and every dynamic filter a copy produces is its own. A reset renews a top-k's filter
+/// and a hash join's (pushed down anew by [`fresh_copy`]) but not every producer's (an
+/// aggregate's stays shared), and runs sharing a filter would read each other's bounds.
+fn runs_again(kept: &Arc<dyn ExecutionPlan>, copy: &Arc<dyn ExecutionPlan>) -> bool {
+    let in_memory = kept.exists(|node| {
         Ok(node
             .downcast_ref::<DataSourceExec>()
             .is_some_and(|scan| scan.data_source().is::<MemorySourceConfig>()))
     });
-    if !matches!(in_memory, Ok(false)) || unknown {
+    if !matches!(in_memory, Ok(false)) {
         return false;
     }
-    if produced.is_empty() {
-        return true;
-    }
-    // Compared by expression id, as DataFusion finds a dynamic filter's readers.
-    let read_elsewhere = plan.exists(|node| {
-        let own: HashSet<u64> = node
-            .dynamic_expressions_produced()
-            .iter()
-            .filter_map(|filter| filter.expression_id())
-            .collect();
-        let mut read = false;
-        node.apply_expressions(&mut |root| {
-            root.apply(|expr| {
-                read = expr
-                    .expression_id()
-                    .is_some_and(|id| produced.contains(&id) && !own.contains(&id));
-                Ok(if read {
-                    TreeNodeRecursion::Stop
-                } else {
-                    TreeNodeRecursion::Continue
-                })
-            })
-        })?;
-        Ok(read)
-    });
-    matches!(read_elsewhere, Ok(false))
+    let Some(kept_ids) = produced_filters(kept)
+        .into_iter()
+        .collect::<Option<HashSet<u64>>>()
+    else {
+        return false;
+    };
+    produced_filters(copy)
+        .into_iter()
+        .all(|id| id.is_some_and(|id| !kept_ids.contains(&id)))
 }
 
 impl PlanCache {
@@ -376,7 +387,8 @@ mod tests {
                 .expect("plan")
         };
         let empty: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(Arc::new(Schema::empty())));
-        let cached = |n: i64| CachedPlan::new(plan(n), &empty);
+        let config = ConfigOptions::default();
+        let cached = |n: i64| CachedPlan::new(plan(n), &empty, &config);
         cache.insert(key("a"), cached(1));
         cache.insert(key("b"), cached(2));
         assert_eq!(cache.get(&key("a")).map(|c| c.logical), Some(plan(1)));
@@ -399,16 +411,26 @@ mod tests {
             .expect("plan")
     }
 
-    /// A session with the table `t` (one Int64 column `n`: 3, 1, 2) in a Parquet file.
-    async fn numbers() -> (tempfile::TempDir, datafusion::prelude::SessionContext) {
-        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+    /// Writes `values` as the Int64 column `column` of the Parquet file `dir/name.parquet` and
+    /// registers it as the table `name`.
+    async fn parquet_table(
+        ctx: &datafusion::prelude::SessionContext,
+        dir: &std::path::Path,
+        name: &str,
+        column: &str,
+        values: Vec<i64>,
+    ) {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            column,
+            DataType::Int64,
+            false,
+        )]));
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
-            vec![Arc::new(Int64Array::from(vec![3, 1, 2]))],
+            vec![Arc::new(Int64Array::from(values))],
         )
         .expect("batch");
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("n.parquet");
+        let path = dir.join(format!("{name}.parquet"));
         let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(
             std::fs::File::create(&path).expect("file"),
             schema,
@@ -417,14 +439,20 @@ mod tests {
         .expect("writer");
         writer.write(&batch).expect("write");
         writer.close().expect("close");
-        let ctx = datafusion::prelude::SessionContext::new();
         ctx.register_parquet(
-            "t",
+            name,
             path.to_str().expect("path"),
             datafusion::prelude::ParquetReadOptions::default(),
         )
         .await
         .expect("register");
+    }
+
+    /// A session with the table `t` (one Int64 column `n`: 3, 1, 2) in a Parquet file.
+    async fn numbers() -> (tempfile::TempDir, datafusion::prelude::SessionContext) {
+        let dir = tempfile::tempdir().expect("dir");
+        let ctx = datafusion::prelude::SessionContext::new();
+        parquet_table(&ctx, dir.path(), "t", "n", vec![3, 1, 2]).await;
         (dir, ctx)
     }
 
@@ -440,29 +468,88 @@ mod tests {
             .expect("plan")
     }
 
+    /// The Int64 column of a one-column answer.
+    fn numbers_of(batches: &[RecordBatch]) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("Int64")
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
+
     #[tokio::test]
     async fn a_kept_physical_plan_runs_again_from_fresh_copies() {
         let (_dir, ctx) = numbers().await;
+        let config = ctx.state().config_options().clone();
         let plan = physical(&ctx, "SELECT sum(n) FROM t").await;
-        let cached = CachedPlan::new(logical(), &plan);
+        let cached = CachedPlan::new(logical(), &plan, &config);
         for _ in 0..3 {
-            let copy = cached.physical().expect("kept").expect("reset");
+            let copy = cached.physical(&config).expect("kept").expect("reset");
             assert!(!Arc::ptr_eq(&copy, &plan), "the kept plan never runs");
             let out = datafusion::physical_plan::collect(copy, ctx.task_ctx())
                 .await
                 .expect("run");
-            let total = out[0]
-                .column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("sum")
-                .value(0);
-            assert_eq!(total, 6, "every copy reads every row once");
+            assert_eq!(numbers_of(&out), [6], "every copy reads every row once");
         }
     }
 
     #[tokio::test]
-    async fn plans_holding_rows_or_sharing_dynamic_filters_are_not_kept() {
+    async fn each_copy_pushes_its_own_top_k_and_join_bounds_into_the_scan() {
+        let (dir, ctx) = numbers().await;
+        // `u`: the key 2, the build side of a join probing `t`.
+        parquet_table(&ctx, dir.path(), "u", "k", vec![2]).await;
+        let config = ctx.state().config_options().clone();
+        for (sql, answer) in [
+            ("SELECT n FROM t ORDER BY n LIMIT 2", vec![1, 2]),
+            ("SELECT t.n FROM u JOIN t ON t.n = u.k", vec![2]),
+        ] {
+            let plan = physical(&ctx, sql).await;
+            let shown = |plan: &Arc<dyn ExecutionPlan>| {
+                datafusion::physical_plan::displayable(plan.as_ref())
+                    .indent(true)
+                    .to_string()
+            };
+            assert!(shown(&plan).contains("DynamicFilter"), "{}", shown(&plan));
+            let kept = produced_filters(&plan);
+            let cached = CachedPlan::new(logical(), &plan, &config);
+            for _ in 0..3 {
+                let copy = cached.physical(&config).expect("kept").expect("copy");
+                let own = produced_filters(&copy);
+                assert!(
+                    !own.is_empty() && own.iter().all(|id| id.is_some() && !kept.contains(id)),
+                    "{sql}: own {own:?}, kept {kept:?}\n{}",
+                    shown(&copy)
+                );
+                // The Parquet scan reads the copy's filters: they were pushed down again.
+                let mut read = HashSet::new();
+                let _ = copy.apply(|node| {
+                    if node.downcast_ref::<DataSourceExec>().is_some() {
+                        node.apply_expressions(&mut |root| {
+                            root.apply(|expr| {
+                                read.insert(expr.expression_id());
+                                Ok(TreeNodeRecursion::Continue)
+                            })
+                        })?;
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                });
+                assert!(own.iter().any(|id| read.contains(id)), "{}", shown(&copy));
+                let out = datafusion::physical_plan::collect(copy, ctx.task_ctx())
+                    .await
+                    .expect("run");
+                assert_eq!(numbers_of(&out), answer, "{sql}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn plans_holding_rows_are_not_kept() {
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
@@ -472,9 +559,13 @@ mod tests {
         let in_memory: Arc<dyn ExecutionPlan> =
             MemorySourceConfig::try_new_exec(&[vec![batch]], Arc::clone(&schema), None)
                 .expect("memory");
-        assert!(CachedPlan::new(logical(), &in_memory).physical().is_none());
-
-        // A top-k whose bounds nothing else reads is kept: a reset renews them.
+        let config = ConfigOptions::default();
+        assert!(
+            CachedPlan::new(logical(), &in_memory, &config)
+                .physical(&config)
+                .is_none()
+        );
+        // A top-k over nothing to push into is kept too.
         let empty: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(Arc::clone(&schema)));
         let order = LexOrdering::new(vec![PhysicalSortExpr::new_default(Arc::new(Column::new(
             "n", 0,
@@ -482,16 +573,31 @@ mod tests {
         .expect("ordering");
         let top_k: Arc<dyn ExecutionPlan> =
             Arc::new(SortExec::new(order, Arc::clone(&empty)).with_fetch(Some(2)));
-        assert!(CachedPlan::new(logical(), &top_k).physical().is_some());
+        assert!(
+            CachedPlan::new(logical(), &top_k, &config)
+                .physical(&config)
+                .is_some()
+        );
+    }
 
-        // Over a Parquet scan its bounds are pushed into the scan: not kept.
+    #[tokio::test]
+    async fn a_filter_copies_would_share_is_not_kept() {
         let (_dir, ctx) = numbers().await;
-        let pushed = physical(&ctx, "SELECT n FROM t ORDER BY n LIMIT 2").await;
-        let shown = datafusion::physical_plan::displayable(pushed.as_ref())
-            .indent(true)
-            .to_string();
-        assert!(shown.contains("DynamicFilter"), "{shown}");
-        assert!(CachedPlan::new(logical(), &pushed).physical().is_none());
+        let config = ctx.state().config_options().clone();
+        let plan = physical(&ctx, "SELECT min(n) FROM t WHERE n > 1").await;
+        let produced = produced_filters(&plan);
+        assert_eq!(
+            produced.len(),
+            1,
+            "the partial aggregate's bounds: {produced:?}"
+        );
+        let copy = fresh_copy(&plan, &config).expect("copy");
+        assert_eq!(produced_filters(&copy), produced, "a reset keeps it shared");
+        assert!(
+            CachedPlan::new(logical(), &plan, &config)
+                .physical(&config)
+                .is_none()
+        );
     }
 
     #[test]

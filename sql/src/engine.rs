@@ -435,7 +435,7 @@ impl DashboardEngine {
         let physical = if let Some(plan_key) = plan_key {
             let state = ctx.state();
             match self.inner.plans.get(plan_key) {
-                Some(cached) => match cached.physical() {
+                Some(cached) => match cached.physical(state.config_options()) {
                     Some(copy) => copy.map_err(classify)?,
                     None => state
                         .query_planner()
@@ -450,9 +450,9 @@ impl DashboardEngine {
                         .create_physical_plan(&optimized, &state)
                         .await
                         .map_err(classify)?;
-                    let cached = CachedPlan::new(optimized, &physical);
+                    let cached = CachedPlan::new(optimized, &physical, state.config_options());
                     // The kept plan never runs: this run takes a copy of it too.
-                    let run = match cached.physical() {
+                    let run = match cached.physical(state.config_options()) {
                         Some(copy) => copy.map_err(classify)?,
                         None => physical,
                     };
