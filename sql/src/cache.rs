@@ -214,37 +214,54 @@ pub struct CachedPlan {
     pub logical: LogicalPlan,
     /// Its physical plan, if it can be run again (see the module doc); it never runs itself.
     physical: Option<Arc<dyn ExecutionPlan>>,
+    /// Whether nodes of `physical` produce dynamic filters, to be pushed down anew in each copy.
+    renews_filters: bool,
 }
 
 impl CachedPlan {
-    /// Keeps `logical` and, if it can be run again, `physical`, which must not have run.
+    /// Keeps `logical` and, if it can be run again, `physical`, which must not have run; with
+    /// the plan this run executes (a copy of the kept one, or `physical` itself if not kept).
     pub fn new(
         logical: LogicalPlan,
-        physical: &Arc<dyn ExecutionPlan>,
+        physical: Arc<dyn ExecutionPlan>,
         config: &ConfigOptions,
-    ) -> Self {
-        let runs_again = fresh_copy(physical, config).is_ok_and(|copy| runs_again(physical, &copy));
-        let physical = runs_again.then(|| Arc::clone(physical));
-        Self { logical, physical }
+    ) -> (Self, Arc<dyn ExecutionPlan>) {
+        let renews_filters = !produced_filters(&physical).is_empty();
+        let copy = fresh_copy(&physical, renews_filters, config)
+            .ok()
+            .filter(|copy| runs_again(&physical, copy));
+        let (kept, run) = match copy {
+            Some(copy) => (Some(physical), copy),
+            None => (None, physical),
+        };
+        let cached = Self {
+            logical,
+            physical: kept,
+            renews_filters,
+        };
+        (cached, run)
     }
 
     /// A fresh copy of the physical plan to run, if one is kept.
     pub fn physical(&self, config: &ConfigOptions) -> Option<DfResult<Arc<dyn ExecutionPlan>>> {
-        self.physical.as_ref().map(|plan| fresh_copy(plan, config))
+        self.physical
+            .as_ref()
+            .map(|plan| fresh_copy(plan, self.renews_filters, config))
     }
 }
 
-/// A copy of `plan` to run: reset by `reset_plan_states`, and, if a node of `plan` produces a
-/// dynamic filter, with the copy's filters pushed down again (DataFusion's post-optimization filter pushdown),
-/// so the scans read the new filters of this copy. What they read from the kept plan is as it
-/// was planned (the kept plan never runs): no bounds at all.
+/// A copy of `plan` to run: reset by `reset_plan_states` and, if nodes of `plan` produce dynamic
+/// filters (`renew_filters`), passed through DataFusion's post-optimization filter pushdown,
+/// which gives the copy filters of its own and pushes them into its scans (a reset hash join has
+/// none until then). What the scans read from the kept plan is as it was planned (the kept plan
+/// never runs): no bounds at all.
 fn fresh_copy(
     plan: &Arc<dyn ExecutionPlan>,
+    renew_filters: bool,
     config: &ConfigOptions,
 ) -> DfResult<Arc<dyn ExecutionPlan>> {
     let copy = reset_plan_states(Arc::clone(plan))?;
-    // Judged by the kept plan: a reset hash join has no filter until it is pushed down again.
-    if produced_filters(plan).is_empty() {
+    if !renew_filters {
         return Ok(copy);
     }
     FilterPushdown::new_post_optimization().optimize(copy, config)
@@ -388,7 +405,7 @@ mod tests {
         };
         let empty: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(Arc::new(Schema::empty())));
         let config = ConfigOptions::default();
-        let cached = |n: i64| CachedPlan::new(plan(n), &empty, &config);
+        let cached = |n: i64| CachedPlan::new(plan(n), Arc::clone(&empty), &config).0;
         cache.insert(key("a"), cached(1));
         cache.insert(key("b"), cached(2));
         assert_eq!(cache.get(&key("a")).map(|c| c.logical), Some(plan(1)));
@@ -411,6 +428,13 @@ mod tests {
             .expect("plan")
     }
 
+    /// One Int64 column `column` holding `values`.
+    fn int64_batch(column: &str, values: Vec<i64>) -> RecordBatch {
+        let schema = Schema::new(vec![Field::new(column, DataType::Int64, false)]);
+        RecordBatch::try_new(Arc::new(schema), vec![Arc::new(Int64Array::from(values))])
+            .expect("batch")
+    }
+
     /// Writes `values` as the Int64 column `column` of the Parquet file `dir/name.parquet` and
     /// registers it as the table `name`.
     async fn parquet_table(
@@ -420,20 +444,11 @@ mod tests {
         column: &str,
         values: Vec<i64>,
     ) {
-        let schema = Arc::new(Schema::new(vec![Field::new(
-            column,
-            DataType::Int64,
-            false,
-        )]));
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![Arc::new(Int64Array::from(values))],
-        )
-        .expect("batch");
+        let batch = int64_batch(column, values);
         let path = dir.join(format!("{name}.parquet"));
         let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(
             std::fs::File::create(&path).expect("file"),
-            schema,
+            batch.schema(),
             None,
         )
         .expect("writer");
@@ -488,7 +503,7 @@ mod tests {
         let (_dir, ctx) = numbers().await;
         let config = ctx.state().config_options().clone();
         let plan = physical(&ctx, "SELECT sum(n) FROM t").await;
-        let cached = CachedPlan::new(logical(), &plan, &config);
+        let cached = CachedPlan::new(logical(), Arc::clone(&plan), &config).0;
         for _ in 0..3 {
             let copy = cached.physical(&config).expect("kept").expect("reset");
             assert!(!Arc::ptr_eq(&copy, &plan), "the kept plan never runs");
@@ -517,7 +532,7 @@ mod tests {
             };
             assert!(shown(&plan).contains("DynamicFilter"), "{}", shown(&plan));
             let kept = produced_filters(&plan);
-            let cached = CachedPlan::new(logical(), &plan, &config);
+            let cached = CachedPlan::new(logical(), Arc::clone(&plan), &config).0;
             for _ in 0..3 {
                 let copy = cached.physical(&config).expect("kept").expect("copy");
                 let own = produced_filters(&copy);
@@ -550,18 +565,15 @@ mod tests {
 
     #[tokio::test]
     async fn plans_holding_rows_are_not_kept() {
-        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![Arc::new(Int64Array::from(vec![3, 1, 2]))],
-        )
-        .expect("batch");
+        let batch = int64_batch("n", vec![3, 1, 2]);
+        let schema = batch.schema();
         let in_memory: Arc<dyn ExecutionPlan> =
             MemorySourceConfig::try_new_exec(&[vec![batch]], Arc::clone(&schema), None)
                 .expect("memory");
         let config = ConfigOptions::default();
         assert!(
-            CachedPlan::new(logical(), &in_memory, &config)
+            CachedPlan::new(logical(), Arc::clone(&in_memory), &config)
+                .0
                 .physical(&config)
                 .is_none()
         );
@@ -574,7 +586,8 @@ mod tests {
         let top_k: Arc<dyn ExecutionPlan> =
             Arc::new(SortExec::new(order, Arc::clone(&empty)).with_fetch(Some(2)));
         assert!(
-            CachedPlan::new(logical(), &top_k, &config)
+            CachedPlan::new(logical(), Arc::clone(&top_k), &config)
+                .0
                 .physical(&config)
                 .is_some()
         );
@@ -591,10 +604,11 @@ mod tests {
             1,
             "the partial aggregate's bounds: {produced:?}"
         );
-        let copy = fresh_copy(&plan, &config).expect("copy");
+        let copy = fresh_copy(&plan, true, &config).expect("copy");
         assert_eq!(produced_filters(&copy), produced, "a reset keeps it shared");
         assert!(
-            CachedPlan::new(logical(), &plan, &config)
+            CachedPlan::new(logical(), Arc::clone(&plan), &config)
+                .0
                 .physical(&config)
                 .is_none()
         );

@@ -434,28 +434,26 @@ impl DashboardEngine {
         let plan_key = key.as_ref().filter(|_| !user_sql && warehouse_only);
         let physical = if let Some(plan_key) = plan_key {
             let state = ctx.state();
+            let planned = |logical: LogicalPlan| {
+                let state = &state;
+                async move {
+                    state
+                        .query_planner()
+                        .create_physical_plan(&logical, state)
+                        .await
+                }
+            };
             match self.inner.plans.get(plan_key) {
                 Some(cached) => match cached.physical(state.config_options()) {
                     Some(copy) => copy.map_err(classify)?,
-                    None => state
-                        .query_planner()
-                        .create_physical_plan(&cached.logical, &state)
-                        .await
-                        .map_err(classify)?,
+                    None => planned(cached.logical).await.map_err(classify)?,
                 },
                 None => {
                     let optimized = state.optimize(&plan).map_err(classify)?;
-                    let physical = state
-                        .query_planner()
-                        .create_physical_plan(&optimized, &state)
-                        .await
-                        .map_err(classify)?;
-                    let cached = CachedPlan::new(optimized, &physical, state.config_options());
+                    let physical = planned(optimized.clone()).await.map_err(classify)?;
                     // The kept plan never runs: this run takes a copy of it too.
-                    let run = match cached.physical(state.config_options()) {
-                        Some(copy) => copy.map_err(classify)?,
-                        None => physical,
-                    };
+                    let (cached, run) =
+                        CachedPlan::new(optimized, physical, state.config_options());
                     self.inner.plans.insert(plan_key.clone(), cached);
                     run
                 }
