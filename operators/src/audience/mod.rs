@@ -251,6 +251,39 @@ struct Pending {
     events: Vec<(TypeKey, EventRow)>,
 }
 
+impl Pending {
+    /// The rows of `audience` at `version` — its contact side and each event atom — with `diff`
+    /// (+1 defines it, -1 retracts it).
+    fn definition(&mut self, names: &mut Names, audience: &Audience, version: u64, diff: isize) {
+        let (tenant, id) = (names.number(&audience.tenant), names.number(&audience.id));
+        let conditions = audience.contact_conditions.clone();
+        self.defs.push((
+            (
+                tenant,
+                DefRow {
+                    audience: id,
+                    version,
+                    conditions,
+                },
+            ),
+            diff,
+        ));
+        for (i, atom) in audience.atoms.iter().enumerate() {
+            self.atoms.push((
+                (
+                    (tenant, names.number(&atom.event_type)),
+                    AtomRow {
+                        audience: id,
+                        atom: i as u8,
+                        spec: atom.clone(),
+                    },
+                ),
+                diff,
+            ));
+        }
+    }
+}
+
 impl AudienceEngine {
     /// Builds the dataflow on a worker of the calling thread.
     pub fn new(config: AudienceConfig) -> AudienceEngine {
@@ -393,31 +426,8 @@ impl AudienceEngine {
         self.registry
             .borrow_mut()
             .insert(version, Rc::new(audience.formula.clone()));
-        let (tenant, id) = (self.names.number(&key.0), self.names.number(&key.1));
-        self.pending.defs.push((
-            (
-                tenant,
-                DefRow {
-                    audience: id,
-                    version,
-                    conditions: audience.contact_conditions.clone(),
-                },
-            ),
-            1,
-        ));
-        for (i, atom) in audience.atoms.iter().enumerate() {
-            self.pending.atoms.push((
-                (
-                    (tenant, self.names.number(&atom.event_type)),
-                    AtomRow {
-                        audience: id,
-                        atom: i as u8,
-                        spec: atom.clone(),
-                    },
-                ),
-                1,
-            ));
-        }
+        self.pending
+            .definition(&mut self.names, &audience, version, 1);
         self.members.entry(key.clone()).or_default();
         self.audiences.insert(key, (version, audience));
     }
@@ -436,31 +446,7 @@ impl AudienceEngine {
         let Some((version, old)) = self.audiences.get(key) else {
             return;
         };
-        let (tenant, id) = (self.names.number(&key.0), self.names.number(&key.1));
-        self.pending.defs.push((
-            (
-                tenant,
-                DefRow {
-                    audience: id,
-                    version: *version,
-                    conditions: old.contact_conditions.clone(),
-                },
-            ),
-            -1,
-        ));
-        for (i, atom) in old.atoms.iter().enumerate() {
-            self.pending.atoms.push((
-                (
-                    (tenant, self.names.number(&atom.event_type)),
-                    AtomRow {
-                        audience: id,
-                        atom: i as u8,
-                        spec: atom.clone(),
-                    },
-                ),
-                -1,
-            ));
-        }
+        self.pending.definition(&mut self.names, old, *version, -1);
         self.retired.push(*version);
     }
 
@@ -541,29 +527,31 @@ impl AudienceEngine {
 
     /// Drains the dataflow's output into membership changes and applies them to the members.
     fn changes(&mut self) -> Vec<MembershipChange> {
-        let mut raw = std::mem::take(&mut *self.output.borrow_mut());
-        raw.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-        // Consolidate (key, time): the reduce emits one net change per key and time, but a
-        // change may arrive in more than one batch.
-        let mut merged: Vec<(MemberKey, Time, isize)> = Vec::with_capacity(raw.len());
-        for (key, time, diff) in raw {
-            match merged.last_mut() {
-                Some(last) if last.0 == key && last.1 == time => last.2 += diff,
-                _ => merged.push((key, time, diff)),
-            }
-        }
+        let raw = std::mem::take(&mut *self.output.borrow_mut());
         // In time order, then by name, as the changes are reported.
-        let mut named: Vec<(Time, SmolStr, SmolStr, SmolStr, isize)> = merged
+        let mut named: Vec<((Time, SmolStr, SmolStr, SmolStr), isize)> = raw
             .into_iter()
-            .filter(|(_, _, diff)| *diff != 0)
             .map(|((tenant, audience, contact), time, diff)| {
                 let name = |n| self.names.name(n).clone();
-                (time, name(tenant), name(audience), name(contact), diff)
+                ((time, name(tenant), name(audience), name(contact)), diff)
             })
             .collect();
         named.sort();
+        // Consolidate (time, member): the reduce emits one net change per key and time, but a
+        // change may arrive in more than one batch.
+        let mut merged: Vec<((Time, SmolStr, SmolStr, SmolStr), isize)> =
+            Vec::with_capacity(named.len());
+        for (key, diff) in named {
+            match merged.last_mut() {
+                Some(last) if last.0 == key => last.1 += diff,
+                _ => merged.push((key, diff)),
+            }
+        }
         let mut out = Vec::new();
-        for (time, tenant, audience, contact, diff) in named {
+        for ((time, tenant, audience, contact), diff) in merged {
+            if diff == 0 {
+                continue;
+            }
             let key = (tenant.clone(), audience.clone());
             if !self.audiences.contains_key(&key) {
                 // A removed audience: its members leave with it, silently.
