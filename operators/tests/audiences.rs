@@ -103,9 +103,13 @@ fn incremental_membership_equals_a_from_scratch_evaluation_at_every_step() {
     let defs = definitions();
     for seed in 0..4u64 {
         let mut rng = StdRng::seed_from_u64(seed);
+        // Odd seeds run the dataflow on two workers, even ones on one: the answers must not
+        // depend on how the rows are dealt and exchanged.
         let mut engine = AudienceEngine::new(AudienceConfig {
             max_window_days: MAX_DAYS,
-        });
+            workers: 1 + (seed % 2) as usize,
+        })
+        .expect("engine starts");
         let tenants = ["shop-a", "shop-b"];
         let mut now: i64 = 1_780_000_000_000;
         let mut contacts: BTreeMap<(String, String), Contact> = BTreeMap::new();
@@ -204,7 +208,7 @@ fn incremental_membership_equals_a_from_scratch_evaluation_at_every_step() {
 
 #[test]
 fn time_passing_alone_moves_a_contact_out_of_ordered_in_the_last_14_days() {
-    let mut engine = AudienceEngine::new(AudienceConfig::default());
+    let mut engine = AudienceEngine::new(AudienceConfig::default()).expect("engine starts");
     let start: i64 = 1_780_000_000_000;
     let audience = Audience::compile(
         "shop",
@@ -244,7 +248,7 @@ fn time_passing_alone_moves_a_contact_out_of_ordered_in_the_last_14_days() {
 
 #[test]
 fn entering_and_leaving_within_one_instant_reports_nothing() {
-    let mut engine = AudienceEngine::new(AudienceConfig::default());
+    let mut engine = AudienceEngine::new(AudienceConfig::default()).expect("engine starts");
     let now: i64 = 1_780_000_000_000;
     let vip = Audience::compile(
         "shop",
@@ -272,4 +276,20 @@ fn entering_and_leaving_within_one_instant_reports_nothing() {
     assert_eq!(left.len(), 1);
     assert!(!left[0].entered);
     assert_eq!(engine.stats().memberships, 0);
+}
+
+#[test]
+fn a_worker_count_out_of_range_is_refused_naming_the_range() {
+    for workers in [0, 65] {
+        let e = AudienceEngine::new(AudienceConfig {
+            workers,
+            ..AudienceConfig::default()
+        })
+        .err()
+        .expect("refused");
+        assert_eq!(
+            e.to_string(),
+            format!("audience engine: workers = {workers} is out of range; use 1 to 64")
+        );
+    }
 }

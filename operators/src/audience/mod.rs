@@ -20,24 +20,24 @@
 //! its arrangements sort and compare integers; attributes are shared by reference count
 //! (`Shared`), so the copies differential makes of every row do not copy them.
 //!
-//! The engine runs on one timely worker owned by the caller's thread; [`AudienceEngine::step`]
-//! applies the changes given since the last step at the step's instant and returns the
-//! membership changes up to it, consolidated: a contact that entered and left within one
-//! instant does not appear.
+//! The engine runs on `workers` timely worker threads of its own. [`AudienceEngine::step`] deals
+//! the changes given since the last step among them (each arrangement's rows then reach the
+//! worker owning their key through timely's exchange, inside the dataflow), waits until every
+//! worker has finished the step's instant, and returns the membership changes up to it,
+//! consolidated: a contact that entered and left within one instant does not appear.
 
 pub mod definition;
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Deref;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
 
 use differential_dataflow::AsCollection;
 use differential_dataflow::input::{Input, InputSession};
 use serde::{Deserialize, Serialize};
-use timely::communication::Allocator;
-use timely::communication::allocator::thread::Thread;
+use timely::communication::WorkerGuards;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Capability;
@@ -51,6 +51,7 @@ pub use definition::{
     contact_mask,
 };
 
+use crate::HashMap;
 use crate::event::Event;
 use crate::predicate::Predicate;
 use crate::value::{AttrValue, Attrs, Num, SmolStr};
@@ -186,14 +187,36 @@ pub struct MembershipChange {
 pub struct AudienceConfig {
     /// The longest window a definition may use, days; events stay this long.
     pub max_window_days: u32,
+    /// Timely worker threads the dataflow runs on (1 to [`MAX_WORKERS`]).
+    pub workers: usize,
 }
 
 impl Default for AudienceConfig {
     fn default() -> Self {
         AudienceConfig {
             max_window_days: 400,
+            workers: 2,
         }
     }
+}
+
+/// Most worker threads an audience engine may run.
+pub const MAX_WORKERS: usize = 64;
+
+/// Why an audience engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AudienceEngineError {
+    /// The worker count is out of range.
+    #[error("audience engine: workers = {0} is out of range; use 1 to {MAX_WORKERS}")]
+    Workers(usize),
+    /// Timely could not start the worker threads.
+    #[error("audience engine: its {workers} worker threads could not start: {reason}")]
+    Start {
+        /// Workers asked for.
+        workers: usize,
+        /// Timely's reason.
+        reason: String,
+    },
 }
 
 /// Counters.
@@ -212,17 +235,19 @@ pub struct AudienceStats {
 }
 
 /// Formulas by definition version (one sequence for all audiences), read by the reduce.
-type Registry = Rc<RefCell<HashMap<u64, Rc<Formula>>>>;
+type Registry = Arc<RwLock<HashMap<u64, Arc<Formula>>>>;
 
-/// The running audience dataflow. Not `Send`: it lives on the thread that steps it.
+/// What the workers' reduces emit: (member, time, diff), collected for the next `changes`.
+type Output = Arc<Mutex<Vec<(MemberKey, Time, isize)>>>;
+
+/// The running audience dataflow: its workers and what the next step feeds them.
 pub struct AudienceEngine {
-    worker: Worker,
-    contacts_in: InputSession<Time, ContactRow, isize>,
-    defs_in: InputSession<Time, (Name, DefRow), isize>,
-    atoms_in: InputSession<Time, (TypeKey, AtomRow), isize>,
-    events_in: InputSession<Time, (TypeKey, EventRow), isize>,
-    probe: ProbeHandle<Time>,
-    output: Rc<RefCell<Vec<(MemberKey, Time, isize)>>>,
+    /// One channel per worker, carrying its share of each step.
+    rounds: Vec<Sender<Round>>,
+    /// A worker's word that it finished a step's instant.
+    done: Receiver<()>,
+    guards: Option<WorkerGuards<()>>,
+    output: Output,
     registry: Registry,
     max_window_ms: i64,
     /// The last instant stepped to; every change up to it is final.
@@ -284,108 +309,220 @@ impl Pending {
     }
 }
 
-impl AudienceEngine {
-    /// Builds the dataflow on a worker of the calling thread.
-    pub fn new(config: AudienceConfig) -> AudienceEngine {
-        let mut worker = Worker::new(
-            timely::WorkerConfig::default(),
-            Allocator::Thread(Thread::default()),
-            Some(std::time::Instant::now()),
-        );
-        let output: Rc<RefCell<Vec<(MemberKey, Time, isize)>>> = Rc::default();
-        let registry: Registry = Rc::default();
-        let sink = Rc::clone(&output);
-        let formulas = Rc::clone(&registry);
-        let probe = ProbeHandle::new();
-        let probe_handle = probe.clone();
-        let (contacts_in, defs_in, atoms_in, events_in) = worker.dataflow::<Time, _, _>(|scope| {
-            let (contacts_in, contacts) = scope.new_collection::<ContactRow, isize>();
-            let (defs_in, defs) = scope.new_collection::<(Name, DefRow), isize>();
-            let (atoms_in, atoms) = scope.new_collection::<(TypeKey, AtomRow), isize>();
-            let (events_in, events) = scope.new_collection::<(TypeKey, EventRow), isize>();
-            // An event's retraction is stamped with the instant it leaves the longest window.
-            let events = hold_until_due(events.inner).as_collection();
+/// One worker's share of a step: rows at the step's instant (events also at the instant they
+/// leave the longest window).
+#[derive(Default)]
+struct Round {
+    now: Time,
+    contacts: Vec<(ContactRow, isize)>,
+    defs: Vec<((Name, DefRow), isize)>,
+    atoms: Vec<((TypeKey, AtomRow), isize)>,
+    events: Vec<((TypeKey, EventRow), Time, isize)>,
+}
 
-            let base = contacts.join_map(defs, |tenant, (contact, view), def| {
-                (
-                    (*tenant, def.audience, *contact),
-                    Part::Base {
-                        version: def.version,
-                        mask: contact_mask(&def.conditions, view),
-                    },
-                )
-            });
-            let hits = events
-                .join_map(atoms, |(tenant, _), event, atom| {
-                    let counts = atom
-                        .spec
-                        .filter
-                        .as_ref()
-                        .is_none_or(|f| f.eval(&event.attrs));
-                    counts.then(|| {
-                        (
-                            (*tenant, atom.audience, event.contact),
-                            atom.atom,
-                            Num(atom.spec.value_of(&event.attrs)),
-                            event.ts_ms,
-                            atom.spec.window_ms,
-                        )
-                    })
-                })
-                .inner
-                .flat_map::<Vec<((MemberKey, Part), Time, isize)>, _, _>(
-                    |(hit, time, diff): (Option<_>, Time, isize)| {
-                        // The temporal filter: a hit counts from its event's time (or now, if
-                        // that is later) until its window has passed.
-                        let mut out = Vec::new();
-                        if let Some((key, atom, value, ts_ms, window_ms)) = hit {
-                            let from = time.max(ts_ms.max(0) as Time);
-                            let until = ts_ms.saturating_add(window_ms).max(0) as Time;
-                            if until > from {
-                                let part = Part::Hit { atom, value };
-                                out.push(((key, part.clone()), from, diff));
-                                out.push(((key, part), until, -diff));
-                            }
-                        }
-                        out
-                    },
-                );
-            let hits = hold_until_due(hits).as_collection();
+/// Deals `rows` round-robin into `hands` vectors.
+fn deal<T>(rows: Vec<T>, hands: &mut [Round], pick: impl Fn(&mut Round) -> &mut Vec<T>) {
+    let n = hands.len();
+    for (i, row) in rows.into_iter().enumerate() {
+        pick(&mut hands[i % n]).push(row);
+    }
+}
 
-            base.concat(hits)
-                .reduce(
-                    move |_: &MemberKey, parts: &[(&Part, isize)], out: &mut Vec<((), isize)>| {
-                        if is_member(&formulas, parts) {
-                            out.push(((), 1));
-                        }
-                    },
-                )
-                .inspect(move |((key, ()), time, diff)| {
-                    sink.borrow_mut().push((*key, *time, *diff));
-                })
-                .probe_with(&probe_handle);
-            (contacts_in, defs_in, atoms_in, events_in)
+/// A worker's inputs and the probe that says when an instant is done.
+struct Inputs {
+    contacts: InputSession<Time, ContactRow, isize>,
+    defs: InputSession<Time, (Name, DefRow), isize>,
+    atoms: InputSession<Time, (TypeKey, AtomRow), isize>,
+    events: InputSession<Time, (TypeKey, EventRow), isize>,
+    probe: ProbeHandle<Time>,
+}
+
+impl Inputs {
+    /// Feeds a round at its instant and closes the instant; returns the instant after it.
+    fn feed(&mut self, round: Round) -> Time {
+        let now = round.now;
+        self.contacts.advance_to(now);
+        self.defs.advance_to(now);
+        self.atoms.advance_to(now);
+        self.events.advance_to(now);
+        for (row, diff) in round.contacts {
+            self.contacts.update(row, diff);
+        }
+        for (row, diff) in round.defs {
+            self.defs.update(row, diff);
+        }
+        for (row, diff) in round.atoms {
+            self.atoms.update(row, diff);
+        }
+        for (row, time, diff) in round.events {
+            self.events.update_at(row, time, diff);
+        }
+        let next = now + 1;
+        self.contacts.advance_to(next);
+        self.defs.advance_to(next);
+        self.atoms.advance_to(next);
+        self.events.advance_to(next);
+        self.contacts.flush();
+        self.defs.flush();
+        self.atoms.flush();
+        self.events.flush();
+        next
+    }
+}
+
+/// Builds the audience dataflow on `worker`; its membership diffs go to `sink`.
+fn build(worker: &mut Worker, sink: Output, formulas: Registry) -> Inputs {
+    let probe = ProbeHandle::new();
+    let probe_handle = probe.clone();
+    let (contacts, defs, atoms, events) = worker.dataflow::<Time, _, _>(|scope| {
+        let (contacts_in, contacts) = scope.new_collection::<ContactRow, isize>();
+        let (defs_in, defs) = scope.new_collection::<(Name, DefRow), isize>();
+        let (atoms_in, atoms) = scope.new_collection::<(TypeKey, AtomRow), isize>();
+        let (events_in, events) = scope.new_collection::<(TypeKey, EventRow), isize>();
+        // An event's retraction is stamped with the instant it leaves the longest window.
+        let events = hold_until_due(events.inner).as_collection();
+
+        let base = contacts.join_map(defs, |tenant, (contact, view), def| {
+            (
+                (*tenant, def.audience, *contact),
+                Part::Base {
+                    version: def.version,
+                    mask: contact_mask(&def.conditions, view),
+                },
+            )
         });
-        AudienceEngine {
-            worker,
-            contacts_in,
-            defs_in,
-            atoms_in,
-            events_in,
-            probe,
+        let hits = events
+            .join_map(atoms, |(tenant, _), event, atom| {
+                let counts = atom
+                    .spec
+                    .filter
+                    .as_ref()
+                    .is_none_or(|f| f.eval(&event.attrs));
+                counts.then(|| {
+                    (
+                        (*tenant, atom.audience, event.contact),
+                        atom.atom,
+                        Num(atom.spec.value_of(&event.attrs)),
+                        event.ts_ms,
+                        atom.spec.window_ms,
+                    )
+                })
+            })
+            .inner
+            .flat_map::<Vec<((MemberKey, Part), Time, isize)>, _, _>(
+                |(hit, time, diff): (Option<_>, Time, isize)| {
+                    // The temporal filter: a hit counts from its event's time (or now, if
+                    // that is later) until its window has passed.
+                    let mut out = Vec::new();
+                    if let Some((key, atom, value, ts_ms, window_ms)) = hit {
+                        let from = time.max(ts_ms.max(0) as Time);
+                        let until = ts_ms.saturating_add(window_ms).max(0) as Time;
+                        if until > from {
+                            let part = Part::Hit { atom, value };
+                            out.push(((key, part.clone()), from, diff));
+                            out.push(((key, part), until, -diff));
+                        }
+                    }
+                    out
+                },
+            );
+        let hits = hold_until_due(hits).as_collection();
+
+        base.concat(hits)
+            .reduce(
+                move |_: &MemberKey, parts: &[(&Part, isize)], out: &mut Vec<((), isize)>| {
+                    if is_member(&formulas, parts) {
+                        out.push(((), 1));
+                    }
+                },
+            )
+            .inspect_batch(move |_, diffs| {
+                if let Ok(mut sink) = sink.lock() {
+                    sink.extend(
+                        diffs
+                            .iter()
+                            .map(|((key, ()), time, diff)| (*key, *time, *diff)),
+                    );
+                }
+            })
+            .probe_with(&probe_handle);
+        (contacts_in, defs_in, atoms_in, events_in)
+    });
+    Inputs {
+        contacts,
+        defs,
+        atoms,
+        events,
+        probe,
+    }
+}
+
+impl AudienceEngine {
+    /// Starts the dataflow on `config.workers` threads of its own.
+    pub fn new(config: AudienceConfig) -> Result<AudienceEngine, AudienceEngineError> {
+        let workers = config.workers;
+        if workers == 0 || workers > MAX_WORKERS {
+            return Err(AudienceEngineError::Workers(workers));
+        }
+        let output: Output = Arc::default();
+        let registry: Registry = Arc::default();
+        let (done_tx, done) = mpsc::channel();
+        let (rounds, receivers): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel::<Round>();
+                (tx, Some(rx))
+            })
+            .unzip();
+        let receivers = Mutex::new(receivers);
+        let done_tx = Mutex::new(done_tx);
+        let (sink, formulas) = (output.clone(), registry.clone());
+        let timely_config = if workers == 1 {
+            timely::Config::thread()
+        } else {
+            timely::Config::process(workers)
+        };
+        let guards = timely::execute(timely_config, move |worker| {
+            let index = worker.index();
+            let Some(rounds) = receivers.lock().ok().and_then(|mut r| r[index].take()) else {
+                return;
+            };
+            let Some(done) = done_tx.lock().ok().map(|tx| tx.clone()) else {
+                return;
+            };
+            let mut inputs = build(worker, sink.clone(), formulas.clone());
+            while let Ok(round) = rounds.recv() {
+                let next = inputs.feed(round);
+                // Waiting for the other workers, a worker polls briefly, then parks until a
+                // message wakes it.
+                worker.step_or_park_while(None, || inputs.probe.less_than(&next));
+                if done.send(()).is_err() {
+                    break;
+                }
+            }
+            // The engine is gone: drop the dataflow rather than run its scheduled retractions
+            // (up to the longest window ahead) to completion.
+            for dataflow in worker.installed_dataflows() {
+                worker.drop_dataflow(dataflow);
+            }
+        })
+        .map_err(|reason| AudienceEngineError::Start { workers, reason })?;
+        Ok(AudienceEngine {
+            rounds,
+            done,
+            guards: Some(guards),
             output,
             registry,
             names: Names::default(),
             max_window_ms: i64::from(config.max_window_days) * DAY_MS,
             time: 0,
             next_version: 1,
-            contacts: HashMap::new(),
-            audiences: HashMap::new(),
+            contacts: HashMap::default(),
+            audiences: HashMap::default(),
             retired: Vec::new(),
-            members: HashMap::new(),
+            members: HashMap::default(),
             pending: Pending::default(),
             stats: AudienceStats::default(),
-        }
+        })
     }
 
     /// Adds or changes a contact, from the next step on.
@@ -424,8 +561,9 @@ impl AudienceEngine {
         let version = self.next_version;
         self.next_version += 1;
         self.registry
-            .borrow_mut()
-            .insert(version, Rc::new(audience.formula.clone()));
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(version, Arc::new(audience.formula.clone()));
         self.pending
             .definition(&mut self.names, &audience, version, 1);
         self.members.entry(key.clone()).or_default();
@@ -477,47 +615,57 @@ impl AudienceEngine {
     /// instant is final, and returns the membership changes since the last step, in time order.
     pub fn step(&mut self, now_ms: i64) -> Vec<MembershipChange> {
         let now = (now_ms.max(0) as Time).max(self.time + 1);
-        self.contacts_in.advance_to(now);
-        self.defs_in.advance_to(now);
-        self.atoms_in.advance_to(now);
-        self.events_in.advance_to(now);
         let pending = std::mem::take(&mut self.pending);
         self.stats.updates += (pending.contacts.len()
             + pending.defs.len()
             + pending.atoms.len()
             + pending.events.len()) as u64;
-        for (row, diff) in pending.contacts {
-            self.contacts_in.update(row, diff);
-        }
-        for (row, diff) in pending.defs {
-            self.defs_in.update(row, diff);
-        }
-        for (row, diff) in pending.atoms {
-            self.atoms_in.update(row, diff);
-        }
+        let mut events = Vec::with_capacity(pending.events.len() * 2);
         for (key, row) in pending.events {
             let until = row.ts_ms.saturating_add(self.max_window_ms);
             if until <= now as i64 {
                 continue;
             }
-            self.events_in.update_at((key, row.clone()), now, 1);
-            self.events_in.update_at((key, row), until as Time, -1);
+            events.push(((key, row.clone()), now, 1));
+            events.push(((key, row), until as Time, -1));
         }
-        let next = now + 1;
-        self.contacts_in.advance_to(next);
-        self.defs_in.advance_to(next);
-        self.atoms_in.advance_to(next);
-        self.events_in.advance_to(next);
-        self.contacts_in.flush();
-        self.defs_in.flush();
-        self.atoms_in.flush();
-        self.events_in.flush();
-        while self.probe.less_than(&next) {
-            self.worker.step();
+        let mut rounds: Vec<Round> = self
+            .rounds
+            .iter()
+            .map(|_| Round {
+                now,
+                ..Round::default()
+            })
+            .collect();
+        deal(pending.contacts, &mut rounds, |r| &mut r.contacts);
+        deal(pending.defs, &mut rounds, |r| &mut r.defs);
+        deal(pending.atoms, &mut rounds, |r| &mut r.atoms);
+        deal(events, &mut rounds, |r| &mut r.events);
+        for (worker, round) in self.rounds.iter().zip(rounds) {
+            if worker.send(round).is_err() {
+                self.stopped();
+            }
+        }
+        let mut finished = 0;
+        while finished < self.rounds.len() {
+            match self.done.recv_timeout(Duration::from_secs(1)) {
+                Ok(()) => finished += 1,
+                // A worker that stopped (it can only have panicked) leaves the others waiting.
+                Err(RecvTimeoutError::Timeout) => {
+                    let guards = self.guards.as_ref().map(|g| g.guards());
+                    if guards.is_some_and(|g| g.iter().any(|t| t.is_finished())) {
+                        self.stopped();
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => self.stopped(),
+            }
         }
         self.time = now;
         {
-            let mut registry = self.registry.borrow_mut();
+            let mut registry = self
+                .registry
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             for version in self.retired.drain(..) {
                 registry.remove(&version);
             }
@@ -525,9 +673,14 @@ impl AudienceEngine {
         self.changes()
     }
 
+    /// A worker has stopped: a bug, after which no membership can be trusted.
+    fn stopped(&self) -> ! {
+        panic!("the audience dataflow stopped: one of its worker threads panicked");
+    }
+
     /// Drains the dataflow's output into membership changes and applies them to the members.
     fn changes(&mut self) -> Vec<MembershipChange> {
-        let raw = std::mem::take(&mut *self.output.borrow_mut());
+        let raw = std::mem::take(&mut *self.output.lock().unwrap_or_else(PoisonError::into_inner));
         // In time order, then by name, as the changes are reported.
         let mut named: Vec<((Time, SmolStr, SmolStr, SmolStr), isize)> = raw
             .into_iter()
@@ -602,6 +755,17 @@ impl AudienceEngine {
             audiences: self.audiences.len() as u64,
             memberships: self.members.values().map(|m| m.len() as u64).sum(),
             ..self.stats
+        }
+    }
+}
+
+impl Drop for AudienceEngine {
+    fn drop(&mut self) {
+        // Closing the channels ends the workers' loops; then wait for their threads. A worker
+        // that panicked was reported by the panic hook when it did, and `step` refused to go on.
+        self.rounds.clear();
+        if let Some(guards) = self.guards.take() {
+            let _ = guards.join();
         }
     }
 }
@@ -687,7 +851,7 @@ fn is_member(registry: &Registry, parts: &[(&Part, isize)]) -> bool {
     let Some((version, mask)) = base else {
         return false;
     };
-    let registry = registry.borrow();
+    let registry = registry.read().unwrap_or_else(PoisonError::into_inner);
     let Some(formula) = registry.get(&version) else {
         return false;
     };

@@ -121,13 +121,14 @@ pub struct AudienceService {
 impl AudienceService {
     /// Starts the audience thread over `store`: it rebuilds the engine, then follows the log.
     pub fn start(store: Arc<dyn Store>, config: AudienceConfig) -> anyhow::Result<Arc<Self>> {
+        let engine = AudienceEngine::new(config)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let known = Arc::new(RwLock::new(Known::default()));
         let thread = {
             let known = known.clone();
             std::thread::Builder::new()
                 .name("tidemark-audiences".into())
-                .spawn(move || run(store, config, known, rx))?
+                .spawn(move || run(engine, store, config, known, rx))?
         };
         Ok(Arc::new(AudienceService {
             commands: Mutex::new(tx),
@@ -294,13 +295,14 @@ struct Worker {
 }
 
 fn run(
+    engine: AudienceEngine,
     store: Arc<dyn Store>,
     config: AudienceConfig,
     known: Arc<RwLock<Known>>,
     commands: Receiver<Command>,
 ) {
     let mut worker = Worker {
-        engine: AudienceEngine::new(config),
+        engine,
         store,
         config,
         known,
@@ -311,8 +313,14 @@ fn run(
     };
     while let Err(e) = worker.recover() {
         tracing::error!(error = %e, "audiences: recovery failed; trying again in 5 s");
-        std::thread::sleep(Duration::from_secs(5));
-        worker.engine = AudienceEngine::new(config);
+        // Recovery starts from an empty engine.
+        loop {
+            std::thread::sleep(Duration::from_secs(5));
+            match AudienceEngine::new(config) {
+                Ok(engine) => break worker.engine = engine,
+                Err(e) => tracing::error!(error = %e, "audiences: trying again in 5 s"),
+            }
+        }
     }
     loop {
         match commands.recv_timeout(TICK) {

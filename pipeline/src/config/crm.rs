@@ -1,4 +1,5 @@
-//! CRM audiences and campaigns (`[crm]`): how long the membership log keeps its changes.
+//! CRM audiences and campaigns (`[crm]`): how long the membership log keeps its changes, and
+//! how many threads the audience dataflow runs on.
 
 use std::time::Duration;
 
@@ -18,12 +19,16 @@ pub struct CrmSettings {
     /// changes the campaigns have followed are pruned in the background; members are kept
     /// apart and never pruned.
     pub membership_log_retention: DurationSetting,
+    /// Timely worker threads of the audience dataflow (1 to 64). Its arrangements are spread
+    /// over them by key; idle workers park.
+    pub audience_workers: usize,
 }
 
 impl Default for CrmSettings {
     fn default() -> Self {
         CrmSettings {
             membership_log_retention: DurationSetting::from(Duration::from_secs(90 * 86_400)),
+            audience_workers: 2,
         }
     }
 }

@@ -167,6 +167,16 @@ impl Config {
                     .into(),
             ));
         }
+        if !(1..=operators::audience::MAX_WORKERS).contains(&self.crm.audience_workers) {
+            return Err(key(
+                "crm.audience_workers",
+                format!(
+                    "{} is out of range 1..={}",
+                    self.crm.audience_workers,
+                    operators::audience::MAX_WORKERS
+                ),
+            ));
+        }
         for (i, t) in self.tenants.iter().enumerate() {
             if t.id.is_empty() {
                 return Err(key(&format!("tenants[{i}].id"), "must not be empty".into()));

@@ -102,6 +102,16 @@ fn crm_section_loads_and_is_checked() {
             "{value}: {e}"
         );
     }
+    std::fs::write(&file, "[crm]\naudience_workers = 1\n").unwrap();
+    assert_eq!(Config::load(Some(&file)).unwrap().crm.audience_workers, 1);
+    for workers in [0, 65] {
+        std::fs::write(&file, format!("[crm]\naudience_workers = {workers}\n")).unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(
+            e.contains("crm.audience_workers") && e.contains("out of range 1..=64"),
+            "{workers}: {e}"
+        );
+    }
     std::fs::write(&file, "[crm]\nmembership_log_retension = \"30d\"\n").unwrap();
     let e = Config::load(Some(&file)).unwrap_err().to_string();
     assert!(e.contains("membership_log_retension"), "{e}");

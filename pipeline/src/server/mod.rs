@@ -292,7 +292,13 @@ impl Server {
         let (stop, stop_rx) = watch::channel(false);
         let throttle = Arc::new(AuthThrottle::new(config.server.auth_failures_per_minute));
         let sources_health = sources::SourcesHealth::default();
-        let audiences = match AudienceService::start(store.clone(), Default::default()) {
+        let audiences = match AudienceService::start(
+            store.clone(),
+            operators::audience::AudienceConfig {
+                workers: config.crm.audience_workers,
+                ..Default::default()
+            },
+        ) {
             Ok(audiences) => audiences,
             Err(e) => {
                 runtime.shutdown();

@@ -43,6 +43,7 @@ pub struct AudienceBenchArgs {
     pub rate: usize,
     pub seconds: u64,
     pub tick_ms: u64,
+    pub workers: usize,
 }
 
 /// The audience of a tenant, by shape (`tenant % 4`).
@@ -358,7 +359,11 @@ struct EnginePart {
 fn incremental(args: &AudienceBenchArgs) -> anyhow::Result<(EnginePart, Workload, i64)> {
     let rss_start = memory_mib("VmRSS");
     let mut workload = Workload::new(args.contacts, args.tenants);
-    let mut engine = AudienceEngine::new(AudienceConfig::default());
+    let config = AudienceConfig {
+        workers: args.workers,
+        ..AudienceConfig::default()
+    };
+    let mut engine = AudienceEngine::new(config)?;
     for t in 0..args.tenants {
         let audience = Audience::compile(
             &format!("t{t:03}"),
@@ -465,6 +470,7 @@ fn incremental(args: &AudienceBenchArgs) -> anyhow::Result<(EnginePart, Workload
     let report = json!({
         "contacts": args.contacts,
         "tenants": args.tenants,
+        "workers": args.workers,
         "audiences": stats.audiences,
         "load": {
             "contacts_s": round(contacts_s),

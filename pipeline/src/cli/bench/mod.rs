@@ -247,6 +247,9 @@ pub enum Which {
         /// A step every this many ms in the latency phase.
         #[arg(long, default_value_t = 50)]
         tick_ms: u64,
+        /// Timely worker threads of the audience dataflow.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
     },
     /// The web console: the demo's main dashboard page, server time cold and warm, the complete
     /// page in headless Chromium (DOMContentLoaded, through chromedriver) and bytes transferred.
@@ -460,6 +463,7 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
             rate,
             seconds,
             tick_ms,
+            workers,
         } => {
             audiences::run(audiences::AudienceBenchArgs {
                 contacts,
@@ -471,6 +475,7 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
                 rate,
                 seconds,
                 tick_ms,
+                workers,
             })
             .await?
         }
