@@ -171,7 +171,9 @@ struct Workload {
 }
 
 impl Workload {
-    fn new(contacts: usize, tenants: usize) -> Workload {
+    /// `events`: how many events the run will make at most. The record of them (kept for the
+    /// recompute) is allocated at once, so growing it never stalls the timed phases.
+    fn new(contacts: usize, tenants: usize, events: usize) -> Workload {
         let mut rng = StdRng::seed_from_u64(7);
         let contacts = (0..contacts)
             .map(|_| ContactState::random(&mut rng))
@@ -180,7 +182,7 @@ impl Workload {
             rng,
             tenants,
             contacts,
-            events: Vec::new(),
+            events: Vec::with_capacity(events),
             tenant_names: (0..tenants)
                 .map(|t| SmolStr::new(format!("t{t:03}")))
                 .collect(),
@@ -358,7 +360,9 @@ struct EnginePart {
 
 fn incremental(args: &AudienceBenchArgs) -> anyhow::Result<(EnginePart, Workload, i64)> {
     let rss_start = memory_mib("VmRSS");
-    let mut workload = Workload::new(args.contacts, args.tenants);
+    // Every update may be an event.
+    let events = args.history + args.updates + args.rate * args.seconds as usize;
+    let mut workload = Workload::new(args.contacts, args.tenants, events);
     let config = AudienceConfig {
         workers: args.workers,
         ..AudienceConfig::default()
@@ -431,6 +435,8 @@ fn incremental(args: &AudienceBenchArgs) -> anyhow::Result<(EnginePart, Workload
     let mut latency_ms = Vec::new();
     let mut latency_changes = 0u64;
     let mut late_steps = 0u64;
+    let mut latency_step_ms = Vec::new();
+    let mut latency_batch = Vec::new();
     let started = Instant::now();
     let mut next = 0usize;
     let total = args.rate * args.seconds as usize;
@@ -443,7 +449,10 @@ fn incremental(args: &AudienceBenchArgs) -> anyhow::Result<(EnginePart, Workload
             let update = workload.update(now, args.contact_share);
             workload.apply(&mut engine, &update);
         }
+        let step = Instant::now();
         latency_changes += engine.step(wall_ms()).len() as u64;
+        latency_step_ms.push(step.elapsed().as_secs_f64() * 1e3);
+        latency_batch.push((due - next) as f64);
         let done = started.elapsed().as_secs_f64();
         for i in batch {
             latency_ms.push((done - i as f64 / args.rate as f64) * 1e3);
@@ -495,6 +504,8 @@ fn incremental(args: &AudienceBenchArgs) -> anyhow::Result<(EnginePart, Workload
             "seconds": args.seconds,
             "tick_ms": args.tick_ms,
             "update_to_change_ms": summary(latency_ms),
+            "step_ms": summary(latency_step_ms),
+            "updates_per_step": summary(latency_batch),
             "membership_changes": latency_changes,
             "steps_over_tick": late_steps,
             "goal_p99_ms": 250,
