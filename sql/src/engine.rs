@@ -17,7 +17,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::SqlError;
-use crate::cache::{CacheKey, CacheStats, CachedPlan, PlanCache, ResultCache};
+use crate::cache::{CacheKey, CacheStats, CachedPlan, PlanCache, ResultCache, holds_rows};
 use crate::catalog::{
     CATALOG, SCHEMA, TenantCatalogList, TenantSchema, Warehouse, validate_tenant,
 };
@@ -398,10 +398,13 @@ impl DashboardEngine {
         user_sql: bool,
     ) -> Result<QueryResult, SqlError> {
         let tables = cache_tables(&plan);
-        let key = tables.as_ref().map(|tables| CacheKey {
+        let files = tables
+            .as_ref()
+            .map(|tables| self.files_freshness(tenant, tables));
+        let key = tables.as_ref().zip(files).map(|(tables, files)| CacheKey {
             tenant: tenant.to_string(),
             plan: plan.display_indent_schema().to_string(),
-            freshness: self.freshness(tenant, tables),
+            freshness: self.with_live_freshness(files, tenant, tables),
         });
         // Whether every table read is a warehouse table (in the tenant's default schema).
         let warehouse_only = tables.is_some_and(|tables| {
@@ -430,8 +433,19 @@ impl DashboardEngine {
         // where that can run again (see `cache`): the key holds the files' freshness, and the spec
         // compiler resolves relative time ranges to literals, so the plans of the same key are the
         // same. User SQL (which may call `now()`, folded to a constant by the optimizer) and
-        // external sources are optimized every time.
-        let plan_key = key.as_ref().filter(|_| !user_sql && warehouse_only);
+        // external sources are optimized every time. The events a live table has read are not
+        // part of the plan's key: its rows enter at physical planning (the scan takes the tail
+        // then), a plan holding them is never run again, and a kept physical plan runs again
+        // only under the freshness, events included, it was planned under.
+        let plan_key = key
+            .as_ref()
+            .zip(files)
+            .filter(|_| !user_sql && warehouse_only)
+            .map(|(key, files)| CacheKey {
+                freshness: files,
+                ..key.clone()
+            });
+        let plan_key = plan_key.as_ref();
         let physical = if let Some(plan_key) = plan_key {
             let state = ctx.state();
             let planned = |logical: LogicalPlan| {
@@ -443,19 +457,28 @@ impl DashboardEngine {
                         .await
                 }
             };
-            match self.inner.plans.get(plan_key) {
-                Some(cached) => match cached.physical(state.config_options()) {
-                    Some(copy) => copy.map_err(classify)?,
-                    None => planned(cached.logical).await.map_err(classify)?,
-                },
+            let config = state.config_options();
+            let freshness = key.as_ref().map_or(0, |key| key.freshness);
+            let cached = self.inner.plans.get(plan_key);
+            match cached.as_ref().and_then(|c| c.physical(config, freshness)) {
+                Some(copy) => copy.map_err(classify)?,
                 None => {
-                    let optimized = state.optimize(&plan).map_err(classify)?;
-                    let physical = planned(optimized.clone()).await.map_err(classify)?;
-                    // The kept plan never runs: this run takes a copy of it too.
-                    let (cached, run) =
-                        CachedPlan::new(optimized, physical, state.config_options());
-                    self.inner.plans.insert(plan_key.clone(), cached);
-                    run
+                    let known = cached.is_some();
+                    let logical = match cached {
+                        Some(cached) => cached.logical,
+                        None => state.optimize(&plan).map_err(classify)?,
+                    };
+                    let physical = planned(logical.clone()).await.map_err(classify)?;
+                    if known && holds_rows(&physical) {
+                        // A live table's tail: its optimized plan is kept for the next events
+                        // already, and a plan holding rows is never kept to run again.
+                        physical
+                    } else {
+                        // The kept plan never runs: this run takes a copy of it too.
+                        let (cached, run) = CachedPlan::new(logical, physical, config, freshness);
+                        self.inner.plans.insert(plan_key.clone(), cached);
+                        run
+                    }
                 }
             }
         } else {
@@ -479,12 +502,20 @@ impl DashboardEngine {
         })
     }
 
-    /// The freshness of `tenant`'s `tables`: their files and, for live tables, the events read.
-    fn freshness(&self, tenant: &str, tables: &BTreeSet<TableReference>) -> u64 {
-        let files = self
-            .inner
+    /// The freshness of `tenant`'s `tables`' files.
+    fn files_freshness(&self, tenant: &str, tables: &BTreeSet<TableReference>) -> u64 {
+        self.inner
             .warehouse
-            .freshness(tenant, tables.iter().map(TableReference::table));
+            .freshness(tenant, tables.iter().map(TableReference::table))
+    }
+
+    /// `files` (the tables' files' freshness) with, for live tables, the events read.
+    fn with_live_freshness(
+        &self,
+        files: u64,
+        tenant: &str,
+        tables: &BTreeSet<TableReference>,
+    ) -> u64 {
         match &self.inner.live {
             Some(live) => {
                 let events = live.freshness(
