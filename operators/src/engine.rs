@@ -21,13 +21,13 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::HashSet;
 use crate::dataflow::{Arrival, EpochInput, EventSlot, WorkerOutput, WorkerStats, build};
 use crate::event::Event;
 use crate::intent::Intent;
 use crate::rule::Rule;
 use crate::schedule::{DueRun, Schedule};
 use crate::state::{OpenAlert, StateStats, tenant_hash};
+use crate::{HashSet, WorkerChannels};
 
 /// Engine settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -240,14 +240,7 @@ impl Engine {
             .as_ref()
             .map_or((0, 1), |c| (c.process, c.addresses.len()));
         let (out_tx, outputs) = mpsc::channel();
-        let mut senders = Vec::with_capacity(workers);
-        let mut receivers = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let (tx, rx) = mpsc::channel::<Vec<EpochInput>>();
-            senders.push(tx);
-            receivers.push(Some(rx));
-        }
-        let receivers = Arc::new(Mutex::new(receivers));
+        let (senders, receivers) = WorkerChannels::<Vec<EpochInput>>::new(workers);
         let worker_stats: Vec<_> = (0..workers)
             .map(|_| Arc::new(Mutex::new(WorkerStats::default())))
             .collect();
@@ -270,7 +263,7 @@ impl Engine {
         let guards = timely::execute(timely_config, move |worker| {
             // Worker indexes run over the whole cluster; this process's are contiguous.
             let index = worker.index() - process * workers;
-            let Some(epochs) = receivers.lock().ok().and_then(|mut r| r[index].take()) else {
+            let Some(epochs) = receivers.take(index) else {
                 return;
             };
             let Some(output) = out_tx.lock().ok().map(|tx| tx.clone()) else {

@@ -45,6 +45,32 @@ pub use schedule::{
 pub use state::OpenAlert;
 pub use value::{AttrJson, AttrValue, Attrs, Num, SmolStr};
 
+/// One channel per worker thread of a timely computation: the caller keeps the senders, and each
+/// worker takes its receiver once, by its index among this process's workers.
+pub(crate) struct WorkerChannels<T> {
+    receivers: std::sync::Mutex<Vec<Option<std::sync::mpsc::Receiver<T>>>>,
+}
+
+impl<T> WorkerChannels<T> {
+    /// The senders, in worker order, and the receivers for the workers to take.
+    pub(crate) fn new(workers: usize) -> (Vec<std::sync::mpsc::Sender<T>>, Self) {
+        let (senders, receivers) = (0..workers)
+            .map(|_| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                (tx, Some(rx))
+            })
+            .unzip();
+        let receivers = std::sync::Mutex::new(receivers);
+        (senders, WorkerChannels { receivers })
+    }
+
+    /// Worker `index`'s receiver; `None` once taken.
+    pub(crate) fn take(&self, index: usize) -> Option<std::sync::mpsc::Receiver<T>> {
+        let mut receivers = self.receivers.lock().ok()?;
+        receivers.get_mut(index)?.take()
+    }
+}
+
 /// Asks the CPU to start loading the cache line at `at`; a hint with no effect on behaviour,
 /// whatever the address.
 #[inline]

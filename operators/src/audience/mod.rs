@@ -51,10 +51,10 @@ pub use definition::{
     contact_mask,
 };
 
-use crate::HashMap;
 use crate::event::Event;
 use crate::predicate::Predicate;
 use crate::value::{AttrValue, Attrs, Num, SmolStr};
+use crate::{HashMap, WorkerChannels};
 
 /// Logical time: the wall clock, ms since the epoch.
 type Time = u64;
@@ -467,13 +467,7 @@ impl AudienceEngine {
         let output: Output = Arc::default();
         let registry: Registry = Arc::default();
         let (done_tx, done) = mpsc::channel();
-        let (rounds, receivers): (Vec<_>, Vec<_>) = (0..workers)
-            .map(|_| {
-                let (tx, rx) = mpsc::channel::<Round>();
-                (tx, Some(rx))
-            })
-            .unzip();
-        let receivers = Mutex::new(receivers);
+        let (rounds, receivers) = WorkerChannels::<Round>::new(workers);
         let done_tx = Mutex::new(done_tx);
         let (sink, formulas) = (output.clone(), registry.clone());
         let timely_config = if workers == 1 {
@@ -483,7 +477,7 @@ impl AudienceEngine {
         };
         let guards = timely::execute(timely_config, move |worker| {
             let index = worker.index();
-            let Some(rounds) = receivers.lock().ok().and_then(|mut r| r[index].take()) else {
+            let Some(rounds) = receivers.take(index) else {
                 return;
             };
             let Some(done) = done_tx.lock().ok().map(|tx| tx.clone()) else {
