@@ -291,13 +291,17 @@ fn produced_filters(plan: &Arc<dyn ExecutionPlan>) -> Vec<Option<u64>> {
     ids
 }
 
-/// Whether a scan of `plan` holds rows in memory (a live table's tail): such a plan is never
-/// kept to run again.
+/// Whether a scan of `plan` holds rows in memory (rows given to it, or a live table's tail
+/// taken when it was planned outside a query's snapshot): such a plan is never kept to run
+/// again.
 pub fn holds_rows(plan: &Arc<dyn ExecutionPlan>) -> bool {
     let in_memory = plan.exists(|node| {
         Ok(node
             .downcast_ref::<DataSourceExec>()
-            .is_some_and(|scan| scan.data_source().is::<MemorySourceConfig>()))
+            .is_some_and(|scan| scan.data_source().is::<MemorySourceConfig>())
+            || node
+                .downcast_ref::<crate::live::TailExec>()
+                .is_some_and(crate::live::TailExec::holds_rows))
     });
     !matches!(in_memory, Ok(false))
 }

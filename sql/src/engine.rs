@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::TableReference;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::TaskContext;
-use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -24,7 +24,7 @@ use crate::catalog::{
 use crate::crm::CrmTables;
 use crate::functions;
 use crate::limits::{self, QueryLimits, QueryMemoryPool, TotalMemory};
-use crate::live::{LiveConfig, LiveTables};
+use crate::live::{LiveConfig, LiveSnapshot, LiveTables};
 use crate::model::SemanticModel;
 use crate::read_only::check_read_only;
 use crate::source::{ExternalSource, check_schema_name};
@@ -280,7 +280,11 @@ impl DashboardEngine {
             .map_err(SqlError::from_user_query)?;
         let schema = physical.schema();
         let batches = self
-            .collect(ctx, Arc::clone(&physical), SqlError::from_user_query)
+            .collect(
+                &ctx.state(),
+                Arc::clone(&physical),
+                SqlError::from_user_query,
+            )
             .await?;
         Ok(QueryResult {
             schema,
@@ -299,16 +303,16 @@ impl DashboardEngine {
     /// the total one) and collects its answer within the answer limits.
     async fn collect(
         &self,
-        ctx: &SessionContext,
+        state: &SessionState,
         physical: Arc<dyn ExecutionPlan>,
         classify: impl Fn(datafusion::error::DataFusionError) -> SqlError,
     ) -> Result<Vec<datafusion::arrow::array::RecordBatch>, SqlError> {
-        let mut runtime = (*ctx.runtime_env()).clone();
+        let mut runtime = (**state.runtime_env()).clone();
         runtime.memory_pool = Arc::new(QueryMemoryPool::new(
             self.inner.limits.query_memory_bytes,
             Arc::clone(&self.inner.memory),
         ));
-        let task = Arc::new(TaskContext::from(&ctx.state()).with_runtime(Arc::new(runtime)));
+        let task = Arc::new(TaskContext::from(state).with_runtime(Arc::new(runtime)));
         limits::collect_limited(physical, task, self.inner.limits.max_result_rows)
             .await
             .map_err(classify)?
@@ -398,13 +402,26 @@ impl DashboardEngine {
         user_sql: bool,
     ) -> Result<QueryResult, SqlError> {
         let tables = cache_tables(&plan);
-        let files = tables
+        // The live tables the plan reads, as they stand now: the plan is keyed by the files
+        // they list (the compacted watermark), the answer by the events as well, and the plan
+        // reads the tail of this snapshot when it runs.
+        let live = tables
             .as_ref()
-            .map(|tables| self.files_freshness(tenant, tables));
-        let key = tables.as_ref().zip(files).map(|(tables, files)| CacheKey {
+            .and_then(|tables| self.live_snapshot(tenant, tables));
+        let files = tables.as_ref().map(|tables| {
+            let files = self.files_freshness(tenant, tables);
+            match &live {
+                Some(live) => files ^ live.watermark().rotate_left(41),
+                None => files,
+            }
+        });
+        let key = tables.as_ref().zip(files).map(|(_, files)| CacheKey {
             tenant: tenant.to_string(),
             plan: plan.display_indent_schema().to_string(),
-            freshness: self.with_live_freshness(files, tenant, tables),
+            freshness: match &live {
+                Some(live) => files ^ live.freshness().rotate_left(17),
+                None => files,
+            },
         });
         // Whether every table read is a warehouse table (in the tenant's default schema).
         let warehouse_only = tables.is_some_and(|tables| {
@@ -433,10 +450,9 @@ impl DashboardEngine {
         // where that can run again (see `cache`): the key holds the files' freshness, and the spec
         // compiler resolves relative time ranges to literals, so the plans of the same key are the
         // same. User SQL (which may call `now()`, folded to a constant by the optimizer) and
-        // external sources are optimized every time. The events a live table has read are not
-        // part of the plan's key: its rows enter at physical planning (the scan takes the tail
-        // then), a plan holding them is never run again, and a kept physical plan runs again
-        // only under the freshness, events included, it was planned under.
+        // external sources are optimized every time. A live table's new events are not part of
+        // the plan's key: its physical plan lists the files of the snapshot's watermark and reads
+        // the tail when it runs, from the snapshot the run carries.
         let plan_key = key
             .as_ref()
             .zip(files)
@@ -446,21 +462,24 @@ impl DashboardEngine {
                 ..key.clone()
             });
         let plan_key = plan_key.as_ref();
+        let mut state = ctx.state();
         let physical = if let Some(plan_key) = plan_key {
-            let state = ctx.state();
-            let planned = |logical: LogicalPlan| {
-                let state = &state;
-                async move {
-                    state
-                        .query_planner()
-                        .create_physical_plan(&logical, state)
-                        .await
-                }
+            if let Some(live) = &live {
+                state.config_mut().set_extension(Arc::clone(live));
+            }
+            let state = &state;
+            let planned = |logical: LogicalPlan| async move {
+                state
+                    .query_planner()
+                    .create_physical_plan(&logical, state)
+                    .await
             };
             let config = state.config_options();
-            let freshness = key.as_ref().map_or(0, |key| key.freshness);
             let cached = self.inner.plans.get(plan_key);
-            match cached.as_ref().and_then(|c| c.physical(config, freshness)) {
+            match cached
+                .as_ref()
+                .and_then(|c| c.physical(config, plan_key.freshness))
+            {
                 Some(copy) => copy.map_err(classify)?,
                 None => {
                     let known = cached.is_some();
@@ -470,12 +489,13 @@ impl DashboardEngine {
                     };
                     let physical = planned(logical.clone()).await.map_err(classify)?;
                     if known && holds_rows(&physical) {
-                        // A live table's tail: its optimized plan is kept for the next events
-                        // already, and a plan holding rows is never kept to run again.
+                        // Its optimized plan is kept already, and a plan holding rows is never
+                        // kept to run again.
                         physical
                     } else {
                         // The kept plan never runs: this run takes a copy of it too.
-                        let (cached, run) = CachedPlan::new(logical, physical, config, freshness);
+                        let (cached, run) =
+                            CachedPlan::new(logical, physical, config, plan_key.freshness);
                         self.inner.plans.insert(plan_key.clone(), cached);
                         run
                     }
@@ -486,7 +506,9 @@ impl DashboardEngine {
             df.create_physical_plan().await.map_err(classify)?
         };
         let schema = physical.schema();
-        let batches = self.collect(ctx, Arc::clone(&physical), classify).await?;
+        let batches = self
+            .collect(&state, Arc::clone(&physical), classify)
+            .await?;
         // What a source reported while answering (GA4 sampling, thresholding, low quota).
         let warnings = crate::ga4::warnings(&physical);
         if let Some(key) = key {
@@ -509,26 +531,21 @@ impl DashboardEngine {
             .freshness(tenant, tables.iter().map(TableReference::table))
     }
 
-    /// `files` (the tables' files' freshness) with, for live tables, the events read.
-    fn with_live_freshness(
+    /// A snapshot of the live tables among `tables` (those of the tenant's own schema), if
+    /// the plan reads any.
+    fn live_snapshot(
         &self,
-        files: u64,
         tenant: &str,
         tables: &BTreeSet<TableReference>,
-    ) -> u64 {
-        match &self.inner.live {
-            Some(live) => {
-                let events = live.freshness(
-                    tenant,
-                    tables
-                        .iter()
-                        .filter(|t| t.schema().is_none_or(|s| s == SCHEMA))
-                        .map(TableReference::table),
-                );
-                files ^ events.rotate_left(17)
-            }
-            None => files,
-        }
+    ) -> Option<Arc<LiveSnapshot>> {
+        let live = self.inner.live.as_ref()?;
+        let names: Vec<&str> = tables
+            .iter()
+            .filter(|t| t.schema().is_none_or(|s| s == SCHEMA))
+            .map(TableReference::table)
+            .filter(|table| live.is_live(table))
+            .collect();
+        (!names.is_empty()).then(|| live.snapshot_of(tenant, names))
     }
 
     /// Resolves every member of every source against the first tenant that has files loaded

@@ -53,7 +53,7 @@ use crate::model::SemanticModel;
 pub use files::LiveFile;
 pub use mapping::{ATTRIBUTES_COLUMN, EVENT_ID_COLUMN, EventMapping, LiveEvent, RAW_TABLE};
 use mapping::{RowsBuilder, local_day};
-pub use table::LiveTable;
+pub use table::{LiveTable, TailExec};
 
 /// The store meta key holding the compacted watermark.
 pub const WATERMARK_KEY: &str = "live.compacted_seq";
@@ -173,6 +173,53 @@ struct Tail {
     /// The last log position that reached each group (its freshness).
     group_last: HashMap<Key, u64>,
     events: usize,
+}
+
+/// One group's tail batches, each with the last position of the step that read it.
+fn batches_of(tail: &Tail, key: &Key) -> Vec<(u64, RecordBatch)> {
+    tail.groups
+        .get(key)
+        .map(|batches| {
+            batches
+                .iter()
+                .map(|b| (b.step_last, b.batch.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A tenant's live tables at one moment, for one query: what its plan is keyed by and what its
+/// tail scans read. A physical plan lists the files the snapshot's watermark covers and reads
+/// the tail when it runs, from the snapshot the run carries (a session config extension), so a
+/// plan is run again under later snapshots of the same watermark: new events need no new plan.
+#[derive(Debug)]
+pub struct LiveSnapshot {
+    tenant: String,
+    watermark: u64,
+    /// Changes whenever new events reach the tables.
+    events: u64,
+    /// Each live table's tail batches (by the step that read them).
+    rows: HashMap<String, Vec<(u64, RecordBatch)>>,
+}
+
+impl LiveSnapshot {
+    /// The compacted watermark: what the files a plan lists cover (part of a plan's key).
+    pub fn watermark(&self) -> u64 {
+        self.watermark
+    }
+
+    /// A value that changes whenever new events reach the tables or compaction moves the
+    /// watermark (part of an answer's key).
+    pub fn freshness(&self) -> u64 {
+        self.events ^ self.watermark.rotate_left(29)
+    }
+
+    /// `table`'s tail batches for `tenant`, if this snapshot is of them.
+    fn rows(&self, tenant: &str, table: &str) -> Option<&[(u64, RecordBatch)]> {
+        (self.tenant == tenant)
+            .then(|| self.rows.get(table).map(Vec::as_slice))
+            .flatten()
+    }
 }
 
 /// The live tables of every tenant: mappings, tail, compaction.
@@ -300,21 +347,32 @@ impl LiveTables {
         &self.options
     }
 
-    /// A value that changes whenever new events reach `tenant`'s `tables` or their files change
-    /// through compaction (part of the result cache's key).
-    pub fn freshness<'a>(&self, tenant: &str, tables: impl IntoIterator<Item = &'a str>) -> u64 {
+    /// `tenant`'s live `tables` as they stand now, taken together under one lock: the compacted
+    /// watermark (which files a plan lists) and the tail's rows (what a plan's tail scan reads
+    /// when it runs). A query plans and runs under one snapshot (see [`LiveSnapshot`]).
+    pub fn snapshot_of<'a>(
+        &self,
+        tenant: &str,
+        tables: impl IntoIterator<Item = &'a str>,
+    ) -> Arc<LiveSnapshot> {
         let tail = lock(&self.tail);
         let mut hasher = DefaultHasher::new();
-        tail.watermark.hash(&mut hasher);
+        let mut rows = HashMap::new();
         for table in tables {
-            if self.is_live(table) {
-                table.hash(&mut hasher);
-                tail.group_last
-                    .get(&(tenant.to_string(), table.to_string()))
-                    .hash(&mut hasher);
+            if !self.is_live(table) || rows.contains_key(table) {
+                continue;
             }
+            let key = (tenant.to_string(), table.to_string());
+            table.hash(&mut hasher);
+            tail.group_last.get(&key).hash(&mut hasher);
+            rows.insert(table.to_string(), batches_of(&tail, &key));
         }
-        hasher.finish()
+        Arc::new(LiveSnapshot {
+            tenant: tenant.to_string(),
+            watermark: tail.watermark,
+            events: hasher.finish(),
+            rows,
+        })
     }
 
     /// Reads the events the log has after the tail into it. Returns the last position read.
@@ -438,16 +496,7 @@ impl LiveTables {
     /// position of the step that read it, which identifies it), taken together.
     fn snapshot(&self, tenant: &str, table: &str) -> (u64, Vec<(u64, RecordBatch)>) {
         let tail = lock(&self.tail);
-        let batches = tail
-            .groups
-            .get(&(tenant.to_string(), table.to_string()))
-            .map(|batches| {
-                batches
-                    .iter()
-                    .map(|b| (b.step_last, b.batch.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let batches = batches_of(&tail, &(tenant.to_string(), table.to_string()));
         (tail.watermark, batches)
     }
 

@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Statistics;
 use datafusion::common::pruning::PruningStatistics;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::TableType;
@@ -16,22 +18,30 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
 use datafusion::logical_expr::Accumulator;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::object_store::ObjectStoreExt;
 use datafusion::object_store::path::Path as StorePath;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_optimizer::pruning::PruningPredicate;
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::common::compute_record_batch_statistics;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::physical_plan::statistics::StatisticsArgs;
 use datafusion::physical_plan::union::UnionExec;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
 
 use super::mapping::EventMapping;
-use super::{LiveTables, conform, files, list_live, other_files};
+use super::{LiveSnapshot, LiveTables, conform, files, list_live, other_files};
 use crate::SqlError;
 use crate::catalog::STORE_URL;
 
@@ -43,9 +53,39 @@ pub struct LiveTable {
     table: String,
     schema: SchemaRef,
     options: ListingOptions,
-    /// Tail batches in this table's schema, by the read step that made them: a batch is cast
-    /// once, not on every scan.
-    conformed: Mutex<Vec<(u64, RecordBatch)>>,
+    /// The tail's batches in this table's schema.
+    conformer: Arc<Conformer>,
+}
+
+/// Casts tail batches into a table's schema, each once: kept by the read step that made them
+/// while the tail holds it.
+#[derive(Debug)]
+struct Conformer {
+    schema: SchemaRef,
+    done: Mutex<Vec<(u64, RecordBatch)>>,
+}
+
+impl Conformer {
+    /// `tail`'s batches in the table's schema.
+    fn conformed(&self, tail: Vec<(u64, RecordBatch)>) -> Result<Vec<RecordBatch>, SqlError> {
+        let mut cache = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rows = Vec::with_capacity(tail.len());
+        let mut kept = Vec::with_capacity(tail.len());
+        for (step, batch) in tail {
+            let done = cache
+                .iter()
+                .find(|(s, _)| *s == step)
+                .map(|(_, b)| b.clone());
+            let batch = match done {
+                Some(batch) => batch,
+                None => conform(&batch, &self.schema)?,
+            };
+            kept.push((step, batch.clone()));
+            rows.push(batch);
+        }
+        *cache = kept;
+        Ok(rows)
+    }
 }
 
 impl LiveTable {
@@ -114,72 +154,48 @@ impl LiveTable {
                 None => fields.push(field.as_ref().clone()),
             }
         }
+        let schema = Arc::new(Schema::new(fields));
         Ok(LiveTable {
             tenant: tenant.to_string(),
             table: table.to_string(),
-            schema: Arc::new(Schema::new(fields)),
+            conformer: Arc::new(Conformer {
+                schema: Arc::clone(&schema),
+                done: Mutex::new(Vec::new()),
+            }),
+            schema,
             options,
             live,
-            conformed: Mutex::new(Vec::new()),
         })
     }
 }
 
 impl LiveTable {
-    /// The tail's batches in this table's schema, cast once per batch and kept while the tail
-    /// holds the batch.
-    fn conformed(&self, tail: Vec<(u64, RecordBatch)>) -> Result<Vec<RecordBatch>, SqlError> {
-        let mut cache = self.conformed.lock().unwrap_or_else(|e| e.into_inner());
-        let mut rows = Vec::with_capacity(tail.len());
-        let mut kept = Vec::with_capacity(tail.len());
-        for (step, batch) in tail {
-            let done = cache
-                .iter()
-                .find(|(s, _)| *s == step)
-                .map(|(_, b)| b.clone());
-            let batch = match done {
-                Some(batch) => batch,
-                None => conform(&batch, &self.schema)?,
-            };
-            kept.push((step, batch.clone()));
-            rows.push(batch);
-        }
-        *cache = kept;
-        Ok(rows)
-    }
-
-    /// The tail batches `filters` may keep rows of: each batch's min and max per column against
-    /// the filters (DataFusion's pruning predicate, as row groups of files are skipped). A
-    /// filter it cannot use keeps every batch; the kept rows are filtered above the scan.
-    fn prune(
-        &self,
-        state: &dyn Session,
-        filters: &[Expr],
-        rows: Vec<RecordBatch>,
-    ) -> Vec<RecordBatch> {
-        let Some(filter) = conjunction(filters.iter().cloned()) else {
-            return rows;
-        };
-        let Ok(schema) = DFSchema::try_from(self.schema.as_ref().clone()) else {
-            return rows;
-        };
-        let Ok(expr) = state.create_physical_expr(filter, &schema) else {
-            return rows;
-        };
-        let Some(predicate) = PruningPredicateBuilder::new()
+    /// The pruning predicate of `filters` over this table's tail batches (DataFusion's, as row
+    /// groups of files are skipped by their min and max), if the filters give one.
+    fn predicate(&self, state: &dyn Session, filters: &[Expr]) -> Option<Arc<PruningPredicate>> {
+        let filter = conjunction(filters.iter().cloned())?;
+        let schema = DFSchema::try_from(self.schema.as_ref().clone()).ok()?;
+        let expr = state.create_physical_expr(filter, &schema).ok()?;
+        PruningPredicateBuilder::new()
             .with_file_schema(Arc::clone(&self.schema))
             .build(expr)
-        else {
-            return rows;
-        };
-        match predicate.prune(&TailStatistics { batches: &rows }) {
-            Ok(keep) => rows
-                .into_iter()
-                .zip(keep)
-                .filter_map(|(batch, keep)| keep.then_some(batch))
-                .collect(),
-            Err(_) => rows,
-        }
+    }
+}
+
+/// The tail batches `predicate` may keep rows of: each batch's min and max per column against
+/// the filters. No predicate, or one that cannot be evaluated, keeps every batch; the kept rows
+/// are filtered above the scan.
+fn prune(predicate: Option<&PruningPredicate>, rows: Vec<RecordBatch>) -> Vec<RecordBatch> {
+    let Some(predicate) = predicate else {
+        return rows;
+    };
+    match predicate.prune(&TailStatistics { batches: &rows }) {
+        Ok(keep) => rows
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(batch, keep)| keep.then_some(batch))
+            .collect(),
+        Err(_) => rows,
     }
 }
 
@@ -268,7 +284,16 @@ impl TableProvider for LiveTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         // The watermark and the tail first, then the files: a round that finishes in between
         // has its files listed but not read (past this watermark) and its rows in this tail.
-        let (watermark, tail) = self.live.snapshot(&self.tenant, &self.table);
+        // Planned for a query's snapshot, the tail is read when the plan runs, from the
+        // snapshot the run carries; otherwise it is read now and held by the plan.
+        let carried = state
+            .config()
+            .get_extension::<LiveSnapshot>()
+            .and_then(|s| Some((s.watermark(), s.rows(&self.tenant, &self.table)?.to_vec())));
+        let (at_run, (watermark, tail)) = match carried {
+            Some(snapshot) => (true, snapshot),
+            None => (false, self.live.snapshot(&self.tenant, &self.table)),
+        };
         let dir = self.live.table_dir(&self.table, &self.tenant);
         let mut names: Vec<String> = other_files(&dir).into_iter().map(|f| f.0).collect();
         names.extend(
@@ -295,16 +320,25 @@ impl TableProvider for LiveTable {
                 .with_cache(runtime.cache_manager.get_file_statistic_cache());
             inputs.push(listing.scan(state, projection, filters, limit).await?);
         }
-        if !tail.is_empty() {
-            let rows = self
-                .conformed(tail)
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            let rows = self.prune(state, filters, rows);
-            inputs.push(MemorySourceConfig::try_new_exec(
-                &[rows],
-                Arc::clone(&self.schema),
-                projection.cloned(),
-            )?);
+        let predicate = self.predicate(state, filters);
+        let rows = self
+            .conformer
+            .conformed(tail)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let rows = prune(predicate.as_deref(), rows);
+        if at_run || !rows.is_empty() {
+            let source = TailSource {
+                tenant: self.tenant.clone(),
+                table: self.table.clone(),
+                conformer: Arc::clone(&self.conformer),
+                predicate,
+            };
+            let read = if at_run {
+                TailRead::AtRun { watermark }
+            } else {
+                TailRead::Planned
+            };
+            inputs.push(Arc::new(TailExec::try_new(source, read, rows, projection)?));
         }
         if inputs.is_empty() {
             let schema = match projection {
@@ -313,6 +347,197 @@ impl TableProvider for LiveTable {
             };
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
+        if inputs.len() == 1 {
+            return Ok(inputs.remove(0));
+        }
         UnionExec::try_new(inputs)
+    }
+}
+
+/// What a [`TailExec`] reads.
+#[derive(Debug)]
+struct TailSource {
+    tenant: String,
+    table: String,
+    conformer: Arc<Conformer>,
+    /// The scan's filters as a pruning predicate over tail batches.
+    predicate: Option<Arc<PruningPredicate>>,
+}
+
+/// When a [`TailExec`] takes its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TailRead {
+    /// From the snapshot the run carries, which must be of the same watermark (the plan lists
+    /// the files that watermark covers): the plan runs again as new events arrive.
+    AtRun {
+        /// The compacted watermark the plan was made under.
+        watermark: u64,
+    },
+    /// The rows taken when the plan was made: the plan holds them.
+    Planned,
+}
+
+/// A live table's tail rows: the events not yet in its files.
+#[derive(Debug)]
+pub struct TailExec {
+    source: Arc<TailSource>,
+    read: TailRead,
+    /// The rows taken at planning: what [`TailRead::Planned`] runs with, and what the statistics
+    /// of [`TailRead::AtRun`] describe (as an estimate).
+    planned: Vec<RecordBatch>,
+    projection: Option<Vec<usize>>,
+    statistics: Arc<Statistics>,
+    properties: Arc<PlanProperties>,
+}
+
+impl TailExec {
+    fn try_new(
+        source: TailSource,
+        read: TailRead,
+        planned: Vec<RecordBatch>,
+        projection: Option<&Vec<usize>>,
+    ) -> DfResult<Self> {
+        let schema = &source.conformer.schema;
+        let projected = match projection {
+            Some(p) => Arc::new(schema.project(p)?),
+            None => Arc::clone(schema),
+        };
+        let statistics = compute_record_batch_statistics(
+            std::slice::from_ref(&planned),
+            schema,
+            projection.cloned(),
+        );
+        let statistics = match read {
+            TailRead::Planned => statistics,
+            TailRead::AtRun { .. } => statistics.to_inexact(),
+        };
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(projected),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Ok(TailExec {
+            source: Arc::new(source),
+            read,
+            planned: match read {
+                TailRead::Planned => planned,
+                TailRead::AtRun { .. } => Vec::new(),
+            },
+            projection: projection.cloned(),
+            statistics: Arc::new(statistics),
+            properties: Arc::new(properties),
+        })
+    }
+
+    /// Whether the plan holds the rows it reads (taken at planning), so that running it again
+    /// would answer from them.
+    pub fn holds_rows(&self) -> bool {
+        self.read == TailRead::Planned
+    }
+
+    /// The rows to run with: those taken at planning, or the run's snapshot's.
+    fn rows(&self, context: &TaskContext) -> DfResult<Vec<RecordBatch>> {
+        let TailRead::AtRun { watermark } = self.read else {
+            return Ok(self.planned.clone());
+        };
+        let source = &self.source;
+        let snapshot = context
+            .session_config()
+            .get_extension::<LiveSnapshot>()
+            .filter(|s| s.watermark() == watermark);
+        let tail = snapshot.and_then(|s| Some(s.rows(&source.tenant, &source.table)?.to_vec()));
+        let Some(tail) = tail else {
+            return Err(DataFusionError::Internal(format!(
+                "live table {} of tenant {} was planned for its events under compacted watermark {watermark} and runs without them",
+                source.table, source.tenant
+            )));
+        };
+        let rows = source
+            .conformer
+            .conformed(tail)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(prune(source.predicate.as_deref(), rows))
+    }
+}
+
+impl DisplayAs for TailExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self.read {
+            TailRead::AtRun { watermark } => write!(
+                f,
+                "LiveTailExec: {} events after {watermark}, read at run",
+                self.source.table
+            ),
+            TailRead::Planned => write!(
+                f,
+                "LiveTailExec: {} events, {} rows held",
+                self.source.table,
+                self.planned
+                    .iter()
+                    .map(RecordBatch::num_rows)
+                    .sum::<usize>()
+            ),
+        }
+    }
+}
+
+impl ExecutionPlan for TailExec {
+    fn name(&self) -> &str {
+        "LiveTailExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(DataFusionError::Internal(
+                "LiveTailExec has no children".into(),
+            ))
+        }
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        _args: &StatisticsArgs,
+    ) -> DfResult<Arc<Statistics>> {
+        Ok(Arc::clone(&self.statistics))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "LiveTailExec has one partition, not {partition}"
+            )));
+        }
+        let rows = self.rows(&context)?;
+        Ok(Box::pin(MemoryStream::try_new(
+            rows,
+            Arc::clone(&self.source.conformer.schema),
+            self.projection.clone(),
+        )?))
     }
 }
