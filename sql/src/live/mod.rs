@@ -59,6 +59,10 @@ pub use table::{LiveTable, TailExec};
 pub const WATERMARK_KEY: &str = "live.compacted_seq";
 /// Events read from the log per call while catching up.
 const READ_CHUNK: usize = 20_000;
+/// Reads are joined into one step (one batch per table and tenant) up to this many events: the
+/// tail is read often, so that a query finds little left to read itself, without holding a
+/// batch per read.
+const STEP_EVENTS: usize = 4_096;
 /// A live file this large is not merged again (merges rewrite only the newest small files).
 const MERGED_FILE_BYTES: u64 = 64 * 1024 * 1024;
 /// Rows per Parquet row group of a live file: small enough that a time filter skips most of a
@@ -88,7 +92,7 @@ pub struct LiveOptions {
 impl Default for LiveOptions {
     fn default() -> Self {
         LiveOptions {
-            poll_every: Duration::from_millis(50),
+            poll_every: Duration::from_millis(5),
             compact_every: Duration::from_secs(5),
             max_tail_events: 200_000,
             round_events: 250_000,
@@ -159,6 +163,19 @@ struct TailBatch {
     ts_ms: Vec<i64>,
 }
 
+impl TailBatch {
+    /// `next` (rows of the same table, read after these) appended to this batch, which takes
+    /// its step.
+    fn absorb(&mut self, next: TailBatch) -> Result<(), SqlError> {
+        self.batch = concat_batches(&self.batch.schema(), [&self.batch, &next.batch])
+            .map_err(|e| SqlError::Internal(format!("live tables: {e}")))?;
+        self.days.extend(next.days);
+        self.ts_ms.extend(next.ts_ms);
+        self.step_last = next.step_last;
+        Ok(())
+    }
+}
+
 /// A built table provider and the fingerprint of the operator's files it was built over.
 type Provider = (u64, Arc<LiveTable>);
 
@@ -169,6 +186,8 @@ struct Tail {
     applied: u64,
     /// Each read step's last position and event count, oldest first.
     steps: VecDeque<(u64, usize)>,
+    /// The last step a compaction round has taken: no later read is merged into it.
+    sealed: u64,
     groups: HashMap<Key, Vec<TailBatch>>,
     /// The last log position that reached each group (its freshness).
     group_last: HashMap<Key, u64>,
@@ -404,11 +423,26 @@ impl LiveTables {
             let count = events.len();
             let batches = self.build(events)?;
             let mut tail = lock(&self.tail);
+            // A small read joins the step before it (its batches grow instead of the tail
+            // holding one more per group), unless a round has taken that step.
+            let previous = tail.applied;
+            let join = tail.sealed < previous
+                && tail
+                    .steps
+                    .back()
+                    .is_some_and(|&(step, held)| step == previous && held + count <= STEP_EVENTS);
             for (key, batch) in batches {
                 tail.group_last.insert(key.clone(), last);
-                tail.groups.entry(key).or_default().push(batch);
+                let group = tail.groups.entry(key).or_default();
+                match group.last_mut() {
+                    Some(open) if join && open.step_last == previous => open.absorb(batch)?,
+                    _ => group.push(batch),
+                }
             }
-            tail.steps.push_back((last, count));
+            match tail.steps.back_mut() {
+                Some(step) if join => *step = (last, step.1 + count),
+                _ => tail.steps.push_back((last, count)),
+            }
             tail.applied = last;
             tail.events += count;
             if count < READ_CHUNK {
@@ -514,7 +548,7 @@ impl LiveTables {
         self.refresh()?;
         let _compacting = lock(&self.compacting);
         let (first, upto, events, work) = {
-            let tail = lock(&self.tail);
+            let mut tail = lock(&self.tail);
             let mut upto = tail.watermark;
             let mut events = 0;
             for &(last, count) in &tail.steps {
@@ -524,6 +558,7 @@ impl LiveTables {
                 upto = last;
                 events += count;
             }
+            tail.sealed = tail.sealed.max(upto);
             let work: Vec<(Key, Vec<TailBatch>)> = tail
                 .groups
                 .iter()
@@ -748,45 +783,78 @@ impl LiveTables {
     }
 
     /// Keeps live tables current until `stop()` is true: reads the log every
-    /// [`LiveOptions::poll_every`] and compacts every [`LiveOptions::compact_every`] (sooner
-    /// when the tail holds [`LiveOptions::max_tail_events`]). Blocking: run it on a thread of
-    /// its own (the server runs it at a low CPU priority, so that ingest and queries come first
-    /// when the machine is busy; queries read the log themselves, so they stay current). A
-    /// failing step is logged and retried on the next tick; nothing is lost, since the tail is
-    /// re-read from the log.
-    pub fn run(&self, stop: impl Fn() -> bool) {
+    /// [`LiveOptions::poll_every`] and, on a second thread (started here, with this thread's CPU
+    /// priority), compacts every [`LiveOptions::compact_every`] (sooner when the tail holds
+    /// [`LiveOptions::max_tail_events`]), so that a round writing files does not hold up reading.
+    /// Blocking: run it on a thread of its own (the server runs it at a low CPU priority, so that
+    /// ingest and queries come first when the machine is busy; queries read what is left of the
+    /// log themselves, so they stay current). A failing step is logged and retried on the next
+    /// tick; nothing is lost, since the tail is re-read from the log.
+    pub fn run(&self, stop: impl Fn() -> bool + Sync) {
+        std::thread::scope(|scope| {
+            let compacting = std::thread::Builder::new()
+                .name("tidemark-live-compact".into())
+                .spawn_scoped(scope, || self.compact_until(&stop));
+            let alone = compacting.is_err();
+            if let Err(e) = compacting {
+                tracing::error!(error = %e, "live tables: cannot start the compaction thread; compacting between reads");
+            }
+            let mut last_round = Instant::now();
+            while !stop() {
+                std::thread::sleep(self.options.poll_every);
+                if stop() {
+                    return;
+                }
+                // Only when the compaction thread could not start.
+                let compact = alone && self.round_due(last_round);
+                if compact {
+                    last_round = Instant::now();
+                }
+                self.step(|| {
+                    if compact {
+                        self.compact().map(Some)
+                    } else {
+                        self.refresh().map(|_| None)
+                    }
+                });
+            }
+        });
+    }
+
+    /// Compacts whenever a round is due, until `stop()` is true.
+    fn compact_until(&self, stop: &(impl Fn() -> bool + Sync)) {
         let mut last_round = Instant::now();
         while !stop() {
-            std::thread::sleep(self.options.poll_every);
+            std::thread::sleep(self.options.poll_every.max(Duration::from_millis(50)));
             if stop() {
                 return;
             }
-            let due = last_round.elapsed() >= self.options.compact_every
-                || self.status().tail_events >= self.options.max_tail_events;
-            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                if due {
-                    self.compact().map(Some)
-                } else {
-                    self.refresh().map(|_| None)
-                }
-            }));
-            match step {
-                Ok(Ok(Some(report))) => {
-                    last_round = Instant::now();
-                    if report.events > 0 {
-                        tracing::debug!(
-                            events = report.events,
-                            files = report.files,
-                            merged = report.merged,
-                            watermark = report.watermark,
-                            "live tables compacted"
-                        );
-                    }
-                }
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "live tables: a step failed; retrying"),
-                Err(_) => tracing::error!("live tables: a step panicked; retrying"),
+            if self.round_due(last_round) {
+                last_round = Instant::now();
+                self.step(|| self.compact().map(Some));
             }
+        }
+    }
+
+    /// Whether a compaction round is due: `compact_every` since the last, or the tail is full.
+    fn round_due(&self, last_round: Instant) -> bool {
+        last_round.elapsed() >= self.options.compact_every
+            || self.status().tail_events >= self.options.max_tail_events
+    }
+
+    /// Runs one read or round, logging what fails or panics (the next tick retries).
+    fn step(&self, work: impl FnOnce() -> Result<Option<RoundReport>, SqlError>) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+            Ok(Ok(Some(report))) if report.events > 0 => tracing::debug!(
+                events = report.events,
+                files = report.files,
+                merged = report.merged,
+                watermark = report.watermark,
+                "live tables compacted"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "live tables: a step failed; retrying"),
+            Err(_) => tracing::error!("live tables: a step panicked; retrying"),
         }
     }
 
