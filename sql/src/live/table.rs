@@ -1,7 +1,7 @@
 //! [`LiveTable`]: one tenant's live table as a DataFusion table — its Parquet files (the
 //! operator's and the finished compaction rounds') united with the tail's rows.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -57,17 +57,51 @@ pub struct LiveTable {
     conformer: Arc<Conformer>,
 }
 
-/// Casts tail batches into a table's schema, each once: kept by the read step that made them
-/// while the tail holds it.
+/// Casts tail batches into a table's schema, each once, and keeps them (with the statistics
+/// scans prune them by) while the tail holds them, by the read step that made them.
 #[derive(Debug)]
 struct Conformer {
     schema: SchemaRef,
-    done: Mutex<Vec<(u64, RecordBatch)>>,
+    done: Mutex<Vec<(u64, Arc<TailRows>)>>,
+}
+
+/// A tail batch in its table's schema, with each column's min and max once asked for.
+#[derive(Debug)]
+struct TailRows {
+    batch: RecordBatch,
+    /// Column name → (min, max), `None` where the column's type has no min and max.
+    extremes: Mutex<HashMap<String, Option<(ScalarValue, ScalarValue)>>>,
+}
+
+impl TailRows {
+    fn new(batch: RecordBatch) -> Self {
+        TailRows {
+            batch,
+            extremes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `column`'s min or max in this batch, computed on first use.
+    fn extreme(&self, column: &str, min: bool) -> Option<ScalarValue> {
+        let mut extremes = self.extremes.lock().unwrap_or_else(|e| e.into_inner());
+        let both = extremes
+            .entry(column.to_string())
+            .or_insert_with(|| {
+                let array = self.batch.column_by_name(column)?;
+                let mut low = MinAccumulator::try_new(array.data_type()).ok()?;
+                let mut high = MaxAccumulator::try_new(array.data_type()).ok()?;
+                low.update_batch(&[Arc::clone(array)]).ok()?;
+                high.update_batch(&[Arc::clone(array)]).ok()?;
+                Some((low.evaluate().ok()?, high.evaluate().ok()?))
+            })
+            .as_ref()?;
+        Some(if min { both.0.clone() } else { both.1.clone() })
+    }
 }
 
 impl Conformer {
     /// `tail`'s batches in the table's schema.
-    fn conformed(&self, tail: Vec<(u64, RecordBatch)>) -> Result<Vec<RecordBatch>, SqlError> {
+    fn conformed(&self, tail: Vec<(u64, RecordBatch)>) -> Result<Vec<Arc<TailRows>>, SqlError> {
         let mut cache = self.done.lock().unwrap_or_else(|e| e.into_inner());
         let mut rows = Vec::with_capacity(tail.len());
         let mut kept = Vec::with_capacity(tail.len());
@@ -75,12 +109,12 @@ impl Conformer {
             let done = cache
                 .iter()
                 .find(|(s, _)| *s == step)
-                .map(|(_, b)| b.clone());
+                .map(|(_, b)| Arc::clone(b));
             let batch = match done {
                 Some(batch) => batch,
-                None => conform(&batch, &self.schema)?,
+                None => Arc::new(TailRows::new(conform(&batch, &self.schema)?)),
             };
-            kept.push((step, batch.clone()));
+            kept.push((step, Arc::clone(&batch)));
             rows.push(batch);
         }
         *cache = kept;
@@ -185,23 +219,24 @@ impl LiveTable {
 /// The tail batches `predicate` may keep rows of: each batch's min and max per column against
 /// the filters. No predicate, or one that cannot be evaluated, keeps every batch; the kept rows
 /// are filtered above the scan.
-fn prune(predicate: Option<&PruningPredicate>, rows: Vec<RecordBatch>) -> Vec<RecordBatch> {
-    let Some(predicate) = predicate else {
-        return rows;
+fn prune(predicate: Option<&PruningPredicate>, rows: Vec<Arc<TailRows>>) -> Vec<RecordBatch> {
+    let keep = match predicate {
+        Some(predicate) => predicate.prune(&TailStatistics { batches: &rows }).ok(),
+        None => None,
     };
-    match predicate.prune(&TailStatistics { batches: &rows }) {
-        Ok(keep) => rows
+    match keep {
+        Some(keep) => rows
             .into_iter()
             .zip(keep)
-            .filter_map(|(batch, keep)| keep.then_some(batch))
+            .filter_map(|(rows, keep)| keep.then(|| rows.batch.clone()))
             .collect(),
-        Err(_) => rows,
+        None => rows.into_iter().map(|rows| rows.batch.clone()).collect(),
     }
 }
 
 /// Per-batch statistics of tail rows, for DataFusion's pruning predicate.
 struct TailStatistics<'a> {
-    batches: &'a [RecordBatch],
+    batches: &'a [Arc<TailRows>],
 }
 
 impl TailStatistics<'_> {
@@ -210,16 +245,7 @@ impl TailStatistics<'_> {
         let values = self
             .batches
             .iter()
-            .map(|batch| {
-                let array = batch.column_by_name(&column.name)?;
-                let mut accumulator: Box<dyn Accumulator> = if min {
-                    Box::new(MinAccumulator::try_new(array.data_type()).ok()?)
-                } else {
-                    Box::new(MaxAccumulator::try_new(array.data_type()).ok()?)
-                };
-                accumulator.update_batch(&[Arc::clone(array)]).ok()?;
-                accumulator.evaluate().ok()
-            })
+            .map(|rows| rows.extreme(&column.name, min))
             .collect::<Option<Vec<ScalarValue>>>()?;
         ScalarValue::iter_to_array(values).ok()
     }
@@ -242,13 +268,17 @@ impl PruningStatistics for TailStatistics<'_> {
         let counts = self
             .batches
             .iter()
-            .map(|batch| Some(batch.column_by_name(&column.name)?.null_count() as u64))
+            .map(|rows| Some(rows.batch.column_by_name(&column.name)?.null_count() as u64))
             .collect::<Option<Vec<u64>>>()?;
         Some(Arc::new(UInt64Array::from(counts)))
     }
 
     fn row_counts(&self) -> Option<ArrayRef> {
-        let counts: Vec<u64> = self.batches.iter().map(|b| b.num_rows() as u64).collect();
+        let counts: Vec<u64> = self
+            .batches
+            .iter()
+            .map(|rows| rows.batch.num_rows() as u64)
+            .collect();
         Some(Arc::new(UInt64Array::from(counts)))
     }
 
