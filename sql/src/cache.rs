@@ -216,9 +216,6 @@ pub struct CachedPlan {
     physical: Option<Arc<dyn ExecutionPlan>>,
     /// Whether nodes of `physical` produce dynamic filters, to be pushed down anew in each copy.
     renews_filters: bool,
-    /// The freshness `physical` was planned under (its tables' files and the live events read):
-    /// a copy runs only under the same.
-    planned_under: u64,
 }
 
 impl CachedPlan {
@@ -228,7 +225,6 @@ impl CachedPlan {
         logical: LogicalPlan,
         physical: Arc<dyn ExecutionPlan>,
         config: &ConfigOptions,
-        planned_under: u64,
     ) -> (Self, Arc<dyn ExecutionPlan>) {
         let renews_filters = !produced_filters(&physical).is_empty();
         let copy = fresh_copy(&physical, renews_filters, config)
@@ -242,20 +238,14 @@ impl CachedPlan {
             logical,
             physical: kept,
             renews_filters,
-            planned_under,
         };
         (cached, run)
     }
 
-    /// A fresh copy of the physical plan to run under `freshness`, if one is kept for it.
-    pub fn physical(
-        &self,
-        config: &ConfigOptions,
-        freshness: u64,
-    ) -> Option<DfResult<Arc<dyn ExecutionPlan>>> {
+    /// A fresh copy of the physical plan to run, if one is kept.
+    pub fn physical(&self, config: &ConfigOptions) -> Option<DfResult<Arc<dyn ExecutionPlan>>> {
         self.physical
             .as_ref()
-            .filter(|_| self.planned_under == freshness)
             .map(|plan| fresh_copy(plan, self.renews_filters, config))
     }
 }
@@ -294,7 +284,7 @@ fn produced_filters(plan: &Arc<dyn ExecutionPlan>) -> Vec<Option<u64>> {
 /// Whether a scan of `plan` holds rows in memory (rows given to it, or a live table's tail
 /// taken when it was planned outside a query's snapshot): such a plan is never kept to run
 /// again.
-pub fn holds_rows(plan: &Arc<dyn ExecutionPlan>) -> bool {
+fn holds_rows(plan: &Arc<dyn ExecutionPlan>) -> bool {
     let in_memory = plan.exists(|node| {
         Ok(node
             .downcast_ref::<DataSourceExec>()
@@ -425,7 +415,7 @@ mod tests {
         };
         let empty: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(Arc::new(Schema::empty())));
         let config = ConfigOptions::default();
-        let cached = |n: i64| CachedPlan::new(plan(n), Arc::clone(&empty), &config, 0).0;
+        let cached = |n: i64| CachedPlan::new(plan(n), Arc::clone(&empty), &config).0;
         cache.insert(key("a"), cached(1));
         cache.insert(key("b"), cached(2));
         assert_eq!(cache.get(&key("a")).map(|c| c.logical), Some(plan(1)));
@@ -523,27 +513,15 @@ mod tests {
         let (_dir, ctx) = numbers().await;
         let config = ctx.state().config_options().clone();
         let plan = physical(&ctx, "SELECT sum(n) FROM t").await;
-        let cached = CachedPlan::new(logical(), Arc::clone(&plan), &config, 0).0;
+        let cached = CachedPlan::new(logical(), Arc::clone(&plan), &config).0;
         for _ in 0..3 {
-            let copy = cached.physical(&config, 0).expect("kept").expect("reset");
+            let copy = cached.physical(&config).expect("kept").expect("reset");
             assert!(!Arc::ptr_eq(&copy, &plan), "the kept plan never runs");
             let out = datafusion::physical_plan::collect(copy, ctx.task_ctx())
                 .await
                 .expect("run");
             assert_eq!(numbers_of(&out), [6], "every copy reads every row once");
         }
-    }
-
-    #[tokio::test]
-    async fn a_kept_physical_plan_runs_only_under_the_freshness_it_was_planned_under() {
-        let (_dir, ctx) = numbers().await;
-        let config = ctx.state().config_options().clone();
-        let plan = physical(&ctx, "SELECT sum(n) FROM t").await;
-        // Planned when the live tables had read up to some event (freshness 7); a new event
-        // (freshness 8) needs a new physical plan from the same logical one.
-        let cached = CachedPlan::new(logical(), Arc::clone(&plan), &config, 7).0;
-        assert!(cached.physical(&config, 7).is_some());
-        assert!(cached.physical(&config, 8).is_none());
     }
 
     #[tokio::test]
@@ -564,9 +542,9 @@ mod tests {
             };
             assert!(shown(&plan).contains("DynamicFilter"), "{}", shown(&plan));
             let kept = produced_filters(&plan);
-            let cached = CachedPlan::new(logical(), Arc::clone(&plan), &config, 0).0;
+            let cached = CachedPlan::new(logical(), Arc::clone(&plan), &config).0;
             for _ in 0..3 {
-                let copy = cached.physical(&config, 0).expect("kept").expect("copy");
+                let copy = cached.physical(&config).expect("kept").expect("copy");
                 let own = produced_filters(&copy);
                 assert!(
                     !own.is_empty() && own.iter().all(|id| id.is_some() && !kept.contains(id)),
@@ -604,9 +582,9 @@ mod tests {
                 .expect("memory");
         let config = ConfigOptions::default();
         assert!(
-            CachedPlan::new(logical(), Arc::clone(&in_memory), &config, 0)
+            CachedPlan::new(logical(), Arc::clone(&in_memory), &config)
                 .0
-                .physical(&config, 0)
+                .physical(&config)
                 .is_none()
         );
         // A top-k over nothing to push into is kept too.
@@ -618,9 +596,9 @@ mod tests {
         let top_k: Arc<dyn ExecutionPlan> =
             Arc::new(SortExec::new(order, Arc::clone(&empty)).with_fetch(Some(2)));
         assert!(
-            CachedPlan::new(logical(), Arc::clone(&top_k), &config, 0)
+            CachedPlan::new(logical(), Arc::clone(&top_k), &config)
                 .0
-                .physical(&config, 0)
+                .physical(&config)
                 .is_some()
         );
     }
@@ -639,9 +617,9 @@ mod tests {
         let copy = fresh_copy(&plan, true, &config).expect("copy");
         assert_eq!(produced_filters(&copy), produced, "a reset keeps it shared");
         assert!(
-            CachedPlan::new(logical(), Arc::clone(&plan), &config, 0)
+            CachedPlan::new(logical(), Arc::clone(&plan), &config)
                 .0
-                .physical(&config, 0)
+                .physical(&config)
                 .is_none()
         );
     }

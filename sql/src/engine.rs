@@ -17,7 +17,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::SqlError;
-use crate::cache::{CacheKey, CacheStats, CachedPlan, PlanCache, ResultCache, holds_rows};
+use crate::cache::{CacheKey, CacheStats, CachedPlan, PlanCache, ResultCache};
 use crate::catalog::{
     CATALOG, SCHEMA, TenantCatalogList, TenantSchema, Warehouse, validate_tenant,
 };
@@ -475,30 +475,18 @@ impl DashboardEngine {
                     .await
             };
             let config = state.config_options();
-            let cached = self.inner.plans.get(plan_key);
-            match cached
-                .as_ref()
-                .and_then(|c| c.physical(config, plan_key.freshness))
-            {
-                Some(copy) => copy.map_err(classify)?,
+            match self.inner.plans.get(plan_key) {
+                Some(cached) => match cached.physical(config) {
+                    Some(copy) => copy.map_err(classify)?,
+                    None => planned(cached.logical).await.map_err(classify)?,
+                },
                 None => {
-                    let known = cached.is_some();
-                    let logical = match cached {
-                        Some(cached) => cached.logical,
-                        None => state.optimize(&plan).map_err(classify)?,
-                    };
-                    let physical = planned(logical.clone()).await.map_err(classify)?;
-                    if known && holds_rows(&physical) {
-                        // Its optimized plan is kept already, and a plan holding rows is never
-                        // kept to run again.
-                        physical
-                    } else {
-                        // The kept plan never runs: this run takes a copy of it too.
-                        let (cached, run) =
-                            CachedPlan::new(logical, physical, config, plan_key.freshness);
-                        self.inner.plans.insert(plan_key.clone(), cached);
-                        run
-                    }
+                    let optimized = state.optimize(&plan).map_err(classify)?;
+                    let physical = planned(optimized.clone()).await.map_err(classify)?;
+                    // The kept plan never runs: this run takes a copy of it too.
+                    let (cached, run) = CachedPlan::new(optimized, physical, config);
+                    self.inner.plans.insert(plan_key.clone(), cached);
+                    run
                 }
             }
         } else {

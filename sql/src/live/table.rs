@@ -84,37 +84,41 @@ impl TailRows {
     /// `column`'s min or max in this batch, computed on first use.
     fn extreme(&self, column: &str, min: bool) -> Option<ScalarValue> {
         let mut extremes = self.extremes.lock().unwrap_or_else(|e| e.into_inner());
-        let both = extremes
-            .entry(column.to_string())
-            .or_insert_with(|| {
-                let array = self.batch.column_by_name(column)?;
-                let mut low = MinAccumulator::try_new(array.data_type()).ok()?;
-                let mut high = MaxAccumulator::try_new(array.data_type()).ok()?;
-                low.update_batch(&[Arc::clone(array)]).ok()?;
-                high.update_batch(&[Arc::clone(array)]).ok()?;
-                Some((low.evaluate().ok()?, high.evaluate().ok()?))
-            })
-            .as_ref()?;
-        Some(if min { both.0.clone() } else { both.1.clone() })
+        if !extremes.contains_key(column) {
+            let both = self.compute_extremes(column);
+            extremes.insert(column.to_string(), both);
+        }
+        let (low, high) = extremes.get(column)?.as_ref()?;
+        Some(if min { low.clone() } else { high.clone() })
+    }
+
+    /// `column`'s min and max over the batch, if its type has them.
+    fn compute_extremes(&self, column: &str) -> Option<(ScalarValue, ScalarValue)> {
+        let array = self.batch.column_by_name(column)?;
+        let mut low = MinAccumulator::try_new(array.data_type()).ok()?;
+        let mut high = MaxAccumulator::try_new(array.data_type()).ok()?;
+        low.update_batch(&[Arc::clone(array)]).ok()?;
+        high.update_batch(&[Arc::clone(array)]).ok()?;
+        Some((low.evaluate().ok()?, high.evaluate().ok()?))
     }
 }
 
 impl Conformer {
     /// `tail`'s batches in the table's schema.
-    fn conformed(&self, tail: Vec<(u64, RecordBatch)>) -> Result<Vec<Arc<TailRows>>, SqlError> {
+    fn conformed(&self, tail: &[(u64, RecordBatch)]) -> Result<Vec<Arc<TailRows>>, SqlError> {
         let mut cache = self.done.lock().unwrap_or_else(|e| e.into_inner());
         let mut rows = Vec::with_capacity(tail.len());
         let mut kept = Vec::with_capacity(tail.len());
         for (step, batch) in tail {
             let done = cache
                 .iter()
-                .find(|(s, _)| *s == step)
+                .find(|(s, _)| s == step)
                 .map(|(_, b)| Arc::clone(b));
             let batch = match done {
                 Some(batch) => batch,
-                None => Arc::new(TailRows::new(conform(&batch, &self.schema)?)),
+                None => Arc::new(TailRows::new(conform(batch, &self.schema)?)),
             };
-            kept.push((step, Arc::clone(&batch)));
+            kept.push((*step, Arc::clone(&batch)));
             rows.push(batch);
         }
         *cache = kept;
@@ -316,13 +320,17 @@ impl TableProvider for LiveTable {
         // has its files listed but not read (past this watermark) and its rows in this tail.
         // Planned for a query's snapshot, the tail is read when the plan runs, from the
         // snapshot the run carries; otherwise it is read now and held by the plan.
-        let carried = state
-            .config()
-            .get_extension::<LiveSnapshot>()
-            .and_then(|s| Some((s.watermark(), s.rows(&self.tenant, &self.table)?.to_vec())));
+        let carried = state.config().get_extension::<LiveSnapshot>();
+        let carried = carried
+            .as_deref()
+            .and_then(|s| Some((s.watermark(), s.rows(&self.tenant, &self.table)?)));
+        let taken;
         let (at_run, (watermark, tail)) = match carried {
             Some(snapshot) => (true, snapshot),
-            None => (false, self.live.snapshot(&self.tenant, &self.table)),
+            None => {
+                taken = self.live.snapshot(&self.tenant, &self.table);
+                (false, (taken.0, taken.1.as_slice()))
+            }
         };
         let dir = self.live.table_dir(&self.table, &self.tenant);
         let mut names: Vec<String> = other_files(&dir).into_iter().map(|f| f.0).collect();
@@ -476,7 +484,9 @@ impl TailExec {
             .session_config()
             .get_extension::<LiveSnapshot>()
             .filter(|s| s.watermark() == watermark);
-        let tail = snapshot.and_then(|s| Some(s.rows(&source.tenant, &source.table)?.to_vec()));
+        let tail = snapshot
+            .as_deref()
+            .and_then(|s| s.rows(&source.tenant, &source.table));
         let Some(tail) = tail else {
             return Err(DataFusionError::Internal(format!(
                 "live table {} of tenant {} was planned for its events under compacted watermark {watermark} and runs without them",
