@@ -82,6 +82,8 @@ pub(crate) struct EpochInput {
     pub(crate) source: usize,
     /// The latest epoch the feeding process had made durable.
     pub(crate) committed: Option<u64>,
+    /// How far back the feeding process's rules keep events, ms.
+    pub(crate) horizon_ms: i64,
     /// The engine's watermark for this epoch.
     pub(crate) watermark_ms: i64,
     /// The clock reading that came with the epoch, if any (only then are windows judged and
@@ -112,6 +114,7 @@ impl EpochInput {
             merged.watermark_ms = merged.watermark_ms.max(share.watermark_ms);
             merged.clock_ms = merged.clock_ms.max(share.clock_ms);
             merged.committed = merged.committed.min(share.committed);
+            merged.horizon_ms = merged.horizon_ms.max(share.horizon_ms);
             merged.rules.extend(share.rules);
             merged.schedules.extend(share.schedules);
             merged.restore.extend(share.restore);
@@ -144,7 +147,12 @@ pub(crate) enum WorkerOutput {
     /// An emptied event buffer, for the engine to fill again.
     Spare(Vec<EventSlot>),
     /// The least durable epoch among the processes that fed an epoch.
-    Committed(Option<u64>),
+    Agreed {
+        /// The least durable epoch of the processes.
+        committed: Option<u64>,
+        /// The longest horizon of the processes, ms.
+        horizon_ms: i64,
+    },
     /// The worker finished the epoch.
     Done {
         /// Epoch.
@@ -205,7 +213,10 @@ pub(crate) fn build(
                             let Some(epoch) = EpochInput::merge(inputs) else {
                                 continue;
                             };
-                            let _ = output.send(WorkerOutput::Committed(epoch.committed));
+                            let _ = output.send(WorkerOutput::Agreed {
+                                committed: epoch.committed,
+                                horizon_ms: epoch.horizon_ms,
+                            });
                             let spare = tenants.apply(epoch, &mut intents, &mut due_runs);
                             let _ = output.send(WorkerOutput::Spare(spare));
                             if let Ok(mut shared) = stats.lock() {

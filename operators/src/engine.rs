@@ -137,6 +137,10 @@ pub struct StepInput {
     /// earlier ones included: the cluster's [`StepOutput::cluster_committed`] is the least of
     /// these over its processes.
     pub committed: Option<u64>,
+    /// How far back this process's rules need events, ms (the longest window plus period of
+    /// the rules it feeds): the cluster's [`StepOutput::cluster_horizon_ms`] is the longest of
+    /// these, so a process that owns no rule still knows how much history to replay.
+    pub horizon_ms: i64,
 }
 
 /// An event that arrived after the allowed lateness: matched, but not counted in any window.
@@ -167,6 +171,8 @@ pub struct StepOutput {
     /// (the least [`StepInput::committed`] any process gave with this epoch); a single process
     /// gets back its own.
     pub cluster_committed: Option<u64>,
+    /// The longest [`StepInput::horizon_ms`] any process gave with this epoch.
+    pub cluster_horizon_ms: i64,
 }
 
 /// Counters since start.
@@ -381,6 +387,7 @@ impl Engine {
                     target,
                     source: self.process,
                     committed: input.committed,
+                    horizon_ms: input.horizon_ms,
                     watermark_ms: watermark,
                     clock_ms: input.clock_ms,
                     events,
@@ -465,13 +472,18 @@ impl Engine {
         let mut intents = Vec::new();
         let mut due_runs = Vec::new();
         let mut cluster_committed = input.committed;
+        let mut cluster_horizon_ms = input.horizon_ms;
         let mut done = 0;
         while done < workers {
             match self.outputs.recv() {
                 Ok(WorkerOutput::Intents(batch)) => intents.extend(batch),
                 Ok(WorkerOutput::DueRuns(batch)) => due_runs.extend(batch),
-                Ok(WorkerOutput::Committed(committed)) => {
+                Ok(WorkerOutput::Agreed {
+                    committed,
+                    horizon_ms,
+                }) => {
                     cluster_committed = cluster_committed.min(committed);
+                    cluster_horizon_ms = cluster_horizon_ms.max(horizon_ms);
                 }
                 Ok(WorkerOutput::Spare(events)) => {
                     if self.spare.len() < 2 * peers {
@@ -494,6 +506,7 @@ impl Engine {
             late,
             due_runs,
             cluster_committed,
+            cluster_horizon_ms,
         })
     }
 }

@@ -278,6 +278,26 @@ fn each_step_reports_the_epoch_every_process_made_durable() {
 }
 
 #[test]
+fn each_step_reports_the_longest_horizon_any_process_needs() {
+    // A process that owns no windowed rule learns how much history the cluster's rules need.
+    let mut engines = start(3, 1);
+    let with = |horizon_ms: i64| StepInput {
+        horizon_ms,
+        ..Default::default()
+    };
+    let out = step_all(&mut engines, vec![with(0), with(2 * HOUR), with(MIN)]);
+    assert_eq!(
+        out.iter().map(|o| o.cluster_horizon_ms).collect::<Vec<_>>(),
+        vec![2 * HOUR; 3]
+    );
+    let out = step_all(&mut engines, vec![with(0), with(0), with(0)]);
+    assert_eq!(
+        out.iter().map(|o| o.cluster_horizon_ms).collect::<Vec<_>>(),
+        vec![0; 3]
+    );
+}
+
+#[test]
 fn a_process_index_outside_the_cluster_is_refused() {
     let err = Engine::start(EngineConfig {
         workers: 1,

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{ClusterSettings, Config};
 use crate::server;
 
 /// The `tidemark` command line.
@@ -36,6 +36,16 @@ enum Command {
         /// Dataflow worker threads (overrides engine.workers).
         #[arg(long)]
         workers: Option<usize>,
+        /// This process's index in a cluster of servers (with --processes and --hosts;
+        /// overrides `[cluster]`).
+        #[arg(long, requires_all = ["processes", "hosts"])]
+        process: Option<usize>,
+        /// The number of processes in the cluster.
+        #[arg(long, requires_all = ["process", "hosts"])]
+        processes: Option<usize>,
+        /// The cluster's hosts file: per process, its exchange host:port and its API URL.
+        #[arg(long, requires_all = ["process", "processes"])]
+        hosts: Option<PathBuf>,
     },
     /// Run a self-contained demo: a shop, its rules, a synthetic producer and a webhook receiver.
     Demo {
@@ -111,21 +121,28 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Serve { config, workers } => {
-            let mut config = match Config::load(config.as_deref()) {
-                Ok(config) => config,
-                Err(e) => {
-                    eprintln!("tidemark: {e}");
-                    std::process::exit(2);
-                }
+        Command::Serve {
+            config,
+            workers,
+            process,
+            processes,
+            hosts,
+        } => {
+            let refuse = |e: anyhow::Error| -> ! {
+                eprintln!("tidemark: {e:#}");
+                std::process::exit(2);
             };
+            let mut config = Config::load(config.as_deref()).unwrap_or_else(|e| refuse(e));
             if let Some(workers) = workers {
                 config.engine.workers = workers;
-                if let Err(e) = config.validate() {
-                    eprintln!("tidemark: {e}");
-                    std::process::exit(2);
-                }
             }
+            if let (Some(process), Some(processes), Some(hosts)) = (process, processes, hosts) {
+                config.cluster = Some(
+                    ClusterSettings::from_args(process, processes, hosts)
+                        .unwrap_or_else(|e| refuse(e)),
+                );
+            }
+            config.validate().unwrap_or_else(|e| refuse(e));
             runtime.block_on(async move {
                 let server = server::Server::start(config).await?;
                 wait_for_signal().await;

@@ -65,6 +65,11 @@ impl Config {
         }
         self.validate_query_limits()?;
         self.validate_sources()?;
+        if let Some(cluster) = &self.cluster {
+            cluster
+                .read_hosts()
+                .map_err(|e| key("cluster.hosts", format!("{e:#}")))?;
+        }
         if !(1..=64).contains(&self.engine.workers) {
             return Err(key(
                 "engine.workers",

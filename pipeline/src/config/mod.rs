@@ -7,7 +7,7 @@
 //! `[server]`, `[engine]`, `[ingest]`, `[sources]` and `[templates]` in `server.rs`;
 //! `[dashboard]` with its limits, live tables, Trino and GA4 in `dashboard.rs`; `[sender]`,
 //! `[outbound]` and `[sinks]` in `delivery.rs`; `[[tenants]]` and `[secrets]` in `tenants.rs`;
-//! `[crm]` in `crm.rs`;
+//! `[crm]` in `crm.rs`; `[cluster]` and its hosts file in `cluster.rs`;
 //! written durations and instants in `time.rs`; loading and the checks serde cannot make in
 //! `load.rs`.
 
@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod cluster;
 mod crm;
 mod dashboard;
 mod delivery;
@@ -26,6 +27,7 @@ mod tenants;
 mod tests;
 mod time;
 
+pub use cluster::{ClusterHost, ClusterSettings};
 pub use crm::CrmSettings;
 pub use dashboard::{
     DashboardSettings, Ga4Settings, Ga4TenantSettings, LiveSettings, QueryLimitsSettings,
@@ -73,6 +75,9 @@ pub struct Config {
     pub sources: SourcesSettings,
     /// CRM audiences and campaigns: the membership log's retention (`[crm]`).
     pub crm: CrmSettings,
+    /// The timely cluster this server is one process of (`[cluster]`); absent: a cluster of
+    /// one.
+    pub cluster: Option<ClusterSettings>,
 }
 
 impl Default for Config {
@@ -92,6 +97,7 @@ impl Default for Config {
             templates: TemplateSettings::default(),
             sources: SourcesSettings::default(),
             crm: CrmSettings::default(),
+            cluster: None,
         }
     }
 }

@@ -375,7 +375,7 @@ fn too_many_failures(wait: Duration) -> ApiError {
     .retry_after(seconds)
 }
 
-fn api_key(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn api_key(headers: &HeaderMap) -> Option<String> {
     if let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -3,6 +3,7 @@
 //! position the step processed, to the outbox thread ([`super::outbox`]), which renders and
 //! enqueues them. No template runs here, so none can hold up the dataflow.
 
+use super::cluster::left_the_cluster;
 use super::*;
 
 pub(super) struct EngineThread {
@@ -10,6 +11,11 @@ pub(super) struct EngineThread {
     pub(super) metrics: Arc<Metrics>,
     pub(super) rules: ActiveRules,
     pub(super) stats: Arc<Mutex<EngineStats>>,
+    /// The epoch this process has made durable, and the watch on steps (in a cluster).
+    pub(super) progress: Arc<ClusterProgress>,
+    /// In a cluster: the log positions of the steps not yet durable in the whole cluster, by
+    /// epoch (`None` for a single process, whose step's position is its own).
+    pub(super) positions: Option<std::collections::VecDeque<(u64, u64)>>,
 }
 
 impl EngineThread {
@@ -57,14 +63,18 @@ impl EngineThread {
                 .flat_map(|c| std::mem::take(&mut c.events))
                 .collect();
             let started = Instant::now();
-            let output = match self.engine.step(StepInput {
+            let input = StepInput {
                 events,
                 rules: changes,
                 schedules: schedule_changes,
                 clock_ms: Some(now_ms()),
+                committed: self.progress.durable(),
+                horizon_ms: self.rules.horizon_ms(),
                 ..Default::default()
-            }) {
+            };
+            let output = match self.progress.step(&mut self.engine, input) {
                 Ok(output) => output,
+                Err(e) if self.positions.is_some() => left_the_cluster(&e.to_string()),
                 Err(e) => {
                     tracing::error!(error = %e, "dataflow stopped; the server must be restarted");
                     return;
@@ -75,16 +85,24 @@ impl EngineThread {
                 .observe(started.elapsed().as_secs_f64());
             self.metrics.events_late.inc_by(output.late.len() as u64);
             let step = Step {
+                epoch: output.epoch,
+                processed: self.position(
+                    output.epoch,
+                    (max_seq > 0).then_some(max_seq),
+                    output.cluster_committed,
+                ),
                 intents: self.with_meta(output.intents),
-                processed: (max_seq > 0).then_some(max_seq),
                 accepted_at: committed.iter().map(|c| c.accepted_at).collect(),
                 due_runs: output.due_runs,
             };
-            // An idle tick with nothing to enqueue and no position to record has nothing to hand over.
+            // An idle tick with nothing to enqueue and no position to record has nothing to
+            // hand over — except in a cluster, where the outbox counts every epoch it has made
+            // durable, empty or not.
             let idle = step.intents.is_empty()
                 && step.processed.is_none()
                 && step.accepted_at.is_empty()
-                && step.due_runs.is_empty();
+                && step.due_runs.is_empty()
+                && self.positions.is_none();
             if !idle && outbox.send(step).is_err() {
                 tracing::error!("the outbox thread stopped; the server must be restarted");
                 return;
@@ -102,6 +120,32 @@ impl EngineThread {
                 *shared = stats;
             }
         }
+    }
+
+    /// The log position the outbox may record with the step of `epoch`, which processed this
+    /// process's events up to `seq`. Alone, that is `seq`. In a cluster the step's events may
+    /// have been matched by other processes, so a position is recorded only once every process
+    /// has made its epoch durable (`cluster_committed`): until then a restart replays it.
+    pub(super) fn position(
+        &mut self,
+        epoch: u64,
+        seq: Option<u64>,
+        cluster_committed: Option<u64>,
+    ) -> Option<u64> {
+        let Some(positions) = &mut self.positions else {
+            return seq;
+        };
+        if let Some(seq) = seq {
+            positions.push_back((epoch, seq));
+        }
+        let mut durable = None;
+        while let Some(&(e, seq)) = positions.front()
+            && cluster_committed.is_some_and(|c| e <= c)
+        {
+            durable = Some(seq);
+            positions.pop_front();
+        }
+        durable
     }
 
     /// Pairs each intent with its rule's metadata; an intent whose rule is no longer active

@@ -28,13 +28,16 @@ use connectors::store::{
     StoreResult,
 };
 use operators::engine::EngineStats;
-use operators::{AttrValue, Engine, EngineConfig, Event, OpenAlert, StepInput};
+use operators::{
+    AttrValue, ClusterConfig, Engine, EngineConfig, Event, OpenAlert, StepInput, StepOutput,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
 use crate::generate;
 use crate::metrics::Metrics;
 
+mod cluster;
 mod commit;
 mod engine;
 pub mod event_body;
@@ -42,6 +45,7 @@ mod outbox;
 mod recovery;
 mod rules;
 
+use cluster::ClusterProgress;
 use commit::{Committed, IngestRequest, commit_loop};
 use engine::EngineThread;
 use event_body::{event_from_stored, stored_body};
@@ -103,27 +107,72 @@ impl Runtime {
         let lateness = config.engine.allowed_lateness.as_millis();
         let tick = config.engine.tick.get();
         let max_batch = config.engine.max_batch;
+        let cluster = match &config.cluster {
+            Some(settings) => {
+                let hosts = settings.read_hosts()?;
+                tracing::info!(
+                    process = settings.process,
+                    processes = hosts.len(),
+                    "joining the dataflow cluster; waiting until every process has connected"
+                );
+                Some(ClusterConfig {
+                    process: settings.process,
+                    addresses: hosts.into_iter().map(|host| host.exchange).collect(),
+                })
+            }
+            None => None,
+        };
+        let clustered = cluster.is_some();
         let mut engine = Engine::start(EngineConfig {
             workers: config.engine.workers,
             allowed_lateness_ms: lateness,
-            cluster: None,
+            cluster,
         })?;
+        let progress = Arc::new(ClusterProgress::default());
+        if let Some(settings) = &config.cluster {
+            tracing::info!("the dataflow cluster is formed");
+            progress.watch(settings.stall_timeout.get())?;
+        }
 
-        let recovered = recovery::recover(store.as_ref(), lateness)?;
-        let (after, processed) = (recovered.after, recovered.processed);
-        let first = engine.step(recovered.input)?;
-        let engine_thread = EngineThread {
+        // First the definitions, then (once the cluster agrees how much history its rules
+        // need) the log.
+        let definitions = recovery::recover_definitions(store.as_ref())?;
+        let processed = definitions.processed;
+        let horizon_ms = definitions.input.horizon_ms;
+        let agreed = progress.step(&mut engine, definitions.input)?;
+        let replay = recovery::replay_log(
+            store.as_ref(),
+            processed,
+            agreed.cluster_horizon_ms,
+            lateness,
+        )?;
+        let after = replay.after;
+        let first = progress.step(
+            &mut engine,
+            StepInput {
+                horizon_ms,
+                ..replay.input
+            },
+        )?;
+        let mut engine_thread = EngineThread {
             engine,
             metrics: metrics.clone(),
-            rules: recovered.rules,
+            rules: definitions.rules,
             stats: Arc::new(Mutex::new(EngineStats::default())),
+            progress: progress.clone(),
+            positions: clustered.then(Default::default),
         };
         metrics.events_late.inc_by(first.late.len() as u64);
         // The recovered step's notifications are rendered and enqueued by the outbox thread like
         // any other step's, so start-up never waits on a template.
         let first = Step {
+            epoch: first.epoch,
+            processed: engine_thread.position(
+                first.epoch,
+                (after > processed).then_some(after),
+                first.cluster_committed,
+            ),
             intents: engine_thread.with_meta(first.intents),
-            processed: (after > processed).then_some(after),
             accepted_at: Vec::new(),
             due_runs: first.due_runs,
         };
@@ -146,6 +195,7 @@ impl Runtime {
                 renderer: generate::Renderer::new(templates),
                 latencies: latencies.clone(),
                 report_wake: report_wake.clone(),
+                progress,
             };
             std::thread::Builder::new()
                 .name("tidemark-outbox".into())

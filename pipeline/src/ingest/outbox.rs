@@ -11,6 +11,8 @@ use super::*;
 
 /// One engine step's output, handed from the engine thread.
 pub(super) struct Step {
+    /// The dataflow epoch it was.
+    pub(super) epoch: u64,
     /// The intents, each with its rule's metadata.
     pub(super) intents: Vec<(operators::Intent, Arc<operators::RuleMeta>)>,
     /// The last event sequence number the step processed, when it processed events.
@@ -28,6 +30,8 @@ pub(super) struct OutboxThread {
     pub(super) latencies: Arc<Mutex<Vec<f64>>>,
     /// Wakes the report generator when runs become due.
     pub(super) report_wake: Arc<tokio::sync::Notify>,
+    /// Where the outbox tells which epochs it has made durable.
+    pub(super) progress: Arc<ClusterProgress>,
 }
 
 impl OutboxThread {
@@ -35,7 +39,9 @@ impl OutboxThread {
         for step in steps {
             let notifications = self.notifications(&step.intents);
             let mut retries = 0;
-            loop {
+            // A cluster's idle epochs come here too, only to be counted durable.
+            let nothing = notifications.is_empty() && step.processed.is_none();
+            while !nothing {
                 let committing = Instant::now();
                 match self.commit(&notifications, step.processed) {
                     Ok(_) => {
@@ -55,6 +61,7 @@ impl OutboxThread {
             if !step.due_runs.is_empty() {
                 self.record_due_runs(&step.due_runs);
             }
+            self.progress.made_durable(step.epoch);
             if let Ok(mut samples) = self.latencies.lock() {
                 for accepted_at in &step.accepted_at {
                     let latency = accepted_at.elapsed().as_secs_f64();

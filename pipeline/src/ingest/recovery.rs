@@ -1,26 +1,38 @@
-//! Recovery: the dataflow's state rebuilt from the store on start — rules, open alerts, the
-//! events still inside some window (as history) and the events after the checkpoint (as new:
-//! their notification ids are deterministic, so enqueueing them again adds nothing).
+//! Recovery: the dataflow's state rebuilt from the store on start, in two steps. First the
+//! rules, open alerts and schedules; then the events still inside some window (as history) and
+//! the events after the checkpoint (as new: their notification ids are deterministic, so
+//! enqueueing them again adds nothing). Between the two the processes of a cluster agree on
+//! the longest window any of their rules keeps ([`StepOutput::cluster_horizon_ms`]), since a
+//! process replays history for tenants whose rules live on another.
 
 use connectors::store::StoredEvent;
 
 use super::*;
 
-/// What the first step after a start is fed, and what the engine thread starts from.
-pub(super) struct Recovered {
-    /// The first step's input: rules, open alerts, history and unprocessed events.
+/// What the first step after a start is fed: the definitions and the state that lives beside
+/// them, read before any event (in a cluster every process feeds its own, and the processes
+/// then agree on how much history to replay).
+pub(super) struct Definitions {
+    /// Rules, open alerts and schedules; no events and no clock, so no window is judged before
+    /// its history is back.
     pub(super) input: StepInput,
     /// The active rules' metadata.
     pub(super) rules: ActiveRules,
-    /// The checkpoint the events were read after.
+    /// The checkpoint: the last event sequence number whose notifications are enqueued.
     pub(super) processed: u64,
-    /// The last event sequence number read (equal to `processed` when none came after it).
+}
+
+/// What the second step after a start is fed: the log read back.
+pub(super) struct Replay {
+    /// History (events inside some window, up to the checkpoint) and the unprocessed events
+    /// after it, with the clock.
+    pub(super) input: StepInput,
+    /// The last event sequence number read (equal to the checkpoint when none came after it).
     pub(super) after: u64,
 }
 
-/// Reads everything the dataflow needs back from the store.
-pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recovered> {
-    // Rebuild: rules, open alerts, history, and what came after the checkpoint.
+/// Reads the rules, open alerts, schedules and checkpoint back from the store.
+pub(super) fn recover_definitions(store: &dyn Store) -> anyhow::Result<Definitions> {
     let time_zones: HashMap<String, String> = store
         .list_tenants()?
         .into_iter()
@@ -28,7 +40,6 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
         .collect();
     let mut active = ActiveRules::default();
     let mut rules = Vec::new();
-    let mut max_retention = 0;
     for stored in store.list_rules(None)? {
         let tz = time_zones
             .get(&stored.tenant)
@@ -37,8 +48,7 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
         match RuleUpdate::from_stored(&stored, tz) {
             // Disabled rules were never in this dataflow: nothing to remove.
             Ok(update) => {
-                if let Some(compiled) = update.active() {
-                    max_retention = max_retention.max(compiled.rule.retention_ms());
+                if update.active().is_some() {
                     rules.push(active.apply(update));
                 }
             }
@@ -71,10 +81,38 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
         .get_meta(PROCESSED_SEQ)?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let schedules = recover_schedules(store, &time_zones)?;
+    tracing::info!(
+        rules = rules.len(),
+        schedules = schedules.len(),
+        open_alerts = restore.len(),
+        "rebuilding dataflow state from the store"
+    );
+    Ok(Definitions {
+        input: StepInput {
+            rules,
+            restore,
+            schedules,
+            horizon_ms: active.horizon_ms(),
+            ..Default::default()
+        },
+        rules: active,
+        processed,
+    })
+}
+
+/// Reads the log back: the events of the last `horizon_ms` (plus the allowed lateness) up to
+/// the checkpoint `processed` as history, and every event after it as new.
+pub(super) fn replay_log(
+    store: &dyn Store,
+    processed: u64,
+    horizon_ms: i64,
+    lateness: i64,
+) -> anyhow::Result<Replay> {
     let clock = now_ms();
     let mut history = Vec::new();
-    if max_retention > 0 {
-        let since = clock - max_retention - lateness;
+    if horizon_ms > 0 {
+        let since = clock - horizon_ms - lateness;
         let mut after = 0;
         loop {
             let page = store.events_since_ts(since, after, 10_000)?;
@@ -98,27 +136,18 @@ pub(super) fn recover(store: &dyn Store, lateness: i64) -> anyhow::Result<Recove
         after = last.seq;
         pending.extend(page.iter().filter_map(decoded));
     }
-    let schedules = recover_schedules(store, &time_zones)?;
     tracing::info!(
-        rules = rules.len(),
-        schedules = schedules.len(),
-        open_alerts = restore.len(),
         history = history.len(),
         unprocessed = pending.len(),
-        "rebuilding dataflow state from the store"
+        "replaying the event log"
     );
-    Ok(Recovered {
+    Ok(Replay {
         input: StepInput {
             events: pending,
             history,
-            rules,
-            restore,
-            schedules,
             clock_ms: Some(clock),
-            committed: None,
+            ..Default::default()
         },
-        rules: active,
-        processed,
         after,
     })
 }

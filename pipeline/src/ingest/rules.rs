@@ -98,6 +98,8 @@ impl RuleUpdate {
 #[derive(Debug, Default)]
 pub(super) struct ActiveRules {
     metas: HashMap<String, HashMap<String, Arc<RuleMeta>>>,
+    /// The longest time any rule applied since start keeps events (window plus period), ms.
+    horizon_ms: i64,
 }
 
 impl ActiveRules {
@@ -110,6 +112,7 @@ impl ActiveRules {
         } = update;
         match active {
             Some(CompiledRule { rule, meta }) => {
+                self.horizon_ms = self.horizon_ms.max(rule.retention_ms());
                 self.metas
                     .entry(tenant)
                     .or_default()
@@ -126,6 +129,13 @@ impl ActiveRules {
                 RuleChange::Remove { tenant, rule_id }
             }
         }
+    }
+
+    /// How far back the rules need events, ms: the longest retention of any rule applied
+    /// since start (a rule removed since still counts, which replays a little more history at
+    /// the next start, never less).
+    pub(super) fn horizon_ms(&self) -> i64 {
+        self.horizon_ms
     }
 
     /// The metadata of an active rule.

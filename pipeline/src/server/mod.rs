@@ -1,7 +1,9 @@
 //! Wires a whole server: store, runtime, sender, HTTP API, dashboard engine and pgwire endpoint.
 //! The only place that opens the store, the secrets and the engines.
 
+mod cluster;
 pub mod dashboards;
+mod relay;
 pub mod sources;
 mod standby;
 
@@ -344,8 +346,13 @@ impl Server {
             .with_unsubscribe_key(unsubscribe_key)
             .with_sink_settings(sink_settings.clone())
             .with_sources(sources_health.clone());
+        let share = config.cluster.as_ref().map_or((0, 1), |cluster| {
+            let processes = cluster.read_hosts().map_or(1, |hosts| hosts.len());
+            (cluster.process, processes)
+        });
         let source_tasks = sources::start(
             &config.sources.fluvio,
+            share,
             runtime.clone(),
             sources_health,
             stop_rx.clone(),
@@ -387,6 +394,18 @@ impl Server {
             console_prefs(&config),
             config.server.public_url.starts_with("https://"),
         )));
+        let app = match &config.cluster {
+            Some(settings) => {
+                let owners = cluster::Owners::new(
+                    settings.process,
+                    config.engine.workers,
+                    &settings.read_hosts()?,
+                    store.clone(),
+                )?;
+                cluster::route_to_owners(app, Arc::new(owners))
+            }
+            None => app,
+        };
         let reports = tokio::spawn(generator.run(stop_rx.clone()));
         let live = dashboards.live();
         let live_task = live.clone().map(|live| {

@@ -98,9 +98,11 @@ impl SourcesHealth {
 }
 
 /// Starts every configured source; each stops when `stop` turns true, after committing what it
-/// holds.
+/// holds. In a cluster, `share` is this process's index and the number of processes: of each
+/// topic's partitions, a process reads those whose number modulo the processes is its index.
 pub fn start(
     configs: &[FluvioSourceConfig],
+    share: (usize, usize),
     runtime: Arc<Runtime>,
     health: SourcesHealth,
     stop: watch::Receiver<bool>,
@@ -112,6 +114,7 @@ pub fn start(
                 name: config.name(),
                 binding: config.binding(),
                 config: config.clone(),
+                share,
                 runtime: runtime.clone(),
                 health: health.clone(),
             };
@@ -149,6 +152,8 @@ struct Source {
     name: String,
     binding: TenantBinding,
     config: FluvioSourceConfig,
+    /// This process's index and the cluster's processes.
+    share: (usize, usize),
     runtime: Arc<Runtime>,
     health: SourcesHealth,
 }
@@ -200,7 +205,13 @@ impl Source {
         let topic = Arc::new(
             FluvioTopic::connect(&self.config.endpoint, &self.config.topic, CALL_TIMEOUT).await?,
         );
-        let partitions = topic.partitions(self.config.partitions.as_deref()).await?;
+        let (process, processes) = self.share;
+        let partitions: Vec<u32> = topic
+            .partitions(self.config.partitions.as_deref())
+            .await?
+            .into_iter()
+            .filter(|&partition| partition as usize % processes.max(1) == process)
+            .collect();
         let stored: BTreeMap<u32, i64> = {
             let (store, name) = (self.store(), self.name.clone());
             tokio::task::spawn_blocking(move || store.source_positions(&name))

@@ -4,7 +4,7 @@
 //! load balancer may talk to any of them. When the running server dies, the next one to take the
 //! lease stops forwarding, starts for real on the same address, and publishes itself.
 //!
-//! A forwarded request carries [`FORWARDED`]; a server standing by never forwards such a request
+//! A forwarded request carries [`FORWARDED`](super::relay::FORWARDED); a server standing by never forwards such a request
 //! again (two standbys that both believe the other runs answer 503 instead of bouncing it).
 
 use std::sync::{Arc, Mutex};
@@ -12,25 +12,19 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use connectors::store::{Leadership, Store};
 use serde_json::json;
 use tokio::sync::watch;
 
+use super::relay::{FORWARDED, relay, relay_client};
 use crate::config::Config;
 use crate::http::listener;
 
 /// Meta key holding the running server's internal URL.
 const RUNNING_URL: &str = "engine.running_url";
-
-/// The header a forwarded request carries.
-const FORWARDED: &str = "x-tidemark-forwarded";
-
-/// How long a forwarded request may take (a report preview or a large query included).
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Holds the engine lease before returning: at once on a store only this process uses, else
 /// after standing by (forwarding requests on `config.server.listen`) until the lease is this
@@ -125,11 +119,7 @@ async fn forward_requests(
         "another server runs on this database; standing by (forwarding requests to it) to take \
          over when it stops"
     );
-    let http = connectors::http::client_builder()
-        .timeout(FORWARD_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("cannot build the forwarding HTTP client")?;
+    let http = relay_client().context("cannot build the forwarding HTTP client")?;
     let app = Router::new()
         .fallback(forward)
         .with_state(Forwarder { store, http });
@@ -156,22 +146,6 @@ fn standby_error(status: StatusCode, message: &str) -> Response {
     response
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) and the ones the client recomputes.
-fn passes(name: &HeaderName) -> bool {
-    !matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-            | "content-length"
-    )
-}
-
 async fn forward(State(forwarder): State<Forwarder>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     if parts.uri.path() == "/healthz" && !parts.headers.contains_key(FORWARDED) {
@@ -192,11 +166,6 @@ async fn forward(State(forwarder): State<Forwarder>, request: Request) -> Respon
             "no server is running on this database yet; retry shortly",
         );
     };
-    let target = format!(
-        "{}{}",
-        base.trim_end_matches('/'),
-        parts.uri.path_and_query().map_or("/", |p| p.as_str())
-    );
     let body = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(body) => body,
         Err(e) => {
@@ -206,49 +175,13 @@ async fn forward(State(forwarder): State<Forwarder>, request: Request) -> Respon
             );
         }
     };
-    let mut headers = HeaderMap::new();
-    for (name, value) in &parts.headers {
-        if passes(name) {
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    headers.insert(FORWARDED, header::HeaderValue::from_static("1"));
-    let sent = forwarder
-        .http
-        .request(parts.method, &target)
-        .headers(headers)
-        .body(body)
-        .send()
-        .await;
-    let answer = match sent {
-        Ok(answer) => answer,
+    match relay(&forwarder.http, &base, parts, body).await {
+        Ok(response) => response,
         Err(e) => {
-            tracing::warn!(error = %e, %target, "cannot forward a request to the running server");
-            return standby_error(
-                StatusCode::BAD_GATEWAY,
-                "the running server did not answer; retry shortly",
-            );
-        }
-    };
-    let status = answer.status();
-    let mut response_headers = HeaderMap::new();
-    for (name, value) in answer.headers() {
-        if passes(name) {
-            response_headers.append(name.clone(), value.clone());
-        }
-    }
-    match answer.bytes().await {
-        Ok(bytes) => {
-            let mut response = Response::new(Body::from(bytes));
-            *response.status_mut() = status;
-            *response.headers_mut() = response_headers;
-            response
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, %target, "the running server's answer broke off");
+            tracing::warn!(error = %e, %base, "cannot forward a request to the running server");
             standby_error(
                 StatusCode::BAD_GATEWAY,
-                "the running server's answer broke off; retry shortly",
+                "the running server did not answer in full; retry shortly",
             )
         }
     }

@@ -1,0 +1,369 @@
+//! `tidemark serve` as a timely cluster of processes, each with its own store, joined over
+//! loopback TCP as they would be across machines.
+//!
+//! - The same events, posted to whichever process, give the same notifications (ids and
+//!   payloads) from 2 processes × 1 worker as from 1 process × 2 workers; a tenant's rules and
+//!   destinations, defined through any process, live with the process that owns the tenant.
+//! - One process of three is killed (SIGKILL) mid-stream, twice: the others leave the cluster by
+//!   themselves (exit status 75), the whole cluster is started again, and every notification
+//!   reaches a real receiver, each id once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+const TENANTS: [&str; 4] = ["shop-a", "shop-b", "shop-c", "shop-d"];
+/// The exit status of a process that left its cluster because the cluster lost a process.
+const CLUSTER_LOST: i32 = 75;
+
+fn key(tenant: &str) -> String {
+    format!("cluster-test-key-{tenant}-0001")
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The processes of one layout: their configurations and API addresses.
+struct Layout {
+    _dir: tempfile::TempDir,
+    configs: Vec<PathBuf>,
+    bases: Vec<String>,
+    log: PathBuf,
+}
+
+/// `processes` processes of `workers` workers each; a layout of one process has no `[cluster]`.
+fn layout(processes: usize, workers: usize) -> Layout {
+    let dir = tempfile::tempdir().unwrap();
+    let api_ports: Vec<u16> = (0..processes).map(|_| free_port()).collect();
+    let hosts = dir.path().join("hosts");
+    let lines: String = api_ports
+        .iter()
+        .map(|port| format!("127.0.0.1:{}  http://127.0.0.1:{port}\n", free_port()))
+        .collect();
+    std::fs::write(&hosts, format!("# exchange  API\n{lines}")).unwrap();
+    let tenants: String = TENANTS
+        .iter()
+        .map(|t| format!("[[tenants]]\nid = \"{t}\"\napi_key = \"{}\"\n", key(t)))
+        .collect();
+    let configs = (0..processes)
+        .map(|process| {
+            let config = dir.path().join(format!("process-{process}.toml"));
+            let cluster = if processes > 1 {
+                format!(
+                    "[cluster]\nprocess = {process}\nhosts = \"{}\"\nstall_timeout = \"2s\"\n",
+                    hosts.display()
+                )
+            } else {
+                String::new()
+            };
+            std::fs::write(
+                &config,
+                format!(
+                    r#"data_dir = "{data}"
+[server]
+listen = "127.0.0.1:{port}"
+[engine]
+workers = {workers}
+tick = "20ms"
+allowed_lateness = "1s"
+[sender]
+poll = "20ms"
+retry_base = "50ms"
+[outbound]
+allow_private_networks = ["127.0.0.1/32"]   # the receiver listens on loopback
+{cluster}{tenants}"#,
+                    data = dir.path().join(format!("data-{process}")).display(),
+                    port = api_ports[process],
+                ),
+            )
+            .unwrap();
+            config
+        })
+        .collect();
+    Layout {
+        configs,
+        bases: api_ports
+            .iter()
+            .map(|port| format!("http://127.0.0.1:{port}"))
+            .collect(),
+        log: dir.path().join("servers.log"),
+        _dir: dir,
+    }
+}
+
+fn start(config: &Path, log: &Path) -> Server {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("tidemark starts");
+    Server(child)
+}
+
+/// Starts every process of the layout and waits until each answers (a cluster's processes
+/// answer once all of them have joined).
+async fn start_all(layout: &Layout, client: &reqwest::Client) -> Vec<Server> {
+    let servers: Vec<Server> = layout
+        .configs
+        .iter()
+        .map(|config| start(config, &layout.log))
+        .collect();
+    for base in &layout.bases {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{base} did not become healthy; log:\n{}",
+                std::fs::read_to_string(&layout.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    servers
+}
+
+/// Every delivery the receiver saw: webhook-id → how many times, and the payloads.
+#[derive(Default)]
+struct Received {
+    count: HashMap<String, usize>,
+    payloads: BTreeMap<String, Value>,
+}
+
+async fn start_receiver() -> (String, Arc<Mutex<Received>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let received: Arc<Mutex<Received>> = Default::default();
+    let seen = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let seen = seen.clone();
+            async move {
+                let id = headers["webhook-id"].to_str().unwrap().to_string();
+                let payload: Value = serde_json::from_slice(&body).unwrap();
+                let mut r = seen.lock().unwrap();
+                *r.count.entry(id.clone()).or_default() += 1;
+                r.payloads.insert(id, payload);
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+fn client() -> reqwest::Client {
+    connectors::http::client_builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// The process whose worker owns `tenant` in a cluster of `processes` × `workers`.
+fn owner(tenant: &str, processes: usize, workers: usize) -> usize {
+    operators::engine::owner(tenant, processes * workers) / workers
+}
+
+/// Defines each tenant's webhook destination and rules through process 0; returns which
+/// process answered each definition.
+async fn define(
+    client: &reqwest::Client,
+    base: &str,
+    hook: &str,
+    rules: &[Value],
+) -> HashMap<String, String> {
+    let mut answered = HashMap::new();
+    for tenant in TENANTS {
+        let created = client
+            .post(format!("{base}/v1/destinations"))
+            .bearer_auth(key(tenant))
+            .json(&json!({"id": "hook", "kind": "webhook", "config": {"url": hook}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+        for rule in rules {
+            let created = client
+                .post(format!("{base}/v1/rules"))
+                .bearer_auth(key(tenant))
+                .json(rule)
+                .send()
+                .await
+                .unwrap();
+            // A server that is no cluster's process does not say.
+            let process = created
+                .headers()
+                .get("x-tidemark-process")
+                .map_or("0", |p| p.to_str().unwrap())
+                .to_string();
+            assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+            answered.insert(tenant.to_string(), process);
+        }
+    }
+    answered
+}
+
+/// Waits until the receiver has seen `expected` distinct notifications (and a little longer,
+/// for a stray one to show).
+async fn wait_for(received: &Mutex<Received>, expected: usize, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while received.lock().unwrap().count.len() < expected {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {expected} notifications arrived; log:\n{}",
+            received.lock().unwrap().count.len(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+}
+
+/// A layout running, its tenants defined.
+struct Running {
+    layout: Layout,
+    processes: usize,
+    client: reqwest::Client,
+    received: Arc<Mutex<Received>>,
+    _servers: Vec<Server>,
+}
+
+/// Starts a layout and defines each tenant's destination and rules through its process 0.
+async fn prepare(processes: usize, workers: usize) -> Running {
+    let layout = layout(processes, workers);
+    let client = client();
+    let (hook, received) = start_receiver().await;
+    let servers = start_all(&layout, &client).await;
+    let answered = define(
+        &client,
+        &layout.bases[0],
+        &hook,
+        &[
+            json!({"id": "big", "kind": "match", "event_type": "order",
+                "filter": {"attr": "amount", "op": ">=", "value": 1_000_000},
+                "destinations": ["hook"]}),
+            json!({"id": "busy", "name": "Busy shop", "kind": "threshold", "event_type": "order",
+                "aggregate": {"fn": "count"}, "window": {"size": "2s"},
+                "condition": {"op": ">", "value": 5}, "destinations": ["hook"]}),
+        ],
+    )
+    .await;
+    for tenant in TENANTS {
+        assert_eq!(
+            answered[tenant],
+            owner(tenant, processes, workers).to_string(),
+            "{tenant}'s definitions are served by the process that owns it"
+        );
+    }
+    Running {
+        layout,
+        processes,
+        client,
+        received,
+        _servers: servers,
+    }
+}
+
+/// Posts each tenant's twelve orders at `ts`, to the processes in turn.
+async fn post_orders(running: &Running, ts: i64) {
+    for tenant in TENANTS {
+        for (process, base) in running.layout.bases.iter().enumerate() {
+            let orders: String = (0..12)
+                .filter(|i| i % running.processes == process)
+                .map(|i| {
+                    let amount = if i % 4 == 0 { 2_000_000 } else { 10_000 + i };
+                    let event = json!({"id": format!("{tenant}-o{i}"), "type": "order",
+                        "ts": ts, "attrs": {"amount": amount}});
+                    format!("{event}\n")
+                })
+                .collect();
+            let posted = running
+                .client
+                .post(format!("{base}/v1/events"))
+                .bearer_auth(key(tenant))
+                .body(orders)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                posted.status().is_success(),
+                "{}",
+                posted.text().await.unwrap()
+            );
+        }
+    }
+}
+
+/// Every notification the layout delivered, by id, once they have all arrived.
+async fn delivered(running: &Running) -> BTreeMap<String, Value> {
+    // Per tenant: three big orders, and the busy window firing and then resolving.
+    wait_for(&running.received, TENANTS.len() * 5, &running.layout.log).await;
+    let received = running.received.lock().unwrap();
+    assert!(
+        received.count.values().all(|&n| n == 1),
+        "each notification delivered once: {:?}",
+        received.count
+    );
+    received.payloads.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_of_one_worker_notify_as_one_process_of_two() {
+    assert!(
+        TENANTS.iter().any(|t| owner(t, 2, 1) == 0) && TENANTS.iter().any(|t| owner(t, 2, 1) == 1),
+        "both processes own a tenant"
+    );
+    let (alone, cluster) = tokio::join!(prepare(1, 2), prepare(2, 1));
+    // The same orders to both, well inside one 2 s window whatever the time is now.
+    let now = chrono::Utc::now().timestamp_millis();
+    if now % 2_000 > 1_000 {
+        tokio::time::sleep(Duration::from_millis((2_050 - now % 2_000) as u64)).await;
+    }
+    let ts = chrono::Utc::now().timestamp_millis();
+    tokio::join!(post_orders(&alone, ts), post_orders(&cluster, ts));
+    let (alone, cluster) = tokio::join!(delivered(&alone), delivered(&cluster));
+    let kinds: Vec<&str> = alone
+        .values()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "match").count(), 12);
+    assert_eq!(kinds.iter().filter(|k| **k == "firing").count(), 4);
+    assert_eq!(kinds.iter().filter(|k| **k == "resolved").count(), 4);
+    assert_eq!(
+        alone, cluster,
+        "the same notifications (ids and payloads) from 1 x 2 and 2 x 1"
+    );
+}
