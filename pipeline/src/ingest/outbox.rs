@@ -38,25 +38,9 @@ impl OutboxThread {
     pub(super) fn run(mut self, steps: std_mpsc::Receiver<Step>) {
         for step in steps {
             let notifications = self.notifications(&step.intents);
-            let mut retries = 0;
             // A cluster's idle epochs come here too, only to be counted durable.
-            let nothing = notifications.is_empty() && step.processed.is_none();
-            while !nothing {
-                let committing = Instant::now();
-                match self.commit(&notifications, step.processed) {
-                    Ok(_) => {
-                        self.metrics
-                            .outbox_commit_seconds
-                            .observe(committing.elapsed().as_secs_f64());
-                        break;
-                    }
-                    Err(e) => {
-                        // The events are durable; keep trying rather than lose their notifications.
-                        retries += 1;
-                        tracing::error!(error = %e, retries, "could not enqueue notifications; retrying");
-                        std::thread::sleep(Duration::from_millis(200 * retries.min(25)));
-                    }
-                }
+            if !notifications.is_empty() || step.processed.is_some() {
+                self.commit_until_done(&notifications, step.processed);
             }
             if !step.due_runs.is_empty() {
                 self.record_due_runs(&step.due_runs);
@@ -69,6 +53,32 @@ impl OutboxThread {
                     if samples.len() < MAX_LATENCY_SAMPLES {
                         samples.push(latency);
                     }
+                }
+            }
+        }
+    }
+
+    /// Commits a step's notifications and position, retrying until the store takes them: the
+    /// events are durable, so their notifications must not be lost.
+    fn commit_until_done(
+        &self,
+        notifications: &[(i64, Vec<NewNotification>)],
+        processed: Option<u64>,
+    ) {
+        let mut retries = 0;
+        loop {
+            let committing = Instant::now();
+            match self.commit(notifications, processed) {
+                Ok(_) => {
+                    self.metrics
+                        .outbox_commit_seconds
+                        .observe(committing.elapsed().as_secs_f64());
+                    return;
+                }
+                Err(e) => {
+                    retries += 1;
+                    tracing::error!(error = %e, retries, "could not enqueue notifications; retrying");
+                    std::thread::sleep(Duration::from_millis(200 * retries.min(25)));
                 }
             }
         }
