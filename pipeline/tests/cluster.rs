@@ -8,16 +8,17 @@
 //!   themselves (exit status 75), the whole cluster is started again, and every notification
 //!   reaches a real receiver, each id once.
 
+#[path = "support/served.rs"]
+mod served;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
+
+use served::{Received, Server, free_port, serve, start_receiver, wait_healthy};
 
 const TENANTS: [&str; 4] = ["shop-a", "shop-b", "shop-c", "shop-d"];
 /// The exit status of a process that left its cluster because the cluster lost a process.
@@ -25,23 +26,6 @@ const CLUSTER_LOST: i32 = 75;
 
 fn key(tenant: &str) -> String {
     format!("cluster-test-key-{tenant}-0001")
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The processes of one layout: their configurations and API addresses.
@@ -112,77 +96,18 @@ allow_private_networks = ["127.0.0.1/32"]   # the receiver listens on loopback
     }
 }
 
-fn start(config: &Path, log: &Path) -> Server {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("tidemark starts");
-    Server(child)
-}
-
 /// Starts every process of the layout and waits until each answers (a cluster's processes
 /// answer once all of them have joined).
 async fn start_all(layout: &Layout, client: &reqwest::Client) -> Vec<Server> {
     let servers: Vec<Server> = layout
         .configs
         .iter()
-        .map(|config| start(config, &layout.log))
+        .map(|config| serve(config, &layout.log))
         .collect();
     for base in &layout.bases {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = client.get(format!("{base}/healthz")).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{base} did not become healthy; log:\n{}",
-                std::fs::read_to_string(&layout.log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_healthy(client, base, &layout.log).await;
     }
     servers
-}
-
-/// Every delivery the receiver saw: webhook-id → how many times, and the payloads.
-#[derive(Default)]
-struct Received {
-    count: HashMap<String, usize>,
-    payloads: BTreeMap<String, Value>,
-}
-
-async fn start_receiver() -> (String, Arc<Mutex<Received>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let received: Arc<Mutex<Received>> = Default::default();
-    let seen = received.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let seen = seen.clone();
-            async move {
-                let id = headers["webhook-id"].to_str().unwrap().to_string();
-                let payload: Value = serde_json::from_slice(&body).unwrap();
-                let mut r = seen.lock().unwrap();
-                *r.count.entry(id.clone()).or_default() += 1;
-                r.payloads.insert(id, payload);
-                StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, received)
 }
 
 fn client() -> reqwest::Client {

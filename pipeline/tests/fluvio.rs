@@ -10,10 +10,12 @@
 //! - events in on one topic, their notifications out on another (a `fluvio` destination), keyed
 //!   by notification id; a destination naming the source's topic or another tenant's is refused.
 
+#[path = "support/served.rs"]
+mod served;
+
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,8 @@ use fluvio::metadata::topic::TopicSpec;
 use fluvio::{Fluvio, FluvioClusterConfig, Offset, RecordKey};
 use futures::StreamExt;
 use serde_json::{Value, json};
+
+use served::{Server, free_port};
 
 const KEY: &str = "fluvio-test-key-0001";
 const OTHER_KEY: &str = "fluvio-test-key-0002";
@@ -133,23 +137,6 @@ async fn produce_orders(
         records.sort_unstable();
     }
     produced
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A server's configuration and where it lives.
@@ -689,7 +676,7 @@ async fn a_cluster_stopped_and_started_again_under_a_running_server_is_read_agai
     // Four consecutive free ports for the private cluster.
     let port = loop {
         let p = free_port();
-        if p < 60_000 && (1..4).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
+        if p < 60_000 && (1..4).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
             break p;
         }
     };

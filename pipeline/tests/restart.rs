@@ -4,94 +4,17 @@
 //! notification reach the webhook receiver exactly once by its idempotency key (`webhook-id`),
 //! with nothing lost.
 
-use std::collections::{HashMap, HashSet};
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+#[path = "support/served.rs"]
+mod served;
+
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
+use served::{free_port, serve as start, start_receiver, wait_healthy};
+
 const KEY: &str = "restart-test-key-0001";
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(config: &Path, log: &Path) -> Server {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("tidemark starts");
-    Server(child)
-}
-
-async fn wait_healthy(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server did not become healthy");
-}
-
-/// Every delivery the receiver saw: webhook-id → how many times, and the payloads.
-#[derive(Default)]
-struct Received {
-    count: HashMap<String, usize>,
-    payloads: HashMap<String, Value>,
-}
-
-async fn start_receiver() -> (String, Arc<Mutex<Received>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let received: Arc<Mutex<Received>> = Default::default();
-    let seen = received.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let seen = seen.clone();
-            async move {
-                let id = headers["webhook-id"].to_str().unwrap().to_string();
-                let payload: Value = serde_json::from_slice(&body).unwrap();
-                let mut r = seen.lock().unwrap();
-                *r.count.entry(id.clone()).or_default() += 1;
-                r.payloads.insert(id, payload);
-                StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, received)
-}
 
 fn batch_body(batch: usize, size: usize, now_ms: i64) -> String {
     (0..size)
@@ -141,7 +64,7 @@ api_key = "{KEY}"
         .unwrap();
 
     let mut server = start(&config, &log);
-    wait_healthy(&client, &base).await;
+    wait_healthy(&client, &base, &log).await;
     let created = client
         .post(format!("{base}/v1/destinations"))
         .bearer_auth(KEY)
@@ -194,7 +117,7 @@ api_key = "{KEY}"
                 resent_after_kill += 1;
             }
             server = start(&config, &log);
-            wait_healthy(&client, &base).await;
+            wait_healthy(&client, &base, &log).await;
             continue;
         }
         match send.await {
