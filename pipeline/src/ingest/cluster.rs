@@ -11,6 +11,9 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64};
 
+/// What a process does before it leaves its cluster (finish the deliveries in flight).
+type Leaving = Box<dyn FnOnce() + Send>;
+
 use super::*;
 
 /// The exit status of a process that left its cluster because the cluster lost a process
@@ -18,13 +21,15 @@ use super::*;
 pub const CLUSTER_LOST: i32 = 75;
 
 /// Shared by the engine thread (which steps) and the outbox thread (which makes steps durable).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct ClusterProgress {
     /// One more than the latest epoch whose output this process has made durable, every
     /// earlier one included; 0 while none is.
     durable: AtomicU64,
     /// When the step under way started, ms since the Unix epoch; 0 between steps.
     stepping_since: AtomicI64,
+    /// Run once before the process leaves its cluster.
+    leaving: Mutex<Option<Leaving>>,
 }
 
 impl ClusterProgress {
@@ -36,6 +41,31 @@ impl ClusterProgress {
     /// Records that the output of `epoch` (and of every earlier epoch) is durable.
     pub(super) fn made_durable(&self, epoch: u64) {
         self.durable.fetch_max(epoch + 1, Ordering::AcqRel);
+    }
+
+    /// Sets what runs before the process leaves its cluster: the server stops its sender, so
+    /// the deliveries in flight are recorded rather than sent again after the restart.
+    pub(super) fn before_leaving(&self, leaving: Leaving) {
+        if let Ok(mut slot) = self.leaving.lock() {
+            *slot = Some(leaving);
+        }
+    }
+
+    /// Stops the process because the cluster lost a process (see the module documentation),
+    /// after what [`Self::before_leaving`] set.
+    pub(super) fn leave(&self, why: &str) -> ! {
+        tracing::error!(
+            why,
+            status = CLUSTER_LOST,
+            "the dataflow cluster lost a process; stopping so that the whole cluster restarts \
+             from its logs"
+        );
+        let leaving = self.leaving.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(leaving) = leaving {
+            leaving();
+        }
+        eprintln!("tidemark: the dataflow cluster lost a process ({why}); exiting to restart");
+        std::process::exit(CLUSTER_LOST);
     }
 
     /// Runs one step of `engine`, watched.
@@ -63,7 +93,7 @@ impl ClusterProgress {
                     std::thread::sleep(Duration::from_millis(250));
                     let since = progress.stepping_since.load(Ordering::Acquire);
                     if since > 0 && now_ms() - since > limit {
-                        left_the_cluster(&format!(
+                        progress.leave(&format!(
                             "a dataflow step has waited {} ms for the other processes",
                             now_ms() - since
                         ));
@@ -72,16 +102,4 @@ impl ClusterProgress {
             })?;
         Ok(())
     }
-}
-
-/// Stops the process because the cluster lost a process (see the module documentation).
-pub(super) fn left_the_cluster(why: &str) -> ! {
-    tracing::error!(
-        why,
-        status = CLUSTER_LOST,
-        "the dataflow cluster lost a process; stopping so that the whole cluster restarts from \
-         its logs"
-    );
-    eprintln!("tidemark: the dataflow cluster lost a process ({why}); exiting to restart");
-    std::process::exit(CLUSTER_LOST);
 }

@@ -3,7 +3,6 @@
 //! position the step processed, to the outbox thread ([`super::outbox`]), which renders and
 //! enqueues them. No template runs here, so none can hold up the dataflow.
 
-use super::cluster::left_the_cluster;
 use super::*;
 
 pub(super) struct EngineThread {
@@ -74,7 +73,7 @@ impl EngineThread {
             };
             let output = match self.progress.step(&mut self.engine, input) {
                 Ok(output) => output,
-                Err(e) if self.positions.is_some() => left_the_cluster(&e.to_string()),
+                Err(e) if self.positions.is_some() => self.progress.leave(&e.to_string()),
                 Err(e) => {
                     tracing::error!(error = %e, "dataflow stopped; the server must be restarted");
                     return;

@@ -92,6 +92,7 @@ pub struct Runtime {
     latencies: Arc<Mutex<Vec<f64>>>,
     event_times: operators::EventTimeRange,
     templates: generate::TemplateLimits,
+    progress: Arc<ClusterProgress>,
 }
 
 /// Most acceptance-to-enqueue latency samples kept for benchmarks.
@@ -195,7 +196,7 @@ impl Runtime {
                 renderer: generate::Renderer::new(templates),
                 latencies: latencies.clone(),
                 report_wake: report_wake.clone(),
-                progress,
+                progress: progress.clone(),
             };
             std::thread::Builder::new()
                 .name("tidemark-outbox".into())
@@ -229,6 +230,7 @@ impl Runtime {
             latencies,
             event_times: config.ingest.event_time_range(),
             templates,
+            progress,
         }))
     }
 
@@ -287,6 +289,12 @@ impl Runtime {
             .await
             .map_err(|_| IngestError::ShuttingDown)?;
         answer.await.map_err(|_| IngestError::ShuttingDown)?
+    }
+
+    /// Sets what runs before this process leaves its cluster (exit status 75) because the
+    /// cluster lost a process; bounded by the caller.
+    pub fn before_leaving_the_cluster(&self, leaving: impl FnOnce() + Send + 'static) {
+        self.progress.before_leaving(Box::new(leaving));
     }
 
     /// The event times ingest accepts (`[ingest]`); sources check each event against it.

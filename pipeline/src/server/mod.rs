@@ -463,6 +463,7 @@ impl Server {
             limits,
             stop_rx.clone(),
         ));
+        let (sender_done, sender_finished) = std::sync::mpsc::channel::<()>();
         let sender = {
             let (store, metrics, sender_config) =
                 (store.clone(), metrics.clone(), config.sender.clone());
@@ -476,8 +477,18 @@ impl Server {
                 if let Err(e) = deliver::run(sender, store, secrets, metrics, stop_rx).await {
                     tracing::error!(error = %e, "sender stopped");
                 }
+                let _ = sender_done.send(());
             })
         };
+        if config.cluster.is_some() {
+            // Leaving a cluster that lost a process, finish the deliveries in flight first, so
+            // the restarted cluster does not send them again.
+            let (stop, grace) = (stop.clone(), config.server.shutdown_grace.get());
+            runtime.before_leaving_the_cluster(move || {
+                let _ = stop.send(true);
+                let _ = sender_finished.recv_timeout(grace);
+            });
+        }
         tracing::info!(%addr, data_dir = %config.data_dir.display(), workers = config.engine.workers, "tidemark listening");
         if let Some(pg_addr) = pgwire_addr {
             tracing::info!(%pg_addr, "PostgreSQL wire protocol listening");
