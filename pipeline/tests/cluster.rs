@@ -293,6 +293,64 @@ async fn two_processes_of_one_worker_notify_as_one_process_of_two() {
     );
 }
 
+/// What the console's sign-in form at `base` answers to `key`: its status and page.
+async fn console_sign_in(client: &reqwest::Client, base: &str, key: &str) -> (u16, String) {
+    let form = client.get(format!("{base}/login")).send().await.unwrap();
+    let cookie = form.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = form.text().await.unwrap();
+    let marker = "name=\"login_token\" value=\"";
+    let start = page.find(marker).expect("a sign-in form") + marker.len();
+    let token = &page[start..start + page[start..].find('"').unwrap()];
+    let answer = client
+        .post(format!("{base}/login"))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([("login_token", token), ("api_key", key), ("next", "/")])
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    (answer.status().as_u16(), answer.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_serves_the_tenants_its_process_owns_and_points_to_the_others() {
+    let running = prepare(2, 1).await;
+    let client = connectors::http::client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for tenant in TENANTS {
+        let owner = owner(tenant, 2, 1);
+        for (process, base) in running.layout.bases.iter().enumerate() {
+            let (status, page) = console_sign_in(&client, base, &key(tenant)).await;
+            if process == owner {
+                assert_eq!(status, 303, "{tenant} signs in on its own process: {page}");
+            } else {
+                assert_eq!(status, 401, "{page}");
+                let told = format!(
+                    "tenant {tenant} is served by process {owner} of the cluster: open the \
+                     console at http:&#x2f;&#x2f;{}&#x2f;",
+                    running.layout.bases[owner].trim_start_matches("http://")
+                );
+                assert!(
+                    page.contains(&told),
+                    "{tenant} on process {process}: {page}"
+                );
+            }
+        }
+    }
+}
+
 /// Batch `batch` of `size` orders of one tenant; every 7th order is big enough to match.
 fn batch_body(batch: usize, size: usize, ts: i64) -> String {
     (0..size)

@@ -7,7 +7,9 @@
 //! notifications and runs its reports, so the tenant's definitions live in that process's store:
 //! every other tenant request under `/v1/` (rules, destinations, secrets, reports, notifications,
 //! alerts, audiences, campaigns, dashboards, queries) is relayed there. A process answers with
-//! `x-tidemark-process`, its index, so a client can see who served it.
+//! `x-tidemark-process`, its index, so a client can see who served it. The web console, which
+//! calls the API in-process under a session of its own, serves only the tenants its process
+//! owns and points the others to their process's console.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -22,7 +24,7 @@ use serde_json::json;
 
 use super::relay::{FORWARDED, relay};
 use crate::config::ClusterHost;
-use crate::http::{api_key, key_hash};
+use crate::http::{SignedIn, api_key, key_hash};
 
 /// The header naming the process that answered.
 pub const PROCESS_HEADER: &str = "x-tidemark-process";
@@ -92,6 +94,40 @@ impl Owners {
     }
 }
 
+/// The API as the console calls it in-process: a tenant another process owns is refused
+/// (421) with the address of that process's console, at sign-in and after.
+pub(super) fn only_own_tenants(api: Router, owners: Arc<Owners>) -> Router {
+    api.layer(axum::middleware::from_fn_with_state(
+        owners,
+        own_tenants_only,
+    ))
+}
+
+async fn own_tenants_only(
+    State(owners): State<Arc<Owners>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let tenant = match request.extensions().get::<SignedIn>() {
+        Some(SignedIn(tenant)) => Some(tenant.clone()),
+        None => owners.tenant_of(request.headers()).await,
+    };
+    let owner = tenant
+        .as_deref()
+        .map(|tenant| (tenant, owners.process_of(tenant)))
+        .filter(|&(_, owner)| owner != owners.process);
+    match owner {
+        Some((tenant, owner)) => cluster_error(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "tenant {tenant} is served by process {owner} of the cluster: open the console at {}/",
+                owners.apis[owner]
+            ),
+        ),
+        None => next.run(request).await,
+    }
+}
+
 /// `app` with each tenant's requests relayed to the process that owns the tenant.
 pub(super) fn route_to_owners(app: Router, owners: Arc<Owners>) -> Router {
     app.layer(axum::middleware::from_fn_with_state(owners, to_owner))
@@ -143,9 +179,11 @@ fn cluster_error(status: StatusCode, message: String) -> Response {
         axum::Json(json!({"error": {"code": "cluster", "message": message}})),
     )
         .into_response();
-    response.headers_mut().insert(
-        axum::http::header::RETRY_AFTER,
-        HeaderValue::from_static("1"),
-    );
+    if status == StatusCode::BAD_GATEWAY {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from_static("1"),
+        );
+    }
     response
 }

@@ -388,22 +388,28 @@ impl Server {
                 },
                 config.server.max_body_bytes,
             ));
-        // The web console calls the API router in-process, as the signed-in tenant.
-        let app = api.clone().merge(console::router(ConsoleState::new(
-            api,
+        let owners = match &config.cluster {
+            Some(settings) => Some(Arc::new(cluster::Owners::new(
+                settings.process,
+                config.engine.workers,
+                &settings.read_hosts()?,
+                store.clone(),
+            )?)),
+            None => None,
+        };
+        // The web console calls the API router in-process, as the signed-in tenant; in a
+        // cluster, only for the tenants this process owns.
+        let console_api = match &owners {
+            Some(owners) => cluster::only_own_tenants(api.clone(), owners.clone()),
+            None => api.clone(),
+        };
+        let app = api.merge(console::router(ConsoleState::new(
+            console_api,
             console_prefs(&config),
             config.server.public_url.starts_with("https://"),
         )));
-        let app = match &config.cluster {
-            Some(settings) => {
-                let owners = cluster::Owners::new(
-                    settings.process,
-                    config.engine.workers,
-                    &settings.read_hosts()?,
-                    store.clone(),
-                )?;
-                cluster::route_to_owners(app, Arc::new(owners))
-            }
+        let app = match owners {
+            Some(owners) => cluster::route_to_owners(app, owners),
             None => app,
         };
         let reports = tokio::spawn(generator.run(stop_rx.clone()));
