@@ -212,6 +212,23 @@ async fn prepare(processes: usize, workers: usize) -> Running {
             owner(tenant, processes, workers).to_string(),
             "{tenant}'s definitions are served by the process that owns it"
         );
+        // A request that claims to have been relayed already is not served by a process that
+        // does not own its tenant.
+        for (process, base) in layout.bases.iter().enumerate() {
+            let claimed = client
+                .get(format!("{base}/v1/rules"))
+                .bearer_auth(key(tenant))
+                .header("x-tidemark-forwarded", "1")
+                .send()
+                .await
+                .unwrap();
+            let expected = if process == owner(tenant, processes, workers) {
+                200
+            } else {
+                421
+            };
+            assert_eq!(claimed.status(), expected, "{tenant} at process {process}");
+        }
     }
     Running {
         layout,

@@ -65,13 +65,10 @@ impl Owners {
         operators::engine::owner(tenant, self.workers * self.apis.len()) / self.workers
     }
 
-    /// Whether a request is one the tenant's owner serves (and was not relayed already).
+    /// Whether a request is one the tenant's owner serves.
     fn belongs_to_owner(request: &Request) -> bool {
         let path = request.uri().path();
-        path.starts_with("/v1/")
-            && path != "/v1/events"
-            && !path.starts_with("/v1/sources/")
-            && !request.headers().contains_key(FORWARDED)
+        path.starts_with("/v1/") && path != "/v1/events" && !path.starts_with("/v1/sources/")
     }
 
     /// The tenant a request's API key names, if it names one (else the request is served here,
@@ -147,6 +144,17 @@ async fn to_owner(State(owners): State<Arc<Owners>>, request: Request, next: Nex
             .insert(PROCESS_HEADER, HeaderValue::from(owners.process));
         return response;
     };
+    // A relayed request always reaches its tenant's owner; one that claims to be relayed
+    // elsewhere is refused rather than served by a process without the tenant's definitions.
+    if request.headers().contains_key(FORWARDED) {
+        return cluster_error(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "this tenant is served by process {owner} of the cluster, at {}",
+                owners.apis[owner]
+            ),
+        );
+    }
     let (parts, body) = request.into_parts();
     // The listener has already bounded the body (server.max_body_bytes).
     let body = match axum::body::to_bytes(body, usize::MAX).await {
