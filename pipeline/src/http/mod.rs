@@ -56,7 +56,7 @@ pub struct AppState {
     pub runtime: Arc<Runtime>,
     /// The tenants' credentials.
     secrets: SecretsHandle,
-    keys: Arc<RwLock<HashMap<String, String>>>,
+    keys: Arc<KeyTenants>,
     throttle: Arc<AuthThrottle>,
     /// The outbound guard and limits destinations are checked against when defined.
     sink_settings: Arc<SinkSettings>,
@@ -120,6 +120,11 @@ impl AppState {
 
     fn store(&self) -> Arc<dyn Store> {
         self.runtime.store().clone()
+    }
+
+    /// The tenants of the API keys seen so far (shared with whatever else authenticates keys).
+    pub(crate) fn key_tenants(&self) -> Arc<KeyTenants> {
+        self.keys.clone()
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {
@@ -343,13 +348,7 @@ impl FromRequestParts<AppState> for Tenant {
                 "an API key is required: send 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'",
             ));
         };
-        let hash = key_hash(&key);
-        if let Some(tenant) = state.keys.read().ok().and_then(|k| k.get(&hash).cloned()) {
-            return Ok(Tenant(tenant));
-        }
-        let lookup = hash.clone();
-        let Some(tenant) = blocking(state.store(), move |s| s.tenant_for_api_key(&lookup)).await?
-        else {
+        let Some(tenant) = state.keys.tenant(state.store(), &key).await? else {
             state.throttle.failed(client, None);
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -357,10 +356,33 @@ impl FromRequestParts<AppState> for Tenant {
                 "unknown API key",
             ));
         };
-        if let Ok(mut keys) = state.keys.write() {
+        Ok(Tenant(tenant))
+    }
+}
+
+/// The tenants of the API keys seen so far, by key hash: each key is looked up in the store once.
+#[derive(Debug, Default)]
+pub(crate) struct KeyTenants(RwLock<HashMap<String, String>>);
+
+impl KeyTenants {
+    /// The tenant `key` belongs to; `None` for a key the store does not know.
+    pub(crate) async fn tenant(
+        &self,
+        store: Arc<dyn Store>,
+        key: &str,
+    ) -> ApiResult<Option<String>> {
+        let hash = key_hash(key);
+        if let Some(tenant) = self.0.read().ok().and_then(|k| k.get(&hash).cloned()) {
+            return Ok(Some(tenant));
+        }
+        let lookup = hash.clone();
+        let tenant = blocking(store, move |s| s.tenant_for_api_key(&lookup)).await?;
+        if let Some(tenant) = &tenant
+            && let Ok(mut keys) = self.0.write()
+        {
             keys.insert(hash, tenant.clone());
         }
-        Ok(Tenant(tenant))
+        Ok(tenant)
     }
 }
 

@@ -11,8 +11,7 @@
 //! calls the API in-process under a session of its own, serves only the tenants its process
 //! owns and points the others to their process's console.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -24,7 +23,7 @@ use serde_json::json;
 
 use super::relay::{FORWARDED, relay};
 use crate::config::ClusterHost;
-use crate::http::{SignedIn, api_key, key_hash};
+use crate::http::{KeyTenants, SignedIn, api_key};
 
 /// The header naming the process that answered.
 pub const PROCESS_HEADER: &str = "x-tidemark-process";
@@ -39,8 +38,8 @@ pub(super) struct Owners {
     apis: Vec<String>,
     http: reqwest::Client,
     store: Arc<dyn Store>,
-    /// Tenants by API key hash, as looked up.
-    tenants: RwLock<HashMap<String, String>>,
+    /// The tenants of the API keys seen so far (the API's own).
+    keys: Arc<KeyTenants>,
 }
 
 impl Owners {
@@ -49,6 +48,7 @@ impl Owners {
         workers: usize,
         hosts: &[ClusterHost],
         store: Arc<dyn Store>,
+        keys: Arc<KeyTenants>,
     ) -> anyhow::Result<Owners> {
         Ok(Owners {
             process,
@@ -56,13 +56,15 @@ impl Owners {
             apis: hosts.iter().map(|host| host.api.clone()).collect(),
             http: super::relay::relay_client()?,
             store,
-            tenants: RwLock::default(),
+            keys,
         })
     }
 
-    /// The process whose worker owns `tenant`'s dataflow state.
-    pub(super) fn process_of(&self, tenant: &str) -> usize {
-        operators::engine::owner(tenant, self.workers * self.apis.len()) / self.workers
+    /// The other process whose worker owns `tenant`'s dataflow state; `None` when it is this
+    /// one.
+    fn elsewhere(&self, tenant: &str) -> Option<usize> {
+        let owner = operators::engine::owner(tenant, self.workers * self.apis.len()) / self.workers;
+        (owner != self.process).then_some(owner)
     }
 
     /// Whether a request is one the tenant's owner serves.
@@ -74,20 +76,8 @@ impl Owners {
     /// The tenant a request's API key names, if it names one (else the request is served here,
     /// which refuses it as it would anywhere).
     async fn tenant_of(&self, headers: &HeaderMap) -> Option<String> {
-        let hash = key_hash(&api_key(headers)?);
-        if let Some(tenant) = self.tenants.read().ok()?.get(&hash) {
-            return Some(tenant.clone());
-        }
-        let store = self.store.clone();
-        let lookup = hash.clone();
-        let tenant = tokio::task::spawn_blocking(move || store.tenant_for_api_key(&lookup))
-            .await
-            .ok()?
-            .ok()??;
-        if let Ok(mut tenants) = self.tenants.write() {
-            tenants.insert(hash, tenant.clone());
-        }
-        Some(tenant)
+        let key = api_key(headers)?;
+        self.keys.tenant(self.store.clone(), &key).await.ok()?
     }
 }
 
@@ -111,8 +101,7 @@ async fn own_tenants_only(
     };
     let owner = tenant
         .as_deref()
-        .map(|tenant| (tenant, owners.process_of(tenant)))
-        .filter(|&(_, owner)| owner != owners.process);
+        .and_then(|tenant| Some((tenant, owners.elsewhere(tenant)?)));
     match owner {
         Some((tenant, owner)) => cluster_error(
             StatusCode::MISDIRECTED_REQUEST,
@@ -135,8 +124,7 @@ async fn to_owner(State(owners): State<Arc<Owners>>, request: Request, next: Nex
         true => owners.tenant_of(request.headers()).await,
         false => None,
     }
-    .map(|tenant| owners.process_of(&tenant))
-    .filter(|&owner| owner != owners.process);
+    .and_then(|tenant| owners.elsewhere(&tenant));
     let Some(owner) = owner else {
         let mut response = next.run(request).await;
         response

@@ -346,10 +346,14 @@ impl Server {
             .with_unsubscribe_key(unsubscribe_key)
             .with_sink_settings(sink_settings.clone())
             .with_sources(sources_health.clone());
-        let share = config.cluster.as_ref().map_or((0, 1), |cluster| {
-            let processes = cluster.read_hosts().map_or(1, |hosts| hosts.len());
-            (cluster.process, processes)
-        });
+        // The cluster's processes, when this is one of them (the file was checked at load).
+        let membership = match &config.cluster {
+            Some(settings) => Some((settings.process, settings.read_hosts()?)),
+            None => None,
+        };
+        let share = membership
+            .as_ref()
+            .map_or((0, 1), |(process, hosts)| (*process, hosts.len()));
         let source_tasks = sources::start(
             &config.sources.fluvio,
             share,
@@ -372,6 +376,7 @@ impl Server {
             metrics.clone(),
             runtime.report_wake(),
         ));
+        let key_tenants = app_state.key_tenants();
         let api = http::router(app_state, config.server.max_body_bytes)
             .merge(query::router(
                 dashboard_state.clone(),
@@ -388,12 +393,13 @@ impl Server {
                 },
                 config.server.max_body_bytes,
             ));
-        let owners = match &config.cluster {
-            Some(settings) => Some(Arc::new(cluster::Owners::new(
-                settings.process,
+        let owners = match &membership {
+            Some((process, hosts)) => Some(Arc::new(cluster::Owners::new(
+                *process,
                 config.engine.workers,
-                &settings.read_hosts()?,
+                hosts,
                 store.clone(),
+                key_tenants,
             )?)),
             None => None,
         };
