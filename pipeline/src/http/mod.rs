@@ -348,7 +348,7 @@ impl FromRequestParts<AppState> for Tenant {
                 "an API key is required: send 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'",
             ));
         };
-        let Some(tenant) = state.keys.tenant(state.store(), &key).await? else {
+        let Some(tenant) = state.keys.tenant(state.runtime.store(), &key).await? else {
             state.throttle.failed(client, None);
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -368,7 +368,7 @@ impl KeyTenants {
     /// The tenant `key` belongs to; `None` for a key the store does not know.
     pub(crate) async fn tenant(
         &self,
-        store: Arc<dyn Store>,
+        store: &Arc<dyn Store>,
         key: &str,
     ) -> ApiResult<Option<String>> {
         let hash = key_hash(key);
@@ -376,7 +376,7 @@ impl KeyTenants {
             return Ok(Some(tenant));
         }
         let lookup = hash.clone();
-        let tenant = blocking(store, move |s| s.tenant_for_api_key(&lookup)).await?;
+        let tenant = blocking(store.clone(), move |s| s.tenant_for_api_key(&lookup)).await?;
         if let Some(tenant) = &tenant
             && let Ok(mut keys) = self.0.write()
         {

@@ -77,7 +77,7 @@ impl Owners {
     /// which refuses it as it would anywhere).
     async fn tenant_of(&self, headers: &HeaderMap) -> Option<String> {
         let key = api_key(headers)?;
-        self.keys.tenant(self.store.clone(), &key).await.ok()?
+        self.keys.tenant(&self.store, &key).await.ok()?
     }
 }
 
