@@ -1,8 +1,9 @@
 //! The rules of one (tenant, event type), compiled for the per-event path.
 //!
 //! Every attribute the rules mention gets a number; an event's values for them are looked up once
-//! (one ordered walk over its attributes), and the filters, compiled into one flat program per
-//! (tenant, type), read them by number. A `match` rule whose filter requires a string attribute to
+//! (each of its attributes probes a small table of the rules' names, keyed by a name's length and
+//! first eight bytes, so most names are told apart without reading them as strings), and the
+//! filters, compiled into one flat program per (tenant, type), read them by number. A `match` rule whose filter requires a string attribute to
 //! equal one of a few values (`=` or `in`, alone or inside an `and`) is filed under those values,
 //! and only events carrying one of them test it. One that requires a number to exceed a bound
 //! (`>` or `>=`, alone or inside an `and`: "orders over 500,000") is filed by its bound, and only
@@ -13,7 +14,7 @@
 use crate::HashMap;
 use crate::predicate::{CmpOp, Predicate, compare};
 use crate::rule::{AggFn, Rule, RuleKind, WindowSpec};
-use crate::value::{AttrValue, Attrs, Num, SmolStr};
+use crate::value::{AttrValue, Attrs, Num};
 
 /// Marks "no filter" / "no attribute".
 const NONE: u32 = u32::MAX;
@@ -27,16 +28,17 @@ enum Step {
         op: CmpOp,
         value: f64,
     },
-    /// `=` (or `!=` when `negate`) with a string.
+    /// `=` (or `!=` when `negate`) with a string (held as plain text: compared with an event's
+    /// value without decoding two small strings' representations).
     EqStr {
         attr: u32,
-        value: SmolStr,
+        value: Box<str>,
         negate: bool,
     },
     /// `in` with strings only.
     InStr {
         attr: u32,
-        values: Vec<SmolStr>,
+        values: Vec<Box<str>>,
     },
     Cmp {
         attr: u32,
@@ -86,12 +88,15 @@ fn eval(steps: &[Step], at: usize, values: &[Option<&AttrValue>]) -> bool {
             value,
             negate,
         } => match values[*attr as usize] {
-            Some(AttrValue::Str(actual)) => (actual == value) != *negate,
+            Some(AttrValue::Str(actual)) => (actual.as_str() == &**value) != *negate,
             Some(_) => *negate,
             None => false,
         },
         Step::InStr { attr, values: set } => match values[*attr as usize] {
-            Some(AttrValue::Str(actual)) => set.iter().any(|v| v == actual),
+            Some(AttrValue::Str(actual)) => {
+                let actual = actual.as_str();
+                set.iter().any(|v| &**v == actual)
+            }
             _ => false,
         },
         Step::Cmp { attr, op, value } => {
@@ -241,10 +246,11 @@ struct Keyed {
 /// The rules of one (tenant, type), compiled.
 #[derive(Debug, Default)]
 pub(crate) struct Compiled {
-    /// Attribute names by number (ranges of `text`), and the numbers in name order.
+    /// Attribute names by number (ranges of `text`).
     names: Vec<(u32, u32)>,
     text: String,
-    order: Vec<u32>,
+    /// The names' numbers by [`NameKey`], open addressing (see [`Compiled::with_values`]).
+    lookup: Vec<NameSlot>,
     steps: Vec<Step>,
     scan: Vec<Matcher>,
     keyed: Vec<Keyed>,
@@ -252,6 +258,70 @@ pub(crate) struct Compiled {
     /// Windowed rules.
     pub(crate) windowed: Vec<WindowedRule>,
     groups: Vec<u32>,
+}
+
+/// A name's length and first eight bytes: equal for equal names, and for names of eight bytes
+/// or fewer, equal only for equal names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct NameKey {
+    head: u64,
+    len: u32,
+}
+
+impl NameKey {
+    fn of(name: &[u8]) -> NameKey {
+        let head = match name.first_chunk::<8>() {
+            Some(first) => u64::from_le_bytes(*first),
+            None => name
+                .iter()
+                .rev()
+                .fold(0u64, |head, byte| (head << 8) | u64::from(*byte)),
+        };
+        NameKey {
+            head,
+            // Longer names than u32::MAX bytes do not exist in events (bodies are capped far
+            // below); saturating keeps the key total.
+            len: u32::try_from(name.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Where the key's probe starts (before masking).
+    fn slot(self) -> usize {
+        let mixed =
+            (self.head ^ u64::from(self.len).rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (mixed >> 40) as usize
+    }
+}
+
+/// One slot of the name table: a name's key and number, or empty (`n == NONE`).
+#[derive(Clone, Copy, Debug)]
+struct NameSlot {
+    key: NameKey,
+    n: u32,
+}
+
+impl NameSlot {
+    /// The table of `c`'s names: a power of two at least twice their count, so probes are short
+    /// and always reach an empty slot.
+    fn table(c: &Compiled) -> Vec<NameSlot> {
+        let size = (c.names.len() * 2).next_power_of_two().max(4);
+        let mut table = vec![
+            NameSlot {
+                key: NameKey::default(),
+                n: NONE,
+            };
+            size
+        ];
+        for n in 0..c.names.len() as u32 {
+            let key = NameKey::of(c.name(n).as_bytes());
+            let mut at = key.slot() & (size - 1);
+            while table[at].n != NONE {
+                at = (at + 1) & (size - 1);
+            }
+            table[at] = NameSlot { key, n };
+        }
+        table
+    }
 }
 
 /// The value of a missing attribute, for group keys.
@@ -327,9 +397,7 @@ impl Compiled {
             });
             c.bounded.push(Bounded { attr, by_bound });
         }
-        let mut order: Vec<u32> = (0..c.names.len() as u32).collect();
-        order.sort_by(|a, b| c.name(*a).cmp(c.name(*b)));
-        c.order = order;
+        c.lookup = NameSlot::table(&c);
         c
     }
 
@@ -363,7 +431,7 @@ impl Compiled {
     pub(crate) fn prefetch(&self) {
         crate::prefetch_slice(&self.names, 512);
         crate::prefetch_slice(self.text.as_bytes(), 512);
-        crate::prefetch_slice(&self.order, 256);
+        crate::prefetch_slice(&self.lookup, 256);
         crate::prefetch_slice(&self.steps, 4096);
         crate::prefetch_slice(&self.scan, 1024);
         crate::prefetch_slice(&self.keyed, 256);
@@ -387,20 +455,25 @@ impl Compiled {
             spilled = vec![None; self.names.len()];
             &mut spilled
         };
-        // Both sides are in name order: one walk finds them all.
-        let mut event = attrs.iter();
-        let mut current = event.next();
-        for &n in &self.order {
-            let name = self.name(n);
-            while let Some((key, value)) = current {
-                match key.as_str().cmp(name) {
-                    std::cmp::Ordering::Less => current = event.next(),
-                    std::cmp::Ordering::Equal => {
-                        values[n as usize] = Some(value);
-                        current = event.next();
+        if !self.names.is_empty() {
+            let mask = self.lookup.len() - 1;
+            for (name, value) in attrs {
+                let name = name.as_bytes();
+                let key = NameKey::of(name);
+                let mut at = key.slot() & mask;
+                loop {
+                    let slot = &self.lookup[at];
+                    if slot.n == NONE {
                         break;
                     }
-                    std::cmp::Ordering::Greater => break,
+                    // Equal keys are equal names when the names are 8 bytes or shorter.
+                    if slot.key == key
+                        && (name.len() <= 8 || self.name(slot.n).as_bytes()[8..] == name[8..])
+                    {
+                        values[slot.n as usize] = Some(value);
+                        break;
+                    }
+                    at = (at + 1) & mask;
                 }
             }
         }
@@ -470,11 +543,11 @@ impl Compiled {
 }
 
 /// The values of an `in` list, if all are strings.
-fn strings(values: &[AttrValue]) -> Option<Vec<SmolStr>> {
+fn strings(values: &[AttrValue]) -> Option<Vec<Box<str>>> {
     values
         .iter()
         .map(|v| match v {
-            AttrValue::Str(s) => Some(s.clone()),
+            AttrValue::Str(s) => Some(Box::from(s.as_str())),
             _ => None,
         })
         .collect()
@@ -509,7 +582,7 @@ fn emit(filter: &Predicate, steps: &mut Vec<Step>, number: &mut dyn FnMut(&str) 
             value: AttrValue::Str(value),
         } => steps.push(Step::EqStr {
             attr: number(attr),
-            value: value.clone(),
+            value: Box::from(value.as_str()),
             negate: *op == CmpOp::Ne,
         }),
         Predicate::Cmp { attr, op, value } => steps.push(Step::Cmp {
@@ -645,6 +718,9 @@ mod tests {
             json!({"and": [{"attr": "customer_id", "op": "exists"},
                            {"attr": "customer", "op": "exists"}]}),
             json!({"attr": "customer_idx", "op": "exists"}),
+            // Short names, one the other's prefix; a name of exactly eight bytes.
+            json!({"and": [{"attr": "ab", "op": "exists"}, {"attr": "a", "op": "=", "value": "q"}]}),
+            json!({"attr": "quantity", "op": ">=", "value": 2}),
         ];
         let rules: Vec<Rule> = filters
             .iter()
@@ -667,6 +743,8 @@ mod tests {
             json!({"customer": "c1", "customer_id": 7, "customer_name": "kim"}),
             json!({"customer_id": 7, "customer_idx": 1, "customer_name": "lee"}),
             json!({"customer": "c1", "customer_idx": 1, "customer_names": "kim"}),
+            json!({"a": "q", "ab": 1, "abc": 2, "quantity": 3, "quantity2": 1}),
+            json!({"a": "q", "abc": 2, "quantit": 3, "quantityx": 3, "customer_nome": "kim"}),
             json!({}),
         ];
         let compiled = index.compiled(|s| rules.get(s as usize));
