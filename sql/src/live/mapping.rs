@@ -446,16 +446,64 @@ impl serde::Serialize for Leftover<'_> {
 pub(crate) struct RowsBuilder {
     schema: SchemaRef,
     columns: Vec<Box<dyn ArrayBuilder>>,
+    /// Per event type mapped into the table: where each of its columns is in the schema, and
+    /// where the event id and the leftover attributes go (found once, not once per event).
+    places: Vec<(String, Places)>,
+    /// The row being built, kept between rows.
+    row: Vec<Option<Typed>>,
 }
 
+/// Where a mapping's columns are in the table's schema.
+#[derive(Debug, Clone)]
+struct Places {
+    columns: Vec<Option<usize>>,
+    id: Option<usize>,
+    attributes: Option<usize>,
+}
+
+/// Most rows a builder makes room for at first (it grows past them).
+const DEFAULT_ROWS: usize = 1024;
+
 impl RowsBuilder {
-    pub(crate) fn new(schema: SchemaRef) -> Self {
+    /// A builder with room for `rows` rows (up to [`DEFAULT_ROWS`]) before it grows: the tail
+    /// reads a few hundred events every few milliseconds, and each read builds its own rows.
+    pub(crate) fn with_capacity(schema: SchemaRef, rows: usize) -> Self {
+        let rows = rows.clamp(1, DEFAULT_ROWS);
         let columns = schema
             .fields()
             .iter()
-            .map(|field| builder(field.data_type()))
+            .map(|field| builder(field.data_type(), rows))
             .collect();
-        Self { schema, columns }
+        let row = vec![None; schema.fields().len()];
+        Self {
+            schema,
+            columns,
+            places: Vec::new(),
+            row,
+        }
+    }
+
+    /// Where `mapping`'s columns are, found the first time it is seen.
+    fn places(&mut self, mapping: &EventMapping) -> Places {
+        if let Some((_, places)) = self
+            .places
+            .iter()
+            .find(|(event_type, _)| *event_type == mapping.event_type)
+        {
+            return places.clone();
+        }
+        let places = Places {
+            columns: mapping
+                .columns
+                .iter()
+                .map(|column| self.schema.index_of(&column.name).ok())
+                .collect(),
+            id: self.schema.index_of(EVENT_ID_COLUMN).ok(),
+            attributes: self.schema.index_of(ATTRIBUTES_COLUMN).ok(),
+        };
+        self.places
+            .push((mapping.event_type.clone(), places.clone()));
+        places
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -466,9 +514,12 @@ impl RowsBuilder {
     pub(crate) fn push_mapped(&mut self, mapping: &EventMapping, event: &LiveEvent) {
         // Top-level attributes a column took (the rest are kept as JSON).
         let mut taken: Vec<&str> = Vec::new();
-        let mut row: Vec<Option<Typed>> = vec![None; self.schema.fields().len()];
-        for column in &mapping.columns {
-            let Ok(index) = self.schema.index_of(&column.name) else {
+        let places = self.places(mapping);
+        let mut row = std::mem::take(&mut self.row);
+        row.clear();
+        row.resize(self.schema.fields().len(), None);
+        for (column, index) in mapping.columns.iter().zip(&places.columns) {
+            let Some(index) = *index else {
                 continue;
             };
             let value = match &column.source {
@@ -502,10 +553,10 @@ impl RowsBuilder {
             };
             row[index] = value;
         }
-        if let Ok(index) = self.schema.index_of(EVENT_ID_COLUMN) {
+        if let Some(index) = places.id {
             row[index] = Some(Typed::String(event.id.clone()));
         }
-        if let Ok(index) = self.schema.index_of(ATTRIBUTES_COLUMN) {
+        if let Some(index) = places.attributes {
             let leftover = Leftover {
                 attrs: &event.attrs,
                 taken: &taken,
@@ -517,20 +568,24 @@ impl RowsBuilder {
 
     /// Appends the row of `event` in [`RAW_TABLE`].
     pub(crate) fn push_raw(&mut self, event: &LiveEvent) {
-        let row = vec![
+        let mut row = std::mem::take(&mut self.row);
+        row.clear();
+        row.extend([
             Some(Typed::Integer(i64::try_from(event.seq).unwrap_or(i64::MAX))),
             Some(Typed::String(event.id.clone())),
             Some(Typed::String(event.event_type.clone())),
             event.ts_ms.checked_mul(1000).map(Typed::Timestamp),
             serde_json::to_string(&event.attrs).ok().map(Typed::String),
-        ];
+        ]);
         self.push_row(row);
     }
 
-    fn push_row(&mut self, row: Vec<Option<Typed>>) {
-        for (builder, value) in self.columns.iter_mut().zip(row) {
+    /// Appends `row`'s values to the columns; keeps the emptied vector for the next row.
+    fn push_row(&mut self, mut row: Vec<Option<Typed>>) {
+        for (builder, value) in self.columns.iter_mut().zip(row.drain(..)) {
             append(builder.as_mut(), value);
         }
+        self.row = row;
     }
 
     /// The rows built so far, as one batch; the builder is empty again.
@@ -542,16 +597,17 @@ impl RowsBuilder {
     }
 }
 
-fn builder(ty: &DataType) -> Box<dyn ArrayBuilder> {
+/// A column's builder with room for `rows` values (strings: 16 bytes each on average).
+fn builder(ty: &DataType, rows: usize) -> Box<dyn ArrayBuilder> {
     match ty {
-        DataType::Int64 => Box::new(Int64Builder::new()),
-        DataType::Float64 => Box::new(Float64Builder::new()),
-        DataType::Boolean => Box::new(BooleanBuilder::new()),
+        DataType::Int64 => Box::new(Int64Builder::with_capacity(rows)),
+        DataType::Float64 => Box::new(Float64Builder::with_capacity(rows)),
+        DataType::Boolean => Box::new(BooleanBuilder::with_capacity(rows)),
         DataType::Timestamp(..) => {
-            Box::new(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+            Box::new(TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"))
         }
-        DataType::Date32 => Box::new(Date32Builder::new()),
-        _ => Box::new(StringBuilder::new()),
+        DataType::Date32 => Box::new(Date32Builder::with_capacity(rows)),
+        _ => Box::new(StringBuilder::with_capacity(rows, rows * 16)),
     }
 }
 
@@ -628,7 +684,7 @@ mod tests {
     fn an_event_becomes_a_typed_row_and_keeps_what_no_column_took() {
         let order = mapping(ORDER).unwrap();
         let schema = table_schema(&[&order]).unwrap();
-        let mut rows = RowsBuilder::new(Arc::clone(&schema));
+        let mut rows = RowsBuilder::with_capacity(Arc::clone(&schema), 8);
         rows.push_mapped(
             &order,
             &event(serde_json::json!({"amount": 1500, "channel": "naver", "coupon": "X1"})),
@@ -711,6 +767,43 @@ mod tests {
         assert!(
             error.contains("is a string here but a number in events.order"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn rows_of_two_types_in_one_table_land_in_their_own_columns() {
+        let order =
+            mapping("table = \"t\"\n[columns]\nx = { from = \"attrs.x\", type = \"number\" }")
+                .unwrap();
+        let mut refund =
+            mapping("table = \"t\"\n[columns]\ny = { from = \"attrs.y\", type = \"string\" }")
+                .unwrap();
+        refund.event_type = "refund".into();
+        let schema = table_schema(&[&order, &refund]).unwrap();
+        let mut rows = RowsBuilder::with_capacity(Arc::clone(&schema), 1);
+        rows.push_mapped(&order, &event(serde_json::json!({"x": 1.5, "y": "no"})));
+        let mut second = event(serde_json::json!({"x": 2.5, "y": "back"}));
+        second.event_type = "refund".into();
+        rows.push_mapped(&refund, &second);
+        rows.push_mapped(&order, &event(serde_json::json!({"x": 3.5})));
+        let batch = rows.finish().unwrap();
+        let x = batch
+            .column_by_name("x")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        let y = batch.column_by_name("y").unwrap().as_string::<i32>();
+        assert_eq!(batch.num_rows(), 3);
+        assert_eq!(
+            (0..3)
+                .map(|i| x.is_valid(i).then(|| x.value(i)))
+                .collect::<Vec<_>>(),
+            [Some(1.5), None, Some(3.5)]
+        );
+        assert_eq!(
+            (0..3)
+                .map(|i| y.is_valid(i).then(|| y.value(i)))
+                .collect::<Vec<_>>(),
+            [None, Some("back"), None]
         );
     }
 }

@@ -457,6 +457,7 @@ impl LiveTables {
         events: Vec<connectors::store::StoredEvent>,
     ) -> Result<Vec<(Key, TailBatch)>, SqlError> {
         let step_last = events.last().map_or(0, |e| e.seq);
+        let read = events.len();
         // tenant → table → rows: looked up by reference, so no key is allocated per event.
         let mut by_tenant: HashMap<String, HashMap<&str, Building>> = HashMap::new();
         for stored in events {
@@ -487,7 +488,11 @@ impl LiveTables {
                     .get_key_value(table)
                     .expect("every mapped table has a schema");
                 let (rows, days, ts) = tables.entry(table.as_str()).or_insert_with(|| {
-                    (RowsBuilder::new(Arc::clone(schema)), Vec::new(), Vec::new())
+                    (
+                        RowsBuilder::with_capacity(Arc::clone(schema), read),
+                        Vec::new(),
+                        Vec::new(),
+                    )
                 });
                 match mapping {
                     Some(mapping) => rows.push_mapped(mapping, &event),
