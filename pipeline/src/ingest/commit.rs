@@ -1,7 +1,18 @@
 //! Group commit: every waiting ingest request (up to `engine.max_batch` events) is appended in
 //! one transaction, and each producer is answered once its events are durable.
+//!
+//! The committer is the process's only writer of the log (the data directory's lock, or the
+//! engine lease on a shared database, keeps it so), so it knows the log's end before each
+//! commit: it hands each commit's new events, with that end, to whoever asked for them
+//! ([`Runtime::feed_committed_to`]; the live tables' tail), which then need not read them back.
+
+use connectors::store::StoredEvent;
 
 use super::*;
+
+/// Takes each commit's new events: the log's last position before them, and the events in log
+/// order.
+pub type CommitFeed = Box<dyn Fn(u64, Vec<StoredEvent>) + Send + Sync>;
 
 pub(super) struct IngestRequest {
     pub(super) events: Vec<NewEvent>,
@@ -23,7 +34,10 @@ pub(super) fn commit_loop(
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     max_batch: usize,
+    feed: Arc<std::sync::OnceLock<CommitFeed>>,
 ) {
+    // The log's last position, while known (re-read after a failed commit).
+    let mut log_end = store.last_event_seq().ok();
     while let Some(first) = requests.blocking_recv() {
         let mut waiting = vec![first];
         let mut count = waiting[0].events.len();
@@ -50,16 +64,30 @@ pub(super) fn commit_loop(
         metrics
             .ingest_commit_seconds
             .observe(started.elapsed().as_secs_f64());
+        let sent = all.len();
         match result {
             Ok(outcomes) => {
                 let accepted_at = Instant::now();
+                let appended_end = outcomes
+                    .iter()
+                    .filter_map(|o| match o {
+                        AppendOutcome::Appended { seq } => Some(*seq),
+                        AppendOutcome::Duplicate { .. } => None,
+                    })
+                    .max();
+                if let (Some(feed), Some(end), Some(_)) = (feed.get(), log_end, appended_end) {
+                    feed(end, appended(all, &outcomes));
+                }
+                if let Some(appended_end) = appended_end {
+                    log_end = log_end.map(|end| end.max(appended_end));
+                }
                 let mut fresh = Vec::new();
                 let mut max_seq = 0;
                 let mut offset = 0;
                 for (request, n) in waiting.into_iter().zip(sizes) {
                     let Some(mine) = outcomes.get(offset..offset + n).map(<[_]>::to_vec) else {
                         let _ = request.reply.send(Err(IngestError::Incomplete {
-                            sent: all.len(),
+                            sent,
                             answered: outcomes.len(),
                         }));
                         continue;
@@ -91,7 +119,8 @@ pub(super) fn commit_loop(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, events = all.len(), "group commit failed");
+                tracing::error!(error = %e, events = sent, "group commit failed");
+                log_end = store.last_event_seq().ok();
                 // Every producer of the batch gets the one cause.
                 let cause = Arc::new(e);
                 for request in waiting {
@@ -100,4 +129,27 @@ pub(super) fn commit_loop(
             }
         }
     }
+}
+
+/// The events of a commit that the log appended, as stored, in log order.
+fn appended(all: Vec<NewEvent>, outcomes: &[AppendOutcome]) -> Vec<StoredEvent> {
+    let received_at_ms = now_ms();
+    let mut events: Vec<StoredEvent> = all
+        .into_iter()
+        .zip(outcomes)
+        .filter_map(|(event, outcome)| match outcome {
+            AppendOutcome::Appended { seq } => Some(StoredEvent {
+                seq: *seq,
+                id: event.id,
+                tenant: event.tenant,
+                event_type: event.event_type,
+                ts_ms: event.ts_ms,
+                body: event.body,
+                received_at_ms,
+            }),
+            AppendOutcome::Duplicate { .. } => None,
+        })
+        .collect();
+    events.sort_unstable_by_key(|e| e.seq);
+    events
 }

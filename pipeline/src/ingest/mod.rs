@@ -46,6 +46,7 @@ mod recovery;
 mod rules;
 
 use cluster::ClusterProgress;
+pub use commit::CommitFeed;
 use commit::{Committed, IngestRequest, commit_loop};
 use engine::EngineThread;
 use event_body::{event_from_stored, stored_body};
@@ -93,6 +94,8 @@ pub struct Runtime {
     event_times: operators::EventTimeRange,
     templates: generate::TemplateLimits,
     progress: Arc<ClusterProgress>,
+    /// Where the committer hands each commit's new events, once set.
+    feed: Arc<std::sync::OnceLock<CommitFeed>>,
 }
 
 /// Most acceptance-to-enqueue latency samples kept for benchmarks.
@@ -205,12 +208,12 @@ impl Runtime {
         step_tx
             .send(first)
             .map_err(|_| anyhow::anyhow!("the outbox thread stopped at start"))?;
+        let feed = Arc::new(std::sync::OnceLock::new());
         let committer = {
-            let store = store.clone();
-            let metrics = metrics.clone();
+            let (store, metrics, feed) = (store.clone(), metrics.clone(), feed.clone());
             std::thread::Builder::new()
                 .name("tidemark-commit".into())
-                .spawn(move || commit_loop(ingest_rx, batch_tx, store, metrics, max_batch))?
+                .spawn(move || commit_loop(ingest_rx, batch_tx, store, metrics, max_batch, feed))?
         };
         let stepper = std::thread::Builder::new()
             .name("tidemark-engine".into())
@@ -231,7 +234,15 @@ impl Runtime {
             event_times: config.ingest.event_time_range(),
             templates,
             progress,
+            feed,
         }))
+    }
+
+    /// From now on, hands `feed` every commit's new events (the log's last position before
+    /// them, and the events in log order) as they are committed, before their producers are
+    /// answered. Only the first feed set takes effect; `false` when one was set already.
+    pub fn feed_committed_to(&self, feed: CommitFeed) -> bool {
+        self.feed.set(feed).is_ok()
     }
 
     /// Appends events durably; returns once they are committed, one outcome per event.

@@ -243,6 +243,13 @@ impl Server {
             let (config, store, metrics) = (config.clone(), store.clone(), metrics.clone());
             tokio::task::spawn_blocking(move || Runtime::start(&config, store, metrics)).await??
         };
+        // The live tables' tail takes each commit's events from the committer rather than
+        // reading them back from the log.
+        if let Some(live) = dashboards.live() {
+            runtime.feed_committed_to(Box::new(move |after, events| {
+                live.offer(sql::live::Committed { after, events });
+            }));
+        }
         let listener = match tokio::net::TcpListener::bind(config.listen_addr()?).await {
             Ok(listener) => listener,
             Err(e) => {

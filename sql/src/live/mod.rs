@@ -145,6 +145,21 @@ pub struct RoundReport {
     pub watermark: u64,
 }
 
+/// Events the log has just committed, handed to the tail by the process's only writer so that
+/// the tail does not read them back from the log.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The log's last position before these events: the events are every event the log holds
+    /// after it, up to the last one's position.
+    pub after: u64,
+    /// The events, in log order.
+    pub events: Vec<connectors::store::StoredEvent>,
+}
+
+/// Most handed-over commits kept for the tail; past that the oldest are dropped (the tail reads
+/// those events from the log instead).
+const MAX_OFFERED: usize = 256;
+
 /// A tenant and one of its tables.
 type Key = (String, String);
 
@@ -192,6 +207,35 @@ struct Tail {
     /// The last log position that reached each group (its freshness).
     group_last: HashMap<Key, u64>,
     events: usize,
+}
+
+/// The handed-over events right after position `after`, in log order (up to about
+/// [`READ_CHUNK`]); empty when none follow on from it, so the log must be read. Drops the
+/// offers the tail is past.
+fn take_offered(
+    offered: &mut VecDeque<Committed>,
+    after: u64,
+) -> Vec<connectors::store::StoredEvent> {
+    let mut taken = Vec::new();
+    let mut at = after;
+    while let Some(front) = offered.front() {
+        let last = front.events.last().map_or(front.after, |e| e.seq);
+        if last <= at {
+            offered.pop_front();
+            continue;
+        }
+        // The log may hold events after `at` that no offer carries: read the log.
+        if front.after > at || taken.len() >= READ_CHUNK {
+            break;
+        }
+        let Some(front) = offered.pop_front() else {
+            break;
+        };
+        // A read of the log may have stopped inside this commit: take the rest of it.
+        taken.extend(front.events.into_iter().filter(|e| e.seq > at));
+        at = last;
+    }
+    taken
 }
 
 /// One group's tail batches, each with the last position of the step that read it.
@@ -255,6 +299,9 @@ pub struct LiveTables {
     tail: Mutex<Tail>,
     /// Held while reading the log into the tail (one reader, in log order).
     reading: Mutex<()>,
+    /// Events the committer handed over as it logged them, oldest first (see
+    /// [`LiveTables::offer`]).
+    offered: Mutex<VecDeque<Committed>>,
     /// Held while a round or a merge runs.
     compacting: Mutex<()>,
     providers: Mutex<HashMap<Key, Provider>>,
@@ -333,6 +380,7 @@ impl LiveTables {
                 ..Tail::default()
             }),
             reading: Mutex::new(()),
+            offered: Mutex::new(VecDeque::new()),
             compacting: Mutex::new(()),
             providers: Mutex::new(HashMap::new()),
         });
@@ -394,6 +442,21 @@ impl LiveTables {
         })
     }
 
+    /// Hands over events the log has just committed (called by the process's only writer, as it
+    /// commits): the tail takes them from here instead of reading them back from the log, when
+    /// they follow on from what it has read. Anything it cannot use is read from the log as
+    /// before, so an offer that is missing, late or dropped costs a read, never an event.
+    pub fn offer(&self, committed: Committed) {
+        if committed.events.is_empty() {
+            return;
+        }
+        let mut offered = lock(&self.offered);
+        offered.push_back(committed);
+        while offered.len() > MAX_OFFERED {
+            offered.pop_front();
+        }
+    }
+
     /// Reads the events the log has after the tail into it. Returns the last position read.
     ///
     /// The tail holds at most four times [`LiveOptions::max_tail_events`]: past that (a long log
@@ -413,10 +476,15 @@ impl LiveTables {
                 );
                 return Ok(after);
             }
-            let events = self
-                .store
-                .events_after(after, READ_CHUNK)
-                .map_err(store_error)?;
+            let offered = take_offered(&mut lock(&self.offered), after);
+            let from_log = offered.is_empty();
+            let events = if from_log {
+                self.store
+                    .events_after(after, READ_CHUNK)
+                    .map_err(store_error)?
+            } else {
+                offered
+            };
             let Some(last) = events.last().map(|e| e.seq) else {
                 return Ok(after);
             };
@@ -445,7 +513,9 @@ impl LiveTables {
             }
             tail.applied = last;
             tail.events += count;
-            if count < READ_CHUNK {
+            // Handed-over events are followed by a read of the log (or more of them), which
+            // finds whatever was committed after them.
+            if from_log && count < READ_CHUNK {
                 return Ok(last);
             }
         }
@@ -995,4 +1065,62 @@ fn internal(e: impl std::fmt::Display) -> SqlError {
 
 fn io_error(path: &Path, e: std::io::Error) -> SqlError {
     SqlError::Internal(format!("live tables: {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connectors::store::StoredEvent;
+
+    fn committed(after: u64, seqs: &[u64]) -> Committed {
+        Committed {
+            after,
+            events: seqs
+                .iter()
+                .map(|&seq| StoredEvent {
+                    seq,
+                    id: format!("e{seq}"),
+                    tenant: "shop".into(),
+                    event_type: "order".into(),
+                    ts_ms: 0,
+                    body: "{}".into(),
+                    received_at_ms: 0,
+                })
+                .collect(),
+        }
+    }
+
+    fn seqs(events: &[StoredEvent]) -> Vec<u64> {
+        events.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn handed_over_events_are_taken_only_where_they_follow_on() {
+        // Commits that follow one another (positions may skip, as a database sequence does).
+        let mut offered: VecDeque<Committed> =
+            [committed(10, &[11, 12]), committed(12, &[14, 15])].into();
+        assert_eq!(seqs(&take_offered(&mut offered, 10)), [11, 12, 14, 15]);
+        assert!(offered.is_empty());
+
+        // A commit the tail never got (dropped, or made before the feed was set): the log
+        // must be read, and offers it has read past are dropped.
+        let mut offered: VecDeque<Committed> =
+            [committed(20, &[21]), committed(21, &[22, 23])].into();
+        assert!(take_offered(&mut offered, 15).is_empty());
+        assert_eq!(
+            offered.len(),
+            2,
+            "nothing is dropped that the tail still needs"
+        );
+        assert_eq!(seqs(&take_offered(&mut offered, 21)), [22, 23]);
+
+        // A read of the log that stopped inside a commit takes the rest of it.
+        let mut offered: VecDeque<Committed> = [committed(30, &[31, 32, 33])].into();
+        assert_eq!(seqs(&take_offered(&mut offered, 32)), [33]);
+
+        // Offers the tail is already past are dropped without being taken.
+        let mut offered: VecDeque<Committed> = [committed(40, &[41]), committed(41, &[42])].into();
+        assert!(take_offered(&mut offered, 42).is_empty());
+        assert!(offered.is_empty());
+    }
 }
