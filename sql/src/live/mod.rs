@@ -12,8 +12,10 @@
 //! An event type mapped in the semantic model (`[events.order] table = "orders"`, see
 //! [`mapping`]) is a row of its table; every event is a row of [`RAW_TABLE`]. A table is read
 //! as the union of its Parquet files and the tail: the events after the compacted watermark,
-//! read from the log by a poller and again before each query that reads a live table, so an
-//! event accepted before a query starts is in its answer (read-your-writes).
+//! read by a poller and again before each query that reads a live table, so an event accepted
+//! before a query starts is in its answer (read-your-writes). The process's committer hands
+//! over each commit's events as it logs them ([`LiveTables::offer`]); the tail takes those that
+//! follow on from what it has read and reads the log for anything else.
 //!
 //! Compaction ([`LiveTables::compact`]) writes the tail's oldest events into one Parquet file per
 //! table, tenant and event date, sorted by time, each written aside and renamed into place, then
@@ -21,7 +23,8 @@
 //! tail change together, under one lock, and a reader takes both before it lists files, so every
 //! event is read exactly once before, during and after a round (see [`files`] for the naming
 //! that makes this hold across crashes). Dates with many small files are merged into one.
-//! Ingest never waits for any of it: the poller reads the log through the store's readers.
+//! Ingest never waits for any of it: a hand-over is a push onto a short queue, and the poller
+//! reads the log through the store's readers.
 
 pub mod files;
 pub mod mapping;
