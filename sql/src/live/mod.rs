@@ -159,9 +159,11 @@ pub struct Committed {
     pub events: Vec<connectors::store::StoredEvent>,
 }
 
-/// Most handed-over commits kept for the tail; past that the oldest are dropped (the tail reads
-/// those events from the log instead).
+/// Most handed-over commits, and events in them, kept for the tail; past either the oldest are
+/// dropped (the tail reads those events from the log instead), so a tail that stops reading
+/// (full, waiting for compaction) holds tens of megabytes of them at most.
 const MAX_OFFERED: usize = 256;
+const MAX_OFFERED_EVENTS: usize = 4 * READ_CHUNK;
 
 /// A tenant and one of its tables.
 type Key = (String, String);
@@ -210,6 +212,19 @@ struct Tail {
     /// The last log position that reached each group (its freshness).
     group_last: HashMap<Key, u64>,
     events: usize,
+}
+
+/// Queues `committed` for the tail, dropping the oldest commits past [`MAX_OFFERED`] of them or
+/// `max_events` events.
+fn push_offered(offered: &mut VecDeque<Committed>, committed: Committed, max_events: usize) {
+    offered.push_back(committed);
+    let mut held: usize = offered.iter().map(|c| c.events.len()).sum();
+    while offered.len() > MAX_OFFERED || held > max_events {
+        let Some(dropped) = offered.pop_front() else {
+            break;
+        };
+        held -= dropped.events.len();
+    }
 }
 
 /// The handed-over events right after position `after`, in log order (up to about
@@ -453,11 +468,7 @@ impl LiveTables {
         if committed.events.is_empty() {
             return;
         }
-        let mut offered = lock(&self.offered);
-        offered.push_back(committed);
-        while offered.len() > MAX_OFFERED {
-            offered.pop_front();
-        }
+        push_offered(&mut lock(&self.offered), committed, MAX_OFFERED_EVENTS);
     }
 
     /// Reads the events the log has after the tail into it. Returns the last position read.
@@ -1125,5 +1136,22 @@ mod tests {
         let mut offered: VecDeque<Committed> = [committed(40, &[41]), committed(41, &[42])].into();
         assert!(take_offered(&mut offered, 42).is_empty());
         assert!(offered.is_empty());
+    }
+
+    #[test]
+    fn a_tail_that_stops_taking_holds_a_bounded_queue_and_reads_the_log_instead() {
+        let mut offered = VecDeque::new();
+        push_offered(&mut offered, committed(0, &[1, 2]), 4);
+        push_offered(&mut offered, committed(2, &[3, 4]), 4);
+        push_offered(&mut offered, committed(4, &[5]), 4);
+        // Five events against a bound of four: the oldest commit went.
+        assert_eq!(offered.len(), 2);
+        // So events 1 and 2 come from the log; what follows them is handed over.
+        assert!(take_offered(&mut offered, 0).is_empty());
+        assert_eq!(seqs(&take_offered(&mut offered, 2)), [3, 4, 5]);
+        for n in 0..(MAX_OFFERED as u64 + 10) {
+            push_offered(&mut offered, committed(n, &[n + 1]), usize::MAX);
+        }
+        assert_eq!(offered.len(), MAX_OFFERED);
     }
 }
