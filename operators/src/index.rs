@@ -3,11 +3,12 @@
 //! Every attribute the rules mention gets a number; an event's values for them are looked up once
 //! (each of its attributes probes a small table of the rules' names, keyed by a name's length and
 //! first eight bytes, so most names are told apart without reading them as strings), and the
-//! filters, compiled into one flat program per (tenant, type), read them by number. A `match` rule whose filter requires a string attribute to
-//! equal one of a few values (`=` or `in`, alone or inside an `and`) is filed under those values,
-//! and only events carrying one of them test it. One that requires a number to exceed a bound
-//! (`>` or `>=`, alone or inside an `and`: "orders over 500,000") is filed by its bound, and only
-//! events above it test it. Every other rule is tested against every event.
+//! filters, compiled into one flat program per (tenant, type), read them by number. A `match`
+//! rule whose filter requires a string attribute to equal one of a few values (`=` or `in`, alone
+//! or inside an `and`) is filed under those values, and only events carrying one of them test it.
+//! One that requires a number to exceed a bound (`>` or `>=`, alone or inside an `and`: "orders
+//! over 500,000") is filed by its bound, and only events above it test it. Every other rule is
+//! tested against every event.
 //! The filing only narrows the candidates: each candidate's whole filter is still evaluated, with
 //! the same semantics as [`Predicate::eval`].
 

@@ -454,7 +454,7 @@ pub(crate) struct RowsBuilder {
 }
 
 /// Where a mapping's columns are in the table's schema.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Places {
     columns: Vec<Option<usize>>,
     id: Option<usize>,
@@ -483,14 +483,14 @@ impl RowsBuilder {
         }
     }
 
-    /// Where `mapping`'s columns are, found the first time it is seen.
-    fn places(&mut self, mapping: &EventMapping) -> Places {
-        if let Some((_, places)) = self
+    /// Where `mapping`'s columns are (an index into `places`), found the first time it is seen.
+    fn places_of(&mut self, mapping: &EventMapping) -> usize {
+        if let Some(at) = self
             .places
             .iter()
-            .find(|(event_type, _)| *event_type == mapping.event_type)
+            .position(|(event_type, _)| *event_type == mapping.event_type)
         {
-            return places.clone();
+            return at;
         }
         let places = Places {
             columns: mapping
@@ -501,9 +501,15 @@ impl RowsBuilder {
             id: self.schema.index_of(EVENT_ID_COLUMN).ok(),
             attributes: self.schema.index_of(ATTRIBUTES_COLUMN).ok(),
         };
-        self.places
-            .push((mapping.event_type.clone(), places.clone()));
-        places
+        self.places.push((mapping.event_type.clone(), places));
+        self.places.len() - 1
+    }
+
+    /// The kept row vector, emptied.
+    fn take_row(&mut self) -> Vec<Option<Typed>> {
+        let mut row = std::mem::take(&mut self.row);
+        row.clear();
+        row
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -514,10 +520,10 @@ impl RowsBuilder {
     pub(crate) fn push_mapped(&mut self, mapping: &EventMapping, event: &LiveEvent) {
         // Top-level attributes a column took (the rest are kept as JSON).
         let mut taken: Vec<&str> = Vec::new();
-        let places = self.places(mapping);
-        let mut row = std::mem::take(&mut self.row);
-        row.clear();
+        let at = self.places_of(mapping);
+        let mut row = self.take_row();
         row.resize(self.schema.fields().len(), None);
+        let places = &self.places[at].1;
         for (column, index) in mapping.columns.iter().zip(&places.columns) {
             let Some(index) = *index else {
                 continue;
@@ -568,8 +574,7 @@ impl RowsBuilder {
 
     /// Appends the row of `event` in [`RAW_TABLE`].
     pub(crate) fn push_raw(&mut self, event: &LiveEvent) {
-        let mut row = std::mem::take(&mut self.row);
-        row.clear();
+        let mut row = self.take_row();
         row.extend([
             Some(Typed::Integer(i64::try_from(event.seq).unwrap_or(i64::MAX))),
             Some(Typed::String(event.id.clone())),
