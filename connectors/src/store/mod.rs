@@ -35,6 +35,7 @@ mod catalog;
 pub mod contract;
 mod dashboards;
 mod events;
+mod handover;
 mod meta;
 mod outbox;
 mod postgres;
@@ -55,6 +56,7 @@ pub use campaigns::{CampaignSend, Campaigns, NewSend, SendOutcome, SendStatus, S
 pub use catalog::{Catalog, StoredDestination, StoredRule, Tenant};
 pub use dashboards::{Dashboards, StoredDashboard};
 pub use events::{AppendOutcome, EventLog, NewEvent, StoredEvent};
+pub use handover::{Handover, Logged};
 pub use meta::{Leadership, Meta, PoolStats};
 pub use outbox::{
     ClaimLimits, DeliveryAttempt, DeliveryNext, DeliveryStatus, DeliveryView, DueDelivery,

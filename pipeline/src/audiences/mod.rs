@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! PUT /v1/contacts, /v1/audiences ─► AudienceService (checks) ─► command ─┐
-//! the event log (events after the committed position) ───────────────────┤
+//! each commit's events, handed over by the committer (decoded) ──────────┤
+//! the event log (events after the position, when none are handed over) ──┤
 //!                                                                        ▼
 //!   "tidemark-audiences" thread: operators::audience::AudienceEngine (differential-dataflow)
 //!       customer.* events change contacts; every event feeds the engine; a step per tick
@@ -10,6 +11,10 @@
 //!   store (Audiences): contacts changed by events, membership changes, members, sizes and
 //!   the log position, one transaction per step
 //! ```
+//!
+//! The committer hands each commit's decoded events over ([`AudienceService::offer`]); the
+//! thread takes them when they follow on from its position and otherwise reads the log, so the
+//! events it sees are the log's, in log order, either way.
 //!
 //! The thread owns the engine (timely workers are not `Send`). Contact and audience changes
 //! from the API are written to the store by the thread and applied to the engine in the same
@@ -27,7 +32,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use connectors::store::{
-    AudienceSize, AudienceStep, MembershipChangeRow, Store, StoreError, StoredAudience,
+    AudienceSize, AudienceStep, Handover, MembershipChangeRow, Store, StoreError, StoredAudience,
     StoredContact,
 };
 use operators::audience::{Audience, AudienceConfig, AudienceEngine, Contact, MembershipChange};
@@ -45,6 +50,13 @@ const TICK: Duration = Duration::from_millis(50);
 const EVENTS_PER_STEP: usize = 20_000;
 /// Contacts read per page on recovery.
 const RECOVERY_PAGE: usize = 10_000;
+/// Most handed-over commits, and events in them, waiting for the thread; past either the
+/// oldest are dropped (and read from the log instead).
+const MAX_OFFERED: usize = 256;
+const MAX_OFFERED_EVENTS: usize = 4 * EVENTS_PER_STEP;
+
+/// Events handed over by the committer: each with its log position.
+type Offered = Handover<(u64, Event)>;
 
 /// What the API asks of the audience thread.
 enum Command {
@@ -115,6 +127,7 @@ pub struct AudienceService {
     commands: Mutex<Sender<Command>>,
     known: Arc<RwLock<Known>>,
     max_window_days: u32,
+    offered: Arc<Offered>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -124,18 +137,28 @@ impl AudienceService {
         let engine = AudienceEngine::new(config)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let known = Arc::new(RwLock::new(Known::default()));
+        let offered = Arc::new(Offered::new(MAX_OFFERED, MAX_OFFERED_EVENTS));
         let thread = {
-            let known = known.clone();
+            let (known, offered) = (known.clone(), offered.clone());
             std::thread::Builder::new()
                 .name("tidemark-audiences".into())
-                .spawn(move || run(engine, store, config, known, rx))?
+                .spawn(move || run(engine, store, config, known, offered, rx))?
         };
         Ok(Arc::new(AudienceService {
             commands: Mutex::new(tx),
             known,
             max_window_days: config.max_window_days,
+            offered,
             thread: Mutex::new(Some(thread)),
         }))
+    }
+
+    /// Hands over events the log has just committed (called by the process's only writer, as
+    /// it commits): `after` is the log's last position before them, `events` each event with
+    /// its position, in log order. The thread takes them instead of reading them back from the
+    /// log when they follow on from its position; anything else it reads from the log.
+    pub fn offer(&self, after: u64, events: Vec<(u64, Event)>) {
+        self.offered.offer(after, events);
     }
 
     /// Stops the thread (after its current step) and waits for it.
@@ -284,6 +307,7 @@ struct Worker {
     config: AudienceConfig,
     engine: AudienceEngine,
     known: Arc<RwLock<Known>>,
+    offered: Arc<Offered>,
     /// Event types already recorded in the store, per tenant.
     recorded_types: HashSet<(String, String)>,
     position: u64,
@@ -299,6 +323,7 @@ fn run(
     store: Arc<dyn Store>,
     config: AudienceConfig,
     known: Arc<RwLock<Known>>,
+    offered: Arc<Offered>,
     commands: Receiver<Command>,
 ) {
     let mut worker = Worker {
@@ -306,6 +331,7 @@ fn run(
         store,
         config,
         known,
+        offered,
         recorded_types: HashSet::new(),
         position: 0,
         recovered_to: 0,
@@ -406,30 +432,22 @@ impl Worker {
         }
     }
 
-    /// Reads the next events from the log, steps the engine and commits; whether more events
-    /// are waiting.
+    /// Takes the next events (handed over, or read from the log), steps the engine and
+    /// commits; whether more events may be waiting.
     fn step(&mut self) -> Result<bool, StoreError> {
-        let events = self.store.events_after(self.position, EVENTS_PER_STEP)?;
-        let more = events.len() == EVENTS_PER_STEP;
+        let (events, read_to, more) = self.next_events()?;
         let mut step = AudienceStep::default();
         // Contacts changed by this step's events, as they now are (None: deleted).
         let mut touched: HashMap<(String, String), Option<Contact>> = HashMap::new();
-        for stored in &events {
-            let event = match event_from_stored(&stored.body, &stored.tenant) {
-                Ok(event) => event,
-                Err(e) => {
-                    tracing::warn!(seq = stored.seq, error = %e, "audiences: unreadable event skipped");
-                    continue;
-                }
-            };
-            self.learn_type(&stored.tenant, &stored.event_type, &mut step);
-            if stored.event_type.starts_with(contact::CUSTOMER_PREFIX) {
-                self.customer_event(&event, &mut touched);
+        for (_, event) in &events {
+            self.learn_type(&event.tenant, &event.event_type, &mut step);
+            if event.event_type.starts_with(contact::CUSTOMER_PREFIX) {
+                self.customer_event(event, &mut touched);
             }
-            self.engine.event(&event);
+            self.engine.event(event);
         }
-        if let Some(last) = events.last() {
-            self.position = last.seq;
+        if let Some(read_to) = read_to {
+            self.position = read_to;
         }
         let at = now_ms();
         for ((tenant, id), contact) in touched {
@@ -441,13 +459,37 @@ impl Worker {
             }
         }
         let changes = self.engine.step(at);
-        if changes.is_empty() && events.is_empty() && step.contacts_put.is_empty() {
+        if changes.is_empty() && read_to.is_none() && step.contacts_put.is_empty() {
             return Ok(false);
         }
         self.record(changes, &mut step);
         step.position = self.position;
         self.store.commit_audience_step(&step)?;
         Ok(more)
+    }
+
+    /// The events after the position: those handed over when they follow on from it, else up
+    /// to [`EVENTS_PER_STEP`] read from the log (an event that no longer decodes is skipped,
+    /// with a warning); the last position they took the thread to (`None`: nothing new) and
+    /// whether more may be waiting.
+    fn next_events(&mut self) -> Result<(Vec<(u64, Event)>, Option<u64>, bool), StoreError> {
+        let offered = self.offered.take(self.position, EVENTS_PER_STEP);
+        if let Some(&(last, _)) = offered.last() {
+            // The log may hold more after them: the next step looks.
+            return Ok((offered, Some(last), true));
+        }
+        let stored = self.store.events_after(self.position, EVENTS_PER_STEP)?;
+        let more = stored.len() == EVENTS_PER_STEP;
+        let mut events = Vec::with_capacity(stored.len());
+        for stored in &stored {
+            match event_from_stored(&stored.body, &stored.tenant) {
+                Ok(event) => events.push((stored.seq, event)),
+                Err(e) => {
+                    tracing::warn!(seq = stored.seq, error = %e, "audiences: unreadable event skipped");
+                }
+            }
+        }
+        Ok((events, stored.last().map(|e| e.seq), more))
     }
 
     fn learn_type(&mut self, tenant: &str, event_type: &str, step: &mut AudienceStep) {

@@ -3,16 +3,29 @@
 //!
 //! The committer is the process's only writer of the log (the data directory's lock, or the
 //! engine lease on a shared database, keeps it so), so it knows the log's end before each
-//! commit: it hands each commit's new events, with that end, to whoever asked for them
-//! ([`Runtime::feed_committed_to`]; the live tables' tail), which then need not read them back.
+//! commit: it hands each commit's new events, with that end, to whoever asked for them, which
+//! then need not read them back — as stored ([`Runtime::feed_committed_to`]; the live tables'
+//! tail) or as decoded ([`Runtime::feed_events_to`]; the audience thread).
 
 use connectors::store::StoredEvent;
 
 use super::*;
 
-/// Takes each commit's new events: the log's last position before them, and the events in log
-/// order.
+/// Takes each commit's new events as stored: the log's last position before them, and the
+/// events in log order.
 pub type CommitFeed = Box<dyn Fn(u64, Vec<StoredEvent>) + Send + Sync>;
+
+/// Takes each commit's new events as decoded: the log's last position before them, and each
+/// event with its position, in log order.
+pub type EventFeed = Box<dyn Fn(u64, Vec<(u64, Event)>) + Send + Sync>;
+
+/// Who takes each commit's new events; each is set at most once, and a feed not set costs
+/// nothing.
+#[derive(Default)]
+pub(super) struct Feeds {
+    pub(super) stored: std::sync::OnceLock<CommitFeed>,
+    pub(super) decoded: std::sync::OnceLock<EventFeed>,
+}
 
 pub(super) struct IngestRequest {
     pub(super) events: Vec<NewEvent>,
@@ -34,7 +47,7 @@ pub(super) fn commit_loop(
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     max_batch: usize,
-    feed: Arc<std::sync::OnceLock<CommitFeed>>,
+    feeds: Arc<Feeds>,
 ) {
     // The log's last position, while known (re-read after a failed commit).
     let mut log_end = store.last_event_seq().ok();
@@ -75,12 +88,16 @@ pub(super) fn commit_loop(
                         AppendOutcome::Duplicate { .. } => None,
                     })
                     .max();
-                if let (Some(feed), Some(end), Some(_)) = (feed.get(), log_end, appended_end) {
-                    feed(end, appended(all, &outcomes));
+                // Where the log ended before this commit, when it appended something.
+                let after = log_end.filter(|_| appended_end.is_some());
+                if let (Some(feed), Some(after)) = (feeds.stored.get(), after) {
+                    feed(after, appended(all, &outcomes));
                 }
                 if let Some(appended_end) = appended_end {
                     log_end = log_end.map(|end| end.max(appended_end));
                 }
+                let decoded_feed = feeds.decoded.get().filter(|_| after.is_some());
+                let mut decoded = Vec::new();
                 let mut fresh = Vec::new();
                 let mut max_seq = 0;
                 let mut offset = 0;
@@ -96,8 +113,11 @@ pub(super) fn commit_loop(
                     for (outcome, event) in mine.iter().zip(request.parsed) {
                         max_seq = max_seq.max(outcome.seq());
                         match outcome {
-                            AppendOutcome::Appended { .. } => {
+                            AppendOutcome::Appended { seq } => {
                                 metrics.events_accepted.inc();
+                                if decoded_feed.is_some() {
+                                    decoded.push((*seq, event.clone()));
+                                }
                                 fresh.push(event);
                             }
                             AppendOutcome::Duplicate { .. } => {
@@ -106,6 +126,10 @@ pub(super) fn commit_loop(
                         }
                     }
                     let _ = request.reply.send(Ok(mine));
+                }
+                if let (Some(feed), Some(after)) = (decoded_feed, after) {
+                    decoded.sort_unstable_by_key(|(seq, _)| *seq);
+                    feed(after, decoded);
                 }
                 if batches
                     .send(Committed {

@@ -46,7 +46,7 @@ mod recovery;
 mod rules;
 
 use cluster::ClusterProgress;
-pub use commit::CommitFeed;
+pub use commit::{CommitFeed, EventFeed};
 use commit::{Committed, IngestRequest, commit_loop};
 use engine::EngineThread;
 use event_body::{event_from_stored, stored_body};
@@ -95,7 +95,7 @@ pub struct Runtime {
     templates: generate::TemplateLimits,
     progress: Arc<ClusterProgress>,
     /// Where the committer hands each commit's new events, once set.
-    feed: Arc<std::sync::OnceLock<CommitFeed>>,
+    feeds: Arc<commit::Feeds>,
 }
 
 /// Most acceptance-to-enqueue latency samples kept for benchmarks.
@@ -208,12 +208,12 @@ impl Runtime {
         step_tx
             .send(first)
             .map_err(|_| anyhow::anyhow!("the outbox thread stopped at start"))?;
-        let feed = Arc::new(std::sync::OnceLock::new());
+        let feeds = Arc::new(commit::Feeds::default());
         let committer = {
-            let (store, metrics, feed) = (store.clone(), metrics.clone(), feed.clone());
+            let (store, metrics, feeds) = (store.clone(), metrics.clone(), feeds.clone());
             std::thread::Builder::new()
                 .name("tidemark-commit".into())
-                .spawn(move || commit_loop(ingest_rx, batch_tx, store, metrics, max_batch, feed))?
+                .spawn(move || commit_loop(ingest_rx, batch_tx, store, metrics, max_batch, feeds))?
         };
         let stepper = std::thread::Builder::new()
             .name("tidemark-engine".into())
@@ -234,7 +234,7 @@ impl Runtime {
             event_times: config.ingest.event_time_range(),
             templates,
             progress,
-            feed,
+            feeds,
         }))
     }
 
@@ -242,7 +242,14 @@ impl Runtime {
     /// them, and the events in log order) as they are committed, before their producers are
     /// answered. Only the first feed set takes effect; `false` when one was set already.
     pub fn feed_committed_to(&self, feed: CommitFeed) -> bool {
-        self.feed.set(feed).is_ok()
+        self.feeds.stored.set(feed).is_ok()
+    }
+
+    /// From now on, hands `feed` every commit's new events as decoded (the log's last position
+    /// before them, and each event with its position, in log order) as they are committed. Only
+    /// the first feed set takes effect; `false` when one was set already.
+    pub fn feed_events_to(&self, feed: EventFeed) -> bool {
+        self.feeds.decoded.set(feed).is_ok()
     }
 
     /// Appends events durably; returns once they are committed, one outcome per event.

@@ -246,9 +246,7 @@ impl Server {
         // The live tables' tail takes each commit's events from the committer rather than
         // reading them back from the log.
         if let Some(live) = dashboards.live() {
-            runtime.feed_committed_to(Box::new(move |after, events| {
-                live.offer(sql::live::Committed { after, events });
-            }));
+            runtime.feed_committed_to(Box::new(move |after, events| live.offer(after, events)));
         }
         let listener = match tokio::net::TcpListener::bind(config.listen_addr()?).await {
             Ok(listener) => listener,
@@ -314,6 +312,13 @@ impl Server {
                 return Err(e.context("cannot start the audience engine"));
             }
         };
+        // So does the audience thread, decoded.
+        {
+            let audiences = audiences.clone();
+            runtime.feed_events_to(Box::new(move |after, events| {
+                audiences.offer(after, events)
+            }));
+        }
         dashboards.attach_crm(store.clone());
         let unsubscribe_key = {
             let store = store.clone();

@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use connectors::store::Store;
+use connectors::store::{Handover, Store, StoredEvent};
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array, new_null_array};
 use datafusion::arrow::compute::{
     SortColumn, cast, concat_batches, lexsort_to_indices, take_record_batch,
@@ -148,17 +148,6 @@ pub struct RoundReport {
     pub watermark: u64,
 }
 
-/// Events the log has just committed, handed to the tail by the process's only writer so that
-/// the tail does not read them back from the log.
-#[derive(Debug, Clone)]
-pub struct Committed {
-    /// The log's last position before these events: the events are every event the log holds
-    /// after it, up to the last one's position.
-    pub after: u64,
-    /// The events, in log order.
-    pub events: Vec<connectors::store::StoredEvent>,
-}
-
 /// Most handed-over commits, and events in them, kept for the tail; past either the oldest are
 /// dropped (the tail reads those events from the log instead), so a tail that stops reading
 /// (full, waiting for compaction) holds tens of megabytes of them at most.
@@ -212,48 +201,6 @@ struct Tail {
     /// The last log position that reached each group (its freshness).
     group_last: HashMap<Key, u64>,
     events: usize,
-}
-
-/// Queues `committed` for the tail, dropping the oldest commits past [`MAX_OFFERED`] of them or
-/// `max_events` events.
-fn push_offered(offered: &mut VecDeque<Committed>, committed: Committed, max_events: usize) {
-    offered.push_back(committed);
-    let mut held: usize = offered.iter().map(|c| c.events.len()).sum();
-    while offered.len() > MAX_OFFERED || held > max_events {
-        let Some(dropped) = offered.pop_front() else {
-            break;
-        };
-        held -= dropped.events.len();
-    }
-}
-
-/// The handed-over events right after position `after`, in log order (up to about
-/// [`READ_CHUNK`]); empty when none follow on from it, so the log must be read. Drops the
-/// offers the tail is past.
-fn take_offered(
-    offered: &mut VecDeque<Committed>,
-    after: u64,
-) -> Vec<connectors::store::StoredEvent> {
-    let mut taken = Vec::new();
-    let mut at = after;
-    while let Some(front) = offered.front() {
-        let last = front.events.last().map_or(front.after, |e| e.seq);
-        if last <= at {
-            offered.pop_front();
-            continue;
-        }
-        // The log may hold events after `at` that no offer carries: read the log.
-        if front.after > at || taken.len() >= READ_CHUNK {
-            break;
-        }
-        let Some(front) = offered.pop_front() else {
-            break;
-        };
-        // A read of the log may have stopped inside this commit: take the rest of it.
-        taken.extend(front.events.into_iter().filter(|e| e.seq > at));
-        at = last;
-    }
-    taken
 }
 
 /// One group's tail batches, each with the last position of the step that read it.
@@ -317,9 +264,8 @@ pub struct LiveTables {
     tail: Mutex<Tail>,
     /// Held while reading the log into the tail (one reader, in log order).
     reading: Mutex<()>,
-    /// Events the committer handed over as it logged them, oldest first (see
-    /// [`LiveTables::offer`]).
-    offered: Mutex<VecDeque<Committed>>,
+    /// Events the committer handed over as it logged them (see [`LiveTables::offer`]).
+    offered: Handover<StoredEvent>,
     /// Held while a round or a merge runs.
     compacting: Mutex<()>,
     providers: Mutex<HashMap<Key, Provider>>,
@@ -398,7 +344,7 @@ impl LiveTables {
                 ..Tail::default()
             }),
             reading: Mutex::new(()),
-            offered: Mutex::new(VecDeque::new()),
+            offered: Handover::new(MAX_OFFERED, MAX_OFFERED_EVENTS),
             compacting: Mutex::new(()),
             providers: Mutex::new(HashMap::new()),
         });
@@ -464,11 +410,9 @@ impl LiveTables {
     /// commits): the tail takes them from here instead of reading them back from the log, when
     /// they follow on from what it has read. Anything it cannot use is read from the log as
     /// before, so an offer that is missing, late or dropped costs a read, never an event.
-    pub fn offer(&self, committed: Committed) {
-        if committed.events.is_empty() {
-            return;
-        }
-        push_offered(&mut lock(&self.offered), committed, MAX_OFFERED_EVENTS);
+    /// `after` is the log's last position before `events`, which are in log order.
+    pub fn offer(&self, after: u64, events: Vec<StoredEvent>) {
+        self.offered.offer(after, events);
     }
 
     /// Reads the events the log has after the tail into it. Returns the last position read.
@@ -490,7 +434,7 @@ impl LiveTables {
                 );
                 return Ok(after);
             }
-            let offered = take_offered(&mut lock(&self.offered), after);
+            let offered = self.offered.take(after, READ_CHUNK);
             let from_log = offered.is_empty();
             let events = if from_log {
                 self.store
@@ -536,10 +480,7 @@ impl LiveTables {
     }
 
     /// Turns events read from the log into rows, per tenant and table.
-    fn build(
-        &self,
-        events: Vec<connectors::store::StoredEvent>,
-    ) -> Result<Vec<(Key, TailBatch)>, SqlError> {
+    fn build(&self, events: Vec<StoredEvent>) -> Result<Vec<(Key, TailBatch)>, SqlError> {
         let step_last = events.last().map_or(0, |e| e.seq);
         let read = events.len();
         // tenant → table → rows: looked up by reference, so no key is allocated per event.
@@ -1079,79 +1020,4 @@ fn internal(e: impl std::fmt::Display) -> SqlError {
 
 fn io_error(path: &Path, e: std::io::Error) -> SqlError {
     SqlError::Internal(format!("live tables: {}: {e}", path.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use connectors::store::StoredEvent;
-
-    fn committed(after: u64, seqs: &[u64]) -> Committed {
-        Committed {
-            after,
-            events: seqs
-                .iter()
-                .map(|&seq| StoredEvent {
-                    seq,
-                    id: format!("e{seq}"),
-                    tenant: "shop".into(),
-                    event_type: "order".into(),
-                    ts_ms: 0,
-                    body: "{}".into(),
-                    received_at_ms: 0,
-                })
-                .collect(),
-        }
-    }
-
-    fn seqs(events: &[StoredEvent]) -> Vec<u64> {
-        events.iter().map(|e| e.seq).collect()
-    }
-
-    #[test]
-    fn handed_over_events_are_taken_only_where_they_follow_on() {
-        // Commits that follow one another (positions may skip, as a database sequence does).
-        let mut offered: VecDeque<Committed> =
-            [committed(10, &[11, 12]), committed(12, &[14, 15])].into();
-        assert_eq!(seqs(&take_offered(&mut offered, 10)), [11, 12, 14, 15]);
-        assert!(offered.is_empty());
-
-        // A commit the tail never got (dropped, or made before the feed was set): the log
-        // must be read, and offers it has read past are dropped.
-        let mut offered: VecDeque<Committed> =
-            [committed(20, &[21]), committed(21, &[22, 23])].into();
-        assert!(take_offered(&mut offered, 15).is_empty());
-        assert_eq!(
-            offered.len(),
-            2,
-            "nothing is dropped that the tail still needs"
-        );
-        assert_eq!(seqs(&take_offered(&mut offered, 21)), [22, 23]);
-
-        // A read of the log that stopped inside a commit takes the rest of it.
-        let mut offered: VecDeque<Committed> = [committed(30, &[31, 32, 33])].into();
-        assert_eq!(seqs(&take_offered(&mut offered, 32)), [33]);
-
-        // Offers the tail is already past are dropped without being taken.
-        let mut offered: VecDeque<Committed> = [committed(40, &[41]), committed(41, &[42])].into();
-        assert!(take_offered(&mut offered, 42).is_empty());
-        assert!(offered.is_empty());
-    }
-
-    #[test]
-    fn a_tail_that_stops_taking_holds_a_bounded_queue_and_reads_the_log_instead() {
-        let mut offered = VecDeque::new();
-        push_offered(&mut offered, committed(0, &[1, 2]), 4);
-        push_offered(&mut offered, committed(2, &[3, 4]), 4);
-        push_offered(&mut offered, committed(4, &[5]), 4);
-        // Five events against a bound of four: the oldest commit went.
-        assert_eq!(offered.len(), 2);
-        // So events 1 and 2 come from the log; what follows them is handed over.
-        assert!(take_offered(&mut offered, 0).is_empty());
-        assert_eq!(seqs(&take_offered(&mut offered, 2)), [3, 4, 5]);
-        for n in 0..(MAX_OFFERED as u64 + 10) {
-            push_offered(&mut offered, committed(n, &[n + 1]), usize::MAX);
-        }
-        assert_eq!(offered.len(), MAX_OFFERED);
-    }
 }
