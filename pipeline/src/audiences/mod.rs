@@ -301,6 +301,16 @@ fn stored_contact(tenant: &str, id: &str, contact: &Contact, at_ms: i64) -> Stor
     }
 }
 
+/// The events a step takes.
+struct Next {
+    /// Each event with its log position, in log order.
+    events: Vec<(u64, Event)>,
+    /// The last log position they take the thread to (`None`: nothing new).
+    read_to: Option<u64>,
+    /// Whether more may be waiting.
+    more: bool,
+}
+
 /// The audience thread's state.
 struct Worker {
     store: Arc<dyn Store>,
@@ -435,7 +445,11 @@ impl Worker {
     /// Takes the next events (handed over, or read from the log), steps the engine and
     /// commits; whether more events may be waiting.
     fn step(&mut self) -> Result<bool, StoreError> {
-        let (events, read_to, more) = self.next_events()?;
+        let Next {
+            events,
+            read_to,
+            more,
+        } = self.next_events()?;
         let mut step = AudienceStep::default();
         // Contacts changed by this step's events, as they now are (None: deleted).
         let mut touched: HashMap<(String, String), Option<Contact>> = HashMap::new();
@@ -470,13 +484,16 @@ impl Worker {
 
     /// The events after the position: those handed over when they follow on from it, else up
     /// to [`EVENTS_PER_STEP`] read from the log (an event that no longer decodes is skipped,
-    /// with a warning); the last position they took the thread to (`None`: nothing new) and
-    /// whether more may be waiting.
-    fn next_events(&mut self) -> Result<(Vec<(u64, Event)>, Option<u64>, bool), StoreError> {
+    /// with a warning).
+    fn next_events(&mut self) -> Result<Next, StoreError> {
         let offered = self.offered.take(self.position, EVENTS_PER_STEP);
         if let Some(&(last, _)) = offered.last() {
             // The log may hold more after them: the next step looks.
-            return Ok((offered, Some(last), true));
+            return Ok(Next {
+                events: offered,
+                read_to: Some(last),
+                more: true,
+            });
         }
         let stored = self.store.events_after(self.position, EVENTS_PER_STEP)?;
         let more = stored.len() == EVENTS_PER_STEP;
@@ -489,7 +506,11 @@ impl Worker {
                 }
             }
         }
-        Ok((events, stored.last().map(|e| e.seq), more))
+        Ok(Next {
+            events,
+            read_to: stored.last().map(|e| e.seq),
+            more,
+        })
     }
 
     fn learn_type(&mut self, tenant: &str, event_type: &str, step: &mut AudienceStep) {
