@@ -42,6 +42,7 @@ use timely::worker::Worker;
 
 use crate::engine::{RuleChange, ScheduleChange};
 use crate::event::Event;
+use crate::exchange::ShareEvents;
 use crate::index::{Compiled, TypeRules, WindowedRule};
 use crate::intent::Intent;
 use crate::retained::{PackedEvent, PackedEvents, RetireQueue};
@@ -95,8 +96,9 @@ pub(crate) struct EpochInput {
     pub(crate) schedules: Vec<ScheduleChange>,
     /// Alerts that were firing before a restart.
     pub(crate) restore: Vec<OpenAlert>,
-    /// Events and how they arrived (all `Some`).
-    pub(crate) events: Vec<EventSlot>,
+    /// Events and how they arrived (all `Some`); in their own compact form when they cross to
+    /// another process (see [`crate::exchange`]).
+    pub(crate) events: ShareEvents,
 }
 
 impl EpochInput {
@@ -118,7 +120,7 @@ impl EpochInput {
             merged.rules.extend(share.rules);
             merged.schedules.extend(share.schedules);
             merged.restore.extend(share.restore);
-            merged.events.extend(share.events);
+            merged.events.append(share.events);
         }
         Some(merged)
     }
@@ -585,7 +587,7 @@ impl TenantState {
         // while it is still in cache. The events of one (tenant, type) are taken together, so its
         // rules, windows and alert state are fetched from memory once per epoch rather than once
         // per event; matches are put back in event-time order below.
-        let mut events = input.events;
+        let mut events = input.events.into_slots();
         let mut order: Vec<(u32, u32)> = events
             .iter()
             .enumerate()

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataflow::{Arrival, EpochInput, EventSlot, WorkerOutput, WorkerStats, build};
 use crate::event::Event;
+use crate::exchange::ShareEvents;
 use crate::intent::Intent;
 use crate::rule::Rule;
 use crate::schedule::{DueRun, Schedule};
@@ -390,7 +391,7 @@ impl Engine {
                     horizon_ms: input.horizon_ms,
                     watermark_ms: watermark,
                     clock_ms: input.clock_ms,
-                    events,
+                    events: ShareEvents::new(events),
                     ..Default::default()
                 }
             })

@@ -2,19 +2,21 @@
 //! state, and which scheduled reports are due, maintained incrementally by one timely operator
 //! per worker (see [`dataflow`]).
 //!
-//! Each tenant belongs to one worker, chosen by a stable hash of its id. The routing is done by
-//! [`engine::Engine`] outside the dataflow: it splits every epoch's input by owner and hands
-//! each worker its share over a channel, and the operator reads it with timely's `Pipeline`
-//! pact, so no data moves between workers inside the dataflow.
+//! Each tenant belongs to one worker of the whole cluster, chosen by a stable hash of its id.
+//! [`engine::Engine`] splits every epoch's input into one share per owning worker, and timely's
+//! `Exchange` pact takes each share to its owner: between the threads of a process as it is, to
+//! another process of a cluster in the compact form of [`exchange`].
 //!
 //! Pure: no I/O and no async runtime. The pipeline feeds [`engine::Engine`] batches of events,
 //! rule and schedule changes and clock readings, one epoch at a time, and gets back notification
 //! [`intent::Intent`]s and report [`schedule::DueRun`]s, both with deterministic ids.
 
 pub mod audience;
+mod codec;
 pub mod dataflow;
 pub mod engine;
 pub mod event;
+pub mod exchange;
 mod index;
 pub mod intent;
 pub mod predicate;

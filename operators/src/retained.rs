@@ -8,7 +8,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::value::{AttrValue, Attrs, Num, SmolStr};
+use crate::codec::{InPlace, Reader, put_len, put_text, put_value};
+use crate::value::Attrs;
 
 /// A retained event: its time, and where its packed attributes are in [`PackedEvents`].
 #[derive(Clone, Copy, Debug)]
@@ -48,106 +49,6 @@ pub(crate) struct PackedEvents {
     scratch: Vec<u8>,
 }
 
-const NULL: u8 = 0;
-const FALSE: u8 = 1;
-const TRUE: u8 = 2;
-const NUM: u8 = 3;
-const STR: u8 = 4;
-const LIST: u8 = 5;
-
-/// A length as LEB128: one byte below 128, as most names and values are.
-fn put_len(out: &mut Vec<u8>, len: usize) {
-    let mut rest = len as u64;
-    while rest >= 0x80 {
-        out.push((rest as u8 & 0x7f) | 0x80);
-        rest >>= 7;
-    }
-    out.push(rest as u8);
-}
-
-fn put_value(out: &mut Vec<u8>, value: &AttrValue) {
-    match value {
-        AttrValue::Null => out.push(NULL),
-        AttrValue::Bool(false) => out.push(FALSE),
-        AttrValue::Bool(true) => out.push(TRUE),
-        AttrValue::Num(n) => {
-            out.push(NUM);
-            out.extend_from_slice(&n.0.to_bits().to_le_bytes());
-        }
-        AttrValue::Str(s) => {
-            out.push(STR);
-            put_len(out, s.len());
-            out.extend_from_slice(s.as_bytes());
-        }
-        AttrValue::List(items) => {
-            out.push(LIST);
-            put_len(out, items.len());
-            for item in items {
-                put_value(out, item);
-            }
-        }
-    }
-}
-
-/// Reads what [`PackedEvent::pack`] wrote; the bytes never left the process, so they are well
-/// formed, but a short read still ends the walk rather than panicking.
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        if self.bytes.len() < n {
-            return None;
-        }
-        let (head, tail) = self.bytes.split_at(n);
-        self.bytes = tail;
-        Some(head)
-    }
-
-    fn len(&mut self) -> Option<usize> {
-        let mut len: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let byte = *self.take(1)?.first()?;
-            len |= u64::from(byte & 0x7f) << shift;
-            if byte < 0x80 {
-                return usize::try_from(len).ok();
-            }
-        }
-        None
-    }
-
-    fn text(&mut self) -> Option<SmolStr> {
-        let len = self.len()?;
-        let raw = self.take(len)?;
-        Some(SmolStr::new(String::from_utf8_lossy(raw)))
-    }
-
-    fn value(&mut self) -> Option<AttrValue> {
-        let tag = *self.take(1)?.first()?;
-        Some(match tag {
-            FALSE => AttrValue::Bool(false),
-            TRUE => AttrValue::Bool(true),
-            NUM => {
-                let raw = self.take(8)?;
-                let mut bits = [0u8; 8];
-                bits.copy_from_slice(raw);
-                AttrValue::Num(Num(f64::from_bits(u64::from_le_bytes(bits))))
-            }
-            STR => AttrValue::Str(self.text()?),
-            LIST => {
-                let len = self.len()?;
-                let mut items = Vec::with_capacity(len.min(self.bytes.len()));
-                for _ in 0..len {
-                    items.push(self.value()?);
-                }
-                AttrValue::List(items)
-            }
-            _ => AttrValue::Null,
-        })
-    }
-}
-
 impl PackedEvents {
     /// Packs an event's time and attributes.
     pub(crate) fn pack(&mut self, ts_ms: i64, attrs: &Attrs) -> PackedEvent {
@@ -155,9 +56,8 @@ impl PackedEvents {
         scratch.clear();
         put_len(scratch, attrs.len());
         for (key, value) in attrs {
-            put_len(scratch, key.len());
-            scratch.extend_from_slice(key.as_bytes());
-            put_value(scratch, value);
+            put_text(scratch, key);
+            put_value(scratch, value, &mut InPlace);
         }
         let len = scratch.len();
         let fits = |segment: &Segment| segment.bytes.capacity() - segment.bytes.len() >= len;
@@ -202,10 +102,12 @@ impl PackedEvents {
                     .get(event.start as usize..(event.start + event.len) as usize)
             })
             .unwrap_or(&[]);
-        let mut reader = Reader { bytes };
+        // The bytes never left the process, so they are well formed; a short read still ends
+        // the walk rather than panicking.
+        let mut reader = Reader::new(bytes);
         let len = reader.len().unwrap_or(0);
         (0..len)
-            .map_while(|_| Some((reader.text()?, reader.value()?)))
+            .map_while(|_| Some((reader.text()?, reader.value(&mut InPlace)?)))
             .collect()
     }
 
@@ -393,6 +295,7 @@ impl<T> RetireQueue<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::{AttrValue, Num};
     use serde_json::json;
 
     #[test]

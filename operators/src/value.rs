@@ -107,6 +107,16 @@ impl Attrs {
         self.into_iter()
     }
 
+    /// The attributes of `pairs`, which are usually in name order already (as [`Attrs`] writes
+    /// them): then they are taken as they are, else sorted as [`Attrs::from_iter`] does.
+    pub(crate) fn from_pairs(pairs: Vec<(SmolStr, AttrValue)>) -> Attrs {
+        if pairs.windows(2).all(|w| w[0].0 < w[1].0) {
+            Attrs(pairs)
+        } else {
+            pairs.into_iter().collect()
+        }
+    }
+
     /// Asks the CPU to start loading the attributes into cache; a hint with no effect on
     /// behaviour.
     pub(crate) fn prefetch(&self) {
@@ -168,16 +178,10 @@ impl<'de> Deserialize<'de> for Attrs {
             ) -> Result<Attrs, A::Error> {
                 let mut pairs: Vec<(SmolStr, AttrValue)> =
                     Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-                let mut ordered = true;
                 while let Some(pair) = map.next_entry::<SmolStr, AttrValue>()? {
-                    ordered &= pairs.last().is_none_or(|last| last.0 < pair.0);
                     pairs.push(pair);
                 }
-                Ok(if ordered {
-                    Attrs(pairs)
-                } else {
-                    pairs.into_iter().collect()
-                })
+                Ok(Attrs::from_pairs(pairs))
             }
         }
         deserializer.deserialize_map(Pairs)
