@@ -756,3 +756,119 @@ fn change(key: &(String, String), contact: &str, at_ms: i64, entered: bool) -> M
         entered,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use connectors::store::NewEvent;
+    use serde_json::json;
+
+    use super::*;
+    use crate::ingest::event_body::stored_body;
+
+    fn order(id: &str, customer: &str) -> Event {
+        let document = json!({"id": id, "type": "order", "ts": now_ms(),
+                              "attrs": {"customer_id": customer}});
+        Event::from_json(&document, "shop").expect("an order")
+    }
+
+    /// Appends `events` to the log as the committer does: the log's end before them, and each
+    /// event with its position.
+    fn log(store: &dyn Store, events: &[Event]) -> (u64, Vec<(u64, Event)>) {
+        let after = store.last_event_seq().expect("the log's end");
+        let rows: Vec<NewEvent> = events
+            .iter()
+            .map(|e| NewEvent {
+                id: e.id.to_string(),
+                tenant: e.tenant.to_string(),
+                event_type: e.event_type.to_string(),
+                ts_ms: e.ts_ms,
+                body: stored_body(e),
+            })
+            .collect();
+        let outcomes = store.append_events(&rows).expect("appended");
+        let positioned = outcomes
+            .iter()
+            .zip(events)
+            .map(|(outcome, event)| (outcome.seq(), event.clone()))
+            .collect();
+        (after, positioned)
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "waited 20 s for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn events_handed_over_or_read_from_the_log_count_once_each() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = connectors::store::open(dir.path().join("tidemark.db")).expect("store");
+        let service = AudienceService::start(store.clone(), AudienceConfig::default())
+            .expect("the audience thread");
+        let contacts = ["c1", "c2", "c3"]
+            .map(|id| (id.to_string(), Contact::default()))
+            .to_vec();
+        service
+            .put_contacts("shop", contacts)
+            .await
+            .expect("contacts");
+
+        // Logged but never handed over: the thread reads it from the log.
+        log(store.as_ref(), &[order("o1", "c1")]);
+        let repeat_buyers = json!({"event": "order", "in_last_days": 1, "op": ">=", "value": 2});
+        let definition = json!({"where": repeat_buyers});
+        until("the order type learnt from the log", || {
+            service.check("shop", "repeat", &definition).is_ok()
+        })
+        .await;
+        let audience = service
+            .check("shop", "repeat", &definition)
+            .expect("checked");
+        let stored = StoredAudience {
+            tenant: "shop".into(),
+            id: "repeat".into(),
+            version: 1,
+            body: definition.to_string(),
+            updated_at_ms: now_ms(),
+        };
+        service.put_audience(audience, stored).await.expect("put");
+
+        // Handed over where it follows on: c3's only order, which must count once.
+        let (after, events) = log(store.as_ref(), &[order("o2", "c3")]);
+        service.offer(after, events);
+        // A commit that was never handed over, then one that was: the second does not follow
+        // on from what the thread has read, so both come from the log, once each.
+        log(store.as_ref(), &[order("o3", "c1")]);
+        let (after, events) = log(store.as_ref(), &[order("o4", "c2")]);
+        service.offer(after, events);
+        // Handed over after them (or already read from the log with them): c2's second order.
+        let (after, events) = log(store.as_ref(), &[order("o5", "c2")]);
+        let last = events.last().map(|(seq, _)| *seq).expect("a position");
+        service.offer(after, events);
+
+        until("every event taken", || {
+            store.audience_position().expect("position") >= last
+        })
+        .await;
+        until("c1 and c2 in", || {
+            ["c1", "c2"]
+                .iter()
+                .all(|c| store.is_member("shop", "repeat", c).expect("membership"))
+        })
+        .await;
+        assert!(
+            !store.is_member("shop", "repeat", "c3").expect("membership"),
+            "c3 ordered once: a handed-over event counts once"
+        );
+        assert_eq!(store.audience_size("shop", "repeat").expect("size"), 2);
+        service.shutdown();
+    }
+}
