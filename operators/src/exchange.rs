@@ -3,12 +3,13 @@
 //! Timely serializes what its exchange sends between processes with serde (bincode); left to
 //! serde, an event is a few hundred bytes of fixed-width lengths, each attribute's name spelled
 //! out, and decoding it validates and copies every name again. The events of a share are
-//! written here instead as one block of bytes, in which every distinct tenant, type, attribute
-//! name and string value is spelled out once and named by its number after that (a share's
-//! events come from few tenants and types and carry the same few names), lengths and counts
-//! are LEB128, and values use the codec retained events use ([`crate::codec`]). Decoding clones
-//! the text it has seen (a copy of an inline string, or a reference count) instead of checking
-//! and copying it again. Ids are unique, so they are written in place and never numbered.
+//! written here instead as one block of bytes, in which every distinct tenant, type and
+//! attribute name is spelled out once and named by its number after that (a share's events come
+//! from few tenants and types and carry the same few names), lengths and counts are LEB128, and
+//! values use the codec retained events use ([`crate::codec`]). Decoding clones the names it has
+//! seen (a copy of an inline string, or a reference count) instead of checking and copying them
+//! again. Ids and values are written in place: ids are unique, and numbering values cost more
+//! than it saved (customers and SKUs are too many to repeat within a share).
 //!
 //! The block is self-contained: a share is decoded on its own, whatever was sent before.
 
@@ -23,8 +24,8 @@ use crate::dataflow::{Arrival, EventSlot};
 use crate::event::Event;
 use crate::value::{Attrs, SmolStr};
 
-/// Distinct texts numbered per share, at most: past this many (a share full of unique string
-/// values), text is written in place, so the tables stay small.
+/// Distinct texts numbered per share, at most: past this many (a share of very many tenants or
+/// attribute names), text is written in place, so the tables stay small.
 const MAX_NUMBERED: usize = 1 << 16;
 
 /// Bytes of events encoded by this process, since it started.
@@ -283,14 +284,19 @@ mod tests {
 
     #[test]
     fn more_distinct_texts_than_are_numbered_still_cross_exactly() {
+        // Every event names an attribute of its own, so the table fills up (its last number
+        // goes to `name-65532`, after `shop`, `order` and `channel`); the last events have
+        // tenants of their own, which come after the table is full, and name again the last
+        // names numbered and the first ones past the table.
         let events: Vec<EventSlot> = (0..MAX_NUMBERED + 500)
             .map(|n| {
-                let event = event(
-                    "shop",
-                    n,
-                    json!({format!("name-{}", n % 3): format!("value-{n}")}),
-                );
-                Some((event, Arrival::OnTime))
+                let (tenant, name) = if n < MAX_NUMBERED {
+                    ("shop".to_string(), n)
+                } else {
+                    (format!("late-{n}"), MAX_NUMBERED - 4 + n % 4)
+                };
+                let attrs = json!({format!("name-{name}"): n, "channel": "naver"});
+                Some((event(&tenant, n, attrs), Arrival::OnTime))
             })
             .collect();
         assert_eq!(received(&sent(events.clone())).unwrap(), events);
