@@ -131,22 +131,9 @@ fn spawn(config: &Path, log: &Path) -> Child {
     command.spawn().expect("start tidemark serve")
 }
 
-/// A port nobody listens on right now.
-pub(crate) fn free_port() -> u16 {
-    // Two ports asked for one after the other may be the same one (the first was closed
-    // again): never hand out a port twice in this process.
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("bind a free port")
-            .port();
-        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
-            return port;
-        }
-    }
-}
+#[path = "../support/ports.rs"]
+mod ports;
+pub(crate) use ports::free_port;
 
 impl Tidemark {
     pub(crate) async fn start() -> Tidemark {

@@ -43,22 +43,9 @@ impl Drop for Shop {
     }
 }
 
-/// A loopback port nothing listens on (as of now).
-pub fn free_port() -> u16 {
-    // Two ports asked for one after the other may be the same one (the first was closed
-    // again): never hand out a port twice in this process.
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("bind a free port")
-            .port();
-        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
-            return port;
-        }
-    }
-}
+#[path = "ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 fn tidemark() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tidemark"));
