@@ -7,7 +7,7 @@
 
 use connectors::sources::{FieldError, Limits, decode_batch};
 use libfuzzer_sys::fuzz_target;
-use operators::{Event, EventTimeRange};
+use operators::{EventFields, EventTimeRange};
 
 /// A fixed clock, so a run is reproducible: 2026-12-01T00:00:00Z.
 const NOW_MS: i64 = 1_764_547_200_000;
@@ -22,8 +22,9 @@ fuzz_target!(|body: &[u8]| {
     if let Ok(batch) = decode_batch(
         body,
         &limits,
-        |document| {
-            Event::from_json(document, "fuzz-shop")
+        |fields: EventFields| {
+            fields
+                .into_event("fuzz-shop")
                 .and_then(|event| times.check(event.ts_ms, NOW_MS).map(|()| event))
                 .map_err(|e| FieldError::from_message(e.to_string()))
         },

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::value::{AttrValue, Attrs, SmolStr};
+use crate::value::{Attrs, SmolStr};
 
 /// Longest accepted event id, tenant or type, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
@@ -48,51 +48,11 @@ impl Event {
     /// Validates one JSON event. `tenant` is the authenticated tenant: a body naming another tenant
     /// is refused, a body naming none gets this one.
     pub fn from_json(value: &serde_json::Value, tenant: &str) -> Result<Event, EventError> {
-        let obj = value
-            .as_object()
-            .ok_or_else(|| EventError::new("event", "must be a JSON object"))?;
-        for key in obj.keys() {
-            if !matches!(key.as_str(), "id" | "tenant" | "type" | "ts" | "attrs") {
-                return Err(EventError::new(
-                    key,
-                    "unknown field; expected id, tenant, type, ts, attrs",
-                ));
-            }
-        }
-        let id = required_name(obj, "id")?;
-        let event_type = required_name(obj, "type")?;
-        match obj.get("tenant") {
-            None | Some(serde_json::Value::Null) => {}
-            Some(serde_json::Value::String(t)) if t == tenant => {}
-            Some(serde_json::Value::String(t)) => {
-                return Err(EventError::new(
-                    "tenant",
-                    format!("'{t}' is not the tenant of this API key"),
-                ));
-            }
-            Some(_) => return Err(EventError::new("tenant", "must be a string")),
-        }
-        let ts_ms = match obj.get("ts") {
-            None | Some(serde_json::Value::Null) => {
-                return Err(EventError::new("ts", "is required"));
-            }
-            Some(v) => parse_ts(v)?,
-        };
-        let attrs = match obj.get("attrs") {
-            None | Some(serde_json::Value::Null) => Attrs::new(),
-            Some(serde_json::Value::Object(map)) => map
-                .iter()
-                .map(|(k, v)| (SmolStr::new(k), AttrValue::from_json(v)))
-                .collect(),
-            Some(_) => return Err(EventError::new("attrs", "must be a JSON object")),
-        };
-        Ok(Event {
-            tenant: SmolStr::new(tenant),
-            event_type,
-            ts_ms,
-            id,
-            attrs,
-        })
+        // Reading a tree cannot fail (every JSON value is some field's value); should it, the
+        // document is what is wrong.
+        EventFields::deserialize(value)
+            .map_err(|e| EventError::new("event", e.to_string()))?
+            .into_event(tenant)
     }
 
     /// The event as JSON, in the shape it was accepted in (`ts` as epoch milliseconds); see
@@ -137,26 +97,304 @@ impl Serialize for EventDocument<'_> {
     }
 }
 
-fn required_name(
-    obj: &serde_json::Map<String, serde_json::Value>,
-    field: &str,
-) -> Result<SmolStr, EventError> {
-    match obj.get(field) {
-        None | Some(serde_json::Value::Null) => Err(EventError::new(field, "is required")),
-        Some(serde_json::Value::String(s)) if s.is_empty() => {
-            Err(EventError::new(field, "must not be empty"))
+/// A field of an event document as found, before it is checked.
+#[derive(Clone, Debug, Default, PartialEq)]
+enum Found<T> {
+    /// Absent, or `null`.
+    #[default]
+    Missing,
+    /// The expected kind of value.
+    Value(T),
+    /// Another kind of JSON value, named as [`json_kind`] names it.
+    Other(&'static str),
+}
+
+/// Reads a field's value as [`Found`]: `accept` takes the expected kind from the visitor's
+/// calls, every other kind is named and skipped.
+struct FoundVisitor<T>(std::marker::PhantomData<T>);
+
+/// What a field of the expected kind is read from.
+trait FromFound: Sized {
+    fn from_str(_: &str) -> Option<Self> {
+        None
+    }
+    fn from_attrs<'de, A: serde::de::MapAccess<'de>>(map: A) -> Result<Result<Self, A>, A::Error> {
+        Ok(Err(map))
+    }
+}
+
+impl FromFound for SmolStr {
+    fn from_str(s: &str) -> Option<SmolStr> {
+        Some(SmolStr::new(s))
+    }
+}
+
+impl FromFound for Attrs {
+    fn from_attrs<'de, A: serde::de::MapAccess<'de>>(map: A) -> Result<Result<Attrs, A>, A::Error> {
+        crate::value::attrs_from_json_map(map).map(Ok)
+    }
+}
+
+impl<'de, T: FromFound> serde::de::Visitor<'de> for FoundVisitor<T> {
+    type Value = Found<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Found<T>, E> {
+        Ok(Found::Missing)
+    }
+
+    fn visit_none<E>(self) -> Result<Found<T>, E> {
+        Ok(Found::Missing)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Found<T>, E> {
+        Ok(Found::Other("a boolean"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Found<T>, E> {
+        Ok(Found::Other("a number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Found<T>, E> {
+        Ok(Found::Other("a number"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Found<T>, E> {
+        Ok(Found::Other("a number"))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Found<T>, E> {
+        Ok(T::from_str(s).map_or(Found::Other("a string"), Found::Value))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Found<T>, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Found::Other("an array"))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Found<T>, A::Error> {
+        match T::from_attrs(map)? {
+            Ok(value) => Ok(Found::Value(value)),
+            Err(mut map) => {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Found::Other("an object"))
+            }
         }
-        Some(serde_json::Value::String(s)) if s.len() > MAX_NAME_LEN => Err(EventError::new(
+    }
+}
+
+impl<'de, T: FromFound> Deserialize<'de> for Found<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Found<T>, D::Error> {
+        deserializer.deserialize_any(FoundVisitor(std::marker::PhantomData))
+    }
+}
+
+/// An event document's fields as found in its JSON, not yet checked. Reading one builds no JSON
+/// tree (the attributes go straight into their vector, names and short values inline), and
+/// fails only on text that is not JSON; [`EventFields::into_event`] then checks the fields in
+/// the order [`Event::from_json`] always has, so both give the same event or the same error.
+/// A field given twice keeps its last value, as a JSON object does.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventFields {
+    /// The document is not a JSON object.
+    not_object: bool,
+    /// The first unknown field, in name order (the one a JSON object lists first).
+    unknown: Option<String>,
+    id: Found<SmolStr>,
+    event_type: Found<SmolStr>,
+    tenant: Found<SmolStr>,
+    /// `ts` as found; its two accepted forms are told apart by [`parse_ts`].
+    ts: Option<serde_json::Value>,
+    attrs: Found<Attrs>,
+}
+
+impl EventFields {
+    /// The tenant the document names, if it names one as text.
+    pub fn tenant(&self) -> Option<&str> {
+        match &self.tenant {
+            Found::Value(tenant) => Some(tenant.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Validates the fields as an event. `tenant` is the authenticated tenant: a document naming
+    /// another tenant is refused, a document naming none gets this one.
+    pub fn into_event(self, tenant: &str) -> Result<Event, EventError> {
+        if self.not_object {
+            return Err(EventError::new("event", "must be a JSON object"));
+        }
+        if let Some(key) = self.unknown {
+            return Err(EventError::new(
+                &key,
+                "unknown field; expected id, tenant, type, ts, attrs",
+            ));
+        }
+        let id = required_name(self.id, "id")?;
+        let event_type = required_name(self.event_type, "type")?;
+        match self.tenant {
+            Found::Missing => {}
+            Found::Value(t) if t == tenant => {}
+            Found::Value(t) => {
+                return Err(EventError::new(
+                    "tenant",
+                    format!("'{t}' is not the tenant of this API key"),
+                ));
+            }
+            Found::Other(_) => return Err(EventError::new("tenant", "must be a string")),
+        }
+        let ts_ms = match &self.ts {
+            None | Some(serde_json::Value::Null) => {
+                return Err(EventError::new("ts", "is required"));
+            }
+            Some(v) => parse_ts(v)?,
+        };
+        let attrs = match self.attrs {
+            Found::Missing => Attrs::new(),
+            Found::Value(attrs) => attrs,
+            Found::Other(_) => return Err(EventError::new("attrs", "must be a JSON object")),
+        };
+        Ok(Event {
+            tenant: SmolStr::new(tenant),
+            event_type,
+            ts_ms,
+            id,
+            attrs,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for EventFields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<EventFields, D::Error> {
+        /// A key of an event document.
+        enum Key {
+            Id,
+            Type,
+            Tenant,
+            Ts,
+            Attrs,
+            Unknown(String),
+        }
+        impl<'de> Deserialize<'de> for Key {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Key, D::Error> {
+                struct Name;
+                impl serde::de::Visitor<'_> for Name {
+                    type Value = Key;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a field name")
+                    }
+                    fn visit_str<E>(self, key: &str) -> Result<Key, E> {
+                        Ok(match key {
+                            "id" => Key::Id,
+                            "type" => Key::Type,
+                            "tenant" => Key::Tenant,
+                            "ts" => Key::Ts,
+                            "attrs" => Key::Attrs,
+                            other => Key::Unknown(other.to_string()),
+                        })
+                    }
+                }
+                deserializer.deserialize_str(Name)
+            }
+        }
+
+        struct Document;
+        impl<'de> serde::de::Visitor<'de> for Document {
+            type Value = EventFields;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an event document")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<EventFields, A::Error> {
+                let mut fields = EventFields::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Id => fields.id = map.next_value()?,
+                        Key::Type => fields.event_type = map.next_value()?,
+                        Key::Tenant => fields.tenant = map.next_value()?,
+                        Key::Ts => fields.ts = Some(map.next_value()?),
+                        Key::Attrs => fields.attrs = map.next_value()?,
+                        Key::Unknown(key) => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            if fields.unknown.as_ref().is_none_or(|first| key < *first) {
+                                fields.unknown = Some(key);
+                            }
+                        }
+                    }
+                }
+                Ok(fields)
+            }
+
+            fn visit_unit<E>(self) -> Result<EventFields, E> {
+                Ok(EventFields::not_an_object())
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<EventFields, E> {
+                Ok(EventFields::not_an_object())
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<EventFields, E> {
+                Ok(EventFields::not_an_object())
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<EventFields, E> {
+                Ok(EventFields::not_an_object())
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<EventFields, E> {
+                Ok(EventFields::not_an_object())
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<EventFields, E> {
+                Ok(EventFields::not_an_object())
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<EventFields, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(EventFields::not_an_object())
+            }
+        }
+        deserializer.deserialize_any(Document)
+    }
+}
+
+impl EventFields {
+    fn not_an_object() -> EventFields {
+        EventFields {
+            not_object: true,
+            ..EventFields::default()
+        }
+    }
+}
+
+fn required_name(found: Found<SmolStr>, field: &str) -> Result<SmolStr, EventError> {
+    match found {
+        Found::Missing => Err(EventError::new(field, "is required")),
+        Found::Value(s) if s.is_empty() => Err(EventError::new(field, "must not be empty")),
+        Found::Value(s) if s.len() > MAX_NAME_LEN => Err(EventError::new(
             field,
             format!("is {} bytes long; at most {MAX_NAME_LEN} allowed", s.len()),
         )),
-        Some(serde_json::Value::String(s)) if s.chars().any(char::is_control) => Err(
-            EventError::new(field, "must not contain control characters"),
-        ),
-        Some(serde_json::Value::String(s)) => Ok(SmolStr::new(s)),
-        Some(other) => Err(EventError::new(
+        Found::Value(s) if s.chars().any(char::is_control) => Err(EventError::new(
             field,
-            format!("must be a string, got {}", json_kind(other)),
+            "must not contain control characters",
+        )),
+        Found::Value(s) => Ok(s),
+        Found::Other(kind) => Err(EventError::new(
+            field,
+            format!("must be a string, got {kind}"),
         )),
     }
 }
@@ -319,6 +557,7 @@ mod tests {
         assert_eq!(duration_text(90 * 60_000), "90m");
         assert_eq!(duration_text(1_500), "1500ms");
     }
+    use crate::value::AttrValue;
     use serde_json::json;
 
     #[test]
@@ -366,6 +605,73 @@ mod tests {
         let text = serde_json::to_string(&nan.document()).unwrap();
         assert!(text.starts_with(r#"{"attrs":{"x":null},"#), "{text}");
         assert_eq!(text, nan.to_json().to_string());
+    }
+
+    #[test]
+    fn a_document_read_from_its_text_gives_what_its_json_tree_gives() {
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        let documents = [
+            r#"{"id":"o1","type":"order","ts":1764028800000,"attrs":{"sku":"A","amount":250000,"rate":2.5}}"#.to_string(),
+            // Out of name order, a name twice (the last counts), escapes, nesting, big numbers.
+            r#"{"attrs":{"z":1,"a":"\u00e9\n","z":2,"nested":{"b":[1,{"c":null}],"a":true},"huge":9007199254740993,"neg":-7,"list":[1,"a",null,[true]]},"ts":"2025-11-25T09:00:00+09:00","type":"order","id":"o\"1","tenant":"shop"}"#.to_string(),
+            r#"{"id":"a","id":"b","type":"order","ts":1,"ts":2}"#.to_string(),
+            r#"{"id":"a","type":"order","ts":1,"attrs":null,"tenant":null}"#.to_string(),
+            // Several unknown fields: the first in name order is named, wherever it stands.
+            r#"{"zz":1,"id":"a","type":"order","ts":1,"mm":{"x":[1]},"aa":[2]}"#.to_string(),
+            r#"{"id":"a","type":"order","ts":1,"id":null}"#.to_string(),
+            r#"{"id":"","type":"order","ts":1}"#.to_string(),
+            format!(r#"{{"id":"{long}","type":"order","ts":1}}"#),
+            r#"{"id":"a\u0007","type":"order","ts":1}"#.to_string(),
+            r#"{"id":["a"],"type":"order","ts":1}"#.to_string(),
+            r#"{"id":"a","type":{"t":1},"ts":1}"#.to_string(),
+            r#"{"id":"a","type":"order","ts":true}"#.to_string(),
+            r#"{"id":"a","type":"order","ts":null}"#.to_string(),
+            r#"{"id":"a","type":"order","ts":1.5}"#.to_string(),
+            r#"{"id":"a","type":"order","ts":-1}"#.to_string(),
+            r#"{"id":"a","type":"order","ts":"yesterday"}"#.to_string(),
+            r#"{"id":"a","type":"order","ts":1,"tenant":"other"}"#.to_string(),
+            r#"{"id":"a","type":"order","ts":1,"tenant":7}"#.to_string(),
+            r#"{"id":"a","type":"order","ts":1,"attrs":[1]}"#.to_string(),
+            r#"{"id":"a","type":"order","ts":1,"attrs":"x"}"#.to_string(),
+            r#"[{"id":"a"}]"#.to_string(),
+            r#""text""#.to_string(),
+            "12".to_string(),
+            "null".to_string(),
+            "{}".to_string(),
+        ];
+        for text in &documents {
+            let fields: EventFields = serde_json::from_str(text).unwrap();
+            let from_text = fields.into_event("shop");
+            let tree: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(from_text, Event::from_json(&tree, "shop"), "{text}");
+        }
+        let read = |text: &str| {
+            serde_json::from_str::<EventFields>(text)
+                .unwrap()
+                .into_event("shop")
+        };
+        let event = read(&documents[1]).unwrap();
+        assert_eq!(event.id, "o\"1");
+        let names: Vec<&str> = event.attrs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["a", "huge", "list", "neg", "nested", "z"]);
+        assert_eq!(event.attrs.get("z").and_then(AttrValue::as_f64), Some(2.0));
+        assert_eq!(
+            event.attrs.get("nested"),
+            Some(&AttrValue::Str(r#"{"a":true,"b":[1,{"c":null}]}"#.into()))
+        );
+        assert_eq!(read(&documents[2]).unwrap().id, "b");
+        assert_eq!(read(&documents[4]).unwrap_err().field, "aa");
+        assert_eq!(
+            read(&documents[9]).unwrap_err().to_string(),
+            "id: must be a string, got an array"
+        );
+        // Text that is not JSON is refused as such, whatever fields came before.
+        for broken in [r#"{"id":"a","type":"order""#, r#"{"id":"a"} x"#, "{id:1}"] {
+            assert!(
+                serde_json::from_str::<EventFields>(broken).is_err(),
+                "{broken}"
+            );
+        }
     }
 
     #[test]

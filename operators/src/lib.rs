@@ -38,7 +38,7 @@ pub use engine::{
     ClusterConfig, Engine, EngineConfig, EngineError, RuleChange, ScheduleChange, StepInput,
     StepOutput,
 };
-pub use event::{Event, EventDocument, EventError, EventTimeRange};
+pub use event::{Event, EventDocument, EventError, EventFields, EventTimeRange};
 pub use intent::{Intent, IntentKind};
 pub use rule::{CompiledRule, Rule, RuleError, RuleMeta, RuleSpec};
 pub use schedule::{

@@ -226,6 +226,86 @@ impl AttrValue {
     }
 }
 
+/// An [`AttrValue`] read straight from JSON text, as [`AttrValue::from_json`] converts it, without
+/// a JSON tree in between (event documents are read this way, see
+/// [`crate::event::EventFields`]).
+pub(crate) struct JsonAttr(pub(crate) AttrValue);
+
+impl<'de> Deserialize<'de> for JsonAttr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<JsonAttr, D::Error> {
+        struct Json;
+        impl<'de> serde::de::Visitor<'de> for Json {
+            type Value = JsonAttr;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+
+            fn visit_unit<E>(self) -> Result<JsonAttr, E> {
+                Ok(JsonAttr(AttrValue::Null))
+            }
+
+            fn visit_none<E>(self) -> Result<JsonAttr, E> {
+                Ok(JsonAttr(AttrValue::Null))
+            }
+
+            fn visit_bool<E>(self, b: bool) -> Result<JsonAttr, E> {
+                Ok(JsonAttr(AttrValue::Bool(b)))
+            }
+
+            // As `serde_json::Number::as_f64` converts.
+            fn visit_i64<E>(self, n: i64) -> Result<JsonAttr, E> {
+                Ok(JsonAttr(AttrValue::Num(Num(n as f64))))
+            }
+
+            fn visit_u64<E>(self, n: u64) -> Result<JsonAttr, E> {
+                Ok(JsonAttr(AttrValue::Num(Num(n as f64))))
+            }
+
+            fn visit_f64<E>(self, n: f64) -> Result<JsonAttr, E> {
+                Ok(JsonAttr(AttrValue::Num(Num(n))))
+            }
+
+            fn visit_str<E>(self, s: &str) -> Result<JsonAttr, E> {
+                Ok(JsonAttr(AttrValue::Str(SmolStr::new(s))))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<JsonAttr, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                while let Some(JsonAttr(item)) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(JsonAttr(AttrValue::List(items)))
+            }
+
+            /// A nested object is kept as its JSON text, keys sorted, as the tree prints it.
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<JsonAttr, A::Error> {
+                let object = serde_json::Value::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(JsonAttr(AttrValue::Str(object.to_string().into())))
+            }
+        }
+        deserializer.deserialize_any(Json)
+    }
+}
+
+/// The attributes of a JSON object read straight from its text: each value as
+/// [`AttrValue::from_json`] converts it, a name given twice keeping its last value.
+pub(crate) fn attrs_from_json_map<'de, A: serde::de::MapAccess<'de>>(
+    mut map: A,
+) -> Result<Attrs, A::Error> {
+    let mut pairs: Vec<(SmolStr, AttrValue)> =
+        Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
+    while let Some((name, JsonAttr(value))) = map.next_entry::<SmolStr, JsonAttr>()? {
+        pairs.push((name, value));
+    }
+    Ok(Attrs::from_pairs(pairs))
+}
+
 /// An [`AttrValue`] seen as JSON; see [`AttrValue::json`].
 #[derive(Clone, Copy, Debug)]
 pub struct AttrJson<'a>(&'a AttrValue);

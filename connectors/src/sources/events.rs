@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
 /// How much one batch may hold. The defaults refuse nothing: the HTTP API bounds a request by its
 /// body size at the router; a source without such a bound (a topic) sets its own.
@@ -149,35 +149,40 @@ pub enum BatchError {
 /// Decodes a batch: a JSON array of documents (when the body's first non-blank character is `[`)
 /// or NDJSON, one document per line, blank lines skipped.
 ///
-/// `parse` turns one document into an event or names the field at fault; `id` gives an event's
-/// id, by which repeats within the batch are dropped and counted.
-pub fn decode_batch<E>(
+/// Each document is read as a `D` — any JSON for a [`serde_json::Value`]; an event's fields,
+/// straight from the text, for an [`operators::EventFields`] — which must accept every JSON
+/// value, so that only text that is not JSON refuses a document (or an array). `parse` turns one
+/// document into an event or names the field at fault; `id` gives an event's id, by which
+/// repeats within the batch are dropped and counted.
+pub fn decode_batch<D, E>(
     body: &[u8],
     limits: &Limits,
-    mut parse: impl FnMut(&Value) -> Result<E, FieldError>,
+    mut parse: impl FnMut(D) -> Result<E, FieldError>,
     id: impl Fn(&E) -> &str,
-) -> Result<DecodedBatch<E>, BatchError> {
+) -> Result<DecodedBatch<E>, BatchError>
+where
+    D: DeserializeOwned,
+{
     let text = std::str::from_utf8(body)?;
     let mut events = Vec::new();
     let mut rejected = Vec::new();
     let mut rejected_total = 0;
-    let mut take = |document: Result<Value, FieldError>, position: Position| match document
-        .and_then(|d| parse(&d))
-    {
-        Ok(event) => events.push(event),
-        Err(error) => {
-            rejected_total += 1;
-            if rejected.len() < limits.max_reported_errors {
-                let error = FieldError {
-                    message: shortened(error.message, MAX_MESSAGE_BYTES),
-                    field: shortened(error.field, MAX_MESSAGE_BYTES),
-                };
-                rejected.push(Rejected { position, error });
+    let mut take =
+        |document: Result<D, FieldError>, position: Position| match document.and_then(&mut parse) {
+            Ok(event) => events.push(event),
+            Err(error) => {
+                rejected_total += 1;
+                if rejected.len() < limits.max_reported_errors {
+                    let error = FieldError {
+                        message: shortened(error.message, MAX_MESSAGE_BYTES),
+                        field: shortened(error.field, MAX_MESSAGE_BYTES),
+                    };
+                    rejected.push(Rejected { position, error });
+                }
             }
-        }
-    };
+        };
     if text.trim_start().starts_with('[') {
-        let items: Vec<Value> = serde_json::from_str(text).map_err(BatchError::NotAnArray)?;
+        let items: Vec<D> = serde_json::from_str(text).map_err(BatchError::NotAnArray)?;
         if items.len() > limits.max_events {
             return Err(BatchError::TooManyEvents {
                 max: limits.max_events,
@@ -208,7 +213,7 @@ pub fn decode_batch<E>(
                     ),
                 ))
             } else {
-                serde_json::from_str::<Value>(line)
+                serde_json::from_str::<D>(line)
                     .map_err(|e| FieldError::from_message(format!("event: not valid JSON ({e})")))
             };
             take(document, Position::Line(n + 1));
@@ -241,7 +246,7 @@ fn drop_repeated_ids<E>(events: &mut Vec<E>, id: impl Fn(&E) -> &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     /// A stand-in event: a document with a string `id` and nothing else required.
     #[derive(Debug, PartialEq)]
@@ -249,7 +254,7 @@ mod tests {
         id: String,
     }
 
-    fn parse(value: &Value) -> Result<Doc, FieldError> {
+    fn parse(value: Value) -> Result<Doc, FieldError> {
         match value.get("id") {
             Some(Value::String(id)) => Ok(Doc { id: id.clone() }),
             Some(_) => Err(FieldError::from_message("id: must be a string")),
@@ -330,7 +335,10 @@ mod tests {
         let batch = decode_batch(
             body.as_bytes(),
             &Limits::default(),
-            |v| parse(v).map(|d| (d, v.get("n").cloned())),
+            |v: Value| {
+                let n = v.get("n").cloned();
+                parse(v).map(|d| (d, n))
+            },
             |(d, _)| d.id.as_str(),
         )
         .unwrap();
@@ -394,7 +402,7 @@ mod tests {
         let batch = decode_batch(
             body.as_bytes(),
             &Limits::default(),
-            |v: &Value| -> Result<Doc, FieldError> {
+            |v: Value| -> Result<Doc, FieldError> {
                 let key = v.as_object().and_then(|o| o.keys().next()).cloned();
                 Err(FieldError::from_message(format!(
                     "{}: unknown field",

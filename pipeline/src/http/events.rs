@@ -6,6 +6,7 @@
 //! `errors_omitted` those not listed, so it stays small whatever the body.
 
 use connectors::sources::{BatchError, FieldError, Limits, decode_batch};
+use operators::EventFields;
 
 use super::*;
 
@@ -19,8 +20,9 @@ pub(super) async fn post_events(
     let batch = decode_batch(
         &body,
         &Limits::default(),
-        |document| {
-            Event::from_json(document, &tenant)
+        |fields: EventFields| {
+            fields
+                .into_event(&tenant)
                 .and_then(|event| times.check(event.ts_ms, now).map(|()| event))
                 .map_err(|e| FieldError::from_message(e.to_string()))
         },

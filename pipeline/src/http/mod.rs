@@ -24,7 +24,7 @@ use connectors::store::{
     AppendOutcome, DeliveryStatus, NotificationCursor, NotificationFilter, Store,
     StoredDestination, StoredRule,
 };
-use operators::{CompiledRule, Event, RuleSpec};
+use operators::{CompiledRule, RuleSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

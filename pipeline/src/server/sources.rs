@@ -28,8 +28,9 @@ use connectors::sources::fluvio::{
 };
 use connectors::store::{NewDeadLetter, SourcePosition, SourceProgress, Store};
 use futures::StreamExt;
-use operators::Event;
+use operators::{Event, EventFields};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -366,6 +367,38 @@ impl Source {
 
     /// A batch's events, and a dead letter for every record refused in whole or in part.
     fn decode(&self, partition: u32, batch: &[SourceRecord]) -> (Vec<Event>, Vec<NewDeadLetter>) {
+        match &self.binding {
+            // The common case reads each document's fields straight from its text.
+            TenantBinding::One(tenant) => {
+                self.decode_as(partition, batch, |fields: EventFields| {
+                    if let Some(named) = fields.tenant()
+                        && named != tenant
+                    {
+                        return Err(FieldError::new(
+                            "tenant",
+                            format!(
+                                "tenant: '{named}' is not the tenant of this topic ('{tenant}')"
+                            ),
+                        ));
+                    }
+                    fields
+                        .into_event(tenant)
+                        .map_err(|e| FieldError::from_message(e.to_string()))
+                })
+            }
+            TenantBinding::Field { .. } => {
+                self.decode_as(partition, batch, |document: Value| self.event_of(&document))
+            }
+        }
+    }
+
+    /// [`Source::decode`] with each document read as a `D` and made an event by `event_of`.
+    fn decode_as<D: DeserializeOwned>(
+        &self,
+        partition: u32,
+        batch: &[SourceRecord],
+        event_of: impl Fn(D) -> Result<Event, FieldError>,
+    ) -> (Vec<Event>, Vec<NewDeadLetter>) {
         let (times, now) = (self.runtime.event_time_range(), now_ms());
         let mut events = Vec::with_capacity(batch.len());
         let mut letters = Vec::new();
@@ -375,7 +408,7 @@ impl Source {
                 &record.value,
                 &self.config,
                 |document| {
-                    let event = self.event_of(document)?;
+                    let event = event_of(document)?;
                     if tenant_seen.is_none() {
                         tenant_seen = Some(event.tenant.to_string());
                     }
@@ -407,21 +440,10 @@ impl Source {
         (events, letters)
     }
 
-    /// One document as an event of the tenant the topic binds it to.
+    /// One document of a topic carrying several tenants as an event of the tenant it names.
     fn event_of(&self, document: &Value) -> Result<Event, FieldError> {
         let tenant = self.binding.tenant_of(document)?;
         let event = match &self.binding {
-            TenantBinding::One(tenant) => {
-                if let Some(Value::String(named)) = document.get("tenant")
-                    && named != tenant
-                {
-                    return Err(FieldError::new(
-                        "tenant",
-                        format!("tenant: '{named}' is not the tenant of this topic ('{tenant}')"),
-                    ));
-                }
-                Event::from_json(document, tenant)
-            }
             TenantBinding::Field { field, .. } if field != "tenant" => {
                 let mut document = document.clone();
                 if let Some(object) = document.as_object_mut() {
@@ -429,7 +451,7 @@ impl Source {
                 }
                 Event::from_json(&document, tenant)
             }
-            TenantBinding::Field { .. } => Event::from_json(document, tenant),
+            _ => Event::from_json(document, tenant),
         };
         event.map_err(|e| FieldError::from_message(e.to_string()))
     }

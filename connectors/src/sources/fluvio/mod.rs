@@ -22,7 +22,7 @@
 mod config;
 pub mod reader;
 
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
 pub use config::{FluvioSourceConfig, StartPosition, TenantBinding};
 pub use reader::{FluvioTopic, SourceError, SourceRecord};
@@ -45,10 +45,11 @@ pub struct DecodedRecord<E> {
 
 /// Decodes one record's value under `config`'s limits: `parse` turns a document into an event
 /// (or names the field at fault), `id` gives an event's id.
-pub fn decode_record<E>(
+/// Each document is read as a `D`, as [`decode_batch`] reads it.
+pub fn decode_record<D: DeserializeOwned, E>(
     value: &[u8],
     config: &FluvioSourceConfig,
-    parse: impl FnMut(&Value) -> Result<E, FieldError>,
+    parse: impl FnMut(D) -> Result<E, FieldError>,
     id: impl Fn(&E) -> &str,
 ) -> DecodedRecord<E> {
     let refuse = |why: String| DecodedRecord {
@@ -109,6 +110,7 @@ pub fn dead_letter_bytes(value: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn config() -> FluvioSourceConfig {
         serde_json::from_value(serde_json::json!({
@@ -118,7 +120,7 @@ mod tests {
         .expect("config")
     }
 
-    fn parse(document: &Value) -> Result<String, FieldError> {
+    fn parse(document: Value) -> Result<String, FieldError> {
         document
             .get("id")
             .and_then(Value::as_str)
