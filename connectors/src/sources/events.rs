@@ -150,10 +150,10 @@ pub enum BatchError {
 /// or NDJSON, one document per line, blank lines skipped.
 ///
 /// Each document is read as a `D` — any JSON for a [`serde_json::Value`]; an event's fields,
-/// straight from the text, for an [`operators::EventFields`] — which must accept every JSON
-/// value, so that only text that is not JSON refuses a document (or an array). `parse` turns one
-/// document into an event or names the field at fault; `id` gives an event's id, by which
-/// repeats within the batch are dropped and counted.
+/// straight from the text, for the pipeline's `operators::EventFields` — which must accept every
+/// JSON value, so that only text that is not JSON refuses a document (or an array). `parse`
+/// turns one document into an event or names the field at fault; `id` gives an event's id, by
+/// which repeats within the batch are dropped and counted.
 pub fn decode_batch<D, E>(
     body: &[u8],
     limits: &Limits,
