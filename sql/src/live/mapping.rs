@@ -46,6 +46,8 @@ pub const RAW_TABLE: &str = "raw_events";
 pub const EVENT_ID_COLUMN: &str = "event_id";
 /// The column of a mapped table holding, as a JSON object, the attributes no column took.
 pub const ATTRIBUTES_COLUMN: &str = "event_attributes";
+/// The column of [`RAW_TABLE`] holding an event's attributes, as a JSON object.
+pub const RAW_ATTRIBUTES_COLUMN: &str = "attributes";
 
 /// The type of a mapped column, and the Arrow type its live rows are built in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -353,7 +355,7 @@ pub(crate) fn raw_schema() -> SchemaRef {
         Field::new(EVENT_ID_COLUMN, DataType::Utf8, true),
         Field::new("event_type", DataType::Utf8, true),
         Field::new("event_time", ColumnType::Timestamp.arrow_type(), true),
-        Field::new("attributes", DataType::Utf8, true),
+        Field::new(RAW_ATTRIBUTES_COLUMN, DataType::Utf8, true),
     ]))
 }
 

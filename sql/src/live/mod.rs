@@ -48,6 +48,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::schema::types::ColumnPath;
 use serde_json::{Map, Value};
 
 use crate::SqlError;
@@ -71,6 +72,8 @@ const MERGED_FILE_BYTES: u64 = 64 * 1024 * 1024;
 /// Rows per Parquet row group of a live file: small enough that a time filter skips most of a
 /// day's file.
 const ROW_GROUP_ROWS: usize = 65_536;
+/// Columns of live tables whose every row has a value of its own: written without a dictionary.
+const UNIQUE_COLUMNS: [&str; 3] = ["seq", EVENT_ID_COLUMN, mapping::RAW_ATTRIBUTES_COLUMN];
 
 /// Decodes a stored event body into its attributes (the pipeline owns the body's form).
 pub type DecodeAttributes = Arc<dyn Fn(&str) -> Result<Map<String, Value>, String> + Send + Sync>;
@@ -992,10 +995,15 @@ pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordB
 fn write_file(dir: &Path, name: &str, rows: &RecordBatch) -> Result<(), SqlError> {
     let temp = dir.join(format!("{}{name}", files::TEMP_PREFIX));
     let path = dir.join(name);
-    let properties = WriterProperties::builder()
+    // A column with a value of its own in every row gains nothing from a dictionary, which
+    // would hold each value once more after the writer hashed and compared it into place.
+    let mut properties = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build();
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+    for unique in UNIQUE_COLUMNS {
+        properties = properties.set_column_dictionary_enabled(ColumnPath::from(unique), false);
+    }
+    let properties = properties.build();
     let file = fs::File::create(&temp).map_err(|e| io_error(&temp, e))?;
     let mut writer =
         ArrowWriter::try_new(file, rows.schema(), Some(properties)).map_err(internal)?;
