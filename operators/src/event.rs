@@ -109,15 +109,19 @@ enum Found<T> {
     Other(&'static str),
 }
 
-/// Reads a field's value as [`Found`]: `accept` takes the expected kind from the visitor's
-/// calls, every other kind is named and skipped.
+/// Reads a field's value as [`Found`]: the kind of value `T` is read from becomes its value,
+/// every other kind is named and skipped.
 struct FoundVisitor<T>(std::marker::PhantomData<T>);
 
-/// What a field of the expected kind is read from.
+/// The kind of JSON value a field is read from: text, or an object of attributes.
 trait FromFound: Sized {
+    /// The field's value from text; `None` when it is not read from text.
     fn from_str(_: &str) -> Option<Self> {
         None
     }
+
+    /// The field's value from an object; the object back (to be skipped) when it is not read
+    /// from one.
     fn from_attrs<'de, A: serde::de::MapAccess<'de>>(map: A) -> Result<Result<Self, A>, A::Error> {
         Ok(Err(map))
     }
