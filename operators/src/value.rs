@@ -172,16 +172,8 @@ impl<'de> Deserialize<'de> for Attrs {
                 f.write_str("a map of attribute names to values")
             }
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Attrs, A::Error> {
-                let mut pairs: Vec<(SmolStr, AttrValue)> =
-                    Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-                while let Some(pair) = map.next_entry::<SmolStr, AttrValue>()? {
-                    pairs.push(pair);
-                }
-                Ok(Attrs::from_pairs(pairs))
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Attrs, A::Error> {
+                read_pairs(map, |value: AttrValue| value)
             }
         }
         deserializer.deserialize_map(Pairs)
@@ -296,12 +288,22 @@ impl<'de> Deserialize<'de> for JsonAttr {
 /// The attributes of a JSON object read straight from its text: each value as
 /// [`AttrValue::from_json`] converts it, a name given twice keeping its last value.
 pub(crate) fn attrs_from_json_map<'de, A: serde::de::MapAccess<'de>>(
+    map: A,
+) -> Result<Attrs, A::Error> {
+    read_pairs(map, |JsonAttr(value)| value)
+}
+
+/// The attributes of a map, each value read as a `V` and taken as an [`AttrValue`] by `value`,
+/// straight into the vector (in name order already, as written, the common case sorts nothing).
+/// A map that does not say its size (JSON text) gets room for the handful an event carries.
+fn read_pairs<'de, A: serde::de::MapAccess<'de>, V: Deserialize<'de>>(
     mut map: A,
+    value: impl Fn(V) -> AttrValue,
 ) -> Result<Attrs, A::Error> {
     let mut pairs: Vec<(SmolStr, AttrValue)> =
         Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
-    while let Some((name, JsonAttr(value))) = map.next_entry::<SmolStr, JsonAttr>()? {
-        pairs.push((name, value));
+    while let Some((name, read)) = map.next_entry::<SmolStr, V>()? {
+        pairs.push((name, value(read)));
     }
     Ok(Attrs::from_pairs(pairs))
 }
