@@ -113,16 +113,15 @@ enum Found<T> {
 /// every other kind is named and skipped.
 struct FoundVisitor<T>(std::marker::PhantomData<T>);
 
-/// The kind of JSON value a field is read from: text, or an object of attributes.
+/// The kind of JSON value a field (or the document itself) is read from: text, or an object.
 trait FromFound: Sized {
-    /// The field's value from text; `None` when it is not read from text.
+    /// The value from text; `None` when it is not read from text.
     fn from_str(_: &str) -> Option<Self> {
         None
     }
 
-    /// The field's value from an object; the object back (to be skipped) when it is not read
-    /// from one.
-    fn from_attrs<'de, A: serde::de::MapAccess<'de>>(map: A) -> Result<Result<Self, A>, A::Error> {
+    /// The value from an object; the object back (to be skipped) when it is not read from one.
+    fn from_object<'de, A: serde::de::MapAccess<'de>>(map: A) -> Result<Result<Self, A>, A::Error> {
         Ok(Err(map))
     }
 }
@@ -134,7 +133,9 @@ impl FromFound for SmolStr {
 }
 
 impl FromFound for Attrs {
-    fn from_attrs<'de, A: serde::de::MapAccess<'de>>(map: A) -> Result<Result<Attrs, A>, A::Error> {
+    fn from_object<'de, A: serde::de::MapAccess<'de>>(
+        map: A,
+    ) -> Result<Result<Attrs, A>, A::Error> {
         crate::value::attrs_from_json_map(map).map(Ok)
     }
 }
@@ -180,7 +181,7 @@ impl<'de, T: FromFound> serde::de::Visitor<'de> for FoundVisitor<T> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Found<T>, A::Error> {
-        match T::from_attrs(map)? {
+        match T::from_object(map)? {
             Ok(value) => Ok(Found::Value(value)),
             Err(mut map) => {
                 while map
@@ -273,113 +274,74 @@ impl EventFields {
     }
 }
 
-impl<'de> Deserialize<'de> for EventFields {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<EventFields, D::Error> {
-        /// A key of an event document.
-        enum Key {
-            Id,
-            Type,
-            Tenant,
-            Ts,
-            Attrs,
-            Unknown(String),
-        }
-        impl<'de> Deserialize<'de> for Key {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Key, D::Error> {
-                struct Name;
-                impl serde::de::Visitor<'_> for Name {
-                    type Value = Key;
-                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                        f.write_str("a field name")
-                    }
-                    fn visit_str<E>(self, key: &str) -> Result<Key, E> {
-                        Ok(match key {
-                            "id" => Key::Id,
-                            "type" => Key::Type,
-                            "tenant" => Key::Tenant,
-                            "ts" => Key::Ts,
-                            "attrs" => Key::Attrs,
-                            other => Key::Unknown(other.to_string()),
-                        })
-                    }
-                }
-                deserializer.deserialize_str(Name)
-            }
-        }
+/// A key of an event document.
+enum Key {
+    Id,
+    Type,
+    Tenant,
+    Ts,
+    Attrs,
+    Unknown(String),
+}
 
-        struct Document;
-        impl<'de> serde::de::Visitor<'de> for Document {
-            type Value = EventFields;
-
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Key, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Key;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an event document")
+                f.write_str("a field name")
             }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<EventFields, A::Error> {
-                let mut fields = EventFields::default();
-                while let Some(key) = map.next_key::<Key>()? {
-                    match key {
-                        Key::Id => fields.id = map.next_value()?,
-                        Key::Type => fields.event_type = map.next_value()?,
-                        Key::Tenant => fields.tenant = map.next_value()?,
-                        Key::Ts => fields.ts = Some(map.next_value()?),
-                        Key::Attrs => fields.attrs = map.next_value()?,
-                        Key::Unknown(key) => {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                            if fields.unknown.as_ref().is_none_or(|first| key < *first) {
-                                fields.unknown = Some(key);
-                            }
-                        }
-                    }
-                }
-                Ok(fields)
-            }
-
-            fn visit_unit<E>(self) -> Result<EventFields, E> {
-                Ok(EventFields::not_an_object())
-            }
-
-            fn visit_bool<E>(self, _: bool) -> Result<EventFields, E> {
-                Ok(EventFields::not_an_object())
-            }
-
-            fn visit_i64<E>(self, _: i64) -> Result<EventFields, E> {
-                Ok(EventFields::not_an_object())
-            }
-
-            fn visit_u64<E>(self, _: u64) -> Result<EventFields, E> {
-                Ok(EventFields::not_an_object())
-            }
-
-            fn visit_f64<E>(self, _: f64) -> Result<EventFields, E> {
-                Ok(EventFields::not_an_object())
-            }
-
-            fn visit_str<E>(self, _: &str) -> Result<EventFields, E> {
-                Ok(EventFields::not_an_object())
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<EventFields, A::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(EventFields::not_an_object())
+            fn visit_str<E>(self, key: &str) -> Result<Key, E> {
+                Ok(match key {
+                    "id" => Key::Id,
+                    "type" => Key::Type,
+                    "tenant" => Key::Tenant,
+                    "ts" => Key::Ts,
+                    "attrs" => Key::Attrs,
+                    other => Key::Unknown(other.to_string()),
+                })
             }
         }
-        deserializer.deserialize_any(Document)
+        deserializer.deserialize_str(Name)
     }
 }
 
-impl EventFields {
-    fn not_an_object() -> EventFields {
-        EventFields {
-            not_object: true,
-            ..EventFields::default()
+/// A document is read from an object, field by field.
+impl FromFound for EventFields {
+    fn from_object<'de, A: serde::de::MapAccess<'de>>(
+        mut map: A,
+    ) -> Result<Result<EventFields, A>, A::Error> {
+        let mut fields = EventFields::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Id => fields.id = map.next_value()?,
+                Key::Type => fields.event_type = map.next_value()?,
+                Key::Tenant => fields.tenant = map.next_value()?,
+                Key::Ts => fields.ts = Some(map.next_value()?),
+                Key::Attrs => fields.attrs = map.next_value()?,
+                Key::Unknown(key) => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    if fields.unknown.as_ref().is_none_or(|first| key < *first) {
+                        fields.unknown = Some(key);
+                    }
+                }
+            }
         }
+        Ok(Ok(fields))
+    }
+}
+
+impl<'de> Deserialize<'de> for EventFields {
+    /// Any JSON value reads: an object as its fields, anything else as not an object.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<EventFields, D::Error> {
+        Ok(match Found::<EventFields>::deserialize(deserializer)? {
+            Found::Value(fields) => fields,
+            Found::Missing | Found::Other(_) => EventFields {
+                not_object: true,
+                ..EventFields::default()
+            },
+        })
     }
 }
 
