@@ -53,6 +53,7 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@each $open;
             appended_events_are_read_back_in_order,
             duplicates_are_detected_across_and_within_batches,
+            large_batches_keep_input_order_and_find_every_duplicate,
             recent_event_replay_skips_old_event_times,
             rules_and_destinations_are_tenant_scoped,
             tenants_and_api_keys,
@@ -215,6 +216,57 @@ pub fn duplicates_are_detected_across_and_within_batches(store: &dyn Store) {
     assert!(matches!(second[3], AppendOutcome::Appended { .. }));
     assert_eq!(store.event_count("a").expect("count"), 3);
     assert_eq!(store.events_after(0, 100).expect("read").len(), 4);
+}
+
+/// A batch of hundreds of events, with ids seen in an earlier batch and ids given twice in it
+/// (near each other and far apart), is appended in input order: each new event at a position
+/// past every earlier one, each repeated id reported at its first position, and reading the log
+/// back gives the new events in input order at exactly the positions reported.
+pub fn large_batches_keep_input_order_and_find_every_duplicate(store: &dyn Store) {
+    let earlier: Vec<NewEvent> = (0..40).map(|i| event("a", &format!("p{i}"))).collect();
+    let mut known: std::collections::HashMap<(String, String), u64> = earlier
+        .iter()
+        .zip(store.append_events(&earlier).expect("append"))
+        .map(|(e, outcome)| ((e.tenant.clone(), e.id.clone()), outcome.seq()))
+        .collect();
+    let mut batch: Vec<NewEvent> = Vec::new();
+    for i in 0..157usize {
+        let next = if i % 11 == 5 {
+            event("a", &format!("p{}", i % 40))
+        } else if i % 13 == 7 {
+            batch[(i - 1).saturating_sub((i % 3) * 30)].clone()
+        } else {
+            event(["a", "b"][i % 2], &format!("n{i}"))
+        };
+        batch.push(next);
+    }
+    let outcomes = store.append_events(&batch).expect("append");
+    assert_eq!(outcomes.len(), batch.len());
+    let mut last = known.values().copied().max().expect("earlier events");
+    let mut appended = Vec::new();
+    for (i, (e, outcome)) in batch.iter().zip(&outcomes).enumerate() {
+        let key = (e.tenant.clone(), e.id.clone());
+        match known.get(&key) {
+            Some(&seq) => assert_eq!(*outcome, AppendOutcome::Duplicate { seq }, "event {i}"),
+            None => {
+                let AppendOutcome::Appended { seq } = *outcome else {
+                    panic!("event {i} ({key:?}) is new but reported {outcome:?}");
+                };
+                assert!(seq > last, "event {i} at {seq}, after {last}");
+                last = seq;
+                known.insert(key.clone(), seq);
+                appended.push((seq, key));
+            }
+        }
+    }
+    assert!(appended.len() > 100 && appended.len() < batch.len());
+    let stored: Vec<(u64, (String, String))> = store
+        .events_after(appended[0].0 - 1, 1_000)
+        .expect("read")
+        .into_iter()
+        .map(|e| (e.seq, (e.tenant, e.id)))
+        .collect();
+    assert_eq!(stored, appended);
 }
 
 /// Replaying from an event time skips events older than it.
