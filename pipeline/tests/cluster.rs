@@ -394,11 +394,56 @@ async fn exited(server: &mut Server, log: &Path) -> Option<i32> {
         }
         assert!(
             Instant::now() < deadline,
-            "a process of a cluster that lost one kept running; log:\n{}",
+            "the process did not exit within 30 s; log:\n{}",
             std::fs::read_to_string(log).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A process whose API port is in use fails before it joins the cluster: alone, naming the
+/// port. The process already waiting for it goes on waiting, and the cluster forms once the
+/// failed process is started again with its port free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_whose_port_is_taken_fails_alone_before_joining() {
+    let layout = layout(2, 1);
+    let client = client();
+    let port: u16 = layout.bases[0]
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let mut waiting = serve(&layout.configs[1], &layout.log);
+    let mut failing = serve(&layout.configs[0], &layout.log);
+    let status = exited(&mut failing, &layout.log).await;
+    let log = || std::fs::read_to_string(&layout.log).unwrap_or_default();
+    assert!(
+        status.is_some_and(|code| code != 0 && code != CLUSTER_LOST),
+        "process 0 fails on its own (status {status:?}); log:\n{}",
+        log()
+    );
+    assert!(
+        log().contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "the failure names the port; log:\n{}",
+        log()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        waiting.0.try_wait().unwrap().is_none(),
+        "process 1 goes on waiting for the cluster; log:\n{}",
+        log()
+    );
+    drop(taken);
+    let _restarted = serve(&layout.configs[0], &layout.log);
+    for base in &layout.bases {
+        wait_healthy(&client, base, &layout.log).await;
+    }
+    assert!(
+        waiting.0.try_wait().unwrap().is_none(),
+        "the cluster formed with the process that waited; log:\n{}",
+        log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -215,6 +215,23 @@ pub async fn open_secrets(
     Ok(Secrets::new(store, keks, options))
 }
 
+/// The API's listener (`server.listen`) and pgwire's (`dashboard.pgwire_listen`), when set.
+async fn bind_listeners(
+    config: &Config,
+) -> anyhow::Result<(tokio::net::TcpListener, Option<tokio::net::TcpListener>)> {
+    let listener = tokio::net::TcpListener::bind(config.listen_addr()?)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let pgwire =
+        match config.pgwire_addr()? {
+            Some(pg_addr) => Some(tokio::net::TcpListener::bind(pg_addr).await.with_context(
+                || format!("cannot listen on {pg_addr} (dashboard.pgwire_listen)"),
+            )?),
+            None => None,
+        };
+    Ok((listener, pgwire))
+}
+
 impl Server {
     /// Starts everything; the listener is bound when this returns.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
@@ -239,6 +256,13 @@ impl Server {
         )
         .context("cannot start the dashboard query threads")?;
         let metrics = Arc::new(Metrics::new());
+        // A process of a cluster takes its ports before it joins: a port in use then fails this
+        // process alone, where failing after joining would stop the whole cluster. A lone
+        // server takes them once it has recovered, so nothing connects to a server not ready.
+        let bound_early = match config.cluster {
+            Some(_) => Some(bind_listeners(&config).await?),
+            None => None,
+        };
         let runtime = {
             let (config, store, metrics) = (config.clone(), store.clone(), metrics.clone());
             tokio::task::spawn_blocking(move || Runtime::start(&config, store, metrics)).await??
@@ -248,13 +272,15 @@ impl Server {
         if let Some(live) = dashboards.live() {
             runtime.feed_committed_to(Box::new(move |after, events| live.offer(after, events)));
         }
-        let listener = match tokio::net::TcpListener::bind(config.listen_addr()?).await {
-            Ok(listener) => listener,
-            Err(e) => {
-                runtime.shutdown();
-                return Err(e)
-                    .with_context(|| format!("cannot listen on {}", config.server.listen));
-            }
+        let (listener, pgwire_listener) = match bound_early {
+            Some(listeners) => listeners,
+            None => match bind_listeners(&config).await {
+                Ok(listeners) => listeners,
+                Err(e) => {
+                    runtime.shutdown();
+                    return Err(e);
+                }
+            },
         };
         let addr = listener.local_addr()?;
         if shared {
@@ -268,18 +294,6 @@ impl Server {
                 return Err(e);
             }
         }
-        let pgwire_listener = match config.pgwire_addr()? {
-            Some(pg_addr) => match tokio::net::TcpListener::bind(pg_addr).await {
-                Ok(listener) => Some(listener),
-                Err(e) => {
-                    runtime.shutdown();
-                    return Err(e).with_context(|| {
-                        format!("cannot listen on {} (dashboard.pgwire_listen)", pg_addr)
-                    });
-                }
-            },
-            None => None,
-        };
         let pgwire_addr = match &pgwire_listener {
             Some(listener) => Some(listener.local_addr()?),
             None => None,
