@@ -9,11 +9,11 @@ const LOWEST: u16 = 10_000;
 
 /// A loopback port nothing listens on (as of now), never the same one twice in this process.
 ///
-/// The port comes from below the kernel's range for outgoing connections: a server often binds
-/// its port a while after the test chose it (a cluster's process binds its API only once the
-/// cluster has formed), and a port from that range could meanwhile become the local end of some
-/// outgoing connection — one of the cluster's own, say — so the server could not bind it. Two
-/// ports asked for one after the other are never the same one either.
+/// The port comes from below the kernel's range for outgoing connections: a server binds its
+/// port a while after the test chose it (a lone server once it has recovered; a cluster's
+/// processes are started one after another), and a port from that range could meanwhile become
+/// the local end of some outgoing connection — one of a cluster's own, say — so the server could
+/// not bind it. Two ports asked for one after the other are never the same one either.
 pub fn free_port() -> u16 {
     static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     let outgoing = outgoing_range_start();
