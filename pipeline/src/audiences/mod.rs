@@ -103,6 +103,25 @@ pub enum ServiceError {
     Stopped,
 }
 
+/// Of `event`, what [`Worker::step`] reads: all of it for a `customer.*` event or one that names
+/// a contact; of any other, its tenant and type (which the thread records as seen) — the engine
+/// passes over an event without a contact — so most events are handed over without copying
+/// their attributes.
+fn what_a_step_reads(event: &Event) -> Event {
+    if event.event_type.starts_with(contact::CUSTOMER_PREFIX)
+        || operators::audience::contact_of(&event.attrs).is_some()
+    {
+        return event.clone();
+    }
+    Event {
+        tenant: event.tenant.clone(),
+        event_type: event.event_type.clone(),
+        ts_ms: event.ts_ms,
+        id: event.id.clone(),
+        attrs: Default::default(),
+    }
+}
+
 /// What the API may refer to: per tenant, the contact attributes and event types seen.
 #[derive(Default)]
 struct Known {
@@ -157,8 +176,11 @@ impl AudienceService {
     /// it commits): `after` is the log's last position before them, `events` each event with
     /// its position, in log order. The thread takes them instead of reading them back from the
     /// log when they follow on from its position; anything else it reads from the log.
-    pub fn offer(&self, after: u64, events: Vec<(u64, Event)>) {
-        self.offered.offer(after, events);
+    pub fn offer(&self, after: u64, events: &[(u64, &Event)]) {
+        let kept = events
+            .iter()
+            .map(|&(seq, event)| (seq, what_a_step_reads(event)));
+        self.offered.offer(after, kept.collect());
     }
 
     /// Stops the thread (after its current step) and waits for it.
@@ -318,8 +340,9 @@ struct Worker {
     engine: AudienceEngine,
     known: Arc<RwLock<Known>>,
     offered: Arc<Offered>,
-    /// Event types already recorded in the store, per tenant.
-    recorded_types: HashSet<(String, String)>,
+    /// Event types already recorded in the store, per tenant (looked up for every event, so
+    /// by reference, without allocating).
+    recorded_types: HashMap<String, HashSet<String>>,
     position: u64,
     /// The log position recovery read events up to: later events all reached the engine.
     recovered_to: u64,
@@ -342,7 +365,7 @@ fn run(
         config,
         known,
         offered,
-        recorded_types: HashSet::new(),
+        recorded_types: HashMap::new(),
         position: 0,
         recovered_to: 0,
         held_since_ms: i64::MAX,
@@ -514,10 +537,14 @@ impl Worker {
     }
 
     fn learn_type(&mut self, tenant: &str, event_type: &str, step: &mut AudienceStep) {
-        let key = (tenant.to_string(), event_type.to_string());
-        if self.recorded_types.contains(&key) {
+        if self
+            .recorded_types
+            .get(tenant)
+            .is_some_and(|types| types.contains(event_type))
+        {
             return;
         }
+        let key = (tenant.to_string(), event_type.to_string());
         self.known
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -525,8 +552,11 @@ impl Worker {
             .entry(key.0.clone())
             .or_default()
             .insert(key.1.clone());
-        step.new_event_types.push(key.clone());
-        self.recorded_types.insert(key);
+        self.recorded_types
+            .entry(key.0.clone())
+            .or_default()
+            .insert(key.1.clone());
+        step.new_event_types.push(key);
     }
 
     /// Applies a `customer.*` event to its contact (read from the store unless this step
@@ -691,7 +721,10 @@ impl Worker {
                 .entry(tenant.clone())
                 .or_default()
                 .insert(event_type.clone());
-            self.recorded_types.insert((tenant, event_type));
+            self.recorded_types
+                .entry(tenant)
+                .or_default()
+                .insert(event_type);
         }
         let now = now_ms();
         self.recovered_to = self.position;
@@ -796,6 +829,11 @@ mod tests {
         (after, positioned)
     }
 
+    /// Events as the committer lends them to a feed.
+    fn lend(events: &[(u64, Event)]) -> Vec<(u64, &Event)> {
+        events.iter().map(|(seq, event)| (*seq, event)).collect()
+    }
+
     async fn until(what: &str, mut done: impl FnMut() -> bool) {
         let started = Instant::now();
         while !done() {
@@ -843,16 +881,20 @@ mod tests {
 
         // Handed over where it follows on: c3's only order, which must count once.
         let (after, events) = log(store.as_ref(), &[order("o2", "c3")]);
-        service.offer(after, events);
+        service.offer(after, &lend(&events));
         // A commit that was never handed over, then one that was: the second does not follow
         // on from what the thread has read, so both come from the log, once each.
         log(store.as_ref(), &[order("o3", "c1")]);
         let (after, events) = log(store.as_ref(), &[order("o4", "c2")]);
-        service.offer(after, events);
-        // Handed over after them (or already read from the log with them): c2's second order.
-        let (after, events) = log(store.as_ref(), &[order("o5", "c2")]);
+        service.offer(after, &lend(&events));
+        // Handed over after them (or already read from the log with them): c2's second order,
+        // and an event of a new type naming no contact, which is handed over without its
+        // attributes and still learnt as a type of the tenant.
+        let view = json!({"id": "v1", "type": "page_view", "ts": now_ms(), "attrs": {"page": "/"}});
+        let view = Event::from_json(&view, "shop").expect("a page view");
+        let (after, events) = log(store.as_ref(), &[order("o5", "c2"), view]);
         let last = events.last().map(|(seq, _)| *seq).expect("a position");
-        service.offer(after, events);
+        service.offer(after, &lend(&events));
 
         until("every event taken", || {
             store.audience_position().expect("position") >= last
@@ -869,6 +911,14 @@ mod tests {
             "c3 ordered once: a handed-over event counts once"
         );
         assert_eq!(store.audience_size("shop", "repeat").expect("size"), 2);
+        let viewers =
+            json!({"where": {"event": "page_view", "in_last_days": 1, "op": ">=", "value": 1}});
+        let learnt = service.check("shop", "viewers", &viewers);
+        assert!(
+            learnt.is_ok(),
+            "page_view is a known type: {:?}",
+            learnt.err()
+        );
         service.shutdown();
     }
 }

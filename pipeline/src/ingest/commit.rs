@@ -16,8 +16,9 @@ use super::*;
 pub type CommitFeed = Box<dyn Fn(u64, Vec<StoredEvent>) + Send + Sync>;
 
 /// Takes each commit's new events as decoded: the log's last position before them, and each
-/// event with its position, in log order.
-pub type EventFeed = Box<dyn Fn(u64, Vec<(u64, Event)>) + Send + Sync>;
+/// event with its position, in log order; lent, so a feed copies only what it keeps (the
+/// events go on to the engine).
+pub type EventFeed = Box<dyn Fn(u64, &[(u64, &Event)]) + Send + Sync>;
 
 /// Who takes each commit's new events; each is set at most once, and a feed not set costs
 /// nothing.
@@ -97,8 +98,8 @@ pub(super) fn commit_loop(
                     log_end = log_end.map(|end| end.max(appended_end));
                 }
                 let decoded_feed = feeds.decoded.get().filter(|_| after.is_some());
-                let mut decoded = Vec::new();
                 let mut fresh = Vec::new();
+                let mut fresh_seqs = Vec::new();
                 let mut max_seq = 0;
                 let mut offset = 0;
                 for (request, n) in waiting.into_iter().zip(sizes) {
@@ -115,9 +116,7 @@ pub(super) fn commit_loop(
                         match outcome {
                             AppendOutcome::Appended { seq } => {
                                 metrics.events_accepted.inc();
-                                if decoded_feed.is_some() {
-                                    decoded.push((*seq, event.clone()));
-                                }
+                                fresh_seqs.push(*seq);
                                 fresh.push(event);
                             }
                             AppendOutcome::Duplicate { .. } => {
@@ -128,8 +127,10 @@ pub(super) fn commit_loop(
                     let _ = request.reply.send(Ok(mine));
                 }
                 if let (Some(feed), Some(after)) = (decoded_feed, after) {
+                    let mut decoded: Vec<(u64, &Event)> =
+                        fresh_seqs.iter().copied().zip(&fresh).collect();
                     decoded.sort_unstable_by_key(|(seq, _)| *seq);
-                    feed(after, decoded);
+                    feed(after, &decoded);
                 }
                 if batches
                     .send(Committed {
