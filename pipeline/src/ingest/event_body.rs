@@ -5,7 +5,7 @@
 //! Ingest writes it and recovery reads it back, through these two functions only. The form is
 //! the one the log has always held, so logs written before stay readable.
 
-use operators::{Event, EventError};
+use operators::{Event, EventError, EventFields};
 
 /// Why a stored event body no longer decodes.
 #[derive(Debug, thiserror::Error)]
@@ -24,10 +24,11 @@ pub fn stored_body(event: &Event) -> String {
         .expect("an event document always serializes: its keys are strings and it writes to memory")
 }
 
-/// The event a stored body holds, for `tenant` (the log row's tenant).
+/// The event a stored body holds, for `tenant` (the log row's tenant): read as ingest reads a
+/// document, without a JSON tree (recovery and the audience thread read every logged event).
 pub fn event_from_stored(body: &str, tenant: &str) -> Result<Event, StoredEventError> {
-    let document: serde_json::Value = serde_json::from_str(body)?;
-    Ok(Event::from_json(&document, tenant)?)
+    let fields: EventFields = serde_json::from_str(body)?;
+    Ok(fields.into_event(tenant)?)
 }
 
 /// The attributes a stored body holds, without decoding the rest (live tables read every event).
