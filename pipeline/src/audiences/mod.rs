@@ -544,19 +544,25 @@ impl Worker {
         {
             return;
         }
-        let key = (tenant.to_string(), event_type.to_string());
+        self.remember_type(tenant, event_type);
+        step.new_event_types
+            .push((tenant.to_string(), event_type.to_string()));
+    }
+
+    /// Records `event_type` as one `tenant` has sent: for the API's checks, and as recorded in
+    /// the store.
+    fn remember_type(&mut self, tenant: &str, event_type: &str) {
         self.known
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .event_types
-            .entry(key.0.clone())
+            .entry(tenant.to_string())
             .or_default()
-            .insert(key.1.clone());
+            .insert(event_type.to_string());
         self.recorded_types
-            .entry(key.0.clone())
+            .entry(tenant.to_string())
             .or_default()
-            .insert(key.1.clone());
-        step.new_event_types.push(key);
+            .insert(event_type.to_string());
     }
 
     /// Applies a `customer.*` event to its contact (read from the store unless this step
@@ -714,17 +720,7 @@ impl Worker {
             }
         }
         for (tenant, event_type) in self.store.known_event_types()? {
-            self.known
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .event_types
-                .entry(tenant.clone())
-                .or_default()
-                .insert(event_type.clone());
-            self.recorded_types
-                .entry(tenant)
-                .or_default()
-                .insert(event_type);
+            self.remember_type(&tenant, &event_type);
         }
         let now = now_ms();
         self.recovered_to = self.position;
