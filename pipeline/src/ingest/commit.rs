@@ -116,7 +116,9 @@ pub(super) fn commit_loop(
                         match outcome {
                             AppendOutcome::Appended { seq } => {
                                 metrics.events_accepted.inc();
-                                fresh_seqs.push(*seq);
+                                if decoded_feed.is_some() {
+                                    fresh_seqs.push(*seq);
+                                }
                                 fresh.push(event);
                             }
                             AppendOutcome::Duplicate { .. } => {
