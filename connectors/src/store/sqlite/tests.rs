@@ -24,6 +24,47 @@ fn appended_events_survive_reopen_in_order() {
     assert_sample_log(&store, &seqs);
 }
 
+/// A store made before `events.seq` lost `AUTOINCREMENT` keeps its log and numbers new events
+/// after it, the same as a store made now.
+#[test]
+fn a_log_numbered_by_autoincrement_keeps_numbering_after_its_events() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        let v1 = super::SCHEMA_V1.replacen(
+            "seq            INTEGER PRIMARY KEY,",
+            "seq            INTEGER PRIMARY KEY AUTOINCREMENT,",
+            1,
+        );
+        assert_ne!(
+            v1,
+            super::SCHEMA_V1,
+            "the events table's seq column is where it was"
+        );
+        conn.execute_batch(&v1).expect("v1 with AUTOINCREMENT");
+        conn.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+             INSERT INTO meta VALUES ('schema_version', '1');
+             INSERT INTO events (tenant, id, event_type, ts_ms, body, received_at_ms)
+             VALUES ('a', 'old', 'order.created', 1, '{}', 1);",
+        )
+        .expect("a version-1 store with one event");
+    }
+    let seqs = append_sample_log(&SqliteStore::open(&path).expect("migrate"));
+    assert!(seqs[0] > 1, "numbered after the old event: {seqs:?}");
+    let store = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(store.events_after(0, 1).expect("read")[0].id, "old");
+    let after_old = store.events_after(1, 10).expect("read");
+    assert_eq!(
+        after_old.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        seqs,
+        "the old event stays first"
+    );
+    let next = store.append_events(&[event("a", "e3")]).expect("append");
+    assert!(next[0].seq() > seqs[2]);
+}
+
 #[test]
 fn the_schema_version_is_kept_in_meta() {
     let (_dir, store) = open();
