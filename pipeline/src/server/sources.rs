@@ -17,7 +17,7 @@
 //! (the cluster gone, a commit refused) everything of the source is dropped and it starts again
 //! from the positions in the store, which are exactly where the log ends.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +48,9 @@ const WATERMARK_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a partition's stream may deliver nothing before the reader asks the cluster whether
 /// records are waiting past its position (then the stream has stalled and is opened again).
 const STALL_CHECK: Duration = Duration::from_secs(5);
+/// Records a reader forwards to its committer at once, at most: those the stream has ready, so
+/// the stall timer and the channel cost once per run of records rather than once per record.
+const FORWARD_RECORDS: usize = 256;
 
 /// Every source's health, as `/healthz` shows it.
 #[derive(Clone, Default)]
@@ -242,7 +245,13 @@ impl Source {
                     Some(end)
                 }
             };
-            let (tx, rx) = mpsc::channel(self.config.max_batch_records.saturating_mul(2));
+            // Room for about two batches' records, in runs of up to FORWARD_RECORDS.
+            let runs = self
+                .config
+                .max_batch_records
+                .saturating_mul(2)
+                .div_ceil(FORWARD_RECORDS);
+            let (tx, rx) = mpsc::channel(runs.max(2));
             tasks.spawn(read_partition(
                 topic.clone(),
                 self.name.clone(),
@@ -312,36 +321,36 @@ impl Source {
         self,
         partition: u32,
         from: Option<i64>,
-        mut records: mpsc::Receiver<Result<SourceRecord, SourceError>>,
+        mut records: mpsc::Receiver<Result<Vec<SourceRecord>, SourceError>>,
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), RunError> {
         let label = partition.to_string();
         let mut next = from;
-        let max = self.config.max_batch_records;
+        let max = self.config.max_batch_records.max(1);
+        // Records received and not yet in a batch (a run can straddle two batches), and the
+        // reader's error, once it sent one: committed after the records before it.
+        let mut taken = VecDeque::new();
+        let mut failure = None;
         loop {
-            let first = tokio::select! {
-                first = records.recv() => first,
-                _ = stopped(&mut stop) => return Ok(()),
-            };
-            let Some(first) = first else {
-                return Ok(());
-            };
-            let mut batch = Vec::with_capacity(max.min(1024));
-            let mut failure = None;
-            let mut item = Some(first);
-            while let Some(next_item) = item.take() {
-                match next_item {
-                    Ok(record) => batch.push(record),
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
+            if taken.is_empty() && failure.is_none() {
+                let first = tokio::select! {
+                    first = records.recv() => first,
+                    _ = stopped(&mut stop) => return Ok(()),
+                };
+                match first {
+                    None => return Ok(()),
+                    Some(Ok(run)) => taken.extend(run),
+                    Some(Err(e)) => failure = Some(e),
                 }
-                if batch.len() >= max {
-                    break;
-                }
-                item = records.try_recv().ok();
             }
+            while failure.is_none() && taken.len() < max {
+                match records.try_recv() {
+                    Ok(Ok(run)) => taken.extend(run),
+                    Ok(Err(e)) => failure = Some(e),
+                    Err(_) => break,
+                }
+            }
+            let mut batch: Vec<SourceRecord> = taken.drain(..taken.len().min(max)).collect();
             // A record at or before the position is one a reconnect read again: skip it.
             batch.retain(|r| next.is_none_or(|n| r.offset >= n));
             if let Some(last) = batch.last() {
@@ -359,7 +368,9 @@ impl Source {
                     p.lag = p.high_watermark.map(|hw| (hw - next_offset).max(0));
                 });
             }
-            if let Some(e) = failure {
+            if taken.is_empty()
+                && let Some(e) = failure.take()
+            {
                 return Err(e.into());
             }
         }
@@ -487,8 +498,8 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
-/// Forwards a partition's records from `from` into `tx` (waiting while it is full:
-/// back-pressure) until the stream fails or the committer goes away.
+/// Forwards a partition's records from `from` into `tx`, in runs of those the stream has ready
+/// (waiting while it is full: back-pressure), until the stream fails or the committer goes away.
 ///
 /// Offsets must follow each other. The Fluvio consumer has been seen to skip the records of a
 /// batch that straddles the end of a fetch (a run of offsets missing, about once per fetched
@@ -500,21 +511,21 @@ async fn read_partition(
     source: String,
     partition: u32,
     from: Option<i64>,
-    tx: mpsc::Sender<Result<SourceRecord, SourceError>>,
+    tx: mpsc::Sender<Result<Vec<SourceRecord>, SourceError>>,
 ) -> Result<(), RunError> {
     let mut expected = from;
     let mut reread_at = None;
     'open: loop {
         let mut records = match topic.records(partition, expected).await {
-            Ok(records) => Box::pin(records),
+            Ok(records) => Box::pin(records.ready_chunks(FORWARD_RECORDS)),
             Err(e) => {
                 let _ = tx.send(Err(e)).await;
                 return Ok(());
             }
         };
         loop {
-            let item = match tokio::time::timeout(STALL_CHECK, records.next()).await {
-                Ok(Some(item)) => item,
+            let items = match tokio::time::timeout(STALL_CHECK, records.next()).await {
+                Ok(Some(items)) => items,
                 Ok(None) => break,
                 Err(_) => {
                     // Quiet for a while. A stream whose partition holds records past its position
@@ -530,27 +541,36 @@ async fn read_partition(
                     continue;
                 }
             };
-            let record = match item {
-                Ok(record) => record,
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return Ok(());
-                }
-            };
-            match expected {
-                Some(next) if record.offset < next => continue,
-                Some(next) if record.offset > next => {
-                    if reread_at != Some(next) {
-                        tracing::debug!(%source, partition, expected = next, got = record.offset, "offsets skipped; reading the partition again from the first missing one");
-                        reread_at = Some(next);
-                        continue 'open;
+            let mut run = Vec::with_capacity(items.len());
+            for item in items {
+                let record = match item {
+                    Ok(record) => record,
+                    Err(e) => {
+                        if forward(&tx, run).await {
+                            let _ = tx.send(Err(e)).await;
+                        }
+                        return Ok(());
                     }
-                    tracing::warn!(%source, partition, from = next, to = record.offset, "records are gone from the partition (retention?); moving past them");
+                };
+                match expected {
+                    Some(next) if record.offset < next => continue,
+                    Some(next) if record.offset > next => {
+                        if reread_at != Some(next) {
+                            tracing::debug!(%source, partition, expected = next, got = record.offset, "offsets skipped; reading the partition again from the first missing one");
+                            reread_at = Some(next);
+                            if !forward(&tx, run).await {
+                                return Ok(());
+                            }
+                            continue 'open;
+                        }
+                        tracing::warn!(%source, partition, from = next, to = record.offset, "records are gone from the partition (retention?); moving past them");
+                    }
+                    _ => {}
                 }
-                _ => {}
+                expected = Some(record.offset + 1);
+                run.push(record);
             }
-            expected = Some(record.offset + 1);
-            if tx.send(Ok(record)).await.is_err() {
+            if !forward(&tx, run).await {
                 return Ok(());
             }
         }
@@ -562,4 +582,13 @@ async fn read_partition(
             .await;
         return Ok(());
     }
+}
+
+/// Sends a run of records to the committer, if there are any; whether the committer is still
+/// there.
+async fn forward(
+    tx: &mpsc::Sender<Result<Vec<SourceRecord>, SourceError>>,
+    run: Vec<SourceRecord>,
+) -> bool {
+    run.is_empty() || tx.send(Ok(run)).await.is_ok()
 }
