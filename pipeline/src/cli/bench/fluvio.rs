@@ -116,6 +116,7 @@ pub async fn run(args: FluvioBenchArgs) -> anyhow::Result<serde_json::Value> {
     // Raw: the CLI reads each partition to its end.
     let started = Instant::now();
     let mut raw_records = 0u64;
+    let mut raw_first_lines = Vec::new();
     for partition in 0..args.partitions {
         let mut child = tokio::process::Command::new(&args.fluvio_bin)
             .args(["consume", &topic, "-B", "-d", "-p", &partition.to_string()])
@@ -125,7 +126,11 @@ pub async fn run(args: FluvioBenchArgs) -> anyhow::Result<serde_json::Value> {
             .with_context(|| format!("cannot run {}", args.fluvio_bin))?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let spawned = Instant::now();
         while lines.next_line().await?.is_some() {
+            if raw_first_lines.len() <= partition as usize {
+                raw_first_lines.push(spawned.elapsed().as_secs_f64());
+            }
             raw_records += 1;
         }
         child.wait().await?;
@@ -185,11 +190,16 @@ pub async fn run(args: FluvioBenchArgs) -> anyhow::Result<serde_json::Value> {
     let server = Server::start(with_source).await?;
     let store = server.runtime.store().clone();
     let deadline = Instant::now() + Duration::from_secs(600);
+    let mut first_logged: Option<(Duration, i64)> = None;
     let logged = loop {
         let positions = {
             let (store, name) = (store.clone(), name.clone());
             tokio::task::spawn_blocking(move || store.source_positions(&name)).await??
         };
+        let so_far: i64 = positions.iter().map(|s| s.next_offset).sum();
+        if first_logged.is_none() && so_far > 0 {
+            first_logged = Some((started.elapsed(), so_far));
+        }
         let done = ends.iter().enumerate().all(|(p, end)| {
             positions
                 .iter()
@@ -239,6 +249,12 @@ pub async fn run(args: FluvioBenchArgs) -> anyhow::Result<serde_json::Value> {
             "matched_seconds": matched.as_secs_f64(),
             "matched_events_per_sec": rate(args.events as f64, matched.as_secs_f64()),
         },
+        // How long each side took to its first record (the CLI for each partition from its
+        // start, the server from its start to its first commit), so a start-up cost shows
+        // apart from the rate.
+        "startup": {"raw_first_line_seconds": raw_first_lines,
+            "first_logged_seconds": first_logged.map(|(d, _)| d.as_secs_f64()),
+            "first_logged_records": first_logged.map(|(_, n)| n)},
         "vs_raw": (logged_rate / raw_rate * 100.0).round() / 100.0,
         "after_sigkill": recovery,
         "goal": "logged and matched >= 200,000 events/s and >= 0.8x the raw consume rate; \
