@@ -547,21 +547,64 @@ pub(crate) async fn bench_warehouse(
     Ok((root, Some(summary)))
 }
 
-/// The machine a figure was measured on: CPU model, logical CPUs, and the build profile.
+/// The machine a figure was measured on: CPU model, logical CPUs, and the build profile. A
+/// virtual machine's model name can be as vague as `Intel(R) Xeon(R) Processor` for CPUs of
+/// different generations, so the family, model number and stepping, the clock and the cache
+/// sizes are recorded beside it.
 fn machine() -> serde_json::Value {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|line| {
+    machine_from(
+        &std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default(),
+        std::path::Path::new("/sys/devices/system/cpu/cpu0/cache"),
+    )
+}
+
+/// [`machine`] from the text of `/proc/cpuinfo` and the first CPU's cache directory.
+fn machine_from(cpuinfo: &str, cache_dir: &std::path::Path) -> serde_json::Value {
+    let field = |name: &str| {
+        cpuinfo.lines().find_map(|line| {
             let (key, value) = line.split_once(':')?;
-            (key.trim() == "model name").then(|| value.trim().to_string())
+            (key.trim() == name).then(|| value.trim().to_string())
         })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    };
+    let model = field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let number = |name: &str| field(name).and_then(|v| v.parse::<u64>().ok());
     serde_json::json!({
         "cpu": model,
+        "cpu_family": number("cpu family"),
+        "cpu_model": number("model"),
+        "cpu_stepping": number("stepping"),
+        "cpu_mhz": field("cpu MHz").and_then(|v| v.parse::<f64>().ok()),
+        "cpu_caches": caches(cache_dir),
         "logical_cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
     })
+}
+
+/// The caches in `dir` as the kernel lists a CPU's, e.g. `{"L1d": "48K", "L2": "2048K"}`.
+fn caches(dir: &std::path::Path) -> serde_json::Map<String, serde_json::Value> {
+    let read = |index: &std::path::Path, name: &str| {
+        std::fs::read_to_string(index.join(name))
+            .ok()
+            .map(|v| v.trim().to_string())
+    };
+    let mut caches = serde_json::Map::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let index = entry.path();
+        let (Some(level), Some(kind), Some(size)) = (
+            read(&index, "level"),
+            read(&index, "type"),
+            read(&index, "size"),
+        ) else {
+            continue;
+        };
+        let suffix = match kind.as_str() {
+            "Data" => "d",
+            "Instruction" => "i",
+            _ => "",
+        };
+        caches.insert(format!("L{level}{suffix}"), size.into());
+    }
+    caches
 }
 
 /// The `p`-th percentile of sorted samples (nearest rank).
@@ -599,4 +642,46 @@ pub(crate) fn memory_mib(field: &str) -> f64 {
                 .ok()
         })
         .map_or(0.0, |kib| kib / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_cpus_with_the_same_vague_name_are_told_apart() {
+        let cpuinfo = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 207\n\
+                       model name\t: Intel(R) Xeon(R) Processor\nstepping\t: 2\ncpu MHz\t\t: 2100.000\n\
+                       \nprocessor\t: 1\ncpu family\t: 6\nmodel\t\t: 207\n";
+        let dir = tempfile::tempdir().unwrap();
+        for (index, level, kind, size) in [
+            ("index0", "1", "Data", "48K"),
+            ("index1", "1", "Instruction", "32K"),
+            ("index2", "2", "Unified", "2048K"),
+            ("index3", "3", "Unified", "307200K"),
+        ] {
+            let at = dir.path().join(index);
+            std::fs::create_dir(&at).unwrap();
+            for (name, text) in [("level", level), ("type", kind), ("size", size)] {
+                std::fs::write(at.join(name), format!("{text}\n")).unwrap();
+            }
+        }
+        // A directory that is not a cache index is passed over.
+        std::fs::write(dir.path().join("uevent"), "").unwrap();
+        let machine = machine_from(cpuinfo, dir.path());
+        assert_eq!(machine["cpu"], "Intel(R) Xeon(R) Processor");
+        assert_eq!(machine["cpu_family"], 6);
+        assert_eq!(machine["cpu_model"], 207);
+        assert_eq!(machine["cpu_stepping"], 2);
+        assert_eq!(machine["cpu_mhz"], 2100.0);
+        assert_eq!(
+            machine["cpu_caches"],
+            serde_json::json!({"L1d": "48K", "L1i": "32K", "L2": "2048K", "L3": "307200K"})
+        );
+        // Nothing known about the CPU: the architecture stands for its name, the rest is null.
+        let bare = machine_from("", &dir.path().join("missing"));
+        assert_eq!(bare["cpu"], std::env::consts::ARCH);
+        assert!(bare["cpu_model"].is_null());
+        assert_eq!(bare["cpu_caches"], serde_json::json!({}));
+    }
 }
