@@ -666,7 +666,8 @@ mod tests {
                 std::fs::write(at.join(name), format!("{text}\n")).unwrap();
             }
         }
-        // A directory that is not a cache index is passed over.
+        // An entry that is not a cache index (the kernel lists a `uevent` file beside them) is
+        // passed over.
         std::fs::write(dir.path().join("uevent"), "").unwrap();
         let machine = machine_from(cpuinfo, dir.path());
         assert_eq!(machine["cpu"], "Intel(R) Xeon(R) Processor");
