@@ -9,7 +9,11 @@
 //! and and/or/not, plus a share of `threshold` rules over 1–5 minute windows with a `group_by`.
 //!
 //! Only [`Engine::step`] calls are timed: generating a batch happens between epochs, while the
-//! workers are idle, so `events_per_sec` is what the engine sustains on pre-parsed input.
+//! workers are idle, so `events_per_sec` is what the engine sustains on pre-parsed input. The
+//! feed's CPU time is reported by thread (`cpu_ms`: the timely workers, a cluster's network
+//! threads, the feeding thread, the input generation), with the workers' time per event set
+//! against the generation's (`cpu.work_index`), a figure that moves less with the machine's
+//! speed than the rate does (see [`super::cpu`]).
 //!
 //! With `--processes N` the same workload runs on a timely cluster of N local processes (this
 //! binary, started once per process on loopback ports): event `n` is ingested by process
@@ -535,12 +539,13 @@ pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
     let mut shares = std::collections::VecDeque::new();
     // Events this process sends to the other processes' workers.
     let mut crossing = 0u64;
+    // CPU time this thread spent generating input (the yardstick; see [`cpu_figures`]).
+    let mut generating_ns = 0u64;
     if args.process.is_some() {
         let peers = args.workers * of;
         while fed < args.events {
             let len = args.batch.min(args.events - fed);
-            let share: Vec<Event> = source
-                .batch(len)
+            let share: Vec<Event> = generate(&mut source, len, &mut generating_ns)
                 .into_iter()
                 .enumerate()
                 .filter(|(k, _)| (fed + k) % of == me)
@@ -559,6 +564,9 @@ pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
     }
     let mut own = 0usize;
     clock = T0;
+    let feeder = super::cpu::this_thread_id();
+    let threads_before = super::cpu::ThreadTimes::now();
+    let (feeder_before, generating_before) = (super::cpu::this_thread_ns(), generating_ns);
     while fed < args.events {
         let len = args.batch.min(args.events - fed);
         let events = match shares.pop_front() {
@@ -567,7 +575,7 @@ pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
                 share
             }
             None => {
-                let batch = source.batch(len);
+                let batch = generate(&mut source, len, &mut generating_ns);
                 clock = clock.max(source.base_ts(source.next));
                 batch
             }
@@ -604,6 +612,14 @@ pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
             }
         }
     }
+    // The workers wait for the next epoch now, so their times are up to date.
+    let threads = super::cpu::ThreadTimes::now();
+    let feeding_ns = super::cpu::this_thread_ns()
+        .saturating_sub(feeder_before)
+        .saturating_sub(generating_ns - generating_before);
+    let workers_ns = threads.since(&threads_before, super::cpu::Role::Worker, feeder);
+    let network_ns = threads.since(&threads_before, super::cpu::Role::Network, feeder);
+    let other_ns = threads.since(&threads_before, super::cpu::Role::Other, feeder);
     let stats = engine.stats();
     drop(engine);
 
@@ -652,8 +668,48 @@ pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
             "retained_events_at_end": stats.retained,
             "windows_closed": stats.state.windows_closed,
             "peak_rss_bytes": peak_rss_bytes(),
+            "cpu_ms": {
+                "workers": workers_ns as f64 / 1e6,
+                "network": network_ns as f64 / 1e6,
+                "feeding": feeding_ns as f64 / 1e6,
+                "generating": generating_ns as f64 / 1e6,
+                "other": other_ns as f64 / 1e6,
+            },
+            // Every process generates every batch and keeps its share.
+            "events_generated": args.events,
+            "cpu": cpu_figures(workers_ns as f64, generating_ns as f64, args.events as f64, args.events as f64),
         },
     }))
+}
+
+/// The next `len` events of `source`, the CPU time generating them took added to `spent` (ns).
+fn generate(source: &mut EventSource, len: usize, spent: &mut u64) -> Vec<Event> {
+    let started = super::cpu::this_thread_ns();
+    let batch = source.batch(len);
+    *spent += super::cpu::this_thread_ns().saturating_sub(started);
+    batch
+}
+
+/// The timely workers' CPU time per event fed, the input generation's per event generated, and
+/// their ratio: how much work matching an event was against a yardstick measured in the same
+/// run. The machine's speed moves both alike, so the ratio compares builds run at different
+/// moments better than either rate does (see [`super::cpu`]). Compare it within one layout: a
+/// process of a cluster generates all its input before the feed, into memory never used
+/// before, which costs more per event than one process re-using each epoch's memory; layouts
+/// are compared by the workers' time per event, run in the same minutes.
+fn cpu_figures(
+    workers_ns: f64,
+    generating_ns: f64,
+    events: f64,
+    generated: f64,
+) -> serde_json::Value {
+    let per = |ns: f64, n: f64| if n > 0.0 { ns / n } else { 0.0 };
+    let (worker, yardstick) = (per(workers_ns, events), per(generating_ns, generated));
+    json!({
+        "worker_ns_per_event": worker,
+        "generating_ns_per_event": yardstick,
+        "work_index": if yardstick > 0.0 { worker / yardstick } else { 0.0 },
+    })
 }
 
 /// Starts the run's `processes` as child processes of this binary, one cluster on loopback, and
@@ -710,6 +766,12 @@ fn run_cluster(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
         .fold(0.0, f64::max);
     let sum = |key: &str| reports.iter().map(|r| result(r, key)).sum::<f64>();
     let crossed = sum("events_sent_to_other_processes");
+    let cpu_ms = |role: &str| {
+        reports
+            .iter()
+            .map(|r| r["results"]["cpu_ms"][role].as_f64().unwrap_or(0.0))
+            .sum::<f64>()
+    };
     Ok(json!({
         "benchmark": "match",
         "params": {
@@ -732,6 +794,19 @@ fn run_cluster(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
             } else {
                 0.0
             },
+            "cpu_ms": {
+                "workers": cpu_ms("workers"),
+                "network": cpu_ms("network"),
+                "feeding": cpu_ms("feeding"),
+                "generating": cpu_ms("generating"),
+                "other": cpu_ms("other"),
+            },
+            "cpu": cpu_figures(
+                cpu_ms("workers") * 1e6,
+                cpu_ms("generating") * 1e6,
+                args.events as f64,
+                sum("events_generated"),
+            ),
         },
         "processes": reports,
     }))
@@ -755,6 +830,27 @@ mod tests {
         .expect("benchmark runs");
         let results = &report["results"];
         assert!(results["intents"].as_u64().unwrap_or(0) > 0, "{report}");
+        // The workers matched and the feeding thread generated: both took CPU time, and the
+        // one worker's time is what the per-event figure divides.
+        let cpu = &results["cpu_ms"];
+        assert!(cpu["workers"].as_f64().unwrap_or(0.0) > 0.0, "{report}");
+        assert!(cpu["generating"].as_f64().unwrap_or(0.0) > 0.0, "{report}");
+        assert_eq!(
+            cpu["network"], 0.0,
+            "no cluster, no network threads: {report}"
+        );
+        let per_event = results["cpu"]["worker_ns_per_event"]
+            .as_f64()
+            .unwrap_or(0.0);
+        let workers_ms = cpu["workers"].as_f64().unwrap_or(0.0);
+        assert!(
+            (per_event * 4_000.0 / 1e6 - workers_ms).abs() < 1e-6 * workers_ms.max(1.0),
+            "{report}"
+        );
+        assert!(
+            results["cpu"]["work_index"].as_f64().unwrap_or(0.0) > 0.0,
+            "{report}"
+        );
         assert!(
             results["events_per_sec"].as_f64().unwrap_or(0.0) > 0.0,
             "{report}"

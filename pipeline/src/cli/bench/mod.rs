@@ -3,6 +3,7 @@
 
 pub mod audiences;
 pub mod console;
+mod cpu;
 pub mod dashboard;
 pub mod fluvio;
 pub mod ingest;
