@@ -677,7 +677,12 @@ pub fn run(args: &MatchBenchArgs) -> anyhow::Result<serde_json::Value> {
             },
             // Every process generates every batch and keeps its share.
             "events_generated": args.events,
-            "cpu": cpu_figures(workers_ns as f64, generating_ns as f64, args.events as f64, args.events as f64),
+            "cpu": cpu_figures(
+                workers_ns as f64,
+                generating_ns as f64,
+                args.events as f64,
+                args.events as f64,
+            ),
         },
     }))
 }
