@@ -22,6 +22,7 @@
 //!
 //! Every event, mapped or not, is also a row of [`RAW_TABLE`].
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -163,8 +164,29 @@ pub struct EventMapping {
 impl EventMapping {
     /// The event time's calendar date in the mapping's zone, as days since the Unix epoch.
     pub fn day(&self, ts_ms: i64) -> i32 {
+        if self.time_zone == Tz::UTC {
+            return utc_day(ts_ms);
+        }
         local_day(&self.time_zone, ts_ms)
     }
+}
+
+/// The days since the Unix epoch of the calendar date of `ts_ms` in UTC (what [`local_day`]
+/// gives for UTC, by arithmetic: every event is a row of `raw_events`, dated in UTC).
+pub(crate) fn utc_day(ts_ms: i64) -> i32 {
+    const MS_PER_DAY: i64 = 86_400_000;
+    // The instants chrono has dates for; outside them, `local_day`'s epoch (day 0).
+    static RANGE: std::sync::LazyLock<(i64, i64)> = std::sync::LazyLock::new(|| {
+        (
+            DateTime::<Utc>::MIN_UTC.timestamp_millis(),
+            DateTime::<Utc>::MAX_UTC.timestamp_millis(),
+        )
+    });
+    let (min, max) = *RANGE;
+    if !(min..=max).contains(&ts_ms) {
+        return 0;
+    }
+    i32::try_from(ts_ms.div_euclid(MS_PER_DAY)).unwrap_or(i32::MAX)
 }
 
 /// The days since the Unix epoch of the calendar date of `ts_ms` in `zone`.
@@ -376,10 +398,11 @@ pub struct LiveEvent {
     pub attrs: Map<String, Value>,
 }
 
-/// A typed value, ready for its column's builder.
+/// A typed value, ready for its column's builder; text is borrowed from the event where it can
+/// be.
 #[derive(Debug, Clone, PartialEq)]
-enum Typed {
-    String(String),
+enum Typed<'a> {
+    String(Cow<'a, str>),
     Integer(i64),
     Number(f64),
     Boolean(bool),
@@ -390,11 +413,11 @@ enum Typed {
 }
 
 /// `value` as a value of type `ty`, if it fits.
-fn convert(value: &Value, ty: ColumnType) -> Option<Typed> {
+fn convert(value: &Value, ty: ColumnType) -> Option<Typed<'_>> {
     match (ty, value) {
-        (ColumnType::String, Value::String(s)) => Some(Typed::String(s.clone())),
-        (ColumnType::String, Value::Number(n)) => Some(Typed::String(n.to_string())),
-        (ColumnType::String, Value::Bool(b)) => Some(Typed::String(b.to_string())),
+        (_, Value::String(s)) => convert_text(s, ty),
+        (ColumnType::String, Value::Number(n)) => Some(Typed::String(n.to_string().into())),
+        (ColumnType::String, Value::Bool(b)) => Some(Typed::String(b.to_string().into())),
         (ColumnType::Integer, Value::Number(n)) => n
             .as_i64()
             .or_else(|| {
@@ -408,10 +431,18 @@ fn convert(value: &Value, ty: ColumnType) -> Option<Typed> {
             .as_i64()
             .and_then(|ms| ms.checked_mul(1000))
             .map(Typed::Timestamp),
-        (ColumnType::Timestamp, Value::String(s)) => DateTime::parse_from_rfc3339(s)
+        _ => None,
+    }
+}
+
+/// Text (a string attribute, the event's id or type) as a value of type `ty`, if it fits.
+fn convert_text(text: &str, ty: ColumnType) -> Option<Typed<'_>> {
+    match ty {
+        ColumnType::String => Some(Typed::String(Cow::Borrowed(text))),
+        ColumnType::Timestamp => DateTime::parse_from_rfc3339(text)
             .ok()
             .map(|t| Typed::Timestamp(t.timestamp_micros())),
-        (ColumnType::Date, Value::String(s)) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        ColumnType::Date => NaiveDate::parse_from_str(text, "%Y-%m-%d")
             .ok()
             .map(|d| Typed::Date(days_since_epoch(d))),
         _ => None,
@@ -444,15 +475,93 @@ impl serde::Serialize for Leftover<'_> {
     }
 }
 
-/// Builds the rows of one live table, event by event, in the table's live schema.
+/// One column's builder, by the column's Arrow type.
+enum Column {
+    String(StringBuilder),
+    Integer(Int64Builder),
+    Number(Float64Builder),
+    Boolean(BooleanBuilder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Date(Date32Builder),
+}
+
+impl Column {
+    /// A builder for `ty` with room for `rows` values (strings: 16 bytes each on average).
+    fn of(ty: &DataType, rows: usize) -> Column {
+        match ty {
+            DataType::Int64 => Column::Integer(Int64Builder::with_capacity(rows)),
+            DataType::Float64 => Column::Number(Float64Builder::with_capacity(rows)),
+            DataType::Boolean => Column::Boolean(BooleanBuilder::with_capacity(rows)),
+            DataType::Timestamp(..) => Column::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            ),
+            DataType::Date32 => Column::Date(Date32Builder::with_capacity(rows)),
+            _ => Column::String(StringBuilder::with_capacity(rows, rows * 16)),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Column::String(b) => Arc::new(b.finish()),
+            Column::Integer(b) => Arc::new(b.finish()),
+            Column::Number(b) => Arc::new(b.finish()),
+            Column::Boolean(b) => Arc::new(b.finish()),
+            Column::Timestamp(b) => Arc::new(b.finish()),
+            Column::Date(b) => Arc::new(b.finish()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Column::String(b) => b.len(),
+            Column::Integer(b) => b.len(),
+            Column::Number(b) => b.len(),
+            Column::Boolean(b) => b.len(),
+            Column::Timestamp(b) => b.len(),
+            Column::Date(b) => b.len(),
+        }
+    }
+
+    /// Appends `value`, or a null where it is missing or not of the column's type.
+    fn push(&mut self, value: Option<Typed<'_>>) {
+        match (self, value) {
+            (Column::String(b), Some(Typed::String(v))) => b.append_value(v),
+            (Column::Integer(b), Some(Typed::Integer(v))) => b.append_value(v),
+            (Column::Number(b), Some(Typed::Number(v))) => b.append_value(v),
+            (Column::Boolean(b), Some(Typed::Boolean(v))) => b.append_value(v),
+            (Column::Timestamp(b), Some(Typed::Timestamp(v))) => b.append_value(v),
+            (Column::Date(b), Some(Typed::Date(v))) => b.append_value(v),
+            (Column::String(b), _) => b.append_null(),
+            (Column::Integer(b), _) => b.append_null(),
+            (Column::Number(b), _) => b.append_null(),
+            (Column::Boolean(b), _) => b.append_null(),
+            (Column::Timestamp(b), _) => b.append_null(),
+            (Column::Date(b), _) => b.append_null(),
+        }
+    }
+
+    /// Appends `value` as JSON text (a null if it does not serialize), through `scratch`.
+    fn push_json(&mut self, value: &impl serde::Serialize, scratch: &mut Vec<u8>) {
+        scratch.clear();
+        let text = serde_json::to_writer(&mut *scratch, value)
+            .ok()
+            .and_then(|()| std::str::from_utf8(scratch).ok());
+        self.push(text.map(|t| Typed::String(Cow::Borrowed(t))));
+    }
+}
+
+/// Builds the rows of one live table, event by event, in the table's live schema: each value
+/// goes straight into its column's builder.
 pub(crate) struct RowsBuilder {
     schema: SchemaRef,
-    columns: Vec<Box<dyn ArrayBuilder>>,
+    columns: Vec<Column>,
     /// Per event type mapped into the table: where each of its columns is in the schema, and
     /// where the event id and the leftover attributes go (found once, not once per event).
     places: Vec<(String, Places)>,
-    /// The row being built, kept between rows.
-    row: Vec<Option<Typed>>,
+    /// Which columns the row being built has a value in (kept between rows).
+    filled: Vec<bool>,
+    /// JSON text being written (kept between rows).
+    scratch: Vec<u8>,
 }
 
 /// Where a mapping's columns are in the table's schema.
@@ -474,14 +583,15 @@ impl RowsBuilder {
         let columns = schema
             .fields()
             .iter()
-            .map(|field| builder(field.data_type(), rows))
+            .map(|field| Column::of(field.data_type(), rows))
             .collect();
-        let row = vec![None; schema.fields().len()];
+        let filled = vec![false; schema.fields().len()];
         Self {
             schema,
             columns,
             places: Vec::new(),
-            row,
+            filled,
+            scratch: Vec::new(),
         }
     }
 
@@ -507,43 +617,37 @@ impl RowsBuilder {
         self.places.len() - 1
     }
 
-    /// The kept row vector, emptied.
-    fn take_row(&mut self) -> Vec<Option<Typed>> {
-        let mut row = std::mem::take(&mut self.row);
-        row.clear();
-        row
-    }
-
     pub(crate) fn len(&self) -> usize {
-        self.columns.first().map_or(0, |c| c.len())
+        self.columns.first().map_or(0, Column::len)
     }
 
-    /// Appends the row of `event` under `mapping`.
-    pub(crate) fn push_mapped(&mut self, mapping: &EventMapping, event: &LiveEvent) {
+    /// Appends the row of `event` under `mapping`; `day` is the event's date in the mapping's
+    /// zone ([`EventMapping::day`]).
+    pub(crate) fn push_mapped(&mut self, mapping: &EventMapping, event: &LiveEvent, day: i32) {
         // Top-level attributes a column took (the rest are kept as JSON).
         let mut taken: Vec<&str> = Vec::new();
         let at = self.places_of(mapping);
-        let mut row = self.take_row();
-        row.resize(self.schema.fields().len(), None);
         let places = &self.places[at].1;
+        let (columns, filled) = (&mut self.columns, &mut self.filled);
+        filled.fill(false);
         for (column, index) in mapping.columns.iter().zip(&places.columns) {
+            // A table's columns have names of their own (two mappings into one table agree on
+            // a shared name's type), so a row gets at most one value per column.
             let Some(index) = *index else {
                 continue;
             };
             let value = match &column.source {
-                ColumnSource::Id => convert(&Value::String(event.id.clone()), column.ty),
-                ColumnSource::Type => convert(&Value::String(event.event_type.clone()), column.ty),
+                ColumnSource::Id => convert_text(&event.id, column.ty),
+                ColumnSource::Type => convert_text(&event.event_type, column.ty),
                 ColumnSource::Time => match column.ty {
                     ColumnType::Timestamp => event.ts_ms.checked_mul(1000).map(Typed::Timestamp),
                     ColumnType::Integer => Some(Typed::Integer(event.ts_ms)),
-                    ColumnType::Date => Some(Typed::Date(mapping.day(event.ts_ms))),
+                    ColumnType::Date => Some(Typed::Date(day)),
                     _ => None,
                 },
                 ColumnSource::Date => match column.ty {
-                    ColumnType::Date => Some(Typed::Date(mapping.day(event.ts_ms))),
-                    ColumnType::String => Some(Typed::String(
-                        date_of_day(mapping.day(event.ts_ms)).to_string(),
-                    )),
+                    ColumnType::Date => Some(Typed::Date(day)),
+                    ColumnType::String => Some(Typed::String(date_of_day(day).to_string().into())),
                     _ => None,
                 },
                 ColumnSource::Value(value) => convert(value, column.ty),
@@ -559,97 +663,47 @@ impl RowsBuilder {
                     None => None,
                 },
             };
-            row[index] = value;
+            columns[index].push(value);
+            filled[index] = true;
         }
         if let Some(index) = places.id {
-            row[index] = Some(Typed::String(event.id.clone()));
+            columns[index].push(Some(Typed::String(Cow::Borrowed(&event.id))));
+            filled[index] = true;
         }
         if let Some(index) = places.attributes {
             let leftover = Leftover {
                 attrs: &event.attrs,
                 taken: &taken,
             };
-            row[index] = serde_json::to_string(&leftover).ok().map(Typed::String);
+            columns[index].push_json(&leftover, &mut self.scratch);
+            filled[index] = true;
         }
-        self.push_row(row);
+        // Columns of the table this mapping does not fill (another type's) are null.
+        for (column, _) in columns.iter_mut().zip(filled.iter()).filter(|(_, f)| !**f) {
+            column.push(None);
+        }
     }
 
-    /// Appends the row of `event` in [`RAW_TABLE`].
+    /// Appends the row of `event` in [`RAW_TABLE`] (its columns as [`raw_schema`] lists them).
     pub(crate) fn push_raw(&mut self, event: &LiveEvent) {
-        let mut row = self.take_row();
-        row.extend([
-            Some(Typed::Integer(i64::try_from(event.seq).unwrap_or(i64::MAX))),
-            Some(Typed::String(event.id.clone())),
-            Some(Typed::String(event.event_type.clone())),
-            event.ts_ms.checked_mul(1000).map(Typed::Timestamp),
-            serde_json::to_string(&event.attrs).ok().map(Typed::String),
-        ]);
-        self.push_row(row);
-    }
-
-    /// Appends `row`'s values to the columns; keeps the emptied vector for the next row.
-    fn push_row(&mut self, mut row: Vec<Option<Typed>>) {
-        for (builder, value) in self.columns.iter_mut().zip(row.drain(..)) {
-            append(builder.as_mut(), value);
-        }
-        self.row = row;
+        let [seq, id, event_type, time, attributes] = &mut self.columns[..] else {
+            unreachable!("a raw_events builder has the raw schema's five columns");
+        };
+        seq.push(Some(Typed::Integer(
+            i64::try_from(event.seq).unwrap_or(i64::MAX),
+        )));
+        id.push(Some(Typed::String(Cow::Borrowed(&event.id))));
+        event_type.push(Some(Typed::String(Cow::Borrowed(&event.event_type))));
+        time.push(event.ts_ms.checked_mul(1000).map(Typed::Timestamp));
+        attributes.push_json(&event.attrs, &mut self.scratch);
     }
 
     /// The rows built so far, as one batch; the builder is empty again.
     pub(crate) fn finish(
         &mut self,
     ) -> datafusion::arrow::error::Result<datafusion::arrow::array::RecordBatch> {
-        let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(|c| c.finish()).collect();
+        let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(Column::finish).collect();
         datafusion::arrow::array::RecordBatch::try_new(Arc::clone(&self.schema), arrays)
-    }
-}
-
-/// A column's builder with room for `rows` values (strings: 16 bytes each on average).
-fn builder(ty: &DataType, rows: usize) -> Box<dyn ArrayBuilder> {
-    match ty {
-        DataType::Int64 => Box::new(Int64Builder::with_capacity(rows)),
-        DataType::Float64 => Box::new(Float64Builder::with_capacity(rows)),
-        DataType::Boolean => Box::new(BooleanBuilder::with_capacity(rows)),
-        DataType::Timestamp(..) => {
-            Box::new(TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"))
-        }
-        DataType::Date32 => Box::new(Date32Builder::with_capacity(rows)),
-        _ => Box::new(StringBuilder::with_capacity(rows, rows * 16)),
-    }
-}
-
-fn append(builder: &mut dyn ArrayBuilder, value: Option<Typed>) {
-    let any = builder.as_any_mut();
-    if let Some(b) = any.downcast_mut::<StringBuilder>() {
-        match value {
-            Some(Typed::String(s)) => b.append_value(s),
-            _ => b.append_null(),
-        }
-    } else if let Some(b) = any.downcast_mut::<Int64Builder>() {
-        match value {
-            Some(Typed::Integer(v)) => b.append_value(v),
-            _ => b.append_null(),
-        }
-    } else if let Some(b) = any.downcast_mut::<Float64Builder>() {
-        match value {
-            Some(Typed::Number(v)) => b.append_value(v),
-            _ => b.append_null(),
-        }
-    } else if let Some(b) = any.downcast_mut::<BooleanBuilder>() {
-        match value {
-            Some(Typed::Boolean(v)) => b.append_value(v),
-            _ => b.append_null(),
-        }
-    } else if let Some(b) = any.downcast_mut::<TimestampMicrosecondBuilder>() {
-        match value {
-            Some(Typed::Timestamp(v)) => b.append_value(v),
-            _ => b.append_null(),
-        }
-    } else if let Some(b) = any.downcast_mut::<Date32Builder>() {
-        match value {
-            Some(Typed::Date(v)) => b.append_value(v),
-            _ => b.append_null(),
-        }
     }
 }
 
@@ -688,19 +742,35 @@ mod tests {
     }
 
     #[test]
+    fn a_utc_date_by_arithmetic_is_the_calendar_date() {
+        let day = 86_400_000_i64;
+        let mut instants = vec![0, 1, -1, day - 1, day, -day, -day - 1, 1_796_229_000_000];
+        instants.extend((-3..=3).map(|n| 951_782_400_000 + n)); // 2000-02-29T00:00:00Z
+        let (min, max) = (
+            DateTime::<Utc>::MIN_UTC.timestamp_millis(),
+            DateTime::<Utc>::MAX_UTC.timestamp_millis(),
+        );
+        // The first and last instants with a date, and the first ones past them.
+        instants.extend([min, min + 1, max - 1, max]);
+        instants.extend([min - 1, max + 1, i64::MIN, i64::MAX]);
+        for ts in instants {
+            assert_eq!(utc_day(ts), local_day(&Utc, ts), "at {ts} ms");
+        }
+        assert_eq!(utc_day(-1), -1);
+        let utc = mapping("table = \"t\"").unwrap();
+        assert_eq!(utc.day(day * 20_000 + 5), 20_000);
+    }
+
+    #[test]
     fn an_event_becomes_a_typed_row_and_keeps_what_no_column_took() {
         let order = mapping(ORDER).unwrap();
         let schema = table_schema(&[&order]).unwrap();
         let mut rows = RowsBuilder::with_capacity(Arc::clone(&schema), 8);
-        rows.push_mapped(
-            &order,
-            &event(serde_json::json!({"amount": 1500, "channel": "naver", "coupon": "X1"})),
-        );
+        let first = event(serde_json::json!({"amount": 1500, "channel": "naver", "coupon": "X1"}));
+        rows.push_mapped(&order, &first, order.day(first.ts_ms));
         // A value that does not fit its column leaves it null and stays in the attributes.
-        rows.push_mapped(
-            &order,
-            &event(serde_json::json!({"amount": "lots", "channel": "kakao"})),
-        );
+        let second = event(serde_json::json!({"amount": "lots", "channel": "kakao"}));
+        rows.push_mapped(&order, &second, order.day(second.ts_ms));
         let batch = rows.finish().unwrap();
         assert_eq!(batch.num_rows(), 2);
         let revenue = batch
@@ -788,11 +858,16 @@ mod tests {
         refund.event_type = "refund".into();
         let schema = table_schema(&[&order, &refund]).unwrap();
         let mut rows = RowsBuilder::with_capacity(Arc::clone(&schema), 1);
-        rows.push_mapped(&order, &event(serde_json::json!({"x": 1.5, "y": "no"})));
+        let day = order.day(event(serde_json::json!({})).ts_ms);
+        rows.push_mapped(
+            &order,
+            &event(serde_json::json!({"x": 1.5, "y": "no"})),
+            day,
+        );
         let mut second = event(serde_json::json!({"x": 2.5, "y": "back"}));
         second.event_type = "refund".into();
-        rows.push_mapped(&refund, &second);
-        rows.push_mapped(&order, &event(serde_json::json!({"x": 3.5})));
+        rows.push_mapped(&refund, &second, day);
+        rows.push_mapped(&order, &event(serde_json::json!({"x": 3.5})), day);
         let batch = rows.finish().unwrap();
         let x = batch
             .column_by_name("x")

@@ -56,7 +56,7 @@ use crate::catalog::Warehouse;
 use crate::model::SemanticModel;
 pub use files::LiveFile;
 pub use mapping::{ATTRIBUTES_COLUMN, EVENT_ID_COLUMN, EventMapping, LiveEvent, RAW_TABLE};
-use mapping::{RowsBuilder, local_day};
+use mapping::{RowsBuilder, utc_day};
 pub use table::{LiveTable, TailExec};
 
 /// The store meta key holding the compacted watermark.
@@ -523,13 +523,13 @@ impl LiveTables {
                     )
                 });
                 match mapping {
-                    Some(mapping) => rows.push_mapped(mapping, &event),
+                    Some(mapping) => rows.push_mapped(mapping, &event, day),
                     None => rows.push_raw(&event),
                 }
                 days.push(day);
                 ts.push(event.ts_ms);
             };
-            push(RAW_TABLE, local_day(&chrono::Utc, event.ts_ms), None);
+            push(RAW_TABLE, utc_day(event.ts_ms), None);
             if let Some(mapping) = self.by_type.get(&event.event_type) {
                 push(&mapping.table, mapping.day(event.ts_ms), Some(mapping));
             }
