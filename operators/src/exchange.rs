@@ -73,6 +73,8 @@ struct Numbered {
 }
 
 impl ReadText for Numbered {
+    // Inlined into the decoder, as the reader's functions are (see [`Reader::value`]).
+    #[inline(always)]
     fn read(&mut self, reader: &mut Reader<'_>) -> Option<SmolStr> {
         let n = reader.len()?;
         if n & 1 == 0 {
