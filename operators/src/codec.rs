@@ -13,9 +13,6 @@ const NUM: u8 = 3;
 const STR: u8 = 4;
 const LIST: u8 = 5;
 
-/// The longest text a [`SmolStr`] holds inline.
-const INLINE: usize = 23;
-
 /// A length (or any count) as LEB128: one byte below 128, as most names and values are.
 pub(crate) fn put_len(out: &mut Vec<u8>, len: usize) {
     let mut rest = len as u64;
@@ -150,8 +147,7 @@ impl<'a> Reader<'a> {
     pub(crate) fn text_of(&mut self, len: usize) -> Option<SmolStr> {
         let raw = self.take(len)?;
         Some(match std::str::from_utf8(raw) {
-            Ok(text) if text.len() <= INLINE => SmolStr::new_inline(text),
-            Ok(text) => SmolStr::new(text),
+            Ok(text) => crate::value::text(text),
             Err(_) => SmolStr::new(String::from_utf8_lossy(raw)),
         })
     }
@@ -167,9 +163,9 @@ impl<'a> Reader<'a> {
     ///
     /// The reading of values and texts is inlined into its callers: a text or value returned
     /// from a call through memory is written there in pieces and read back whole, which the CPU
-    /// cannot forward from its store buffer, a stall per value. Inlined, and with short texts
-    /// made by `SmolStr::new_inline` (which inlines too) rather than `SmolStr::new` (which does
-    /// not), decoding a share of `bench match`'s events took ≈ 260 ns per event instead of ≈ 390.
+    /// cannot forward from its store buffer, a stall per value. Inlined, and with texts made by
+    /// [`crate::value::text`], decoding a share of `bench match`'s events took ≈ 260 ns per event
+    /// instead of ≈ 390.
     #[inline(always)]
     pub(crate) fn value(&mut self, texts: &mut impl ReadText) -> Option<AttrValue> {
         Some(match self.byte()? {

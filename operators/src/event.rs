@@ -128,7 +128,7 @@ trait FromFound: Sized {
 
 impl FromFound for SmolStr {
     fn from_str(s: &str) -> Option<SmolStr> {
-        Some(SmolStr::new(s))
+        Some(crate::value::text(s))
     }
 }
 
