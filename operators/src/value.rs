@@ -41,7 +41,8 @@ impl std::hash::Hash for Num {
 /// caller, rather than by `SmolStr::new`, which does not: a string returned from a call through
 /// memory is written there in pieces and read back whole, which the CPU cannot forward from its
 /// store buffer — a stall for every name and value of every event decoded. Decoding the JSON of
-/// an order event of `bench match` took ≈ 900 ns with `SmolStr::new` everywhere.
+/// an order event like `bench match`'s took ≈ 900 ns with `SmolStr::new` everywhere, ≈ 780 ns
+/// with this.
 #[inline(always)]
 pub(crate) fn text(text: &str) -> SmolStr {
     if text.len() <= INLINE_TEXT {
