@@ -176,14 +176,9 @@ impl EventMapping {
 pub(crate) fn utc_day(ts_ms: i64) -> i32 {
     const MS_PER_DAY: i64 = 86_400_000;
     // The instants chrono has dates for; outside them, `local_day`'s epoch (day 0).
-    static RANGE: std::sync::LazyLock<(i64, i64)> = std::sync::LazyLock::new(|| {
-        (
-            DateTime::<Utc>::MIN_UTC.timestamp_millis(),
-            DateTime::<Utc>::MAX_UTC.timestamp_millis(),
-        )
-    });
-    let (min, max) = *RANGE;
-    if !(min..=max).contains(&ts_ms) {
+    const MIN: i64 = DateTime::<Utc>::MIN_UTC.timestamp_millis();
+    const MAX: i64 = DateTime::<Utc>::MAX_UTC.timestamp_millis();
+    if !(MIN..=MAX).contains(&ts_ms) {
         return 0;
     }
     i32::try_from(ts_ms.div_euclid(MS_PER_DAY)).unwrap_or(i32::MAX)
