@@ -1,8 +1,8 @@
 //! Attribute values as bytes: a tag byte, then the value; lengths as LEB128. Two users share it:
 //! retained events, packed into a worker's segments ([`crate::retained`]), and the events an
-//! epoch's share carries to another process of a cluster ([`crate::exchange`]). They differ only
-//! in how text is written: retained events write it in place, the exchange spells each distinct
-//! text out once per share and numbers it ([`PutText`], [`ReadText`]).
+//! epoch's share carries to another process of a cluster ([`crate::exchange`]). Values' texts are
+//! written in place; the exchange numbers the texts that repeat — tenants, types, attribute
+//! names — itself.
 
 use crate::value::{AttrValue, Num, SmolStr};
 
@@ -29,36 +29,8 @@ pub(crate) fn put_text(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(text.as_bytes());
 }
 
-/// How a user of the codec writes text (borrowed for `'a`, so a writer may keep it).
-pub(crate) trait PutText<'a> {
-    /// Writes `text`.
-    fn put(&mut self, out: &mut Vec<u8>, text: &'a str);
-}
-
-/// How a user of the codec reads what its [`PutText`] wrote.
-pub(crate) trait ReadText {
-    /// Reads text; `None` when the bytes end or make no sense.
-    fn read(&mut self, reader: &mut Reader<'_>) -> Option<SmolStr>;
-}
-
-/// Text in place, every time.
-pub(crate) struct InPlace;
-
-impl PutText<'_> for InPlace {
-    fn put(&mut self, out: &mut Vec<u8>, text: &str) {
-        put_text(out, text);
-    }
-}
-
-impl ReadText for InPlace {
-    #[inline]
-    fn read(&mut self, reader: &mut Reader<'_>) -> Option<SmolStr> {
-        reader.text()
-    }
-}
-
-/// Writes a value; its text (strings, in lists too) through `texts`.
-pub(crate) fn put_value<'a>(out: &mut Vec<u8>, value: &'a AttrValue, texts: &mut impl PutText<'a>) {
+/// Writes a value.
+pub(crate) fn put_value(out: &mut Vec<u8>, value: &AttrValue) {
     match value {
         AttrValue::Null => out.push(NULL),
         AttrValue::Bool(false) => out.push(FALSE),
@@ -69,13 +41,13 @@ pub(crate) fn put_value<'a>(out: &mut Vec<u8>, value: &'a AttrValue, texts: &mut
         }
         AttrValue::Str(s) => {
             out.push(STR);
-            texts.put(out, s);
+            put_text(out, s);
         }
         AttrValue::List(items) => {
             out.push(LIST);
             put_len(out, items.len());
             for item in items {
-                put_value(out, item, texts);
+                put_value(out, item);
             }
         }
     }
@@ -159,7 +131,7 @@ impl<'a> Reader<'a> {
         self.text_of(len)
     }
 
-    /// A value written by [`put_value`] with the same `texts`.
+    /// A value written by [`put_value`].
     ///
     /// The reading of values and texts is inlined into its callers: a text or value returned
     /// from a call through memory is written there in pieces and read back whole, which the CPU
@@ -167,26 +139,26 @@ impl<'a> Reader<'a> {
     /// [`crate::value::text`], decoding a share of `bench match`'s events took ≈ 260 ns per event
     /// instead of ≈ 390.
     #[inline(always)]
-    pub(crate) fn value(&mut self, texts: &mut impl ReadText) -> Option<AttrValue> {
+    pub(crate) fn value(&mut self) -> Option<AttrValue> {
         Some(match self.byte()? {
             NULL => AttrValue::Null,
             FALSE => AttrValue::Bool(false),
             TRUE => AttrValue::Bool(true),
             NUM => AttrValue::Num(Num(f64::from_bits(self.u64()?))),
-            STR => AttrValue::Str(texts.read(self)?),
-            LIST => self.list(texts)?,
+            STR => AttrValue::Str(self.text()?),
+            LIST => self.list()?,
             _ => return None,
         })
     }
 
     /// A list's items, after its tag (lists are rare: kept out of line).
     #[inline(never)]
-    fn list(&mut self, texts: &mut impl ReadText) -> Option<AttrValue> {
+    fn list(&mut self) -> Option<AttrValue> {
         let len = self.len()?;
         // Every item takes a byte at least: a count past the bytes left is malformed.
         let mut items = Vec::with_capacity(len.min(self.remaining()));
         for _ in 0..len {
-            items.push(self.value(texts)?);
+            items.push(self.value()?);
         }
         Some(AttrValue::List(items))
     }

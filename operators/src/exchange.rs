@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::de::{Error as _, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec::{InPlace, PutText, ReadText, Reader, put_len, put_text, put_value};
+use crate::codec::{Reader, put_len, put_text, put_value};
 use crate::dataflow::{Arrival, EventSlot};
 use crate::event::Event;
-use crate::value::{Attrs, SmolStr};
+use crate::value::{Attrs, SmolStr, copy_text};
 
 /// Distinct texts numbered per share, at most: past this many (a share of very many tenants or
 /// attribute names), text is written in place, so the tables stay small.
@@ -51,7 +51,7 @@ struct Numbering<'a> {
     numbers: hashbrown::HashMap<&'a str, u32, foldhash::fast::FixedState>,
 }
 
-impl<'a> PutText<'a> for Numbering<'a> {
+impl<'a> Numbering<'a> {
     fn put(&mut self, out: &mut Vec<u8>, text: &'a str) {
         if let Some(&number) = self.numbers.get(text) {
             put_len(out, (number as usize) << 1);
@@ -70,21 +70,28 @@ impl<'a> PutText<'a> for Numbering<'a> {
 #[derive(Default)]
 struct Numbered {
     texts: Vec<SmolStr>,
+    /// A text spelled out once the numbers ran out.
+    unnumbered: SmolStr,
 }
 
-impl ReadText for Numbered {
-    // Inlined into the decoder, as the reader's functions are (see [`Reader::value`]).
+impl Numbered {
+    /// The next text, borrowed from the numbers, for the caller to clone. Every path ends in a
+    /// reference, so the clone is made once, straight into its place: merging `SmolStr`s from
+    /// two paths makes the compiler pass them through the stack in overlapping pieces, and
+    /// reading them back stalls (see [`Reader::value`]).
     #[inline(always)]
-    fn read(&mut self, reader: &mut Reader<'_>) -> Option<SmolStr> {
+    fn read(&mut self, reader: &mut Reader<'_>) -> Option<&SmolStr> {
         let n = reader.len()?;
         if n & 1 == 0 {
-            return self.texts.get(n >> 1).cloned();
+            return self.texts.get(n >> 1);
         }
         let text = reader.text_of(n >> 1)?;
         if self.texts.len() < MAX_NUMBERED {
-            self.texts.push(text.clone());
+            self.texts.push(text);
+            return self.texts.last();
         }
-        Some(text)
+        self.unnumbered = text;
+        Some(&self.unnumbered)
     }
 }
 
@@ -110,7 +117,7 @@ fn encode(events: &[EventSlot]) -> Vec<u8> {
         put_len(&mut out, event.attrs.len());
         for (name, value) in &event.attrs {
             numbering.put(&mut out, name);
-            put_value(&mut out, value, &mut InPlace);
+            put_value(&mut out, value);
         }
     }
     out
@@ -134,16 +141,16 @@ fn decode(bytes: &[u8]) -> Option<Vec<EventSlot>> {
             HISTORY => Arrival::History,
             _ => return None,
         };
-        let tenant = numbered.read(&mut reader)?;
-        let event_type = numbered.read(&mut reader)?;
+        let tenant = copy_text(numbered.read(&mut reader)?);
+        let event_type = copy_text(numbered.read(&mut reader)?);
         let ts_ms = reader.u64()? as i64;
         let id = reader.text()?;
         let len = reader.len()?;
         let mut pairs = Vec::with_capacity(len.min(reader.remaining()));
         for _ in 0..len {
             let name = numbered.read(&mut reader)?;
-            let value = reader.value(&mut InPlace)?;
-            pairs.push((name, value));
+            let value = reader.value()?;
+            pairs.push((copy_text(name), value));
         }
         let event = Event {
             tenant,
@@ -272,9 +279,11 @@ mod tests {
                 let channel = ["naver", "kakao"][n % 2];
                 let attrs = json!({"amount": n as f64 * 1.5, "neg": -0.0, "channel": channel,
                     "none": null, "yes": true, "no": false, "tags": ["vip", 3, [null, "naver"]], "empty": "",
-                    "유니코드": "값", "long": "x".repeat(300 + n), "order": format!("o-{n}")});
+                    "유니코드": "값", "long": "x".repeat(300 + n), "order": format!("o-{n}"),
+                    "an_attribute_name_longer_than_inline": n});
                 let arrival = [Arrival::OnTime, Arrival::Late, Arrival::History][n % 3];
-                Some((event(["shop", "mall"][n % 2], n, attrs), arrival))
+                let tenant = ["shop", "mall", "a-tenant-named-past-the-inline-length"][n % 3];
+                Some((event(tenant, n, attrs), arrival))
             })
             .collect();
         events.insert(3, None);

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::codec::{InPlace, Reader, put_len, put_text, put_value};
+use crate::codec::{Reader, put_len, put_text, put_value};
 use crate::value::Attrs;
 
 /// A retained event: its time, and where its packed attributes are in [`PackedEvents`].
@@ -57,7 +57,7 @@ impl PackedEvents {
         put_len(scratch, attrs.len());
         for (key, value) in attrs {
             put_text(scratch, key);
-            put_value(scratch, value, &mut InPlace);
+            put_value(scratch, value);
         }
         let len = scratch.len();
         let fits = |segment: &Segment| segment.bytes.capacity() - segment.bytes.len() >= len;
@@ -107,7 +107,7 @@ impl PackedEvents {
         let mut reader = Reader::new(bytes);
         let len = reader.len().unwrap_or(0);
         (0..len)
-            .map_while(|_| Some((reader.text()?, reader.value(&mut InPlace)?)))
+            .map_while(|_| Some((reader.text()?, reader.value()?)))
             .collect()
     }
 
