@@ -4,7 +4,7 @@
 //! written in place; the exchange numbers the texts that repeat — tenants, types, attribute
 //! names — itself.
 
-use crate::value::{AttrValue, Num, SmolStr};
+use crate::value::{AttrValue, INLINE_TEXT, Num, SmolStr};
 
 const NULL: u8 = 0;
 const FALSE: u8 = 1;
@@ -129,6 +129,22 @@ impl<'a> Reader<'a> {
     pub(crate) fn text(&mut self) -> Option<SmolStr> {
         let len = self.len()?;
         self.text_of(len)
+    }
+
+    /// The next value if it is text short enough to be held inline (its bytes, the reader past
+    /// them); `None`, and nothing read, for any other value.
+    #[inline(always)]
+    pub(crate) fn short_text(&mut self) -> Option<&'a str> {
+        let [STR, len, rest @ ..] = self.bytes else {
+            return None;
+        };
+        let len = usize::from(*len);
+        if len > INLINE_TEXT {
+            return None;
+        }
+        let text = std::str::from_utf8(rest.get(..len)?).ok()?;
+        self.bytes = &rest[len..];
+        Some(text)
     }
 
     /// A value written by [`put_value`].

@@ -22,7 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::codec::{Reader, put_len, put_text, put_value};
 use crate::dataflow::{Arrival, EventSlot};
 use crate::event::Event;
-use crate::value::{Attrs, SmolStr, copy_text};
+use crate::value::{AttrValue, Attrs, SmolStr, copy_text};
 
 /// Distinct texts numbered per share, at most: past this many (a share of very many tenants or
 /// attribute names), text is written in place, so the tables stay small.
@@ -149,6 +149,12 @@ fn decode(bytes: &[u8]) -> Option<Vec<EventSlot>> {
         let mut pairs = Vec::with_capacity(len.min(reader.remaining()));
         for _ in 0..len {
             let name = numbered.read(&mut reader)?;
+            // Short text, the commonest value, on a path of its own: a value merged from every
+            // kind's path is passed through the stack in pieces (see `copy_text`), a stall.
+            if let Some(text) = reader.short_text() {
+                pairs.push((copy_text(name), AttrValue::Str(SmolStr::new_inline(text))));
+                continue;
+            }
             let value = reader.value()?;
             pairs.push((copy_text(name), value));
         }

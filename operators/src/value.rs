@@ -71,7 +71,7 @@ pub(crate) fn copy_text(text: &SmolStr) -> SmolStr {
 }
 
 /// The longest text a [`SmolStr`] holds inline.
-const INLINE_TEXT: usize = 23;
+pub(crate) const INLINE_TEXT: usize = 23;
 
 /// A [`SmolStr`] read as [`text`] makes it (an attribute's name).
 struct Name(SmolStr);
