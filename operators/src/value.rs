@@ -278,74 +278,195 @@ impl AttrValue {
 /// [`crate::event::EventFields`]).
 pub(crate) struct JsonAttr(pub(crate) AttrValue);
 
+/// Reads one JSON value as an [`AttrValue`].
+struct Json;
+
+impl<'de> serde::de::Visitor<'de> for Json {
+    type Value = JsonAttr;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<JsonAttr, E> {
+        Ok(JsonAttr(AttrValue::Null))
+    }
+
+    fn visit_none<E>(self) -> Result<JsonAttr, E> {
+        Ok(JsonAttr(AttrValue::Null))
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<JsonAttr, E> {
+        Ok(JsonAttr(AttrValue::Bool(b)))
+    }
+
+    // As `serde_json::Number::as_f64` converts.
+    fn visit_i64<E>(self, n: i64) -> Result<JsonAttr, E> {
+        Ok(JsonAttr(AttrValue::Num(Num(n as f64))))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<JsonAttr, E> {
+        Ok(JsonAttr(AttrValue::Num(Num(n as f64))))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<JsonAttr, E> {
+        Ok(JsonAttr(AttrValue::Num(Num(n))))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<JsonAttr, E> {
+        Ok(JsonAttr(AttrValue::Str(text(s))))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<JsonAttr, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(JsonAttr(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(JsonAttr(AttrValue::List(items)))
+    }
+
+    /// A nested object is kept as its JSON text, keys sorted, as the tree prints it.
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<JsonAttr, A::Error> {
+        let object =
+            serde_json::Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(JsonAttr(AttrValue::Str(object.to_string().into())))
+    }
+}
+
 impl<'de> Deserialize<'de> for JsonAttr {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<JsonAttr, D::Error> {
-        struct Json;
-        impl<'de> serde::de::Visitor<'de> for Json {
-            type Value = JsonAttr;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-
-            fn visit_unit<E>(self) -> Result<JsonAttr, E> {
-                Ok(JsonAttr(AttrValue::Null))
-            }
-
-            fn visit_none<E>(self) -> Result<JsonAttr, E> {
-                Ok(JsonAttr(AttrValue::Null))
-            }
-
-            fn visit_bool<E>(self, b: bool) -> Result<JsonAttr, E> {
-                Ok(JsonAttr(AttrValue::Bool(b)))
-            }
-
-            // As `serde_json::Number::as_f64` converts.
-            fn visit_i64<E>(self, n: i64) -> Result<JsonAttr, E> {
-                Ok(JsonAttr(AttrValue::Num(Num(n as f64))))
-            }
-
-            fn visit_u64<E>(self, n: u64) -> Result<JsonAttr, E> {
-                Ok(JsonAttr(AttrValue::Num(Num(n as f64))))
-            }
-
-            fn visit_f64<E>(self, n: f64) -> Result<JsonAttr, E> {
-                Ok(JsonAttr(AttrValue::Num(Num(n))))
-            }
-
-            fn visit_str<E>(self, s: &str) -> Result<JsonAttr, E> {
-                Ok(JsonAttr(AttrValue::Str(text(s))))
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<JsonAttr, A::Error> {
-                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-                while let Some(JsonAttr(item)) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(JsonAttr(AttrValue::List(items)))
-            }
-
-            /// A nested object is kept as its JSON text, keys sorted, as the tree prints it.
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<JsonAttr, A::Error> {
-                let object = serde_json::Value::deserialize(
-                    serde::de::value::MapAccessDeserializer::new(map),
-                )?;
-                Ok(JsonAttr(AttrValue::Str(object.to_string().into())))
-            }
-        }
         deserializer.deserialize_any(Json)
     }
 }
 
 /// The attributes of a JSON object read straight from its text: each value as
 /// [`AttrValue::from_json`] converts it, a name given twice keeping its last value.
+///
+/// Each attribute is pushed by the visitor that reads its value, and a short name with a short
+/// text value on a path of its own: a name and value returned from the reader's calls, merged
+/// from every kind's path, would reach the vector through the stack in pieces (see [`text`]).
 pub(crate) fn attrs_from_json_map<'de, A: serde::de::MapAccess<'de>>(
-    map: A,
+    mut map: A,
 ) -> Result<Attrs, A::Error> {
-    read_pairs(map, |JsonAttr(value)| value)
+    let mut pairs: Vec<(SmolStr, AttrValue)> = Vec::with_capacity(8);
+    while let Some(name) = map.next_key::<NameText<'de>>()? {
+        let name = match &name {
+            NameText::Borrowed(name) => name,
+            NameText::Owned(name) => name.as_str(),
+        };
+        map.next_value_seed(PushAttr {
+            pairs: &mut pairs,
+            name,
+        })?;
+    }
+    Ok(Attrs::from_pairs(pairs))
+}
+
+/// An attribute's name as the JSON text has it: borrowed unless it had escapes.
+enum NameText<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl<'de> Deserialize<'de> for NameText<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<NameText<'de>, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = NameText<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<NameText<'de>, E> {
+                Ok(NameText::Borrowed(s))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<NameText<'de>, E> {
+                Ok(NameText::Owned(s.to_owned()))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
+
+/// Reads an attribute's value and pushes it, named, onto `pairs`.
+struct PushAttr<'p, 'n> {
+    pairs: &'p mut Vec<(SmolStr, AttrValue)>,
+    name: &'n str,
+}
+
+impl PushAttr<'_, '_> {
+    fn push(self, value: AttrValue) {
+        self.pairs.push((text(self.name), value));
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for PushAttr<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PushAttr<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.push(AttrValue::Null);
+        Ok(())
+    }
+
+    fn visit_none<E>(self) -> Result<(), E> {
+        self.push(AttrValue::Null);
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<(), E> {
+        self.push(AttrValue::Bool(b));
+        Ok(())
+    }
+
+    // As `serde_json::Number::as_f64` converts.
+    fn visit_i64<E>(self, n: i64) -> Result<(), E> {
+        self.push(AttrValue::Num(Num(n as f64)));
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<(), E> {
+        self.push(AttrValue::Num(Num(n as f64)));
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<(), E> {
+        self.push(AttrValue::Num(Num(n)));
+        Ok(())
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<(), E> {
+        if self.name.len() <= INLINE_TEXT && s.len() <= INLINE_TEXT {
+            let value = AttrValue::Str(SmolStr::new_inline(s));
+            self.pairs.push((SmolStr::new_inline(self.name), value));
+        } else {
+            self.push(AttrValue::Str(text(s)));
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        let JsonAttr(list) = serde::de::Visitor::visit_seq(Json, seq)?;
+        self.push(list);
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let JsonAttr(object) = serde::de::Visitor::visit_map(Json, map)?;
+        self.push(object);
+        Ok(())
+    }
 }
 
 /// The attributes of a map, each value read as a `V` and taken as an [`AttrValue`] by `value`,
