@@ -228,8 +228,19 @@ impl<'de> Deserialize<'de> for Attrs {
                 f.write_str("a map of attribute names to values")
             }
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Attrs, A::Error> {
-                read_pairs(map, |value: AttrValue| value)
+            /// Straight into the vector (in name order already, as written, the common case sorts
+            /// nothing); a map that does not say its size (JSON text) gets room for the handful an
+            /// event carries.
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Attrs, A::Error> {
+                let mut pairs: Vec<(SmolStr, AttrValue)> =
+                    Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
+                while let Some((Name(name), value)) = map.next_entry::<Name, AttrValue>()? {
+                    pairs.push((name, value));
+                }
+                Ok(Attrs::from_pairs(pairs))
             }
         }
         deserializer.deserialize_map(Pairs)
@@ -468,21 +479,6 @@ impl<'de> serde::de::Visitor<'de> for PushAttr<'_, '_> {
         self.push(object);
         Ok(())
     }
-}
-
-/// The attributes of a map, each value read as a `V` and taken as an [`AttrValue`] by `value`,
-/// straight into the vector (in name order already, as written, the common case sorts nothing).
-/// A map that does not say its size (JSON text) gets room for the handful an event carries.
-fn read_pairs<'de, A: serde::de::MapAccess<'de>, V: Deserialize<'de>>(
-    mut map: A,
-    value: impl Fn(V) -> AttrValue,
-) -> Result<Attrs, A::Error> {
-    let mut pairs: Vec<(SmolStr, AttrValue)> =
-        Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
-    while let Some((Name(name), read)) = map.next_entry::<Name, V>()? {
-        pairs.push((name, value(read)));
-    }
-    Ok(Attrs::from_pairs(pairs))
 }
 
 /// An [`AttrValue`] seen as JSON; see [`AttrValue::json`].
