@@ -408,8 +408,11 @@ struct PushAttr<'p, 'n> {
 }
 
 impl PushAttr<'_, '_> {
-    fn push(self, value: AttrValue) {
+    /// Pushes what [`Json`] read, the one place JSON values become attribute values.
+    fn push<E>(self, read: Result<JsonAttr, E>) -> Result<(), E> {
+        let JsonAttr(value) = read?;
         self.pairs.push((text(self.name), value));
+        Ok(())
     }
 }
 
@@ -427,57 +430,45 @@ impl<'de> serde::de::Visitor<'de> for PushAttr<'_, '_> {
         f.write_str("a JSON value")
     }
 
-    fn visit_unit<E>(self) -> Result<(), E> {
-        self.push(AttrValue::Null);
-        Ok(())
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.push(Json.visit_unit())
     }
 
-    fn visit_none<E>(self) -> Result<(), E> {
-        self.push(AttrValue::Null);
-        Ok(())
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        self.push(Json.visit_none())
     }
 
-    fn visit_bool<E>(self, b: bool) -> Result<(), E> {
-        self.push(AttrValue::Bool(b));
-        Ok(())
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<(), E> {
+        self.push(Json.visit_bool(b))
     }
 
-    // As `serde_json::Number::as_f64` converts.
-    fn visit_i64<E>(self, n: i64) -> Result<(), E> {
-        self.push(AttrValue::Num(Num(n as f64)));
-        Ok(())
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<(), E> {
+        self.push(Json.visit_i64(n))
     }
 
-    fn visit_u64<E>(self, n: u64) -> Result<(), E> {
-        self.push(AttrValue::Num(Num(n as f64)));
-        Ok(())
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<(), E> {
+        self.push(Json.visit_u64(n))
     }
 
-    fn visit_f64<E>(self, n: f64) -> Result<(), E> {
-        self.push(AttrValue::Num(Num(n)));
-        Ok(())
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<(), E> {
+        self.push(Json.visit_f64(n))
     }
 
-    fn visit_str<E>(self, s: &str) -> Result<(), E> {
-        if self.name.len() <= INLINE_TEXT && s.len() <= INLINE_TEXT {
-            let value = AttrValue::Str(SmolStr::new_inline(s));
-            self.pairs.push((SmolStr::new_inline(self.name), value));
-        } else {
-            self.push(AttrValue::Str(text(s)));
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<(), E> {
+        if self.name.len() > INLINE_TEXT || s.len() > INLINE_TEXT {
+            return self.push(Json.visit_str(s));
         }
+        let value = AttrValue::Str(SmolStr::new_inline(s));
+        self.pairs.push((SmolStr::new_inline(self.name), value));
         Ok(())
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        let JsonAttr(list) = serde::de::Visitor::visit_seq(Json, seq)?;
-        self.push(list);
-        Ok(())
+        self.push(Json.visit_seq(seq))
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        let JsonAttr(object) = serde::de::Visitor::visit_map(Json, map)?;
-        self.push(object);
-        Ok(())
+        self.push(Json.visit_map(map))
     }
 }
 
