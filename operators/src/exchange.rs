@@ -22,7 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::codec::{Reader, put_len, put_text, put_value};
 use crate::dataflow::{Arrival, EventSlot};
 use crate::event::Event;
-use crate::value::{AttrValue, Attrs, SmolStr, copy_text};
+use crate::value::{AttrValue, Attrs, SmolStr, TextKey, copy_text, inline_text};
 
 /// Distinct texts numbered per share, at most: past this many (a share of very many tenants or
 /// attribute names), text is written in place, so the tables stay small.
@@ -46,22 +46,34 @@ const HISTORY: u8 = 3;
 /// Texts numbered as the writer meets them. A text is written as one LEB128 number `n`: `n` even
 /// names the text numbered `n / 2`; `n` odd spells out a text of `n / 2` bytes, which follow,
 /// and numbers it next (while fewer than [`MAX_NUMBERED`] are).
+///
+/// Names, tenants and types are mostly short: those of up to 16 bytes are looked up by their
+/// [`TextKey`], compared as integers without a `memcmp` call per text; longer ones by their text.
 #[derive(Default)]
 struct Numbering<'a> {
-    numbers: hashbrown::HashMap<&'a str, u32, foldhash::fast::FixedState>,
+    short: hashbrown::HashMap<TextKey, u32, foldhash::fast::FixedState>,
+    long: hashbrown::HashMap<&'a str, u32, foldhash::fast::FixedState>,
 }
 
 impl<'a> Numbering<'a> {
     fn put(&mut self, out: &mut Vec<u8>, text: &'a str) {
-        if let Some(&number) = self.numbers.get(text) {
+        let key = TextKey::of(text);
+        let known = match key {
+            Some(key) => self.short.get(&key),
+            None => self.long.get(text),
+        };
+        if let Some(&number) = known {
             put_len(out, (number as usize) << 1);
             return;
         }
         put_len(out, (text.len() << 1) | 1);
         out.extend_from_slice(text.as_bytes());
-        if self.numbers.len() < MAX_NUMBERED {
-            let next = self.numbers.len() as u32;
-            self.numbers.insert(text, next);
+        let next = self.short.len() + self.long.len();
+        if next < MAX_NUMBERED {
+            match key {
+                Some(key) => self.short.insert(key, next as u32),
+                None => self.long.insert(text, next as u32),
+            };
         }
     }
 }
@@ -152,7 +164,7 @@ fn decode(bytes: &[u8]) -> Option<Vec<EventSlot>> {
             // Short text, the commonest value, on a path of its own: a value merged from every
             // kind's path is passed through the stack in pieces (see `copy_text`), a stall.
             if let Some(text) = reader.short_text() {
-                pairs.push((copy_text(name), AttrValue::Str(SmolStr::new_inline(text))));
+                pairs.push((copy_text(name), AttrValue::Str(inline_text(text))));
                 continue;
             }
             let value = reader.value()?;

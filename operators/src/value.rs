@@ -52,6 +52,24 @@ pub(crate) fn text(text: &str) -> SmolStr {
     }
 }
 
+/// `text` as a [`SmolStr`], inline when it is short enough, made with its length known:
+/// `SmolStr::new_inline` copies a text of unknown length with a call to `memcpy`, where one arm
+/// per length lets the compiler copy it with a few moves of fixed widths. Decoding a share of
+/// `bench match`'s events, its short text values made this way: ≈ 177 ns per event instead of
+/// ≈ 203 (alternating runs).
+#[inline(always)]
+pub(crate) fn inline_text(text: &str) -> SmolStr {
+    macro_rules! by_length {
+        ($($len:literal)*) => {
+            match text.len() {
+                $($len => SmolStr::new_inline(&text[..$len]),)*
+                _ => SmolStr::new(text),
+            }
+        };
+    }
+    by_length!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23)
+}
+
 /// A clone of `text` made straight into its place. `SmolStr::clone` copies an inline or static
 /// string bit for bit and clones a shared one's `Arc`; where its result is used, the compiler
 /// merges the two through the stack in overlapping pieces, and reading them back stalls as
@@ -69,6 +87,65 @@ pub(crate) fn copy_text(text: &SmolStr) -> SmolStr {
     // heap-allocated one is an `Arc<str>` whose count was raised above for this copy, as
     // `Arc::clone` would, and its clone is the same pointer.
     unsafe { std::ptr::read(text) }
+}
+
+/// A text of up to 16 bytes as integers: its bytes big-endian, zero-padded to 16, and its length.
+/// Two keys compare as their texts do (byte by byte, a prefix first: a zero byte pads, and the
+/// length decides between texts equal up to it) and are equal exactly when the texts are,
+/// without a call to `memcmp`, which costs more than comparing a few bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct TextKey {
+    bits: u128,
+    len: u8,
+}
+
+impl TextKey {
+    /// The key of `text`; `None` past 16 bytes.
+    #[inline]
+    pub(crate) fn of(text: &str) -> Option<TextKey> {
+        let bytes = text.as_bytes();
+        let len = bytes.len();
+        // The first eight (or four) bytes and the last eight (or four), overlapping, cover the
+        // text; the last word's bytes past the first word are shifted up to follow it.
+        let high = match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+            _ if len > 16 => return None,
+            (Some(head), Some(tail)) => {
+                let rest = u64::from_be_bytes(*tail)
+                    .checked_shl(8 * (16 - len) as u32)
+                    .unwrap_or(0);
+                return Some(TextKey {
+                    bits: (u128::from(u64::from_be_bytes(*head)) << 64) | u128::from(rest),
+                    len: len as u8,
+                });
+            }
+            _ => match (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+                (Some(head), Some(tail)) => {
+                    let rest = u32::from_be_bytes(*tail)
+                        .checked_shl(8 * (8 - len) as u32)
+                        .unwrap_or(0);
+                    (u64::from(u32::from_be_bytes(*head)) << 32) | u64::from(rest)
+                }
+                _ => bytes
+                    .iter()
+                    .fold(0u64, |bits, byte| (bits << 8) | u64::from(*byte))
+                    .checked_shl(8 * (8 - len) as u32)
+                    .unwrap_or(0),
+            },
+        };
+        Some(TextKey {
+            bits: u128::from(high) << 64,
+            len: len as u8,
+        })
+    }
+}
+
+/// Whether `a` sorts before `b`, as `a < b` does, without `memcmp` for short texts.
+#[inline]
+pub(crate) fn text_lt(a: &str, b: &str) -> bool {
+    match (TextKey::of(a), TextKey::of(b)) {
+        (Some(a), Some(b)) => a < b,
+        _ => a < b,
+    }
 }
 
 /// The longest text a [`SmolStr`] holds inline.
@@ -166,7 +243,7 @@ impl Attrs {
     /// The attributes of `pairs`, which are usually in name order already (as [`Attrs`] writes
     /// them): then they are taken as they are, else sorted as [`Attrs::from_iter`] does.
     pub(crate) fn from_pairs(pairs: Vec<(SmolStr, AttrValue)>) -> Attrs {
-        if pairs.windows(2).all(|w| w[0].0 < w[1].0) {
+        if pairs.windows(2).all(|w| text_lt(&w[0].0, &w[1].0)) {
             Attrs(pairs)
         } else {
             pairs.into_iter().collect()
@@ -568,6 +645,42 @@ mod tests {
         assert_eq!(AttrValue::from_json(&json!(1e300)).to_json(), json!(1e300));
     }
 
+    /// Short texts' keys order and equal exactly as the texts do, and `text_lt` is `<` for
+    /// texts of any length: texts of 0–20 bytes differing at each place, with zero bytes, the
+    /// highest ASCII byte and two- and four-byte characters.
+    #[test]
+    fn text_keys_order_as_their_texts() {
+        let mut texts = Vec::new();
+        for len in 0..=20 {
+            texts.push("a".repeat(len));
+            for at in 0..len {
+                for other in ["b", "\0", "\x7f", "`"] {
+                    texts.push(format!(
+                        "{}{other}{}",
+                        "a".repeat(at),
+                        "a".repeat(len - at - 1)
+                    ));
+                }
+            }
+            if len >= 2 {
+                texts.push(format!("{}é", "a".repeat(len - 2)));
+            }
+            if len >= 4 {
+                texts.push(format!("{}\u{10FFFF}", "a".repeat(len - 4)));
+            }
+        }
+        for a in &texts {
+            let key = TextKey::of(a);
+            assert_eq!(key.is_some(), a.len() <= 16, "{a:?}");
+            for b in &texts {
+                assert_eq!(text_lt(a, b), a < b, "{a:?} < {b:?}");
+                if let (Some(x), Some(y)) = (key, TextKey::of(b)) {
+                    assert_eq!(x.cmp(&y), a.cmp(b), "{a:?} against {b:?}");
+                }
+            }
+        }
+    }
+
     /// Copies of inline, shared and static texts read back right after their originals
     /// dropped and their memory was taken again.
     #[test]
@@ -610,6 +723,9 @@ mod tests {
         for t in &texts {
             assert_eq!(text(t), SmolStr::new(t), "{t:?}");
             assert_eq!(text(t).as_str(), t);
+            let made = inline_text(t);
+            assert_eq!(made.as_str(), t);
+            assert_eq!(made.is_heap_allocated(), t.len() > INLINE_TEXT, "{t:?}");
         }
         let attrs: serde_json::Map<String, serde_json::Value> = texts
             .iter()
