@@ -54,7 +54,7 @@ use crate::value::{AttrValue, SmolStr};
 use crate::window::{Side, WindowTable};
 
 /// How many events ahead of the one being matched the worker prefetches attributes.
-const PREFETCH_AHEAD: usize = 4;
+pub(crate) const PREFETCH_AHEAD: usize = 4;
 
 /// How an event reached the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

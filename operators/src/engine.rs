@@ -282,7 +282,13 @@ impl Engine {
                     return;
                 };
                 let next = epoch + 1;
-                for share in shares {
+                for mut share in shares {
+                    // A share for another process's worker is encoded here, each event dropped
+                    // as soon as it is written, rather than when timely asks for its bytes
+                    // and again when the message is dropped (see `ShareEvents::seal`).
+                    if share.target / workers != process {
+                        share.events.seal();
+                    }
                     inputs.epochs.send(share);
                 }
                 inputs.epochs.advance_to(next);

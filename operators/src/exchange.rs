@@ -11,7 +11,10 @@
 //! again. Ids and values are written in place: ids are unique, and numbering values cost more
 //! than it saved (customers and SKUs are too many to repeat within a share).
 //!
-//! The block is self-contained: a share is decoded on its own, whatever was sent before.
+//! The block is self-contained: a share is decoded on its own, whatever was sent before. The
+//! worker that sends a share encodes it as soon as it has it ([`ShareEvents::seal`]), loading
+//! each event's attributes a few events ahead and dropping each event right after writing it:
+//! the events were made by another thread and are mostly out of the worker's cache.
 
 use std::cell::OnceCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +23,7 @@ use serde::de::{Error as _, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::{Reader, put_len, put_text, put_value};
-use crate::dataflow::{Arrival, EventSlot};
+use crate::dataflow::{Arrival, EventSlot, PREFETCH_AHEAD};
 use crate::event::Event;
 use crate::value::{AttrValue, Attrs, SmolStr, TextKey, copy_text, inline_text};
 
@@ -50,17 +53,17 @@ const HISTORY: u8 = 3;
 /// Names, tenants and types are mostly short: those of up to 16 bytes are looked up by their
 /// [`TextKey`], compared as integers without a `memcmp` call per text; longer ones by their text.
 #[derive(Default)]
-struct Numbering<'a> {
+struct Numbering {
     short: hashbrown::HashMap<TextKey, u32, foldhash::fast::FixedState>,
-    long: hashbrown::HashMap<&'a str, u32, foldhash::fast::FixedState>,
+    long: hashbrown::HashMap<SmolStr, u32, foldhash::fast::FixedState>,
 }
 
-impl<'a> Numbering<'a> {
-    fn put(&mut self, out: &mut Vec<u8>, text: &'a str) {
+impl Numbering {
+    fn put(&mut self, out: &mut Vec<u8>, text: &SmolStr) {
         let key = TextKey::of(text);
         let known = match key {
             Some(key) => self.short.get(&key),
-            None => self.long.get(text),
+            None => self.long.get(text.as_str()),
         };
         if let Some(&number) = known {
             put_len(out, (number as usize) << 1);
@@ -72,7 +75,7 @@ impl<'a> Numbering<'a> {
         if next < MAX_NUMBERED {
             match key {
                 Some(key) => self.short.insert(key, next as u32),
-                None => self.long.insert(text, next as u32),
+                None => self.long.insert(copy_text(text), next as u32),
             };
         }
     }
@@ -107,32 +110,79 @@ impl Numbered {
     }
 }
 
-/// A share's events as one block of bytes.
-fn encode(events: &[EventSlot]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(events.len() * 64 + 8);
-    let mut numbering = Numbering::default();
-    put_len(&mut out, events.len());
-    for slot in events {
+/// Writes a share's events into one block of bytes, one event at a time.
+struct Encoder {
+    out: Vec<u8>,
+    numbering: Numbering,
+}
+
+impl Encoder {
+    /// A block for `count` events.
+    fn new(count: usize) -> Encoder {
+        let mut out = Vec::with_capacity(count * 64 + 8);
+        put_len(&mut out, count);
+        Encoder {
+            out,
+            numbering: Numbering::default(),
+        }
+    }
+
+    fn put(&mut self, slot: &EventSlot) {
+        let (out, numbering) = (&mut self.out, &mut self.numbering);
         let Some((event, arrival)) = slot else {
             out.push(EMPTY);
-            continue;
+            return;
         };
         out.push(match arrival {
             Arrival::OnTime => ON_TIME,
             Arrival::Late => LATE,
             Arrival::History => HISTORY,
         });
-        numbering.put(&mut out, &event.tenant);
-        numbering.put(&mut out, &event.event_type);
+        numbering.put(out, &event.tenant);
+        numbering.put(out, &event.event_type);
         out.extend_from_slice(&event.ts_ms.to_le_bytes());
-        put_text(&mut out, &event.id);
-        put_len(&mut out, event.attrs.len());
+        put_text(out, &event.id);
+        put_len(out, event.attrs.len());
         for (name, value) in &event.attrs {
-            numbering.put(&mut out, name);
-            put_value(&mut out, value);
+            numbering.put(out, name);
+            put_value(out, value);
         }
     }
-    out
+
+    fn finish(self) -> Vec<u8> {
+        ENCODED_BYTES.fetch_add(self.out.len() as u64, Ordering::Relaxed);
+        self.out
+    }
+}
+
+/// Each event's attributes are an allocation of their own, made by another thread and mostly
+/// out of this core's cache by the time a share is encoded: this starts loading those of the
+/// event a few places after `at`.
+fn prefetch_ahead(events: &[EventSlot], at: usize) {
+    if let Some(Some((ahead, _))) = events.get(at + PREFETCH_AHEAD) {
+        ahead.attrs.prefetch();
+    }
+}
+
+/// A share's events as one block of bytes.
+fn encode(events: &[EventSlot]) -> Vec<u8> {
+    let mut encoder = Encoder::new(events.len());
+    for (at, slot) in events.iter().enumerate() {
+        prefetch_ahead(events, at);
+        encoder.put(slot);
+    }
+    encoder.finish()
+}
+
+/// The same block, each event taken out of `events` and dropped as soon as it is written,
+/// while it is still in cache.
+fn encode_taking(events: &mut [EventSlot]) -> Vec<u8> {
+    let mut encoder = Encoder::new(events.len());
+    for at in 0..events.len() {
+        prefetch_ahead(events, at);
+        encoder.put(&events[at].take());
+    }
+    encoder.finish()
 }
 
 /// What [`encode`] wrote; `None` when the bytes end early, run on, or make no sense.
@@ -184,8 +234,8 @@ fn decode(bytes: &[u8]) -> Option<Vec<EventSlot>> {
 
 /// A share's events, and their block of bytes once made. Timely asks a message crossing to
 /// another process for its length and then for its bytes, each a serialization of the whole
-/// message: the block is made by the first and kept for the second. Changing the events lets
-/// go of it.
+/// message: the block is made by the first, unless the share was sealed before it was sent,
+/// and kept for the second. Changing the events lets go of it.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ShareEvents {
     slots: Vec<EventSlot>,
@@ -217,15 +267,21 @@ impl ShareEvents {
     pub(crate) fn into_slots(self) -> Vec<EventSlot> {
         self.slots
     }
+
+    /// Makes the block now, for a share bound for another process, whose events are only ever
+    /// read to be sent: each is dropped as soon as it is written, while it is still in cache,
+    /// instead of read once more to be dropped after the whole share. Only the block is left,
+    /// so nothing may be added after.
+    pub(crate) fn seal(&mut self) {
+        let block = encode_taking(&mut self.slots);
+        self.slots.clear();
+        self.block = OnceCell::from(block);
+    }
 }
 
 impl Serialize for ShareEvents {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let block = self.block.get_or_init(|| {
-            let block = encode(&self.slots);
-            ENCODED_BYTES.fetch_add(block.len() as u64, Ordering::Relaxed);
-            block
-        });
+        let block = self.block.get_or_init(|| encode(&self.slots));
         serializer.serialize_bytes(block)
     }
 }
@@ -309,6 +365,33 @@ mod tests {
         let crossed = received(&sent(events.clone())).unwrap();
         assert_eq!(crossed, events);
         assert_eq!(received(&sent(Vec::new())).unwrap(), Vec::new());
+    }
+
+    /// A share sealed for another process (encoded at once, its events dropped as they are
+    /// written) sends the bytes it would have sent unsealed, and keeps no events of its own.
+    #[test]
+    fn a_sealed_share_sends_the_same_bytes() {
+        let mut events: Vec<EventSlot> = (0..40)
+            .map(|n| {
+                let channel = ["naver", "kakao"][n % 2];
+                let attrs = json!({"amount": n, "channel": channel,
+                    "a_name_past_sixteen_bytes": format!("v-{n}")});
+                let tenant = ["shop", "a-tenant-named-past-the-inline-length"][n % 2];
+                Some((event(tenant, n, attrs), Arrival::OnTime))
+            })
+            .collect();
+        events.insert(5, None);
+        let mut share = EpochInput {
+            epoch: 7,
+            target: 1,
+            events: ShareEvents::new(events.clone()),
+            ..Default::default()
+        };
+        share.events.seal();
+        assert!(share.events.slots.is_empty());
+        let bytes = bincode::serialize(&share).unwrap();
+        assert_eq!(bytes, sent(events.clone()));
+        assert_eq!(received(&bytes).unwrap(), events);
     }
 
     #[test]
