@@ -294,8 +294,7 @@ impl Serialize for Attrs {
 
 impl<'de> Deserialize<'de> for Attrs {
     /// Read straight into the vector: what [`Attrs`] wrote is already in name order, so the
-    /// common case sorts nothing (events crossing between the processes of a cluster are read
-    /// this way, one per event).
+    /// common case sorts nothing.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Attrs, D::Error> {
         struct Pairs;
         impl<'de> serde::de::Visitor<'de> for Pairs {
