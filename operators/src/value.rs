@@ -106,7 +106,8 @@ impl TextKey {
         let bytes = text.as_bytes();
         let len = bytes.len();
         // The first eight (or four) bytes and the last eight (or four), overlapping, cover the
-        // text; the last word's bytes past the first word are shifted up to follow it.
+        // text; the last word's bytes past the first word are shifted up to follow it. Fewer
+        // than four bytes are gathered one by one.
         let high = match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
             _ if len > 16 => return None,
             (Some(head), Some(tail)) => {
