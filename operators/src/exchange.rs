@@ -25,7 +25,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::codec::{Reader, put_len, put_text, put_value};
 use crate::dataflow::{Arrival, EventSlot, PREFETCH_AHEAD};
 use crate::event::Event;
-use crate::value::{AttrValue, Attrs, SmolStr, TextKey, copy_text, inline_text};
+use crate::value::{AttrValue, Attrs, SmolStr, TextKey, copy_text, text};
 
 /// Distinct texts numbered per share, at most: past this many (a share of very many tenants or
 /// attribute names), text is written in place, so the tables stay small.
@@ -213,8 +213,8 @@ fn decode(bytes: &[u8]) -> Option<Vec<EventSlot>> {
             let name = numbered.read(&mut reader)?;
             // Short text, the commonest value, on a path of its own: a value merged from every
             // kind's path is passed through the stack in pieces (see `copy_text`), a stall.
-            if let Some(text) = reader.short_text() {
-                pairs.push((copy_text(name), AttrValue::Str(inline_text(text))));
+            if let Some(short) = reader.short_text() {
+                pairs.push((copy_text(name), AttrValue::Str(text(short))));
                 continue;
             }
             let value = reader.value()?;

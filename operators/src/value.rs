@@ -37,28 +37,18 @@ impl std::hash::Hash for Num {
     }
 }
 
-/// `text` as a [`SmolStr`]. Short text is made by `SmolStr::new_inline`, which inlines into the
-/// caller, rather than by `SmolStr::new`, which does not: a string returned from a call through
-/// memory is written there in pieces and read back whole, which the CPU cannot forward from its
-/// store buffer — a stall for every name and value of every event decoded. Decoding the JSON of
-/// an order event like `bench match`'s took ≈ 900 ns with `SmolStr::new` everywhere, ≈ 780 ns
-/// with this.
+/// `text` as a [`SmolStr`], inline when it is short enough. Short text is made by
+/// `SmolStr::new_inline`, which inlines into the caller, rather than by `SmolStr::new`, which
+/// does not: a string returned from a call through memory is written there in pieces and read
+/// back whole, which the CPU cannot forward from its store buffer — a stall for every name and
+/// value of every event decoded. Decoding the JSON of an order event like `bench match`'s took
+/// ≈ 900 ns with `SmolStr::new` everywhere, ≈ 780 ns with `new_inline`. And it is made with its
+/// length known: `new_inline` copies a text of unknown length with a call to `memcpy`, where one
+/// arm per length lets the compiler copy it with a few moves of fixed widths (alternating runs:
+/// a share of `bench match`'s events decoded in ≈ 177 ns per event instead of ≈ 203, an order
+/// document in 514–553 ns instead of 549–569).
 #[inline(always)]
 pub(crate) fn text(text: &str) -> SmolStr {
-    if text.len() <= INLINE_TEXT {
-        SmolStr::new_inline(text)
-    } else {
-        SmolStr::new(text)
-    }
-}
-
-/// `text` as a [`SmolStr`], inline when it is short enough, made with its length known:
-/// `SmolStr::new_inline` copies a text of unknown length with a call to `memcpy`, where one arm
-/// per length lets the compiler copy it with a few moves of fixed widths. Decoding a share of
-/// `bench match`'s events, its short text values made this way: ≈ 177 ns per event instead of
-/// ≈ 203 (alternating runs).
-#[inline(always)]
-pub(crate) fn inline_text(text: &str) -> SmolStr {
     macro_rules! by_length {
         ($($len:literal)*) => {
             match text.len() {
@@ -535,8 +525,8 @@ impl<'de> serde::de::Visitor<'de> for PushAttr<'_, '_> {
         if self.name.len() > INLINE_TEXT || s.len() > INLINE_TEXT {
             return self.push(Json.visit_str(s));
         }
-        let value = AttrValue::Str(SmolStr::new_inline(s));
-        self.pairs.push((SmolStr::new_inline(self.name), value));
+        let value = AttrValue::Str(text(s));
+        self.pairs.push((text(self.name), value));
         Ok(())
     }
 
@@ -723,9 +713,7 @@ mod tests {
         for t in &texts {
             assert_eq!(text(t), SmolStr::new(t), "{t:?}");
             assert_eq!(text(t).as_str(), t);
-            let made = inline_text(t);
-            assert_eq!(made.as_str(), t);
-            assert_eq!(made.is_heap_allocated(), t.len() > INLINE_TEXT, "{t:?}");
+            assert_eq!(text(t).is_heap_allocated(), t.len() > INLINE_TEXT, "{t:?}");
         }
         let attrs: serde_json::Map<String, serde_json::Value> = texts
             .iter()
