@@ -176,6 +176,6 @@ impl<'a> Reader<'a> {
         for _ in 0..len {
             items.push(self.value()?);
         }
-        Some(AttrValue::List(items))
+        Some(AttrValue::List(items.into_boxed_slice()))
     }
 }
