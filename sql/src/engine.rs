@@ -22,6 +22,7 @@ use crate::catalog::{
     CATALOG, SCHEMA, TenantCatalogList, TenantSchema, Warehouse, validate_tenant,
 };
 use crate::crm::CrmTables;
+use crate::file_pruning::FileStatisticsPruning;
 use crate::functions;
 use crate::limits::{self, QueryLimits, QueryMemoryPool, TotalMemory};
 use crate::live::{LiveConfig, LiveSnapshot, LiveTables};
@@ -350,6 +351,7 @@ impl DashboardEngine {
             .with_config(warehouse.config().clone())
             .with_runtime_env(warehouse.runtime())
             .with_default_features()
+            .with_physical_optimizer_rules(FileStatisticsPruning::with_default_rules())
             // No `CREATE EXTERNAL TABLE ... STORED AS ...` factories: nothing but the warehouse.
             .with_table_factories(HashMap::new())
             .with_catalog_list(Arc::new(TenantCatalogList::new(schema, sources)));

@@ -74,6 +74,7 @@ pub mod catalog;
 pub mod crm;
 pub mod engine;
 pub mod error;
+pub mod file_pruning;
 pub mod functions;
 pub mod ga4;
 pub mod limits;
