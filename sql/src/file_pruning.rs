@@ -417,113 +417,120 @@ mod tests {
         }
     }
 
-    const TOTALS: &str = "SELECT count(*) AS orders, count(order_date) AS dated, sum(revenue) AS revenue \
-                          FROM orders WHERE ";
+    const TOTALS: &str = "SELECT count(*) AS orders, count(order_date) AS dated, \
+                          sum(revenue) AS revenue FROM orders WHERE";
+
+    /// The order files, a session with the rule and one without.
+    struct Warehouse {
+        ctx: SessionContext,
+        plain: SessionContext,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Warehouse {
+        async fn open() -> Self {
+            let dir = tempfile::tempdir().expect("temp dir");
+            orders(dir.path());
+            Self {
+                ctx: session(dir.path(), true).await,
+                plain: session(dir.path(), false).await,
+                _dir: dir,
+            }
+        }
+
+        /// Runs `sql` with the rule, checks its answer is the one without it, returns its plan.
+        async fn answer(&self, sql: &str) -> Planned {
+            let (pruned, expected) = (run(&self.ctx, sql).await, run(&self.plain, sql).await);
+            assert_eq!(pruned.answer, expected.answer, "{sql}");
+            assert!(pruned.files <= expected.files, "{sql}");
+            pruned
+        }
+
+        /// [`Self::answer`] of the totals of the orders `predicate` keeps: order and dated
+        /// order counts as the answer's first cells.
+        async fn totals(&self, predicate: &str, orders: u32, dated: u32) -> Planned {
+            let planned = self.answer(&format!("{TOTALS} {predicate}")).await;
+            let cells = format!("| {orders:<6} | {dated:<5} |");
+            assert!(
+                planned.answer.contains(&cells),
+                "{predicate}: {}",
+                planned.answer
+            );
+            planned
+        }
+    }
+
+    impl Planned {
+        fn compares_dates(&self) -> bool {
+            self.filters
+                .iter()
+                .any(|filter| filter.contains("order_date"))
+        }
+    }
 
     #[tokio::test]
     async fn a_range_covering_whole_files_reads_only_them_and_compares_no_date() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        orders(dir.path());
-        let (ctx, plain) = (
-            session(dir.path(), true).await,
-            session(dir.path(), false).await,
-        );
-        let sql =
-            format!("{TOTALS} order_date >= DATE '2025-02-01' AND order_date < DATE '2025-04-01'");
-        let pruned = run(&ctx, &sql).await;
-        assert_eq!(pruned.answer, run(&plain, &sql).await.answer);
+        let warehouse = Warehouse::open().await;
+        let planned = warehouse
+            .totals(
+                "order_date >= DATE '2025-02-01' AND order_date < DATE '2025-04-01'",
+                200,
+                200,
+            )
+            .await;
+        assert_eq!(planned.files, 2, "February's and March's files only");
         assert!(
-            pruned.answer.contains("| 200    | 200   |"),
-            "{}",
-            pruned.answer
-        );
-        assert_eq!(pruned.files, 2, "February's and March's files only");
-        assert!(
-            pruned.filters.is_empty(),
+            planned.filters.is_empty(),
             "no filter left: {:?}",
-            pruned.filters
+            planned.filters
         );
 
         // A conjunct the statistics cannot decide stays; the date range goes.
-        let sql = format!(
-            "{TOTALS} order_date BETWEEN DATE '2025-01-01' AND DATE '2025-02-28' AND status = 'paid'"
-        );
-        let pruned = run(&ctx, &sql).await;
-        assert_eq!(pruned.answer, run(&plain, &sql).await.answer);
-        assert!(
-            pruned.answer.contains("| 100    | 100   |"),
-            "{}",
-            pruned.answer
-        );
-        assert_eq!(pruned.files, 2);
-        assert_eq!(pruned.filters.len(), 1);
-        assert!(
-            !pruned.filters[0].contains("order_date"),
-            "{:?}",
-            pruned.filters
-        );
+        let planned = warehouse
+            .totals(
+                "order_date BETWEEN DATE '2025-01-01' AND DATE '2025-02-28' AND status = 'paid'",
+                100,
+                100,
+            )
+            .await;
+        assert_eq!(planned.files, 2);
+        assert_eq!(planned.filters.len(), 1);
+        assert!(!planned.compares_dates(), "{:?}", planned.filters);
     }
 
     #[tokio::test]
     async fn a_range_cutting_a_file_keeps_comparing_dates() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        orders(dir.path());
-        let (ctx, plain) = (
-            session(dir.path(), true).await,
-            session(dir.path(), false).await,
-        );
+        let warehouse = Warehouse::open().await;
         // January whole, February's first five days of ten.
-        let sql =
-            format!("{TOTALS} order_date >= DATE '2025-01-01' AND order_date < DATE '2025-02-06'");
-        let pruned = run(&ctx, &sql).await;
-        assert_eq!(pruned.answer, run(&plain, &sql).await.answer);
-        assert!(
-            pruned.answer.contains("| 150    | 150   |"),
-            "{}",
-            pruned.answer
-        );
-        assert_eq!(pruned.files, 2);
-        assert!(
-            pruned.filters.iter().any(|f| f.contains("order_date")),
-            "{:?}",
-            pruned.filters
-        );
+        let planned = warehouse
+            .totals(
+                "order_date >= DATE '2025-01-01' AND order_date < DATE '2025-02-06'",
+                150,
+                150,
+            )
+            .await;
+        assert_eq!(planned.files, 2);
+        assert!(planned.compares_dates(), "{:?}", planned.filters);
     }
 
     #[tokio::test]
     async fn orders_without_a_date_never_pass_a_date_range() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        orders(dir.path());
-        let (ctx, plain) = (
-            session(dir.path(), true).await,
-            session(dir.path(), false).await,
-        );
+        let warehouse = Warehouse::open().await;
         // April's file: every dated order is inside the range, two have no date at all.
-        let sql =
-            format!("{TOTALS} order_date >= DATE '2025-04-01' AND order_date < DATE '2025-05-01'");
-        let pruned = run(&ctx, &sql).await;
-        assert_eq!(pruned.answer, run(&plain, &sql).await.answer);
-        assert!(
-            pruned.answer.contains("| 100    | 100   |"),
-            "{}",
-            pruned.answer
-        );
-        assert_eq!(pruned.files, 1);
-        assert!(
-            pruned.filters.iter().any(|f| f.contains("order_date")),
-            "{:?}",
-            pruned.filters
-        );
+        let planned = warehouse
+            .totals(
+                "order_date >= DATE '2025-04-01' AND order_date < DATE '2025-05-01'",
+                100,
+                100,
+            )
+            .await;
+        assert_eq!(planned.files, 1);
+        assert!(planned.compares_dates(), "{:?}", planned.filters);
     }
 
     #[tokio::test]
     async fn answers_match_a_plan_without_the_rule() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        orders(dir.path());
-        let (ctx, plain) = (
-            session(dir.path(), true).await,
-            session(dir.path(), false).await,
-        );
+        let warehouse = Warehouse::open().await;
         for predicate in [
             "order_date < DATE '2025-01-01'",
             "order_date >= DATE '2025-03-10'",
@@ -537,16 +544,15 @@ mod tests {
             // leave it out of their maximum.
             "revenue < 1000",
         ] {
-            let sql = format!("{TOTALS} {predicate}");
-            let (pruned, expected) = (run(&ctx, &sql).await, run(&plain, &sql).await);
-            assert_eq!(pruned.answer, expected.answer, "{predicate}");
-            assert!(pruned.files <= expected.files, "{predicate}");
+            warehouse.answer(&format!("{TOTALS} {predicate}")).await;
         }
         // Grouped answers too, with the rule's scan under an aggregate and a sort.
-        let sql = "SELECT date_trunc('month', order_date) AS month, sum(revenue) AS revenue \
-                   FROM orders WHERE order_date >= DATE '2025-02-01' GROUP BY 1 ORDER BY 1";
-        let (pruned, expected) = (run(&ctx, sql).await, run(&plain, sql).await);
-        assert_eq!(pruned.answer, expected.answer);
-        assert_eq!(pruned.files, 3);
+        let planned = warehouse
+            .answer(
+                "SELECT date_trunc('month', order_date) AS month, sum(revenue) AS revenue \
+                 FROM orders WHERE order_date >= DATE '2025-02-01' GROUP BY 1 ORDER BY 1",
+            )
+            .await;
+        assert_eq!(planned.files, 3);
     }
 }
