@@ -195,11 +195,12 @@ impl FluvioTopic {
         let config = ConsumerConfig::builder()
             .build()
             .map_err(|e| self.error(e))?;
+        let partition_name = format!("{} partition {partition}", self.topic);
         #[allow(deprecated)] // see above
         let consumer = bounded(
             &self.endpoint,
             self.timeout,
-            "open a consumer",
+            &format!("open a consumer of {partition_name}"),
             self.fluvio
                 .partition_consumer(self.topic.clone(), partition),
         )
@@ -208,7 +209,10 @@ impl FluvioTopic {
         let stream = bounded(
             &self.endpoint,
             self.timeout,
-            "open a consumer",
+            &match from {
+                Some(offset) => format!("start reading {partition_name} at offset {offset}"),
+                None => format!("start reading {partition_name} from the beginning"),
+            },
             consumer.stream_with_config(offset, config),
         )
         .await?;
