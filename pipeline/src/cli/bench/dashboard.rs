@@ -284,7 +284,8 @@ impl DuckDb {
             .arg(&plan_path)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            // Its complaints (a missing package, a failed query) go where the bench's go.
+            .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot run {python}"))?;
@@ -302,9 +303,8 @@ impl DuckDb {
         Ok(duck)
     }
 
-    /// The runner's next line; its error output when it has ended instead.
+    /// The runner's next line, or why there is none.
     async fn reply(&mut self) -> anyhow::Result<Value> {
-        use tokio::io::AsyncReadExt;
         if let Some(line) = self.replies.next_line().await? {
             let reply: Value = serde_json::from_str(&line)
                 .with_context(|| format!("the DuckDB runner wrote {line:?}"))?;
@@ -313,12 +313,8 @@ impl DuckDb {
             }
             return Ok(reply);
         }
-        let mut stderr = String::new();
-        if let Some(mut pipe) = self.process.stderr.take() {
-            pipe.read_to_string(&mut stderr).await?;
-        }
         let status = self.process.wait().await?;
-        anyhow::bail!("the DuckDB runner ended ({status}): {}", stderr.trim())
+        anyhow::bail!("the DuckDB runner ended ({status}; its output above says why)")
     }
 
     /// One run of the query named `name`: its time in milliseconds and the runner's reply (row
