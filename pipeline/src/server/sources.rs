@@ -46,8 +46,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How often lag is measured.
 const WATERMARK_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a partition's stream may deliver nothing before the reader asks the cluster whether
-/// records are waiting past its position (then the stream has stalled and is opened again).
-const STALL_CHECK: Duration = Duration::from_secs(5);
+/// records are waiting past its position (then the stream has stalled and is opened again). A
+/// stall delays the partition's records by about this much (seen in `bench fluvio` about once in
+/// six runs on a slow machine); the question is one small call a second while a topic is idle.
+const STALL_CHECK: Duration = Duration::from_secs(1);
 /// Records a reader forwards to its committer at once, at most: those the stream has ready, so
 /// the stall timer and the channel cost once per run of records rather than once per record.
 const FORWARD_RECORDS: usize = 256;
