@@ -18,15 +18,15 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::Result as DfResult;
+use datafusion::common::Statistics;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::pruning::PrunableStatistics;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
-use datafusion::common::{ScalarValue, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
 use datafusion::datasource::source::{DataSource, DataSourceExec};
 use datafusion::logical_expr::Operator;
-use datafusion::physical_expr::expressions::{BinaryExpr, IsNullExpr, Literal, NotExpr};
+use datafusion::physical_expr::expressions::{BinaryExpr, IsNullExpr, NotExpr};
 use datafusion::physical_expr::projection::ProjectionExprs;
 use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_expr::{
@@ -139,30 +139,25 @@ fn prune_filtered_scan(
     } else {
         Arc::clone(filter.input())
     };
-    let rewritten: Arc<dyn ExecutionPlan> = match conjunction(remaining) {
-        // `conjunction` of nothing is the literal `true`: with a row limit the filter stays to
-        // count rows; otherwise only its projection is left.
-        predicate if filter.fetch().is_none() && is_true(&predicate) => match filter.projection() {
+    // With nothing left to check the filter goes, leaving its projection; with a row limit it
+    // stays (on the literal `true`) to count rows.
+    let rewritten: Arc<dyn ExecutionPlan> = if remaining.is_empty() && filter.fetch().is_none() {
+        match filter.projection() {
             Some(columns) => {
                 let projection = ProjectionExprs::from_indices(columns, &input.schema());
                 Arc::new(ProjectionExec::try_new(projection.iter().cloned(), input)?)
             }
             None => input,
-        },
-        predicate => Arc::new(
+        }
+    } else {
+        Arc::new(
             FilterExecBuilder::from(filter)
                 .with_input(input)
-                .with_predicate(predicate)
+                .with_predicate(conjunction(remaining))
                 .build()?,
-        ),
+        )
     };
     Ok(Transformed::yes(rewritten))
-}
-
-/// Whether `expr` is the literal `true`.
-fn is_true(expr: &Arc<dyn PhysicalExpr>) -> bool {
-    expr.downcast_ref::<Literal>()
-        .is_some_and(|literal| literal.value() == &ScalarValue::Boolean(Some(true)))
 }
 
 /// Every file's statistics, in file-group order, or `None` if any file has none (statistics
