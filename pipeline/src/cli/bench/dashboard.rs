@@ -231,22 +231,29 @@ async fn timed(
     Ok((ms, result))
 }
 
+/// `warmup` untimed runs of `spec` (at least one), then `iterations` timed ones: their times in
+/// milliseconds and the last answer. `after_each` runs after every run, told whether it was timed.
 async fn time_engine(
     engine: &DashboardEngine,
     spec: &Value,
     warmup: usize,
     iterations: usize,
     expect_cached: bool,
+    mut after_each: impl AsyncFnMut(bool),
 ) -> anyhow::Result<(Vec<f64>, QueryResult)> {
+    let warmup = warmup.max(1);
     let mut last = None;
-    for _ in 0..warmup.max(1) {
-        last = Some(engine.query_spec(TENANT, spec).await?);
-    }
     let mut samples = Vec::with_capacity(iterations);
-    for _ in 0..iterations {
-        let (ms, result) = timed(engine, spec, expect_cached).await?;
-        samples.push(ms);
-        last = Some(result);
+    for run in 0..warmup + iterations {
+        let timed_run = run >= warmup;
+        if timed_run {
+            let (ms, result) = timed(engine, spec, expect_cached).await?;
+            samples.push(ms);
+            last = Some(result);
+        } else {
+            last = Some(engine.query_spec(TENANT, spec).await?);
+        }
+        after_each(timed_run).await;
     }
     let last = last.context("no run")?;
     Ok((samples, last))
@@ -394,43 +401,56 @@ pub async fn run(args: DashboardBenchArgs) -> anyhow::Result<Value> {
         // Result cache off, every run optimized from scratch: what a spec asked for the first
         // time costs.
         cold.set_plan_cache(false);
-        let (planned_samples, _) =
-            time_engine(&cold, &query.spec, args.warmup, args.iterations, false).await?;
+        let (planned_samples, _) = time_engine(
+            &cold,
+            &query.spec,
+            args.warmup,
+            args.iterations,
+            false,
+            async |_| {},
+        )
+        .await?;
         // Result cache off, the optimized plan re-used: a dashboard asked again. Each run is
         // followed by DuckDB's run of the same question, so the two engines' samples come from
         // the same seconds of the machine (whose speed may drift within a benchmark).
         cold.set_plan_cache(true);
-        let warmup = args.warmup.max(1);
-        let mut cold_samples = Vec::with_capacity(args.iterations);
         let mut duck_samples = Vec::with_capacity(args.iterations);
-        let (mut answer, mut duck_answer) = (None, None);
-        for run in 0..warmup + args.iterations {
-            let (ms, result) = timed(&cold, &query.spec, false).await?;
-            answer = Some(result);
-            let timed_run = run >= warmup;
-            if timed_run {
-                cold_samples.push(ms);
-            }
-            let Some(duck) = duckdb.as_mut() else {
-                continue;
-            };
-            match duck.run(query.name).await {
-                Ok((ms, reply)) => {
-                    if timed_run {
-                        duck_samples.push(ms);
+        let mut duck_answer = None;
+        let (cold_samples, answer) = time_engine(
+            &cold,
+            &query.spec,
+            args.warmup,
+            args.iterations,
+            false,
+            async |timed_run| {
+                let Some(duck) = duckdb.as_mut() else {
+                    return;
+                };
+                match duck.run(query.name).await {
+                    Ok((ms, reply)) => {
+                        if timed_run {
+                            duck_samples.push(ms);
+                        }
+                        duck_answer = Some(reply);
                     }
-                    duck_answer = Some(reply);
+                    Err(e) => {
+                        eprintln!("DuckDB side stopped at {}: {e:#}", query.name);
+                        duckdb = None;
+                        duck_answer = None;
+                    }
                 }
-                Err(e) => {
-                    eprintln!("DuckDB side stopped at {}: {e:#}", query.name);
-                    duckdb = None;
-                    duck_answer = None;
-                }
-            }
-        }
-        let answer = answer.context("no run")?;
-        let (cached_samples, cached_answer) =
-            time_engine(&cached, &query.spec, args.warmup, args.iterations, true).await?;
+            },
+        )
+        .await?;
+        let (cached_samples, cached_answer) = time_engine(
+            &cached,
+            &query.spec,
+            args.warmup,
+            args.iterations,
+            true,
+            async |_| {},
+        )
+        .await?;
         anyhow::ensure!(
             cached_answer.num_rows() == answer.num_rows(),
             "{}: the cached answer has {} rows, the fresh one {}",
