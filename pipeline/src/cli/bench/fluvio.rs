@@ -43,6 +43,8 @@ pub struct FluvioBenchArgs {
     pub fluvio_bin: String,
     /// Events/s the producer streams while the server is killed and restarted.
     pub stream_rate: usize,
+    /// Live tables on (events read into `raw_events`/`orders` and compacted into Parquet).
+    pub live: bool,
 }
 
 const TENANT: &str = "bench";
@@ -59,13 +61,14 @@ fn order(n: usize, now_ms: i64) -> String {
     .to_string()
 }
 
-fn config(dir: &std::path::Path, workers: usize) -> Config {
+fn config(dir: &std::path::Path, args: &FluvioBenchArgs) -> Config {
     let mut config = Config {
         data_dir: dir.to_path_buf(),
         ..Config::default()
     };
     config.server.listen = "127.0.0.1:0".into();
-    config.engine.workers = workers;
+    config.engine.workers = args.workers;
+    config.dashboard.live.enabled = args.live;
     config.tenants = vec![TenantConfig {
         id: TENANT.into(),
         name: None,
@@ -141,7 +144,7 @@ pub async fn run(args: FluvioBenchArgs) -> anyhow::Result<serde_json::Value> {
     let dir = std::env::temp_dir().join(format!("tidemark-bench-fluvio-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     {
-        let server = Server::start(config(&dir, args.workers)).await?;
+        let server = Server::start(config(&dir, &args)).await?;
         let client = connectors::http::client();
         let base = format!("http://{}", server.addr);
         for r in 0..20 {
@@ -168,7 +171,7 @@ pub async fn run(args: FluvioBenchArgs) -> anyhow::Result<serde_json::Value> {
         }
         server.shutdown().await;
     }
-    let mut with_source = config(&dir, args.workers);
+    let mut with_source = config(&dir, &args);
     let source = FluvioSourceConfig {
         name: None,
         endpoint: args.endpoint.clone(),
@@ -223,7 +226,20 @@ pub async fn run(args: FluvioBenchArgs) -> anyhow::Result<serde_json::Value> {
     }
     let matched = started.elapsed();
     let logged_count = store.event_count(TENANT)?;
-    let mut child_config = config(&dir, args.workers);
+    // Live tables read the log behind the committer, on a thread that yields to it: when their
+    // tail holds every event (a fresh log numbers its events from 1).
+    let mut live_read = None;
+    if let Some(live) = &server.live {
+        while live.status().applied < logged_count {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the live tables did not read every event"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        live_read = Some(started.elapsed());
+    }
+    let mut child_config = config(&dir, &args);
     child_config.sources = sources;
     server.shutdown().await;
 
@@ -240,6 +256,7 @@ pub async fn run(args: FluvioBenchArgs) -> anyhow::Result<serde_json::Value> {
         "events": args.events,
         "partitions": args.partitions,
         "workers": args.workers,
+        "live_tables": args.live,
         "produce_events_per_sec": rate(args.events as f64, produce_seconds),
         "raw_consume": {"records": raw_records, "seconds": raw_seconds, "records_per_sec": raw_rate},
         "tidemark": {
@@ -248,6 +265,7 @@ pub async fn run(args: FluvioBenchArgs) -> anyhow::Result<serde_json::Value> {
             "logged_events_per_sec": logged_rate,
             "matched_seconds": matched.as_secs_f64(),
             "matched_events_per_sec": rate(args.events as f64, matched.as_secs_f64()),
+            "live_read_seconds": live_read.map(|d| d.as_secs_f64()),
         },
         // How long each side took to its first record (the CLI for each partition from its
         // start, the server from its start to its first commit), so a start-up cost shows

@@ -189,6 +189,9 @@ pub enum Which {
         /// Events/s streamed while a server is killed and restarted.
         #[arg(long, default_value_t = 50_000)]
         stream_rate: usize,
+        /// Live tables (`[dashboard.live]`): `on` (the default, as in `serve`) or `off`.
+        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+        live: String,
     },
     /// Scheduled reports: a 6-block weekly report generated over the demo warehouse (goal p50
     /// ≤ 500 ms, p95 ≤ 1 s, ≤ 200 MB added), charts alone (≤ 20 ms each), and 100,000 report
@@ -423,6 +426,7 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
             workers,
             fluvio_bin,
             stream_rate,
+            live,
         } => {
             fluvio::run(fluvio::FluvioBenchArgs {
                 endpoint,
@@ -431,6 +435,7 @@ pub async fn run(which: Which) -> anyhow::Result<()> {
                 workers,
                 fluvio_bin,
                 stream_rate,
+                live: live == "on",
             })
             .await?
         }
