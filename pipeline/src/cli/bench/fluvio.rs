@@ -217,26 +217,21 @@ pub async fn run(args: FluvioBenchArgs) -> anyhow::Result<serde_json::Value> {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    while server.runtime.stats().events < args.events as u64 {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the engine did not process every event"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until(deadline, "the engine did not process every event", || {
+        server.runtime.stats().events >= args.events as u64
+    })
+    .await?;
     let matched = started.elapsed();
     let logged_count = store.event_count(TENANT)?;
     // Live tables read the log behind the committer, on a thread that yields to it: when their
-    // tail holds every event (a fresh log numbers its events from 1).
+    // tail reaches the log's end.
     let mut live_read = None;
     if let Some(live) = &server.live {
-        while live.status().applied < logged_count {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the live tables did not read every event"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let log_end = store.last_event_seq()?;
+        until(deadline, "the live tables did not read every event", || {
+            live.status().applied >= log_end
+        })
+        .await?;
         live_read = Some(started.elapsed());
     }
     let mut child_config = config(&dir, &args);
@@ -278,6 +273,19 @@ pub async fn run(args: FluvioBenchArgs) -> anyhow::Result<serde_json::Value> {
         "goal": "logged and matched >= 200,000 events/s and >= 0.8x the raw consume rate; \
                  after a SIGKILL, lag under 1 s within 5 s of the restart",
     }))
+}
+
+/// Waits, checking every 5 ms, until `done()`; fails with `failure` at `deadline`.
+async fn until(
+    deadline: Instant,
+    failure: &str,
+    mut done: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    while !done() {
+        anyhow::ensure!(Instant::now() < deadline, "{failure}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
 }
 
 /// The records one partition received while streaming: the instant each was acknowledged,
